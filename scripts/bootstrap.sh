@@ -1,0 +1,53 @@
+# Sourced by scripts/demo and scripts/test: prepares everything they need.
+#  - system packages the tests and the demo use (tshark, strongSwan), with apt-get when root;
+#  - a local virtual environment in .venv with the package (editable) and its test tools.
+# Safe to run again: it only does work when something is missing or pyproject.toml changed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PYTHON="${PYTHON:-python3}"
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+need_apt=()
+command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
+[ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins)
+command -v swanctl >/dev/null 2>&1 || need_apt+=(strongswan-swanctl)
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    need_apt+=(python3-venv)
+fi
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing system packages: ${need_apt[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    else
+        say "missing system packages (${need_apt[*]}); run as root to install them with apt-get"
+    fi
+fi
+
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    say "Python 3.11 or newer is required (found $("$PYTHON" --version 2>&1))"
+    exit 1
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    say "creating virtual environment in .venv"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+stamp="$VENV/.installed-$(sha256sum "$ROOT/pyproject.toml" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+    say "installing twisted-rserpool and its test tools into .venv"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[test]"
+    rm -f "$VENV"/.installed-*
+    touch "$stamp"
+fi
+
+export PATH="$VENV/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1
+cd "$ROOT"
