@@ -1,0 +1,443 @@
+"""A bridge to Wireshark's command-line dissector, tshark, for RSerPool payloads.
+
+Build classic pcap files from application payloads (ASAP and ENRP messages) wrapped in
+synthetic Ethernet, IPv4 or IPv6, and UDP, TCP or SCTP headers with correct lengths and
+checksums, then let tshark dissect them: as JSON trees for tests that compare our codec with
+Wireshark's, or as tshark's human-readable detail text for demonstrations.
+
+tshark 4.0 dissects ASAP on SCTP payload protocol identifier 11 and on SCTP, UDP and TCP
+port 3863, and ENRP on SCTP payload protocol identifier 12 and on SCTP and UDP port 9901
+(not on TCP unless asked with ``decode_as=("tcp.port==9901,enrp",)``).
+
+This module uses no reactor; it runs tshark synchronously with :mod:`subprocess`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "ASAP_PORT",
+    "ASAP_PPID",
+    "ENRP_PORT",
+    "ENRP_PPID",
+    "Packet",
+    "TsharkError",
+    "asap_packet",
+    "describe",
+    "dissect",
+    "enrp_packet",
+    "field_values",
+    "find_tshark",
+    "pcap_bytes",
+    "problems",
+    "write_pcap",
+]
+
+Transport = Literal["udp", "tcp", "sctp"]
+
+ASAP_PORT = 3863
+"""The IANA port of ASAP (SCTP, TCP and UDP)."""
+ENRP_PORT = 9901
+"""The IANA port of ENRP (SCTP and UDP)."""
+ASAP_PPID = 11
+"""The SCTP payload protocol identifier of ASAP."""
+ENRP_PPID = 12
+"""The SCTP payload protocol identifier of ENRP."""
+
+_LINKTYPE_ETHERNET = 1
+_ETHERTYPE_IPV4 = 0x0800
+_ETHERTYPE_IPV6 = 0x86DD
+_PROTOCOL_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "sctp": 132}
+_MAX_IP_PAYLOAD = 0xFFFF - 60
+_BASE_TIME = 1_700_000_000
+_TIMEOUT = 120.0
+
+
+class TsharkError(RuntimeError):
+    """tshark is missing, failed, or printed output this module cannot read."""
+
+
+@dataclass(frozen=True)
+class Packet:
+    """One application payload carried in one IP packet.
+
+    ``src`` and ``dst`` are IPv4 or IPv6 address strings of the same family. ``ppid`` is the
+    SCTP payload protocol identifier of the DATA chunk and only matters for ``"sctp"``.
+    """
+
+    payload: bytes
+    transport: Transport
+    src: str = "192.0.2.1"
+    dst: str = "192.0.2.2"
+    sport: int = ASAP_PORT
+    dport: int = ASAP_PORT
+    ppid: int = 0
+
+    def __post_init__(self) -> None:
+        if self.transport not in _PROTOCOL_NUMBERS:
+            raise ValueError(f"unknown transport {self.transport!r}")
+        source = ipaddress.ip_address(self.src)
+        destination = ipaddress.ip_address(self.dst)
+        if source.version != destination.version:
+            raise ValueError("src and dst must be addresses of the same IP version")
+        for port in (self.sport, self.dport):
+            if not 0 <= port <= 0xFFFF:
+                raise ValueError(f"port {port} out of range")
+        if not 0 <= self.ppid <= 0xFFFFFFFF:
+            raise ValueError(f"payload protocol identifier {self.ppid} out of range")
+        if len(self.payload) > _MAX_IP_PAYLOAD - 32:
+            raise ValueError("payload too large for one IP packet")
+
+
+def asap_packet(payload: bytes, transport: Transport = "sctp", **fields: Any) -> Packet:
+    """A packet that tshark dissects as ASAP: PPID 11 on SCTP, port 3863 on UDP and TCP."""
+    fields.setdefault("sport", ASAP_PORT)
+    fields.setdefault("dport", ASAP_PORT)
+    if transport == "sctp":
+        fields.setdefault("ppid", ASAP_PPID)
+    return Packet(payload, transport, **fields)
+
+
+def enrp_packet(payload: bytes, transport: Transport = "sctp", **fields: Any) -> Packet:
+    """A packet that tshark dissects as ENRP: PPID 12 on SCTP, port 9901 on UDP."""
+    fields.setdefault("sport", ENRP_PORT)
+    fields.setdefault("dport", ENRP_PORT)
+    if transport == "sctp":
+        fields.setdefault("ppid", ENRP_PPID)
+    return Packet(payload, transport, **fields)
+
+
+# Checksums ---------------------------------------------------------------------------------
+
+
+def _internetChecksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _crc32cTable() -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C_TABLE = _crc32cTable()
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    return crc ^ 0xFFFFFFFF
+
+
+# Headers -----------------------------------------------------------------------------------
+
+
+def _pseudoHeader(packet: Packet, length: int) -> bytes:
+    source = ipaddress.ip_address(packet.src).packed
+    destination = ipaddress.ip_address(packet.dst).packed
+    protocol = _PROTOCOL_NUMBERS[packet.transport]
+    if len(source) == 4:
+        return source + destination + struct.pack("!BBH", 0, protocol, length)
+    return source + destination + struct.pack("!I3xB", length, protocol)
+
+
+def _transportSegment(packet: Packet, sequence: int) -> bytes:
+    payload = packet.payload
+    if packet.transport == "udp":
+        length = 8 + len(payload)
+        header = struct.pack("!HHHH", packet.sport, packet.dport, length, 0)
+        checksum = _internetChecksum(_pseudoHeader(packet, length) + header + payload) or 0xFFFF
+        return header[:6] + struct.pack("!H", checksum) + payload
+    if packet.transport == "tcp":
+        # PSH+ACK, a 20-byte header, window 65535.
+        header = struct.pack(
+            "!HHIIBBHHH", packet.sport, packet.dport, sequence, 1, 5 << 4, 0x18, 0xFFFF, 0, 0
+        )
+        length = len(header) + len(payload)
+        checksum = _internetChecksum(_pseudoHeader(packet, length) + header + payload)
+        return header[:16] + struct.pack("!H", checksum) + header[18:] + payload
+    # SCTP: common header and one unfragmented DATA chunk (flags B and E).
+    chunkLength = 16 + len(payload)
+    chunk = struct.pack(
+        "!BBHIHHI", 0, 0x03, chunkLength, sequence, 0, (sequence - 1) & 0xFFFF, packet.ppid
+    )
+    chunk += payload
+    chunk += b"\x00" * (-len(chunk) % 4)
+    common = struct.pack("!HHII", packet.sport, packet.dport, 1, 0)
+    crc = _crc32c(common + chunk)
+    return common[:8] + struct.pack("<I", crc) + chunk
+
+
+def _ipPacket(packet: Packet, segment: bytes, identification: int) -> tuple[int, bytes]:
+    source = ipaddress.ip_address(packet.src).packed
+    destination = ipaddress.ip_address(packet.dst).packed
+    protocol = _PROTOCOL_NUMBERS[packet.transport]
+    if len(source) == 4:
+        header = struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0,
+            20 + len(segment),
+            identification & 0xFFFF,
+            0x4000,  # don't fragment
+            64,
+            protocol,
+            0,
+            source,
+            destination,
+        )
+        checksum = _internetChecksum(header)
+        header = header[:10] + struct.pack("!H", checksum) + header[12:]
+        return _ETHERTYPE_IPV4, header + segment
+    header = struct.pack("!IHBB16s16s", 6 << 28, len(segment), protocol, 64, source, destination)
+    return _ETHERTYPE_IPV6, header + segment
+
+
+def _frames(packets: Iterable[Packet]) -> Iterable[bytes]:
+    sequences: dict[tuple[str, str, str, int, int], int] = {}
+    for index, packet in enumerate(packets):
+        flow = (packet.transport, packet.src, packet.dst, packet.sport, packet.dport)
+        if packet.transport == "tcp":
+            sequence = sequences.get(flow, 1)
+            sequences[flow] = sequence + len(packet.payload)
+        else:
+            sequence = sequences.get(flow, 1)
+            sequences[flow] = sequence + 1
+        segment = _transportSegment(packet, sequence)
+        etherType, ip = _ipPacket(packet, segment, index + 1)
+        ethernet = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
+        yield ethernet + struct.pack("!H", etherType) + ip
+
+
+def pcap_bytes(packets: Iterable[Packet]) -> bytes:
+    """The contents of a classic (libpcap, microsecond) capture file holding ``packets``.
+
+    Each packet becomes one Ethernet frame; TCP sequence numbers and SCTP TSNs continue
+    within each flow, so consecutive packets of one flow form a clean stream.
+    """
+    parts = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0xFFFF, _LINKTYPE_ETHERNET)]
+    for index, frame in enumerate(_frames(packets)):
+        parts.append(struct.pack("<IIII", _BASE_TIME + index, 0, len(frame), len(frame)))
+        parts.append(frame)
+    return b"".join(parts)
+
+
+def write_pcap(path: str | os.PathLike[str], packets: Iterable[Packet]) -> None:
+    """Write ``packets`` to a classic pcap file at ``path`` (see :func:`pcap_bytes`)."""
+    Path(path).write_bytes(pcap_bytes(packets))
+
+
+# Running tshark ----------------------------------------------------------------------------
+
+
+def find_tshark() -> str | None:
+    """The path of the tshark executable on ``PATH``, or None when it is not installed."""
+    return shutil.which("tshark")
+
+
+def _run(
+    packets: Sequence[Packet],
+    arguments: Sequence[str],
+    tshark: str | None,
+    decode_as: Iterable[str],
+    options: Iterable[str],
+) -> str:
+    executable = tshark if tshark is not None else find_tshark()
+    if executable is None:
+        raise TsharkError("tshark is not installed")
+    with tempfile.TemporaryDirectory(prefix="rserpool-tshark-") as directory:
+        capture = Path(directory, "capture.pcap")
+        write_pcap(capture, packets)
+        configuration = Path(directory, "config")
+        configuration.mkdir()
+        command = [executable, "-n", "-r", str(capture)]
+        for rule in decode_as:
+            command += ["-d", rule]
+        for option in options:
+            command += ["-o", option]
+        command += list(arguments)
+        # An empty personal configuration keeps the user's preferences out of the result.
+        environment = dict(os.environ, WIRESHARK_CONFIG_DIR=str(configuration))
+        try:
+            completed = subprocess.run(
+                command,
+                capture_output=True,
+                check=False,
+                env=environment,
+                timeout=_TIMEOUT,
+            )
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise TsharkError(f"could not run {executable}: {e}") from e
+    if completed.returncode != 0:
+        raise TsharkError(
+            f"{executable} exited with status {completed.returncode}: "
+            f"{completed.stderr.decode('utf-8', 'replace').strip()}"
+        )
+    return completed.stdout.decode("utf-8", "replace")
+
+
+class _Repeated(list[Any]):
+    """The values of a key that tshark repeated within one JSON object."""
+
+
+def _mergeDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(merged[key], _Repeated):
+            merged[key].append(value)
+        else:
+            merged[key] = _Repeated([merged[key], value])
+    return merged
+
+
+def dissect(
+    packets: Sequence[Packet],
+    *,
+    tshark: str | None = None,
+    decode_as: Iterable[str] = (),
+    options: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """Dissect ``packets`` with tshark and return each packet's protocol layers.
+
+    Each result is the ``layers`` object of ``tshark -T json`` for one packet, in order:
+    a mapping from protocol name (``"frame"``, ``"ip"``, ``"sctp"``, ``"asap"``, ``"enrp"``,
+    ``"_ws.malformed"``...) to that protocol's tree. Field values are strings; a subtree is a
+    mapping; a key that tshark repeats within one object (two parameters of one type, say)
+    holds a list of its values. ``decode_as`` entries are ``-d`` rules such as
+    ``"tcp.port==9901,enrp"``; ``options`` entries are ``-o`` preferences such as
+    ``"sctp.checksum:CRC-32C"``. Raises :class:`TsharkError` when tshark fails.
+    """
+    if not packets:
+        return []
+    output = _run(packets, ["-T", "json"], tshark, decode_as, options)
+    try:
+        document = json.loads(output, object_pairs_hook=_mergeDuplicates)
+        layers = [entry["_source"]["layers"] for entry in document]
+    except (ValueError, KeyError, TypeError) as e:
+        raise TsharkError(f"unreadable tshark JSON output: {e}") from e
+    if len(layers) != len(packets):
+        raise TsharkError(f"tshark returned {len(layers)} packets for {len(packets)}")
+    return [dict(layer) for layer in layers]
+
+
+def describe(
+    packets: Sequence[Packet],
+    *,
+    tshark: str | None = None,
+    decode_as: Iterable[str] = (),
+    options: Iterable[str] = (),
+) -> str:
+    """tshark's human-readable detail text (``-V``) of the ASAP and ENRP parts of ``packets``.
+
+    Lower layers appear as one summary line each, so the text shows what Wireshark makes of
+    the RSerPool messages. Raises :class:`TsharkError` when tshark fails.
+    """
+    if not packets:
+        return ""
+    return _run(packets, ["-O", "asap,enrp"], tshark, decode_as, options)
+
+
+# Reading the JSON trees --------------------------------------------------------------------
+
+
+def field_values(tree: Any, name: str) -> list[str]:
+    """Every value of the field ``name`` anywhere in ``tree``, in document order.
+
+    ``tree`` is a packet's layers from :func:`dissect` or any part of it; the values of
+    fields with subtrees (such as ``asap.message_flags``) are their own displayed values.
+    """
+    found: list[str] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == name:
+                    found.extend(_leaves(value))
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(tree)
+    return found
+
+
+def _leaves(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [leaf for item in value for leaf in _leaves(item)]
+    return []
+
+
+def problems(layers: dict[str, Any]) -> list[str]:
+    """What tshark found wrong with one dissected packet, as readable lines.
+
+    One line for each expert item of severity warning or error (a malformed packet is an
+    error item) and one for a ``_ws.malformed`` mark without an expert item; an empty list
+    means tshark dissected the packet cleanly.
+    """
+    found: list[str] = []
+    malformed = False
+
+    def visit(node: Any) -> None:
+        nonlocal malformed
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "_ws.malformed":
+                    malformed = True
+                elif key == "_ws.expert":
+                    for expert in value if isinstance(value, list) else [value]:
+                        found.extend(_expertProblems(expert))
+                visit(value)
+        elif isinstance(node, list):
+            for item in node:
+                visit(item)
+
+    visit(layers)
+    if malformed and not any("Malformed" in line for line in found):
+        found.append("Malformed Packet")
+    return found
+
+
+# Expert severities (epan/proto.h): PI_NOTE 0x00400000, PI_WARN 0x00600000, PI_ERROR 0x00800000.
+_PI_WARN = 0x00600000
+
+
+def _expertProblems(expert: Any) -> list[str]:
+    if not isinstance(expert, dict):
+        return []
+    severities = _leaves(expert.get("_ws.expert.severity", []))
+    messages = _leaves(expert.get("_ws.expert.message", []))
+    found = []
+    for severity, message in zip(severities, messages, strict=False):
+        try:
+            level = int(severity, 0)
+        except ValueError:
+            level = _PI_WARN
+        if level >= _PI_WARN:
+            found.append(message)
+    return found
