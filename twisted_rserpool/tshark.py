@@ -6,8 +6,8 @@ checksums, then let tshark dissect them: as JSON trees for tests that compare ou
 Wireshark's, or as tshark's human-readable detail text for demonstrations.
 
 tshark 4.0 dissects ASAP on SCTP payload protocol identifier 11 and on SCTP, UDP and TCP
-port 3863, and ENRP on SCTP payload protocol identifier 12 and on SCTP and UDP port 9901
-(not on TCP unless asked with ``decode_as=("tcp.port==9901,enrp",)``).
+port 3863, and ENRP on SCTP payload protocol identifier 12 and on SCTP and UDP port 9901;
+it has no ENRP-over-TCP dissector at all (``-d tcp.port==9901,enrp`` is refused).
 
 This module uses no reactor; it runs tshark synchronously with :mod:`subprocess`.
 """
@@ -62,6 +62,7 @@ _PROTOCOL_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "sctp": 132}
 _MAX_IP_PAYLOAD = 0xFFFF - 60
 _BASE_TIME = 1_700_000_000
 _TIMEOUT = 120.0
+_MAX_COMPLAINT = 1000
 
 
 class TsharkError(RuntimeError):
@@ -290,10 +291,10 @@ def _run(
         except (OSError, subprocess.TimeoutExpired) as e:
             raise TsharkError(f"could not run {executable}: {e}") from e
     if completed.returncode != 0:
-        raise TsharkError(
-            f"{executable} exited with status {completed.returncode}: "
-            f"{completed.stderr.decode('utf-8', 'replace').strip()}"
-        )
+        complaint = completed.stderr.decode("utf-8", "replace").strip()
+        if len(complaint) > _MAX_COMPLAINT:
+            complaint = complaint[:_MAX_COMPLAINT] + " [...]"
+        raise TsharkError(f"{executable} exited with status {completed.returncode}: {complaint}")
     return completed.stdout.decode("utf-8", "replace")
 
 
@@ -327,7 +328,7 @@ def dissect(
     ``"_ws.malformed"``...) to that protocol's tree. Field values are strings; a subtree is a
     mapping; a key that tshark repeats within one object (two parameters of one type, say)
     holds a list of its values. ``decode_as`` entries are ``-d`` rules such as
-    ``"tcp.port==9901,enrp"``; ``options`` entries are ``-o`` preferences such as
+    ``"udp.port==4000,asap"``; ``options`` entries are ``-o`` preferences such as
     ``"sctp.checksum:CRC-32C"``. Raises :class:`TsharkError` when tshark fails.
     """
     if not packets:
