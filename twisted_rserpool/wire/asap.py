@@ -1,0 +1,428 @@
+"""ASAP messages (RFC 5352 section 2.2, types 0x01-0x0e).
+
+``decode(data)`` returns one message object; every message has ``TYPE`` and ``encode()``.
+Flags are booleans named after the RFC's bits (R reject, S subscribe, A accept updates,
+H home). Reserved flag bits are sent as zero and ignored on receipt.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import ClassVar, Self, TypeAlias
+
+from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
+from twisted_rserpool.wire.message import Message, Parameters, decode_message, registry_of
+from twisted_rserpool.wire.parameters import (
+    ASAP_TRANSPORT_CLASSES,
+    CookieParameter,
+    DecodeContext,
+    HandleResolutionItems,
+    OperationError,
+    PEIdentifierParameter,
+    PoolElementParameter,
+    PoolHandleParameter,
+    SctpTransport,
+    SelectionPolicy,
+    TcpTransport,
+)
+
+_U32 = struct.Struct(">I")
+
+
+class AsapType(IntEnum):
+    """RFC 5352 section 2.2, figure 1."""
+
+    REGISTRATION = 0x01
+    DEREGISTRATION = 0x02
+    REGISTRATION_RESPONSE = 0x03
+    DEREGISTRATION_RESPONSE = 0x04
+    HANDLE_RESOLUTION = 0x05
+    HANDLE_RESOLUTION_RESPONSE = 0x06
+    ENDPOINT_KEEP_ALIVE = 0x07
+    ENDPOINT_KEEP_ALIVE_ACK = 0x08
+    ENDPOINT_UNREACHABLE = 0x09
+    SERVER_ANNOUNCE = 0x0A
+    COOKIE = 0x0B
+    COOKIE_ECHO = 0x0C
+    BUSINESS_CARD = 0x0D
+    ERROR = 0x0E
+
+
+_FLAG_LOW = 0x01  # R, S, A and H are all the lowest bit of their message's flags
+
+
+def _handle_and_pe(pool_handle: bytes, pe_identifier: int) -> bytes:
+    return PoolHandleParameter(pool_handle).encode() + PEIdentifierParameter(pe_identifier).encode()
+
+
+def _encode_optional(error: OperationError | None) -> bytes:
+    return error.encode() if error is not None else b""
+
+
+@dataclass(frozen=True, slots=True)
+class Registration(Message):
+    """ASAP_REGISTRATION (2.2.1): a PE asks its home ENRP server to add it to a pool."""
+
+    TYPE: ClassVar[int] = AsapType.REGISTRATION
+    pool_handle: bytes
+    pool_element: PoolElementParameter
+
+    def _body(self) -> bytes:
+        return PoolHandleParameter(self.pool_handle).encode() + self.pool_element.encode()
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        element = p.one(PoolElementParameter, "pool element")
+        p.done()
+        return cls(handle, element)
+
+
+@dataclass(frozen=True, slots=True)
+class Deregistration(Message):
+    """ASAP_DEREGISTRATION (2.2.2): a PE removes itself from a pool."""
+
+    TYPE: ClassVar[int] = AsapType.DEREGISTRATION
+    pool_handle: bytes
+    pe_identifier: int
+
+    def _body(self) -> bytes:
+        return _handle_and_pe(self.pool_handle, self.pe_identifier)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
+        p.done()
+        return cls(handle, pe)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrationResponse(Message):
+    """ASAP_REGISTRATION_RESPONSE (2.2.3); ``reject`` is the R flag.
+
+    With ``reject`` the error says why; without it an error is a warning.
+    """
+
+    TYPE: ClassVar[int] = AsapType.REGISTRATION_RESPONSE
+    pool_handle: bytes
+    pe_identifier: int
+    reject: bool = False
+    error: OperationError | None = None
+
+    def _flags(self) -> int:
+        return _FLAG_LOW if self.reject else 0
+
+    def _body(self) -> bytes:
+        return _handle_and_pe(self.pool_handle, self.pe_identifier) + _encode_optional(self.error)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
+        error = p.optional(OperationError, "operation error")
+        p.done()
+        return cls(handle, pe, bool(flags & _FLAG_LOW), error)
+
+
+@dataclass(frozen=True, slots=True)
+class DeregistrationResponse(Message):
+    """ASAP_DEREGISTRATION_RESPONSE (2.2.4), also sent when a registration expires."""
+
+    TYPE: ClassVar[int] = AsapType.DEREGISTRATION_RESPONSE
+    pool_handle: bytes
+    pe_identifier: int
+    error: OperationError | None = None
+
+    def _body(self) -> bytes:
+        return _handle_and_pe(self.pool_handle, self.pe_identifier) + _encode_optional(self.error)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
+        error = p.optional(OperationError, "operation error")
+        p.done()
+        return cls(handle, pe, error)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleResolution(Message):
+    """ASAP_HANDLE_RESOLUTION (2.2.5); ``subscribe`` is the S flag (dynamic updates).
+
+    ``items`` is RSPLIB's private parameter 0x803f: how many PEs the sender wants.
+    """
+
+    TYPE: ClassVar[int] = AsapType.HANDLE_RESOLUTION
+    pool_handle: bytes
+    subscribe: bool = False
+    items: int | None = None
+
+    def _flags(self) -> int:
+        return _FLAG_LOW if self.subscribe else 0
+
+    def _body(self) -> bytes:
+        body = PoolHandleParameter(self.pool_handle).encode()
+        if self.items is not None:
+            body += HandleResolutionItems(self.items).encode()
+        return body
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        items = p.optional(HandleResolutionItems, "handle resolution items")
+        p.done()
+        return cls(handle, bool(flags & _FLAG_LOW), items.items if items is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class HandleResolutionResponse(Message):
+    """ASAP_HANDLE_RESOLUTION_RESPONSE (2.2.6); ``accept_updates`` is the A flag.
+
+    Positive: the pool's overall policy (optional) and at least one PE. Negative: an
+    error and no PEs.
+    """
+
+    TYPE: ClassVar[int] = AsapType.HANDLE_RESOLUTION_RESPONSE
+    pool_handle: bytes
+    pool_elements: tuple[PoolElementParameter, ...] = ()
+    policy: SelectionPolicy | None = None
+    accept_updates: bool = False
+    error: OperationError | None = None
+
+    def _flags(self) -> int:
+        return _FLAG_LOW if self.accept_updates else 0
+
+    def _body(self) -> bytes:
+        parts = [PoolHandleParameter(self.pool_handle).encode()]
+        if self.policy is not None:
+            parts.append(self.policy.encode())
+        parts.extend(pe.encode() for pe in self.pool_elements)
+        if self.error is not None:
+            parts.append(self.error.encode())
+        return b"".join(parts)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        policy = p.optional(SelectionPolicy, "overall selection policy")
+        elements = p.many(PoolElementParameter)
+        error = p.optional(OperationError, "operation error")
+        p.done()
+        if error is None and not elements:
+            raise ctx.invalid("a positive handle resolution response needs a PE", start - 4, end)
+        if error is not None and elements:
+            raise ctx.invalid("a negative handle resolution response carries no PE", start - 4, end)
+        return cls(handle, tuple(elements), policy, bool(flags & _FLAG_LOW), error)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointKeepAlive(Message):
+    """ASAP_ENDPOINT_KEEP_ALIVE (2.2.7); ``home`` is the H flag (adopt me as home server)."""
+
+    TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE
+    server_identifier: int
+    pool_handle: bytes
+    home: bool = False
+
+    def _flags(self) -> int:
+        return _FLAG_LOW if self.home else 0
+
+    def _body(self) -> bytes:
+        return _U32.pack(self.server_identifier) + PoolHandleParameter(self.pool_handle).encode()
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        if end - start < 4:
+            raise ctx.invalid("truncated endpoint keep-alive", start - 4, end)
+        (server,) = _U32.unpack_from(ctx.data, start)
+        p = Parameters(ctx, start + 4, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        p.done()
+        return cls(server, handle, bool(flags & _FLAG_LOW))
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointKeepAliveAck(Message):
+    """ASAP_ENDPOINT_KEEP_ALIVE_ACK (2.2.8)."""
+
+    TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE_ACK
+    pool_handle: bytes
+    pe_identifier: int
+
+    def _body(self) -> bytes:
+        return _handle_and_pe(self.pool_handle, self.pe_identifier)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
+        p.done()
+        return cls(handle, pe)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointUnreachable(Message):
+    """ASAP_ENDPOINT_UNREACHABLE (2.2.9): a PU or PE reports a PE it cannot reach."""
+
+    TYPE: ClassVar[int] = AsapType.ENDPOINT_UNREACHABLE
+    pool_handle: bytes
+    pe_identifier: int
+
+    def _body(self) -> bytes:
+        return _handle_and_pe(self.pool_handle, self.pe_identifier)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
+        p.done()
+        return cls(handle, pe)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerAnnounce(Message):
+    """ASAP_SERVER_ANNOUNCE (2.2.10): an ENRP server and where to reach it (SCTP or TCP)."""
+
+    TYPE: ClassVar[int] = AsapType.SERVER_ANNOUNCE
+    server_identifier: int
+    transports: tuple[SctpTransport | TcpTransport, ...] = ()
+
+    def _body(self) -> bytes:
+        return _U32.pack(self.server_identifier) + b"".join(t.encode() for t in self.transports)
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        if end - start < 4:
+            raise ctx.invalid("truncated server announce", start - 4, end)
+        (server,) = _U32.unpack_from(ctx.data, start)
+        p = Parameters(ctx, start + 4, end)
+        transports: list[SctpTransport | TcpTransport] = p.many(ASAP_TRANSPORT_CLASSES)
+        p.done()
+        return cls(server, tuple(transports))
+
+
+@dataclass(frozen=True, slots=True)
+class Cookie(Message):
+    """ASAP_COOKIE (2.2.11): state a PE hands its PU for a later failover."""
+
+    TYPE: ClassVar[int] = AsapType.COOKIE
+    cookie: bytes
+
+    def _body(self) -> bytes:
+        return CookieParameter(self.cookie).encode()
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        cookie = p.one(CookieParameter, "cookie").cookie
+        p.done()
+        return cls(cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieEcho(Message):
+    """ASAP_COOKIE_ECHO (2.2.12): a PU replays the last cookie to a new PE."""
+
+    TYPE: ClassVar[int] = AsapType.COOKIE_ECHO
+    cookie: bytes
+
+    def _body(self) -> bytes:
+        return CookieParameter(self.cookie).encode()
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        cookie = p.one(CookieParameter, "cookie").cookie
+        p.done()
+        return cls(cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessCard(Message):
+    """ASAP_BUSINESS_CARD (2.2.13): a pool handle and a preferred failover order of PEs."""
+
+    TYPE: ClassVar[int] = AsapType.BUSINESS_CARD
+    pool_handle: bytes
+    pool_elements: tuple[PoolElementParameter, ...] = ()
+
+    def _body(self) -> bytes:
+        return PoolHandleParameter(self.pool_handle).encode() + b"".join(
+            pe.encode() for pe in self.pool_elements
+        )
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        elements = p.many(PoolElementParameter)
+        p.done()
+        return cls(handle, tuple(elements))
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage(Message):
+    """ASAP_ERROR (2.2.14): reports an unrecognized message or parameter to its sender."""
+
+    TYPE: ClassVar[int] = AsapType.ERROR
+    error: OperationError
+
+    def _body(self) -> bytes:
+        return self.error.encode()
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        error = p.one(OperationError, "operation error")
+        p.done()
+        return cls(error)
+
+
+AsapMessage: TypeAlias = (
+    Registration
+    | Deregistration
+    | RegistrationResponse
+    | DeregistrationResponse
+    | HandleResolution
+    | HandleResolutionResponse
+    | EndpointKeepAlive
+    | EndpointKeepAliveAck
+    | EndpointUnreachable
+    | ServerAnnounce
+    | Cookie
+    | CookieEcho
+    | BusinessCard
+    | ErrorMessage
+)
+
+MESSAGE_CLASSES: dict[int, type[Message]] = registry_of(
+    Registration,
+    Deregistration,
+    RegistrationResponse,
+    DeregistrationResponse,
+    HandleResolution,
+    HandleResolutionResponse,
+    EndpointKeepAlive,
+    EndpointKeepAliveAck,
+    EndpointUnreachable,
+    ServerAnnounce,
+    Cookie,
+    CookieEcho,
+    BusinessCard,
+    ErrorMessage,
+)
+
+
+def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> AsapMessage:
+    """One ASAP message; raises MalformedMessage (with the RFC 5354 cause) otherwise."""
+    return decode_message(data, MESSAGE_CLASSES, limits, "ASAP")  # type: ignore[return-value]
