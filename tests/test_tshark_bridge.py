@@ -5,13 +5,13 @@ from __future__ import annotations
 import shutil
 import struct
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from twisted_rserpool import tshark
 from twisted_rserpool.tshark import (
     Packet,
+    Tree,
     TsharkError,
     asap_packet,
     describe,
@@ -74,7 +74,7 @@ BATCH = [
 
 
 @pytest.fixture(scope="module")
-def dissected() -> list[dict[str, Any]]:
+def dissected() -> list[Tree]:
     """The BATCH, dissected by tshark once for this module."""
     from tests.conftest import requireTool
 
@@ -127,7 +127,7 @@ def test_packetValidation() -> None:
     assert enrp_packet(b"", "udp").dport == tshark.ENRP_PORT
 
 
-def test_transportsAndChecksums(dissected: list[dict[str, Any]]) -> None:
+def test_transportsAndChecksums(dissected: list[Tree]) -> None:
     """tshark finds ASAP on SCTP, UDP and TCP, ENRP on SCTP and UDP over IPv6, checksums good."""
     expected = [
         ("ip", "sctp", "asap"),
@@ -149,7 +149,7 @@ def test_transportsAndChecksums(dissected: list[dict[str, Any]]) -> None:
     assert field_values(dissected[4], "enrp.sender_servers_id") == ["0x00000011"]
 
 
-def test_fieldValuesRepeatedKeys(dissected: list[dict[str, Any]]) -> None:
+def test_fieldValuesRepeatedKeys(dissected: list[Tree]) -> None:
     """Repeated parameters of one type keep all their values, in order."""
     asap = dissected[3]["asap"]
     assert asap["asap.message_type"] == "6"
@@ -158,7 +158,7 @@ def test_fieldValuesRepeatedKeys(dissected: list[dict[str, Any]]) -> None:
     assert field_values(asap, "asap.pool_handle_pool_handle") == ["65:63:68:6f"]
 
 
-def test_problemsReportsMalformed(dissected: list[dict[str, Any]]) -> None:
+def test_problemsReportsMalformed(dissected: list[Tree]) -> None:
     """A message cut short is reported as malformed; a whole one is not."""
     assert problems(dissected[1]) == []
     assert any("Malformed" in line for line in problems(dissected[6]))
@@ -197,3 +197,21 @@ def test_tsharkErrors(tmp_path: Path) -> None:
 def test_findTshark() -> None:
     """find_tshark() names the tshark on PATH, or None."""
     assert find_tshark() == shutil.which("tshark")
+
+
+def test_fieldsKeepDocumentOrder() -> None:
+    """fields() walks interleaved repeated names in document order; the mapping merges them."""
+    from twisted_rserpool.tshark import fields
+
+    tree = Tree(
+        [
+            ("a.x", "1"),
+            ("Sub", Tree([("a.y", "2")])),
+            ("a.x", "3"),
+            ("Sub", Tree([("a.y", "4"), ("Inner", Tree([("a.z", "5")]))])),
+        ]
+    )
+    assert fields(tree) == [("a.x", "1"), ("a.y", "2"), ("a.x", "3"), ("a.y", "4"), ("a.z", "5")]
+    assert tree["a.x"] == ["1", "3"]
+    assert field_values(tree, "a.y") == ["2", "4"]
+    assert field_values({"plain": [{"a.y": "6"}, {"a.y": "7"}]}, "a.y") == ["6", "7"]

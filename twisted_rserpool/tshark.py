@@ -32,12 +32,14 @@ __all__ = [
     "ENRP_PORT",
     "ENRP_PPID",
     "Packet",
+    "Tree",
     "TsharkError",
     "asap_packet",
     "describe",
     "dissect",
     "enrp_packet",
     "field_values",
+    "fields",
     "find_tshark",
     "pcap_bytes",
     "problems",
@@ -298,20 +300,30 @@ def _run(
     return completed.stdout.decode("utf-8", "replace")
 
 
+class Tree(dict[str, Any]):
+    """One object of tshark's JSON output: field and subtree names mapped to their values.
+
+    A field value is a string and a subtree is another :class:`Tree`. A name that tshark
+    repeats within one object (two parameters of one kind, say) maps to the list of its
+    values; :attr:`members` keeps every member in document order.
+    """
+
+    __slots__ = ("members",)
+
+    def __init__(self, members: Iterable[tuple[str, Any]] = ()) -> None:
+        super().__init__()
+        self.members: tuple[tuple[str, Any], ...] = tuple(members)
+        for key, value in self.members:
+            if key not in self:
+                self[key] = value
+            elif isinstance(self[key], _Repeated):
+                self[key].append(value)
+            else:
+                self[key] = _Repeated([self[key], value])
+
+
 class _Repeated(list[Any]):
-    """The values of a key that tshark repeated within one JSON object."""
-
-
-def _mergeDuplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for key, value in pairs:
-        if key not in merged:
-            merged[key] = value
-        elif isinstance(merged[key], _Repeated):
-            merged[key].append(value)
-        else:
-            merged[key] = _Repeated([merged[key], value])
-    return merged
+    """The values of a name that tshark repeated within one JSON object."""
 
 
 def dissect(
@@ -320,28 +332,28 @@ def dissect(
     tshark: str | None = None,
     decode_as: Iterable[str] = (),
     options: Iterable[str] = (),
-) -> list[dict[str, Any]]:
+) -> list[Tree]:
     """Dissect ``packets`` with tshark and return each packet's protocol layers.
 
     Each result is the ``layers`` object of ``tshark -T json`` for one packet, in order:
     a mapping from protocol name (``"frame"``, ``"ip"``, ``"sctp"``, ``"asap"``, ``"enrp"``,
-    ``"_ws.malformed"``...) to that protocol's tree. Field values are strings; a subtree is a
-    mapping; a key that tshark repeats within one object (two parameters of one type, say)
-    holds a list of its values. ``decode_as`` entries are ``-d`` rules such as
-    ``"udp.port==4000,asap"``; ``options`` entries are ``-o`` preferences such as
-    ``"sctp.checksum:CRC-32C"``. Raises :class:`TsharkError` when tshark fails.
+    ``"_ws.malformed"``...) to that protocol's :class:`Tree`. ``decode_as`` entries are
+    ``-d`` rules such as ``"udp.port==4000,asap"``; ``options`` entries are ``-o``
+    preferences such as ``"sctp.checksum:CRC-32C"``. Raises :class:`TsharkError` when tshark fails.
     """
     if not packets:
         return []
     output = _run(packets, ["-T", "json"], tshark, decode_as, options)
     try:
-        document = json.loads(output, object_pairs_hook=_mergeDuplicates)
-        layers = [entry["_source"]["layers"] for entry in document]
+        document = json.loads(output, object_pairs_hook=Tree)
+        layers: list[Tree] = [entry["_source"]["layers"] for entry in document]
     except (ValueError, KeyError, TypeError) as e:
         raise TsharkError(f"unreadable tshark JSON output: {e}") from e
     if len(layers) != len(packets):
         raise TsharkError(f"tshark returned {len(layers)} packets for {len(packets)}")
-    return [dict(layer) for layer in layers]
+    if not all(isinstance(layer, Tree) for layer in layers):
+        raise TsharkError("unreadable tshark JSON output: a packet without layers")
+    return layers
 
 
 def describe(
@@ -364,34 +376,45 @@ def describe(
 # Reading the JSON trees --------------------------------------------------------------------
 
 
-def field_values(tree: Any, name: str) -> list[str]:
-    """Every value of the field ``name`` anywhere in ``tree``, in document order.
+def fields(tree: Any) -> list[tuple[str, str]]:
+    """Every field of ``tree`` as a (name, value) pair, depth first, in document order.
 
-    ``tree`` is a packet's layers from :func:`dissect` or any part of it; the values of
-    fields with subtrees (such as ``asap.message_flags``) are their own displayed values.
+    ``tree`` is a packet's layers from :func:`dissect` or any part of it. A field that has a
+    subtree (such as ``asap.message_flags``) comes before the fields of its subtree.
     """
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
 
     def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == name:
-                    found.extend(_leaves(value))
+        for key, value in _members(node):
+            if isinstance(value, str):
+                found.append((key, value))
+            else:
                 visit(value)
-        elif isinstance(node, list):
-            for item in node:
-                visit(item)
 
     visit(tree)
     return found
 
 
-def _leaves(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [leaf for item in value for leaf in _leaves(item)]
-    return []
+def _members(node: Any) -> Iterable[tuple[str, Any]]:
+    """The members of a JSON object in document order, a list's items under one name."""
+    if isinstance(node, Tree):
+        pairs: Iterable[tuple[str, Any]] = node.members
+    elif isinstance(node, dict):
+        pairs = node.items()
+    elif isinstance(node, list):
+        return (member for item in node for member in _members(item))
+    else:
+        return ()
+    return (
+        (key, item)
+        for key, value in pairs
+        for item in (value if isinstance(value, list) else [value])
+    )
+
+
+def field_values(tree: Any, name: str) -> list[str]:
+    """Every value of the field ``name`` anywhere in ``tree``, in document order."""
+    return [value for key, value in fields(tree) if key == name]
 
 
 def problems(layers: dict[str, Any]) -> list[str]:
@@ -406,17 +429,12 @@ def problems(layers: dict[str, Any]) -> list[str]:
 
     def visit(node: Any) -> None:
         nonlocal malformed
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key == "_ws.malformed":
-                    malformed = True
-                elif key == "_ws.expert":
-                    for expert in value if isinstance(value, list) else [value]:
-                        found.extend(_expertProblems(expert))
-                visit(value)
-        elif isinstance(node, list):
-            for item in node:
-                visit(item)
+        for key, value in _members(node):
+            if key == "_ws.malformed":
+                malformed = True
+            elif key == "_ws.expert":
+                found.extend(_expertProblems(value))
+            visit(value)
 
     visit(layers)
     if malformed and not any("Malformed" in line for line in found):
@@ -431,8 +449,8 @@ _PI_WARN = 0x00600000
 def _expertProblems(expert: Any) -> list[str]:
     if not isinstance(expert, dict):
         return []
-    severities = _leaves(expert.get("_ws.expert.severity", []))
-    messages = _leaves(expert.get("_ws.expert.message", []))
+    severities = field_values(expert, "_ws.expert.severity")
+    messages = field_values(expert, "_ws.expert.message")
     found = []
     for severity, message in zip(severities, messages, strict=False):
         try:
