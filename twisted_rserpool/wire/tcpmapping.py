@@ -476,9 +476,11 @@ class ChunkDecoder:
 
     The decoder is bounded: a chunk longer than ``max_chunk_length`` is refused as soon as
     its header arrives, and holding more than ``max_buffer_size`` undecoded bytes is
-    refused in :meth:`receive_data`; both raise :class:`MalformedMessage` with cause
-    LACK_OF_RESOURCES. Any :class:`MalformedMessage` is final: the connection cannot be
-    resynchronised, and every later call raises the same error.
+    refused in :meth:`receive_data` (so drain :meth:`next_chunk` after each piece; the
+    limit must cover an incomplete chunk plus the largest piece received at once); both
+    raise :class:`MalformedMessage` with cause LACK_OF_RESOURCES. Any
+    :class:`MalformedMessage` is final: the connection cannot be resynchronised, and every
+    later call raises the same error.
     """
 
     def __init__(
@@ -633,7 +635,7 @@ class ChunkDecoder:
 class ChunkEncoder:
     """Encoder of the chunks one side sends on one TCP connection.
 
-    Send :meth:`init` first, then DATA chunks from :meth:`data`, which numbers them: the
+    Send :meth:`send_init` first, then DATA chunks from :meth:`send_data`, which numbers them: the
     TSN from 0 per connection, the stream sequence number from 0 per stream (unordered
     chunks take none). Words that ``fmt`` omits are left out; their numbers still advance,
     since the peer infers them from the chunks' order.
@@ -650,14 +652,14 @@ class ChunkEncoder:
         """The TSN the next DATA chunk gets, on the wire or implicitly."""
         return self._next_tsn
 
-    def init(self) -> bytes:
+    def send_init(self) -> bytes:
         """The INIT chunk announcing ``fmt``: the first bytes of the connection."""
         if self._init_sent:
             raise RuntimeError("INIT was already sent on this connection")
         self._init_sent = True
         return self.fmt.init().encode()
 
-    def data(
+    def send_data(
         self,
         user_data: bytes,
         *,
