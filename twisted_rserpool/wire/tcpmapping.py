@@ -183,11 +183,18 @@ class Data:
             raise ValueError(
                 "stream_identifier and stream_sequence_number are one word: give both or neither"
             )
-        _check_uint("tsn", self.tsn, _U32_MAX)
-        _check_uint("stream_identifier", self.stream_identifier, _U16_MAX)
-        _check_uint("stream_sequence_number", self.stream_sequence_number, _U16_MAX)
-        _check_uint("ppid", self.ppid, _U32_MAX)
-        length = self.data_format.header_length + len(self.user_data)
+        # Inline rather than via data_format: every decoded DATA chunk passes through here.
+        length = _HEADER_LENGTH + len(self.user_data)
+        if self.tsn is not None:
+            _check_uint("tsn", self.tsn, _U32_MAX)
+            length += 4
+        if self.stream_identifier is not None:
+            _check_uint("stream_identifier", self.stream_identifier, _U16_MAX)
+            _check_uint("stream_sequence_number", self.stream_sequence_number, _U16_MAX)
+            length += 4
+        if self.ppid is not None:
+            _check_uint("ppid", self.ppid, _U32_MAX)
+            length += 4
         if length > MAX_CHUNK_LENGTH:
             raise ValueError(f"DATA chunk of {length} bytes exceeds {MAX_CHUNK_LENGTH}")
 
@@ -383,8 +390,7 @@ def _decode_data(
     buffer: bytes | bytearray, start: int, flags: int, length: int, layout: _DataLayout
 ) -> Data:
     words = layout.words.unpack_from(buffer, start + _HEADER_LENGTH)
-    with memoryview(buffer) as view:
-        user_data = bytes(view[start + layout.header_length : start + length])
+    user_data = bytes(buffer[start + layout.header_length : start + length])
     tsn = sid = ssn = ppid = None
     i = 0
     if layout.has_tsn:
@@ -500,6 +506,7 @@ class ChunkDecoder:
         self._buffer = bytearray()
         self._position = 0  # start of the undecoded bytes in _buffer
         self._padding = 0  # padding bytes of the last chunk not yet skipped
+        self._wanted = 0  # bytes the incomplete chunk at _position needs, once its header is in
         self._format: DataFormat | None = None
         self._layout: _DataLayout | None = None
         self._eof = False
@@ -570,6 +577,8 @@ class ChunkDecoder:
             position += skipped
             available -= skipped
             self._position = position
+        if available < self._wanted and not self._eof:
+            return None  # the header seen last time is still incomplete: skip re-checking it
         if available < _HEADER_LENGTH:
             # Padding missing at the very end is harmless: the chunk before it is complete.
             if self._eof and available:
@@ -601,7 +610,9 @@ class ChunkDecoder:
                 raise _malformed(
                     f"stream ended inside a chunk of {length} bytes ({available} received)"
                 )
+            self._wanted = length
             return None
+        self._wanted = 0
         chunk = _decode_body(buffer, position, header, layout)
         self._position = position + length
         self._padding = -length % 4
