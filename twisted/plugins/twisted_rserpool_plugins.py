@@ -1,4 +1,4 @@
-"""twistd plugins and endpoint parsers of twisted-rserpool (kept cheap: nothing heavy is imported)."""
+"""twistd plugins and endpoint parsers of twisted-rserpool (cheap: nothing heavy imported)."""
 
 from twisted.application.service import ServiceMaker
 
