@@ -1,0 +1,106 @@
+"""One pool element as the handlespace holds it."""
+
+from __future__ import annotations
+
+from twisted_rserpool.wire.parameters import (
+    PoolElementParameter,
+    SctpTransport,
+    SelectionPolicy,
+    TcpTransport,
+    Transport,
+)
+
+
+class PoolElementEntry:
+    """A registered pool element: its PE parameter plus the handlespace's bookkeeping.
+
+    The handlespace owns these objects and changes them in place; read them, never assign.
+    ``element`` is the PE parameter as last registered (with the current home ENRP server),
+    ready to go into ASAP and ENRP messages. ``identity`` is the authenticated identity (PSK
+    identity or certificate subject) that registered it, ``None`` when it was learnt from an
+    ENRP peer. Times are in the caller's clock (seconds).
+    """
+
+    __slots__ = (
+        "_counter",
+        "_pass",
+        "_position",
+        "_seq",
+        "_v1",
+        "_v2",
+        "element",
+        "expires_at",
+        "identity",
+        "keep_alive_deadline",
+        "pool_handle",
+        "registered_at",
+        "unreachable_reports",
+        "updated_at",
+    )
+
+    def __init__(
+        self,
+        pool_handle: bytes,
+        element: PoolElementParameter,
+        identity: str | None,
+        now: float,
+    ) -> None:
+        self.pool_handle = pool_handle
+        self.element = element
+        self.identity = identity
+        #: When the registration life runs out (``None``: infinite or not tracked).
+        self.expires_at: float | None = None
+        self.registered_at = now
+        self.updated_at = now
+        #: When an unanswered ASAP_ENDPOINT_KEEP_ALIVE times out (``None``: none pending).
+        self.keep_alive_deadline: float | None = None
+        #: ASAP_ENDPOINT_UNREACHABLE reports since the last (re-)registration.
+        self.unreachable_reports = 0
+        # Policy state, owned by the pool's selector (see policies.py).
+        self._v1 = 0
+        self._v2 = 0
+        self._seq = 0
+        self._counter = 0
+        self._pass = 0
+        self._position: object = None
+
+    @property
+    def pe_identifier(self) -> int:
+        """The PE identifier (unique within its pool)."""
+        return self.element.pe_identifier
+
+    @property
+    def home_server_identifier(self) -> int:
+        """The identifier of the home ENRP server that owns this PE."""
+        return self.element.home_server_identifier
+
+    @property
+    def registration_life(self) -> int:
+        """Seconds the registration is valid for (-1: infinite)."""
+        return self.element.registration_life
+
+    @property
+    def user_transport(self) -> Transport:
+        """Where pool users reach the PE."""
+        return self.element.user_transport
+
+    @property
+    def asap_transport(self) -> SctpTransport | TcpTransport | None:
+        """Where the ENRP server reaches the PE's ASAP endpoint."""
+        return self.element.asap_transport
+
+    @property
+    def policy(self) -> SelectionPolicy:
+        """The PE's policy parameter (its policy values)."""
+        return self.element.policy
+
+    @property
+    def degradation_counter(self) -> int:
+        """How often a degrading policy selected this PE since its last (re-)registration."""
+        return self._counter
+
+    def __repr__(self) -> str:
+        return (
+            f"<PoolElementEntry {self.pool_handle!r}/0x{self.pe_identifier:08x}"
+            f" home=0x{self.home_server_identifier:08x}>"
+        )
