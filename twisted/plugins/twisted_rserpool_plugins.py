@@ -2,7 +2,7 @@
 
 from twisted.application.service import ServiceMaker
 
-vpngw = ServiceMaker(
+vpngw = ServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool IKEv2 gateway",
     "twisted_rserpool._tap.vpngw",
     "An IKEv2 VPN gateway that redirects clients (RFC 5685) to gateways of an RSerPool pool",
