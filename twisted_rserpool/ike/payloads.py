@@ -137,6 +137,7 @@ _CRITICAL = 0x80
 _MORE_PROPOSALS = 2
 _MORE_TRANSFORMS = 3
 _ATTRIBUTE_TV = 0x8000
+_DERIVED = -1
 
 _E = TypeVar("_E", bound=IntEnum)
 
@@ -297,6 +298,10 @@ class SecurityAssociationPayload(_PayloadBase):
     payload_type: ClassVar[PayloadType] = PayloadType.SA
     proposals: tuple[Proposal, ...]
     critical: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.proposals:
+            raise ValueError("an SA payload holds at least one proposal")
 
     def encode_body(self) -> bytes:
         count = len(self.proposals)
@@ -622,16 +627,28 @@ def _decode_notify(body: bytes, critical: bool, limits: DecodeLimits) -> NotifyP
 
 @dataclass(frozen=True, slots=True)
 class DeletePayload(_PayloadBase):
-    """D: SAs to delete; no SPIs and ``spi_size`` 0 for the IKE SA (RFC 7296 section 3.11)."""
+    """D: SAs to delete; no SPIs and ``spi_size`` 0 for the IKE SA (RFC 7296 section 3.11).
+
+    ``spi_size`` defaults to the size of the SPIs given (4 for AH and ESP, 0 for IKE).
+    """
 
     payload_type: ClassVar[PayloadType] = PayloadType.DELETE
     protocol_id: int
     spis: tuple[bytes, ...] = ()
-    spi_size: int = 0
+    spi_size: int = -1
     critical: bool = False
 
     def __post_init__(self) -> None:
         _check_uint("protocol ID", self.protocol_id, 8)
+        if self.spi_size == _DERIVED:
+            # Every SPI has the size that the protocol defines (RFC 7296 section 3.11).
+            if self.spis:
+                size = len(self.spis[0])
+            elif self.protocol_id in (ProtocolId.AH, ProtocolId.ESP):
+                size = 4
+            else:
+                size = 0
+            object.__setattr__(self, "spi_size", size)
         _check_uint("SPI size", self.spi_size, 8)
         _check_uint("number of SPIs", len(self.spis), 16)
         if any(len(spi) != self.spi_size for spi in self.spis):
