@@ -45,7 +45,8 @@ of both protocols ride in the same batch.
 #   0xffffffff), ``..._value`` (bytes of an unknown policy); ``pool_handle_pool_handle``
 #   (bytes "65:63:68:6f"); ``pool_element_pe_identifier``,
 #   ``pool_element_home_enrp_server_identifier``, ``pool_element_registration_life`` (signed
-#   decimal; tshark labels the unit "ms" as RSPLIB uses it, RFC 5354 says seconds);
+#   decimal; tshark labels the unit "ms" while RFC 5354 says seconds: the raw value agrees,
+#   but check RSPLIB's unit before interoperating);
 #   ``enrp.server_information_server_identifier``; ``cookie`` (bytes); ``pe_identifier``;
 #   ``pe_checksum`` ("0xabcd"); ``asap.hropt_items`` (RSPLIB's 0x803f, ASAP only: the ENRP
 #   dissector shows 0x803f as an unknown parameter). The Opaque Transport parameter (0x10,
