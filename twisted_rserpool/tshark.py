@@ -103,28 +103,38 @@ class Packet:
             raise ValueError("payload too large for one IP packet")
 
 
-def asap_packet(payload: bytes, transport: Transport = "sctp", **fields: Any) -> Packet:
+def asap_packet(
+    payload: bytes,
+    transport: Transport = "sctp",
+    *,
+    src: str = "192.0.2.1",
+    dst: str = "192.0.2.2",
+    sport: int = ASAP_PORT,
+    dport: int = ASAP_PORT,
+) -> Packet:
     """A packet that tshark dissects as ASAP: PPID 11 on SCTP, port 3863 on UDP and TCP."""
-    fields.setdefault("sport", ASAP_PORT)
-    fields.setdefault("dport", ASAP_PORT)
-    if transport == "sctp":
-        fields.setdefault("ppid", ASAP_PPID)
-    return Packet(payload, transport, **fields)
+    ppid = ASAP_PPID if transport == "sctp" else 0
+    return Packet(payload, transport, src, dst, sport, dport, ppid)
 
 
-def enrp_packet(payload: bytes, transport: Transport = "sctp", **fields: Any) -> Packet:
+def enrp_packet(
+    payload: bytes,
+    transport: Transport = "sctp",
+    *,
+    src: str = "192.0.2.1",
+    dst: str = "192.0.2.2",
+    sport: int = ENRP_PORT,
+    dport: int = ENRP_PORT,
+) -> Packet:
     """A packet that tshark dissects as ENRP: PPID 12 on SCTP, port 9901 on UDP."""
-    fields.setdefault("sport", ENRP_PORT)
-    fields.setdefault("dport", ENRP_PORT)
-    if transport == "sctp":
-        fields.setdefault("ppid", ENRP_PPID)
-    return Packet(payload, transport, **fields)
+    ppid = ENRP_PPID if transport == "sctp" else 0
+    return Packet(payload, transport, src, dst, sport, dport, ppid)
 
 
 # Checksums ---------------------------------------------------------------------------------
 
 
-def _internetChecksum(data: bytes) -> int:
+def _internet_checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\x00"
     total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -133,7 +143,7 @@ def _internetChecksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _crc32cTable() -> tuple[int, ...]:
+def _crc32c_table() -> tuple[int, ...]:
     table = []
     for byte in range(256):
         crc = byte
@@ -143,7 +153,7 @@ def _crc32cTable() -> tuple[int, ...]:
     return tuple(table)
 
 
-_CRC32C_TABLE = _crc32cTable()
+_CRC32C_TABLE = _crc32c_table()
 
 
 def _crc32c(data: bytes) -> int:
@@ -156,7 +166,7 @@ def _crc32c(data: bytes) -> int:
 # Headers -----------------------------------------------------------------------------------
 
 
-def _pseudoHeader(packet: Packet, length: int) -> bytes:
+def _pseudo_header(packet: Packet, length: int) -> bytes:
     source = ipaddress.ip_address(packet.src).packed
     destination = ipaddress.ip_address(packet.dst).packed
     protocol = _PROTOCOL_NUMBERS[packet.transport]
@@ -165,12 +175,12 @@ def _pseudoHeader(packet: Packet, length: int) -> bytes:
     return source + destination + struct.pack("!I3xB", length, protocol)
 
 
-def _transportSegment(packet: Packet, sequence: int) -> bytes:
+def _transport_segment(packet: Packet, sequence: int) -> bytes:
     payload = packet.payload
     if packet.transport == "udp":
         length = 8 + len(payload)
         header = struct.pack("!HHHH", packet.sport, packet.dport, length, 0)
-        checksum = _internetChecksum(_pseudoHeader(packet, length) + header + payload) or 0xFFFF
+        checksum = _internet_checksum(_pseudo_header(packet, length) + header + payload) or 0xFFFF
         return header[:6] + struct.pack("!H", checksum) + payload
     if packet.transport == "tcp":
         # PSH+ACK, a 20-byte header, window 65535.
@@ -178,12 +188,12 @@ def _transportSegment(packet: Packet, sequence: int) -> bytes:
             "!HHIIBBHHH", packet.sport, packet.dport, sequence, 1, 5 << 4, 0x18, 0xFFFF, 0, 0
         )
         length = len(header) + len(payload)
-        checksum = _internetChecksum(_pseudoHeader(packet, length) + header + payload)
+        checksum = _internet_checksum(_pseudo_header(packet, length) + header + payload)
         return header[:16] + struct.pack("!H", checksum) + header[18:] + payload
     # SCTP: common header and one unfragmented DATA chunk (flags B and E).
-    chunkLength = 16 + len(payload)
+    chunk_length = 16 + len(payload)
     chunk = struct.pack(
-        "!BBHIHHI", 0, 0x03, chunkLength, sequence, 0, (sequence - 1) & 0xFFFF, packet.ppid
+        "!BBHIHHI", 0, 0x03, chunk_length, sequence, 0, (sequence - 1) & 0xFFFF, packet.ppid
     )
     chunk += payload
     chunk += b"\x00" * (-len(chunk) % 4)
@@ -192,7 +202,7 @@ def _transportSegment(packet: Packet, sequence: int) -> bytes:
     return common[:8] + struct.pack("<I", crc) + chunk
 
 
-def _ipPacket(packet: Packet, segment: bytes, identification: int) -> tuple[int, bytes]:
+def _ip_packet(packet: Packet, segment: bytes, identification: int) -> tuple[int, bytes]:
     source = ipaddress.ip_address(packet.src).packed
     destination = ipaddress.ip_address(packet.dst).packed
     protocol = _PROTOCOL_NUMBERS[packet.transport]
@@ -210,7 +220,7 @@ def _ipPacket(packet: Packet, segment: bytes, identification: int) -> tuple[int,
             source,
             destination,
         )
-        checksum = _internetChecksum(header)
+        checksum = _internet_checksum(header)
         header = header[:10] + struct.pack("!H", checksum) + header[12:]
         return _ETHERTYPE_IPV4, header + segment
     header = struct.pack("!IHBB16s16s", 6 << 28, len(segment), protocol, 64, source, destination)
@@ -221,16 +231,13 @@ def _frames(packets: Iterable[Packet]) -> Iterable[bytes]:
     sequences: dict[tuple[str, str, str, int, int], int] = {}
     for index, packet in enumerate(packets):
         flow = (packet.transport, packet.src, packet.dst, packet.sport, packet.dport)
-        if packet.transport == "tcp":
-            sequence = sequences.get(flow, 1)
-            sequences[flow] = sequence + len(packet.payload)
-        else:
-            sequence = sequences.get(flow, 1)
-            sequences[flow] = sequence + 1
-        segment = _transportSegment(packet, sequence)
-        etherType, ip = _ipPacket(packet, segment, index + 1)
+        # TCP counts bytes, SCTP counts DATA chunks (TSN); UDP ignores the number.
+        sequence = sequences.get(flow, 1)
+        sequences[flow] = sequence + (len(packet.payload) if packet.transport == "tcp" else 1)
+        segment = _transport_segment(packet, sequence)
+        ether_type, ip = _ip_packet(packet, segment, index + 1)
         ethernet = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01"
-        yield ethernet + struct.pack("!H", etherType) + ip
+        yield ethernet + struct.pack("!H", ether_type) + ip
 
 
 def pcap_bytes(packets: Iterable[Packet]) -> bytes:
@@ -433,7 +440,7 @@ def problems(layers: dict[str, Any]) -> list[str]:
             if key == "_ws.malformed":
                 malformed = True
             elif key == "_ws.expert":
-                found.extend(_expertProblems(value))
+                found.extend(_expert_problems(value))
             visit(value)
 
     visit(layers)
@@ -446,7 +453,7 @@ def problems(layers: dict[str, Any]) -> list[str]:
 _PI_WARN = 0x00600000
 
 
-def _expertProblems(expert: Any) -> list[str]:
+def _expert_problems(expert: Any) -> list[str]:
     if not isinstance(expert, dict):
         return []
     severities = field_values(expert, "_ws.expert.severity")
