@@ -1,0 +1,382 @@
+"""The TCP mapping of one connection as a sans-IO state machine.
+
+:class:`MappingConnection` turns received bytes and the current time into events
+(:mod:`twisted_rserpool.transport.events`) and the upper layer's requests into bytes to
+send. It never touches a socket or a reactor: the Twisted protocol in
+:mod:`twisted_rserpool.transport.protocol` feeds it and writes what it produces.
+
+Rules it enforces (draft-ietf-rserpool-tcpmapping-03):
+
+- Our INIT is the first chunk we send; it is queued when the connection is created.
+- The peer's INIT must be its first chunk, and it is sent only once.
+- Every received DATA chunk gets exactly one ACK, once the upper layer has taken it
+  (:meth:`MappingConnection.acknowledge`), in arrival order, with the TSN unless the peer's
+  INIT suppressed TSNs.
+- Every DATA chunk we send is kept until the peer ACKs it: :meth:`unacknowledged`.
+  ACKs must arrive in order, for outstanding chunks only.
+- Every HEARTBEAT gets one HEARTBEAT ACK echoing its information. After
+  ``heartbeat_interval`` seconds without receiving a byte we send a HEARTBEAT; if nothing at
+  all (its HEARTBEAT ACK or any other byte) arrives within ``heartbeat_timeout`` seconds the
+  peer is dead. Any byte counts as a sign of life, since only a live peer sends it.
+- Bounds: chunk length, undecoded bytes, received DATA not yet acknowledged by the upper
+  layer, sent DATA not yet acknowledged by the peer (:class:`MappingConfig`).
+
+A peer that breaks a rule ends the connection with a :class:`ProtocolError` event (the
+mapping cannot resynchronise a byte stream). Misuse by the upper layer raises
+:class:`LocalProtocolError`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from twisted_rserpool.transport.events import (
+    DataAcknowledged,
+    DataReceived,
+    Event,
+    HeartbeatTimeout,
+    InitReceived,
+    ProtocolError,
+    SentData,
+)
+from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
+from twisted_rserpool.wire.tcpmapping import (
+    DEFAULT_MAX_BUFFER_SIZE,
+    DEFAULT_MAX_CHUNK_LENGTH,
+    Ack,
+    Chunk,
+    ChunkDecoder,
+    ChunkEncoder,
+    Data,
+    DataFormat,
+    Heartbeat,
+    HeartbeatAck,
+    Init,
+)
+
+__all__ = [
+    "ConnectionState",
+    "LocalProtocolError",
+    "MappingConfig",
+    "MappingConnection",
+    "SendBufferFull",
+]
+
+_U32_MAX = 0xFFFFFFFF
+_HEARTBEAT_INFO = struct.Struct("!Q")
+
+
+def _slices(data: bytes, step: int) -> list[bytes]:
+    return [data[start : start + step] for start in range(0, len(data), step)]
+
+
+class ConnectionState(Enum):
+    """Where a :class:`MappingConnection` stands."""
+
+    #: Our INIT is queued or sent; the peer's has not arrived.
+    AWAITING_INIT = "awaiting INIT"
+    #: Both INITs are known: DATA flows both ways.
+    ESTABLISHED = "established"
+    #: Ended by a protocol error, a heartbeat timeout or the upper layer.
+    CLOSED = "closed"
+
+
+class LocalProtocolError(Exception):
+    """The upper layer asked for something the mapping does not allow right now."""
+
+
+class SendBufferFull(LocalProtocolError):
+    """Sending would keep more unacknowledged DATA than ``max_unacknowledged_bytes``.
+
+    The peer is not acknowledging what it receives; the message was not sent.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class MappingConfig:
+    """Limits and timers of one connection; every field bounds what a peer can cost us.
+
+    - ``data_format``: the optional DATA words we send, announced in our INIT.
+    - ``max_chunk_length``: the longest chunk accepted from the peer and the longest DATA
+      chunk we agree to send (header included).
+    - ``max_buffer_size``: received bytes held before they form a complete chunk.
+    - ``max_undelivered_bytes``: bytes of received DATA chunks (headers included) that the
+      upper layer has not yet taken (for instance while the TLS handshake is still running).
+    - ``max_unacknowledged_bytes``: bytes of sent DATA chunks (headers included) the peer
+      has not ACKed.
+    - ``heartbeat_interval``: seconds without received bytes before we send a HEARTBEAT
+      (``None``: never).
+    - ``heartbeat_timeout``: seconds to wait after a HEARTBEAT for any byte from the peer.
+    """
+
+    data_format: DataFormat = field(default_factory=DataFormat)
+    max_chunk_length: int = DEFAULT_MAX_CHUNK_LENGTH
+    max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE
+    max_undelivered_bytes: int = 256 * 1024
+    max_unacknowledged_bytes: int = 1024 * 1024
+    heartbeat_interval: float | None = 30.0
+    heartbeat_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_undelivered_bytes", "max_unacknowledged_bytes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.heartbeat_interval is not None and self.heartbeat_interval <= 0:
+            raise ValueError("heartbeat_interval must be positive (or None)")
+        if self.heartbeat_timeout <= 0:
+            raise ValueError("heartbeat_timeout must be positive")
+
+
+class MappingConnection:
+    """One side of one TCP mapping connection, sans IO.
+
+    Create it when the byte stream opens (our INIT is then waiting in
+    :meth:`data_to_send`), feed received bytes to :meth:`receive_data`, and write out
+    :meth:`data_to_send` after every call. Call :meth:`handle_timer` at
+    :meth:`next_timer` (or later). ``now`` is any monotonic clock in seconds.
+    """
+
+    def __init__(self, config: MappingConfig | None = None, *, now: float = 0.0) -> None:
+        self.config = MappingConfig() if config is None else config
+        self._encoder = ChunkEncoder(self.config.data_format)
+        self._decoder = ChunkDecoder(
+            max_chunk_length=self.config.max_chunk_length,
+            max_buffer_size=self.config.max_buffer_size,
+        )
+        self._state = ConnectionState.AWAITING_INIT
+        self._outgoing = bytearray(self._encoder.send_init())
+        self._max_user_data = self.config.max_chunk_length - self.config.data_format.header_length
+        self._feed_step = max(1, self.config.max_buffer_size - self.config.max_chunk_length - 3)
+        # Received DATA not yet acknowledged by the upper layer: (tsn, user data length).
+        self._undelivered: deque[tuple[int, int]] = deque()
+        self._undelivered_bytes = 0
+        self._next_received_tsn = 0
+        # Sent DATA not yet acknowledged by the peer.
+        self._unacknowledged: deque[SentData] = deque()
+        self._unacknowledged_bytes = 0
+        self._last_received = now
+        self._heartbeat_sent_at: float | None = None
+        self._heartbeats_sent = 0
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """Where the connection stands."""
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection has ended; it then neither sends nor receives."""
+        return self._state is ConnectionState.CLOSED
+
+    @property
+    def peer_data_format(self) -> DataFormat | None:
+        """Which optional words the peer's DATA chunks carry; ``None`` before its INIT."""
+        return self._decoder.data_format
+
+    @property
+    def heartbeat_outstanding(self) -> bool:
+        """Whether we sent a HEARTBEAT and have heard nothing from the peer since."""
+        return self._heartbeat_sent_at is not None
+
+    def unacknowledged(self) -> tuple[SentData, ...]:
+        """The DATA we sent that the peer has not acknowledged, oldest first.
+
+        Still available after the connection closed: these are the messages to send again
+        to another peer on failover.
+        """
+        return tuple(self._unacknowledged)
+
+    @property
+    def unacknowledged_bytes(self) -> int:
+        """Bytes of the DATA chunks in :meth:`unacknowledged` (headers included)."""
+        return self._unacknowledged_bytes
+
+    @property
+    def undelivered(self) -> int:
+        """Received DATA chunks the upper layer has not yet acknowledged."""
+        return len(self._undelivered)
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the peer now (and forget)."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def close(self) -> None:
+        """End the connection from our side (or because the byte stream ended)."""
+        self._state = ConnectionState.CLOSED
+        self._heartbeat_sent_at = None
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> list[Event]:
+        """Take bytes from the peer and return what they mean, in order.
+
+        A :class:`ProtocolError` ends the list and the connection; events before it are
+        valid and should still be handled. Bytes received after the end are ignored.
+        """
+        if self.closed or not data:
+            return []
+        self._last_received = now
+        self._heartbeat_sent_at = None
+        events: list[Event] = []
+        # Feed the decoder in slices it can always hold on top of one incomplete chunk, so
+        # that its buffer limit bounds what a peer withholds, not how much arrived at once.
+        step = self._feed_step
+        try:
+            pieces = (data,) if len(data) <= step else _slices(data, step)
+            for piece in pieces:
+                self._decoder.receive_data(piece)
+                while (chunk := self._decoder.next_chunk()) is not None:
+                    event = self._receive_chunk(chunk)
+                    if event is not None:
+                        events.append(event)
+        except MalformedMessage as error:
+            self.close()
+            events.append(ProtocolError(error))
+        return events
+
+    def _receive_chunk(self, chunk: Chunk) -> Event | None:
+        if isinstance(chunk, Data):
+            return self._receive_data_chunk(chunk)
+        if isinstance(chunk, Ack):
+            return self._receive_ack(chunk)
+        if isinstance(chunk, Heartbeat):
+            self._outgoing += chunk.acknowledge().encode()
+            return None
+        if isinstance(chunk, HeartbeatAck):
+            return None  # receiving it already proved the peer alive
+        assert isinstance(chunk, Init)  # the decoder refuses a second INIT
+        self._state = ConnectionState.ESTABLISHED
+        return InitReceived(chunk.data_format)
+
+    def _receive_data_chunk(self, chunk: Data) -> DataReceived:
+        # Count the header too, so that empty chunks are not free.
+        size = len(chunk.user_data) + chunk.data_format.header_length
+        if self._undelivered_bytes + size > self.config.max_undelivered_bytes:
+            raise MalformedMessage(
+                f"more than {self.config.max_undelivered_bytes} bytes of DATA received "
+                "that the upper layer has not taken yet",
+                CauseCode.LACK_OF_RESOURCES,
+                report=False,
+            )
+        tsn = self._next_received_tsn
+        self._next_received_tsn = (tsn + 1) & _U32_MAX
+        self._undelivered.append((tsn, size))
+        self._undelivered_bytes += size
+        return DataReceived(tsn, chunk)
+
+    def _receive_ack(self, chunk: Ack) -> DataAcknowledged:
+        if not self._unacknowledged:
+            raise MalformedMessage(
+                "ACK chunk while no DATA chunk is outstanding",
+                CauseCode.INVALID_VALUES,
+                report=False,
+                offending=chunk.encode(),
+            )
+        expected = self._unacknowledged[0].tsn
+        if chunk.tsn is not None and chunk.tsn != expected:
+            raise MalformedMessage(
+                f"ACK chunk for TSN {chunk.tsn}, expected {expected}",
+                CauseCode.INVALID_VALUES,
+                report=False,
+                offending=chunk.encode(),
+            )
+        sent = self._unacknowledged.popleft()
+        self._unacknowledged_bytes -= len(sent.user_data) + self.config.data_format.header_length
+        return DataAcknowledged(sent)
+
+    def acknowledge(self, event: DataReceived) -> None:
+        """Send the ACK for a received DATA chunk the upper layer has now taken.
+
+        Chunks must be acknowledged in the order they arrived. After the connection closed
+        this does nothing.
+        """
+        if self.closed:
+            return
+        if not self._undelivered or self._undelivered[0][0] != event.tsn:
+            pending = self._undelivered[0][0] if self._undelivered else None
+            raise LocalProtocolError(
+                f"DATA with TSN {event.tsn} acknowledged out of order (next is {pending})"
+            )
+        _, size = self._undelivered.popleft()
+        self._undelivered_bytes -= size
+        peer_format = self._decoder.data_format
+        assert peer_format is not None  # DATA is only decoded after the peer's INIT
+        self._outgoing += Ack(event.tsn if peer_format.has_tsn else None).encode()
+
+    # -- sending --------------------------------------------------------------------------
+
+    def send_data(
+        self,
+        user_data: bytes,
+        *,
+        ppid: int = 0,
+        stream_identifier: int = 0,
+        unordered: bool = False,
+    ) -> SentData:
+        """Queue one DATA chunk carrying ``user_data`` and keep it until the peer ACKs it.
+
+        Raises :class:`LocalProtocolError` after the connection closed or when the chunk
+        would exceed ``max_chunk_length``, :class:`SendBufferFull` when the peer has left
+        too much unacknowledged, and ``ValueError`` for a PPID or stream that our INIT's
+        format cannot carry.
+        """
+        if self.closed:
+            raise LocalProtocolError("the connection is closed")
+        if len(user_data) > self._max_user_data:
+            raise LocalProtocolError(
+                f"{len(user_data)} bytes of user data exceed the "
+                f"{self.config.max_chunk_length}-byte chunk limit"
+            )
+        size = len(user_data) + self.config.data_format.header_length
+        if self._unacknowledged_bytes + size > self.config.max_unacknowledged_bytes:
+            raise SendBufferFull(
+                f"{self._unacknowledged_bytes} bytes are unacknowledged; sending "
+                f"{size} more would exceed {self.config.max_unacknowledged_bytes}"
+            )
+        tsn = self._encoder.next_tsn
+        encoded = self._encoder.send_data(
+            user_data, ppid=ppid, stream_identifier=stream_identifier, unordered=unordered
+        )
+        sent = SentData(tsn, user_data, ppid, stream_identifier, unordered)
+        self._unacknowledged.append(sent)
+        self._unacknowledged_bytes += size
+        self._outgoing += encoded
+        return sent
+
+    # -- time -----------------------------------------------------------------------------
+
+    def next_timer(self) -> float | None:
+        """When :meth:`handle_timer` has something to do next; ``None`` for never."""
+        if self.closed:
+            return None
+        if self._heartbeat_sent_at is not None:
+            return self._heartbeat_sent_at + self.config.heartbeat_timeout
+        if self.config.heartbeat_interval is None:
+            return None
+        return self._last_received + self.config.heartbeat_interval
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Send a HEARTBEAT when the peer has been silent too long, or declare it dead
+        (:class:`HeartbeatTimeout`) when it did not answer one. Early calls do nothing."""
+        if self.closed:
+            return []
+        sent_at = self._heartbeat_sent_at
+        if sent_at is not None:
+            if now >= sent_at + self.config.heartbeat_timeout:
+                self.close()
+                return [HeartbeatTimeout(self.config.heartbeat_timeout)]
+            return []
+        interval = self.config.heartbeat_interval
+        if interval is not None and now >= self._last_received + interval:
+            self._heartbeats_sent += 1
+            info = _HEARTBEAT_INFO.pack(self._heartbeats_sent)
+            self._outgoing += Heartbeat(info).encode()
+            self._heartbeat_sent_at = now
+        return []

@@ -1,0 +1,120 @@
+"""What a :class:`~twisted_rserpool.transport.connection.MappingConnection` reports.
+
+Every event is an immutable value. A connection returns them from ``receive_data`` and
+``handle_timer``; the events that end the connection (:class:`ProtocolError`,
+:class:`HeartbeatTimeout`) are always the last of their list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from twisted_rserpool.wire.errors import MalformedMessage
+from twisted_rserpool.wire.tcpmapping import Data, DataFormat
+
+__all__ = [
+    "DataAcknowledged",
+    "DataReceived",
+    "Event",
+    "HeartbeatTimeout",
+    "InitReceived",
+    "ProtocolError",
+    "SentData",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SentData:
+    """One DATA chunk we sent, kept until the peer acknowledges its delivery.
+
+    ``tsn`` is the chunk's transmission sequence number, counted from 0 on this
+    connection whether or not it appears on the wire. The other fields are what the
+    upper layer passed to ``send_data``: enough to send the same message again to
+    another peer after a failover.
+    """
+
+    tsn: int
+    user_data: bytes
+    ppid: int = 0
+    stream_identifier: int = 0
+    unordered: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InitReceived:
+    """The peer's INIT arrived: the mapping is up in both directions.
+
+    ``data_format`` says which optional words the peer's DATA chunks carry.
+    """
+
+    data_format: DataFormat
+
+
+@dataclass(frozen=True, slots=True)
+class DataReceived:
+    """The peer sent one DATA chunk, to be delivered to the upper layer.
+
+    Once the upper layer has taken it, pass this event to ``acknowledge`` so that the
+    peer gets its ACK; the draft requires exactly one ACK per delivered DATA chunk, in
+    the order the chunks arrived. ``tsn`` is the chunk's TSN (explicit or implied by
+    its position in the stream).
+    """
+
+    tsn: int
+    chunk: Data
+
+    @property
+    def ppid(self) -> int:
+        """The payload protocol identifier (0 when the peer's INIT omitted PPIDs)."""
+        return self.chunk.effective_ppid
+
+    @property
+    def user_data(self) -> bytes:
+        """The message the chunk carries."""
+        return self.chunk.user_data
+
+    @property
+    def stream_identifier(self) -> int:
+        """The stream the chunk belongs to (0 when the peer's INIT omitted streams)."""
+        return self.chunk.effective_stream_identifier
+
+
+@dataclass(frozen=True, slots=True)
+class DataAcknowledged:
+    """The peer acknowledged delivery of one DATA chunk we sent: ``sent``."""
+
+    sent: SentData
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """The peer broke the TCP mapping; the connection is closed and must be dropped.
+
+    ``error.reason`` says why and ``error.cause`` gives the RFC 5354 cause (Lack of
+    Resources for a limit that was exceeded, Unrecognized Message for a reserved chunk
+    type, Invalid Values otherwise). The mapping has no error chunk: nothing is sent back.
+    """
+
+    error: MalformedMessage
+
+    @property
+    def reason(self) -> str:
+        """Why the connection failed, in one line."""
+        return self.error.reason
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatTimeout:
+    """No HEARTBEAT ACK and no other bytes came within ``timeout`` seconds of our
+    HEARTBEAT: the peer is considered dead and the connection is closed."""
+
+    timeout: float
+
+    @property
+    def reason(self) -> str:
+        """Why the connection failed, in one line."""
+        return f"no answer to a HEARTBEAT within {self.timeout:g} s"
+
+
+Event: TypeAlias = InitReceived | DataReceived | DataAcknowledged | ProtocolError | HeartbeatTimeout

@@ -1,0 +1,548 @@
+"""The Twisted protocol that carries ASAP, ENRP and application data over the TCP mapping.
+
+:class:`RSerPoolProtocol` runs a :class:`~twisted_rserpool.transport.connection.MappingConnection`
+over any stream transport (TCP, TLS, UNIX) and is the base class of the ENRP server, the
+pool element and the pool user. It decodes DATA by PPID (11 ASAP, 12 ENRP, any other
+application data) and calls one hook per message; it answers malformed messages, sends
+heartbeats and closes dead connections.
+
+Security rule: no ASAP/ENRP message and no application data reaches a hook before
+:meth:`RSerPoolProtocol.connectionReady`, which comes once the peer's INIT arrived and, on a
+TLS transport, the TLS handshake completed. Sending is refused until then too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Generic, TypeVar
+
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IReactorTime,
+    ISSLTransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_rserpool.security.context import INSECURE, SecurityContext
+from twisted_rserpool.transport.connection import (
+    LocalProtocolError,
+    MappingConfig,
+    MappingConnection,
+    SendBufferFull,
+)
+from twisted_rserpool.transport.events import (
+    DataAcknowledged,
+    DataReceived,
+    Event,
+    HeartbeatTimeout,
+    InitReceived,
+    ProtocolError,
+    SentData,
+)
+from twisted_rserpool.wire import asap, enrp
+from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
+from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
+from twisted_rserpool.wire.message import Message
+from twisted_rserpool.wire.parameters import ErrorCause, OperationError
+from twisted_rserpool.wire.tcpmapping import ASAP_PPID, ENRP_PPID
+
+__all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol"]
+
+_PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
+_ERROR_TYPES = {ASAP_PPID: asap.AsapType.ERROR, ENRP_PPID: enrp.EnrpType.ERROR}
+
+
+class ConnectionNotReady(LocalProtocolError):
+    """A message was to be sent before :meth:`RSerPoolProtocol.connectionReady` or after
+    the connection was lost."""
+
+
+def _describePeer(transport: Any) -> str:
+    try:
+        address = transport.getPeer()
+    except Exception:
+        return "unknown peer"
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is not None and port is not None:
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(address)
+
+
+def _tlsDetails(transport: Any) -> SecurityContext:
+    """Version and cipher of a TLS transport, without any claim about the peer."""
+    try:
+        handle = transport.getHandle()
+        version = handle.get_protocol_version_name()
+        cipher = handle.get_cipher_name()
+    except Exception:
+        return SecurityContext(authenticated=False, tls_version="unknown")
+    return SecurityContext(
+        authenticated=False,
+        tls_version=str(version) if version else "unknown",
+        cipher=str(cipher) if cipher else None,
+    )
+
+
+@implementer(IHandshakeListener)
+class RSerPoolProtocol(Protocol):
+    """One RSerPool connection over the TCP mapping; subclass it and override the hooks.
+
+    Hooks, each called only after :meth:`connectionReady`: :meth:`asapMessageReceived`,
+    :meth:`enrpMessageReceived`, :meth:`applicationDataReceived`,
+    :meth:`malformedMessageReceived`, :meth:`dataAcknowledged`. A hook that raises is
+    logged; the message still counts as delivered (it is acknowledged) and the connection
+    goes on.
+
+    Configuration (class attributes; override them in a subclass, on the instance before
+    the connection is made, or through :class:`RSerPoolFactory`):
+
+    - :attr:`mappingConfig`: sizes and timers of the TCP mapping (chunk length, buffers,
+      unacknowledged data, heartbeat interval and timeout), a
+      :class:`~twisted_rserpool.transport.connection.MappingConfig`.
+    - :attr:`messageLimits`: bounds for decoding ASAP and ENRP messages.
+    - :attr:`enrpServerIdentifier` / :attr:`peerEnrpServerIdentifier`: the server
+      identifiers written into the ENRP_ERROR messages this protocol sends.
+
+    The clock (``IReactorTime``) drives the heartbeat; by default the global reactor.
+    """
+
+    log = Logger()
+
+    mappingConfig: MappingConfig = MappingConfig()
+    messageLimits: Limits = DEFAULT_LIMITS
+    enrpServerIdentifier: int = 0
+    peerEnrpServerIdentifier: int = 0
+
+    #: The connection's security, set just before :meth:`connectionReady`; ``None`` before.
+    securityContext: SecurityContext | None = None
+    #: The sans-IO TCP mapping state, created in :meth:`connectionMade`.
+    mapping: MappingConnection | None = None
+
+    def __init__(self, clock: IReactorTime | None = None) -> None:
+        self.clock: IReactorTime | None = clock
+        self._onTls = False
+        self._handshakeDone = False
+        self._ready = False
+        self._closing = False
+        self._lost = False
+        self._held: deque[DataReceived] = deque()
+        self._timer: IDelayedCall | None = None
+        self._timerDeadline = 0.0
+        self.peer = "unknown peer"
+
+    @property
+    def heartbeatInterval(self) -> float | None:
+        """Seconds without received bytes after which a HEARTBEAT is sent (``None``: never)."""
+        return self.mappingConfig.heartbeat_interval
+
+    @property
+    def heartbeatTimeout(self) -> float:
+        """Seconds after a HEARTBEAT within which any byte from the peer must arrive."""
+        return self.mappingConfig.heartbeat_timeout
+
+    @property
+    def ready(self) -> bool:
+        """Whether :meth:`connectionReady` was called and the connection is not lost."""
+        return self._ready and not self._lost
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def connectionReady(self, securityContext: SecurityContext) -> None:
+        """The mapping is up and, on TLS, the handshake completed: messages may flow.
+
+        Called once per connection, with the same value as :attr:`securityContext`
+        (:data:`~twisted_rserpool.security.context.INSECURE` without TLS).
+        """
+
+    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+        """The peer sent a valid ASAP message (PPID 11)."""
+
+    def enrpMessageReceived(self, message: enrp.EnrpMessage) -> None:
+        """The peer sent a valid ENRP message (PPID 12)."""
+
+    def applicationDataReceived(self, ppid: int, data: bytes) -> None:
+        """The peer sent application data with a PPID other than 11 and 12."""
+
+    def dataAcknowledged(self, sent: SentData) -> None:
+        """The peer acknowledged delivery of a message we sent."""
+
+    def malformedMessageReceived(self, error: MalformedMessage, ppid: int | None) -> None:
+        """Input from the peer did not decode; ``error`` says why.
+
+        ``ppid`` is 11 or 12 for an ASAP or ENRP message that did not decode, and ``None``
+        when the TCP mapping itself broke (framing, chunk order, limits): the connection is
+        then unusable and closed after this hook whatever it does.
+
+        By default an ASAP/ENRP error the RFC asks to report is answered with an
+        ASAP_ERROR / ENRP_ERROR carrying its cause, other malformed messages are discarded,
+        and a broken mapping closes the connection; every case is logged.
+        """
+        if ppid is None:
+            self.log.warn(
+                "Closing connection from {peer}: broken TCP mapping: {cause}",
+                peer=self.peer,
+                cause=error.reason,
+                code=int(error.cause),
+            )
+            self._close()
+            return
+        protocol = _PROTOCOL_NAMES.get(ppid, "RSerPool")
+        if not error.report:
+            self.log.info(
+                "Discarded malformed {protocol} message from {peer}: {cause}",
+                protocol=protocol,
+                peer=self.peer,
+                ppid=ppid,
+                cause=error.reason,
+                code=int(error.cause),
+            )
+            return
+        self.log.info(
+            "Malformed {protocol} message from {peer}: {cause}; answering with an error",
+            protocol=protocol,
+            peer=self.peer,
+            ppid=ppid,
+            cause=error.reason,
+            code=int(error.cause),
+        )
+        self.sendOperationError(ppid, OperationError.from_malformed(error))
+
+    def buildSecurityContext(self) -> SecurityContext:
+        """The security of this connection, asked for once the TLS handshake completed.
+
+        Without TLS: :data:`~twisted_rserpool.security.context.INSECURE`. Over TLS this
+        default reports version and cipher but no authenticated identity; override it to
+        add what the TLS layer proved.
+        """
+        if not self._onTls:
+            return INSECURE
+        return _tlsDetails(self.transport)
+
+    # -- sending --------------------------------------------------------------------------
+
+    def sendAsap(self, message: asap.AsapMessage) -> SentData:
+        """Send an ASAP message (PPID 11)."""
+        return self._send(message.encode(), ASAP_PPID)
+
+    def sendEnrp(self, message: enrp.EnrpMessage) -> SentData:
+        """Send an ENRP message (PPID 12)."""
+        return self._send(message.encode(), ENRP_PPID)
+
+    def sendApplicationData(
+        self, data: bytes, ppid: int = 0, *, streamIdentifier: int = 0, unordered: bool = False
+    ) -> SentData:
+        """Send application data with ``ppid`` (not 11 or 12, which belong to ASAP and ENRP)."""
+        if ppid in _PROTOCOL_NAMES:
+            raise ValueError(f"PPID {ppid} is reserved for {_PROTOCOL_NAMES[ppid]}")
+        return self._send(data, ppid, streamIdentifier, unordered)
+
+    def sendOperationError(self, ppid: int, error: OperationError) -> None:
+        """Report ``error`` to the peer in an ASAP_ERROR (``ppid`` 11) or ENRP_ERROR (12)."""
+        if ppid == ASAP_PPID:
+            self.sendAsap(asap.ErrorMessage(error))
+        elif ppid == ENRP_PPID:
+            self.sendEnrp(
+                enrp.ErrorMessage(self.enrpServerIdentifier, self.peerEnrpServerIdentifier, error)
+            )
+        else:
+            raise ValueError(f"PPID {ppid} has no error message")
+
+    def unacknowledged(self) -> tuple[SentData, ...]:
+        """What we sent that the peer has not acknowledged, oldest first; still available
+        after the connection was lost, for failover."""
+        return () if self.mapping is None else self.mapping.unacknowledged()
+
+    def _send(
+        self, data: bytes, ppid: int, streamIdentifier: int = 0, unordered: bool = False
+    ) -> SentData:
+        mapping = self.mapping
+        if mapping is None or not self.ready or mapping.closed:
+            raise ConnectionNotReady("the connection is not ready for messages")
+        try:
+            sent = mapping.send_data(
+                data, ppid=ppid, stream_identifier=streamIdentifier, unordered=unordered
+            )
+        except SendBufferFull as error:
+            self.log.warn(
+                "Closing connection to {peer}: it does not acknowledge what it receives: {cause}",
+                peer=self.peer,
+                ppid=ppid,
+                cause=str(error),
+            )
+            self._abort()
+            raise
+        self._flush()
+        return sent
+
+    # -- Twisted interface ----------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Send our INIT and start the heartbeat timer."""
+        if self.clock is None:
+            # Imported here, not at module level, so that importing never installs a reactor.
+            from twisted.internet import reactor  # noqa: PLC0415
+
+            self.clock = reactor
+        self.peer = _describePeer(self.transport)
+        self._onTls = ISSLTransport.providedBy(self.transport)
+        self._handshakeDone = not self._onTls
+        self.mapping = MappingConnection(self.mappingConfig, now=self._now())
+        self._flush()
+        self._armTimer()
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake completed: the connection may become ready."""
+        if self._handshakeDone:
+            # A renegotiation: the context of a ready connection does not change.
+            return
+        self._handshakeDone = True
+        self._becomeReadyIfPossible()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Feed the TCP mapping; never raises."""
+        mapping = self.mapping
+        if mapping is None or mapping.closed or self._stopped():
+            return
+        try:
+            events = mapping.receive_data(data, self._now())
+            self._flush()
+            self._handleEvents(events)
+            self._armTimer()
+        except Exception:
+            self.log.failure(
+                "Closing connection from {peer}: unexpected error", peer=self.peer, cause="bug"
+            )
+            self._abort()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Stop the timer; :meth:`unacknowledged` stays available."""
+        self._lost = True
+        self._held.clear()
+        self._cancelTimer()
+        if self.mapping is not None:
+            self.mapping.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self.clock is not None
+        return self.clock.seconds()
+
+    def _stopped(self) -> bool:
+        return self._lost or self._closing or bool(getattr(self.transport, "disconnecting", False))
+
+    def _flush(self) -> None:
+        if self.mapping is None or self.transport is None:
+            return
+        data = self.mapping.data_to_send()
+        if data and not self._lost:
+            self.transport.write(data)
+
+    def _close(self) -> None:
+        if self._closing or self._lost:
+            return
+        self._closing = True
+        if self.mapping is not None:
+            self._flush()
+            self.mapping.close()
+        self._cancelTimer()
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def _abort(self) -> None:
+        if self._lost:
+            return
+        self._closing = True
+        if self.mapping is not None:
+            self.mapping.close()
+        self._cancelTimer()
+        transport = self.transport
+        assert transport is not None
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            transport.loseConnection()
+
+    def _handleEvents(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, DataReceived):
+                if self._ready and not self._stopped():
+                    self._deliver(event)
+                elif not self._stopped():
+                    self._held.append(event)
+            elif isinstance(event, DataAcknowledged):
+                self._callHook(self.dataAcknowledged, event.sent)
+            elif isinstance(event, InitReceived):
+                self._becomeReadyIfPossible()
+            elif isinstance(event, ProtocolError):
+                self._mappingFailed(event)
+            elif isinstance(event, HeartbeatTimeout):
+                self._heartbeatTimedOut(event)
+
+    def _becomeReadyIfPossible(self) -> None:
+        mapping = self.mapping
+        if (
+            self._ready
+            or not self._handshakeDone
+            or mapping is None
+            or mapping.peer_data_format is None
+            or self._stopped()
+        ):
+            return
+        try:
+            context = self.buildSecurityContext()
+        except Exception:
+            self.log.failure(
+                "Closing connection from {peer}: its security context cannot be determined",
+                peer=self.peer,
+                cause="security context",
+            )
+            self._abort()
+            return
+        self.securityContext = context
+        self._ready = True
+        self.log.debug(
+            "Connection with {peer} ready: {security}", peer=self.peer, security=context.describe()
+        )
+        self._callHook(self.connectionReady, context)
+        while self._held and not self._stopped():
+            self._deliver(self._held.popleft())
+
+    def _deliver(self, event: DataReceived) -> None:
+        ppid = event.ppid
+        if ppid == ASAP_PPID:
+            self._deliverMessage(event, asap.decode, self.asapMessageReceived)
+        elif ppid == ENRP_PPID:
+            self._deliverMessage(event, enrp.decode, self.enrpMessageReceived)
+        else:
+            self._callHook(self.applicationDataReceived, ppid, event.user_data)
+        assert self.mapping is not None
+        self.mapping.acknowledge(event)
+        self._flush()
+
+    def _deliverMessage(self, event: DataReceived, decode: Any, hook: Any) -> None:
+        ppid = event.ppid
+        try:
+            message: Message = decode(event.user_data, self.messageLimits)
+        except MalformedMessage as error:
+            if event.user_data[:1] == bytes([_ERROR_TYPES[ppid]]):
+                # Never answer an error with an error: two peers could loop forever.
+                error.report = False
+            self._callHook(self.malformedMessageReceived, error, ppid)
+            return
+        is_error = isinstance(message, asap.ErrorMessage | enrp.ErrorMessage)
+        if message.unrecognized_parameters and not is_error:
+            self._reportUnrecognized(ppid, message.unrecognized_parameters)
+        self._callHook(hook, message)
+
+    def _reportUnrecognized(self, ppid: int, parameters: tuple[bytes, ...]) -> None:
+        self.log.info(
+            "{protocol} message from {peer} carries {count} unrecognized parameter(s); "
+            "reporting them",
+            protocol=_PROTOCOL_NAMES[ppid],
+            peer=self.peer,
+            ppid=ppid,
+            count=len(parameters),
+            cause="unrecognized parameter",
+        )
+        causes = tuple(ErrorCause(CauseCode.UNRECOGNIZED_PARAMETER, tlv) for tlv in parameters)
+        self._callHook(self.sendOperationError, ppid, OperationError(causes))
+
+    def _callHook(self, hook: Any, *args: Any) -> None:
+        if self._lost:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            self.log.failure(
+                "{hook} raised on the connection with {peer}",
+                hook=getattr(hook, "__name__", repr(hook)),
+                peer=self.peer,
+                cause="exception in hook",
+            )
+
+    def _mappingFailed(self, event: ProtocolError) -> None:
+        self._callHook(self.malformedMessageReceived, event.error, None)
+        self._close()
+
+    def _heartbeatTimedOut(self, event: HeartbeatTimeout) -> None:
+        self.log.warn(
+            "Closing dead connection with {peer}: {cause}",
+            peer=self.peer,
+            cause=event.reason,
+        )
+        self._abort()
+
+    def _armTimer(self) -> None:
+        mapping = self.mapping
+        deadline = None if mapping is None or self._stopped() else mapping.next_timer()
+        if deadline is None:
+            self._cancelTimer()
+            return
+        timer = self._timer
+        if timer is not None and timer.active() and self._timerDeadline <= deadline:
+            return  # it fires early and re-arms itself: cheaper than rescheduling per read
+        self._cancelTimer()
+        assert self.clock is not None
+        self._timerDeadline = deadline
+        self._timer = self.clock.callLater(max(0.0, deadline - self._now()), self._timerFired)
+
+    def _cancelTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        mapping = self.mapping
+        if mapping is None or self._stopped():
+            return
+        try:
+            # The timer was set for this deadline: rounding must not make it look early.
+            events = mapping.handle_timer(max(self._now(), self._timerDeadline))
+            self._flush()
+            self._handleEvents(events)
+            self._armTimer()
+        except Exception:
+            self.log.failure("Closing connection with {peer}: unexpected error", peer=self.peer)
+            self._abort()
+
+
+_P = TypeVar("_P", bound=RSerPoolProtocol)
+
+
+class RSerPoolFactory(Factory[_P], Generic[_P]):
+    """Builds ``protocol`` instances with a shared clock, mapping config and message limits.
+
+    ``None`` keeps the protocol class's own setting (and the global reactor as clock).
+    """
+
+    def __init__(
+        self,
+        protocol: type[_P],
+        clock: IReactorTime | None = None,
+        *,
+        mappingConfig: MappingConfig | None = None,
+        messageLimits: Limits | None = None,
+    ) -> None:
+        self.protocol = protocol
+        self.clock = clock
+        self.mappingConfig = mappingConfig
+        self.messageLimits = messageLimits
+
+    def buildProtocol(self, addr: Any) -> _P | None:
+        """A protocol with this factory's clock and limits."""
+        assert self.protocol is not None
+        protocol = self.protocol()
+        protocol.factory = self
+        protocol.clock = self.clock
+        if self.mappingConfig is not None:
+            protocol.mappingConfig = self.mappingConfig
+        if self.messageLimits is not None:
+            protocol.messageLimits = self.messageLimits
+        return protocol
