@@ -703,3 +703,17 @@ def test_error_repr_and_data() -> None:
     assert error.notify_type == NotifyType.INVALID_SYNTAX
     assert error.notify_data == b""
     assert "bad" in repr(error)
+
+
+def test_lists_become_tuples() -> None:
+    """Lists given for sequence fields are stored as tuples, so values compare and hash."""
+    message = IkeMessage(SPI_I, SPI_R, 34, 0, [NoncePayload(b"n")])  # type: ignore[arg-type]
+    assert message.payloads == (NoncePayload(b"n"),)
+    sa = SecurityAssociationPayload([Proposal(1, 1, b"", [Transform(1, 12, [])])])  # type: ignore[arg-type]
+    assert sa == SecurityAssociationPayload((Proposal(1, 1, b"", (Transform(1, 12, ()),)),))
+    hash(sa)
+    assert DeletePayload(3, [b"abcd"]).spis == (b"abcd",)  # type: ignore[arg-type]
+    assert TsInitiatorPayload([]).selectors == ()  # type: ignore[arg-type]
+    assert ConfigurationPayload(1, [ConfigurationAttribute(1)]).attributes == (  # type: ignore[arg-type]
+        ConfigurationAttribute(1),
+    )

@@ -157,6 +157,12 @@ def _check_uint(name: str, value: int, bits: int) -> None:
         raise ValueError(f"{name} must fit in {bits} bits, got {value!r}")
 
 
+def _freeze(value: object, name: str) -> None:
+    """Turn a list given for a tuple field into a tuple, so values stay hashable and equal."""
+    if not isinstance(getattr(value, name), tuple):
+        object.__setattr__(value, name, tuple(getattr(value, name)))
+
+
 def _generic_header(next_payload: int, critical: bool, body_length: int) -> bytes:
     length = GENERIC_PAYLOAD_HEADER_SIZE + body_length
     if length > 0xFFFF:
@@ -221,6 +227,7 @@ class Transform:
     def __post_init__(self) -> None:
         _check_uint("transform type", self.transform_type, 8)
         _check_uint("transform ID", self.transform_id, 16)
+        _freeze(self, "attributes")
 
     @property
     def key_length(self) -> int | None:
@@ -262,6 +269,7 @@ class Proposal:
 
     def __post_init__(self) -> None:
         _check_uint("proposal number", self.number, 8)
+        _freeze(self, "transforms")
         _check_uint("protocol ID", self.protocol_id, 8)
         if len(self.spi) > 0xFF:
             raise ValueError("SPI longer than 255 octets")
@@ -300,6 +308,7 @@ class SecurityAssociationPayload(_PayloadBase):
     critical: bool = False
 
     def __post_init__(self) -> None:
+        _freeze(self, "proposals")
         if not self.proposals:
             raise ValueError("an SA payload holds at least one proposal")
 
@@ -640,6 +649,7 @@ class DeletePayload(_PayloadBase):
 
     def __post_init__(self) -> None:
         _check_uint("protocol ID", self.protocol_id, 8)
+        _freeze(self, "spis")
         if self.spi_size == _DERIVED:
             # Every SPI has the size that the protocol defines (RFC 7296 section 3.11).
             if self.spis:
@@ -758,6 +768,9 @@ class TsInitiatorPayload(_PayloadBase):
     selectors: tuple[AnyTrafficSelector, ...]
     critical: bool = False
 
+    def __post_init__(self) -> None:
+        _freeze(self, "selectors")
+
     def encode_body(self) -> bytes:
         return _encode_selectors(self.selectors)
 
@@ -769,6 +782,9 @@ class TsResponderPayload(_PayloadBase):
     payload_type: ClassVar[PayloadType] = PayloadType.TSR
     selectors: tuple[AnyTrafficSelector, ...]
     critical: bool = False
+
+    def __post_init__(self) -> None:
+        _freeze(self, "selectors")
 
     def encode_body(self) -> bytes:
         return _encode_selectors(self.selectors)
@@ -854,6 +870,7 @@ class ConfigurationPayload(_PayloadBase):
 
     def __post_init__(self) -> None:
         _check_uint("CFG type", self.cfg_type, 8)
+        _freeze(self, "attributes")
 
     def encode_body(self) -> bytes:
         return bytes((self.cfg_type, 0, 0, 0)) + b"".join(a.encode() for a in self.attributes)
@@ -1195,6 +1212,7 @@ class IkeMessage:
     def __post_init__(self) -> None:
         if len(self.spi_i) != 8 or len(self.spi_r) != 8:
             raise ValueError("IKE SPIs are 8 octets")
+        _freeze(self, "payloads")
         _check_uint("exchange type", self.exchange_type, 8)
         _check_uint("message ID", self.message_id, 32)
         _check_uint("minor version", self.minor_version, 4)
