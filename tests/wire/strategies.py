@@ -52,7 +52,7 @@ sctp_transports = st.builds(
     st.lists(addresses, min_size=1, max_size=4).map(tuple),
     st.sampled_from(TransportUse),
 )
-tcp_transports = st.builds(TcpTransport, u16, addresses)
+tcp_transports = st.builds(TcpTransport, u16, addresses, st.sampled_from(TransportUse))
 asap_transports: st.SearchStrategy[SctpTransport | TcpTransport] = st.one_of(
     sctp_transports, tcp_transports
 )
@@ -163,13 +163,18 @@ asap_messages: st.SearchStrategy[Message] = st.one_of(
         st.booleans(),
         operation_errors,
     ),
-    st.builds(asap.EndpointKeepAlive, u32, pool_handles, st.booleans()),
+    st.builds(asap.EndpointKeepAlive, u32, pool_handles, st.booleans(), st.one_of(st.none(), u32)),
     st.builds(asap.EndpointKeepAliveAck, pool_handles, u32),
     st.builds(asap.EndpointUnreachable, pool_handles, u32),
     st.builds(asap.ServerAnnounce, u32, st.lists(asap_transports, max_size=3).map(tuple)),
     st.builds(asap.Cookie, cookies),
     st.builds(asap.CookieEcho, cookies),
-    st.builds(asap.BusinessCard, pool_handles, st.lists(pool_elements, max_size=3).map(tuple)),
+    st.builds(
+        asap.BusinessCard,
+        pool_handles,
+        st.lists(pool_elements, max_size=3).map(tuple),
+        st.one_of(st.none(), policies),
+    ),
     st.builds(asap.ErrorMessage, operation_errors),
 )
 

@@ -77,7 +77,7 @@ import random
 import re
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Literal, TypeAlias
 
@@ -367,6 +367,24 @@ def asapCases() -> Iterator[Case]:
     yield Case("cookie_empty", asap.Cookie(b""), "udp")
     yield Case("business_card", asap.BusinessCard(HANDLE, (PE_B, PE_A)))
     yield Case("business_card_empty", asap.BusinessCard(HANDLE), "udp")
+    yield Case(
+        "business_card_rsplib_policy",
+        asap.BusinessCard(HANDLE, (PE_A,), WeightedRoundRobinPolicy(3)),
+    )
+    yield Case(
+        "endpoint_keep_alive_rsplib_pe_identifier",
+        asap.EndpointKeepAlive(0x01020304, HANDLE, False, 0x0BADCAFE),
+    )
+    yield Case(
+        "tcp_transport_data_plus_control",
+        asap.Registration(
+            HANDLE,
+            replace(
+                PE_A,
+                asap_transport=TcpTransport(3863, V4B, TransportUse.DATA_PLUS_CONTROL),
+            ),
+        ),
+    )
     for name, cause in ASAP_CAUSES.items():
         yield Case(f"error_{name}", asap.ErrorMessage(OperationError((cause,))), "tcp")
     yield Case("error_all_causes", asap.ErrorMessage(allCauses(ASAP_CAUSES)))
@@ -617,7 +635,10 @@ def expectParameter(parameter: Any, p: Protocol) -> Expected:
         ]
     elif isinstance(parameter, TcpTransport):
         # tshark reads the reserved field as a Transport Use.
-        found += [(f"{p}.tcp_transport_port", str(parameter.port)), (f"{p}.transport_use", "0")]
+        found += [
+            (f"{p}.tcp_transport_port", str(parameter.port)),
+            (f"{p}.transport_use", str(int(parameter.transport_use))),
+        ]
     elif isinstance(parameter, UdpLiteTransport):
         found += [
             (f"{p}.udp_lite_transport_port", str(parameter.port)),
@@ -745,7 +766,8 @@ def messageParameters(message: Message) -> list[Any]:
     """The parameters of a message in the order its RFC figure lists them."""
     m: Any = message
     handle = [PoolHandleParameter(m.pool_handle)] if hasattr(m, "pool_handle") else []
-    pe = [PEIdentifierParameter(m.pe_identifier)] if hasattr(m, "pe_identifier") else []
+    pe_identifier = getattr(m, "pe_identifier", None)
+    pe = [PEIdentifierParameter(pe_identifier)] if pe_identifier is not None else []
     error = [m.error] if getattr(m, "error", None) is not None else []
     if isinstance(message, asap.Registration | enrp.HandleUpdate):
         return [*handle, m.pool_element]
@@ -754,7 +776,7 @@ def messageParameters(message: Message) -> list[Any]:
     if isinstance(message, asap.HandleResolutionResponse):
         return [*handle, *([m.policy] if m.policy else []), *m.pool_elements, *error]
     if isinstance(message, asap.BusinessCard):
-        return [*handle, *m.pool_elements]
+        return [*handle, *([m.policy] if m.policy else []), *m.pool_elements]
     if isinstance(message, asap.ServerAnnounce):
         return list(m.transports)
     if isinstance(message, asap.Cookie | asap.CookieEcho):

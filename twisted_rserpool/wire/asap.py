@@ -226,18 +226,26 @@ class HandleResolutionResponse(Message):
 
 @dataclass(frozen=True, slots=True)
 class EndpointKeepAlive(Message):
-    """ASAP_ENDPOINT_KEEP_ALIVE (2.2.7); ``home`` is the H flag (adopt me as home server)."""
+    """ASAP_ENDPOINT_KEEP_ALIVE (2.2.7); ``home`` is the H flag (adopt me as home server).
+
+    ``pe_identifier`` is RSPLIB's addition (which of the PEs on the association is meant);
+    RFC 5352 does not define it, so it is sent only when set.
+    """
 
     TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE
     server_identifier: int
     pool_handle: bytes
     home: bool = False
+    pe_identifier: int | None = None
 
     def _flags(self) -> int:
         return _FLAG_LOW if self.home else 0
 
     def _body(self) -> bytes:
-        return _U32.pack(self.server_identifier) + PoolHandleParameter(self.pool_handle).encode()
+        body = _U32.pack(self.server_identifier) + PoolHandleParameter(self.pool_handle).encode()
+        if self.pe_identifier is not None:
+            body += PEIdentifierParameter(self.pe_identifier).encode()
+        return body
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
@@ -246,8 +254,11 @@ class EndpointKeepAlive(Message):
         (server,) = _U32.unpack_from(ctx.data, start)
         p = Parameters(ctx, start + 4, end)
         handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        pe = p.optional(PEIdentifierParameter, "PE identifier")
         p.done()
-        return cls(server, handle, bool(flags & _FLAG_LOW))
+        return cls(
+            server, handle, bool(flags & _FLAG_LOW), pe.pe_identifier if pe is not None else None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,24 +361,30 @@ class CookieEcho(Message):
 
 @dataclass(frozen=True, slots=True)
 class BusinessCard(Message):
-    """ASAP_BUSINESS_CARD (2.2.13): a pool handle and a preferred failover order of PEs."""
+    """ASAP_BUSINESS_CARD (2.2.13): a pool handle and a preferred failover order of PEs.
+
+    ``policy`` (the failover policy) is RSPLIB's addition, sent only when set.
+    """
 
     TYPE: ClassVar[int] = AsapType.BUSINESS_CARD
     pool_handle: bytes
     pool_elements: tuple[PoolElementParameter, ...] = ()
+    policy: SelectionPolicy | None = None
 
     def _body(self) -> bytes:
-        return PoolHandleParameter(self.pool_handle).encode() + b"".join(
-            pe.encode() for pe in self.pool_elements
-        )
+        body = PoolHandleParameter(self.pool_handle).encode()
+        if self.policy is not None:
+            body += self.policy.encode()
+        return body + b"".join(pe.encode() for pe in self.pool_elements)
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
         p = Parameters(ctx, start, end)
         handle = p.one(PoolHandleParameter, "pool handle").pool_handle
+        policy = p.optional(SelectionPolicy, "failover policy")
         elements = p.many(PoolElementParameter)
         p.done()
-        return cls(handle, tuple(elements))
+        return cls(handle, tuple(elements), policy)
 
 
 @dataclass(frozen=True, slots=True)

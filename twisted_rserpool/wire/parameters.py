@@ -174,7 +174,7 @@ class SctpTransport:
 
 @dataclass(frozen=True, slots=True)
 class _SingleAddressTransport:
-    """Shared shape of the TCP, UDP and UDP-Lite transport parameters."""
+    """Shared shape of the UDP and UDP-Lite transport parameters."""
 
     TYPE: ClassVar[int]
     port: int
@@ -194,10 +194,29 @@ class _SingleAddressTransport:
 
 
 @dataclass(frozen=True, slots=True)
-class TcpTransport(_SingleAddressTransport):
-    """RFC 5354 section 3.5 (also the ASAP transport of a PE over the TCP mapping)."""
+class TcpTransport:
+    """RFC 5354 section 3.5 (also the ASAP transport of a PE over the TCP mapping).
+
+    The RFC reserves the 16 bits after the port and treats TCP as data only; RSPLIB and
+    Wireshark read them as Transport Use, which matters because over TCP data and control
+    share one connection (RFC 5355 section 2.16). Values other than 0 and 1 there are
+    ignored as reserved.
+    """
 
     TYPE: ClassVar[int] = ParameterType.TCP_TRANSPORT
+    port: int
+    address: Address
+    transport_use: TransportUse = TransportUse.DATA_ONLY
+
+    @property
+    def addresses(self) -> tuple[Address, ...]:
+        return (self.address,)
+
+    def encode(self) -> bytes:
+        body = _PORT_RESERVED.pack(
+            _check(self.port, 16, "TCP port"), self.transport_use
+        ) + _encode_address(self.address)
+        return tlv(self.TYPE, body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,7 +683,7 @@ def _single_address(ctx: DecodeContext, start: int, end: int, depth: int, name: 
 
 
 def _decode_single_address_transport(
-    cls: type[TcpTransport] | type[UdpTransport] | type[UdpLiteTransport], name: str
+    cls: type[UdpTransport] | type[UdpLiteTransport], name: str
 ) -> _Decoder:
     def decode(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
         if end - start < 8:
@@ -673,6 +692,14 @@ def _decode_single_address_transport(
         return cls(port, _single_address(ctx, start, end, depth, name))
 
     return decode
+
+
+def _decode_tcp(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
+    if end - start < 8:
+        raise ctx.invalid("truncated TCP transport", start, end)
+    port, use = _PORT_RESERVED.unpack_from(ctx.data, start + 4)
+    transport_use = TransportUse(use) if use <= 1 else TransportUse.DATA_ONLY
+    return TcpTransport(port, _single_address(ctx, start, end, depth, "TCP"), transport_use)
 
 
 def _decode_dccp(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
@@ -836,7 +863,7 @@ def _decode_operation_error(ctx: DecodeContext, start: int, end: int, depth: int
 _DECODERS: dict[int, _Decoder] = {
     ParameterType.DCCP_TRANSPORT: _decode_dccp,
     ParameterType.SCTP_TRANSPORT: _decode_sctp,
-    ParameterType.TCP_TRANSPORT: _decode_single_address_transport(TcpTransport, "TCP"),
+    ParameterType.TCP_TRANSPORT: _decode_tcp,
     ParameterType.UDP_TRANSPORT: _decode_single_address_transport(UdpTransport, "UDP"),
     ParameterType.UDP_LITE_TRANSPORT: _decode_single_address_transport(
         UdpLiteTransport, "UDP-Lite"

@@ -1,0 +1,765 @@
+"""The ASAP side of an ENRP server (RFC 5352 section 3), secured as RFC 5355 asks. Sans-IO.
+
+The :class:`Registrar` knows connections by an opaque number. The Twisted adapter tells it
+when a connection is ready (with its :class:`SecurityContext` and peer address), hands it
+every decoded ASAP message, and runs :meth:`Registrar.handle_timer` at
+:meth:`Registrar.next_deadline`. Every call returns the :class:`Send` and :class:`Close`
+actions to carry out. No state changes before the peer is authenticated and authorized.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import TypeAlias
+
+from twisted.logger import Logger
+
+from twisted_rserpool.handlespace import (
+    Handlespace,
+    HandlespaceError,
+    HandlespaceEvent,
+    PoolElementAdded,
+    PoolElementRemoved,
+    PoolElementUpdated,
+    PoolRemoved,
+    RemovalReason,
+)
+from twisted_rserpool.handlespace.expiry import DeadlineQueue
+from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
+from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.security.ratelimit import Rate, RateLimiter
+from twisted_rserpool.wire import asap
+from twisted_rserpool.wire.errors import CauseCode
+from twisted_rserpool.wire.message import Message
+from twisted_rserpool.wire.parameters import (
+    POLICY_CLASSES,
+    DccpTransport,
+    ErrorCause,
+    ErrorInformation,
+    OperationError,
+    PoolElementParameter,
+    RoundRobinPolicy,
+    SctpTransport,
+    SelectionPolicy,
+    TcpTransport,
+    Transport,
+    UdpLiteTransport,
+    UdpTransport,
+    UnknownPolicy,
+)
+
+log = Logger()
+
+Address: TypeAlias = IPv4Address | IPv6Address
+_PoolElementKey: TypeAlias = tuple[bytes, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``message`` on connection ``connection``."""
+
+    connection: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close connection ``connection``; ``reason`` is for the log."""
+
+    connection: int
+    reason: str
+
+
+Action: TypeAlias = Send | Close
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrarConfig:
+    """Timers, thresholds and limits of the ASAP side of an ENRP server.
+
+    Defaults follow RSPLIB where RFC 5352 leaves values open (keep-alive every 5 s with a
+    5 s timeout, MAX-BAD-PE-REPORT 3, 3 PEs per handle resolution, at most 128).
+    """
+
+    server_identifier: int
+    #: Refuse every state change from a connection whose peer is not authenticated
+    #: (RFC 5355 2.1-2.4, 2.15). Only ``--insecure`` turns this off.
+    secure: bool = True
+    #: Let pool users that did not authenticate (TLS with a server certificate only)
+    #: resolve handles. Registrations always need an authenticated pool element.
+    anonymous_pool_users: bool = True
+    #: Registered addresses must be the connection's peer address or the wildcard
+    #: (RFC 5352 2.2.1: "a subset of the IP address(es) used in the association").
+    check_addresses: bool = True
+    keep_alive_interval: float = 5.0
+    keep_alive_timeout: float = 5.0
+    max_bad_pe_report: int = 3
+    handle_resolution_items: int = 3
+    max_handle_resolution_items: int = 128
+    #: Longest registration life granted, in seconds (longer ones, and -1, are cut to it).
+    max_registration_life: int = 3600
+    max_subscriptions_per_connection: int = 64
+    #: ASAP requests per connection (a flooding client is throttled, RFC 5355 2.1).
+    request_rate: Rate = field(default_factory=lambda: Rate(200.0, 400.0))
+    #: ASAP requests per authenticated identity, over all its connections.
+    identity_rate: Rate = field(default_factory=lambda: Rate(500.0, 1000.0))
+    #: ASAP_ENDPOINT_UNREACHABLE reports per pool user (RFC 5355 2.13).
+    unreachable_rate: Rate = field(default_factory=lambda: Rate(1.0, 5.0))
+    #: ASAP_ENDPOINT_KEEP_ALIVE messages per pool element (RFC 5355 2.14).
+    keep_alive_rate: Rate = field(default_factory=lambda: Rate(1.0, 3.0))
+
+
+@dataclass(slots=True)
+class ConnectionState:
+    """What the registrar knows of one ready ASAP connection."""
+
+    number: int
+    security: SecurityContext
+    peer_address: Address | None
+    peer_port: int
+    #: Pool elements registered over this connection (their ASAP association).
+    pool_elements: set[_PoolElementKey] = field(default_factory=set)
+    #: Pool handles this connection subscribed to (S flag), with the items it wanted.
+    subscriptions: dict[bytes, int] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> str | None:
+        """The authenticated identity of the peer, if any."""
+        return self.security.identity
+
+    def describe(self) -> str:
+        """The peer for log lines."""
+        return f"{self.peer_address}:{self.peer_port} ({self.identity or 'unauthenticated'})"
+
+
+@dataclass(slots=True)
+class _Registered:
+    """A pool element registered at this server: its connection and identity."""
+
+    connection: int
+    identity: str | None
+
+
+def overall_policy(policy: SelectionPolicy) -> SelectionPolicy:
+    """The pool's overall policy as a handle resolution response carries it (values zero)."""
+    known = POLICY_CLASSES.get(policy.policy_type)
+    if known is None:
+        return policy if isinstance(policy, UnknownPolicy) else UnknownPolicy(policy.policy_type)
+    cls, values = known
+    return cls(*([0] * values))
+
+
+class Registrar:
+    """The ASAP server core of an ENRP server: registrations, handle resolution, keep-alives.
+
+    Subclass and override :meth:`allowRegistration` / :meth:`allowResolution` to add
+    decisions of your own (the way twisted.names offers ``allowQuery``).
+    """
+
+    def __init__(
+        self,
+        config: RegistrarConfig,
+        handlespace: Handlespace,
+        policy: AuthorizationPolicy,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.handlespace = handlespace
+        self.policy = policy
+        self.rng = rng if rng is not None else random.Random()
+        self.counters: Counter[str] = Counter()
+        self._connections: dict[int, ConnectionState] = {}
+        self._registered: dict[_PoolElementKey, _Registered] = {}
+        self._identity_elements: Counter[str] = Counter()
+        self._keep_alive_due: DeadlineQueue[_PoolElementKey] = DeadlineQueue()
+        self._subscribers: dict[bytes, set[int]] = {}
+        self._outbox: list[Action] = []
+        self._request_limiter: RateLimiter[int] = RateLimiter(config.request_rate)
+        self._identity_limiter: RateLimiter[str] = RateLimiter(config.identity_rate)
+        self._unreachable_limiter: RateLimiter[str | int] = RateLimiter(config.unreachable_rate)
+        self._keep_alive_limiter: RateLimiter[_PoolElementKey] = RateLimiter(config.keep_alive_rate)
+        self._throttled: set[int] = set()
+        self._changed_pools: set[bytes] = set()
+        self._subscription = handlespace.subscribe(self._handlespace_changed)
+
+    # ------------------------------------------------------------------ decisions to override
+
+    def allowRegistration(
+        self, connection: ConnectionState, pool_handle: bytes, element: PoolElementParameter
+    ) -> bool:
+        """Whether this connection may register ``element`` in ``pool_handle``.
+
+        The default applies the authorization policy (role pool-element for this pool).
+        Called only for authenticated peers, or for any peer when the server is insecure.
+        """
+        if not self.config.secure and connection.identity is None:
+            return True
+        return self.policy.may(connection.identity, Role.POOL_ELEMENT, pool_handle)
+
+    def allowResolution(self, connection: ConnectionState, pool_handle: bytes) -> bool:
+        """Whether this connection may resolve ``pool_handle`` (default: the policy)."""
+        if connection.identity is None:
+            return self.config.anonymous_pool_users or not self.config.secure
+        return self.policy.may(connection.identity, Role.POOL_USER, pool_handle) or self.policy.may(
+            connection.identity, Role.POOL_ELEMENT, pool_handle
+        )
+
+    # ------------------------------------------------------------------ connections
+
+    @property
+    def connections(self) -> dict[int, ConnectionState]:
+        """The ready connections by number (read only)."""
+        return self._connections
+
+    def connection_ready(
+        self,
+        number: int,
+        security: SecurityContext,
+        peer: tuple[str, int] | None,
+    ) -> list[Action]:
+        """A connection finished its TLS handshake and TCP mapping INIT exchange."""
+        address: Address | None = None
+        port = 0
+        if peer is not None:
+            try:
+                address = ip_address(peer[0])
+            except ValueError:
+                address = None
+            port = peer[1]
+        self._connections[number] = ConnectionState(number, security, address, port)
+        self.counters["connections"] += 1
+        return self._take()
+
+    def connection_lost(self, number: int, now: float) -> list[Action]:
+        """A connection closed: the PEs registered over it are unreachable and removed."""
+        state = self._connections.pop(number, None)
+        if state is None:
+            return self._take()
+        for pool_handle in state.subscriptions:
+            self._unsubscribe(pool_handle, number)
+        self._request_limiter.forget(number)
+        self._throttled.discard(number)
+        for key in sorted(state.pool_elements):
+            registered = self._registered.get(key)
+            if registered is not None and registered.connection == number:
+                log.info(
+                    "Removing PE 0x{pe:08x} of pool {pool!r}: its ASAP connection {peer} closed",
+                    pe=key[1],
+                    pool=key[0],
+                    peer=state.describe(),
+                )
+                self.counters["removed_connection_lost"] += 1
+                self.handlespace.deregister(key[0], key[1], reason=RemovalReason.UNREACHABLE)
+        return self._take()
+
+    # ------------------------------------------------------------------ messages
+
+    def message_received(self, number: int, message: Message, now: float) -> list[Action]:
+        """Handle one decoded ASAP message from connection ``number``."""
+        state = self._connections.get(number)
+        if state is None:
+            log.warn("ASAP message on a connection that is not ready: dropped")
+            self.counters["dropped_not_ready"] += 1
+            return []
+        if not self._within_rate(state, now):
+            return self._take()
+        if message.unrecognized_parameters:
+            causes = tuple(
+                ErrorCause(CauseCode.UNRECOGNIZED_PARAMETER, raw)
+                for raw in message.unrecognized_parameters
+            )
+            self._send(number, asap.ErrorMessage(OperationError(causes)))
+        if isinstance(message, asap.Registration):
+            self._register(state, message, now)
+        elif isinstance(message, asap.Deregistration):
+            self._deregister(state, message)
+        elif isinstance(message, asap.HandleResolution):
+            self._resolve(state, message)
+        elif isinstance(message, asap.EndpointKeepAliveAck):
+            self._keep_alive_acknowledged(state, message)
+        elif isinstance(message, asap.EndpointUnreachable):
+            self._unreachable(state, message, now)
+        elif isinstance(message, asap.ErrorMessage):
+            self.counters["asap_errors_received"] += 1
+            log.warn(
+                "ASAP_ERROR from {peer}: causes {causes}",
+                peer=state.describe(),
+                causes=[cause.code for cause in message.error.causes],
+            )
+        else:
+            # A valid ASAP message that an ENRP server never receives.
+            self.counters["unexpected_messages"] += 1
+            log.warn(
+                "Unexpected {message} from {peer}: answered with ASAP_ERROR",
+                message=type(message).__name__,
+                peer=state.describe(),
+            )
+            self._send(
+                number,
+                asap.ErrorMessage(
+                    OperationError.single(CauseCode.UNRECOGNIZED_MESSAGE, message.encode()[:1024])
+                ),
+            )
+        return self._take()
+
+    def _within_rate(self, state: ConnectionState, now: float) -> bool:
+        allowed = self._request_limiter.allow(state.number, now)
+        if allowed and state.identity is not None:
+            allowed = self._identity_limiter.allow(state.identity, now)
+        if allowed:
+            self._throttled.discard(state.number)
+            return True
+        self.counters["rate_limited_requests"] += 1
+        if state.number not in self._throttled:
+            self._throttled.add(state.number)
+            log.warn("Rate limit: dropping ASAP requests from {peer}", peer=state.describe())
+        return False
+
+    # ------------------------------------------------------------------ registration
+
+    def _refuse_registration(
+        self,
+        state: ConnectionState,
+        message: asap.Registration,
+        cause: int,
+        reason: str,
+        information: ErrorInformation = b"",
+    ) -> None:
+        self.counters[f"registrations_refused_{CauseCode(cause).name.lower()}"] += 1
+        log.warn(
+            "Registration of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+            pe=message.pool_element.pe_identifier,
+            pool=message.pool_handle,
+            peer=state.describe(),
+            identity=state.identity,
+            cause=CauseCode(cause).name,
+            reason=reason,
+        )
+        self._send(
+            state.number,
+            asap.RegistrationResponse(
+                message.pool_handle,
+                message.pool_element.pe_identifier,
+                reject=True,
+                error=OperationError.single(cause, information),
+            ),
+        )
+
+    def _register(self, state: ConnectionState, message: asap.Registration, now: float) -> None:
+        security = CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS
+        element = message.pool_element
+        handle = message.pool_handle
+        key = (handle, element.pe_identifier)
+        if self.config.secure and not state.security.authenticated:
+            self._refuse_registration(state, message, security, "peer is not authenticated")
+            return
+        if not self.allowRegistration(state, handle, element):
+            self._refuse_registration(
+                state, message, security, "identity is not authorized for this pool"
+            )
+            return
+        existing = self.handlespace.get(handle, element.pe_identifier)
+        if existing is not None and existing.identity != state.identity:
+            # RFC 5355 2.3: a PE registers only itself; its identifier belongs to its identity.
+            self._refuse_registration(
+                state, message, security, "the PE identifier belongs to another identity"
+            )
+            return
+        registered = self._registered.get(key)
+        if registered is None:
+            limit = self.policy.max_pool_elements(state.identity)
+            if (
+                limit is not None
+                and state.identity is not None
+                and self._identity_elements[state.identity] >= limit
+            ):
+                self._refuse_registration(
+                    state,
+                    message,
+                    CauseCode.LACK_OF_RESOURCES,
+                    f"identity already has {limit} pool elements",
+                )
+                return
+        user_transport = self._bind_transport(state, element.user_transport)
+        if user_transport is None:
+            self._refuse_registration(
+                state,
+                message,
+                security,
+                "registered addresses are not the connection's address",
+            )
+            return
+        life = element.registration_life
+        if life < 0 or life > self.config.max_registration_life:
+            life = self.config.max_registration_life
+        stored = replace(
+            element,
+            home_server_identifier=self.config.server_identifier,
+            registration_life=life,
+            user_transport=user_transport,
+            asap_transport=self._asap_transport(state),
+        )
+        try:
+            self.handlespace.register(handle, stored, now=now, identity=state.identity)
+        except HandlespaceError as e:
+            information: ErrorInformation = b""
+            if e.pool_policy is not None:
+                information = e.pool_policy
+            elif e.pool_transport is not None:
+                information = e.pool_transport
+            self._refuse_registration(state, message, e.cause, e.reason, information)
+            return
+        if registered is not None and registered.connection != state.number:
+            previous = self._connections.get(registered.connection)
+            if previous is not None:
+                previous.pool_elements.discard(key)
+        if registered is None and state.identity is not None:
+            self._identity_elements[state.identity] += 1
+        self._registered[key] = _Registered(state.number, state.identity)
+        state.pool_elements.add(key)
+        self._schedule_keep_alive(key, now)
+        self.counters["registrations"] += 1
+        log.info(
+            "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
+            pe=element.pe_identifier,
+            pool=handle,
+            peer=state.describe(),
+            identity=state.identity,
+            life=life,
+        )
+        warning = None
+        if life != element.registration_life:
+            warning = OperationError.single(CauseCode.INVALID_VALUES, b"")
+        self._send(
+            state.number,
+            asap.RegistrationResponse(handle, element.pe_identifier, error=warning),
+        )
+
+    def _bind_transport(self, state: ConnectionState, transport: Transport) -> Transport | None:
+        """The user transport with wildcards replaced by the peer address, or None if foreign."""
+        peer = state.peer_address
+        if peer is None or not self.config.check_addresses:
+            return transport
+        addresses = transport.addresses
+        if not addresses:
+            return transport  # opaque transport: nothing to check
+
+        def bound(address: Address) -> Address | None:
+            if address.is_unspecified:
+                return peer
+            return address if address == peer else None
+
+        replaced = [bound(a) for a in addresses]
+        if any(a is None for a in replaced):
+            return None
+        fixed = tuple(a for a in replaced if a is not None)
+        if isinstance(transport, SctpTransport):
+            return replace(transport, addresses=tuple(dict.fromkeys(fixed)))
+        if isinstance(transport, TcpTransport | UdpTransport | UdpLiteTransport | DccpTransport):
+            return replace(transport, address=fixed[0])
+        return transport
+
+    def _asap_transport(self, state: ConnectionState) -> TcpTransport | None:
+        """RFC 5352 3.1 rule 4: the transport address the registration came from."""
+        if state.peer_address is None:
+            return None
+        return TcpTransport(state.peer_port, state.peer_address)
+
+    # ------------------------------------------------------------------ de-registration
+
+    def _deregister(self, state: ConnectionState, message: asap.Deregistration) -> None:
+        handle, pe = message.pool_handle, message.pe_identifier
+        error: OperationError | None = None
+        if self.config.secure and not state.security.authenticated:
+            error = OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+            reason = "peer is not authenticated"
+        else:
+            entry = self.handlespace.get(handle, pe)
+            registered = self._registered.get((handle, pe))
+            if entry is not None and entry.identity != state.identity:
+                error = OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+                reason = "the PE was registered by another identity"
+            elif (
+                entry is not None
+                and state.identity is None
+                and (registered is None or registered.connection != state.number)
+            ):
+                # Without identities (insecure server), only the PE's own association counts.
+                error = OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+                reason = "the PE was registered over another connection"
+            else:
+                reason = ""
+                self.handlespace.deregister(handle, pe, identity=state.identity)
+                self.counters["deregistrations"] += 1
+                log.info(
+                    "Deregistered PE 0x{pe:08x} of pool {pool!r} for {peer}",
+                    pe=pe,
+                    pool=handle,
+                    peer=state.describe(),
+                )
+        if error is not None:
+            self.counters["deregistrations_refused"] += 1
+            log.warn(
+                "Deregistration of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+                pe=pe,
+                pool=handle,
+                peer=state.describe(),
+                identity=state.identity,
+                reason=reason,
+            )
+        self._send(state.number, asap.DeregistrationResponse(handle, pe, error))
+
+    def _forget(self, key: _PoolElementKey) -> None:
+        registered = self._registered.pop(key, None)
+        self._keep_alive_due.cancel(key)
+        self._keep_alive_limiter.forget(key)
+        if registered is None:
+            return
+        state = self._connections.get(registered.connection)
+        if state is not None:
+            state.pool_elements.discard(key)
+        if registered.identity is not None:
+            self._identity_elements[registered.identity] -= 1
+            if not self._identity_elements[registered.identity]:
+                del self._identity_elements[registered.identity]
+
+    # ------------------------------------------------------------------ handle resolution
+
+    def _resolve(self, state: ConnectionState, message: asap.HandleResolution) -> None:
+        handle = message.pool_handle
+        if not self.allowResolution(state, handle):
+            self.counters["resolutions_refused"] += 1
+            log.warn(
+                "Handle resolution of {pool!r} from {peer} refused",
+                pool=handle,
+                peer=state.describe(),
+            )
+            self._send(
+                state.number,
+                asap.HandleResolutionResponse(
+                    handle,
+                    error=OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS),
+                ),
+            )
+            return
+        items = message.items if message.items else self.config.handle_resolution_items
+        items = min(items, self.config.max_handle_resolution_items)
+        pool = self.handlespace.find_pool(handle)
+        if pool is None:
+            self.counters["resolutions_unknown_pool"] += 1
+            self._send(
+                state.number,
+                asap.HandleResolutionResponse(
+                    handle, error=OperationError.single(CauseCode.UNKNOWN_POOL_HANDLE)
+                ),
+            )
+            return
+        selected = self.handlespace.select(handle, items)
+        accept = False
+        if message.subscribe:
+            if (
+                handle in state.subscriptions
+                or len(state.subscriptions) < self.config.max_subscriptions_per_connection
+            ):
+                state.subscriptions[handle] = items
+                self._subscribers.setdefault(handle, set()).add(state.number)
+                accept = True
+            else:
+                self.counters["subscriptions_refused"] += 1
+        self.counters["resolutions"] += 1
+        self._send(
+            state.number,
+            asap.HandleResolutionResponse(
+                handle,
+                tuple(entry.element for entry in selected),
+                self._policy_parameter(pool.policy),
+                accept_updates=accept,
+            ),
+        )
+
+    @staticmethod
+    def _policy_parameter(policy: SelectionPolicy) -> SelectionPolicy | None:
+        """RFC 5352 3.3: the overall policy is included unless it is round robin."""
+        overall = overall_policy(policy)
+        return None if isinstance(overall, RoundRobinPolicy) else overall
+
+    def _unsubscribe(self, pool_handle: bytes, number: int) -> None:
+        subscribers = self._subscribers.get(pool_handle)
+        if subscribers is not None:
+            subscribers.discard(number)
+            if not subscribers:
+                del self._subscribers[pool_handle]
+
+    def _handlespace_changed(self, event: HandlespaceEvent) -> None:
+        if isinstance(event, PoolElementRemoved):
+            registered_here = event.element.home_server_identifier == self.config.server_identifier
+            if event.reason is RemovalReason.REGISTRATION_EXPIRED and registered_here:
+                self._expired(event)
+            self._forget((event.pool_handle, event.element.pe_identifier))
+        elif (
+            isinstance(event, PoolElementUpdated)
+            and event.element.home_server_identifier != self.config.server_identifier
+        ):
+            # Another ENRP server is its home now: it keeps the PE alive, not us.
+            self._forget((event.pool_handle, event.element.pe_identifier))
+        if event.pool_handle in self._subscribers and isinstance(
+            event, PoolElementAdded | PoolElementUpdated | PoolElementRemoved | PoolRemoved
+        ):
+            # Coalesced: one update per pool and subscriber however many PEs changed.
+            self._changed_pools.add(event.pool_handle)
+
+    def _send_updates(self, pool_handle: bytes, numbers: Iterable[int]) -> None:
+        """S-flag dynamic updates: the pool's current PEs, or Unknown Pool Handle at its end."""
+        pool = self.handlespace.find_pool(pool_handle)
+        for number in numbers:
+            state = self._connections.get(number)
+            if state is None:
+                continue
+            if pool is None:
+                self._send(
+                    number,
+                    asap.HandleResolutionResponse(
+                        pool_handle, error=OperationError.single(CauseCode.UNKNOWN_POOL_HANDLE)
+                    ),
+                )
+                state.subscriptions.pop(pool_handle, None)
+                self._unsubscribe(pool_handle, number)
+                continue
+            items = state.subscriptions.get(pool_handle, self.config.handle_resolution_items)
+            elements = tuple(entry.element for _, entry in zip(range(items), pool, strict=False))
+            self._send(
+                number,
+                asap.HandleResolutionResponse(
+                    pool_handle,
+                    elements,
+                    self._policy_parameter(pool.policy),
+                    accept_updates=True,
+                ),
+            )
+            self.counters["dynamic_updates"] += 1
+
+    def _expired(self, event: PoolElementRemoved) -> None:
+        """RFC 5352 2.2.4: tell the PE its registration life ran out."""
+        registered = self._registered.get((event.pool_handle, event.element.pe_identifier))
+        if registered is not None and registered.connection in self._connections:
+            self._send(
+                registered.connection,
+                asap.DeregistrationResponse(event.pool_handle, event.element.pe_identifier),
+            )
+
+    # ------------------------------------------------------------------ keep-alive
+
+    def _schedule_keep_alive(self, key: _PoolElementKey, now: float) -> None:
+        # RFC 5352 3.5: spread keep-alives by +/- 50 % so they do not come in bursts.
+        interval = self.config.keep_alive_interval * self.rng.uniform(0.5, 1.5)
+        self._keep_alive_due.schedule(key, now + interval)
+
+    def _send_keep_alive(self, key: _PoolElementKey, now: float) -> bool:
+        registered = self._registered.get(key)
+        if registered is None or registered.connection not in self._connections:
+            return False
+        if not self._keep_alive_limiter.allow(key, now):
+            self.counters["keep_alives_rate_limited"] += 1
+            return False
+        self._send(
+            registered.connection,
+            asap.EndpointKeepAlive(self.config.server_identifier, key[0], home=False),
+        )
+        self.handlespace.keep_alive_sent(
+            key[0], key[1], now=now, timeout=self.config.keep_alive_timeout
+        )
+        self.counters["keep_alives_sent"] += 1
+        return True
+
+    def _keep_alive_acknowledged(
+        self, state: ConnectionState, message: asap.EndpointKeepAliveAck
+    ) -> None:
+        key = (message.pool_handle, message.pe_identifier)
+        registered = self._registered.get(key)
+        if registered is None or registered.connection != state.number:
+            # Only the PE's own association may vouch for it.
+            self.counters["keep_alive_acks_ignored"] += 1
+            return
+        self.handlespace.keep_alive_acknowledged(*key)
+        self.counters["keep_alive_acks"] += 1
+
+    # ------------------------------------------------------------------ unreachable reports
+
+    def _unreachable(
+        self, state: ConnectionState, message: asap.EndpointUnreachable, now: float
+    ) -> None:
+        reporter: str | int = state.identity if state.identity is not None else state.number
+        if not self._unreachable_limiter.allow(reporter, now):
+            self.counters["unreachable_reports_rate_limited"] += 1
+            return
+        key = (message.pool_handle, message.pe_identifier)
+        count = self.handlespace.report_unreachable(*key)
+        self.counters["unreachable_reports"] += 1
+        if not count or key not in self._registered:
+            return  # unknown PE, or one another server is home for
+        if count > self.config.max_bad_pe_report:
+            log.info(
+                "Removing PE 0x{pe:08x} of pool {pool!r}: {count} unreachable reports",
+                pe=key[1],
+                pool=key[0],
+                count=count,
+            )
+            self.counters["removed_unreachable"] += 1
+            self.handlespace.deregister(*key, reason=RemovalReason.UNREACHABLE)
+            return
+        # RFC 5352 3.5: check the PE at once with a point-to-point keep-alive (H flag 0).
+        self._send_keep_alive(key, now)
+
+    # ------------------------------------------------------------------ timers
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` next has work, or ``None``."""
+        deadlines = [
+            d
+            for d in (self.handlespace.next_deadline(), self._keep_alive_due.next_deadline())
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Expire registrations and unanswered keep-alives; send the keep-alives that are due."""
+        for event in self.handlespace.expire(now):
+            if isinstance(event, PoolElementRemoved):
+                self.counters[f"removed_{event.reason.name.lower()}"] += 1
+                log.info(
+                    "PE 0x{pe:08x} of pool {pool!r} removed: {reason}",
+                    pe=event.element.pe_identifier,
+                    pool=event.pool_handle,
+                    reason=event.reason.value,
+                )
+        for key in list(self._keep_alive_due.pop_due(now)):
+            if key in self._registered:
+                self._send_keep_alive(key, now)
+                self._schedule_keep_alive(key, now)
+        return self._take()
+
+    def close(self) -> None:
+        """Stop observing the handlespace."""
+        self._subscription.cancel()
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(self, number: int, message: Message) -> None:
+        self._outbox.append(Send(number, message))
+
+    def _take(self) -> list[Action]:
+        if self._changed_pools:
+            changed, self._changed_pools = self._changed_pools, set()
+            for pool_handle in sorted(changed):
+                self._send_updates(pool_handle, sorted(self._subscribers.get(pool_handle, ())))
+        actions, self._outbox = self._outbox, []
+        return actions
+
+    def take_actions(self) -> list[Action]:
+        """Actions caused by handlespace changes made outside this registrar (ENRP peers)."""
+        return self._take()
