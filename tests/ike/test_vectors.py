@@ -131,6 +131,10 @@ def test_redirected_request_names_the_first_gateway(redirect_exchange: list[IkeM
     assert redirected_from is not None
     assert parse_redirected_from(redirected_from) == IPv4Address("10.5.2.52")
     assert again.notify(NotifyType.REDIRECT_SUPPORTED) is None
+    # This initiator starts afresh (new Ni and KE); strongSwan would keep both.
+    first_ni, again_ni = first.find(NoncePayload), again.find(NoncePayload)
+    assert first_ni is not None and again_ni is not None and first_ni != again_ni
+    assert first.find(KeyExchangePayload) != again.find(KeyExchangePayload)
 
 
 def test_new_gateway_answer(redirect_exchange: list[IkeMessage]) -> None:
