@@ -1,0 +1,746 @@
+"""Two in-memory IKE endpoints (initiator and responder) exchange datagrams without sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Callable
+
+import pytest
+
+from twisted_rserpool.ike.child import RecordingChildSAInstaller, selector_from_network
+from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType
+from twisted_rserpool.ike.crypto import DhGroupId, EncryptionId, IntegrityId, PrfId
+from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+    LivenessConfirmed,
+)
+from twisted_rserpool.ike.payloads import (
+    IkeMessage,
+    KeyExchangePayload,
+    NotifyPayload,
+    UnknownPayload,
+    decode_message,
+    decode_payload_chain,
+)
+from twisted_rserpool.ike.proposals import ChildSuite, IkeSuite, parse_ike_suites
+from twisted_rserpool.ike.sa import State
+
+GW = ("127.0.0.2", 500)
+CL = ("127.0.0.1", 1500)
+PSK = PskTable(default=b"test-psk")
+
+Datagram = tuple[bytes, tuple[str, int]]
+Filter = Callable[[str, bytes], bytes | None]
+
+
+def config(identity: str, **kw: object) -> IkeConfig:
+    return IkeConfig(Identity.parse(identity), kw.pop("psks", PSK), **kw)  # type: ignore[arg-type]
+
+
+class Pair:
+    """A client (initiator) and a gateway (responder) wired back to back."""
+
+    def __init__(
+        self,
+        gw_config: IkeConfig | None = None,
+        cl_config: IkeConfig | None = None,
+        gw_address: tuple[str, int] = GW,
+        cl_address: tuple[str, int] = CL,
+    ) -> None:
+        self.gw_installer = RecordingChildSAInstaller()
+        self.cl_installer = RecordingChildSAInstaller()
+        self.gw = IkeEndpoint(
+            gw_config or config("gw@test"), gw_address, installer=self.gw_installer
+        )
+        self.cl = IkeEndpoint(
+            cl_config or config("client@test"), cl_address, installer=self.cl_installer
+        )
+        self.gw_events: list[IkeEvent] = []
+        self.cl_events: list[IkeEvent] = []
+        self.sent: list[tuple[str, bytes]] = []
+
+    def pump(self, now: float = 0.0, drop: Filter | None = None) -> None:
+        """Deliver datagrams both ways until none are left; ``drop`` may drop or alter them."""
+        self.cl_events += self.cl.events()
+        self.gw_events += self.gw.events()
+        for _ in range(50):
+            moved = False
+            for name, src, dst, events in (
+                ("cl", self.cl, self.gw, self.gw_events),
+                ("gw", self.gw, self.cl, self.cl_events),
+            ):
+                for sent, _address in src.datagrams_to_send():
+                    moved = True
+                    self.sent.append((name, sent))
+                    data: bytes | None = sent if drop is None else drop(name, sent)
+                    if data is not None:
+                        events.extend(dst.receive_datagram(data, src.local_address, now))
+            if not moved:
+                return
+        raise AssertionError("endless exchange")
+
+    def tick(self, now: float) -> None:
+        """Run both endpoints' timers at ``now``."""
+        self.cl_events += self.cl.handle_timer(now)
+        self.gw_events += self.gw.handle_timer(now)
+
+    def establish(self, now: float = 0.0) -> bytes:
+        spi = self.cl.initiate(self.gw.local_address, now)
+        self.pump(now)
+        return spi
+
+
+def of(events: list[IkeEvent], kind: type[object]) -> list[object]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def exchange_of(data: bytes) -> tuple[int, bool]:
+    message = decode_message(data)
+    return message.exchange_type, message.response
+
+
+ALL_IKE_SUITES = [
+    IkeSuite(encr, bits, prf, integ, dh)
+    for dh in DhGroupId
+    for prf in PrfId
+    for encr, bits, integ in itertools.chain(
+        ((EncryptionId.AES_CBC, b, i) for b in (128, 256) for i in IntegrityId if i),
+        ((EncryptionId.AES_GCM_16, b, None) for b in (128, 256)),
+    )
+]
+
+
+@pytest.mark.parametrize("suite", ALL_IKE_SUITES, ids=str)
+def test_every_ike_suite(suite: IkeSuite) -> None:
+    """Each IKE suite (encryption x PRF x integrity x DH group) establishes an IKE SA and a
+    CHILD_SA whose keys both sides derive identically."""
+    pair = Pair(config("gw@test", ike_suites=(suite,)), config("client@test", ike_suites=(suite,)))
+    pair.establish()
+    (gw_up,) = of(pair.gw_events, IkeSaEstablished)
+    (cl_up,) = of(pair.cl_events, IkeSaEstablished)
+    assert isinstance(gw_up, IkeSaEstablished) and isinstance(cl_up, IkeSaEstablished)
+    assert gw_up.suite == cl_up.suite == suite
+    assert (gw_up.spi_i, gw_up.spi_r) == (cl_up.spi_i, cl_up.spi_r)
+    assert str(gw_up.peer_id) == "client@test" and str(cl_up.peer_id) == "gw@test"
+    assert not gw_up.peer_behind_nat and not cl_up.local_behind_nat
+    (gw_child,) = of(pair.gw_events, ChildSaEstablished)
+    (cl_child,) = of(pair.cl_events, ChildSaEstablished)
+    assert isinstance(gw_child, ChildSaEstablished) and isinstance(cl_child, ChildSaEstablished)
+    g, c = gw_child.child, cl_child.child
+    assert g.inbound_spi == c.outbound_spi and g.outbound_spi == c.inbound_spi
+    assert g.encryption_key_i == c.encryption_key_i and g.integrity_key_r == c.integrity_key_r
+    assert g.encryption_key_i != g.encryption_key_r
+    assert pair.gw_installer.installed[g.inbound_spi] == g
+
+
+ALL_CHILD_SUITES = [
+    ChildSuite(encr, bits, integ, esn)
+    for esn in (False, True)
+    for encr, bits, integ in itertools.chain(
+        ((EncryptionId.AES_CBC, b, i) for b in (128, 256) for i in IntegrityId if i),
+        ((EncryptionId.AES_GCM_16, b, None) for b in (128, 256)),
+    )
+]
+
+
+@pytest.mark.parametrize("suite", ALL_CHILD_SUITES, ids=str)
+def test_every_child_suite(suite: ChildSuite) -> None:
+    """Each ESP suite is negotiated, with KEYMAT of the suite's length in both directions."""
+    pair = Pair(
+        config("gw@test", child_suites=(suite,)), config("client@test", child_suites=(suite,))
+    )
+    pair.establish()
+    (child,) = of(pair.cl_events, ChildSaEstablished)
+    assert isinstance(child, ChildSaEstablished)
+    assert child.child.suite == suite
+    assert len(child.child.encryption_key_r) == suite.encryption_transform.key_material_length
+    integ = len(child.child.integrity_key_i)
+    assert integ == {None: 0, 12: 32, 13: 48, 14: 64}[suite.integrity]
+
+
+def test_responder_prefers_offered_ke_group() -> None:
+    """When several offered proposals are acceptable, the one matching the KE group wins."""
+    cl_suites = parse_ike_suites("aes128-sha256-ecp256, aes128-sha256-x25519")
+    gw_suites = parse_ike_suites("aes128-sha256-x25519, aes128-sha256-ecp256")
+    pair = Pair(
+        config("gw@test", ike_suites=gw_suites), config("client@test", ike_suites=cl_suites)
+    )
+    pair.establish()
+    (up,) = of(pair.gw_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished) and up.suite.dh == DhGroupId.ECP_256
+    assert pair.gw.counters["invalid_ke_sent"] == 0
+
+
+def test_invalid_ke_payload_retry() -> None:
+    """A responder without the initiator's KE group answers INVALID_KE_PAYLOAD; the
+    initiator retries with the requested group and the same SPIi."""
+    pair = Pair(
+        config("gw@test", ike_suites=parse_ike_suites("aes128-sha256-modp2048")),
+        config(
+            "client@test",
+            ike_suites=parse_ike_suites("aes128-sha256-x25519, aes128-sha256-modp2048"),
+        ),
+    )
+    pair.establish()
+    assert pair.gw.counters["invalid_ke_sent"] == 1
+    inits = [
+        decode_message(d) for n, d in pair.sent if exchange_of(d)[0] == ExchangeType.IKE_SA_INIT
+    ]
+    assert len(inits) == 4
+    assert inits[1].notify(NotifyType.INVALID_KE_PAYLOAD) is not None
+    assert inits[1].notify(NotifyType.INVALID_KE_PAYLOAD).data == b"\x00\x0e"  # type: ignore[union-attr]
+    assert inits[0].spi_i == inits[2].spi_i
+    ke = inits[2].find(KeyExchangePayload)
+    assert ke is not None and ke.dh_group == 14 and len(ke.data) == 256
+    (up,) = of(pair.cl_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished) and up.suite.dh == DhGroupId.MODP_2048
+
+
+def test_invalid_ke_for_group_we_do_not_have() -> None:
+    """INVALID_KE_PAYLOAD naming a group the initiator does not offer fails the SA."""
+    pair = Pair(
+        config("gw@test"),
+        config("client@test", ike_suites=parse_ike_suites("aes128-sha256-x25519")),
+    )
+    spi = pair.cl.initiate(GW, 0.0)
+
+    def rewrite(name: str, data: bytes) -> bytes | None:
+        if name == "cl":
+            message = decode_message(data)
+            answer = IkeMessage(
+                message.spi_i,
+                bytes(8),
+                ExchangeType.IKE_SA_INIT,
+                0,
+                (NotifyPayload(NotifyType.INVALID_KE_PAYLOAD, b"\x00\x14"),),
+                response=True,
+            )
+            pair.cl_events.extend(pair.cl.receive_datagram(answer.encode(), GW, 0.0))
+            return None
+        return data
+
+    pair.pump(0.0, rewrite)
+    (failed,) = of(pair.cl_events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.INVALID_KE_PAYLOAD
+    assert pair.cl.get(spi) is None
+
+
+def test_no_proposal_chosen() -> None:
+    """Disjoint IKE proposals: the responder answers NO_PROPOSAL_CHOSEN and keeps no state."""
+    pair = Pair(
+        config("gw@test", ike_suites=parse_ike_suites("aes256gcm16-prfsha512-ecp384")),
+        config("client@test", ike_suites=parse_ike_suites("aes128-sha256-x25519")),
+    )
+    pair.establish()
+    (failed,) = of(pair.cl_events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+    assert len(pair.gw) == 0 and len(pair.cl) == 0 and pair.gw.half_open == 0
+    assert pair.gw.get_timer() is None and pair.cl.get_timer() is None
+
+
+def test_cookie_exchange() -> None:
+    """Above the half-open threshold the responder demands a cookie without keeping state;
+    the initiator repeats IKE_SA_INIT with N(COOKIE) first and the SA comes up."""
+    pair = Pair(config("gw@test", cookie_threshold=0))
+    pair.establish()
+    assert pair.gw.counters["cookies_sent"] == 1
+    first_answer = decode_message(pair.sent[1][1])
+    assert first_answer.spi_r == bytes(8)
+    cookie = first_answer.notify(NotifyType.COOKIE)
+    assert cookie is not None and len(cookie.data) == 36
+    retry = decode_message(pair.sent[2][1])
+    assert retry.payloads[0] == cookie
+    assert of(pair.gw_events, IkeSaEstablished) and of(pair.cl_events, IkeSaEstablished)
+
+
+def test_cookie_threshold_counts_half_open() -> None:
+    """Cookies are demanded only once the number of half-open SAs reaches the threshold,
+    and a cookie from a rotated-out secret is refused."""
+    gw = IkeEndpoint(config("gw@test", cookie_threshold=1), GW)
+    client = IkeEndpoint(config("client@test"), CL)
+    client.initiate(GW, 0.0)
+    ((request, _),) = client.datagrams_to_send()
+    gw.receive_datagram(request, CL, 0.0)
+    assert gw.half_open == 1 and gw.counters["cookies_sent"] == 0
+    other = IkeEndpoint(config("client@test"), ("127.0.0.5", 500))
+    other.initiate(GW, 0.0)
+    ((request2, _),) = other.datagrams_to_send()
+    gw.datagrams_to_send()
+    gw.receive_datagram(request2, ("127.0.0.5", 500), 0.0)
+    ((answer, _),) = gw.datagrams_to_send()
+    cookie = decode_message(answer).notify(NotifyType.COOKIE)
+    assert cookie is not None and len(gw) == 1
+    # A wrong cookie is answered with a fresh cookie, never with state.
+    message = decode_message(request2)
+    forged = dataclasses.replace(
+        message,
+        payloads=(NotifyPayload(NotifyType.COOKIE, cookie.data[:-1] + b"\x00"), *message.payloads),
+    )
+    gw.receive_datagram(forged.encode(), ("127.0.0.5", 500), 0.0)
+    assert len(gw) == 1 and gw.counters["cookies_sent"] == 2
+    gw.datagrams_to_send()
+    gw.rotate_cookie_secret()
+    gw.rotate_cookie_secret()
+    good = dataclasses.replace(message, payloads=(cookie, *message.payloads))
+    gw.receive_datagram(good.encode(), ("127.0.0.5", 500), 0.0)
+    assert len(gw) == 1 and gw.counters["cookies_sent"] == 3
+
+
+def test_cookie_valid_after_one_rotation() -> None:
+    """A cookie made just before a secret rotation is still accepted."""
+    gw = IkeEndpoint(config("gw@test", cookie_threshold=0), GW)
+    client = IkeEndpoint(config("client@test"), CL)
+    client.initiate(GW, 0.0)
+    ((request, _),) = client.datagrams_to_send()
+    gw.receive_datagram(request, CL, 0.0)
+    ((answer, _),) = gw.datagrams_to_send()
+    gw.rotate_cookie_secret()
+    client.receive_datagram(answer, GW, 0.0)
+    ((retry, _),) = client.datagrams_to_send()
+    gw.receive_datagram(retry, CL, 0.0)
+    assert len(gw) == 1 and gw.half_open == 1
+
+
+def test_wrong_psk() -> None:
+    """Different pre-shared keys: the responder answers AUTHENTICATION_FAILED and both fail."""
+    pair = Pair(cl_config=config("client@test", psks=PskTable(default=b"other")))
+    pair.establish()
+    (gw_failed,) = of(pair.gw_events, IkeSaFailed)
+    (cl_failed,) = of(pair.cl_events, IkeSaFailed)
+    assert isinstance(gw_failed, IkeSaFailed) and isinstance(cl_failed, IkeSaFailed)
+    assert gw_failed.notify_type == cl_failed.notify_type == NotifyType.AUTHENTICATION_FAILED
+    assert len(pair.gw) == len(pair.cl) == 0 and pair.gw.half_open == 0
+    assert not of(pair.gw_events, IkeSaEstablished)
+
+
+def test_unknown_client_identity() -> None:
+    """A client identity without a key in the responder's table fails authentication."""
+    table = PskTable({Identity.parse("alice@test"): b"test-psk"})
+    pair = Pair(config("gw@test", psks=table))
+    pair.establish()
+    (failed,) = of(pair.cl_events, IkeSaFailed)
+    assert (
+        isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.AUTHENTICATION_FAILED
+    )
+    pair2 = Pair(config("gw@test", psks=table), config("alice@test"))
+    pair2.establish()
+    assert of(pair2.gw_events, IkeSaEstablished)
+
+
+def test_responder_identity_checked() -> None:
+    """An initiator expecting another responder identity asks for it in IDr and is refused."""
+    pair = Pair(cl_config=config("client@test", remote_id=Identity.parse("@other.example")))
+    pair.establish()
+    (failed,) = of(pair.gw_events, IkeSaFailed)
+    assert (
+        isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.AUTHENTICATION_FAILED
+    )
+    ok = Pair(cl_config=config("client@test", remote_id=Identity.parse("gw@test")))
+    ok.establish()
+    assert of(ok.cl_events, IkeSaEstablished)
+
+
+def test_childless() -> None:
+    """With childless=force and a responder that announced RFC 6023 support, IKE_AUTH has
+    no SA/TS and no CHILD_SA is made."""
+    pair = Pair(cl_config=config("client@test", childless="force"))
+    pair.establish()
+    assert of(pair.gw_events, IkeSaEstablished) and of(pair.cl_events, IkeSaEstablished)
+    assert not of(pair.gw_events, ChildSaEstablished) and not pair.gw_installer.installed
+    auth = [d for n, d in pair.sent if n == "cl" and exchange_of(d)[0] == ExchangeType.IKE_AUTH]
+    assert len(auth[0]) < 200  # IDi, AUTH and INITIAL_CONTACT only
+
+
+def test_childless_refused_when_never() -> None:
+    """A responder with childless=never does not announce support; an initiator forcing
+    childless then asks for a CHILD_SA anyway."""
+    pair = Pair(config("gw@test", childless="never"), config("client@test", childless="force"))
+    pair.establish()
+    assert of(pair.gw_events, ChildSaEstablished)
+    init_response = decode_message(pair.sent[1][1])
+    assert init_response.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED) is None
+
+
+def test_childless_without_announcement_is_invalid_syntax() -> None:
+    """IKE_AUTH without SA/TS to a responder that did not announce RFC 6023 support is
+    answered with INVALID_SYNTAX and no IKE SA is established."""
+    pair = Pair(config("gw@test", childless="never"), config("client@test", childless="force"))
+
+    def announce(name: str, data: bytes) -> bytes | None:
+        message = decode_message(data)
+        if name == "gw" and message.exchange_type == ExchangeType.IKE_SA_INIT:
+            fake = NotifyPayload(NotifyType.CHILDLESS_IKEV2_SUPPORTED)
+            return dataclasses.replace(message, payloads=(*message.payloads, fake)).encode()
+        return data
+
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(0.0, announce)
+    (failed,) = of(pair.gw_events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.INVALID_SYNTAX
+    (cl_failed,) = of(pair.cl_events, IkeSaFailed)
+    assert isinstance(cl_failed, IkeSaFailed) and cl_failed.notify_type == NotifyType.INVALID_SYNTAX
+
+
+def test_child_no_proposal_keeps_ike_sa() -> None:
+    """No common ESP proposal: the IKE SA is established, the CHILD_SA fails with
+    NO_PROPOSAL_CHOSEN on both sides."""
+    pair = Pair(
+        config("gw@test", child_suites=(ChildSuite(EncryptionId.AES_GCM_16, 256, None),)),
+        config(
+            "client@test",
+            child_suites=(ChildSuite(EncryptionId.AES_CBC, 128, IntegrityId.HMAC_SHA2_256_128),),
+        ),
+    )
+    pair.establish()
+    assert of(pair.gw_events, IkeSaEstablished) and of(pair.cl_events, IkeSaEstablished)
+    for events in (pair.gw_events, pair.cl_events):
+        (failed,) = of(events, ChildSaFailed)
+        assert (
+            isinstance(failed, ChildSaFailed)
+            and failed.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
+        )
+
+
+def test_traffic_selectors_unacceptable() -> None:
+    """Selectors outside the responder's policy: TS_UNACCEPTABLE, IKE SA still up."""
+    pair = Pair(
+        config("gw@test", remote_ts=(selector_from_network("10.0.0.0/8"),)),
+        config("client@test", local_ts=(selector_from_network("192.168.0.0/16"),)),
+    )
+    pair.establish()
+    (failed,) = of(pair.cl_events, ChildSaFailed)
+    assert isinstance(failed, ChildSaFailed) and failed.notify_type == NotifyType.TS_UNACCEPTABLE
+    assert of(pair.cl_events, IkeSaEstablished)
+
+
+def test_traffic_selector_narrowing() -> None:
+    """The responder narrows TSr to its local networks; the initiator accepts the subset."""
+    pair = Pair(
+        config("gw@test", local_ts=(selector_from_network("10.1.0.0/16"),)),
+        config("client@test", remote_ts=(selector_from_network("10.0.0.0/8"),)),
+    )
+    pair.establish()
+    (child,) = of(pair.cl_events, ChildSaEstablished)
+    assert isinstance(child, ChildSaEstablished)
+    assert child.child.ts_r == (selector_from_network("10.1.0.0/16"),)
+    assert child.child.remote_ts == child.child.ts_r
+
+
+def test_initiator_rejects_widened_selectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A responder answering selectors wider than offered makes the CHILD_SA fail."""
+    pair = Pair(
+        config("gw@test"),
+        config("client@test", remote_ts=(selector_from_network("10.0.0.0/8"),)),
+    )
+    import twisted_rserpool.ike.sa as sa_module
+
+    # The responder ignores what was offered and answers its whole policy ("any").
+    monkeypatch.setattr(sa_module, "narrow", lambda offered, allowed: tuple(allowed[:1]))
+    pair.establish()
+    (failed,) = of(pair.cl_events, ChildSaFailed)
+    assert isinstance(failed, ChildSaFailed) and "match" in failed.reason
+    assert of(pair.cl_events, IkeSaEstablished)
+
+
+def test_retransmitted_requests_answered_from_cache() -> None:
+    """Lost responses: the initiator retransmits the same bytes after 2 s and the responder
+    answers IKE_SA_INIT and IKE_AUTH from its cache, creating nothing twice."""
+    pair = Pair()
+    lost: list[bytes] = []
+
+    def lose_first_responses(name: str, data: bytes) -> bytes | None:
+        kind = exchange_of(data)
+        if name == "gw" and kind not in [exchange_of(d) for d in lost]:
+            lost.append(data)
+            return None
+        return data
+
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(0.0, lose_first_responses)
+    assert pair.cl.get_timer() == 2.0
+    pair.tick(2.0)
+    pair.pump(2.0, lose_first_responses)
+    assert len(lost) == 2
+    assert pair.cl.get_timer() == 4.0  # IKE_AUTH sent at 2.0, response lost
+    pair.tick(4.0)
+    pair.pump(4.0, lose_first_responses)
+    assert len(of(pair.gw_events, IkeSaEstablished)) == 1
+    assert len(of(pair.cl_events, IkeSaEstablished)) == 1
+    gw_sent = [d for n, d in pair.sent if n == "gw"]
+    assert gw_sent[0] == gw_sent[1] and gw_sent[2] == gw_sent[3]
+    assert len(pair.gw) == 1
+
+
+def test_retransmission_backoff_and_give_up() -> None:
+    """Without answers the initiator retransmits at 2, 6, 14, 30 s and gives up at 62 s."""
+    client = IkeEndpoint(config("client@test"), CL)
+    spi = client.initiate(GW, 0.0)
+    sent = [client.datagrams_to_send()]
+    times = []
+    events: list[IkeEvent] = []
+    while (deadline := client.get_timer()) is not None:
+        times.append(deadline)
+        events += client.handle_timer(deadline)
+        sent.append(client.datagrams_to_send())
+    assert times == [2.0, 6.0, 14.0, 30.0, 62.0]
+    assert [len(s) for s in sent] == [1, 1, 1, 1, 1, 0]
+    assert all(s[0] == sent[0][0] for s in sent[:5])
+    (failed,) = of(events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and failed.reason == "no response from peer"
+    assert client.get(spi) is None
+
+
+def test_half_open_timeout() -> None:
+    """A responder SA that never sees IKE_AUTH is dropped after the half-open timeout."""
+    pair = Pair(config("gw@test", half_open_timeout=10.0))
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(
+        0.0, lambda name, data: None if exchange_of(data)[0] == ExchangeType.IKE_AUTH else data
+    )
+    assert pair.gw.half_open == 1 and pair.gw.get_timer() == 10.0
+    pair.gw_events += pair.gw.handle_timer(9.9)
+    assert pair.gw.half_open == 1
+    pair.gw_events += pair.gw.handle_timer(10.0)
+    (failed,) = of(pair.gw_events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and failed.reason == "half-open timeout"
+    assert pair.gw.half_open == 0 and len(pair.gw) == 0
+
+
+def test_liveness_check_and_interval() -> None:
+    """A liveness check is answered; with an interval, silence triggers one automatically."""
+    pair = Pair(cl_config=config("client@test", liveness_interval=20.0))
+    spi = pair.establish()
+    assert pair.cl.get_timer() == 20.0
+    pair.cl.check_liveness(spi, 5.0)
+    pair.pump(5.0)
+    (alive,) = of(pair.cl_events, LivenessConfirmed)
+    assert isinstance(alive, LivenessConfirmed) and alive.round_trip == 0.0
+    assert pair.cl.get_timer() == 25.0
+    pair.tick(25.0)
+    pair.pump(25.5)
+    assert len(of(pair.cl_events, LivenessConfirmed)) == 2
+
+
+def test_dead_peer_detected() -> None:
+    """An established peer that stops answering is reported unreachable and removed."""
+    pair = Pair()
+    spi = pair.establish()
+    pair.cl.check_liveness(spi, 1.0)
+    pair.cl.datagrams_to_send()
+    now = 1.0
+    while (deadline := pair.cl.get_timer()) is not None:
+        now = deadline
+        pair.cl_events += pair.cl.handle_timer(now)
+        pair.cl.datagrams_to_send()
+    (gone,) = of(pair.cl_events, IkeSaDeleted)
+    assert isinstance(gone, IkeSaDeleted) and gone.reason == "peer unreachable"
+    assert now == 63.0 and not pair.cl_installer.installed
+
+
+def test_message_id_window() -> None:
+    """A request with a message ID beyond the window is dropped (never answered)."""
+    pair = Pair()
+    spi = pair.establish()
+    sa = pair.cl.get(spi)
+    assert sa is not None
+    sa._next_message_id += 1
+    pair.cl.check_liveness(spi, 1.0)
+    pair.pump(1.0)
+    assert not of(pair.cl_events, LivenessConfirmed)
+    assert [n for n, _ in pair.sent[-1:]] == ["cl"]
+
+
+def test_delete_ike_sa_both_ways() -> None:
+    """DELETE of the IKE SA works from either side and removes CHILD_SAs from installers."""
+    for deleter in ("cl", "gw"):
+        pair = Pair()
+        spi = pair.establish()
+        assert pair.gw_installer.installed and pair.cl_installer.installed
+        if deleter == "cl":
+            pair.cl.delete_ike_sa(spi, 1.0)
+        else:
+            (gw_sa,) = list(pair.gw)
+            pair.gw.delete_ike_sa(gw_sa.spi_r, 1.0)
+        pair.pump(1.0)
+        reasons = {
+            "cl": [e.reason for e in of(pair.cl_events, IkeSaDeleted)],  # type: ignore[attr-defined]
+            "gw": [e.reason for e in of(pair.gw_events, IkeSaDeleted)],  # type: ignore[attr-defined]
+        }
+        other = "gw" if deleter == "cl" else "cl"
+        assert reasons[deleter] == ["deleted"] and reasons[other] == ["deleted by peer"]
+        assert len(pair.gw) == len(pair.cl) == 0
+        assert not pair.gw_installer.installed and not pair.cl_installer.installed
+
+
+def test_delete_child_sa() -> None:
+    """Deleting a CHILD_SA: the peer removes its half and answers with its own SPI."""
+    pair = Pair()
+    spi = pair.establish()
+    (child,) = pair.cl_installer.installed
+    assert pair.cl.delete_child_sa(spi, child, 1.0)
+    assert not pair.cl.delete_child_sa(spi, child, 1.0)
+    pair.pump(1.0)
+    (gw_deleted,) = of(pair.gw_events, ChildSaDeleted)
+    assert isinstance(gw_deleted, ChildSaDeleted) and gw_deleted.by_peer
+    assert gw_deleted.child.outbound_spi == child
+    assert not pair.gw_installer.installed and not pair.cl_installer.installed
+    assert of(pair.cl_events, IkeSaEstablished) and not of(pair.cl_events, IkeSaDeleted)
+
+
+def test_create_child_sa_refused() -> None:
+    """CREATE_CHILD_SA (rekeying, more CHILD_SAs) is answered with NO_ADDITIONAL_SAS."""
+    pair = Pair()
+    spi = pair.establish()
+    sa = pair.cl.get(spi)
+    assert sa is not None
+    sa._request("create", ExchangeType.CREATE_CHILD_SA, (NotifyPayload(NotifyType.REKEY_SA),), 1.0)
+    pair.pump(1.0)
+    answer = pair.sent[-1][1]
+    message = decode_message(answer)
+    assert message.response and message.exchange_type == ExchangeType.CREATE_CHILD_SA
+    assert sa._cipher_in is not None and message.encrypted is not None
+    plain = sa._cipher_in.open(answer, 28)
+    (notify,) = decode_payload_chain(message.encrypted.first_payload_type, plain)
+    assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.NO_ADDITIONAL_SAS
+
+
+def test_tampered_message_dropped() -> None:
+    """A protected message with a flipped bit fails its ICV check and is dropped silently."""
+    pair = Pair()
+
+    def flip(name: str, data: bytes) -> bytes | None:
+        if name == "cl" and exchange_of(data)[0] == ExchangeType.IKE_AUTH:
+            return data[:-1] + bytes([data[-1] ^ 1])
+        return data
+
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(0.0, flip)
+    assert not pair.gw_events and pair.gw.half_open == 1
+    assert pair.sent[-1][0] == "cl"
+
+
+def test_malformed_ike_sa_init() -> None:
+    """Malformed IKE_SA_INIT requests: garbage is dropped, a missing KE is INVALID_SYNTAX, an
+    unknown critical payload is UNSUPPORTED_CRITICAL_PAYLOAD, version 3 is
+    INVALID_MAJOR_VERSION; none of them creates state."""
+    gw = IkeEndpoint(config("gw@test"), GW)
+    client = IkeEndpoint(config("client@test"), CL)
+    client.initiate(GW, 0.0)
+    ((request, _),) = client.datagrams_to_send()
+    message = decode_message(request)
+
+    def answer(data: bytes) -> int | None:
+        gw.receive_datagram(data, CL, 0.0)
+        out = gw.datagrams_to_send()
+        if not out:
+            return None
+        (notify,) = decode_message(out[0][0]).payloads
+        assert isinstance(notify, NotifyPayload)
+        return notify.notify_type
+
+    assert answer(b"\x01" * 20) is None
+    assert answer(request[:-3]) is None
+    no_ke = dataclasses.replace(
+        message,
+        payloads=tuple(p for p in message.payloads if not isinstance(p, KeyExchangePayload)),
+    )
+    assert answer(no_ke.encode()) == NotifyType.INVALID_SYNTAX
+    critical = dataclasses.replace(
+        message, payloads=(*message.payloads, UnknownPayload(200, b"x", critical=True))
+    )
+    assert answer(critical.encode()) == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
+    v3 = request[:17] + b"\x30" + request[18:]
+    assert answer(v3) == NotifyType.INVALID_MAJOR_VERSION
+    bad_ke = dataclasses.replace(
+        message,
+        payloads=tuple(
+            KeyExchangePayload(p.dh_group, b"\x00" * len(p.data))
+            if isinstance(p, KeyExchangePayload)
+            else p
+            for p in message.payloads
+        ),
+    )
+    assert answer(bad_ke.encode()) == NotifyType.INVALID_SYNTAX
+    assert len(gw) == 0 and gw.half_open == 0
+
+
+def test_unknown_spi_and_wrong_address_dropped() -> None:
+    """Messages for unknown SPIs, or from another address than the SA's peer, are dropped."""
+    pair = Pair()
+    pair.establish()
+    last = [d for n, d in pair.sent if n == "cl"][-1]
+    pair.gw.receive_datagram(last[:8] + b"\x99" * 8 + last[16:], CL, 1.0)
+    pair.gw.receive_datagram(last, ("127.0.0.9", 500), 1.0)
+    assert pair.gw.datagrams_to_send() == []
+    assert pair.gw.counters["dropped"] == 2
+
+
+def test_non_esp_marker_on_other_ports() -> None:
+    """Between two non-500 ports every IKE message carries the four zero octets; NAT
+    keepalives and ESP packets are ignored."""
+    pair = Pair(gw_address=("127.0.0.2", 4500), cl_address=("127.0.0.1", 14500))
+    pair.establish()
+    assert all(d.startswith(b"\x00\x00\x00\x00") for _, d in pair.sent)
+    assert of(pair.cl_events, IkeSaEstablished)
+    assert pair.gw.receive_datagram(b"\xff", ("127.0.0.1", 14500), 1.0) == []
+    pair.gw.receive_datagram(b"\x01\x02\x03\x04" + b"\x00" * 40, ("127.0.0.1", 14500), 1.0)
+    assert pair.gw.datagrams_to_send() == [] and pair.gw.counters["dropped"] == 1
+
+
+def test_nat_detected() -> None:
+    """NAT detection hashes that do not match the addresses seen reveal a NAT."""
+    pair = Pair()
+    pair.cl.local_address = ("10.0.0.1", 500)  # the client's own address, behind a NAT
+    pair.cl.initiate(GW, 0.0)
+    pair.cl.local_address = CL  # the address the gateway sees
+    pair.pump(0.0)
+    (gw_up,) = of(pair.gw_events, IkeSaEstablished)
+    (cl_up,) = of(pair.cl_events, IkeSaEstablished)
+    assert isinstance(gw_up, IkeSaEstablished) and gw_up.peer_behind_nat
+    assert isinstance(cl_up, IkeSaEstablished) and cl_up.local_behind_nat
+
+
+def test_sa_limit() -> None:
+    """Beyond max_ike_sas, IKE_SA_INIT requests are dropped before any work."""
+    gw = IkeEndpoint(config("gw@test", max_ike_sas=1), GW)
+    for host in ("127.0.0.5", "127.0.0.6"):
+        client = IkeEndpoint(config("client@test"), (host, 500))
+        client.initiate(GW, 0.0)
+        ((request, _),) = client.datagrams_to_send()
+        gw.receive_datagram(request, (host, 500), 0.0)
+    assert len(gw) == 1 and len(gw.datagrams_to_send()) == 1
+
+
+def test_timer_heap_many_sas() -> None:
+    """The endpoint's timer is the earliest deadline over many SAs, and stays consistent as
+    SAs come and go."""
+    client = IkeEndpoint(
+        config("client@test", ike_suites=parse_ike_suites("aes128-sha256-x25519")), CL
+    )
+    spis = [client.initiate(GW, float(i)) for i in range(50)]
+    assert client.get_timer() == 2.0
+    client.delete_ike_sa(spis[0], 0.5)
+    (aborted,) = client.events()
+    assert isinstance(aborted, IkeSaFailed) and aborted.reason == "aborted"
+    assert client.get_timer() == 3.0
+    events = client.handle_timer(10.0)
+    assert events == [] and client.get_timer() == 11.0
+    assert len(client) == 49
+
+
+def test_state_names() -> None:
+    """A fresh responder SA is INIT_DONE and counted as half-open until IKE_AUTH."""
+    pair = Pair()
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(0.0, lambda n, d: None if exchange_of(d)[0] == ExchangeType.IKE_AUTH else d)
+    (sa,) = list(pair.gw)
+    assert sa.state == State.INIT_DONE and not sa.established

@@ -1,0 +1,151 @@
+"""Configuration of an IKE endpoint: identities, pre-shared keys, suites, limits and timers."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from twisted_rserpool.ike.child import any_selector
+from twisted_rserpool.ike.constants import IdType
+from twisted_rserpool.ike.payloads import TrafficSelector
+from twisted_rserpool.ike.proposals import (
+    ChildSuite,
+    IkeSuite,
+    parse_child_suites,
+    parse_ike_suites,
+)
+
+__all__ = [
+    "DEFAULT_CHILD_SUITES",
+    "DEFAULT_IKE_SUITES",
+    "Identity",
+    "IkeConfig",
+    "PskTable",
+]
+
+DEFAULT_IKE_SUITES = parse_ike_suites(
+    "aes128-sha256-x25519, aes128-sha256-modp2048, aes256-sha384-ecp384, "
+    "aes128gcm16-prfsha256-ecp256, aes256gcm16-prfsha384-x25519, aes256-sha512-modp2048"
+)
+DEFAULT_CHILD_SUITES = parse_child_suites("aes128gcm16, aes128-sha256, aes256-sha512, aes256gcm16")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An IKE identity: ID type and identification data (RFC 7296 section 3.5)."""
+
+    id_type: int
+    data: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> Identity:
+        """An identity written as strongSwan writes it.
+
+        ``192.0.2.1`` or ``2001:db8::1`` is an address, ``user@example.org`` an RFC 822
+        address, ``@host.example.org`` (or a name without ``@``) an FQDN.
+        """
+        text = text.strip()
+        if not text:
+            raise ValueError("empty identity")
+        try:
+            address = ipaddress.ip_address(text)
+        except ValueError:
+            pass
+        else:
+            kind = IdType.ID_IPV4_ADDR if address.version == 4 else IdType.ID_IPV6_ADDR
+            return cls(kind, address.packed)
+        if text.startswith("@"):
+            return cls(IdType.ID_FQDN, text[1:].encode("utf-8"))
+        if "@" in text:
+            return cls(IdType.ID_RFC822_ADDR, text.encode("utf-8"))
+        return cls(IdType.ID_FQDN, text.encode("utf-8"))
+
+    def __str__(self) -> str:
+        if self.id_type in (IdType.ID_IPV4_ADDR, IdType.ID_IPV6_ADDR):
+            try:
+                return str(ipaddress.ip_address(self.data))
+            except ValueError:
+                return self.data.hex()
+        if self.id_type in (IdType.ID_FQDN, IdType.ID_RFC822_ADDR):
+            return self.data.decode("utf-8", "replace")
+        return f"{self.id_type}:{self.data.hex()}"
+
+
+@dataclass(frozen=True)
+class PskTable:
+    """Pre-shared keys by peer identity, with an optional key for every other identity."""
+
+    secrets: Mapping[Identity, bytes] = field(default_factory=dict)
+    default: bytes | None = None
+
+    def lookup(self, peer: Identity) -> bytes | None:
+        """The key shared with ``peer``, or None."""
+        return self.secrets.get(peer, self.default)
+
+    @classmethod
+    def parse(cls, text: str) -> PskTable:
+        """Parse a secrets file: one ``identity : secret`` per line, ``*`` for any identity.
+
+        Blank lines and lines starting with ``#`` are ignored; a secret may be quoted, and a
+        secret written ``0x...`` is hexadecimal.
+        """
+        secrets: dict[Identity, bytes] = {}
+        default: bytes | None = None
+        for number, raw in enumerate(text.splitlines(), start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, sep, value = line.partition(":")
+            if not sep:
+                raise ValueError(f"line {number}: expected 'identity : secret'")
+            secret_text = value.strip()
+            if len(secret_text) >= 2 and secret_text[0] == secret_text[-1] == '"':
+                secret = secret_text[1:-1].encode("utf-8")
+            elif secret_text.startswith("0x"):
+                secret = bytes.fromhex(secret_text[2:])
+            else:
+                secret = secret_text.encode("utf-8")
+            if not secret:
+                raise ValueError(f"line {number}: empty secret")
+            if name.strip() in ("*", "%any"):
+                default = secret
+            else:
+                secrets[Identity.parse(name)] = secret
+        return cls(secrets, default)
+
+
+@dataclass(frozen=True)
+class IkeConfig:
+    """Everything an IKE endpoint needs to know about its policy.
+
+    ``childless`` is ``"allow"`` (accept or create IKE SAs without a CHILD_SA when the peer
+    supports RFC 6023), ``"force"`` (as initiator, never request a CHILD_SA) or ``"never"``.
+    ``cookie_threshold`` is the number of half-open IKE SAs above which IKE_SA_INIT requests
+    must carry a cookie (RFC 7296 section 2.6). Times are in seconds.
+    """
+
+    local_id: Identity
+    psks: PskTable
+    ike_suites: tuple[IkeSuite, ...] = DEFAULT_IKE_SUITES
+    child_suites: tuple[ChildSuite, ...] = DEFAULT_CHILD_SUITES
+    remote_id: Identity | None = None
+    local_ts: tuple[TrafficSelector, ...] = (any_selector(4), any_selector(6))
+    remote_ts: tuple[TrafficSelector, ...] = (any_selector(4), any_selector(6))
+    childless: str = "allow"
+    cookie_threshold: int = 50
+    max_ike_sas: int = 10000
+    max_half_open: int = 5000
+    half_open_timeout: float = 30.0
+    retransmit_timeout: float = 2.0
+    retransmit_tries: int = 5
+    liveness_interval: float | None = None
+    nonce_length: int = 32
+
+    def __post_init__(self) -> None:
+        if self.childless not in ("allow", "force", "never"):
+            raise ValueError("childless must be allow, force or never")
+        if not self.ike_suites:
+            raise ValueError("at least one IKE suite is needed")
+        if self.retransmit_tries < 1 or self.retransmit_timeout <= 0:
+            raise ValueError("retransmission needs a positive timeout and at least one try")

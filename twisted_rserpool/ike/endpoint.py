@@ -1,0 +1,388 @@
+"""An IKEv2 endpoint without I/O: the IKE SAs on one UDP address, for both roles.
+
+In the style of aioquic: feed it ``receive_datagram(data, address, now)``, send what
+``datagrams_to_send()`` returns, call ``handle_timer(now)`` when ``get_timer()`` says, and
+act on the events both return. It owns the SA table (a dict keyed by our SPI), the
+stateless checks made before any state or Diffie-Hellman work on an IKE_SA_INIT request
+(syntax, SA limits, cookies, proposal and KE group), and one timer heap for all SAs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import hmac
+import os
+from collections.abc import Iterator
+
+from twisted.logger import Logger
+
+from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike.child import IChildSAInstaller, RecordingChildSAInstaller
+from twisted_rserpool.ike.config import IkeConfig
+from twisted_rserpool.ike.constants import (
+    IKE_MAJOR_VERSION,
+    IKE_PORT,
+    NON_ESP_MARKER,
+    ExchangeType,
+    NotifyType,
+)
+from twisted_rserpool.ike.errors import InvalidIkeMessage
+from twisted_rserpool.ike.events import IkeEvent
+from twisted_rserpool.ike.payloads import (
+    IkeHeader,
+    IkeMessage,
+    KeyExchangePayload,
+    NoncePayload,
+    NotifyPayload,
+    SecurityAssociationPayload,
+    decode_header,
+    decode_message,
+    is_nat_keepalive,
+)
+from twisted_rserpool.ike.proposals import select_ike
+from twisted_rserpool.ike.sa import Address, IkeSa, State, from_payload
+
+__all__ = ["IkeEndpoint"]
+
+_ZERO_SPI = bytes(8)
+
+
+class IkeEndpoint:
+    """The IKE SAs of one local UDP address (see the module docstring for the calls).
+
+    ``local_address`` is the address and port the socket is bound to; it feeds the NAT
+    detection hashes (none are sent when the host is a wildcard) and decides whether
+    messages carry the RFC 3948 non-ESP marker (when neither port is 500).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: IkeConfig,
+        local_address: Address,
+        *,
+        installer: IChildSAInstaller | None = None,
+        cookie_secret: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.local_address = local_address
+        self.installer: IChildSAInstaller = (
+            installer if installer is not None else RecordingChildSAInstaller()
+        )
+        self._sas: dict[bytes, IkeSa] = {}
+        self._init_index: dict[tuple[bytes, Address], IkeSa] = {}
+        self._half_open = 0
+        self._timers: list[tuple[float, int, bytes]] = []
+        self._scheduled: dict[bytes, float] = {}
+        self._sequence = 0
+        self._datagrams: list[tuple[bytes, Address]] = []
+        self._events: list[IkeEvent] = []
+        self._cookie_version = 1
+        self._cookie_secrets = {1: cookie_secret or os.urandom(32)}
+        self.counters: dict[str, int] = {
+            "init_requests": 0,
+            "cookies_sent": 0,
+            "invalid_ke_sent": 0,
+            "no_proposal_sent": 0,
+            "dropped": 0,
+        }
+
+    # --- the sans-IO surface ------------------------------------------------------------
+
+    def receive_datagram(self, data: bytes, address: Address, now: float) -> list[IkeEvent]:
+        """Process one UDP datagram from ``address``; returns the events it caused."""
+        data = bytes(data)
+        if self._framed(address):
+            if is_nat_keepalive(data):
+                return self._drain()
+            if data[:4] != NON_ESP_MARKER:
+                self._drop("ESP packet (no ESP data plane here)", address)
+                return self._drain()
+            data = data[4:]
+        try:
+            header = decode_header(data)
+        except InvalidIkeMessage as e:
+            self._drop(e.reason, address)
+            return self._drain()
+        if header.major_version != IKE_MAJOR_VERSION:
+            if header.exchange_type == ExchangeType.IKE_SA_INIT and not header.response:
+                self._answer_init(header, address, NotifyType.INVALID_MAJOR_VERSION)
+            self._drop(f"IKE major version {header.major_version}", address)
+            return self._drain()
+        if header.initiator:
+            if header.spi_r == _ZERO_SPI:
+                if header.exchange_type == ExchangeType.IKE_SA_INIT and not header.response:
+                    self._init_request(data, header, address, now)
+                else:
+                    self._drop("zero responder SPI outside IKE_SA_INIT", address)
+                return self._drain()
+            sa = self._sas.get(header.spi_r)
+        else:
+            sa = self._sas.get(header.spi_i)
+        if sa is None or sa.initiator == header.initiator:
+            self._drop(f"no IKE SA for SPIs {header.spi_i.hex()}/{header.spi_r.hex()}", address)
+            return self._drain()
+        if sa.peer_address != address:
+            self._drop(f"IKE SA {sa.local_spi.hex()} belongs to {sa.peer_address}", address)
+            return self._drain()
+        try:
+            message = decode_message(data)
+        except InvalidIkeMessage as e:
+            self._drop(e.reason, address)
+            return self._drain()
+        sa.receive(message, data, now)
+        return self._drain()
+
+    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
+        """The datagrams to send now (framed for their port), oldest first."""
+        datagrams, self._datagrams = self._datagrams, []
+        return datagrams
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called, or None."""
+        timers = self._timers
+        while timers and self._scheduled.get(timers[0][2]) != timers[0][0]:
+            heapq.heappop(timers)
+        return timers[0][0] if timers else None
+
+    def handle_timer(self, now: float) -> list[IkeEvent]:
+        """Run every timer due at ``now``; returns the events it caused."""
+        while True:
+            deadline = self.get_timer()
+            if deadline is None or deadline > now:
+                break
+            _, _, spi = heapq.heappop(self._timers)
+            del self._scheduled[spi]
+            sa = self._sas.get(spi)
+            if sa is not None:
+                sa.on_timer(now)
+        return self._drain()
+
+    # --- what a user asks for -----------------------------------------------------------
+
+    def initiate(self, peer_address: Address, now: float, config: IkeConfig | None = None) -> bytes:
+        """Start an IKE SA with ``peer_address``; returns its SPIi (our SPI)."""
+        sa = IkeSa(
+            self,
+            config or self.config,
+            initiator=True,
+            spi_i=self._new_spi(),
+            spi_r=_ZERO_SPI,
+            local_address=self.local_address,
+            peer_address=peer_address,
+            now=now,
+        )
+        self._sas[sa.spi_i] = sa
+        sa.start(now)
+        return sa.spi_i
+
+    def check_liveness(self, spi: bytes, now: float) -> None:
+        """Send a liveness check on the IKE SA with our SPI ``spi``."""
+        self._sa(spi).check_liveness(now)
+
+    def delete_ike_sa(self, spi: bytes, now: float) -> None:
+        """Delete the IKE SA with our SPI ``spi`` (INFORMATIONAL with Delete)."""
+        self._sa(spi).delete(now)
+
+    def delete_child_sa(self, spi: bytes, inbound_spi: bytes, now: float) -> bool:
+        """Delete a CHILD_SA of the IKE SA ``spi`` by the ESP SPI we chose for it."""
+        return self._sa(spi).delete_child(inbound_spi, now)
+
+    def events(self) -> list[IkeEvent]:
+        """Events caused by calls other than receive_datagram and handle_timer."""
+        return self._drain()
+
+    def get(self, spi: bytes) -> IkeSa | None:
+        """The IKE SA with our SPI ``spi``, or None."""
+        return self._sas.get(spi)
+
+    def __iter__(self) -> Iterator[IkeSa]:
+        return iter(list(self._sas.values()))
+
+    def __len__(self) -> int:
+        return len(self._sas)
+
+    @property
+    def half_open(self) -> int:
+        """How many responder IKE SAs wait for IKE_AUTH."""
+        return self._half_open
+
+    def rotate_cookie_secret(self) -> None:
+        """Start a new cookie secret; cookies made with the previous one stay valid."""
+        self._cookie_version += 1
+        self._cookie_secrets = {
+            self._cookie_version: os.urandom(32),
+            self._cookie_version - 1: self._cookie_secrets[self._cookie_version - 1],
+        }
+
+    # --- IkeSaHost ----------------------------------------------------------------------
+
+    def send(self, data: bytes, address: Address) -> None:
+        """Queue an IKE message for ``address``, with the non-ESP marker where needed."""
+        if self._framed(address):
+            data = NON_ESP_MARKER + data
+        self._datagrams.append((data, address))
+
+    def emit(self, event: IkeEvent) -> None:
+        """Queue an event for the caller."""
+        self._events.append(event)
+
+    def reschedule(self, sa: IkeSa) -> None:
+        """Track a change of ``sa``'s deadline."""
+        spi = sa.local_spi
+        deadline = sa.deadline() if sa.state != State.CLOSED else None
+        if self._scheduled.get(spi) == deadline:
+            return
+        if deadline is None:
+            self._scheduled.pop(spi, None)
+            return
+        self._scheduled[spi] = deadline
+        self._sequence += 1
+        heapq.heappush(self._timers, (deadline, self._sequence, spi))
+
+    def closed(self, sa: IkeSa) -> None:
+        """Forget a closed SA."""
+        self._sas.pop(sa.local_spi, None)
+        self._scheduled.pop(sa.local_spi, None)
+        if not sa.initiator:
+            key = (sa.spi_i, sa.peer_address)
+            if self._init_index.get(key) is sa:
+                del self._init_index[key]
+
+    def half_open_finished(self, sa: IkeSa) -> None:
+        """A responder SA is no longer half-open."""
+        self._half_open -= 1
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _framed(self, address: Address) -> bool:
+        return self.local_address[1] != IKE_PORT and address[1] != IKE_PORT
+
+    def _drain(self) -> list[IkeEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def _drop(self, reason: str, address: Address) -> None:
+        self.counters["dropped"] += 1
+        self.log.debug("dropped datagram from {peer}: {reason}", peer=address, reason=reason)
+
+    def _sa(self, spi: bytes) -> IkeSa:
+        sa = self._sas.get(spi)
+        if sa is None:
+            raise KeyError(f"no IKE SA with SPI {spi.hex()}")
+        return sa
+
+    def _new_spi(self) -> bytes:
+        while True:
+            spi = os.urandom(8)
+            if spi != _ZERO_SPI and spi not in self._sas:
+                return spi
+
+    def _answer_init(
+        self, header: IkeHeader, address: Address, notify_type: int, data: bytes = b""
+    ) -> None:
+        """An unprotected IKE_SA_INIT response carrying one notify (no state is kept)."""
+        message = IkeMessage(
+            header.spi_i,
+            _ZERO_SPI,
+            ExchangeType.IKE_SA_INIT,
+            header.message_id,
+            (NotifyPayload(notify_type, data),),
+            initiator=False,
+            response=True,
+        )
+        self.send(message.encode(), address)
+
+    def _cookie(self, version: int, nonce: bytes, address: Address, spi_i: bytes) -> bytes | None:
+        secret = self._cookie_secrets.get(version)
+        if secret is None:
+            return None
+        return crypto.cookie_value(secret, version, nonce, address[0], spi_i)
+
+    def _init_request(self, data: bytes, header: IkeHeader, address: Address, now: float) -> None:
+        """The stateless checks of an IKE_SA_INIT request, then a new half-open SA."""
+        self.counters["init_requests"] += 1
+        existing = self._init_index.get((header.spi_i, address))
+        if existing is not None:
+            if data == existing.init_request and existing.init_response:
+                self.send(existing.init_response, address)
+            else:
+                self._drop("second IKE_SA_INIT for a known SPIi", address)
+            return
+        try:
+            message = decode_message(data)
+        except InvalidIkeMessage as e:
+            if e.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD:
+                self._answer_init(header, address, e.notify_type, e.notify_data)
+            self._drop(e.reason, address)
+            return
+        if message.message_id != 0:
+            self._drop("IKE_SA_INIT with a non-zero message ID", address)
+            return
+        sa_payload = message.find(SecurityAssociationPayload)
+        ke = message.find(KeyExchangePayload)
+        nonce = message.find(NoncePayload)
+        if sa_payload is None or ke is None or nonce is None or not 16 <= len(nonce.data) <= 256:
+            self._answer_init(header, address, NotifyType.INVALID_SYNTAX)
+            self._drop("IKE_SA_INIT without SA, KE or a valid Ni", address)
+            return
+        config = self.config
+        if len(self._sas) >= config.max_ike_sas or self._half_open >= config.max_half_open:
+            self._drop("IKE SA limit reached", address)
+            return
+        if self._half_open >= config.cookie_threshold:
+            cookie = message.payloads[0]
+            valid = False
+            if (
+                isinstance(cookie, NotifyPayload)
+                and cookie.notify_type == NotifyType.COOKIE
+                and len(cookie.data) == 36
+            ):
+                version = int.from_bytes(cookie.data[:4], "big")
+                expected = self._cookie(version, nonce.data, address, header.spi_i)
+                valid = expected is not None and hmac.compare_digest(expected, cookie.data)
+            if not valid:
+                value = self._cookie(self._cookie_version, nonce.data, address, header.spi_i)
+                assert value is not None
+                self.counters["cookies_sent"] += 1
+                self._answer_init(header, address, NotifyType.COOKIE, value)
+                return
+        offered = [from_payload(p) for p in sa_payload.proposals]
+        suites = config.ike_suites
+        selected = select_ike(offered, [s for s in suites if s.dh == ke.dh_group]) or select_ike(
+            offered, suites
+        )
+        if selected is None:
+            self.counters["no_proposal_sent"] += 1
+            self._answer_init(header, address, NotifyType.NO_PROPOSAL_CHOSEN)
+            self.log.info("no acceptable IKE proposal from {peer}", peer=address)
+            return
+        chosen, suite = selected
+        if suite.dh != ke.dh_group:
+            self.counters["invalid_ke_sent"] += 1
+            self._answer_init(
+                header, address, NotifyType.INVALID_KE_PAYLOAD, int(suite.dh).to_bytes(2, "big")
+            )
+            return
+        sa = IkeSa(
+            self,
+            config,
+            initiator=False,
+            spi_i=header.spi_i,
+            spi_r=self._new_spi(),
+            local_address=self.local_address,
+            peer_address=address,
+            now=now,
+        )
+        try:
+            response = sa.accept_init(message, data, suite, chosen, ke.data)
+        except crypto.InvalidPublicValueError as e:
+            self._answer_init(header, address, NotifyType.INVALID_SYNTAX)
+            self._drop(f"invalid KE data: {e}", address)
+            return
+        self._sas[sa.spi_r] = sa
+        self._init_index[(sa.spi_i, address)] = sa
+        self._half_open += 1
+        self.send(response, address)
+        self.reschedule(sa)

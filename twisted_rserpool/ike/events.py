@@ -1,0 +1,109 @@
+"""Events the IKE core reports to its user (immutable values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from twisted_rserpool.ike.child import ChildSa
+from twisted_rserpool.ike.config import Identity
+from twisted_rserpool.ike.proposals import IkeSuite
+
+__all__ = [
+    "ChildSaDeleted",
+    "ChildSaEstablished",
+    "ChildSaFailed",
+    "IkeEvent",
+    "IkeSaDeleted",
+    "IkeSaEstablished",
+    "IkeSaFailed",
+    "LivenessConfirmed",
+]
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class IkeSaEstablished:
+    """IKE_AUTH completed: both sides are authenticated and the IKE SA is usable."""
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    peer_address: Address
+    local_id: Identity
+    peer_id: Identity
+    suite: IkeSuite
+    peer_behind_nat: bool
+    local_behind_nat: bool
+
+
+@dataclass(frozen=True)
+class IkeSaFailed:
+    """An IKE SA could not be set up; ``notify_type`` is the error notify sent or received."""
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    peer_address: Address
+    reason: str
+    notify_type: int | None = None
+
+
+@dataclass(frozen=True)
+class IkeSaDeleted:
+    """An established IKE SA (and its CHILD_SAs) is gone.
+
+    ``reason`` is ``"deleted by peer"``, ``"deleted"`` (by us), or ``"peer unreachable"``.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    peer_address: Address
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChildSaEstablished:
+    """A CHILD_SA was negotiated (and handed to the installer; ``installed`` is its answer)."""
+
+    child: ChildSa
+    installed: bool
+
+
+@dataclass(frozen=True)
+class ChildSaFailed:
+    """A CHILD_SA request failed while its IKE SA stays up."""
+
+    spi_i: bytes
+    spi_r: bytes
+    reason: str
+    notify_type: int | None = None
+
+
+@dataclass(frozen=True)
+class ChildSaDeleted:
+    """A CHILD_SA was deleted (by the peer when ``by_peer``)."""
+
+    child: ChildSa
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class LivenessConfirmed:
+    """The peer answered our liveness check (an empty INFORMATIONAL request)."""
+
+    spi_i: bytes
+    spi_r: bytes
+    round_trip: float
+
+
+IkeEvent = (
+    IkeSaEstablished
+    | IkeSaFailed
+    | IkeSaDeleted
+    | ChildSaEstablished
+    | ChildSaFailed
+    | ChildSaDeleted
+    | LivenessConfirmed
+)

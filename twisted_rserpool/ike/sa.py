@@ -1,0 +1,1125 @@
+"""One IKE SA: the RFC 7296 state machine for both roles, without I/O.
+
+An ``IkeSa`` is driven by its ``IkeEndpoint`` (``twisted_rserpool.ike.endpoint``), which
+routes decoded messages to it by SPI, frames and sends the bytes it produces, collects its
+events and runs its timer. States:
+
+    initiator: INIT_SENT -> AUTH_SENT -> ESTABLISHED [-> DELETING] -> CLOSED
+    responder: INIT_DONE (half-open) -> ESTABLISHED [-> DELETING] -> CLOSED
+
+Message IDs use a window of one in each direction: one request of ours is outstanding at a
+time (later ones wait in a queue), and the last response we sent is kept to answer a
+retransmitted request byte for byte.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol, TypeVar
+
+from twisted.logger import Logger
+
+from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike.child import (
+    ChildSa,
+    IChildSAInstaller,
+    covers,
+    narrow,
+    split_keymat,
+)
+from twisted_rserpool.ike.config import Identity, IkeConfig
+from twisted_rserpool.ike.constants import (
+    AuthMethod,
+    ExchangeType,
+    HeaderFlag,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from twisted_rserpool.ike.errors import InvalidIkeMessage
+from twisted_rserpool.ike.events import (
+    ChildSaDeleted,
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+    LivenessConfirmed,
+)
+from twisted_rserpool.ike.payloads import (
+    AuthenticationPayload,
+    DeletePayload,
+    IdInitiatorPayload,
+    IdResponderPayload,
+    IkeHeader,
+    IkeMessage,
+    KeyExchangePayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SecurityAssociationPayload,
+    TrafficSelector,
+    Transform,
+    TransformAttribute,
+    TsInitiatorPayload,
+    TsResponderPayload,
+    decode_payload_chain,
+    encode_payload_chain,
+)
+from twisted_rserpool.ike.proposals import (
+    ENCR,
+    PROTO_ESP,
+    ChildSuite,
+    IkeSuite,
+    OfferedProposal,
+    OfferedTransform,
+    child_proposal,
+    child_suite_from_proposal,
+    ike_proposal,
+    select_child,
+    suite_from_proposal,
+)
+
+__all__ = ["Address", "IkeSa", "IkeSaHost", "State", "from_payload", "to_payload"]
+
+Address = tuple[str, int]
+_P = TypeVar("_P")
+_ZERO_SPI = bytes(8)
+
+
+class State(Enum):
+    """Where an IKE SA is in its life."""
+
+    INIT_SENT = "INIT_SENT"
+    INIT_DONE = "INIT_DONE"
+    AUTH_SENT = "AUTH_SENT"
+    ESTABLISHED = "ESTABLISHED"
+    DELETING = "DELETING"
+    CLOSED = "CLOSED"
+
+
+class IkeSaHost(Protocol):
+    """What an IKE SA needs from the endpoint that owns it."""
+
+    installer: IChildSAInstaller
+
+    def send(self, data: bytes, address: Address) -> None:
+        """Send an IKE message (the endpoint adds the non-ESP marker where needed)."""
+
+    def emit(self, event: IkeEvent) -> None:
+        """Report an event to the user."""
+
+    def reschedule(self, sa: IkeSa) -> None:
+        """The SA's deadline may have changed."""
+
+    def closed(self, sa: IkeSa) -> None:
+        """The SA reached CLOSED: forget it."""
+
+    def half_open_finished(self, sa: IkeSa) -> None:
+        """A responder SA left INIT_DONE (it no longer counts as half-open)."""
+
+
+def to_payload(proposal: OfferedProposal) -> Proposal:
+    """A codec Proposal from a proposal of ``proposals``."""
+    return Proposal(
+        proposal.number,
+        proposal.protocol,
+        proposal.spi,
+        tuple(
+            Transform(
+                t.type,
+                t.id,
+                (TransformAttribute.key_length(t.key_length),) if t.key_length else (),
+            )
+            for t in proposal.transforms
+        ),
+    )
+
+
+def from_payload(proposal: Proposal) -> OfferedProposal:
+    """A proposal of ``proposals`` from a decoded codec Proposal."""
+    return OfferedProposal(
+        proposal.number,
+        proposal.protocol_id,
+        proposal.spi,
+        tuple(
+            OfferedTransform(
+                t.transform_type,
+                t.transform_id,
+                t.key_length if t.transform_type == ENCR else None,
+            )
+            for t in proposal.transforms
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a CHILD_SA request is refused, and the notify that says so."""
+
+    notify_type: int
+    reason: str
+
+
+@dataclass
+class _Request:
+    """Our outstanding request: what to resend, when, and what it was for."""
+
+    message_id: int
+    exchange: int
+    data: bytes
+    kind: str
+    sent_at: float
+    first_sent_at: float
+    tries: int
+    deadline: float
+
+
+class IkeSa:
+    """The state of one IKE SA and the rules of its exchanges (use IkeEndpoint to drive it)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        host: IkeSaHost,
+        config: IkeConfig,
+        *,
+        initiator: bool,
+        spi_i: bytes,
+        spi_r: bytes,
+        local_address: Address,
+        peer_address: Address,
+        now: float,
+    ) -> None:
+        self.host = host
+        self.config = config
+        self.initiator = initiator
+        self.spi_i = spi_i
+        self.spi_r = spi_r
+        self.local_address = local_address
+        self.peer_address = peer_address
+        self.state = State.INIT_SENT if initiator else State.INIT_DONE
+        self.created = now
+        self.last_heard = now
+        self.suite: IkeSuite | None = None
+        self.keys: crypto.IkeKeys | None = None
+        self.nonce_i = b""
+        self.nonce_r = b""
+        self.init_request = b""
+        self.init_response = b""
+        self.peer_id: Identity | None = None
+        self.peer_childless = False
+        self.peer_behind_nat = False
+        self.local_behind_nat = False
+        self.children: dict[bytes, ChildSa] = {}
+        self._children_by_outbound: dict[bytes, ChildSa] = {}
+        self._next_message_id = 0
+        self._peer_next_message_id = 0
+        self._last_request = b""
+        self._last_response = b""
+        self._outstanding: _Request | None = None
+        self._queue: deque[tuple[str, int, tuple[Payload, ...]]] = deque()
+        self._dh: crypto.DhPrivateKey | None = None
+        self._cookie: bytes | None = None
+        self._init_attempts = 0
+        self._offered_child: tuple[bytes, tuple[ChildSuite, ...]] | None = None
+        self._offered_ts: tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]] = ((), ())
+        self._cipher_out: crypto.SkCipher | None = None
+        self._cipher_in: crypto.SkCipher | None = None
+        self.half_open_deadline = now + config.half_open_timeout
+
+    # --- identity and timers ------------------------------------------------------------
+
+    @property
+    def local_spi(self) -> bytes:
+        """The SPI we chose (the key of the endpoint's SA table)."""
+        return self.spi_i if self.initiator else self.spi_r
+
+    @property
+    def established(self) -> bool:
+        """Whether IKE_AUTH completed and the SA is not closed."""
+        return self.state in (State.ESTABLISHED, State.DELETING)
+
+    def deadline(self) -> float | None:
+        """When ``on_timer`` must next run, or None."""
+        times: list[float] = []
+        if self._outstanding is not None:
+            times.append(self._outstanding.deadline)
+        if self.state == State.INIT_DONE:
+            times.append(self.half_open_deadline)
+        if (
+            self.state == State.ESTABLISHED
+            and self._outstanding is None
+            and self.config.liveness_interval is not None
+        ):
+            times.append(self.last_heard + self.config.liveness_interval)
+        return min(times) if times else None
+
+    def on_timer(self, now: float) -> None:
+        """Retransmit, give up, time out a half-open SA, or start a liveness check."""
+        request = self._outstanding
+        if request is not None and now >= request.deadline:
+            if request.tries >= self.config.retransmit_tries:
+                self._give_up(now)
+                return
+            request.tries += 1
+            timeout = self.config.retransmit_timeout * (2 ** (request.tries - 1))
+            request.deadline = now + timeout
+            request.sent_at = now
+            self.log.debug(
+                "retransmitting {kind} request {mid} to {peer} (try {tries})",
+                kind=request.kind,
+                mid=request.message_id,
+                peer=self.peer_address,
+                tries=request.tries,
+            )
+            self.host.send(request.data, self.peer_address)
+        if self.state == State.INIT_DONE and now >= self.half_open_deadline:
+            self.log.info(
+                "half-open IKE SA {spi} from {peer} timed out",
+                spi=self.spi_r.hex(),
+                peer=self.peer_address,
+            )
+            self._fail("half-open timeout", None)
+            return
+        interval = self.config.liveness_interval
+        if (
+            self.state == State.ESTABLISHED
+            and self._outstanding is None
+            and interval is not None
+            and now >= self.last_heard + interval
+        ):
+            self.check_liveness(now)
+        self.host.reschedule(self)
+
+    def _give_up(self, now: float) -> None:
+        request = self._outstanding
+        assert request is not None
+        self.log.info(
+            "no answer from {peer} to {kind} request {mid} after {tries} tries",
+            peer=self.peer_address,
+            kind=request.kind,
+            mid=request.message_id,
+            tries=request.tries,
+        )
+        if self.established:
+            reason = "deleted" if self.state == State.DELETING else "peer unreachable"
+            self._close(IkeSaDeleted(self.spi_i, self.spi_r, True, self.peer_address, reason))
+        else:
+            self._fail("no response from peer", None)
+
+    # --- sending ------------------------------------------------------------------------
+
+    def _header(self, exchange: int, message_id: int, response: bool) -> bytes:
+        flags = (HeaderFlag.INITIATOR if self.initiator else 0) | (
+            HeaderFlag.RESPONSE if response else 0
+        )
+        return IkeHeader(
+            self.spi_i, self.spi_r, PayloadType.SK, 2, 0, exchange, flags, message_id, 0
+        ).encode()
+
+    def _seal(
+        self, exchange: int, message_id: int, response: bool, payloads: Sequence[Payload]
+    ) -> bytes:
+        assert self._cipher_out is not None
+        first, chain = encode_payload_chain(list(payloads))
+        return self._cipher_out.seal(self._header(exchange, message_id, response), first, chain)
+
+    def _respond(
+        self, exchange: int, message_id: int, payloads: Sequence[Payload], request: bytes
+    ) -> None:
+        data = self._seal(exchange, message_id, True, payloads)
+        self._last_request = request
+        self._last_response = data
+        self._peer_next_message_id = message_id + 1
+        self.host.send(data, self.peer_address)
+
+    def _request(self, kind: str, exchange: int, payloads: tuple[Payload, ...], now: float) -> None:
+        """Send a protected request now, or queue it behind the outstanding one."""
+        if self._outstanding is not None:
+            self._queue.append((kind, exchange, payloads))
+            return
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        data = self._seal(exchange, message_id, False, payloads)
+        self._send_request(kind, exchange, message_id, data, now)
+
+    def _send_request(
+        self, kind: str, exchange: int, message_id: int, data: bytes, now: float
+    ) -> None:
+        self._outstanding = _Request(
+            message_id, exchange, data, kind, now, now, 1, now + self.config.retransmit_timeout
+        )
+        self.host.send(data, self.peer_address)
+        self.host.reschedule(self)
+
+    def _request_done(self, now: float) -> None:
+        self._outstanding = None
+        if self._queue and self.state == State.ESTABLISHED:
+            kind, exchange, payloads = self._queue.popleft()
+            self._request(kind, exchange, payloads, now)
+        self.host.reschedule(self)
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def _close(self, event: IkeEvent | None) -> None:
+        if self.state == State.CLOSED:
+            return
+        was_half_open = self.state == State.INIT_DONE
+        self.state = State.CLOSED
+        self._outstanding = None
+        self._queue.clear()
+        for child in list(self.children.values()):
+            self.host.installer.remove(child)
+        self.children.clear()
+        self._children_by_outbound.clear()
+        if was_half_open:
+            self.host.half_open_finished(self)
+        if event is not None:
+            self.host.emit(event)
+        self.host.closed(self)
+
+    def _fail(self, reason: str, notify_type: int | None) -> None:
+        self.log.info(
+            "IKE SA {spi_i}/{spi_r} with {peer} failed: {reason}",
+            spi_i=self.spi_i.hex(),
+            spi_r=self.spi_r.hex(),
+            peer=self.peer_address,
+            reason=reason,
+        )
+        self._close(
+            IkeSaFailed(
+                self.spi_i, self.spi_r, self.initiator, self.peer_address, reason, notify_type
+            )
+        )
+
+    def _establish(self) -> None:
+        assert self.suite is not None and self.peer_id is not None
+        if self.state == State.INIT_DONE:
+            self.host.half_open_finished(self)
+        self.state = State.ESTABLISHED
+        self.log.info(
+            "IKE SA {spi_i}/{spi_r} established with {peer_id} at {peer} ({suite})",
+            spi_i=self.spi_i.hex(),
+            spi_r=self.spi_r.hex(),
+            peer_id=str(self.peer_id),
+            peer=self.peer_address,
+            suite=str(self.suite),
+        )
+        self.host.emit(
+            IkeSaEstablished(
+                self.spi_i,
+                self.spi_r,
+                self.initiator,
+                self.peer_address,
+                self.config.local_id,
+                self.peer_id,
+                self.suite,
+                self.peer_behind_nat,
+                self.local_behind_nat,
+            )
+        )
+
+    # --- key material -------------------------------------------------------------------
+
+    def _derive(self, shared_secret: bytes) -> None:
+        assert self.suite is not None
+        _, keys = crypto.derive_ike_keys(
+            self.suite.prf_transform,
+            self.suite.encryption_transform,
+            self.suite.integrity_transform,
+            shared_secret=shared_secret,
+            nonce_i=self.nonce_i,
+            nonce_r=self.nonce_r,
+            spi_i=self.spi_i,
+            spi_r=self.spi_r,
+        )
+        self.keys = keys
+        self._cipher_out = keys.cipher(self.initiator)
+        self._cipher_in = keys.cipher(not self.initiator)
+
+    def _auth_data(self, psk: bytes, *, ours: bool, id_body: bytes) -> bytes:
+        """PSK AUTH of the side that sent ``id_body`` (us when ``ours``)."""
+        assert self.keys is not None
+        prf = self.keys.prf
+        sender_is_initiator = self.initiator == ours
+        if sender_is_initiator:
+            octets = crypto.signed_octets(
+                prf, self.init_request, self.nonce_r, self.keys.sk_pi, id_body
+            )
+        else:
+            octets = crypto.signed_octets(
+                prf, self.init_response, self.nonce_i, self.keys.sk_pr, id_body
+            )
+        return crypto.psk_auth(prf, psk, octets)
+
+    def _nat_notifies(self, spi_r: bytes) -> tuple[NotifyPayload, ...]:
+        """NAT_DETECTION_SOURCE_IP and _DESTINATION_IP, or none when bound to a wildcard."""
+        host, port = self.local_address
+        if host in ("0.0.0.0", "::", ""):
+            return ()
+        source = crypto.nat_detection_hash(self.spi_i, spi_r, host, port)
+        peer_host, peer_port = self.peer_address
+        destination = crypto.nat_detection_hash(self.spi_i, spi_r, peer_host, peer_port)
+        return (
+            NotifyPayload(NotifyType.NAT_DETECTION_SOURCE_IP, source),
+            NotifyPayload(NotifyType.NAT_DETECTION_DESTINATION_IP, destination),
+        )
+
+    def _check_nat(self, message: IkeMessage, spi_r: bytes) -> None:
+        sources = [
+            n.data for n in message.notifies if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
+        ]
+        destination = message.notify(NotifyType.NAT_DETECTION_DESTINATION_IP)
+        peer_host, peer_port = self.peer_address
+        if sources:
+            expected = crypto.nat_detection_hash(self.spi_i, spi_r, peer_host, peer_port)
+            self.peer_behind_nat = expected not in sources
+        host, port = self.local_address
+        if destination is not None and host not in ("0.0.0.0", "::", ""):
+            expected = crypto.nat_detection_hash(self.spi_i, spi_r, host, port)
+            self.local_behind_nat = destination.data != expected
+
+    # --- responder: IKE_SA_INIT ---------------------------------------------------------
+
+    def accept_init(
+        self,
+        request: IkeMessage,
+        raw: bytes,
+        suite: IkeSuite,
+        chosen: OfferedProposal,
+        peer_public_value: bytes,
+    ) -> bytes:
+        """Answer a checked IKE_SA_INIT request: DH, nonce, keys; returns the response.
+
+        Raises crypto.InvalidPublicValueError when the peer's KE data is unusable.
+        """
+        nonce = request.find(NoncePayload)
+        assert nonce is not None
+        self.suite = suite
+        group = crypto.DH_GROUPS[suite.dh]
+        key = group.generate()
+        shared = key.shared_secret(peer_public_value)
+        self.nonce_i = nonce.data
+        self.nonce_r = os.urandom(self.config.nonce_length)
+        self._check_nat(request, _ZERO_SPI)
+        payloads: list[Payload] = [
+            SecurityAssociationPayload((to_payload(chosen),)),
+            KeyExchangePayload(suite.dh, key.public_value),
+            NoncePayload(self.nonce_r),
+        ]
+        if request.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
+            payloads.extend(self._nat_notifies(self.spi_r))
+        if self.config.childless != "never":
+            payloads.append(NotifyPayload(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
+        response = IkeMessage(
+            self.spi_i,
+            self.spi_r,
+            ExchangeType.IKE_SA_INIT,
+            0,
+            tuple(payloads),
+            initiator=False,
+            response=True,
+        ).encode()
+        self.init_request = raw
+        self.init_response = response
+        self._last_request = raw
+        self._last_response = response
+        self._peer_next_message_id = 1
+        self._derive(shared)
+        return response
+
+    # --- initiator: IKE_SA_INIT ---------------------------------------------------------
+
+    def start(self, now: float, dh_group: int | None = None) -> None:
+        """Send (or resend, after a cookie or INVALID_KE_PAYLOAD) the IKE_SA_INIT request."""
+        self._init_attempts += 1
+        group_id = dh_group if dh_group is not None else self.config.ike_suites[0].dh
+        if self._dh is None or dh_group is not None:
+            self._dh = crypto.DH_GROUPS[group_id].generate()
+            self._dh_group = group_id
+        if not self.nonce_i:
+            self.nonce_i = os.urandom(self.config.nonce_length)
+        payloads: list[Payload] = []
+        if self._cookie is not None:
+            payloads.append(NotifyPayload(NotifyType.COOKIE, self._cookie))
+        payloads += [
+            SecurityAssociationPayload(
+                tuple(to_payload(p) for p in ike_proposal(self.config.ike_suites))
+            ),
+            KeyExchangePayload(self._dh_group, self._dh.public_value),
+            NoncePayload(self.nonce_i),
+            *self._nat_notifies(_ZERO_SPI),
+        ]
+        data = IkeMessage(
+            self.spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT, 0, tuple(payloads), initiator=True
+        ).encode()
+        self.init_request = data
+        self._next_message_id = 1
+        self._send_request("IKE_SA_INIT", ExchangeType.IKE_SA_INIT, 0, data, now)
+
+    def _init_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
+        cookie = message.notify(NotifyType.COOKIE)
+        if cookie is not None and message.find(SecurityAssociationPayload) is None:
+            if self._init_attempts >= 4 or not cookie.data:
+                self._fail("too many cookie requests", NotifyType.COOKIE)
+                return
+            self._cookie = cookie.data
+            self._outstanding = None
+            self.start(now)
+            return
+        invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
+        if invalid_ke is not None:
+            wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
+            ours = {s.dh for s in self.config.ike_suites}
+            if wanted in ours and wanted != self._dh_group and self._init_attempts < 4:
+                self.log.info(
+                    "{peer} asks for DH group {group}; retrying",
+                    peer=self.peer_address,
+                    group=wanted,
+                )
+                self._outstanding = None
+                self.start(now, wanted)
+            else:
+                self._fail(f"INVALID_KE_PAYLOAD for group {wanted}", NotifyType.INVALID_KE_PAYLOAD)
+            return
+        for notify in message.notifies:
+            if notify.is_error:
+                self._fail(f"peer answered {_notify_name(notify.notify_type)}", notify.notify_type)
+                return
+        redirect = message.notify(NotifyType.REDIRECT)
+        if redirect is not None:
+            self._fail("peer redirected us (not followed here)", NotifyType.REDIRECT)
+            return
+        sa = message.find(SecurityAssociationPayload)
+        ke = message.find(KeyExchangePayload)
+        nonce = message.find(NoncePayload)
+        if sa is None or ke is None or nonce is None or len(sa.proposals) != 1:
+            self._fail("IKE_SA_INIT response lacks SA, KE or Nr", NotifyType.INVALID_SYNTAX)
+            return
+        suite = suite_from_proposal(from_payload(sa.proposals[0]))
+        if suite is None or suite not in self.config.ike_suites or suite.dh != ke.dh_group:
+            self._fail("responder chose a proposal we did not offer", NotifyType.NO_PROPOSAL_CHOSEN)
+            return
+        if ke.dh_group != self._dh_group or message.spi_r == _ZERO_SPI:
+            self._fail("responder's KE group or SPI is wrong", NotifyType.INVALID_SYNTAX)
+            return
+        if not 16 <= len(nonce.data) <= 256:
+            self._fail("responder's nonce has a bad length", NotifyType.INVALID_SYNTAX)
+            return
+        assert self._dh is not None
+        try:
+            shared = self._dh.shared_secret(ke.data)
+        except crypto.InvalidPublicValueError as e:
+            self._fail(f"responder's KE data is invalid: {e}", NotifyType.INVALID_SYNTAX)
+            return
+        self.spi_r = message.spi_r
+        self.suite = suite
+        self.nonce_r = nonce.data
+        self.init_response = raw
+        self.peer_childless = message.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED) is not None
+        self._check_nat(message, message.spi_r)
+        self._derive(shared)
+        self._dh = None
+        self._outstanding = None
+        self._send_auth(now)
+
+    # --- IKE_AUTH -----------------------------------------------------------------------
+
+    def _want_child(self) -> bool:
+        if self.config.childless == "force" and self.peer_childless:
+            return False
+        return bool(self.config.child_suites)
+
+    def _send_auth(self, now: float) -> None:
+        config = self.config
+        psk = config.psks.lookup(config.remote_id) if config.remote_id else config.psks.default
+        if psk is None:
+            self._fail("no pre-shared key for the responder", None)
+            return
+        idi = IdInitiatorPayload(config.local_id.id_type, config.local_id.data)
+        payloads: list[Payload] = [idi]
+        if config.remote_id is not None:
+            payloads.append(IdResponderPayload(config.remote_id.id_type, config.remote_id.data))
+        auth = self._auth_data(psk, ours=True, id_body=idi.encode_body())
+        payloads.append(AuthenticationPayload(AuthMethod.SHARED_KEY_MIC, auth))
+        payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        if self._want_child():
+            spi = os.urandom(4)
+            proposals = child_proposal(config.child_suites, spi)
+            self._offered_child = (spi, config.child_suites)
+            self._offered_ts = (config.local_ts, config.remote_ts)
+            payloads += [
+                SecurityAssociationPayload(tuple(to_payload(p) for p in proposals)),
+                TsInitiatorPayload(config.local_ts),
+                TsResponderPayload(config.remote_ts),
+            ]
+        self.state = State.AUTH_SENT
+        message_id = self._next_message_id
+        self._next_message_id += 1
+        data = self._seal(ExchangeType.IKE_AUTH, message_id, False, payloads)
+        self._send_request("IKE_AUTH", ExchangeType.IKE_AUTH, message_id, data, now)
+
+    def _auth_request(
+        self, message_id: int, payloads: tuple[Payload, ...], raw: bytes, now: float
+    ) -> None:
+        """Responder: verify the initiator's AUTH, answer with ours and maybe a CHILD_SA."""
+        idi = _find(payloads, IdInitiatorPayload)
+        auth = _find(payloads, AuthenticationPayload)
+        if idi is None or auth is None:
+            self._refuse_auth(message_id, raw, NotifyType.INVALID_SYNTAX, "IKE_AUTH lacks IDi/AUTH")
+            return
+        peer_id = Identity(idi.id_type, idi.data)
+        psk = self.config.psks.lookup(peer_id)
+        if auth.method != AuthMethod.SHARED_KEY_MIC or psk is None:
+            self._refuse_auth(
+                message_id,
+                raw,
+                NotifyType.AUTHENTICATION_FAILED,
+                f"no pre-shared key for {peer_id} (auth method {auth.method})",
+            )
+            return
+        expected = self._auth_data(psk, ours=False, id_body=idi.encode_body())
+        if not hmac.compare_digest(expected, auth.data):
+            self._refuse_auth(
+                message_id, raw, NotifyType.AUTHENTICATION_FAILED, f"AUTH of {peer_id} is wrong"
+            )
+            return
+        idr_wanted = _find(payloads, IdResponderPayload)
+        local = self.config.local_id
+        if idr_wanted is not None and Identity(idr_wanted.id_type, idr_wanted.data) != local:
+            self._refuse_auth(
+                message_id,
+                raw,
+                NotifyType.AUTHENTICATION_FAILED,
+                f"initiator asked for identity {Identity(idr_wanted.id_type, idr_wanted.data)}",
+            )
+            return
+        self.peer_id = peer_id
+        idr = IdResponderPayload(local.id_type, local.data)
+        answer: list[Payload] = [
+            idr,
+            AuthenticationPayload(
+                AuthMethod.SHARED_KEY_MIC,
+                self._auth_data(psk, ours=True, id_body=idr.encode_body()),
+            ),
+        ]
+        sa = _find(payloads, SecurityAssociationPayload)
+        child: ChildSa | None = None
+        child_failure: _Refusal | None = None
+        if sa is None:
+            # RFC 6023: only the responder announces support (in its IKE_SA_INIT response).
+            if self.config.childless == "never":
+                self._refuse_auth(
+                    message_id,
+                    raw,
+                    NotifyType.INVALID_SYNTAX,
+                    "IKE_AUTH without a CHILD_SA but childless was not negotiated",
+                )
+                return
+        else:
+            outcome = self._negotiate_child(payloads, sa)
+            if isinstance(outcome, _Refusal):
+                child_failure = outcome
+                answer.append(NotifyPayload(outcome.notify_type))
+            else:
+                child, child_payloads = outcome
+                answer.extend(child_payloads)
+        self._respond(ExchangeType.IKE_AUTH, message_id, answer, raw)
+        self._establish()
+        if child is not None:
+            self._add_child(child)
+        elif child_failure is not None:
+            self.host.emit(
+                ChildSaFailed(
+                    self.spi_i, self.spi_r, child_failure.reason, child_failure.notify_type
+                )
+            )
+        self.host.reschedule(self)
+
+    def _refuse_auth(self, message_id: int, raw: bytes, notify_type: int, reason: str) -> None:
+        self._respond(ExchangeType.IKE_AUTH, message_id, [NotifyPayload(notify_type)], raw)
+        self._fail(reason, notify_type)
+
+    def _negotiate_child(
+        self, payloads: tuple[Payload, ...], sa: SecurityAssociationPayload
+    ) -> _Refusal | tuple[ChildSa, list[Payload]]:
+        """Responder: choose an ESP proposal and narrow the selectors."""
+        tsi = _find(payloads, TsInitiatorPayload)
+        tsr = _find(payloads, TsResponderPayload)
+        if tsi is None or tsr is None:
+            return _Refusal(NotifyType.INVALID_SYNTAX, "CHILD_SA request without TSi/TSr")
+        spi = os.urandom(4)
+        selected = select_child(
+            [from_payload(p) for p in sa.proposals], self.config.child_suites, spi
+        )
+        if selected is None:
+            return _Refusal(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable ESP proposal")
+        chosen, suite = selected
+        ts_i = narrow(tsi.selectors, self.config.remote_ts)
+        ts_r = narrow(tsr.selectors, self.config.local_ts)
+        if not ts_i or not ts_r:
+            return _Refusal(NotifyType.TS_UNACCEPTABLE, "traffic selectors unacceptable")
+        transport = _has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
+        peer_spi = next(p.spi for p in sa.proposals if p.number == chosen.number)
+        child = self._make_child(suite, spi, peer_spi, ts_i, ts_r, transport)
+        answer: list[Payload] = []
+        if transport:
+            answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        answer += [
+            SecurityAssociationPayload((to_payload(chosen),)),
+            TsInitiatorPayload(ts_i),
+            TsResponderPayload(ts_r),
+        ]
+        return child, answer
+
+    def _make_child(
+        self,
+        suite: ChildSuite,
+        inbound: bytes,
+        outbound: bytes,
+        ts_i: tuple[TrafficSelector, ...],
+        ts_r: tuple[TrafficSelector, ...],
+        transport: bool,
+    ) -> ChildSa:
+        assert self.keys is not None
+        keymat = crypto.derive_child_keymat(
+            self.keys.prf,
+            self.keys.sk_d,
+            nonce_i=self.nonce_i,
+            nonce_r=self.nonce_r,
+            length=2 * suite.keymat_length,
+        )
+        enc_i, integ_i, enc_r, integ_r = split_keymat(keymat, suite)
+        return ChildSa(
+            self.spi_i,
+            self.spi_r,
+            self.initiator,
+            self.local_address[0],
+            self.peer_address[0],
+            inbound,
+            outbound,
+            suite,
+            ts_i,
+            ts_r,
+            transport,
+            enc_i,
+            integ_i,
+            enc_r,
+            integ_r,
+        )
+
+    def _add_child(self, child: ChildSa) -> None:
+        installed = bool(self.host.installer.install(child))
+        if installed:
+            self.children[child.inbound_spi] = child
+            self._children_by_outbound[child.outbound_spi] = child
+        self.host.emit(ChildSaEstablished(child, installed))
+
+    def _auth_response(self, payloads: tuple[Payload, ...], now: float) -> None:
+        """Initiator: check the responder's AUTH; the IKE SA and maybe a CHILD_SA are up."""
+        for notify in _notifies(payloads):
+            if notify.notify_type in (
+                NotifyType.AUTHENTICATION_FAILED,
+                NotifyType.INVALID_SYNTAX,
+                NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD,
+            ):
+                self._fail(f"peer answered {_notify_name(notify.notify_type)}", notify.notify_type)
+                return
+        idr = _find(payloads, IdResponderPayload)
+        auth = _find(payloads, AuthenticationPayload)
+        if idr is None or auth is None:
+            self._fail("IKE_AUTH response lacks IDr/AUTH", NotifyType.INVALID_SYNTAX)
+            return
+        peer_id = Identity(idr.id_type, idr.data)
+        if self.config.remote_id is not None and peer_id != self.config.remote_id:
+            self._fail(f"responder is {peer_id}, not {self.config.remote_id}", None)
+            return
+        psk = self.config.psks.lookup(peer_id)
+        if auth.method != AuthMethod.SHARED_KEY_MIC or psk is None:
+            self._fail(f"cannot verify AUTH method {auth.method} of {peer_id}", None)
+            return
+        expected = self._auth_data(psk, ours=False, id_body=idr.encode_body())
+        if not hmac.compare_digest(expected, auth.data):
+            self._fail(f"AUTH of {peer_id} is wrong", NotifyType.AUTHENTICATION_FAILED)
+            return
+        self.peer_id = peer_id
+        self._outstanding = None
+        self._establish()
+        if self._offered_child is not None:
+            self._child_response(payloads)
+        self._request_done(now)
+
+    def _child_response(self, payloads: tuple[Payload, ...]) -> None:
+        assert self._offered_child is not None
+        spi, suites = self._offered_child
+        self._offered_child = None
+        for notify in _notifies(payloads):
+            if notify.is_error:
+                self.host.emit(
+                    ChildSaFailed(
+                        self.spi_i,
+                        self.spi_r,
+                        f"peer answered {_notify_name(notify.notify_type)}",
+                        notify.notify_type,
+                    )
+                )
+                return
+        sa = _find(payloads, SecurityAssociationPayload)
+        tsi = _find(payloads, TsInitiatorPayload)
+        tsr = _find(payloads, TsResponderPayload)
+        if sa is None or tsi is None or tsr is None or len(sa.proposals) != 1:
+            self.host.emit(ChildSaFailed(self.spi_i, self.spi_r, "no CHILD_SA in the response"))
+            return
+        proposal = sa.proposals[0]
+        suite = child_suite_from_proposal(from_payload(proposal))
+        ts_i = tuple(t for t in tsi.selectors if isinstance(t, TrafficSelector))
+        ts_r = tuple(t for t in tsr.selectors if isinstance(t, TrafficSelector))
+        offered_i, offered_r = self._offered_ts
+        if (
+            suite is None
+            or suite not in suites
+            or proposal.protocol_id != PROTO_ESP
+            or len(proposal.spi) != 4
+            or not ts_i
+            or not ts_r
+            or not all(any(covers(o, t) for o in offered_i) for t in ts_i)
+            or not all(any(covers(o, t) for o in offered_r) for t in ts_r)
+        ):
+            self.host.emit(
+                ChildSaFailed(
+                    self.spi_i, self.spi_r, "responder's CHILD_SA does not match our offer"
+                )
+            )
+            return
+        transport = _has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
+        child = self._make_child(suite, spi, proposal.spi, ts_i, ts_r, transport)
+        self._add_child(child)
+
+    # --- requests we make once established ----------------------------------------------
+
+    def check_liveness(self, now: float) -> None:
+        """Send an empty INFORMATIONAL request (a liveness check, RFC 7296 section 2.4)."""
+        if self.state == State.ESTABLISHED:
+            self._request("liveness", ExchangeType.INFORMATIONAL, (), now)
+
+    def delete(self, now: float) -> None:
+        """Delete this IKE SA (and its CHILD_SAs) with an INFORMATIONAL exchange."""
+        if self.state == State.ESTABLISHED:
+            self._queue.clear()
+            if self._outstanding is not None:
+                # The window is one: abandon the outstanding request, deletion wins.
+                self._outstanding = None
+            self.state = State.DELETING
+            message_id = self._next_message_id
+            self._next_message_id += 1
+            data = self._seal(
+                ExchangeType.INFORMATIONAL, message_id, False, [DeletePayload.ike_sa()]
+            )
+            self._send_request("delete", ExchangeType.INFORMATIONAL, message_id, data, now)
+        elif self.state != State.CLOSED:
+            self._fail("aborted", None)
+
+    def delete_child(self, inbound_spi: bytes, now: float) -> bool:
+        """Delete one CHILD_SA (by the SPI we chose); False when there is no such SA."""
+        child = self.children.pop(inbound_spi, None)
+        if child is None or self.state != State.ESTABLISHED:
+            return False
+        self._children_by_outbound.pop(child.outbound_spi, None)
+        self.host.installer.remove(child)
+        self.host.emit(ChildSaDeleted(child, by_peer=False))
+        self._request(
+            "delete child",
+            ExchangeType.INFORMATIONAL,
+            (DeletePayload.child_sas(ProtocolId.ESP, (inbound_spi,)),),
+            now,
+        )
+        return True
+
+    # --- receiving ----------------------------------------------------------------------
+
+    def receive(self, message: IkeMessage, raw: bytes, now: float) -> None:
+        """Process a message the endpoint routed to this SA."""
+        if self.state == State.CLOSED:
+            return
+        if message.initiator == self.initiator:
+            self.log.debug(
+                "dropping a message with our own I flag from {peer}", peer=self.peer_address
+            )
+            return
+        if message.response:
+            self._receive_response(message, raw, now)
+        else:
+            self._receive_request(message, raw, now)
+        self.host.reschedule(self)
+
+    def _receive_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
+        request = self._outstanding
+        if (
+            request is None
+            or message.message_id != request.message_id
+            or message.exchange_type != request.exchange
+        ):
+            self.log.debug(
+                "dropping unexpected response {mid} from {peer}",
+                mid=message.message_id,
+                peer=self.peer_address,
+            )
+            return
+        if message.exchange_type == ExchangeType.IKE_SA_INIT:
+            self.last_heard = now
+            self._init_response(message, raw, now)
+            return
+        payloads = self._open(message, raw, request=False)
+        if payloads is None:
+            return
+        self.last_heard = now
+        if request.kind == "IKE_AUTH":
+            self._auth_response(payloads, now)
+        elif request.kind == "delete":
+            self._close(
+                IkeSaDeleted(self.spi_i, self.spi_r, self.initiator, self.peer_address, "deleted")
+            )
+        else:
+            if request.kind == "liveness":
+                self.host.emit(
+                    LivenessConfirmed(self.spi_i, self.spi_r, now - request.first_sent_at)
+                )
+            self._request_done(now)
+
+    def _receive_request(self, message: IkeMessage, raw: bytes, now: float) -> None:
+        message_id = message.message_id
+        if message_id == self._peer_next_message_id - 1 and self._last_response:
+            if raw == self._last_request:
+                self.host.send(self._last_response, self.peer_address)
+            return
+        if message_id != self._peer_next_message_id:
+            self.log.debug(
+                "dropping request {mid} from {peer}, expected {expected}",
+                mid=message_id,
+                peer=self.peer_address,
+                expected=self._peer_next_message_id,
+            )
+            return
+        exchange = message.exchange_type
+        if exchange == ExchangeType.IKE_SA_INIT:
+            return  # retransmissions are answered by the endpoint; others are late duplicates
+        if self.state == State.INIT_DONE and exchange != ExchangeType.IKE_AUTH:
+            return
+        if self.state in (State.INIT_SENT, State.AUTH_SENT):
+            return
+        payloads = self._open(message, raw, request=True)
+        if payloads is None:
+            return
+        self.last_heard = now
+        if exchange == ExchangeType.IKE_AUTH:
+            if self.state == State.INIT_DONE:
+                self._auth_request(message_id, payloads, raw, now)
+        elif exchange == ExchangeType.INFORMATIONAL:
+            self._informational_request(message_id, payloads, raw, now)
+        elif exchange == ExchangeType.CREATE_CHILD_SA:
+            # Rekeying and additional CHILD_SAs are not implemented: refuse politely.
+            self._respond(exchange, message_id, [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)], raw)
+        else:
+            self._respond(exchange, message_id, [NotifyPayload(NotifyType.INVALID_SYNTAX)], raw)
+
+    def _open(
+        self, message: IkeMessage, raw: bytes, *, request: bool
+    ) -> tuple[Payload, ...] | None:
+        """The decrypted inner payloads, or None (dropped, or answered with an error)."""
+        encrypted = message.encrypted
+        if encrypted is None or self._cipher_in is None:
+            self.log.debug("dropping an unprotected message from {peer}", peer=self.peer_address)
+            return None
+        offset = len(raw) - len(encrypted.data) - 4
+        try:
+            plaintext = self._cipher_in.open(raw, offset)
+        except crypto.CryptoError as e:
+            self.log.info(
+                "dropping message {mid} from {peer}: {error}",
+                mid=message.message_id,
+                peer=self.peer_address,
+                error=str(e),
+            )
+            return None
+        try:
+            return decode_payload_chain(encrypted.first_payload_type, plaintext)
+        except InvalidIkeMessage as e:
+            self.log.info(
+                "malformed protected message {mid} from {peer}: {error}",
+                mid=message.message_id,
+                peer=self.peer_address,
+                error=e.reason,
+            )
+            if request:
+                notify = NotifyPayload(e.notify_type, e.notify_data)
+                self._respond(message.exchange_type, message.message_id, [notify], raw)
+                if self.state == State.INIT_DONE:
+                    self._fail(e.reason, e.notify_type)
+            return None
+
+    def _informational_request(
+        self, message_id: int, payloads: tuple[Payload, ...], raw: bytes, now: float
+    ) -> None:
+        answer: list[Payload] = []
+        delete_ike = False
+        for delete in (p for p in payloads if isinstance(p, DeletePayload)):
+            if delete.protocol_id == ProtocolId.IKE:
+                delete_ike = True
+            elif delete.protocol_id in (ProtocolId.ESP, ProtocolId.AH):
+                ours: list[bytes] = []
+                for spi in delete.spis:
+                    child = self._children_by_outbound.pop(spi, None)
+                    if child is None:
+                        continue
+                    self.children.pop(child.inbound_spi, None)
+                    self.host.installer.remove(child)
+                    self.host.emit(ChildSaDeleted(child, by_peer=True))
+                    ours.append(child.inbound_spi)
+                if ours:
+                    answer.append(DeletePayload.child_sas(delete.protocol_id, tuple(ours)))
+        if delete_ike:
+            self._respond(ExchangeType.INFORMATIONAL, message_id, [], raw)
+            self.log.info(
+                "IKE SA {spi_i}/{spi_r} deleted by {peer}",
+                spi_i=self.spi_i.hex(),
+                spi_r=self.spi_r.hex(),
+                peer=self.peer_address,
+            )
+            self._close(
+                IkeSaDeleted(
+                    self.spi_i, self.spi_r, self.initiator, self.peer_address, "deleted by peer"
+                )
+            )
+            return
+        self._respond(ExchangeType.INFORMATIONAL, message_id, answer, raw)
+
+
+def _find(payloads: Sequence[Payload], kind: type[_P]) -> _P | None:
+    for payload in payloads:
+        if isinstance(payload, kind):
+            return payload
+    return None
+
+
+def _notifies(payloads: Sequence[Payload]) -> list[NotifyPayload]:
+    return [p for p in payloads if isinstance(p, NotifyPayload)]
+
+
+def _has_notify(payloads: Sequence[Payload], notify_type: int) -> bool:
+    return any(n.notify_type == notify_type for n in _notifies(payloads))
+
+
+def _notify_name(notify_type: int) -> str:
+    try:
+        return NotifyType(notify_type).name
+    except ValueError:
+        return str(notify_type)
