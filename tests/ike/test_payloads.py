@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
+import time
 import typing
 from ipaddress import IPv4Address, IPv6Address
 
@@ -514,6 +515,12 @@ def test_limits_are_enforced() -> None:
     ):
         with pytest.raises(InvalidIkeMessage):
             decode_message(sa, limits)
+    with pytest.raises(InvalidIkeMessage):
+        decode_message(sa, DecodeLimits(max_sa_transforms=14))
+    decode_message(sa, DecodeLimits(max_sa_transforms=15))
+    delete = message_with(DeletePayload.child_sas(3, (b"abcd",) * 3)).encode()
+    with pytest.raises(InvalidIkeMessage):
+        decode_message(delete, DecodeLimits(max_delete_spis=2))
     ts = message_with(
         TsInitiatorPayload((TrafficSelector(IPv4Address("1.1.1.1"), IPv4Address("1.1.1.1")),) * 3)
     ).encode()
@@ -528,6 +535,22 @@ RICH = message_with(
     *[p for p in EXAMPLES if not isinstance(p, EncryptedPayload | EncryptedFragmentPayload)],
     EncryptedPayload(PayloadType.IDI, bytes(48)),
 ).encode()
+
+
+def test_worst_case_datagrams_are_cheap() -> None:
+    """The largest datagrams that pass the default limits decode within a few milliseconds."""
+    transforms = tuple(Transform(1, 12) for _ in range(128))
+    sa = SecurityAssociationPayload(
+        (Proposal(1, 1, b"", transforms), Proposal(2, 1, b"", transforms))
+    )
+    deletes = tuple(DeletePayload.child_sas(3, (b"abcd",) * 512) for _ in range(20))
+    for message in (message_with(sa), message_with(*deletes)):
+        data = message.encode()
+        started = time.perf_counter()
+        assert decode_message(data) == message
+        assert time.perf_counter() - started < 0.05
+    too_many = message_with(SecurityAssociationPayload((Proposal(1, 1, b"", transforms),) * 3))
+    expect_invalid(too_many.encode())
 
 
 def test_truncation_at_every_offset() -> None:

@@ -44,9 +44,11 @@ from twisted_rserpool.ike.errors import InvalidIkeMessage
 __all__ = [
     "DEFAULT_LIMITS",
     "MAX_CONFIG_ATTRIBUTES",
+    "MAX_DELETE_SPIS",
     "MAX_MESSAGE_SIZE",
     "MAX_PAYLOADS",
     "MAX_PROPOSALS",
+    "MAX_SA_TRANSFORMS",
     "MAX_TRAFFIC_SELECTORS",
     "MAX_TRANSFORMS",
     "MAX_TRANSFORM_ATTRIBUTES",
@@ -95,11 +97,14 @@ __all__ = [
 ]
 
 # Bounds on untrusted input. The message size bound is the largest UDP payload; the counts
-# are far above what real peers send (strongSwan's widest default proposal has ~40 transforms).
+# are far above what real peers send (strongSwan's widest default proposal has ~40 transforms)
+# and keep the decoding cost of one datagram below about half a millisecond.
 MAX_MESSAGE_SIZE = 65535
 MAX_PAYLOADS = 128
 MAX_PROPOSALS = 64
 MAX_TRANSFORMS = 128
+MAX_SA_TRANSFORMS = 256
+MAX_DELETE_SPIS = 512
 MAX_TRANSFORM_ATTRIBUTES = 8
 MAX_TRAFFIC_SELECTORS = 64
 MAX_CONFIG_ATTRIBUTES = 128
@@ -113,6 +118,8 @@ class DecodeLimits:
     max_payloads: int = MAX_PAYLOADS
     max_proposals: int = MAX_PROPOSALS
     max_transforms: int = MAX_TRANSFORMS
+    max_sa_transforms: int = MAX_SA_TRANSFORMS
+    max_delete_spis: int = MAX_DELETE_SPIS
     max_transform_attributes: int = MAX_TRANSFORM_ATTRIBUTES
     max_traffic_selectors: int = MAX_TRAFFIC_SELECTORS
     max_config_attributes: int = MAX_CONFIG_ATTRIBUTES
@@ -374,6 +381,7 @@ def _decode_sa(body: bytes, critical: bool, limits: DecodeLimits) -> SecurityAss
     proposals: list[Proposal] = []
     offset = 0
     end = len(body)
+    total_transforms = 0
     if end == 0:
         raise _fail("SA payload without proposals")
     while offset < end:
@@ -387,6 +395,9 @@ def _decode_sa(body: bytes, critical: bool, limits: DecodeLimits) -> SecurityAss
         last = offset + length == end
         if more != (0 if last else _MORE_PROPOSALS):
             raise _fail("proposal Last Substruc does not match the SA payload length")
+        total_transforms += count
+        if total_transforms > limits.max_sa_transforms:
+            raise _fail("too many transforms in the SA payload")
         chunk = body[offset : offset + length]
         proposals.append(
             Proposal(
@@ -686,6 +697,8 @@ def _decode_delete(body: bytes, critical: bool, limits: DecodeLimits) -> DeleteP
     protocol, spi_size, count = _DELETE.unpack_from(body)
     if spi_size == 0 and count:
         raise _fail("Delete payload lists SPIs of size 0")
+    if count > limits.max_delete_spis:
+        raise _fail(f"{count} SPIs in a Delete payload exceed the limit")
     if 4 + spi_size * count != len(body):
         raise _fail("Delete payload length does not match its SPIs")
     spis = tuple(body[4 + i * spi_size : 4 + (i + 1) * spi_size] for i in range(count))
