@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.ike.strategies import messages, payload_chains, redirect_data
+from tests.ike.strategies import messages, payload_chains, redirect_data, unknown_payload_types
 from twisted_rserpool.ike.constants import (
     AuthMethod,
     CertEncoding,
@@ -740,3 +740,36 @@ def test_lists_become_tuples() -> None:
     assert ConfigurationPayload(1, [ConfigurationAttribute(1)]).attributes == (  # type: ignore[arg-type]
         ConfigurationAttribute(1),
     )
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=80))
+def test_random_redirect_data(data: bytes) -> None:
+    """Random notify data parses as REDIRECT / REDIRECTED_FROM or raises InvalidIkeMessage."""
+    for notify_type, parse in (
+        (NotifyType.REDIRECT, parse_redirect),
+        (NotifyType.REDIRECTED_FROM, parse_redirected_from),
+    ):
+        with contextlib.suppress(InvalidIkeMessage):
+            parse(NotifyPayload(notify_type, data))
+
+
+@settings(max_examples=200)
+@given(payload_chains(), st.integers(0, 10), unknown_payload_types)
+def test_critical_unknown_payload_anywhere(
+    chain: tuple[Payload, ...], position: int, payload_type: int
+) -> None:
+    """A critical unknown payload at any place before SK makes the message fail with its type."""
+    plain = [p for p in chain if not isinstance(p, EncryptedPayload | EncryptedFragmentPayload)]
+    tail = list(chain[len(plain) :])
+    position = min(position, len(plain))
+    payloads = [
+        *plain[:position],
+        UnknownPayload(payload_type, b"x", critical=True),
+        *plain[position:],
+        *tail,
+    ]
+    error = expect_invalid(
+        message_with(*payloads).encode(), NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD
+    )
+    assert error.payload_type == payload_type
