@@ -1,0 +1,349 @@
+"""``twistd enrp``: an ENRP server (registrar) with TLS-secured ASAP listeners."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, ClassVar
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python import usage
+
+from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
+from twisted_rserpool.enrp.service import ENRPServer
+from twisted_rserpool.handlespace import Handlespace, HandlespaceLimits
+from twisted_rserpool.security.authorization import AuthorizationPolicy, PolicyError
+from twisted_rserpool.security.ratelimit import Rate
+from twisted_rserpool.transport.connection import MappingConfig
+
+log = Logger()
+
+#: Endpoint types that run TLS (RFC 5355 2.15: a secure server listens on nothing else).
+SECURE_ENDPOINT_TYPES = ("tlspsk", "ssl")
+DEFAULT_PORT = 3864  # ASAP over TLS (IANA)
+DEFAULT_PE_IDENTITY = "pe"
+
+
+def _rate(value: str) -> Rate:
+    """``RATE`` or ``RATE/BURST`` (events per second, burst size)."""
+    try:
+        if "/" in value:
+            rate, burst = value.split("/", 1)
+            return Rate(float(rate), float(burst))
+        return Rate(float(value), max(1.0, float(value)))
+    except ValueError as e:
+        raise usage.UsageError(f"bad rate {value!r}: {e} (use RATE or RATE/BURST)") from e
+
+
+def _serverIdentifier(value: str) -> int:
+    try:
+        number = int(value, 0)
+    except ValueError as e:
+        raise usage.UsageError(f"bad server identifier {value!r}") from e
+    if not 0 < number <= 0xFFFFFFFF:
+        raise usage.UsageError("the server identifier is a non-zero 32-bit number")
+    return number
+
+
+class Options(usage.Options):
+    """Command line of ``twistd enrp``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "Runs an ENRP server (RFC 5353) that serves ASAP (RFC 5352) to pool elements and "
+        "pool users over TLS: pool elements authenticate with pre-shared keys, pool users "
+        "authenticate the server by its certificate (RFC 5355). With no options it listens "
+        "on 127.0.0.1:3864, creates a PSK file and a self-signed certificate in the state "
+        "directory if they are missing, and logs how pool elements and pool users connect."
+    )
+
+    optParameters: ClassVar[list[list[Any]]] = [
+        [
+            "server-id",
+            None,
+            None,
+            "This server's identifier (32 bits, e.g. 0x1234); random if unset.",
+        ],
+        ["state-dir", None, "enrp-state", "Directory for the generated PSK file and certificate."],
+        [
+            "psk-file",
+            None,
+            None,
+            "PSK file (identity:hexkey per line, mode 0600) for the default listener.",
+        ],
+        [
+            "certificate",
+            None,
+            None,
+            "PEM certificate (with chain) the default listener presents to pool users.",
+        ],
+        [
+            "private-key",
+            None,
+            None,
+            "PEM private key of --certificate (default: the certificate file).",
+        ],
+        [
+            "policy",
+            None,
+            None,
+            "Authorization policy (TOML): identities, roles, pools, limits. "
+            "Default: every authenticated identity may do everything.",
+        ],
+        [
+            "keep-alive-interval",
+            None,
+            "5",
+            "Seconds between ASAP_ENDPOINT_KEEP_ALIVEs to each owned PE (+/- 50 %).",
+        ],
+        [
+            "keep-alive-timeout",
+            None,
+            "5",
+            "Seconds a PE has to answer a keep-alive before it is removed.",
+        ],
+        [
+            "max-bad-pe-report",
+            None,
+            "3",
+            "MAX-BAD-PE-REPORT: unreachable reports after which a PE is removed.",
+        ],
+        ["max-registration-life", None, "3600", "Longest registration life granted, in seconds."],
+        [
+            "handle-resolution-items",
+            None,
+            "3",
+            "PEs per handle resolution answer unless the PU asks (max 128).",
+        ],
+        ["request-rate", None, "200/400", "ASAP requests per connection: RATE[/BURST] per second."],
+        [
+            "identity-rate",
+            None,
+            "500/1000",
+            "ASAP requests per authenticated identity: RATE[/BURST].",
+        ],
+        [
+            "unreachable-rate",
+            None,
+            "1/5",
+            "ASAP_ENDPOINT_UNREACHABLE reports per pool user: RATE[/BURST].",
+        ],
+        [
+            "keep-alive-rate",
+            None,
+            "1/3",
+            "Keep-alives to any one PE: RATE[/BURST] (RFC 5355 2.14).",
+        ],
+        ["max-connections", None, "10000", "Most ASAP connections open at once."],
+        ["max-pools", None, "10000", "Most pools in the handlespace."],
+        ["max-pool-elements-per-pool", None, "10000", "Most PEs in one pool."],
+        ["max-pool-elements-per-identity", None, "1000", "Most PEs one identity may register."],
+        ["heartbeat-interval", None, "15", "Seconds of silence before a TCP-mapping HEARTBEAT."],
+        [
+            "heartbeat-timeout",
+            None,
+            "10",
+            "Seconds to answer a HEARTBEAT before the connection is closed.",
+        ],
+        [
+            "admin",
+            None,
+            None,
+            "Endpoint of the JSON admin interface, e.g. tcp:8864:interface=127.0.0.1.",
+        ],
+    ]
+    optFlags: ClassVar[list[list[Any]]] = [
+        [
+            "insecure",
+            None,
+            "Allow listeners without TLS and unauthenticated registrations. "
+            "This gives up every RFC 5355 defence; for tests and RSPLIB-style labs only.",
+        ],
+        [
+            "no-anonymous-pool-users",
+            None,
+            "Refuse handle resolution from pool users without an "
+            "authenticated identity (by default TLS with a server certificate is enough).",
+        ],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["asap"] = []
+
+    def opt_asap(self, description: str) -> None:
+        """An ASAP listener endpoint (repeatable), e.g.
+        tlspsk:3864:interface=127.0.0.1:pskFile=keys.psk:certificate=server.pem.
+        Default: tlspsk on 127.0.0.1:3864 with the state directory's key and certificate."""
+        self["asap"].append(description)
+
+    def postOptions(self) -> None:
+        """Check values and the security rules that need no files."""
+        self["server-id"] = (
+            _serverIdentifier(self["server-id"])
+            if self["server-id"] is not None
+            else secrets.randbelow(0xFFFFFFFF) + 1
+        )
+        for name in ("request-rate", "identity-rate", "unreachable-rate", "keep-alive-rate"):
+            self[name] = _rate(self[name])
+        try:
+            for name in (
+                "keep-alive-interval",
+                "keep-alive-timeout",
+                "heartbeat-interval",
+                "heartbeat-timeout",
+            ):
+                self[name] = float(self[name])
+                if self[name] <= 0:
+                    raise ValueError(f"--{name} must be positive")
+            for name in (
+                "max-bad-pe-report",
+                "max-registration-life",
+                "handle-resolution-items",
+                "max-connections",
+                "max-pools",
+                "max-pool-elements-per-pool",
+                "max-pool-elements-per-identity",
+            ):
+                self[name] = int(self[name])
+                if self[name] <= 0:
+                    raise ValueError(f"--{name} must be positive")
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from e
+        if not self["insecure"]:
+            for description in self["asap"]:
+                kind = description.split(":", 1)[0].strip().lower()
+                if kind not in SECURE_ENDPOINT_TYPES:
+                    raise usage.UsageError(
+                        f"listener {description!r} is not TLS: a secure ENRP server listens "
+                        "only with tlspsk: or ssl: (RFC 5355 section 2.15); use --insecure "
+                        "to allow it"
+                    )
+
+
+def _prepareStateDirectory(options: Options) -> tuple[str, str, str]:
+    """The PSK file, certificate and key to use, creating missing ones in the state directory."""
+    from twisted_rserpool.security.certificates import createSelfSignedCertificate  # noqa: PLC0415
+    from twisted_rserpool.security.psk import createPskFile  # noqa: PLC0415
+
+    state = Path(options["state-dir"])
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pskFile = options["psk-file"] or str(state / "keys.psk")
+    if options["psk-file"] is None and not os.path.exists(pskFile):
+        createPskFile(pskFile, DEFAULT_PE_IDENTITY)
+        log.info(
+            "Created PSK file {path} with identity {identity!r}",
+            path=pskFile,
+            identity=DEFAULT_PE_IDENTITY,
+        )
+    certificate = options["certificate"] or str(state / "server.pem")
+    privateKey = options["private-key"] or (
+        str(state / "server.key") if options["certificate"] is None else certificate
+    )
+    if options["certificate"] is None and not os.path.exists(certificate):
+        createSelfSignedCertificate(certificate, privateKey)
+        log.info(
+            "Created self-signed certificate {path} (localhost, 127.0.0.1, ::1)", path=certificate
+        )
+    return pskFile, certificate, privateKey
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """The ENRP server service tree that ``options`` describes."""
+    if reactor is None:
+        from twisted.internet import reactor as _reactor  # noqa: PLC0415
+
+        reactor = _reactor
+    clock: IReactorTime = reactor
+    try:
+        policy = (
+            AuthorizationPolicy.from_file(options["policy"])
+            if options["policy"] is not None
+            else AuthorizationPolicy()
+        )
+    except PolicyError as e:
+        raise usage.UsageError(str(e)) from e
+
+    config = RegistrarConfig(
+        server_identifier=options["server-id"],
+        secure=not options["insecure"],
+        anonymous_pool_users=not options["no-anonymous-pool-users"],
+        keep_alive_interval=options["keep-alive-interval"],
+        keep_alive_timeout=options["keep-alive-timeout"],
+        max_bad_pe_report=options["max-bad-pe-report"],
+        handle_resolution_items=min(options["handle-resolution-items"], 128),
+        max_registration_life=options["max-registration-life"],
+        request_rate=options["request-rate"],
+        identity_rate=options["identity-rate"],
+        unreachable_rate=options["unreachable-rate"],
+        keep_alive_rate=options["keep-alive-rate"],
+    )
+    handlespace = Handlespace(
+        HandlespaceLimits(
+            max_pools=options["max-pools"],
+            max_elements_per_pool=options["max-pool-elements-per-pool"],
+            max_elements_per_identity=options["max-pool-elements-per-identity"],
+        )
+    )
+    mapping = MappingConfig(
+        heartbeat_interval=options["heartbeat-interval"],
+        heartbeat_timeout=options["heartbeat-timeout"],
+    )
+    server = ENRPServer(
+        Registrar(config, handlespace, policy),
+        clock,
+        maxConnections=options["max-connections"],
+        mappingConfig=mapping,
+    )
+
+    descriptions = list(options["asap"])
+    if not descriptions:
+        pskFile, certificate, privateKey = _prepareStateDirectory(options)
+        descriptions = [
+            f"tlspsk:{DEFAULT_PORT}:interface=127.0.0.1:pskFile={_escape(pskFile)}"
+            f":certificate={_escape(certificate)}:privateKey={_escape(privateKey)}"
+        ]
+        log.info(
+            "A pool element connects with: tlspsk:host=127.0.0.1:port={port}:identity="
+            "{identity}:pskFile={psk}",
+            port=DEFAULT_PORT,
+            identity=DEFAULT_PE_IDENTITY,
+            psk=pskFile,
+        )
+        log.info(
+            "A pool user connects with: tlspsk:host=127.0.0.1:port={port}:caCertificate="
+            "{certificate}",
+            port=DEFAULT_PORT,
+            certificate=certificate,
+        )
+    for description in descriptions:
+        server.listenASAP(serverFromString(reactor, description))  # type: ignore[no-untyped-call]
+    if options["insecure"]:
+        log.warn(
+            "INSECURE MODE: listeners without TLS and unauthenticated registrations are "
+            "allowed; this ENRP server gives up every RFC 5355 defence"
+        )
+
+    if options["admin"] is None:
+        return server
+    from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
+
+    top = MultiService()  # type: ignore[no-untyped-call]
+    server.setServiceParent(top)  # type: ignore[no-untyped-call]
+    adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
+    admin = StreamServerEndpointService(adminEndpoint, adminSite(server))  # type: ignore[no-untyped-call]
+    admin.setServiceParent(top)  # type: ignore[no-untyped-call]
+    return top
+
+
+def _escape(path: str) -> str:
+    """A path as an endpoint string value (colons and backslashes escaped)."""
+    return path.replace("\\", "\\\\").replace(":", "\\:")
+
+
+__all__ = ["Options", "makeService"]
