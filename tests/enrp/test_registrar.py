@@ -142,7 +142,9 @@ def test_unauthenticated_registration_creates_no_state() -> None:
         c = h.connect(security)
         assert_refused(h.register(c), CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
     assert len(h.handlespace) == 0
-    assert h.registrar.counters["registrations_refused_rejected_due_to_security_considerations"] == 2
+    assert (
+        h.registrar.counters["registrations_refused_rejected_due_to_security_considerations"] == 2
+    )
 
 
 def test_unauthorized_pool_is_refused() -> None:
@@ -165,16 +167,20 @@ def test_pe_identifier_of_another_identity_is_refused() -> None:
     h = Harness()
     h.register(h.connect(psk("pe-1")), port=7000)
     spoofer = h.connect(psk("pe-2"))
-    assert_refused(h.register(spoofer, port=9999), CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+    assert_refused(
+        h.register(spoofer, port=9999), CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS
+    )
     entry = h.handlespace.get(b"echo", 1)
-    assert entry is not None and entry.element.user_transport.port == 7000
+    assert entry is not None and entry.element.user_transport == TcpTransport(7000, LOCAL)
 
 
 def test_foreign_address_is_refused_and_wildcard_bound() -> None:
     """A PE registers only its own address; the wildcard means the connection's address."""
     h = Harness()
     c = h.connect(psk("pe-1"))
-    assert_refused(h.register(c, address="192.0.2.1"), CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+    assert_refused(
+        h.register(c, address="192.0.2.1"), CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS
+    )
     assert len(h.handlespace) == 0
     assert h.register(c, address="0.0.0.0") == asap.RegistrationResponse(b"echo", 1)
     entry = h.handlespace.get(b"echo", 1)
@@ -477,7 +483,9 @@ def test_unrecognized_parameters_are_reported() -> None:
     """Skip-and-report parameters are reported in ASAP_ERROR and the message still handled."""
     h = Harness()
     c = h.connect(psk("pe-1"))
-    message = replace(asap.HandleResolution(b"nope"), unrecognized_parameters=(b"\xc0\x01\x00\x04",))
+    message = replace(
+        asap.HandleResolution(b"nope"), unrecognized_parameters=(b"\xc0\x01\x00\x04",)
+    )
     actions = h.send(c, message)
     assert len(actions) == 2
     first = actions[0]
