@@ -14,6 +14,7 @@ TLS transport, the TLS handshake completed. Sending is refused until then too.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from twisted.internet.interfaces import (
@@ -369,6 +370,10 @@ class RSerPoolProtocol(Protocol):
             transport.loseConnection()
 
     def _handleEvents(self, events: list[Event]) -> None:
+        if events and isinstance(events[-1], ProtocolError | HeartbeatTimeout):
+            # The stream can no longer be trusted, and nothing could be answered: the
+            # messages that came with the fault are discarded.
+            events = [e for e in events if not isinstance(e, DataReceived | InitReceived)]
         for event in events:
             if isinstance(event, DataReceived):
                 if self._ready and not self._stopped():
@@ -517,14 +522,15 @@ _P = TypeVar("_P", bound=RSerPoolProtocol)
 
 
 class RSerPoolFactory(Factory[_P], Generic[_P]):
-    """Builds ``protocol`` instances with a shared clock, mapping config and message limits.
+    """Builds protocols (``protocol()``, usually an :class:`RSerPoolProtocol` subclass) with a
+    shared clock, mapping config and message limits.
 
     ``None`` keeps the protocol class's own setting (and the global reactor as clock).
     """
 
     def __init__(
         self,
-        protocol: type[_P],
+        protocol: Callable[[], _P],
         clock: IReactorTime | None = None,
         *,
         mappingConfig: MappingConfig | None = None,
