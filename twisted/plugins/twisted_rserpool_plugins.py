@@ -2,9 +2,22 @@
 
 from twisted.application.service import ServiceMaker
 
+from twisted_rserpool.endpoints import TlsPskClientParser, TlsPskServerParser
+
 vpngw = ServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool IKEv2 gateway",
     "twisted_rserpool._tap.vpngw",
     "An IKEv2 VPN gateway that redirects clients (RFC 5685) to gateways of an RSerPool pool",
     "vpngw",
+)
+
+# tlspsk: endpoint strings (the parsers import OpenSSL only when a string is parsed).
+tlspsk_server = TlsPskServerParser()
+tlspsk_client = TlsPskClientParser()
+
+enrp = ServiceMaker(  # type: ignore[no-untyped-call]
+    "twisted-rserpool ENRP server",
+    "twisted_rserpool._tap.enrp",
+    "An ENRP server (RSerPool registrar) secured with TLS (PSK and certificates)",
+    "enrp",
 )

@@ -1,0 +1,469 @@
+"""TLS for RSerPool connections (RFC 5355): pre-shared keys, certificates, and what a
+connection's handshake proved.
+
+Pool elements and ENRP servers authenticate with TLS-PSK (RFC 4279; TLS 1.3 external PSKs
+with (EC)DHE, TLS 1.2 PSK cipher suites as a fallback); pool users authenticate the ENRP
+server by its X.509 certificate. :class:`TlsServerCreator` and :class:`PskClientCreator`
+are connection creators for :class:`twisted.protocols.tls.TLSMemoryBIOFactory` and
+:func:`twisted.internet.endpoints.wrapClientTLS`; :func:`certificateClientCreator` is the
+pool user's side. :func:`securityContextOf` tells, after the handshake, what a
+connection proved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+from OpenSSL import SSL, crypto
+from service_identity import CertificateError, VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
+from zope.interface import implementer
+
+from twisted_rserpool.security import _openssl
+from twisted_rserpool.security.context import INSECURE, SecurityContext
+from twisted_rserpool.security.psk import checkIdentity, checkKey
+
+_log = Logger(namespace="twisted_rserpool.security.tls")
+
+#: The kinds of private key a TLS server can sign its handshake with.
+PrivateKey = (
+    rsa.RSAPrivateKey
+    | ec.EllipticCurvePrivateKey
+    | ed25519.Ed25519PrivateKey
+    | ed448.Ed448PrivateKey
+)
+
+#: A TLS protocol version, as endpoint strings spell it.
+TlsVersion = Literal["1.2", "1.3"]
+
+_PROTOCOL_VERSIONS: dict[str, int] = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1_3_VERSION}
+
+#: TLS 1.3 suites usable with an external PSK (OpenSSL binds such a PSK to SHA-256).
+TLS13_PSK_CIPHERSUITES = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
+#: TLS 1.3 suites for certificate handshakes.
+TLS13_CIPHERSUITES = "TLS_AES_256_GCM_SHA384:" + TLS13_PSK_CIPHERSUITES
+#: TLS 1.2 PSK suites (RFC 4279, 5487, 7905), forward-secret ECDHE-PSK first.
+TLS12_PSK_CIPHERS = (
+    "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES256-GCM-SHA384:PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256"
+)
+#: TLS 1.2 suites for certificate handshakes (ECDHE with AEAD only).
+TLS12_CERTIFICATE_CIPHERS = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+)
+
+_OPTIONS = (
+    SSL.OP_NO_COMPRESSION
+    | SSL.OP_CIPHER_SERVER_PREFERENCE
+    | SSL.OP_NO_TICKET
+    | SSL.OP_NO_RENEGOTIATION
+)
+
+#: The PSK identity each connection's handshake used: accepted by our server callback, or
+#: offered by our client callback. Entries vanish with their connection.
+_PSK_IDENTITIES: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+#: The host name each connection's server certificate was verified for by our creator.
+_VERIFIED_NAMES: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+
+
+def _versionRange(minimumVersion: TlsVersion, maximumVersion: TlsVersion) -> tuple[int, int]:
+    try:
+        low, high = _PROTOCOL_VERSIONS[minimumVersion], _PROTOCOL_VERSIONS[maximumVersion]
+    except KeyError as e:
+        raise ValueError(f"unsupported TLS version {e.args[0]!r}; use '1.2' or '1.3'") from None
+    if low > high:
+        raise ValueError(f"minimum TLS version {minimumVersion} is above maximum {maximumVersion}")
+    return low, high
+
+
+def _newContext(minimumVersion: TlsVersion, maximumVersion: TlsVersion) -> SSL.Context:
+    low, high = _versionRange(minimumVersion, maximumVersion)
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(low)
+    context.set_max_proto_version(high)
+    context.set_options(_OPTIONS)
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    return context
+
+
+class _ConnectionRegistry:
+    """Finds the pyOpenSSL Connection behind the ``SSL *`` a PSK callback receives."""
+
+    def __init__(self) -> None:
+        self._byPointer: weakref.WeakValueDictionary[int, SSL.Connection] = (
+            weakref.WeakValueDictionary()
+        )
+
+    def new(self, context: SSL.Context) -> SSL.Connection:
+        connection = SSL.Connection(context, None)
+        # A new SSL object may reuse a freed one's address: forget what that one proved.
+        _PSK_IDENTITIES.pop(connection, None)
+        self._byPointer[_openssl.pointerOf(connection)] = connection
+        return connection
+
+    def find(self, pointer: int) -> SSL.Connection | None:
+        return self._byPointer.get(pointer)
+
+
+def _logCallbackFailure() -> None:
+    _log.failure("TLS-PSK callback failed; the identity is refused")
+
+
+def loadCertificates(path: str | os.PathLike[str]) -> list[x509.Certificate]:
+    """The PEM certificates in a file, in order (a certificate and its chain, or CAs)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as e:
+        raise ValueError(f"{os.fspath(path)}: no PEM certificate ({e})") from None
+    return certificates
+
+
+def loadPrivateKey(path: str | os.PathLike[str]) -> PrivateKey:
+    """The unencrypted PEM private key in a file."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{os.fspath(path)}: not an unencrypted PEM private key ({e})") from None
+    if not isinstance(key, PrivateKey):
+        raise ValueError(f"{os.fspath(path)}: not an RSA, EC, Ed25519 or Ed448 private key")
+    return key
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class TlsServerCreator:
+    """The server side of RSerPool TLS: pre-shared keys, a certificate, or both.
+
+    With ``keys`` (identity -> key; the mapping is read at each handshake, so a caller may
+    change a dict it passed), clients authenticate with TLS-PSK: TLS 1.3 with (EC)DHE, or
+    the TLS 1.2 PSK suites of :data:`TLS12_PSK_CIPHERS`. An unknown identity or a wrong key
+    fails the handshake. With ``certificate`` and ``privateKey``, the server also presents
+    that certificate (and ``chain``) to clients that offer no PSK, such as pool users; such
+    clients are not authenticated. One listener serves both kinds of client.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, bytes] | None = None,
+        *,
+        identityHint: str | None = None,
+        certificate: x509.Certificate | None = None,
+        privateKey: PrivateKey | None = None,
+        chain: Sequence[x509.Certificate] = (),
+        minimumVersion: TlsVersion = "1.2",
+        maximumVersion: TlsVersion = "1.3",
+    ) -> None:
+        if keys is None and certificate is None:
+            raise ValueError("a TLS server needs pre-shared keys, a certificate, or both")
+        if (certificate is None) != (privateKey is None):
+            raise ValueError("a certificate needs its private key, a private key its certificate")
+        if identityHint is not None and keys is None:
+            raise ValueError("an identity hint makes sense only with pre-shared keys")
+        self._keys = keys
+        self._connections = _ConnectionRegistry()
+        context = _newContext(minimumVersion, maximumVersion)
+        ciphers: list[str] = []
+        suites = TLS13_PSK_CIPHERSUITES
+        self._callback: _openssl.CallbackHandle | None = None
+        if keys is not None:
+            ciphers.append(TLS12_PSK_CIPHERS)
+            self._callback = _openssl.setPskServerCallback(
+                context, self._lookup, _logCallbackFailure
+            )
+            if identityHint is not None:
+                _openssl.useIdentityHint(context, checkIdentity(identityHint).encode("utf-8"))
+        if certificate is not None and privateKey is not None:
+            ciphers.append(TLS12_CERTIFICATE_CIPHERS)
+            suites = TLS13_CIPHERSUITES
+            context.use_certificate(certificate)
+            context.use_privatekey(privateKey)
+            context.check_privatekey()
+            for extra in chain:
+                context.add_extra_chain_cert(extra)
+        context.set_cipher_list(":".join(ciphers).encode("ascii"))
+        _openssl.setTls13Ciphersuites(context, suites)
+        context.set_verify(SSL.VERIFY_NONE)
+        self._context = context
+
+    def _lookup(self, pointer: int, identity: bytes) -> bytes | None:
+        connection = self._connections.find(pointer)
+        if connection is None:
+            _log.error("TLS-PSK: a handshake on a connection this server did not create")
+            return None
+        _PSK_IDENTITIES.pop(connection, None)
+        try:
+            name = identity.decode("utf-8")
+        except UnicodeDecodeError:
+            _log.warn("TLS-PSK: refused a non-UTF-8 identity {identity!r}", identity=identity)
+            return None
+        keys = self._keys
+        key = None if keys is None else keys.get(name)
+        if key is None:
+            _log.warn("TLS-PSK: refused unknown identity {identity!r}", identity=name)
+            return None
+        _PSK_IDENTITIES[connection] = name
+        return key
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """A new server-side connection."""
+        return self._connections.new(self._context)
+
+
+def pskServerCreator(
+    keys: Mapping[str, bytes],
+    *,
+    identityHint: str | None = None,
+    minimumVersion: TlsVersion = "1.2",
+    maximumVersion: TlsVersion = "1.3",
+) -> TlsServerCreator:
+    """A server that accepts TLS-PSK clients only."""
+    return TlsServerCreator(
+        keys,
+        identityHint=identityHint,
+        minimumVersion=minimumVersion,
+        maximumVersion=maximumVersion,
+    )
+
+
+def certificateServerCreator(
+    certificate: x509.Certificate,
+    privateKey: PrivateKey,
+    *,
+    chain: Sequence[x509.Certificate] = (),
+    minimumVersion: TlsVersion = "1.2",
+    maximumVersion: TlsVersion = "1.3",
+) -> TlsServerCreator:
+    """A server that presents a certificate and accepts any client (pool users)."""
+    return TlsServerCreator(
+        None,
+        certificate=certificate,
+        privateKey=privateKey,
+        chain=chain,
+        minimumVersion=minimumVersion,
+        maximumVersion=maximumVersion,
+    )
+
+
+def _rejectCertificate(
+    connection: SSL.Connection, certificate: object, error: int, depth: int, ok: int
+) -> bool:
+    return False
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class PskClientCreator:
+    """The client side of TLS-PSK: offers one identity and its key, accepts nothing else.
+
+    Only PSK suites are offered, and any certificate the server presents is rejected, so a
+    completed handshake means the server knew the key.
+    """
+
+    def __init__(
+        self,
+        identity: str,
+        key: bytes,
+        *,
+        minimumVersion: TlsVersion = "1.2",
+        maximumVersion: TlsVersion = "1.3",
+    ) -> None:
+        self.identity = checkIdentity(identity)
+        self._identityBytes = identity.encode("utf-8")
+        self._key = checkKey(bytes(key))
+        self._connections = _ConnectionRegistry()
+        context = _newContext(minimumVersion, maximumVersion)
+        context.set_cipher_list(TLS12_PSK_CIPHERS.encode("ascii"))
+        _openssl.setTls13Ciphersuites(context, TLS13_PSK_CIPHERSUITES)
+        context.set_verify(SSL.VERIFY_PEER, _rejectCertificate)
+        self._callback = _openssl.setPskClientCallback(context, self._choose, _logCallbackFailure)
+        self._context = context
+
+    def __repr__(self) -> str:
+        return f"<PskClientCreator identity={self.identity!r}>"
+
+    def _choose(self, pointer: int, hint: bytes | None) -> tuple[bytes, bytes] | None:
+        connection = self._connections.find(pointer)
+        if connection is None:
+            _log.error("TLS-PSK: a handshake on a connection this client did not create")
+            return None
+        _PSK_IDENTITIES[connection] = self.identity
+        return self._identityBytes, self._key
+
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """A new client-side connection."""
+        return self._connections.new(self._context)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class CertificateClientCreator:
+    """The pool user's side: verifies the server's certificate chain against
+    ``trustRoots`` (CA certificates) and requires ``hostname`` (a DNS name or an IP
+    address) among its subjectAltNames, as service_identity matches them.
+
+    Like Twisted's ``optionsForClientTLS``, but failing closed: any error while checking
+    the name refuses the certificate (Twisted 26.10 lets a certificate without
+    subjectAltName through, logging the error).
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        trustRoots: Iterable[x509.Certificate],
+        *,
+        minimumVersion: TlsVersion = "1.2",
+        maximumVersion: TlsVersion = "1.3",
+    ) -> None:
+        from twisted.internet.abstract import isIPAddress, isIPv6Address  # noqa: PLC0415
+
+        if not hostname:
+            raise ValueError("certificate verification needs the server's host name")
+        self.hostname = hostname
+        self._isAddress = isIPAddress(hostname) or isIPv6Address(hostname)
+        roots = list(trustRoots)
+        if not roots:
+            raise ValueError("certificate verification needs at least one CA certificate")
+        context = _newContext(minimumVersion, maximumVersion)
+        context.set_cipher_list(TLS12_CERTIFICATE_CIPHERS.encode("ascii"))
+        _openssl.setTls13Ciphersuites(context, TLS13_CIPHERSUITES)
+        store = context.get_cert_store()
+        assert store is not None
+        for root in roots:
+            store.add_cert(crypto.X509.from_cryptography(root))
+        context.set_verify(SSL.VERIFY_PEER, self._verify)
+        self._context = context
+
+    def __repr__(self) -> str:
+        return f"<CertificateClientCreator hostname={self.hostname!r}>"
+
+    def _verify(
+        self, connection: SSL.Connection, certificate: object, error: int, depth: int, ok: int
+    ) -> bool:
+        try:
+            if not ok:
+                return False
+            if depth != 0:
+                return True
+            if not isinstance(certificate, crypto.X509):
+                return False
+            leaf = certificate.to_cryptography()
+            try:
+                if self._isAddress:
+                    verify_certificate_ip_address(leaf, self.hostname)
+                else:
+                    verify_certificate_hostname(leaf, self.hostname)
+            except (VerificationError, CertificateError) as e:
+                _log.warn(
+                    "TLS: certificate {subject} does not name {hostname}: {error}",
+                    subject=leaf.subject.rfc4514_string(),
+                    hostname=self.hostname,
+                    error=str(e),
+                )
+                return False
+            _VERIFIED_NAMES[connection] = self.hostname
+            return True
+        except BaseException:
+            _log.failure("TLS: certificate verification failed; the certificate is refused")
+            return False
+
+    def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """A new client-side connection."""
+        connection = SSL.Connection(self._context, None)
+        _VERIFIED_NAMES.pop(connection, None)
+        if not self._isAddress:
+            connection.set_tlsext_host_name(_hostnameBytes(self.hostname))
+        return connection
+
+
+def _hostnameBytes(hostname: str) -> bytes:
+    try:
+        return hostname.encode("idna")
+    except UnicodeError:
+        raise ValueError(f"{hostname!r} is not a valid host name") from None
+
+
+def certificateClientCreator(
+    hostname: str,
+    trustRoots: Iterable[x509.Certificate],
+    *,
+    minimumVersion: TlsVersion = "1.2",
+    maximumVersion: TlsVersion = "1.3",
+) -> CertificateClientCreator:
+    """A client that verifies the server's certificate (see :class:`CertificateClientCreator`)."""
+    return CertificateClientCreator(
+        hostname, trustRoots, minimumVersion=minimumVersion, maximumVersion=maximumVersion
+    )
+
+
+def certificateFingerprint(certificate: x509.Certificate) -> str:
+    """The SHA-256 fingerprint of a certificate's DER encoding, as ``openssl x509
+    -fingerprint -sha256`` prints it (upper-case hex pairs joined by colons)."""
+    digest = hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest().upper()
+    return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+
+
+def _pskUsed(connection: SSL.Connection, version: str, cipher: str | None) -> bool:
+    if version == "TLSv1.3":
+        # An external PSK handshake is a "resumption" to OpenSSL; a certificate one is not.
+        return _openssl.sessionReused(connection)
+    return cipher is not None and "PSK" in cipher
+
+
+def securityContextOfConnection(connection: SSL.Connection) -> SecurityContext:
+    """What the completed handshake of a pyOpenSSL connection proved about the peer."""
+    if connection.get_finished() is None or connection.get_peer_finished() is None:
+        return SecurityContext(authenticated=False)
+    version = connection.get_protocol_version_name()
+    cipher = connection.get_cipher_name()
+    identity = _PSK_IDENTITIES.get(connection)
+    if identity is not None and not _pskUsed(connection, version, cipher):
+        identity = None
+    subject = fingerprint = None
+    certificateVerified = False
+    certificate = connection.get_peer_certificate(as_cryptography=True)
+    if certificate is not None:
+        subject = certificate.subject.rfc4514_string()
+        fingerprint = certificateFingerprint(certificate)
+        certificateVerified = bool(_openssl.verifyMode(connection) & SSL.VERIFY_PEER) and (
+            _openssl.verifyResult(connection) == _openssl.X509_V_OK
+        )
+    return SecurityContext(
+        authenticated=identity is not None or certificateVerified,
+        tls_version=version,
+        cipher=cipher,
+        psk_identity=identity,
+        certificate_subject=subject,
+        certificate_fingerprint=fingerprint,
+    )
+
+
+def securityContextOf(transport: object) -> SecurityContext:
+    """The :class:`SecurityContext` of a connection, from its transport.
+
+    Call it from ``handshakeCompleted``. A transport without TLS gives :data:`INSECURE`; a
+    TLS transport whose handshake has not completed gives an unauthenticated context
+    without a version.
+    """
+    getHandle = getattr(transport, "getHandle", None)
+    handle = getHandle() if callable(getHandle) else None
+    if not isinstance(handle, SSL.Connection):
+        return INSECURE
+    return securityContextOfConnection(handle)
