@@ -653,3 +653,30 @@ def test_messages_with_a_framing_error_in_the_same_read_are_discarded() -> None:
     assert protocol.names() == ["malformed"]
     assert peer.read(transport) == []
     assert transport.disconnecting
+
+
+class CountingTransport(Transport):
+    """Counts write calls."""
+
+    writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        super().write(data)  # type: ignore[no-untyped-call]
+
+
+def test_one_write_per_read() -> None:
+    """ACKs and answers caused by one read leave in a single write (one TLS record)."""
+
+    class Answering(Recorder):
+        def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+            self.sendAsap(message)
+
+    transport = CountingTransport()
+    protocol, _, _, peer = connect(Answering(), transport)
+    protocol.dataReceived(peer.init())
+    before = transport.writes
+    protocol.dataReceived(peer.asap(RESOLUTION) + peer.asap(RESOLUTION) + peer.data(b"x", 1))
+    assert transport.writes == before + 1
+    chunks = peer.read(transport)
+    assert sum(isinstance(c, Ack) for c in chunks) == 3 and len(datas(chunks)) == 2

@@ -130,6 +130,7 @@ class RSerPoolProtocol(Protocol):
         self._ready = False
         self._closing = False
         self._lost = False
+        self._batching = False
         self._held: deque[DataReceived] = deque()
         self._timer: IDelayedCall | None = None
         self._timerDeadline = 0.0
@@ -276,7 +277,8 @@ class RSerPoolProtocol(Protocol):
             )
             self._abort()
             raise
-        self._flush()
+        if not self._batching:
+            self._flush()
         return sent
 
     # -- Twisted interface ----------------------------------------------------------------
@@ -301,23 +303,31 @@ class RSerPoolProtocol(Protocol):
             # A renegotiation: the context of a ready connection does not change.
             return
         self._handshakeDone = True
-        self._becomeReadyIfPossible()
+        self._batching = True
+        try:
+            self._becomeReadyIfPossible()
+        finally:
+            self._batching = False
+            self._flush()
 
     def dataReceived(self, data: bytes) -> None:
         """Feed the TCP mapping; never raises."""
         mapping = self.mapping
         if mapping is None or mapping.closed or self._stopped():
             return
+        # What hooks send while this read is handled goes out in one write at the end.
+        self._batching = True
         try:
-            events = mapping.receive_data(data, self._now())
-            self._flush()
-            self._handleEvents(events)
+            self._handleEvents(mapping.receive_data(data, self._now()))
             self._armTimer()
         except Exception:
             self.log.failure(
                 "Closing connection from {peer}: unexpected error", peer=self.peer, cause="bug"
             )
             self._abort()
+        finally:
+            self._batching = False
+            self._flush()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop the timer; :meth:`unacknowledged` stays available."""
@@ -428,7 +438,6 @@ class RSerPoolProtocol(Protocol):
             self._callHook(self.applicationDataReceived, ppid, event.user_data)
         assert self.mapping is not None
         self.mapping.acknowledge(event)
-        self._flush()
 
     def _deliverMessage(self, event: DataReceived, decode: Any, hook: Any) -> None:
         ppid = event.ppid
@@ -507,15 +516,19 @@ class RSerPoolProtocol(Protocol):
         mapping = self.mapping
         if mapping is None or self._stopped():
             return
+        self._batching = True
         try:
             # The timer was set for this deadline: rounding must not make it look early.
-            events = mapping.handle_timer(max(self._now(), self._timerDeadline))
-            self._flush()
-            self._handleEvents(events)
+            self._handleEvents(mapping.handle_timer(max(self._now(), self._timerDeadline)))
             self._armTimer()
         except Exception:
-            self.log.failure("Closing connection with {peer}: unexpected error", peer=self.peer)
+            self.log.failure(
+                "Closing connection with {peer}: unexpected error", peer=self.peer, cause="bug"
+            )
             self._abort()
+        finally:
+            self._batching = False
+            self._flush()
 
 
 _P = TypeVar("_P", bound=RSerPoolProtocol)
