@@ -529,6 +529,9 @@ def test_limits_are_enforced() -> None:
     cp = message_with(ConfigurationPayload(1, (ConfigurationAttribute(1),) * 3)).encode()
     with pytest.raises(InvalidIkeMessage):
         decode_message(cp, DecodeLimits(max_config_attributes=2))
+    decode_message(cp, DecodeLimits(max_elements=4))
+    with pytest.raises(InvalidIkeMessage):
+        decode_message(cp, DecodeLimits(max_elements=3))
 
 
 RICH = message_with(
@@ -543,7 +546,7 @@ def test_worst_case_datagrams_are_cheap() -> None:
     sa = SecurityAssociationPayload(
         (Proposal(1, 1, b"", transforms), Proposal(2, 1, b"", transforms))
     )
-    deletes = tuple(DeletePayload.child_sas(3, (b"abcd",) * 512) for _ in range(20))
+    deletes = (DeletePayload.child_sas(3, (b"abcd",) * 500),) * 2
     for message in (message_with(sa), message_with(*deletes)):
         data = message.encode()
         started = time.perf_counter()
@@ -551,6 +554,21 @@ def test_worst_case_datagrams_are_cheap() -> None:
         assert time.perf_counter() - started < 0.05
     too_many = message_with(SecurityAssociationPayload((Proposal(1, 1, b"", transforms),) * 3))
     expect_invalid(too_many.encode())
+    # Small items spread over many payloads hit the per-chain element budget.
+    cp = ConfigurationPayload(1, (ConfigurationAttribute(1),) * 100)
+    expect_invalid(message_with(*[cp] * 11).encode())
+    decode_message(message_with(*[cp] * 10).encode())
+    expect_invalid(message_with(*deletes * 2).encode())
+    for items in (
+        (ConfigurationPayload(1, (ConfigurationAttribute(1),) * 128),) * 128,
+        (DeletePayload.child_sas(3, (b"abcd",) * 512),) * 31,
+        (TsInitiatorPayload((TrafficSelector(IPv4Address(1), IPv4Address(2)),) * 64),) * 60,
+    ):
+        data = message_with(*items).encode()
+        started = time.perf_counter()
+        expect_invalid(data)
+        # A rejected 64 KB datagram costs no more per octet than an ordinary IKE_SA_INIT.
+        assert time.perf_counter() - started < 0.05
 
 
 def test_truncation_at_every_offset() -> None:
