@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import interopRequired
 from tests.ike.pcapfile import UdpDatagram, read_udp_datagrams
 from twisted_rserpool.ike.constants import (
     NAT_T_PORT,
@@ -41,8 +42,10 @@ NAT_T_PCAPNG = VECTORS / "ikev2_nat_t.pcapng"
 
 
 def vector(path: Path) -> Path:
-    """The capture file, or a skip when the shared vectors are not mounted."""
+    """The capture file; a missing file fails where interop is required, else skips."""
     if not path.exists():
+        if interopRequired():
+            pytest.fail(f"{path} is required (the shared interop vectors are not mounted)")
         pytest.skip(f"{path} not available")
     return path
 
