@@ -292,6 +292,36 @@ def test_reserved_bits_are_ignored() -> None:
     assert decoded.encode() == canonical
 
 
+def test_reserved_fields_in_payload_bodies_are_ignored() -> None:
+    """RESERVED octets inside KE, IDi, AUTH, TS, CP, proposals and transforms are ignored."""
+    payloads: list[Payload] = [
+        SecurityAssociationPayload((ESP_PROPOSAL,)),
+        KeyExchangePayload(DhGroup.ECP_256, bytes(64)),
+        IdInitiatorPayload(IdType.ID_FQDN, b"a.example"),
+        AuthenticationPayload(AuthMethod.SHARED_KEY_MIC, bytes(32)),
+        TsInitiatorPayload((TrafficSelector(IPv4Address("1.1.1.1"), IPv4Address("1.1.1.2")),)),
+        ConfigurationPayload(CfgType.CFG_REPLY, (ConfigurationAttribute(1, bytes(4)),)),
+    ]
+    canonical = message_with(*payloads).encode()
+    noisy = bytearray(canonical)
+    offset = 28
+    for payload in payloads:
+        if isinstance(payload, SecurityAssociationPayload):
+            proposal = offset + 4
+            noisy[proposal + 1] = 0xFF
+            transform = proposal + 8 + len(ESP_PROPOSAL.spi)
+            noisy[transform + 1] = noisy[transform + 5] = 0xFF
+        elif isinstance(payload, KeyExchangePayload):
+            noisy[offset + 6 : offset + 8] = b"\xff\xff"
+        else:
+            noisy[offset + 5 : offset + 8] = b"\xff\xff\xff"
+        offset += len(payload.encode())
+    assert bytes(noisy) != canonical
+    decoded = decode_message(bytes(noisy))
+    assert decoded == decode_message(canonical)
+    assert decoded.encode() == canonical
+
+
 def test_critical_bit_of_known_payload_is_kept() -> None:
     """A known payload with the critical bit set decodes, and the bit survives re-encoding."""
     message = message_with(NoncePayload(b"n" * 16, critical=True))
