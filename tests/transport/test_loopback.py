@@ -5,20 +5,17 @@ from __future__ import annotations
 import datetime
 from typing import ClassVar
 
-import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from OpenSSL.crypto import X509, PKey
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import (
-    SSL4ClientEndpoint,
-    SSL4ServerEndpoint,
     TCP4ClientEndpoint,
     TCP4ServerEndpoint,
+    wrapClientTLS,
 )
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -27,10 +24,16 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from twisted_rserpool.security.context import INSECURE, SecurityContext
+from twisted_rserpool.security.tls import (
+    PskClientCreator,
+    certificateServerCreator,
+    pskServerCreator,
+)
 from twisted_rserpool.transport import RSerPoolFactory, RSerPoolProtocol, SentData
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.parameters import ErrorCause, OperationError
@@ -84,7 +87,7 @@ class Client(Tracked):
         self.acked.callback(sent)
 
 
-def selfSignedKeyAndCertificate() -> tuple[PKey, X509]:
+def selfSignedKeyAndCertificate() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     """A fresh P-256 key and a self-signed certificate for localhost, valid for an hour."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
@@ -99,7 +102,7 @@ def selfSignedKeyAndCertificate() -> tuple[PKey, X509]:
         .not_valid_after(now + datetime.timedelta(hours=1))
         .sign(key, hashes.SHA256())
     )
-    return PKey.from_cryptography_key(key), X509.from_cryptography(certificate)
+    return key, certificate
 
 
 def portOf(port: IListeningPort) -> int:
@@ -109,8 +112,6 @@ def portOf(port: IListeningPort) -> int:
     return address.port
 
 
-# Twisted's CertificateOptions hands pyOpenSSL objects to pyOpenSSL, which now warns.
-@pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
 class LoopbackTests(unittest.TestCase):
     """A client and a server protocol talk over real sockets."""
 
@@ -151,19 +152,48 @@ class LoopbackTests(unittest.TestCase):
         """Over plain TCP: INITs, a request, its ACK and the answer; the context is INSECURE."""
         return Deferred.fromCoroutine(self._tcp())
 
-    async def _tls(self) -> None:
-        options = CertificateOptions(*selfSignedKeyAndCertificate())
-        server: IStreamServerEndpoint = SSL4ServerEndpoint(  # type: ignore[no-untyped-call]
-            reactor, 0, options, interface="127.0.0.1"
+    async def _tlsPsk(self) -> None:
+        key = bytes(range(32))
+        server: IStreamServerEndpoint = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
+            reactor, 0, interface="127.0.0.1"
         )
-        port = await server.listen(RSerPoolFactory(Server))
-        client: IStreamClientEndpoint = SSL4ClientEndpoint(  # type: ignore[no-untyped-call]
-            reactor, "127.0.0.1", portOf(port), CertificateOptions()
+        serverFactory = TLSMemoryBIOFactory(
+            pskServerCreator({"pe-17": key}), False, RSerPoolFactory(Server)
+        )
+        port = await server.listen(serverFactory)
+        client = wrapClientTLS(
+            PskClientCreator("pe-17", key),
+            TCP4ClientEndpoint(reactor, "127.0.0.1", portOf(port)),
+        )
+        context = await self.exchange(port, client)
+        assert context.tls_version == "TLSv1.3" and context.authenticated
+        [serverSide] = Server.instances
+        assert serverSide.securityContext is not None
+        assert serverSide.securityContext.psk_identity == "pe-17"
+        assert serverSide.securityContext.authenticated
+
+    def test_tls_psk(self) -> Deferred[None]:
+        """Over TLS-PSK: connectionReady comes after the handshake, and both ends see the
+        authenticated PSK identity in their security context."""
+        return Deferred.fromCoroutine(self._tlsPsk())
+
+    async def _tlsCertificate(self) -> None:
+        key, certificate = selfSignedKeyAndCertificate()
+        server: IStreamServerEndpoint = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
+            reactor, 0, interface="127.0.0.1"
+        )
+        serverFactory = TLSMemoryBIOFactory(
+            certificateServerCreator(certificate, key), False, RSerPoolFactory(Server)
+        )
+        port = await server.listen(serverFactory)
+        client = wrapClientTLS(
+            CertificateOptions(), TCP4ClientEndpoint(reactor, "127.0.0.1", portOf(port))
         )
         context = await self.exchange(port, client)
         assert context.tls_version == "TLSv1.3"
-        assert context.encrypted and not context.authenticated
+        assert context.encrypted and not context.authenticated  # nothing was verified
 
-    def test_tls(self) -> Deferred[None]:
-        """Over TLS: connectionReady comes after the handshake and reports the TLS version."""
-        return Deferred.fromCoroutine(self._tls())
+    def test_tls_certificate(self) -> Deferred[None]:
+        """Over TLS with an unverified server certificate: the connection works and its
+        context says encrypted but unauthenticated."""
+        return Deferred.fromCoroutine(self._tlsCertificate())

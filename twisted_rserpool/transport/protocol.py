@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_rserpool.security.context import INSECURE, SecurityContext
+from twisted_rserpool.security.tls import securityContextOf
 from twisted_rserpool.transport.connection import (
     LocalProtocolError,
     MappingConfig,
@@ -71,21 +72,6 @@ def _describePeer(transport: Any) -> str:
     if host is not None and port is not None:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
-
-
-def _tlsDetails(transport: Any) -> SecurityContext:
-    """Version and cipher of a TLS transport, without any claim about the peer."""
-    try:
-        handle = transport.getHandle()
-        version = handle.get_protocol_version_name()
-        cipher = handle.get_cipher_name()
-    except Exception:
-        return SecurityContext(authenticated=False, tls_version="unknown")
-    return SecurityContext(
-        authenticated=False,
-        tls_version=str(version) if version else "unknown",
-        cipher=str(cipher) if cipher else None,
-    )
 
 
 @implementer(IHandshakeListener)
@@ -216,13 +202,13 @@ class RSerPoolProtocol(Protocol):
     def buildSecurityContext(self) -> SecurityContext:
         """The security of this connection, asked for once the TLS handshake completed.
 
-        Without TLS: :data:`~twisted_rserpool.security.context.INSECURE`. Over TLS this
-        default reports version and cipher but no authenticated identity; override it to
-        add what the TLS layer proved.
+        Without TLS: :data:`~twisted_rserpool.security.context.INSECURE`. Over TLS: what
+        :func:`~twisted_rserpool.security.tls.securityContextOf` reads from the handshake
+        (version, cipher, PSK identity or verified certificate). Override to decide otherwise.
         """
         if not self._onTls:
             return INSECURE
-        return _tlsDetails(self.transport)
+        return securityContextOf(self.transport)
 
     # -- sending --------------------------------------------------------------------------
 
