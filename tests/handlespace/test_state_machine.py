@@ -281,7 +281,7 @@ class HandlespaceMachine(RuleBasedStateMachine):
             selector = pool._selector
             if isinstance(selector, _Ordered):
                 selector._items.check()
-                assert {id(e) for _, e in selector._items} <= {id(e) for e in pool}
+                assert {id(e) for e in selector._items} <= {id(e) for e in pool}
             elif isinstance(selector, _Weighted):
                 selector._sampler.check()
                 assert len(selector._sampler) == len(pool)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,47 +16,46 @@ from twisted_rserpool.handlespace.sortedlist import SortedList
 
 @settings(max_examples=60)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 300)), max_size=400))
-def test_sorted_list_matches_sorted_set(operations: list[tuple[bool, int]]) -> None:
-    """Random adds and removes leave a SortedList equal to a sorted set, invariants intact."""
-    items: SortedList[int] = SortedList(load=4)
-    model: set[int] = set()
-    for add, value in operations:
-        if add and value not in model:
-            items.add(value)
-            model.add(value)
-        elif not add and value in model:
-            items.remove(value)
-            model.discard(value)
+def test_sorted_list_matches_sorted_dict(operations: list[tuple[bool, int]]) -> None:
+    """Random adds and removes leave a SortedList equal to a sorted dict, invariants intact."""
+    items: SortedList[int, str] = SortedList(load=4)
+    model: dict[int, str] = {}
+    for add, key in operations:
+        if add and key not in model:
+            items.add(key, str(key))
+            model[key] = str(key)
+        elif not add and key in model:
+            assert items.remove(key) == model.pop(key)
         items.check()
-    assert list(items) == sorted(model)
+    assert list(items.keys()) == sorted(model)
+    assert list(items) == [model[key] for key in sorted(model)]
     assert len(items) == len(model)
-    assert items.head(5) == sorted(model)[:5]
+    assert items.head(5) == [model[key] for key in sorted(model)[:5]]
+    assert all(key in items for key in model)
 
 
 def test_sorted_list_remove_missing_raises() -> None:
-    """Removing an item that is not there raises KeyError and changes nothing."""
-    items: SortedList[int] = SortedList(load=4)
-    for value in range(20):
-        items.add(value)
+    """Removing a key that is not there raises KeyError and changes nothing."""
+    items: SortedList[float, int] = SortedList(load=4)
+    for key in range(20):
+        items.add(key, key)
     for missing in (-1, 7.5, 100):
-        try:
-            items.remove(missing)  # type: ignore[arg-type]
-        except KeyError:
-            pass
-        else:
-            raise AssertionError("no KeyError")
+        with pytest.raises(KeyError):
+            items.remove(missing)
     assert list(items) == list(range(20))
-    assert 7 in items and 100 not in items
+    assert 7 in items and 100 not in items and 7.5 not in items
 
 
 def test_sorted_list_head_spans_short_lists() -> None:
-    """head(n) returns the n smallest items even when they span several short lists."""
-    items: SortedList[int] = SortedList(load=4)
-    for value in reversed(range(50)):
-        items.add(value)
-    assert items.head(30) == list(range(30))
+    """head(n) returns the n smallest values even when they span several short lists."""
+    items: SortedList[int, int] = SortedList(load=4)
+    for key in reversed(range(50)):
+        items.add(key, -key)
+    assert items.head(30) == [-key for key in range(30)]
     assert items.head(0) == []
-    assert items.first() == 0
+    assert items.head(99) == [-key for key in range(50)]
+    with pytest.raises(ValueError):
+        SortedList(load=2)
 
 
 @settings(max_examples=60)
@@ -182,3 +182,51 @@ def test_checksum_is_order_independent_and_incremental(
     total = sum(checksum.pe_contribution(handle, pe_id) for handle, pe_id in elements)
     assert checksum.finish(total) == checksum.compute(elements)
     assert checksum.compute(reversed(elements)) == checksum.compute(elements)
+
+
+class _Item:
+    """An item with a schedule token."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.token = 0
+
+
+def test_token_deadline_queue_orders_replaces_and_cancels() -> None:
+    """The token queue behaves like DeadlineQueue and keeps its heap bounded."""
+    from twisted_rserpool.handlespace.expiry import TokenDeadlineQueue
+
+    queue: TokenDeadlineQueue[_Item] = TokenDeadlineQueue("token")
+    a, b, c = _Item("a"), _Item("b"), _Item("c")
+    queue.schedule(a, 5.0)
+    queue.schedule(b, 3.0)
+    queue.schedule(c, 4.0)
+    queue.schedule(b, 6.0)
+    queue.cancel(c)
+    queue.cancel(c)
+    assert len(queue) == 2 and a in queue and c not in queue
+    assert queue.next_deadline() == 5.0
+    assert [item.name for item in queue.pop_due(5.5)] == ["a"]
+    assert [item.name for item in queue.pop_due(10.0)] == ["b"]
+    assert queue.next_deadline() is None and len(queue) == 0
+    for when in range(10_000):
+        queue.schedule(a, float(when))
+    assert len(queue._heap) < 200 and len(queue) == 1
+
+
+def test_weighted_sampler_heavy_item_falls_back_without_bias() -> None:
+    """With one item holding almost all weight, draws of several items still return each
+    item once, and the light items' order follows their weights (20:1 within bounds)."""
+    sampler: WeightedSampler[str] = WeightedSampler()
+    sampler.add("heavy", 0xFFFFFFFF)
+    sampler.add("light", 20)
+    sampler.add("tiny", 1)
+    rng = random.Random(5)
+    second = {"light": 0, "tiny": 0}
+    for _ in range(2000):
+        drawn = sampler.sample(3, rng)
+        assert sorted(drawn) == ["heavy", "light", "tiny"]
+        second[drawn[1]] += 1
+    sampler.check()
+    # P(light second) = 20/21 = 0.952; sigma over 2000 draws is 0.005.
+    assert abs(second["light"] / 2000 - 20 / 21) < 0.025

@@ -23,6 +23,8 @@ class PoolElementEntry:
 
     __slots__ = (
         "_counter",
+        "_expiry_token",
+        "_keep_alive_token",
         "_pass",
         "_position",
         "_seq",
@@ -63,6 +65,9 @@ class PoolElementEntry:
         self._counter = 0
         self._pass = 0
         self._position: object = None
+        # Deadline queue tokens (see expiry.TokenDeadlineQueue); 0 when not scheduled.
+        self._expiry_token = 0
+        self._keep_alive_token = 0
 
     @property
     def pe_identifier(self) -> int:

@@ -30,7 +30,7 @@ from twisted_rserpool.handlespace.events import (
     RemovalReason,
     UpdateReason,
 )
-from twisted_rserpool.handlespace.expiry import DeadlineQueue
+from twisted_rserpool.handlespace.expiry import TokenDeadlineQueue
 from twisted_rserpool.handlespace.pool import Pool
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import PoolElementParameter
@@ -109,8 +109,10 @@ class Handlespace:
         self._owners: dict[int, _Owner] = {}
         self._identities: dict[str, int] = {}
         self._count = 0
-        self._expiry: DeadlineQueue[PoolElementEntry] = DeadlineQueue()
-        self._keep_alive: DeadlineQueue[PoolElementEntry] = DeadlineQueue()
+        self._expiry: TokenDeadlineQueue[PoolElementEntry] = TokenDeadlineQueue("_expiry_token")
+        self._keep_alive: TokenDeadlineQueue[PoolElementEntry] = TokenDeadlineQueue(
+            "_keep_alive_token"
+        )
         self._observers: list[Subscription] = []
         self._pool_observers: dict[bytes, list[Subscription]] = {}
 

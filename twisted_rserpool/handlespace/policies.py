@@ -185,7 +185,7 @@ class _Ordered(Selector):
     __slots__ = ("_items", "_next_seq")
 
     def __init__(self) -> None:
-        self._items: SortedList[tuple[int, PoolElementEntry]] = SortedList()
+        self._items: SortedList[int, PoolElementEntry] = SortedList()
         self._next_seq = 0
 
     def _primary(self, entry: PoolElementEntry) -> int:
@@ -196,9 +196,9 @@ class _Ordered(Selector):
 
     def _insert(self, entry: PoolElementEntry) -> None:
         if self._selectable(entry):
-            item = ((self._primary(entry) << 64) | entry._seq, entry)
-            entry._position = item
-            self._items.add(item)
+            key = (self._primary(entry) << 64) | entry._seq
+            entry._position = key
+            self._items.add(key, entry)
         else:
             entry._position = None
 
@@ -230,7 +230,7 @@ class _Ordered(Selector):
         self._insert(entry)
 
     def select(self, count: int, rng: random.Random) -> list[PoolElementEntry]:
-        chosen = [entry for _, entry in self._items.head(count)]
+        chosen = self._items.head(count)
         if chosen:
             self._requeue(chosen[0])
         return chosen
@@ -282,7 +282,7 @@ class _LeastUsedDegradation(_Ordered):
         return entry._v1 + entry._counter * entry._v2
 
     def select(self, count: int, rng: random.Random) -> list[PoolElementEntry]:
-        chosen = [entry for _, entry in self._items.head(count)]
+        chosen = self._items.head(count)
         for entry in chosen:
             self._discard(entry)
             entry._counter += 1
@@ -344,7 +344,7 @@ class _WeightedRoundRobin(_Ordered):
             self._insert(entry)
 
     def select(self, count: int, rng: random.Random) -> list[PoolElementEntry]:
-        chosen = [entry for _, entry in self._items.head(count)]
+        chosen = self._items.head(count)
         if chosen:
             head = chosen[0]
             self._virtual_time = head._pass

@@ -12,6 +12,7 @@ item's slot again without a dictionary.
 from __future__ import annotations
 
 import random
+from array import array
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -27,16 +28,29 @@ def _noop(item: object, slot: int) -> None:
 class WeightedSampler(Generic[T]):
     """Items with non-negative integer weights; draws are proportional to weight."""
 
-    __slots__ = ("_capacity", "_count", "_free", "_items", "_place", "_tree", "_weights")
+    __slots__ = (
+        "_capacity",
+        "_count",
+        "_free",
+        "_items",
+        "_place",
+        "_total",
+        "_tree",
+        "_weights",
+    )
 
     def __init__(self, place: Callable[[T, int], None] = _noop) -> None:
         self._place = place
         self._capacity = _MIN_CAPACITY
-        self._tree = [0] * (_MIN_CAPACITY + 1)
-        self._weights = [0] * (_MIN_CAPACITY + 1)
+        # Signed 64-bit arrays keep the tree contiguous in memory (a list of int objects
+        # costs a cache miss per level); weights are < 2**32, so sums of up to 2**31
+        # items fit.
+        self._tree = array("q", bytes(8 * (_MIN_CAPACITY + 1)))
+        self._weights = array("q", bytes(8 * (_MIN_CAPACITY + 1)))
         self._items: list[T | None] = [None] * (_MIN_CAPACITY + 1)
         self._free: list[int] = list(range(_MIN_CAPACITY, 0, -1))
         self._count = 0
+        self._total = 0
 
     def __len__(self) -> int:
         return self._count
@@ -47,21 +61,14 @@ class WeightedSampler(Generic[T]):
     @property
     def total(self) -> int:
         """The sum of all weights."""
-        return self._prefix(self._capacity)
+        return self._total
 
     def weight(self, slot: int) -> int:
         """The weight of the item at ``slot``."""
         return self._weights[slot]
 
-    def _prefix(self, index: int) -> int:
-        tree = self._tree
-        total = 0
-        while index > 0:
-            total += tree[index]
-            index &= index - 1
-        return total
-
     def _add_delta(self, index: int, delta: int) -> None:
+        self._total += delta
         tree = self._tree
         capacity = self._capacity
         while index <= capacity:
@@ -70,8 +77,8 @@ class WeightedSampler(Generic[T]):
 
     def add(self, item: T, weight: int) -> int:
         """Add ``item`` with ``weight``; returns its slot (also passed to ``place``)."""
-        if weight < 0:
-            raise ValueError("weights must not be negative")
+        if not 0 <= weight < 1 << 32:
+            raise ValueError("weights are 32-bit unsigned integers")
         if not self._free:
             self._rebuild(self._capacity * 2)
         slot = self._free.pop()
@@ -85,8 +92,8 @@ class WeightedSampler(Generic[T]):
 
     def set_weight(self, slot: int, weight: int) -> None:
         """Change the weight of the item at ``slot``."""
-        if weight < 0:
-            raise ValueError("weights must not be negative")
+        if not 0 <= weight < 1 << 32:
+            raise ValueError("weights are 32-bit unsigned integers")
         delta = weight - self._weights[slot]
         if delta:
             self._weights[slot] = weight
@@ -111,8 +118,8 @@ class WeightedSampler(Generic[T]):
             if item is not None
         ]
         self._capacity = capacity
-        tree = [0] * (capacity + 1)
-        weights = [0] * (capacity + 1)
+        tree = array("q", bytes(8 * (capacity + 1)))
+        weights = array("q", bytes(8 * (capacity + 1)))
         items: list[T | None] = [None] * (capacity + 1)
         place = self._place
         for slot, (item, weight) in enumerate(live, 1):
@@ -127,6 +134,7 @@ class WeightedSampler(Generic[T]):
         self._tree = tree
         self._weights = weights
         self._items = items
+        self._total = sum(weight for _, weight in live)
         self._free = list(range(capacity, len(live), -1))
 
     def _find(self, value: int) -> int:
@@ -148,28 +156,54 @@ class WeightedSampler(Generic[T]):
 
         Items of weight 0 are never drawn.
         """
+        total = self._total
+        if count <= 0 or total <= 0:
+            return []
+        weights = self._weights
+        find = self._find
+        randrange = rng.randrange
         drawn: list[int] = []
-        total = self.total
+        # Drawing with replacement and rejecting repeats gives the same distribution as
+        # drawing from the remaining weights, without touching the tree. It is cheap
+        # unless a few heavy items hold most of the weight; after a few rejections the
+        # drawn items are taken out of the tree instead.
+        remaining = total
+        rejections = 0
+        while len(drawn) < count and remaining > 0:
+            slot = find(randrange(total))
+            if slot in drawn:
+                rejections += 1
+                if rejections > 3:
+                    break
+                continue
+            drawn.append(slot)
+            remaining -= weights[slot]
+        else:
+            return self._items_at(drawn)
+        removed = list(drawn)
         try:
-            while len(drawn) < count and total > 0:
-                slot = self._find(rng.randrange(total))
-                weight = self._weights[slot]
+            for slot in removed:
+                self._add_delta(slot, -weights[slot])
+            while len(drawn) < count and self._total > 0:
+                slot = find(randrange(self._total))
                 drawn.append(slot)
-                # Zero the weight for the rest of this draw (restored below), so no
-                # item is drawn twice.
-                self._add_delta(slot, -weight)
-                total -= weight
+                removed.append(slot)
+                self._add_delta(slot, -weights[slot])
         finally:
-            for slot in drawn:
-                self._add_delta(slot, self._weights[slot])
+            for slot in removed:
+                self._add_delta(slot, weights[slot])
+        return self._items_at(drawn)
+
+    def _items_at(self, slots: list[int]) -> list[T]:
         items = self._items
-        return [items[slot] for slot in drawn]  # type: ignore[misc]
+        return [items[slot] for slot in slots]  # type: ignore[misc]
 
     def check(self) -> None:
         """Assert that the tree matches the weights (for tests)."""
         for index in range(1, self._capacity + 1):
             low = index - (index & -index)
             assert self._tree[index] == sum(self._weights[low + 1 : index + 1])
+        assert self._total == sum(self._weights)
         assert self._count == sum(1 for item in self._items if item is not None)
 
 

@@ -1,18 +1,18 @@
-"""An ordered multiset of comparable items with logarithmic insert, remove and head access.
+"""An ordered map from unique keys to values with logarithmic insert, remove and head access.
 
-The items live in a list of short sorted lists (a B+-tree of height two, the layout of the
-``sortedcontainers`` package). Finding an item is two ``bisect`` calls in C; inserting or
-removing moves at most ``2 * load`` references inside one short list. Only splitting and
-dropping a short list touches the outer lists, which hold ``n / load`` entries, so for the
-pool sizes RSerPool sees (up to about 10**6) every operation costs a bounded number of C-level
-steps plus O(log n) comparisons.
+Keys live in a list of short sorted lists (a B+-tree of height two, the layout of the
+``sortedcontainers`` package), values in parallel lists. Finding a key is two ``bisect``
+calls in C that compare keys only, so with integer keys a lookup never touches the values;
+inserting or removing moves at most ``2 * load`` references inside one short list. Only
+splitting and dropping a short list touches the outer lists, which hold ``n / load``
+entries, so for the pool sizes RSerPool sees (up to about 10**6) every operation costs
+O(log n) comparisons plus a bounded number of C-level steps.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import islice
 from typing import Any, Generic, Protocol, TypeVar
 
 
@@ -20,23 +20,25 @@ class _Comparable(Protocol):
     def __lt__(self, other: Any, /) -> bool: ...
 
 
-T = TypeVar("T", bound=_Comparable)
+K = TypeVar("K", bound=_Comparable)
+V = TypeVar("V")
 
-#: Items per short list: long enough that the outer lists stay small, short enough that the
+#: Keys per short list: long enough that the outer lists stay small, short enough that the
 #: memmove of one insert is a few cache lines.
 DEFAULT_LOAD = 256
 
 
-class SortedList(Generic[T]):
-    """Items kept in ascending order; items that compare equal must be identical objects."""
+class SortedList(Generic[K, V]):
+    """Values kept in ascending order of their unique keys."""
 
-    __slots__ = ("_len", "_lists", "_load", "_maxes")
+    __slots__ = ("_keys", "_len", "_load", "_maxes", "_values")
 
     def __init__(self, load: int = DEFAULT_LOAD) -> None:
         if load < 4:
             raise ValueError("load must be at least 4")
-        self._lists: list[list[T]] = []
-        self._maxes: list[T] = []
+        self._keys: list[list[K]] = []
+        self._values: list[list[V]] = []
+        self._maxes: list[K] = []
         self._load = load
         self._len = 0
 
@@ -46,118 +48,135 @@ class SortedList(Generic[T]):
     def __bool__(self) -> bool:
         return self._len > 0
 
-    def __iter__(self) -> Iterator[T]:
-        for sub in self._lists:
+    def __iter__(self) -> Iterator[V]:
+        """The values in key order."""
+        for sub in self._values:
             yield from sub
 
-    def __contains__(self, item: T) -> bool:
+    def keys(self) -> Iterator[K]:
+        """The keys in ascending order."""
+        for sub in self._keys:
+            yield from sub
+
+    def __contains__(self, key: K) -> bool:
         maxes = self._maxes
-        i = bisect_left(maxes, item)
+        i = bisect_left(maxes, key)
         if i == len(maxes):
             return False
-        sub = self._lists[i]
-        j = bisect_left(sub, item)
-        return j < len(sub) and sub[j] == item
+        sub = self._keys[i]
+        j = bisect_left(sub, key)
+        return j < len(sub) and sub[j] == key
 
-    def add(self, item: T) -> None:
-        """Insert ``item`` at its sorted position."""
+    def add(self, key: K, value: V) -> None:
+        """Insert ``value`` under ``key`` (which must not be present)."""
         maxes = self._maxes
-        lists = self._lists
         if not maxes:
-            lists.append([item])
-            maxes.append(item)
+            self._keys.append([key])
+            self._values.append([value])
+            maxes.append(key)
             self._len = 1
             return
-        i = bisect_right(maxes, item)
+        i = bisect_right(maxes, key)
         if i == len(maxes):
             i -= 1
-            sub = lists[i]
-            sub.append(item)
-            maxes[i] = item
+            keys = self._keys[i]
+            values = self._values[i]
+            keys.append(key)
+            values.append(value)
+            maxes[i] = key
         else:
-            sub = lists[i]
-            insort(sub, item)
+            keys = self._keys[i]
+            values = self._values[i]
+            j = bisect_right(keys, key)
+            keys.insert(j, key)
+            values.insert(j, value)
         self._len += 1
-        if len(sub) > 2 * self._load:
-            half = len(sub) >> 1
-            tail = sub[half:]
-            del sub[half:]
-            maxes[i] = sub[-1]
-            lists.insert(i + 1, tail)
-            maxes.insert(i + 1, tail[-1])
+        if len(keys) > 2 * self._load:
+            half = len(keys) >> 1
+            self._keys.insert(i + 1, keys[half:])
+            self._values.insert(i + 1, values[half:])
+            del keys[half:]
+            del values[half:]
+            maxes[i] = keys[-1]
+            maxes.insert(i + 1, self._keys[i + 1][-1])
 
-    def remove(self, item: T) -> None:
-        """Remove ``item``; :class:`KeyError` if it is not there."""
+    def remove(self, key: K) -> V:
+        """Remove ``key`` and return its value; :class:`KeyError` if it is not there."""
         maxes = self._maxes
-        i = bisect_left(maxes, item)
+        i = bisect_left(maxes, key)
         if i == len(maxes):
-            raise KeyError(item)
-        sub = self._lists[i]
-        j = bisect_left(sub, item)
-        if j == len(sub) or sub[j] != item:
-            raise KeyError(item)
-        del sub[j]
+            raise KeyError(key)
+        keys = self._keys[i]
+        j = bisect_left(keys, key)
+        if j == len(keys) or keys[j] != key:
+            raise KeyError(key)
+        del keys[j]
+        value = self._values[i].pop(j)
         self._len -= 1
-        if not sub:
-            del self._lists[i]
+        if not keys:
+            del self._keys[i]
+            del self._values[i]
             del maxes[i]
-            return
-        maxes[i] = sub[-1]
-        if len(sub) < self._load >> 2 and len(self._lists) > 1:
-            self._merge(i)
+        else:
+            maxes[i] = keys[-1]
+            if len(keys) < self._load >> 2 and len(maxes) > 1:
+                self._merge(i)
+        return value
 
     def _merge(self, i: int) -> None:
         """Join the short list at ``i`` with a neighbour, splitting again if too long."""
-        lists = self._lists
-        maxes = self._maxes
-        if i == len(lists) - 1:
+        if i == len(self._keys) - 1:
             i -= 1
-        joined = lists[i] + lists[i + 1]
-        del lists[i + 1]
-        del maxes[i + 1]
-        if len(joined) > 2 * self._load:
-            half = len(joined) >> 1
-            lists[i] = joined[:half]
-            maxes[i] = joined[half - 1]
-            lists.insert(i + 1, joined[half:])
-            maxes.insert(i + 1, joined[-1])
-        else:
-            lists[i] = joined
-            maxes[i] = joined[-1]
+        keys = self._keys[i] + self._keys[i + 1]
+        values = self._values[i] + self._values[i + 1]
+        del self._keys[i + 1]
+        del self._values[i + 1]
+        del self._maxes[i + 1]
+        if len(keys) > 2 * self._load:
+            half = len(keys) >> 1
+            self._keys.insert(i + 1, keys[half:])
+            self._values.insert(i + 1, values[half:])
+            self._maxes.insert(i + 1, keys[-1])
+            del keys[half:]
+            del values[half:]
+        self._keys[i] = keys
+        self._values[i] = values
+        self._maxes[i] = keys[-1]
 
-    def first(self) -> T:
-        """The smallest item; :class:`IndexError` when empty."""
-        if not self._lists:
-            raise IndexError("first() of an empty SortedList")
-        return self._lists[0][0]
-
-    def head(self, count: int) -> list[T]:
-        """The ``count`` smallest items in ascending order (fewer if there are fewer)."""
-        lists = self._lists
-        if not lists or count <= 0:
+    def head(self, count: int) -> list[V]:
+        """The values of the ``count`` smallest keys, in key order (fewer if there are fewer)."""
+        values = self._values
+        if not values or count <= 0:
             return []
-        first = lists[0]
+        first = values[0]
         if count <= len(first):
             return first[:count]
-        return list(islice(self, count))
+        result: list[V] = []
+        for sub in values:
+            result += sub[: count - len(result)]
+            if len(result) >= count:
+                break
+        return result
 
     def clear(self) -> None:
-        """Remove every item."""
-        self._lists.clear()
+        """Remove everything."""
+        self._keys.clear()
+        self._values.clear()
         self._maxes.clear()
         self._len = 0
 
     def check(self) -> None:
         """Assert the internal invariants (for tests)."""
-        assert len(self._lists) == len(self._maxes)
+        assert len(self._keys) == len(self._values) == len(self._maxes)
         total = 0
-        previous: T | None = None
-        for sub, top in zip(self._lists, self._maxes, strict=True):
-            assert sub, "empty short list"
-            assert sub[-1] is top or sub[-1] == top
-            for item in sub:
+        previous: K | None = None
+        for keys, values, top in zip(self._keys, self._values, self._maxes, strict=True):
+            assert keys, "empty short list"
+            assert len(keys) == len(values)
+            assert keys[-1] == top
+            for key in keys:
                 if previous is not None:
-                    assert previous < item, "items out of order"
-                previous = item
-            total += len(sub)
+                    assert previous < key, "keys out of order"
+                previous = key
+            total += len(keys)
         assert total == self._len
