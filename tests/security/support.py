@@ -3,6 +3,7 @@ and a wrapper that tampers with the TLS records a client sends."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import shutil
@@ -20,6 +21,9 @@ from cryptography.hazmat.primitives.serialization import (
     PrivateFormat,
 )
 from cryptography.x509.oid import NameOID
+from OpenSSL.SSL import Connection as SSLConnection
+from OpenSSL.SSL import Error as SSLError
+from OpenSSL.SSL import WantReadError, ZeroReturnError
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, serverFromString
@@ -333,3 +337,28 @@ class TamperingEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         return Deferred.fromCoroutine(self._connect(protocolFactory))
+
+
+# Handshakes in memory -------------------------------------------------------------------
+
+
+def pumpHandshake(client: SSLConnection, server: SSLConnection) -> str | None:
+    """Run a handshake between two memory-BIO connections; return the first error, if any."""
+    for _ in range(20):
+        for connection in (client, server):
+            try:
+                connection.do_handshake()
+            except WantReadError:
+                pass
+            except SSLError as e:
+                return str(e)
+            try:
+                connection.recv(1)
+            except (WantReadError, ZeroReturnError):
+                pass
+            except SSLError as e:
+                return str(e)
+        for source, sink in ((client, server), (server, client)):
+            with contextlib.suppress(WantReadError):
+                sink.bio_write(source.bio_read(65536))
+    return None

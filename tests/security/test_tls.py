@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from OpenSSL.SSL import Connection, Session
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
@@ -27,6 +28,7 @@ from tests.security.support import (
     ignore,
     portNumber,
     pskFile,
+    pumpHandshake,
     reactor,
     serverEndpoint,
     temporaryDirectory,
@@ -38,7 +40,9 @@ from twisted_rserpool.security.tls import (
     TLS13_PSK_CIPHERSUITES,
     PskClientCreator,
     TlsServerCreator,
+    TlsVersion,
     securityContextOf,
+    securityContextOfConnection,
 )
 
 LOOPBACK = "127.0.0.1"
@@ -253,6 +257,42 @@ class SecurityContextTests(TestCase):
         context = securityContextOf(Transport())
         assert not context.authenticated
         assert context.tls_version is None
+
+
+class ResumptionTests(TestCase):
+    """Each connection proves the key again: no session is resumed without it."""
+
+    def resumeAfterKeyRemoval(self, version: TlsVersion) -> None:
+        keys = {"pe-17": KEY_A}
+        serverCreator = TlsServerCreator(keys, maximumVersion=version)
+        clientCreator = PskClientCreator("pe-17", KEY_A)
+
+        def connect(session: Session | None = None) -> tuple[Connection, Connection, str | None]:
+            server = serverCreator.serverConnectionForTLS(None)  # type: ignore[arg-type]
+            server.set_accept_state()
+            client = clientCreator.clientConnectionForTLS(None)  # type: ignore[arg-type]
+            client.set_connect_state()
+            if session is not None:
+                client.set_session(session)
+            return server, client, pumpHandshake(client, server)
+
+        server, client, error = connect()
+        assert error is None
+        assert securityContextOfConnection(server).psk_identity == "pe-17"
+        session = client.get_session()
+        assert session is not None
+        del keys["pe-17"]
+        server, client, error = connect(session)
+        assert error is not None
+        assert not securityContextOfConnection(server).authenticated
+
+    def test_tls13(self) -> None:
+        """A TLS 1.3 client offering its earlier session is refused once its key is gone."""
+        self.resumeAfterKeyRemoval("1.3")
+
+    def test_tls12(self) -> None:
+        """A TLS 1.2 client offering its earlier session is refused once its key is gone."""
+        self.resumeAfterKeyRemoval("1.2")
 
 
 class CertificateTests(TlsTestCase):
