@@ -417,3 +417,21 @@ def test_entry_exposes_the_pe_parameter() -> None:
     assert entry.registration_life == 60
     assert "0x00001234" in repr(entry)
     assert replace(pe, registration_life=60) == entry.element
+
+
+def test_resolve_returns_overall_policy_and_parameters() -> None:
+    """resolve() gives what a handle resolution response carries: the pool's policy (that
+    of its first PE) and the selected PE parameters, in policy order."""
+    hs = Handlespace()
+    first = element(1, LeastUsedPolicy(7))
+    second = element(2, LeastUsedPolicy(3))
+    hs.register(H, first, now=0.0)
+    hs.register(bytearray(H).decode().encode(), second, now=0.0)  # an equal, distinct object
+    resolution = hs.resolve(H, 5)
+    assert resolution.pool_handle == H
+    assert resolution.policy == LeastUsedPolicy(7)
+    assert resolution.elements == (second, first)
+    entry = hs.get(H, 2)
+    assert entry is not None and entry.pool_handle is hs.pool(H).handle
+    with pytest.raises(UnknownPoolHandle):
+        hs.resolve(b"missing", 1)

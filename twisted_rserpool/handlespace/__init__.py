@@ -27,6 +27,7 @@ from twisted_rserpool.handlespace.handlespace import (
     UNLIMITED,
     Handlespace,
     HandlespaceLimits,
+    Resolution,
     Subscription,
 )
 from twisted_rserpool.handlespace.policies import Algorithm, RsplibPolicyType, algorithm_for
@@ -51,6 +52,7 @@ __all__ = [
     "PoolUserCache",
     "RegistrationRefused",
     "RemovalReason",
+    "Resolution",
     "RsplibPolicyType",
     "Subscription",
     "UnknownPoolHandle",

@@ -33,7 +33,7 @@ from twisted_rserpool.handlespace.events import (
 from twisted_rserpool.handlespace.expiry import TokenDeadlineQueue
 from twisted_rserpool.handlespace.pool import Pool
 from twisted_rserpool.wire.errors import CauseCode
-from twisted_rserpool.wire.parameters import PoolElementParameter
+from twisted_rserpool.wire.parameters import PoolElementParameter, SelectionPolicy
 
 log = Logger()
 
@@ -58,6 +58,16 @@ class HandlespaceLimits:
 
 
 UNLIMITED = HandlespaceLimits(None, None, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """What an ASAP_HANDLE_RESOLUTION_RESPONSE carries: the overall policy and the PEs."""
+
+    pool_handle: bytes
+    #: The pool's overall policy (RFC 5352 3.3: sent when it is not Round Robin).
+    policy: SelectionPolicy
+    elements: tuple[PoolElementParameter, ...]
 
 
 class _Owner:
@@ -161,6 +171,18 @@ class Handlespace:
             raise UnknownPoolHandle(pool_handle)
         return pool.select(count, self.rng)
 
+    def resolve(self, pool_handle: bytes, count: int) -> Resolution:
+        """A handle resolution answer: the pool's overall policy and up to ``count`` PEs.
+
+        Callers bound ``count`` (RSPLIB answers 3 PEs by default and at most 128): the
+        work is proportional to the PEs returned.
+        """
+        pool = self._pools.get(pool_handle)
+        if pool is None:
+            raise UnknownPoolHandle(pool_handle)
+        entries = pool.select(count, self.rng)
+        return Resolution(pool.handle, pool.policy, tuple(entry.element for entry in entries))
+
     # ------------------------------------------------------------------ registration
 
     def register(
@@ -220,14 +242,14 @@ class Handlespace:
             pool = Pool(pool_handle, element)
             self._pools[pool_handle] = pool
             events.append(PoolCreated(pool_handle, pool.policy, pool.transport))
-        entry = PoolElementEntry(pool_handle, element, identity, now)
+        entry = PoolElementEntry(pool.handle, element, identity, now)
         pool.add(entry)
         self._count += 1
         self._own(entry, pool)
         if identity is not None:
             self._identities[identity] = self._identities.get(identity, 0) + 1
         self._schedule_expiry(entry, now)
-        events.append(PoolElementAdded(pool_handle, element, identity))
+        events.append(PoolElementAdded(pool.handle, element, identity))
         self._notify(events)
         return events
 
