@@ -680,3 +680,10 @@ def test_one_write_per_read() -> None:
     assert transport.writes == before + 1
     chunks = peer.read(transport)
     assert sum(isinstance(c, Ack) for c in chunks) == 3 and len(datas(chunks)) == 2
+
+
+def test_factory_without_clock_keeps_protocol_clock() -> None:
+    """A factory without a clock leaves the clock the protocol was built with."""
+    clock = Clock()
+    protocol = RSerPoolFactory(lambda: Recorder(clock)).buildProtocol(None)
+    assert protocol is not None and protocol.clock is clock

@@ -80,9 +80,9 @@ class RSerPoolProtocol(Protocol):
 
     Hooks, each called only after :meth:`connectionReady`: :meth:`asapMessageReceived`,
     :meth:`enrpMessageReceived`, :meth:`applicationDataReceived`,
-    :meth:`malformedMessageReceived`, :meth:`dataAcknowledged`. A hook that raises is
-    logged; the message still counts as delivered (it is acknowledged) and the connection
-    goes on.
+    :meth:`malformedMessageReceived` (except for a broken mapping, reported whenever it
+    happens), :meth:`dataAcknowledged`. A hook that raises is logged; the message still
+    counts as delivered (it is acknowledged) and the connection goes on.
 
     Configuration (class attributes; override them in a subclass, on the instance before
     the connection is made, or through :class:`RSerPoolFactory`):
@@ -524,7 +524,7 @@ class RSerPoolFactory(Factory[_P], Generic[_P]):
     """Builds protocols (``protocol()``, usually an :class:`RSerPoolProtocol` subclass) with a
     shared clock, mapping config and message limits.
 
-    ``None`` keeps the protocol class's own setting (and the global reactor as clock).
+    ``None`` keeps the protocol's own setting (the global reactor if it has no clock).
     """
 
     def __init__(
@@ -545,7 +545,8 @@ class RSerPoolFactory(Factory[_P], Generic[_P]):
         assert self.protocol is not None
         protocol = self.protocol()
         protocol.factory = self
-        protocol.clock = self.clock
+        if self.clock is not None:
+            protocol.clock = self.clock
         if self.mappingConfig is not None:
             protocol.mappingConfig = self.mappingConfig
         if self.messageLimits is not None:
