@@ -88,7 +88,7 @@ policies: st.SearchStrategy[SelectionPolicy] = st.one_of(
     st.builds(RandomizedLeastUsedPolicy, u32),
     st.builds(
         UnknownPolicy,
-        u32.filter(lambda t: t not in _KNOWN_POLICY_TYPES),
+        u32.filter(lambda t: t not in _KNOWN_POLICY_TYPES and t not in (0, 0x40000000)),
         st.binary(max_size=16),
     ),
 )

@@ -377,3 +377,68 @@ def test_largest_message_of_tiny_parameters_is_refused() -> None:
     with pytest.raises(MalformedMessage, match="too many parameters") as e:
         asap.decode(_header(0x05, 0, body))
     assert e.value.cause == CauseCode.LACK_OF_RESOURCES
+
+
+# --------------------------------------------------------------------- review findings
+
+
+def test_unknown_skip_parameters_inside_a_transport() -> None:
+    """RFC 5354 3: skip bits apply inside transports too; stop bits refuse the message."""
+    address = tlv(0x1, b"\x7f\0\0\1")
+    skipped = tlv(0xC000 | _UNKNOWN, b"ab")
+    transport = tlv(0x4, struct.pack(">HH", 80, 0) + address + skipped)
+    message = asap.decode(_header(0x0A, 0, struct.pack(">I", 9) + transport))
+    assert message == asap.ServerAnnounce(9, (SctpTransport(80, (_ADDRESS,)),))
+    assert message.unrecognized_parameters == (skipped[:6],)
+    stopping = tlv(0x4, struct.pack(">HH", 80, 0) + address + tlv(_UNKNOWN, b""))
+    with pytest.raises(MalformedMessage) as e:
+        asap.decode(_header(0x0A, 0, struct.pack(">I", 9) + stopping))
+    assert e.value.cause == CauseCode.UNRECOGNIZED_PARAMETER
+
+
+def test_rsplib_items_parameter_inside_pool_element_is_skipped() -> None:
+    """RSPLIB's skip-type 0x803f means nothing inside a PE and is skipped there."""
+    element = _PE.encode()
+    extra = tlv(0x803F, b"\0\0\0\3")
+    element = struct.pack(">HH", 0xA, len(element) + len(extra)) + element[4:] + extra
+    assert asap.decode(_header(0x01, 0, tlv(0x9, b"pool") + element)) == _REGISTRATION
+
+
+def test_offending_bytes_of_a_wrong_parameter_set_start_at_the_message() -> None:
+    """A duplicate parameter in an ENRP message reports the message, not a slice of it."""
+    body = struct.pack(">II", 1, 2) + tlv(0xF, b"\0\1") + tlv(0xF, b"\0\2")
+    data = _header(0x01, 0, body)
+    with pytest.raises(MalformedMessage) as e:
+        enrp.decode(data)
+    assert e.value.offending == data
+
+
+def test_reserved_policy_types_are_invalid() -> None:
+    """RFC 5356 7.1: 0x00000000 and 0x40000000 are reserved, invalid values."""
+    for policy_type in (0, 0x40000000):
+        with pytest.raises(MalformedMessage, match="reserved"):
+            decode_parameter(tlv(0x8, struct.pack(">I", policy_type)))
+
+
+def test_negative_resolution_response_carries_no_policy() -> None:
+    """RFC 5352 2.2.6: the overall policy is not present in a negative response."""
+    error = OperationError.single(CauseCode.UNKNOWN_POOL_HANDLE).encode()
+    with pytest.raises(MalformedMessage, match="no PE and no policy"):
+        asap.decode(_header(0x06, 0, tlv(0x9, b"p") + RoundRobinPolicy().encode() + error))
+
+
+def test_out_of_range_identifiers_are_value_errors_on_encode() -> None:
+    """Encoding never raises struct.error: out-of-range fields are ValueErrors naming them."""
+    with pytest.raises(ValueError, match="server identifier"):
+        asap.EndpointKeepAlive(1 << 32, b"p").encode()
+    with pytest.raises(ValueError, match="target server identifier"):
+        enrp.InitTakeover(1, 2, -1).encode()
+    with pytest.raises(ValueError, match="sending server identifier"):
+        enrp.ListRequest(1 << 40, 0).encode()
+
+
+def test_up_to_three_trailing_bytes_in_a_container_are_ignored() -> None:
+    """Bytes after the last parameter, fewer than a header, are padding whatever they hold."""
+    transport = TcpTransport(80, _ADDRESS).encode()
+    grown = struct.pack(">HH", 0x5, len(transport) + 3) + transport[4:] + b"\xff\xff\xff"
+    assert decode_parameter(grown) == TcpTransport(80, _ADDRESS)

@@ -26,6 +26,7 @@ from twisted_rserpool.wire.parameters import (
     SctpTransport,
     SelectionPolicy,
     TcpTransport,
+    check_unsigned,
 )
 
 _U32 = struct.Struct(">I")
@@ -219,8 +220,10 @@ class HandleResolutionResponse(Message):
         p.done()
         if error is None and not elements:
             raise ctx.invalid("a positive handle resolution response needs a PE", start - 4, end)
-        if error is not None and elements:
-            raise ctx.invalid("a negative handle resolution response carries no PE", start - 4, end)
+        if error is not None and (elements or policy is not None):
+            raise ctx.invalid(
+                "a negative handle resolution response carries no PE and no policy", start - 4, end
+            )
         return cls(handle, tuple(elements), policy, bool(flags & _FLAG_LOW), error)
 
 
@@ -242,7 +245,10 @@ class EndpointKeepAlive(Message):
         return _FLAG_LOW if self.home else 0
 
     def _body(self) -> bytes:
-        body = _U32.pack(self.server_identifier) + PoolHandleParameter(self.pool_handle).encode()
+        body = (
+            _U32.pack(check_unsigned(self.server_identifier, 32, "server identifier"))
+            + PoolHandleParameter(self.pool_handle).encode()
+        )
         if self.pe_identifier is not None:
             body += PEIdentifierParameter(self.pe_identifier).encode()
         return body
@@ -310,7 +316,9 @@ class ServerAnnounce(Message):
     transports: tuple[SctpTransport | TcpTransport, ...] = ()
 
     def _body(self) -> bytes:
-        return _U32.pack(self.server_identifier) + b"".join(t.encode() for t in self.transports)
+        return _U32.pack(
+            check_unsigned(self.server_identifier, 32, "server identifier")
+        ) + b"".join(t.encode() for t in self.transports)
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:

@@ -21,11 +21,13 @@ from twisted_rserpool.wire.parameters import (
     PoolElementParameter,
     PoolHandleParameter,
     ServerInformation,
+    check_unsigned,
     decode_parameters,
 )
 
 _SERVERS = struct.Struct(">II")
 _SERVERS_TARGET = struct.Struct(">III")
+_U32 = struct.Struct(">I")
 _SERVERS_ACTION = struct.Struct(">IIHH")
 
 
@@ -57,6 +59,16 @@ _REJECT = 0x01  # R
 _MORE_TO_SEND = 0x02  # M
 
 
+def _u32(value: int, name: str) -> int:
+    return check_unsigned(value, 32, name)
+
+
+def _pack_servers(sending: int, receiving: int) -> bytes:
+    return _SERVERS.pack(
+        _u32(sending, "sending server identifier"), _u32(receiving, "receiving server identifier")
+    )
+
+
 def _servers(ctx: DecodeContext, start: int, end: int, name: str) -> tuple[int, int]:
     if end - start < 8:
         raise ctx.invalid(f"truncated {name}", start - 4, end)
@@ -83,7 +95,7 @@ class Presence(Message):
         return _REPLY_REQUIRED if self.reply_required else 0
 
     def _body(self) -> bytes:
-        body = _SERVERS.pack(self.sending_server_identifier, self.receiving_server_identifier)
+        body = _pack_servers(self.sending_server_identifier, self.receiving_server_identifier)
         if self.checksum is not None:
             body += PEChecksumParameter(self.checksum).encode()
         if self.server_information is not None:
@@ -119,7 +131,7 @@ class HandleTableRequest(Message):
         return _OWN_CHILDREN_ONLY if self.own_children_only else 0
 
     def _body(self) -> bytes:
-        return _SERVERS.pack(self.sending_server_identifier, self.receiving_server_identifier)
+        return _pack_servers(self.sending_server_identifier, self.receiving_server_identifier)
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
@@ -159,7 +171,7 @@ class HandleTableResponse(Message):
         return (_MORE_TO_SEND if self.more_to_send else 0) | (_REJECT if self.reject else 0)
 
     def _body(self) -> bytes:
-        return _SERVERS.pack(
+        return _pack_servers(
             self.sending_server_identifier, self.receiving_server_identifier
         ) + b"".join(entry.encode() for entry in self.pool_entries)
 
@@ -209,12 +221,8 @@ class HandleUpdate(Message):
 
     def _body(self) -> bytes:
         return (
-            _SERVERS_ACTION.pack(
-                self.sending_server_identifier,
-                self.receiving_server_identifier,
-                self.update_action,
-                0,
-            )
+            _pack_servers(self.sending_server_identifier, self.receiving_server_identifier)
+            + struct.pack(">HH", self.update_action, 0)
             + PoolHandleParameter(self.pool_handle).encode()
             + self.pool_element.encode()
         )
@@ -242,7 +250,7 @@ class ListRequest(Message):
     receiving_server_identifier: int
 
     def _body(self) -> bytes:
-        return _SERVERS.pack(self.sending_server_identifier, self.receiving_server_identifier)
+        return _pack_servers(self.sending_server_identifier, self.receiving_server_identifier)
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
@@ -265,7 +273,7 @@ class ListResponse(Message):
         return _REJECT if self.reject else 0
 
     def _body(self) -> bytes:
-        return _SERVERS.pack(
+        return _pack_servers(
             self.sending_server_identifier, self.receiving_server_identifier
         ) + b"".join(server.encode() for server in self.servers)
 
@@ -290,11 +298,9 @@ class _TakeoverMessage(Message):
     target_server_identifier: int
 
     def _body(self) -> bytes:
-        return _SERVERS_TARGET.pack(
-            self.sending_server_identifier,
-            self.receiving_server_identifier,
-            self.target_server_identifier,
-        )
+        return _pack_servers(
+            self.sending_server_identifier, self.receiving_server_identifier
+        ) + _U32.pack(_u32(self.target_server_identifier, "target server identifier"))
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
@@ -337,7 +343,7 @@ class ErrorMessage(Message):
 
     def _body(self) -> bytes:
         return (
-            _SERVERS.pack(self.sending_server_identifier, self.receiving_server_identifier)
+            _pack_servers(self.sending_server_identifier, self.receiving_server_identifier)
             + self.error.encode()
         )
 

@@ -71,7 +71,8 @@ class Parameters:
         self._remaining: list[Parameter] = decode_parameters(ctx, start, end)
 
     def _invalid(self, reason: str) -> MalformedMessage:
-        return self._ctx.invalid(reason, self._start - 4, self._end)
+        # The offending "TLV" of a wrong parameter set is the whole message.
+        return self._ctx.invalid(reason, 0, self._end)
 
     def _take(self, kind: type[_T] | tuple[type, ...]) -> list[_T]:
         found = [p for p in self._remaining if isinstance(p, kind)]

@@ -88,7 +88,8 @@ def tlv(parameter_type: int, value: bytes) -> bytes:
     return _HEADER.pack(parameter_type, length) + value + _ZERO_PADDING[length & 3]
 
 
-def _check(value: int, bits: int, name: str) -> int:
+def check_unsigned(value: int, bits: int, name: str) -> int:
+    """``value`` if it fits in ``bits`` unsigned bits; ValueError naming it otherwise."""
     if not 0 <= value < (1 << bits):
         raise ValueError(f"{name} {value!r} does not fit in {bits} bits")
     return value
@@ -147,8 +148,8 @@ class DccpTransport:
 
     def encode(self) -> bytes:
         body = (
-            _PORT_RESERVED.pack(_check(self.port, 16, "DCCP port"), 0)
-            + _U32.pack(_check(self.service_code, 32, "DCCP service code"))
+            _PORT_RESERVED.pack(check_unsigned(self.port, 16, "DCCP port"), 0)
+            + _U32.pack(check_unsigned(self.service_code, 32, "DCCP service code"))
             + _encode_address(self.address)
         )
         return tlv(self.TYPE, body)
@@ -167,7 +168,8 @@ class SctpTransport:
         if not self.addresses:
             raise ValueError("an SCTP transport needs at least one address")
         body = _PORT_RESERVED.pack(
-            _check(self.port, 16, "SCTP port"), _check(self.transport_use, 16, "transport use")
+            check_unsigned(self.port, 16, "SCTP port"),
+            check_unsigned(self.transport_use, 16, "transport use"),
         ) + b"".join(_encode_address(a) for a in self.addresses)
         return tlv(self.TYPE, body)
 
@@ -189,7 +191,9 @@ class _SingleAddressTransport:
         return TransportUse.DATA_ONLY
 
     def encode(self) -> bytes:
-        body = _PORT_RESERVED.pack(_check(self.port, 16, "port"), 0) + _encode_address(self.address)
+        body = _PORT_RESERVED.pack(check_unsigned(self.port, 16, "port"), 0) + _encode_address(
+            self.address
+        )
         return tlv(self.TYPE, body)
 
 
@@ -214,7 +218,7 @@ class TcpTransport:
 
     def encode(self) -> bytes:
         body = _PORT_RESERVED.pack(
-            _check(self.port, 16, "TCP port"), self.transport_use
+            check_unsigned(self.port, 16, "TCP port"), self.transport_use
         ) + _encode_address(self.address)
         return tlv(self.TYPE, body)
 
@@ -305,7 +309,7 @@ class WeightedRoundRobinPolicy(SelectionPolicy):
     weight: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.weight, 32, "weight"))
+        return _U32.pack(check_unsigned(self.weight, 32, "weight"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,7 +327,7 @@ class WeightedRandomPolicy(SelectionPolicy):
     weight: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.weight, 32, "weight"))
+        return _U32.pack(check_unsigned(self.weight, 32, "weight"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +338,7 @@ class PriorityPolicy(SelectionPolicy):
     priority: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.priority, 32, "priority"))
+        return _U32.pack(check_unsigned(self.priority, 32, "priority"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,7 +349,7 @@ class LeastUsedPolicy(SelectionPolicy):
     load: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.load, 32, "load"))
+        return _U32.pack(check_unsigned(self.load, 32, "load"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,8 +361,8 @@ class LeastUsedDegradationPolicy(SelectionPolicy):
     load_degradation: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.load, 32, "load")) + _U32.pack(
-            _check(self.load_degradation, 32, "load degradation")
+        return _U32.pack(check_unsigned(self.load, 32, "load")) + _U32.pack(
+            check_unsigned(self.load_degradation, 32, "load degradation")
         )
 
 
@@ -371,8 +375,8 @@ class PriorityLeastUsedPolicy(SelectionPolicy):
     load_degradation: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.load, 32, "load")) + _U32.pack(
-            _check(self.load_degradation, 32, "load degradation")
+        return _U32.pack(check_unsigned(self.load, 32, "load")) + _U32.pack(
+            check_unsigned(self.load_degradation, 32, "load degradation")
         )
 
 
@@ -384,7 +388,7 @@ class RandomizedLeastUsedPolicy(SelectionPolicy):
     load: int
 
     def _policy_data(self) -> bytes:
-        return _U32.pack(_check(self.load, 32, "load"))
+        return _U32.pack(check_unsigned(self.load, 32, "load"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +408,7 @@ class UnknownPolicy(SelectionPolicy):
     def encode(self) -> bytes:
         return tlv(
             self.TYPE,
-            _U32.pack(_check(self.unknown_policy_type, 32, "policy type")) + self.data,
+            _U32.pack(check_unsigned(self.unknown_policy_type, 32, "policy type")) + self.data,
         )
 
 
@@ -455,7 +459,7 @@ class PEIdentifierParameter:
     pe_identifier: int
 
     def encode(self) -> bytes:
-        return tlv(self.TYPE, _U32.pack(_check(self.pe_identifier, 32, "PE identifier")))
+        return tlv(self.TYPE, _U32.pack(check_unsigned(self.pe_identifier, 32, "PE identifier")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -466,7 +470,7 @@ class PEChecksumParameter:
     checksum: int
 
     def encode(self) -> bytes:
-        return tlv(self.TYPE, _U16.pack(_check(self.checksum, 16, "PE checksum")))
+        return tlv(self.TYPE, _U16.pack(check_unsigned(self.checksum, 16, "PE checksum")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,7 +481,7 @@ class HandleResolutionItems:
     items: int
 
     def encode(self) -> bytes:
-        return tlv(self.TYPE, _U32.pack(_check(self.items, 32, "items")))
+        return tlv(self.TYPE, _U32.pack(check_unsigned(self.items, 32, "items")))
 
 
 # --------------------------------------------------------------------------- composites
@@ -505,8 +509,8 @@ class PoolElementParameter:
             raise ValueError(f"registration life {self.registration_life} is not a signed int32")
         body = (
             _PE_FIXED.pack(
-                _check(self.pe_identifier, 32, "PE identifier"),
-                _check(self.home_server_identifier, 32, "home ENRP server identifier"),
+                check_unsigned(self.pe_identifier, 32, "PE identifier"),
+                check_unsigned(self.home_server_identifier, 32, "home ENRP server identifier"),
                 self.registration_life,
             )
             + self.user_transport.encode()
@@ -528,7 +532,7 @@ class ServerInformation:
     def encode(self) -> bytes:
         return tlv(
             self.TYPE,
-            _U32.pack(_check(self.server_identifier, 32, "server identifier"))
+            _U32.pack(check_unsigned(self.server_identifier, 32, "server identifier"))
             + self.server_transport.encode(),
         )
 
@@ -557,7 +561,7 @@ class ErrorCause:
         if length > 0xFFFF:
             raise ValueError("error cause too long")
         return (
-            _HEADER.pack(_check(self.code, 16, "cause code"), length)
+            _HEADER.pack(check_unsigned(self.code, 16, "cause code"), length)
             + info
             + _ZERO_PADDING[length & 3]
         )
@@ -589,15 +593,6 @@ class OperationError:
     def from_malformed(cls, error: MalformedMessage) -> OperationError:
         """What an ASAP_ERROR / ENRP_ERROR must carry to report ``error`` to its sender."""
         return cls.single(error.cause, error.offending)
-
-
-@dataclass(frozen=True, slots=True)
-class UnrecognizedParameter:
-    """A parameter of unknown type met with the "skip" bits (decoding only)."""
-
-    parameter_type: int
-    tlv: bytes
-    report: bool
 
 
 Parameter: TypeAlias = (
@@ -641,42 +636,37 @@ class DecodeContext:
 
 def _decode_address(ctx: DecodeContext, start: int, end: int) -> Address:
     data = ctx.data
-    if end - start < 4:
-        raise ctx.invalid("truncated address parameter", start, end)
     ptype, length = _HEADER.unpack_from(data, start)
     if ptype == ParameterType.IPV4_ADDRESS:
-        if length != 8 or start + 8 > end:
+        if length != 8:
             raise ctx.invalid("IPv4 address parameter must be 8 bytes long", start, end)
         return IPv4Address(data[start + 4 : start + 8])
-    if ptype == ParameterType.IPV6_ADDRESS:
-        if length != 20 or start + 20 > end:
-            raise ctx.invalid("IPv6 address parameter must be 20 bytes long", start, end)
-        return IPv6Address(data[start + 4 : start + 20])
-    raise ctx.invalid(
-        f"expected an IPv4 or IPv6 address parameter, got type 0x{ptype:x}", start, end
-    )
+    if length != 20:
+        raise ctx.invalid("IPv6 address parameter must be 20 bytes long", start, end)
+    return IPv6Address(data[start + 4 : start + 20])
 
 
-def _decode_addresses(ctx: DecodeContext, start: int, end: int, depth: int) -> list[Address]:
-    """The address parameters from start to end (each 8 or 20 bytes, so always aligned)."""
-    if depth > ctx.limits.max_depth:
-        raise MalformedMessage("parameters nested too deeply", CauseCode.LACK_OF_RESOURCES)
+def _decode_addresses(
+    ctx: DecodeContext, transport_start: int, start: int, end: int, depth: int
+) -> list[Address]:
+    """The address parameters of the transport TLV at ``transport_start`` (RFC 5354 rules)."""
     addresses: list[Address] = []
-    offset = start
-    while offset < end:
-        address = _decode_address(ctx, offset, end)
-        addresses.append(address)
-        offset += 8 if address.version == 4 else 20
-        ctx.parameter_count += 1
-        if len(addresses) > ctx.limits.max_addresses_per_transport:
-            raise ctx.invalid("too many addresses in one transport parameter", start, end)
-    if ctx.parameter_count > ctx.limits.max_parameters:
-        raise MalformedMessage("too many parameters", CauseCode.LACK_OF_RESOURCES)
+    for parameter in decode_parameters(ctx, start, end, depth):
+        if isinstance(parameter, IPv4AddressParameter | IPv6AddressParameter):
+            addresses.append(parameter.address)
+        elif not parameter.TYPE & 0x8000:
+            raise ctx.invalid(
+                f"a transport carries addresses, not {type(parameter).__name__}",
+                transport_start,
+                end,
+            )
+    if len(addresses) > ctx.limits.max_addresses_per_transport:
+        raise ctx.invalid("too many addresses in one transport parameter", transport_start, end)
     return addresses
 
 
 def _single_address(ctx: DecodeContext, start: int, end: int, depth: int, name: str) -> Address:
-    addresses = _decode_addresses(ctx, start + 8, end, depth + 1)
+    addresses = _decode_addresses(ctx, start, start + 8, end, depth + 1)
     if len(addresses) != 1:
         raise ctx.invalid(f"a {name} transport carries exactly one address", start, end)
     return addresses[0]
@@ -707,7 +697,7 @@ def _decode_dccp(ctx: DecodeContext, start: int, end: int, depth: int) -> Parame
         raise ctx.invalid("truncated DCCP transport", start, end)
     (port,) = _U16.unpack_from(ctx.data, start + 4)
     (service_code,) = _U32.unpack_from(ctx.data, start + 8)
-    addresses = _decode_addresses(ctx, start + 12, end, depth + 1)
+    addresses = _decode_addresses(ctx, start, start + 12, end, depth + 1)
     if len(addresses) != 1:
         raise ctx.invalid("a DCCP transport carries exactly one address", start, end)
     return DccpTransport(port, service_code, addresses[0])
@@ -719,7 +709,7 @@ def _decode_sctp(ctx: DecodeContext, start: int, end: int, depth: int) -> Parame
     port, use = _PORT_RESERVED.unpack_from(ctx.data, start + 4)
     if use not in (TransportUse.DATA_ONLY, TransportUse.DATA_PLUS_CONTROL):
         raise ctx.invalid(f"unknown SCTP transport use 0x{use:x}", start, end)
-    addresses = _decode_addresses(ctx, start + 8, end, depth + 1)
+    addresses = _decode_addresses(ctx, start, start + 8, end, depth + 1)
     if not addresses:
         raise ctx.invalid("an SCTP transport needs at least one address", start, end)
     return SctpTransport(port, tuple(addresses), TransportUse(use))
@@ -735,6 +725,8 @@ def _decode_policy(ctx: DecodeContext, start: int, end: int, depth: int) -> Para
     (policy_type,) = _U32.unpack_from(ctx.data, start + 4)
     known = POLICY_CLASSES.get(policy_type)
     if known is None:
+        if policy_type in (0x00000000, 0x40000000):
+            raise ctx.invalid(f"policy type 0x{policy_type:08x} is reserved", start, end)
         return UnknownPolicy(policy_type, ctx.data[start + 8 : end])
     cls, values = known
     if end - start != 8 + 4 * values:
@@ -777,11 +769,16 @@ def _decode_checksum(ctx: DecodeContext, start: int, end: int, depth: int) -> Pa
     return PEChecksumParameter(_U16.unpack_from(ctx.data, start + 4)[0])
 
 
+def _without_skippable(parameters: list[Parameter]) -> list[Parameter]:
+    """Known parameters whose type says "skip" (RSPLIB's 0x803f) where they mean nothing."""
+    return [p for p in parameters if not p.TYPE & 0x8000]
+
+
 def _decode_pool_element(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
     if end - start < 16:
         raise ctx.invalid("truncated pool element", start, end)
     pe_identifier, home, life = _PE_FIXED.unpack_from(ctx.data, start + 4)
-    nested = decode_parameters(ctx, start + 16, end, depth + 1)
+    nested = _without_skippable(decode_parameters(ctx, start + 16, end, depth + 1))
     if len(nested) not in (2, 3):
         raise ctx.invalid(
             "a pool element carries a user transport, a policy and an ASAP transport",
@@ -810,7 +807,7 @@ def _decode_server_information(ctx: DecodeContext, start: int, end: int, depth: 
     if end - start < 8:
         raise ctx.invalid("truncated server information", start, end)
     (server_identifier,) = _U32.unpack_from(ctx.data, start + 4)
-    nested = decode_parameters(ctx, start + 8, end, depth + 1)
+    nested = _without_skippable(decode_parameters(ctx, start + 8, end, depth + 1))
     if len(nested) != 1 or not isinstance(nested[0], ASAP_TRANSPORT_CLASSES):
         raise ctx.invalid(
             "server information carries exactly one SCTP or TCP transport", start, end
@@ -826,9 +823,7 @@ def _decode_operation_error(ctx: DecodeContext, start: int, end: int, depth: int
     offset = start + 4
     while offset < end:
         if end - offset < 4:
-            if not any(data[offset:end]):
-                break  # a trailing pad the sender counted
-            raise ctx.invalid("truncated error cause", start, end)
+            break  # up to 3 bytes of padding the sender counted
         code, length = _HEADER.unpack_from(data, offset)
         if length < 4 or offset + length > end:
             raise ctx.invalid(f"error cause length {length} is invalid", start, end)
@@ -905,9 +900,7 @@ def decode_parameters(ctx: DecodeContext, start: int, end: int, depth: int = 1) 
     offset = start
     while offset < end:
         if end - offset < 4:
-            if not any(data[offset:end]):
-                break  # a trailing pad the sender counted in the parent's length
-            raise ctx.invalid("truncated parameter header", offset, end)
+            break  # up to 3 bytes of padding the sender counted in the parent's length
         ptype, length = _HEADER.unpack_from(data, offset)
         if length < 4:
             raise ctx.invalid(f"parameter length {length} is shorter than its header", offset, end)
