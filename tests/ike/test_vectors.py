@@ -36,7 +36,7 @@ from twisted_rserpool.ike.payloads import (
     strip_non_esp_marker,
 )
 
-VECTORS = Path("/work/shared/interop/vectors")
+VECTORS = Path(__file__).parent / "vectors"  # copied from shared/interop/vectors
 REDIRECT_PCAP = VECTORS / "ikev2_notify_redirect.pcap"
 NAT_T_PCAPNG = VECTORS / "ikev2_nat_t.pcapng"
 
