@@ -1,0 +1,237 @@
+"""``twistd vpngw``: the IKEv2 VPN gateway as a twistd service.
+
+With no options it listens on 127.0.0.1 port 500 with identity ``vpngw@localhost``, accepts
+any client identity with a freshly generated pre-shared key, and logs a strongSwan
+configuration that connects to it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from twisted_rserpool.ike.config import (
+    DEFAULT_CHILD_SUITES,
+    DEFAULT_IKE_SUITES,
+    Identity,
+    IkeConfig,
+    PskTable,
+)
+from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
+from twisted_rserpool.ike.proposals import (
+    ProposalError,
+    parse_child_suites,
+    parse_ike_suites,
+)
+
+__all__ = ["Options", "makeService"]
+
+log = Logger()
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must not be negative")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be positive")
+    return number
+
+
+class Options(usage.Options):
+    """Command line options of ``twistd vpngw``."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "An IKEv2 (RFC 7296) VPN gateway with pre-shared key authentication. It negotiates "
+        "IKE SAs and CHILD_SAs (or childless IKE SAs, RFC 6023) with clients such as "
+        "strongSwan. The CHILD_SAs are recorded and logged, not installed into a kernel: "
+        "there is no ESP data plane. Without options it listens on 127.0.0.1 port 500 with "
+        "a generated pre-shared key and logs how to connect."
+    )
+
+    optParameters: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
+        ["listen", "l", "127.0.0.1", "IPv4 or IPv6 address to listen on for IKE (UDP)."],
+        [
+            "port",
+            "p",
+            500,
+            "UDP port to listen on. Clients reach port 500 without the RFC 3948 non-ESP "
+            "marker; on other ports, messages to and from non-500 ports carry it.",
+            int,
+        ],
+        [
+            "identity",
+            "i",
+            "vpngw@localhost",
+            "Our IKE identity (IDr): an IP address, user@domain (RFC 822) or @fqdn.",
+        ],
+        [
+            "secrets",
+            "s",
+            None,
+            "File of pre-shared keys, one 'client-identity : secret' per line ('*' for any "
+            'identity, "quoted" or 0xHEX secrets, # comments). Default: generate one key '
+            "for any identity and log it.",
+        ],
+        [
+            "proposals",
+            None,
+            None,
+            "IKE proposals, comma separated strongSwan-style names such as "
+            "aes128-sha256-x25519, aes256gcm16-prfsha384-ecp384 (DH groups: modp2048, "
+            "ecp256, ecp384, x25519). Default: " + ", ".join(map(str, DEFAULT_IKE_SUITES)) + ".",
+        ],
+        [
+            "esp-proposals",
+            None,
+            None,
+            "ESP (CHILD_SA) proposals such as aes128gcm16, aes128-sha256. Default: "
+            + ", ".join(map(str, DEFAULT_CHILD_SUITES))
+            + ".",
+        ],
+        [
+            "cookie-threshold",
+            None,
+            50,
+            "Number of half-open IKE SAs above which IKE_SA_INIT requests must return a "
+            "stateless cookie (RFC 7296 section 2.6); 0 demands cookies always.",
+            _positive_int,
+        ],
+        [
+            "max-sas",
+            None,
+            10000,
+            "Maximum number of IKE SAs (half-open ones count).",
+            _positive_int,
+        ],
+        [
+            "max-half-open",
+            None,
+            5000,
+            "Maximum number of half-open IKE SAs; further IKE_SA_INIT requests are dropped.",
+            _positive_int,
+        ],
+        [
+            "half-open-timeout",
+            None,
+            30.0,
+            "Seconds a half-open IKE SA may wait for IKE_AUTH before it is dropped.",
+            _positive_float,
+        ],
+        [
+            "liveness-interval",
+            None,
+            None,
+            "Seconds of silence from a client after which we send a liveness check "
+            "(RFC 7296 section 2.4). Default: never.",
+            _positive_float,
+        ],
+        [
+            "childless",
+            None,
+            "allow",
+            "Childless IKE SAs (RFC 6023): 'allow' accepts IKE_AUTH without a CHILD_SA from "
+            "clients that announce support, 'never' refuses them.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        """Check and convert the options."""
+        try:
+            ipaddress.ip_address(self["listen"])
+        except ValueError:
+            raise usage.UsageError(f"--listen: {self['listen']!r} is not an IP address") from None
+        if not 0 <= self["port"] <= 65535:
+            raise usage.UsageError("--port must be 0 to 65535")
+        try:
+            self["identity"] = Identity.parse(self["identity"])
+        except ValueError as e:
+            raise usage.UsageError(f"--identity: {e}") from None
+        try:
+            self["ike_suites"] = (
+                parse_ike_suites(self["proposals"]) if self["proposals"] else DEFAULT_IKE_SUITES
+            )
+            self["child_suites"] = (
+                parse_child_suites(self["esp-proposals"])
+                if self["esp-proposals"]
+                else DEFAULT_CHILD_SUITES
+            )
+        except ProposalError as e:
+            raise usage.UsageError(f"proposals: {e}") from None
+        if self["childless"] not in ("allow", "never"):
+            raise usage.UsageError("--childless must be 'allow' or 'never'")
+        self["generated_psk"] = None
+        if self["secrets"] is None:
+            psk = secrets.token_urlsafe(24)
+            self["generated_psk"] = psk
+            self["psks"] = PskTable(default=psk.encode("ascii"))
+        else:
+            try:
+                with open(self["secrets"], encoding="utf-8") as f:
+                    self["psks"] = PskTable.parse(f.read())
+            except (OSError, ValueError) as e:
+                raise usage.UsageError(f"--secrets: {e}") from None
+
+
+def _connect_hint(options: Options) -> str:
+    host, port = options["listen"], options["port"]
+    lines = [
+        "connect with strongSwan (swanctl.conf):",
+        "  connections { vpngw { version = 2  remote_addrs = " + host,
+    ]
+    if port != 500:
+        lines.append(f"    remote_port = {port}")
+    lines += [
+        "    proposals = " + str(options["ike_suites"][0]),
+        "    local { auth = psk  id = client@localhost }",
+        f"    remote {{ auth = psk  id = {options['identity']} }}",
+        "    children { net { esp_proposals = " + str(options["child_suites"][0]) + " } } } }",
+        f'  secrets {{ ike-vpngw {{ secret = "{options["generated_psk"]}" }} }}',
+    ]
+    return "\n".join(lines)
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """The gateway service: an IKE endpoint on a UDP port."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor  # noqa: PLC0415 (lazy)
+
+        reactor = default_reactor
+
+    config = IkeConfig(
+        local_id=options["identity"],
+        psks=options["psks"],
+        ike_suites=options["ike_suites"],
+        child_suites=options["child_suites"],
+        childless=options["childless"],
+        cookie_threshold=options["cookie-threshold"],
+        max_ike_sas=options["max-sas"],
+        max_half_open=options["max-half-open"],
+        half_open_timeout=options["half-open-timeout"],
+        liveness_interval=options["liveness-interval"],
+    )
+    endpoint = IkeEndpoint(config, (options["listen"], options["port"]))
+    protocol = IkeGatewayProtocol(endpoint, reactor)
+    service = MultiService()  # type: ignore[no-untyped-call]
+    udp = IkeUdpService(protocol, options["listen"], options["port"], reactor)
+    udp.setServiceParent(service)  # type: ignore[no-untyped-call]
+    if options["generated_psk"] is not None:
+        log.info(
+            "vpngw: no --secrets given; any client identity may connect with the generated "
+            "pre-shared key {psk}\n{hint}",
+            psk=options["generated_psk"],
+            hint=_connect_hint(options),
+        )
+    return service

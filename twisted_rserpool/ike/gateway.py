@@ -1,0 +1,154 @@
+"""The Twisted side of the IKE core: a UDP ``DatagramProtocol`` around an ``IkeEndpoint``.
+
+``IkeDatagramProtocol`` maps the sans-IO endpoint onto a UDP port and a clock: datagrams
+in, datagrams out, one ``callLater`` for the endpoint's earliest timer. ``IkeGatewayProtocol``
+is the responder (the VPN gateway); ``twisted_rserpool.ike.initiator`` has the initiator.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.events import (
+    ChildSaEstablished,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+    IkeSaFailed,
+)
+
+__all__ = ["IkeDatagramProtocol", "IkeGatewayProtocol", "IkeUdpService"]
+
+
+class IkeDatagramProtocol(DatagramProtocol):
+    """Feeds UDP datagrams and timer expiry to an ``IkeEndpoint`` and sends its output.
+
+    Subclasses (or users) override ``ikeEventReceived`` to act on events.
+    """
+
+    log = Logger()
+
+    def __init__(self, endpoint: IkeEndpoint, clock: IReactorTime) -> None:
+        self.endpoint = endpoint
+        self.clock = clock
+        self._timer: IDelayedCall | None = None
+        self._timerAt: float | None = None
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        """Hand a datagram to the endpoint."""
+        events = self.endpoint.receive_datagram(datagram, addr, self.clock.seconds())
+        self.flush(events)
+
+    def flush(self, events: list[IkeEvent] | None = None) -> None:
+        """Send queued datagrams, deliver events and re-arm the timer."""
+        for event in (events or []) + self.endpoint.events():
+            self.ikeEventReceived(event)
+        if self.transport is not None:
+            for data, address in self.endpoint.datagrams_to_send():
+                self.transport.write(data, address)
+        else:
+            self.endpoint.datagrams_to_send()
+        self._arm()
+
+    def _arm(self) -> None:
+        deadline = self.endpoint.get_timer()
+        if deadline == self._timerAt and self._timer is not None and self._timer.active():
+            return
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timerAt = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock.seconds())
+            self._timer = self.clock.callLater(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._timerAt = None
+        self.flush(self.endpoint.handle_timer(self.clock.seconds()))
+
+    def stopProtocol(self) -> None:
+        """Cancel the timer when the port closes."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timerAt = None
+
+    def ikeEventReceived(self, event: IkeEvent) -> None:
+        """Log an event; override to act on it."""
+        if isinstance(event, IkeSaEstablished):
+            self.log.info(
+                "IKE SA {spi_i}/{spi_r} up with {peer_id} at {host}:{port} ({suite})",
+                spi_i=event.spi_i.hex(),
+                spi_r=event.spi_r.hex(),
+                peer_id=str(event.peer_id),
+                host=event.peer_address[0],
+                port=event.peer_address[1],
+                suite=str(event.suite),
+            )
+        elif isinstance(event, IkeSaDeleted | IkeSaFailed):
+            self.log.info(
+                "IKE SA {spi_i}/{spi_r} with {host}:{port} gone: {reason}",
+                spi_i=event.spi_i.hex(),
+                spi_r=event.spi_r.hex(),
+                host=event.peer_address[0],
+                port=event.peer_address[1],
+                reason=event.reason,
+            )
+        elif isinstance(event, ChildSaEstablished):
+            self.log.info(
+                "CHILD_SA {spi} negotiated ({suite})",
+                spi=event.child.inbound_spi.hex(),
+                suite=str(event.child.suite),
+            )
+
+
+class IkeGatewayProtocol(IkeDatagramProtocol):
+    """The VPN gateway: answers IKE_SA_INIT/IKE_AUTH, INFORMATIONAL and liveness checks."""
+
+
+class IkeUdpService(Service):
+    """Listens on a UDP address with an ``IkeDatagramProtocol`` while the service runs.
+
+    When started with port 0, the endpoint learns the port the system chose.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, protocol: IkeDatagramProtocol, interface: str, port: int, reactor: Any
+    ) -> None:
+        self.protocol = protocol
+        self.interface = interface
+        self.port = port
+        self.reactor = reactor
+        self.listeningPort: IListeningPort | None = None
+
+    def startService(self) -> None:
+        """Bind the UDP port."""
+        super().startService()  # type: ignore[no-untyped-call]
+        udp: IReactorUDP = self.reactor
+        self.listeningPort = udp.listenUDP(
+            self.port, self.protocol, interface=self.interface, maxPacketSize=65535
+        )
+        address = self.listeningPort.getHost()
+        self.protocol.endpoint.local_address = (self.interface, address.port)  # type: ignore[attr-defined]
+        self.log.info(
+            "IKEv2 on udp {host}:{port}",
+            host=self.interface,
+            port=address.port,  # type: ignore[attr-defined]
+        )
+
+    def stopService(self) -> Any:
+        """Close the UDP port."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self.listeningPort is not None:
+            port, self.listeningPort = self.listeningPort, None
+            return port.stopListening()
+        return None
