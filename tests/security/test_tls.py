@@ -5,7 +5,12 @@ pool users, what each side's SecurityContext says, and tampered records (RFC 535
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL.SSL import Connection, Session
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -34,6 +39,7 @@ from tests.security.support import (
     temporaryDirectory,
 )
 from twisted_rserpool.endpoints import TlsClientEndpoint, TlsServerEndpoint
+from twisted_rserpool.security.certificates import createSelfSignedCertificate
 from twisted_rserpool.security.context import INSECURE
 from twisted_rserpool.security.tls import (
     TLS12_PSK_CIPHERS,
@@ -295,6 +301,27 @@ class ResumptionTests(TestCase):
         self.resumeAfterKeyRemoval("1.2")
 
 
+class Tls12SuiteTests(TestCase):
+    """Every TLS 1.2 PSK suite the server offers can be negotiated."""
+
+    def test_eachSuite(self) -> None:
+        """A client offering a single TLS 1.2 PSK suite gets exactly that suite, and the
+        server reports the identity."""
+        for suite in TLS12_PSK_CIPHERS.split(":"):
+            serverCreator = TlsServerCreator({"pe-17": KEY_A}, maximumVersion="1.2")
+            clientCreator = PskClientCreator("pe-17", KEY_A)
+            clientCreator._context.set_cipher_list(suite.encode("ascii"))
+            server = serverCreator.serverConnectionForTLS(None)  # type: ignore[arg-type]
+            server.set_accept_state()
+            client = clientCreator.clientConnectionForTLS(None)  # type: ignore[arg-type]
+            client.set_connect_state()
+            assert pumpHandshake(client, server) is None, suite
+            context = securityContextOfConnection(server)
+            assert (context.tls_version, context.cipher) == ("TLSv1.2", suite)
+            assert context.psk_identity == "pe-17"
+            assert securityContextOfConnection(client).authenticated
+
+
 class CertificateTests(TlsTestCase):
     """Pool users verify the ENRP server's certificate (RFC 5355 2.7)."""
 
@@ -369,6 +396,59 @@ class CertificateTests(TlsTestCase):
         """A host named only by the common name, not by a SAN, is refused."""
         outcome = await self.certificatePair("enrp-1", dnsNames=(), ipAddresses=())
         assert outcome.clientContext is None
+
+    async def selfSigned(self, hostname: str, ca: bool) -> Outcome:
+        certificate = self.directory / "self.pem"
+        key = self.directory / "self.key"
+        if ca:
+            createSelfSignedCertificate(certificate, key)
+        else:
+            pki = Pki(self.directory)
+            leaf = pki.issue("localhost", ("localhost",), (LOOPBACK,), stem="leaf")
+            # Re-sign the leaf by its own key: a self-signed end-entity certificate.
+            leafKey = load_pem_private_key(Path(leaf[1]).read_bytes(), None)
+            assert isinstance(leafKey, ec.EllipticCurvePrivateKey)
+            built = (
+                x509.CertificateBuilder()
+                .subject_name(leaf[2].subject)
+                .issuer_name(leaf[2].subject)
+                .public_key(leafKey.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(leaf[2].not_valid_before_utc)
+                .not_valid_after(leaf[2].not_valid_after_utc)
+                .add_extension(
+                    leaf[2].extensions.get_extension_for_class(x509.SubjectAlternativeName).value,
+                    critical=False,
+                )
+                .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+                .sign(leafKey, hashes.SHA256())
+            )
+            certificate.write_bytes(built.public_bytes(Encoding.PEM))
+            key.write_bytes(Path(leaf[1]).read_bytes())
+        port, factory = await self.serve(
+            f"tlspsk:0:interface={LOOPBACK}:certificate={certificate}:privateKey={key}"
+        )
+        client = clientEndpoint(
+            f"tlspsk:host={LOOPBACK}:port={port}:caCertificate={certificate}:hostname={hostname}"
+        )
+        return await connectOnce(factory, client)
+
+    async def test_selfSignedCertificateIsItsOwnCa(self) -> None:
+        """The self-signed certificate `twistd enrp` creates at first start, given to pool
+        users as caCertificate, verifies for its names and no others."""
+        for hostname in ("localhost", LOOPBACK):
+            outcome = await self.selfSigned(hostname, ca=True)
+            assert outcome.clientContext is not None and outcome.clientContext.authenticated
+            (self.directory / "self.pem").unlink()
+            (self.directory / "self.key").unlink()
+        outcome = await self.selfSigned("enrp.example.net", ca=True)
+        assert outcome.clientContext is None
+
+    async def test_selfSignedEndEntity(self) -> None:
+        """A self-signed certificate that is not a CA certificate also works as its own
+        trust root."""
+        outcome = await self.selfSigned("localhost", ca=False)
+        assert outcome.clientContext is not None and outcome.clientContext.authenticated
 
     async def test_unknownCa(self) -> None:
         """A certificate issued by a CA the client does not trust is refused."""
