@@ -505,3 +505,17 @@ def test_actions_are_values(action: Action) -> None:
     """Actions are immutable values."""
     with pytest.raises(AttributeError):
         action.connection = 2  # type: ignore[misc]
+
+
+def test_asap_transport_offered_by_the_pe_is_kept_when_it_is_its_own() -> None:
+    """A PE that listens for ASAP names its port; a foreign address falls back to the source."""
+    h = Harness()
+    c = h.connect(psk("pe-1"))
+    offered = replace(element(), asap_transport=TcpTransport(7000, IPv4Address("0.0.0.0")))
+    h.only(h.send(c, asap.Registration(b"echo", offered)))
+    entry = h.handlespace.get(b"echo", 1)
+    assert entry is not None and entry.element.asap_transport == TcpTransport(7000, LOCAL)
+    foreign = replace(element(pe=2), asap_transport=TcpTransport(7000, IPv4Address("192.0.2.9")))
+    h.only(h.send(c, asap.Registration(b"echo", foreign)))
+    entry = h.handlespace.get(b"echo", 2)
+    assert entry is not None and entry.element.asap_transport == TcpTransport(40000, LOCAL)

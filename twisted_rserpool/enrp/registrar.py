@@ -402,7 +402,7 @@ class Registrar:
             home_server_identifier=self.config.server_identifier,
             registration_life=life,
             user_transport=user_transport,
-            asap_transport=self._asap_transport(state),
+            asap_transport=self._asap_transport(state, element),
         )
         try:
             self.handlespace.register(handle, stored, now=now, identity=state.identity)
@@ -464,10 +464,23 @@ class Registrar:
             return replace(transport, address=fixed[0])
         return transport
 
-    def _asap_transport(self, state: ConnectionState) -> TcpTransport | None:
-        """RFC 5352 3.1 rule 4: the transport address the registration came from."""
+    def _asap_transport(
+        self, state: ConnectionState, element: PoolElementParameter
+    ) -> SctpTransport | TcpTransport | None:
+        """RFC 5352 3.1 rule 4: where this PE's ASAP endpoint is reached.
+
+        Over TCP the source port of the registration is ephemeral, so a PE that listens for
+        ASAP (its user transport, data and control multiplexed as RFC 5355 2.16 asks) names
+        that port in its ASAP transport; it is kept when its address is the connection's
+        own (or the wildcard). Otherwise the address the registration came from is recorded.
+        """
         if state.peer_address is None:
-            return None
+            return element.asap_transport
+        offered = element.asap_transport
+        if isinstance(offered, TcpTransport) and (
+            offered.address == state.peer_address or offered.address.is_unspecified
+        ):
+            return replace(offered, address=state.peer_address)
         return TcpTransport(state.peer_port, state.peer_address)
 
     # ------------------------------------------------------------------ de-registration
