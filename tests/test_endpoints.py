@@ -168,6 +168,16 @@ def test_serverRefusals(
         serverFromString(reactor, description)  # type: ignore[no-untyped-call]
 
 
+def test_serverRefusesMismatchedKey(reactor: MemoryReactor, pki: Pki) -> None:
+    """A private key that does not belong to the certificate is refused."""
+    certificate, _, _ = pki.issue("enrp-1", ("enrp.example.net",))
+    _, otherKey, _ = pki.issue("other", ("other.example.net",), stem="other")
+    with pytest.raises(ValueError, match="key values mismatch"):
+        serverFromString(  # type: ignore[no-untyped-call]
+            reactor, f"tlspsk:3864:certificate={certificate}:privateKey={otherKey}"
+        )
+
+
 def test_serverRefusesOpenPskFile(reactor: MemoryReactor, keys: str) -> None:
     """A PSK file others may read is refused when the string is parsed."""
     Path(keys).chmod(0o644)

@@ -195,11 +195,14 @@ class TlsServerCreator:
         if certificate is not None and privateKey is not None:
             ciphers.append(TLS12_CERTIFICATE_CIPHERS)
             suites = TLS13_CIPHERSUITES
-            context.use_certificate(certificate)
-            context.use_privatekey(privateKey)
-            context.check_privatekey()
-            for extra in chain:
-                context.add_extra_chain_cert(extra)
+            try:
+                context.use_certificate(certificate)
+                context.use_privatekey(privateKey)
+                context.check_privatekey()
+                for extra in chain:
+                    context.add_extra_chain_cert(extra)
+            except SSL.Error as e:
+                raise ValueError(f"the certificate and private key cannot be used: {e}") from None
         context.set_cipher_list(":".join(ciphers).encode("ascii"))
         _openssl.setTls13Ciphersuites(context, suites)
         context.set_verify(SSL.VERIFY_NONE)
