@@ -24,6 +24,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import CertificateOptions
+from twisted.protocols.policies import TimeoutFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -115,6 +116,8 @@ def portOf(port: IListeningPort) -> int:
 class LoopbackTests(unittest.TestCase):
     """A client and a server protocol talk over real sockets."""
 
+    timeout = 15  # seconds; a connection that never becomes ready fails fast
+
     async def exchange(
         self, port: IListeningPort, endpoint: IStreamClientEndpoint
     ) -> SecurityContext:
@@ -176,6 +179,30 @@ class LoopbackTests(unittest.TestCase):
         """Over TLS-PSK: connectionReady comes after the handshake, and both ends see the
         authenticated PSK identity in their security context."""
         return Deferred.fromCoroutine(self._tlsPsk())
+
+    async def _tlsWrapped(self) -> None:
+        key = bytes(range(32))
+        server: IStreamServerEndpoint = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
+            reactor, 0, interface="127.0.0.1"
+        )
+        # TimeoutProtocol sits between TLS and the RSerPool protocol and does not pass
+        # handshakeCompleted on.
+        wrapped = TimeoutFactory(RSerPoolFactory(Server), timeoutPeriod=60)  # type: ignore[no-untyped-call]
+        port = await server.listen(
+            TLSMemoryBIOFactory(pskServerCreator({"pe-9": key}), False, wrapped)
+        )
+        client = wrapClientTLS(
+            PskClientCreator("pe-9", key), TCP4ClientEndpoint(reactor, "127.0.0.1", portOf(port))
+        )
+        await self.exchange(port, client)
+        [serverSide] = Server.instances
+        assert serverSide.securityContext is not None
+        assert serverSide.securityContext.psk_identity == "pe-9"
+
+    def test_tls_behind_a_wrapper(self) -> Deferred[None]:
+        """Behind a protocol wrapper that swallows handshakeCompleted, the server still
+        becomes ready once OpenSSL reports the handshake finished, with the PSK identity."""
+        return Deferred.fromCoroutine(self._tlsWrapped())
 
     async def _tlsCertificate(self) -> None:
         key, certificate = selfSignedKeyAndCertificate()

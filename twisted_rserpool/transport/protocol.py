@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from OpenSSL import SSL
 from twisted.internet.interfaces import (
     IDelayedCall,
     IHandshakeListener,
@@ -72,6 +73,19 @@ def _describePeer(transport: Any) -> str:
     if host is not None and port is not None:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
+
+
+def _tlsHandshakeFinished(transport: Any) -> bool:
+    """Whether OpenSSL says both Finished messages of the transport's handshake went by."""
+    try:
+        handle = transport.getHandle()
+        return (
+            isinstance(handle, SSL.Connection)
+            and handle.get_finished() is not None
+            and handle.get_peer_finished() is not None
+        )
+    except Exception:
+        return False
 
 
 @implementer(IHandshakeListener)
@@ -387,6 +401,10 @@ class RSerPoolProtocol(Protocol):
 
     def _becomeReadyIfPossible(self) -> None:
         mapping = self.mapping
+        if not self._handshakeDone and _tlsHandshakeFinished(self.transport):
+            # A wrapper between the TLS layer and us (a policies.ProtocolWrapper) swallowed
+            # handshakeCompleted; OpenSSL itself says the handshake is over.
+            self._handshakeDone = True
         if (
             self._ready
             or not self._handshakeDone
