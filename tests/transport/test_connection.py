@@ -282,3 +282,20 @@ def test_fuzz_never_raises(pieces: list[bytes]) -> None:
     assert len(errors) <= 1
     if errors:
         assert events[-1] is errors[0] and connection.closed
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_chunk_length": 15},  # no room for the 16-byte DATA header
+        {"max_chunk_length": 70000},
+        {"max_chunk_length": 1000, "max_buffer_size": 1000},
+        {"max_undelivered_bytes": -1},
+        {"heartbeat_interval": 0},
+        {"heartbeat_timeout": 0},
+    ],
+)
+def test_config_refuses_impossible_limits(kwargs: dict[str, int]) -> None:
+    """A MappingConfig that could never work is refused when it is made."""
+    with pytest.raises(ValueError):
+        MappingConfig(**kwargs)  # type: ignore[arg-type]

@@ -687,3 +687,17 @@ def test_factory_without_clock_keeps_protocol_clock() -> None:
     clock = Clock()
     protocol = RSerPoolFactory(lambda: Recorder(clock)).buildProtocol(None)
     assert protocol is not None and protocol.clock is clock
+
+
+def test_enrp_skip_and_report_parameter() -> None:
+    """An ENRP message with an unknown parameter of top bits 11 is delivered and the
+    parameter reported in an ENRP_ERROR."""
+    protocol, transport, _, peer = ready()
+    unknown = tlv(0xC123, b"abcd")
+    encoded = PRESENCE.encode() + unknown
+    raw = encoded[:2] + struct.pack("!H", len(encoded)) + encoded[4:]
+    protocol.dataReceived(peer.data(raw, ENRP_PPID))
+    assert protocol.calls == [("enrp", PRESENCE)]
+    assert error_causes(peer.read(transport), ENRP_PPID) == [
+        ErrorCause(CauseCode.UNRECOGNIZED_PARAMETER, unknown)
+    ]

@@ -46,6 +46,7 @@ from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
 from twisted_rserpool.wire.tcpmapping import (
     DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_MAX_CHUNK_LENGTH,
+    MAX_CHUNK_LENGTH,
     Ack,
     Chunk,
     ChunkDecoder,
@@ -121,6 +122,13 @@ class MappingConfig:
     heartbeat_timeout: float = 10.0
 
     def __post_init__(self) -> None:
+        if not self.data_format.header_length <= self.max_chunk_length <= MAX_CHUNK_LENGTH:
+            raise ValueError(
+                f"max_chunk_length must be within {self.data_format.header_length}.."
+                f"{MAX_CHUNK_LENGTH} (room for a DATA chunk header)"
+            )
+        if self.max_buffer_size < self.max_chunk_length + 3:
+            raise ValueError("max_buffer_size must hold a chunk of max_chunk_length and padding")
         for name in ("max_undelivered_bytes", "max_unacknowledged_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
