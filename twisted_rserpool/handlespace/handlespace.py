@@ -239,8 +239,8 @@ class Handlespace:
 
         events: list[HandlespaceEvent] = []
         if pool is None:
-            pool = Pool(pool_handle, element)
-            self._pools[pool_handle] = pool
+            pool = Pool(bytes(pool_handle), element)
+            self._pools[pool.handle] = pool
             events.append(PoolCreated(pool_handle, pool.policy, pool.transport))
         entry = PoolElementEntry(pool.handle, element, identity, now)
         pool.add(entry)
