@@ -389,8 +389,8 @@ def test_observers_see_events_per_pool_and_globally() -> None:
     assert len(echo) == 2 and len(everything) == 6
 
 
-def test_selection_degradation_is_reset_by_update_not_by_time() -> None:
-    """Entries keep policy state between resolutions (random selection is seeded here)."""
+def test_seeded_rng_makes_random_selection_repeatable() -> None:
+    """Two handlespaces with equally seeded generators answer identically."""
     hs = Handlespace(rng=random.Random(3))
     hs.register(H, element(1, WeightedRandomPolicy(1)), now=0.0)
     hs.register(H, element(2, WeightedRandomPolicy(1)), now=0.0)

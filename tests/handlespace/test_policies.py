@@ -335,9 +335,9 @@ def test_least_used_answers_are_sorted_by_load() -> None:
 
 
 def test_degradation_spreads_picks_over_equal_pes() -> None:
-    """LUD with equal loads: 400 single resolutions over 4 PEs pick each exactly 100 times,
-    where plain LU would keep rotating only by ties (here also fair) - and with one PE a bit
-    less loaded, degradation still hands work to the others once its sum exceeds theirs."""
+    """LUD: 400 single resolutions over 4 equally loaded PEs pick each exactly 100 times; a
+    PE 100 load units below another (degradation 10) takes the first 10 picks, then the two
+    alternate, 55 to 45 over 100 picks."""
     hs = pool_of(*((pe, LeastUsedDegradationPolicy(1000, 10)) for pe in (A, B, C, D)))
     counts = Counter(ids(hs, 1)[0] for _ in range(400))
     assert set(counts.values()) == {100}
@@ -345,7 +345,6 @@ def test_degradation_spreads_picks_over_equal_pes() -> None:
         (A, LeastUsedDegradationPolicy(900, 10)), (B, LeastUsedDegradationPolicy(1000, 10))
     )
     counts2 = Counter(ids(hs2, 1)[0] for _ in range(100))
-    # A absorbs the 100-load head start (10 picks) and then they alternate: 55 / 45.
     assert counts2 == {A: 55, B: 45}
 
 
