@@ -299,3 +299,71 @@ def test_config_refuses_impossible_limits(kwargs: dict[str, int]) -> None:
     """A MappingConfig that could never work is refused when it is made."""
     with pytest.raises(ValueError):
         MappingConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def flood(left: MappingConnection, right: MappingConnection, count: int, now: float) -> list[Event]:
+    """``left`` sends ``count`` empty DATA chunks that ``right`` takes and acknowledges;
+    ``left`` never reads what ``right`` writes."""
+    for _ in range(count):
+        left.send_data(b"")
+    events = right.receive_data(left.data_to_send(), now)
+    for event in events:
+        if isinstance(event, DataReceived):
+            right.acknowledge(event)
+    return events
+
+
+def unread_config() -> MappingConfig:
+    return MappingConfig(max_unread_bytes=800, heartbeat_interval=None, heartbeat_timeout=10)
+
+
+def test_peer_that_does_not_read_gets_a_probe_then_is_dropped() -> None:
+    """A peer whose ACKs we write but who never reads them gets a HEARTBEAT once a quarter
+    of max_unread_bytes is unread, and the connection ends beyond max_unread_bytes."""
+    left, right = pair(MappingConfig(max_unacknowledged_bytes=10**6), unread_config())
+    flood(left, right, 30, 0)  # 240 bytes of ACKs, more than 800 / 4
+    right.receive_data(Heartbeat(b"?").encode(), 0)
+    written = chunks_of(right.data_to_send())
+    assert any(isinstance(c, Heartbeat) and c.info != b"?" for c in written)
+    flood(left, right, 100, 1)  # 800 more bytes nobody reads
+    events = right.receive_data(Heartbeat(b"more").encode(), 2)
+    assert len(events) == 1 and isinstance(events[0], ProtocolError)
+    assert events[0].error.cause == CauseCode.LACK_OF_RESOURCES
+    assert "has not read" in events[0].reason
+
+
+def test_unanswered_probe_times_out_despite_traffic() -> None:
+    """The probe HEARTBEAT must be answered by its own HEARTBEAT ACK: other traffic from
+    the peer does not stand in for it."""
+    left, right = pair(MappingConfig(max_unacknowledged_bytes=10**6), unread_config())
+    flood(left, right, 30, 0)
+    right.receive_data(Heartbeat(b"x").encode(), 0)  # the probe goes out
+    assert right.next_timer() == 10
+    right.receive_data(Heartbeat(b"y").encode(), 5)
+    assert right.handle_timer(10) == [HeartbeatTimeout(10)]
+
+
+def test_answered_probe_confirms_reading() -> None:
+    """When the peer answers the probe, what it read no longer counts as unread."""
+    left, right = pair(MappingConfig(max_unacknowledged_bytes=10**6), unread_config())
+    flood(left, right, 30, 0)
+    right.receive_data(Heartbeat(b"x").encode(), 0)
+    assert right.unread_bytes > 200
+    left.receive_data(right.data_to_send(), 1)  # left reads at last, answers the probe
+    right.receive_data(left.data_to_send(), 1)
+    assert right.unread_bytes == 0
+    assert right.next_timer() is None
+    assert not right.closed
+
+
+def test_acks_for_our_data_confirm_reading() -> None:
+    """A peer that ACKs our DATA shows it read what we wrote before that DATA."""
+    left, right = pair(MappingConfig(max_unacknowledged_bytes=10**6), unread_config())
+    flood(left, right, 10, 0)
+    right.send_data(b"reply")
+    assert right.unread_bytes == 80  # ten ACKs of 8 bytes
+    events = left.receive_data(right.data_to_send(), 0)
+    [reply] = [e for e in events if isinstance(e, DataReceived)]
+    left.acknowledge(reply)
+    right.receive_data(left.data_to_send(), 0)
+    assert right.unread_bytes == 0

@@ -436,7 +436,7 @@ def test_reserved_chunk_type_closes_with_logged_cause() -> None:
         protocol.dataReceived(struct.pack("!BBH", 7, 0, 4))
     assert transport.disconnecting
     assert protocol.calls == [("malformed", (CauseCode.UNRECOGNIZED_MESSAGE, None))]
-    [line] = [e for e in events if "broken TCP mapping" in e["log_format"]]
+    [line] = [e for e in events if "TCP mapping failed" in e["log_format"]]
     assert "reserved" in line["cause"] and line["peer"] == protocol.peer
     protocol.dataReceived(peer.data(b"late", 1))  # ignored after the close
     assert len(protocol.calls) == 1
@@ -701,3 +701,21 @@ def test_enrp_skip_and_report_parameter() -> None:
     assert error_causes(peer.read(transport), ENRP_PPID) == [
         ErrorCause(CauseCode.UNRECOGNIZED_PARAMETER, unknown)
     ]
+
+
+def test_honest_one_way_stream_is_not_dropped() -> None:
+    """A peer that streams messages one way and reads (and answers) what we write is never
+    taken for a peer that does not read."""
+    config = MappingConfig(max_unread_bytes=4096, heartbeat_interval=30, heartbeat_timeout=10)
+    protocol, transport, clock, peer = ready(config)
+    probes = 0
+    for _ in range(100):
+        protocol.dataReceived(b"".join(peer.data(b"m", 1000) for _ in range(50)))
+        clock.advance(0.01)
+        for chunk in peer.read(transport):
+            if isinstance(chunk, Heartbeat):
+                probes += 1
+                protocol.dataReceived(chunk.acknowledge().encode())
+    assert not transport.disconnecting
+    assert probes > 0  # the peer was asked, and answered
+    assert len(protocol.calls) == 5000

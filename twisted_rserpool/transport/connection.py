@@ -19,7 +19,12 @@ Rules it enforces (draft-ietf-rserpool-tcpmapping-03):
   all (its HEARTBEAT ACK or any other byte) arrives within ``heartbeat_timeout`` seconds the
   peer is dead. Any byte counts as a sign of life, since only a live peer sends it.
 - Bounds: chunk length, undecoded bytes, received DATA not yet acknowledged by the upper
-  layer, sent DATA not yet acknowledged by the peer (:class:`MappingConfig`).
+  layer, sent DATA not yet acknowledged by the peer, and the ACKs and HEARTBEAT ACKs the
+  peer made us write without showing that it reads them (:class:`MappingConfig`). A peer
+  shows it reads by acknowledging our DATA or answering our HEARTBEAT; once a quarter of
+  ``max_unread_bytes`` is unconfirmed we send a HEARTBEAT that only its own HEARTBEAT ACK
+  (not other traffic) answers, within ``heartbeat_timeout``. Without this, a peer that
+  sends and never reads would make our write buffer grow without end.
 
 A peer that breaks a rule ends the connection with a :class:`ProtocolError` event (the
 mapping cannot resynchronise a byte stream). Misuse by the upper layer raises
@@ -108,6 +113,8 @@ class MappingConfig:
       upper layer has not yet taken (for instance while the TLS handshake is still running).
     - ``max_unacknowledged_bytes``: bytes of sent DATA chunks (headers included) the peer
       has not ACKed.
+    - ``max_unread_bytes``: bytes of ACK and HEARTBEAT ACK chunks we wrote that the peer has
+      not shown it read; beyond it the connection ends (Lack of Resources).
     - ``heartbeat_interval``: seconds without received bytes before we send a HEARTBEAT
       (``None``: never).
     - ``heartbeat_timeout``: seconds to wait after a HEARTBEAT for any byte from the peer.
@@ -118,6 +125,7 @@ class MappingConfig:
     max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE
     max_undelivered_bytes: int = 256 * 1024
     max_unacknowledged_bytes: int = 1024 * 1024
+    max_unread_bytes: int = 1024 * 1024
     heartbeat_interval: float | None = 30.0
     heartbeat_timeout: float = 10.0
 
@@ -129,6 +137,8 @@ class MappingConfig:
             )
         if self.max_buffer_size < self.max_chunk_length + 3:
             raise ValueError("max_buffer_size must hold a chunk of max_chunk_length and padding")
+        if self.max_unread_bytes < 64:
+            raise ValueError("max_unread_bytes must be at least 64")
         for name in ("max_undelivered_bytes", "max_unacknowledged_bytes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
@@ -168,6 +178,14 @@ class MappingConnection:
         self._last_received = now
         self._heartbeat_sent_at: float | None = None
         self._heartbeats_sent = 0
+        # Answers (ACK, HEARTBEAT ACK bytes) written, and how many of them the peer has
+        # shown it read; each DATA and HEARTBEAT we send marks how many preceded it.
+        self._answers_written = 0
+        self._answers_read = 0
+        self._data_marks: deque[int] = deque()
+        self._heartbeat_marks: deque[tuple[bytes, int]] = deque(maxlen=8)
+        # The HEARTBEAT sent because too many answers were unread: (info, time sent).
+        self._probe: tuple[bytes, float] | None = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -215,10 +233,16 @@ class MappingConnection:
         self._outgoing.clear()
         return data
 
+    @property
+    def unread_bytes(self) -> int:
+        """Bytes of ACK and HEARTBEAT ACK chunks we wrote that the peer has not shown it read."""
+        return self._answers_written - self._answers_read
+
     def close(self) -> None:
         """End the connection from our side (or because the byte stream ended)."""
         self._state = ConnectionState.CLOSED
         self._heartbeat_sent_at = None
+        self._probe = None
 
     # -- receiving ------------------------------------------------------------------------
 
@@ -233,6 +257,18 @@ class MappingConnection:
         self._last_received = now
         self._heartbeat_sent_at = None
         events: list[Event] = []
+        if self.unread_bytes > self.config.max_unread_bytes:
+            self.close()
+            return [
+                ProtocolError(
+                    MalformedMessage(
+                        f"the peer has not read {self.unread_bytes} bytes of acknowledgements "
+                        f"we sent (limit {self.config.max_unread_bytes})",
+                        CauseCode.LACK_OF_RESOURCES,
+                        report=False,
+                    )
+                )
+            ]
         # Feed the decoder in slices it can always hold on top of one incomplete chunk, so
         # that its buffer limit bounds what a peer withholds, not how much arrived at once.
         step = self._feed_step
@@ -247,6 +283,9 @@ class MappingConnection:
         except MalformedMessage as error:
             self.close()
             events.append(ProtocolError(error))
+            return events
+        if self._probe is None and self.unread_bytes > self.config.max_unread_bytes // 4:
+            self._probe = (self._send_heartbeat(), now)
         return events
 
     def _receive_chunk(self, chunk: Chunk) -> Event | None:
@@ -255,10 +294,15 @@ class MappingConnection:
         if isinstance(chunk, Ack):
             return self._receive_ack(chunk)
         if isinstance(chunk, Heartbeat):
-            self._outgoing += chunk.acknowledge().encode()
+            answer = chunk.acknowledge().encode()
+            self._outgoing += answer
+            self._answers_written += len(answer)
             return None
         if isinstance(chunk, HeartbeatAck):
-            return None  # receiving it already proved the peer alive
+            # Receiving it already proved the peer alive; it also proves the peer read
+            # everything we wrote before the HEARTBEAT it answers.
+            self._heartbeat_acknowledged(chunk.info)
+            return None
         assert isinstance(chunk, Init)  # the decoder refuses a second INIT
         self._state = ConnectionState.ESTABLISHED
         return InitReceived(chunk.data_format)
@@ -296,6 +340,7 @@ class MappingConnection:
                 offending=chunk.encode(),
             )
         sent = self._unacknowledged.popleft()
+        self._answers_read = max(self._answers_read, self._data_marks.popleft())
         self._unacknowledged_bytes -= len(sent.user_data) + self.config.data_format.header_length
         return DataAcknowledged(sent)
 
@@ -316,7 +361,9 @@ class MappingConnection:
         self._undelivered_bytes -= size
         peer_format = self._decoder.data_format
         assert peer_format is not None  # DATA is only decoded after the peer's INIT
-        self._outgoing += Ack(event.tsn if peer_format.has_tsn else None).encode()
+        answer = Ack(event.tsn if peer_format.has_tsn else None).encode()
+        self._outgoing += answer
+        self._answers_written += len(answer)
 
     # -- sending --------------------------------------------------------------------------
 
@@ -354,6 +401,7 @@ class MappingConnection:
         )
         sent = SentData(tsn, user_data, ppid, stream_identifier, unordered)
         self._unacknowledged.append(sent)
+        self._data_marks.append(self._answers_written)
         self._unacknowledged_bytes += size
         self._outgoing += encoded
         return sent
@@ -364,27 +412,49 @@ class MappingConnection:
         """When :meth:`handle_timer` has something to do next; ``None`` for never."""
         if self.closed:
             return None
+        timeout = self.config.heartbeat_timeout
+        deadlines = []
+        if self._probe is not None:
+            deadlines.append(self._probe[1] + timeout)
         if self._heartbeat_sent_at is not None:
-            return self._heartbeat_sent_at + self.config.heartbeat_timeout
-        if self.config.heartbeat_interval is None:
-            return None
-        return self._last_received + self.config.heartbeat_interval
+            deadlines.append(self._heartbeat_sent_at + timeout)
+        elif self.config.heartbeat_interval is not None:
+            deadlines.append(self._last_received + self.config.heartbeat_interval)
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[Event]:
         """Send a HEARTBEAT when the peer has been silent too long, or declare it dead
         (:class:`HeartbeatTimeout`) when it did not answer one. Early calls do nothing."""
         if self.closed:
             return []
+        timeout = self.config.heartbeat_timeout
         sent_at = self._heartbeat_sent_at
-        if sent_at is not None:
-            if now >= sent_at + self.config.heartbeat_timeout:
-                self.close()
-                return [HeartbeatTimeout(self.config.heartbeat_timeout)]
-            return []
+        if (sent_at is not None and now >= sent_at + timeout) or (
+            self._probe is not None and now >= self._probe[1] + timeout
+        ):
+            self.close()
+            return [HeartbeatTimeout(timeout)]
         interval = self.config.heartbeat_interval
-        if interval is not None and now >= self._last_received + interval:
-            self._heartbeats_sent += 1
-            info = _HEARTBEAT_INFO.pack(self._heartbeats_sent)
-            self._outgoing += Heartbeat(info).encode()
+        if sent_at is None and interval is not None and now >= self._last_received + interval:
+            self._send_heartbeat()
             self._heartbeat_sent_at = now
         return []
+
+    def _send_heartbeat(self) -> bytes:
+        self._heartbeats_sent += 1
+        info = _HEARTBEAT_INFO.pack(self._heartbeats_sent)
+        self._outgoing += Heartbeat(info).encode()
+        self._heartbeat_marks.append((info, self._answers_written))
+        return info
+
+    def _heartbeat_acknowledged(self, info: bytes) -> None:
+        marks = self._heartbeat_marks
+        if not any(sent == info for sent, _ in marks):
+            return  # not ours, or too old to matter
+        while marks:
+            sent, mark = marks.popleft()
+            self._answers_read = max(self._answers_read, mark)
+            if self._probe is not None and self._probe[0] == sent:
+                self._probe = None
+            if sent == info:
+                break

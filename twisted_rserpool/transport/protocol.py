@@ -185,7 +185,7 @@ class RSerPoolProtocol(Protocol):
         """
         if ppid is None:
             self.log.warn(
-                "Closing connection from {peer}: broken TCP mapping: {cause}",
+                "Closing connection from {peer}: TCP mapping failed: {cause}",
                 peer=self.peer,
                 cause=error.reason,
                 code=int(error.cause),
