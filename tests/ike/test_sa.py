@@ -663,14 +663,39 @@ def test_malformed_ike_sa_init() -> None:
     bad_ke = dataclasses.replace(
         message,
         payloads=tuple(
-            KeyExchangePayload(p.dh_group, b"\x00" * len(p.data))
-            if isinstance(p, KeyExchangePayload)
-            else p
+            KeyExchangePayload(p.dh_group, p.data[:-1]) if isinstance(p, KeyExchangePayload) else p
             for p in message.payloads
         ),
     )
     assert answer(bad_ke.encode()) == NotifyType.INVALID_SYNTAX
     assert len(gw) == 0 and gw.half_open == 0
+
+
+def test_invalid_ke_value_fails_at_ike_auth() -> None:
+    """The responder computes g^ir only when IKE_AUTH arrives: an all-zero X25519 value
+    passes IKE_SA_INIT (one key pair spent) and then fails the half-open SA."""
+    pair = Pair(
+        cl_config=config("client@test", ike_suites=parse_ike_suites("aes128-sha256-x25519"))
+    )
+
+    def zero_ke(name: str, data: bytes) -> bytes | None:
+        message = decode_message(data)
+        if name == "cl" and message.exchange_type == ExchangeType.IKE_SA_INIT:
+            payloads = tuple(
+                KeyExchangePayload(p.dh_group, bytes(32))
+                if isinstance(p, KeyExchangePayload)
+                else p
+                for p in message.payloads
+            )
+            return dataclasses.replace(message, payloads=payloads).encode()
+        return data
+
+    pair.cl.initiate(GW, 0.0)
+    pair.pump(0.0, zero_ke)
+    (failed,) = of(pair.gw_events, IkeSaFailed)
+    assert isinstance(failed, IkeSaFailed) and "KE data is invalid" in failed.reason
+    assert len(pair.gw) == 0 and pair.gw.half_open == 0
+    assert not of(pair.cl_events, IkeSaEstablished)
 
 
 def test_unknown_spi_and_wrong_address_dropped() -> None:
@@ -744,3 +769,24 @@ def test_state_names() -> None:
     pair.pump(0.0, lambda n, d: None if exchange_of(d)[0] == ExchangeType.IKE_AUTH else d)
     (sa,) = list(pair.gw)
     assert sa.state == State.INIT_DONE and not sa.established
+
+
+def test_initial_contact_optional() -> None:
+    """N(INITIAL_CONTACT) is sent in IKE_AUTH unless the configuration turns it off."""
+    for wanted in (True, False):
+        pair = Pair(cl_config=config("client@test", initial_contact=wanted))
+        spi = pair.establish()
+        sa = pair.cl.get(spi)
+        assert sa is not None and sa._cipher_out is not None
+        auth = next(
+            d for n, d in pair.sent if n == "cl" and exchange_of(d)[0] == ExchangeType.IKE_AUTH
+        )
+        gw_sa = pair.gw.get(decode_message(auth).spi_r)
+        assert gw_sa is not None and gw_sa._cipher_in is not None
+        message = decode_message(auth)
+        assert message.encrypted is not None
+        inner = decode_payload_chain(
+            message.encrypted.first_payload_type, gw_sa._cipher_in.open(auth, 28)
+        )
+        notifies = {p.notify_type for p in inner if isinstance(p, NotifyPayload)}
+        assert (NotifyType.INITIAL_CONTACT in notifies) is wanted

@@ -120,9 +120,11 @@ class IkeConfig:
     """Everything an IKE endpoint needs to know about its policy.
 
     ``childless`` is ``"allow"`` (accept or create IKE SAs without a CHILD_SA when the peer
-    supports RFC 6023), ``"force"`` (as initiator, never request a CHILD_SA) or ``"never"``.
-    ``cookie_threshold`` is the number of half-open IKE SAs above which IKE_SA_INIT requests
-    must carry a cookie (RFC 7296 section 2.6). Times are in seconds.
+    supports RFC 6023), ``"force"`` (as initiator, never request a CHILD_SA from a peer that
+    supports it) or ``"never"``. ``initial_contact`` makes an initiator send
+    N(INITIAL_CONTACT) in IKE_AUTH (the peer then deletes older IKE SAs of our identity).
+    ``cookie_threshold`` is the number of half-open IKE SAs above which IKE_SA_INIT
+    requests must carry a cookie (RFC 7296 section 2.6). Times are in seconds.
     """
 
     local_id: Identity
@@ -141,6 +143,7 @@ class IkeConfig:
     retransmit_tries: int = 5
     liveness_interval: float | None = None
     nonce_length: int = 32
+    initial_contact: bool = True
 
     def __post_init__(self) -> None:
         if self.childless not in ("allow", "force", "never"):

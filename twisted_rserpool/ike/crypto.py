@@ -10,6 +10,7 @@ the network.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -526,14 +527,19 @@ def psk_auth(prf: Prf, shared_secret: bytes, octets: bytes) -> bytes:
     return prf(prf(shared_secret, _KEY_PAD), octets)
 
 
+@functools.lru_cache(maxsize=4096)
+def _packed(address: str) -> bytes:
+    return ipaddress.ip_address(address).packed
+
+
 def nat_detection_hash(spi_i: bytes, spi_r: bytes, address: str, port: int) -> bytes:
     """NAT_DETECTION_*_IP data: SHA-1(SPIi | SPIr | IP | Port) (RFC 7296 section 2.23)."""
-    packed = ipaddress.ip_address(address).packed
+    packed = _packed(address)
     return hashlib.sha1(spi_i + spi_r + packed + struct.pack("!H", port)).digest()
 
 
 def cookie_value(secret: bytes, version: int, nonce_i: bytes, address: str, spi_i: bytes) -> bytes:
     """A stateless cookie (RFC 7296 section 2.6): VersionID | SHA-256(Ni | IPi | SPIi | secret)."""
-    packed = ipaddress.ip_address(address).packed
+    packed = _packed(address)
     digest = hashlib.sha256(nonce_i + packed + spi_i + secret).digest()
     return struct.pack("!I", version) + digest

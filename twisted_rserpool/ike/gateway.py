@@ -81,9 +81,9 @@ class IkeDatagramProtocol(DatagramProtocol):
         self._timerAt = None
 
     def ikeEventReceived(self, event: IkeEvent) -> None:
-        """Log an event; override to act on it."""
+        """Log an event (at debug level: the IKE SA logs the main ones); override to act."""
         if isinstance(event, IkeSaEstablished):
-            self.log.info(
+            self.log.debug(
                 "IKE SA {spi_i}/{spi_r} up with {peer_id} at {host}:{port} ({suite})",
                 spi_i=event.spi_i.hex(),
                 spi_r=event.spi_r.hex(),
@@ -93,7 +93,7 @@ class IkeDatagramProtocol(DatagramProtocol):
                 suite=str(event.suite),
             )
         elif isinstance(event, IkeSaDeleted | IkeSaFailed):
-            self.log.info(
+            self.log.debug(
                 "IKE SA {spi_i}/{spi_r} with {host}:{port} gone: {reason}",
                 spi_i=event.spi_i.hex(),
                 spi_r=event.spi_r.hex(),
@@ -102,7 +102,7 @@ class IkeDatagramProtocol(DatagramProtocol):
                 reason=event.reason,
             )
         elif isinstance(event, ChildSaEstablished):
-            self.log.info(
+            self.log.debug(
                 "CHILD_SA {spi} negotiated ({suite})",
                 spi=event.child.inbound_spi.hex(),
                 suite=str(event.child.suite),

@@ -228,6 +228,7 @@ class IkeSa:
         self._outstanding: _Request | None = None
         self._queue: deque[tuple[str, int, tuple[Payload, ...]]] = deque()
         self._dh: crypto.DhPrivateKey | None = None
+        self._peer_public_value = b""
         self._cookie: bytes | None = None
         self._init_attempts = 0
         self._offered_child: tuple[bytes, tuple[ChildSuite, ...]] | None = None
@@ -498,16 +499,23 @@ class IkeSa:
         chosen: OfferedProposal,
         peer_public_value: bytes,
     ) -> bytes:
-        """Answer a checked IKE_SA_INIT request: DH, nonce, keys; returns the response.
+        """Answer a checked IKE_SA_INIT request with our KE and nonce; returns the response.
 
-        Raises crypto.InvalidPublicValueError when the peer's KE data is unusable.
+        The shared secret and the keys are computed when the first protected message
+        (IKE_AUTH) arrives, so a half-open SA costs one key pair and no more. Raises
+        crypto.InvalidPublicValueError when the KE data has the wrong length.
         """
         nonce = request.find(NoncePayload)
         assert nonce is not None
         self.suite = suite
         group = crypto.DH_GROUPS[suite.dh]
+        if len(peer_public_value) != group.public_value_length:
+            raise crypto.InvalidPublicValueError(
+                f"KE data of {len(peer_public_value)} octets for group {int(suite.dh)}"
+            )
         key = group.generate()
-        shared = key.shared_secret(peer_public_value)
+        self._dh = key
+        self._peer_public_value = peer_public_value
         self.nonce_i = nonce.data
         self.nonce_r = os.urandom(self.config.nonce_length)
         self._check_nat(request, _ZERO_SPI)
@@ -534,8 +542,22 @@ class IkeSa:
         self._last_request = raw
         self._last_response = response
         self._peer_next_message_id = 1
-        self._derive(shared)
         return response
+
+    def _complete_keys(self) -> bool:
+        """Responder: compute g^ir and the keys deferred by accept_init; False if invalid."""
+        if self._cipher_in is not None:
+            return True
+        if self._dh is None:
+            return False
+        try:
+            shared = self._dh.shared_secret(self._peer_public_value)
+        except crypto.InvalidPublicValueError as e:
+            self._fail(f"initiator's KE data is invalid: {e}", NotifyType.INVALID_SYNTAX)
+            return False
+        self._dh = None
+        self._derive(shared)
+        return True
 
     # --- initiator: IKE_SA_INIT ---------------------------------------------------------
 
@@ -651,7 +673,8 @@ class IkeSa:
             payloads.append(IdResponderPayload(config.remote_id.id_type, config.remote_id.data))
         auth = self._auth_data(psk, ours=True, id_body=idi.encode_body())
         payloads.append(AuthenticationPayload(AuthMethod.SHARED_KEY_MIC, auth))
-        payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
+        if config.initial_contact:
+            payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         if self._want_child():
             spi = os.urandom(4)
             proposals = child_proposal(config.child_suites, spi)
@@ -1036,6 +1059,8 @@ class IkeSa:
     ) -> tuple[Payload, ...] | None:
         """The decrypted inner payloads, or None (dropped, or answered with an error)."""
         encrypted = message.encrypted
+        if encrypted is not None and not self.initiator and not self._complete_keys():
+            return None
         if encrypted is None or self._cipher_in is None:
             self.log.debug("dropping an unprotected message from {peer}", peer=self.peer_address)
             return None
