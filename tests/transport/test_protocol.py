@@ -615,7 +615,7 @@ def test_factory_configures_protocols() -> None:
 # -- fuzz --------------------------------------------------------------------------------
 
 
-@settings(max_examples=150)
+@settings(max_examples=200)
 @given(
     st.booleans(),
     st.lists(
@@ -629,20 +629,32 @@ def test_factory_configures_protocols() -> None:
         ),
         max_size=6,
     ),
+    st.sampled_from([None, 0, 1, 3, 10, 1000]),
+    st.integers(1, 9),
 )
-def test_fuzz_never_raises(send_init: bool, pieces: list[bytes]) -> None:
-    """Random bytes and random DATA payloads never make dataReceived raise or log a bug."""
+def test_fuzz_never_raises(
+    send_init: bool, pieces: list[bytes], handshakeAfter: int | None, step: int
+) -> None:
+    """Random bytes and random DATA payloads, on plain TCP or on TLS with the handshake
+    completing at any point, never make dataReceived raise or log a bug, and no message
+    hook runs before connectionReady."""
     clock = Clock()
     protocol = Recorder(clock)
-    attach(protocol, Transport())
+    attach(protocol, Transport() if handshakeAfter is None else FakeTlsTransport())
     stream = (Init(omit_tsn=True, omit_stream=True).encode() if send_init else b"") + b"".join(
         pieces
     )
     with logs() as events:
-        for i in range(0, len(stream), 7):
-            protocol.dataReceived(stream[i : i + 7])
+        for n, i in enumerate(range(0, len(stream), step)):
+            if n == handshakeAfter:
+                protocol.handshakeCompleted()
+            protocol.dataReceived(stream[i : i + step])
         clock.advance(1000)
     assert not any("log_failure" in e for e in events)
+    names = protocol.names()
+    delivered = [i for i, name in enumerate(names) if name in ("asap", "enrp", "app")]
+    if delivered:
+        assert "ready" in names and names.index("ready") < delivered[0]
 
 
 def test_messages_with_a_framing_error_in_the_same_read_are_discarded() -> None:
