@@ -1,0 +1,1 @@
+"""Tests of the TCP mapping transport: sans-IO connection, Twisted protocol, loopback."""
