@@ -211,6 +211,33 @@ class PskHandshakeTests(TlsTestCase):
         second = await connectOnce(factory, client())
         assert second.serverContext is None
 
+    async def test_shortKeyInTableRefused(self) -> None:
+        """A key shorter than 128 bits put into the server's table in code is never used."""
+        keys = {"pe-17": KEY_A[:8]}
+        factory = RecorderFactory()
+        server = TlsServerEndpoint(
+            serverEndpoint(f"tcp:0:interface={LOOPBACK}"), TlsServerCreator(keys)
+        )
+        port = await server.listen(factory)
+        self.addCleanup(port.stopListening)
+        clientCreator = PskClientCreator("pe-17", KEY_A)
+        clientCreator._key = KEY_A[:8]
+        client = TlsClientEndpoint(
+            TCP4ClientEndpoint(reactor, LOOPBACK, portNumber(port)), clientCreator
+        )
+        outcome = await connectOnce(factory, client)
+        assert outcome.serverContext is None
+
+    async def test_certificateClientOnPskOnlyListener(self) -> None:
+        """A client that offers no PSK cannot connect to a PSK-only listener."""
+        pki = Pki(self.directory)
+        serverFile = self.psk({"pe-17": KEY_A}, "server.psk")
+        port, factory = await self.serve(f"tlspsk:0:interface={LOOPBACK}:pskFile={serverFile}")
+        client = clientEndpoint(f"tlspsk:host={LOOPBACK}:port={port}:caCertificate={pki.caFile()}")
+        outcome = await connectOnce(factory, client)
+        assert outcome.clientContext is None
+        assert outcome.serverContext is None
+
     async def test_failingKeyLookup(self) -> None:
         """A key lookup that raises inside the OpenSSL callback refuses the identity, is
         logged, and does not take the server down."""

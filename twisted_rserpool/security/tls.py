@@ -224,6 +224,11 @@ class TlsServerCreator:
         if key is None:
             _log.warn("TLS-PSK: refused unknown identity {identity!r}", identity=name)
             return None
+        try:
+            checkKey(key)
+        except ValueError as e:
+            _log.error("TLS-PSK: refused {identity!r}: {error}", identity=name, error=str(e))
+            return None
         _PSK_IDENTITIES[connection] = name
         return key
 
