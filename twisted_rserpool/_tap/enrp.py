@@ -151,6 +151,22 @@ class Options(usage.Options):
             "Seconds to answer a HEARTBEAT before the connection is closed.",
         ],
         [
+            "announce",
+            None,
+            None,
+            "Send ASAP_SERVER_ANNOUNCE to HOST[:PORT] (e.g. the ASAP group 224.0.1.185; "
+            "off by default). Announcements are hints: clients still authenticate the server.",
+        ],
+        ["announce-interval", None, "2", "Seconds between server announcements."],
+        ["announce-interface", None, "", "Local address to send announcements from."],
+        [
+            "announce-transport",
+            None,
+            None,
+            "HOST:PORT announced as this server's ASAP transport (default: the default "
+            "listener 127.0.0.1:3864).",
+        ],
+        [
             "admin",
             None,
             None,
@@ -329,16 +345,56 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "allowed; this ENRP server gives up every RFC 5355 defence"
         )
 
-    if options["admin"] is None:
-        return server
-    from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
+    services: list[IService] = []
+    if options["announce"] is not None:
+        services.append(_announcer(options, reactor, server.serverIdentifier))
+    if options["admin"] is not None:
+        from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
 
+        adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
+        services.append(StreamServerEndpointService(adminEndpoint, adminSite(server)))  # type: ignore[no-untyped-call]
+    if not services:
+        return server
     top = MultiService()  # type: ignore[no-untyped-call]
     server.setServiceParent(top)  # type: ignore[no-untyped-call]
-    adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
-    admin = StreamServerEndpointService(adminEndpoint, adminSite(server))  # type: ignore[no-untyped-call]
-    admin.setServiceParent(top)  # type: ignore[no-untyped-call]
+    for service in services:
+        service.setServiceParent(top)  # type: ignore[no-untyped-call]
     return top
+
+
+def _announcer(options: Options, reactor: Any, serverIdentifier: int) -> IService:
+    """The ASAP_SERVER_ANNOUNCE sender the --announce options describe."""
+    from ipaddress import ip_address  # noqa: PLC0415
+
+    from twisted_rserpool.enrp.announce import (  # noqa: PLC0415
+        ServerAnnouncer,
+        parseAnnounceAddress,
+    )
+    from twisted_rserpool.wire.parameters import TcpTransport  # noqa: PLC0415
+
+    try:
+        destination = parseAnnounceAddress(options["announce"])
+        announced = options["announce-transport"]
+        if announced is None:
+            if options["asap"]:
+                raise ValueError("give --announce-transport with --asap listeners")
+            announced = f"127.0.0.1:{DEFAULT_PORT}"
+        host, _, port = announced.rpartition(":")
+        transport = TcpTransport(int(port), ip_address(host))
+        interval = float(options["announce-interval"])
+        if interval <= 0:
+            raise ValueError("--announce-interval must be positive")
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from e
+    return ServerAnnouncer(
+        reactor,
+        reactor,
+        serverIdentifier,
+        [transport],
+        destination,
+        interval=interval,
+        interface=options["announce-interface"],
+    )
 
 
 def _escape(path: str) -> str:
