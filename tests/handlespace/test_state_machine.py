@@ -14,7 +14,12 @@ from tests.handlespace.support import element, sctp, tcp, udp
 from twisted_rserpool.handlespace import (
     DeregistrationRefused,
     Handlespace,
+    HandlespaceEvent,
     HandlespaceLimits,
+    PoolCreated,
+    PoolElementAdded,
+    PoolElementUpdated,
+    PoolRemoved,
     RegistrationRefused,
     UnknownPoolHandle,
     compute_pe_checksum,
@@ -25,6 +30,7 @@ from twisted_rserpool.wire.parameters import (
     LeastUsedDegradationPolicy,
     LeastUsedPolicy,
     PolicyType,
+    PoolElementParameter,
     PriorityLeastUsedPolicy,
     PriorityPolicy,
     RandomizedLeastUsedPolicy,
@@ -89,6 +95,30 @@ class HandlespaceMachine(RuleBasedStateMachine):
         self.hs = Handlespace(LIMITS, rng=random.Random(0))
         self.pes: dict[tuple[bytes, int], ModelPE] = {}
         self.now = 0.0
+        # Rebuilt from events alone: proves every change yields an event.
+        self.mirror: dict[tuple[bytes, int], PoolElementParameter] = {}
+        self.mirror_pools: set[bytes] = set()
+        # Observers' exceptions are logged, not raised: check the events in an invariant.
+        self.pending: list[HandlespaceEvent] = []
+        self.hs.subscribe(self.pending.append)
+
+    def replay(self, event: HandlespaceEvent) -> None:
+        if isinstance(event, PoolCreated):
+            assert event.pool_handle not in self.mirror_pools
+            self.mirror_pools.add(event.pool_handle)
+        elif isinstance(event, PoolRemoved):
+            self.mirror_pools.remove(event.pool_handle)
+        elif isinstance(event, PoolElementAdded):
+            key = (event.pool_handle, event.element.pe_identifier)
+            assert key not in self.mirror
+            self.mirror[key] = event.element
+        elif isinstance(event, PoolElementUpdated):
+            key = (event.pool_handle, event.element.pe_identifier)
+            assert self.mirror[key] == event.previous
+            self.mirror[key] = event.element
+        else:
+            key = (event.pool_handle, event.element.pe_identifier)
+            assert self.mirror.pop(key) == event.element
 
     # ------------------------------------------------------------ model helpers
 
@@ -268,6 +298,16 @@ class HandlespaceMachine(RuleBasedStateMachine):
             assert entry.home_server_identifier == pe.owner
             assert entry.identity == pe.identity
             assert entry.policy == pe.policy
+
+    @invariant()
+    def events_tell_the_whole_story(self) -> None:
+        for event in self.pending:
+            self.replay(event)
+        self.pending.clear()
+        assert self.mirror_pools == {pool.handle for pool in self.hs.pools()}
+        assert self.mirror == {
+            (entry.pool_handle, entry.pe_identifier): entry.element for entry in self.hs.elements()
+        }
 
     @invariant()
     def empty_pools_disappear_and_rules_hold(self) -> None:
