@@ -13,9 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
 from OpenSSL.SSL import Connection, Session
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
@@ -476,6 +477,28 @@ class CertificateTests(TlsTestCase):
         trust root."""
         outcome = await self.selfSigned("localhost", ca=False)
         assert outcome.clientContext is not None and outcome.clientContext.authenticated
+
+    async def test_otherVerifiersNotTrusted(self) -> None:
+        """A certificate accepted by code other than CertificateClientCreator is reported
+        (subject, fingerprint) but not as authenticated. Twisted 26.10's optionsForClientTLS
+        accepts a certificate without subjectAltName (it logs service_identity's
+        CertificateError and goes on), which is why."""
+        pki = Pki(self.directory)
+        certificate, key, _ = pki.issue("enrp-1")
+        port, factory = await self.serve(
+            f"tlspsk:0:interface={LOOPBACK}:certificate={certificate}:privateKey={key}"
+        )
+        options = optionsForClientTLS(
+            "enrp-1",
+            trustRoot=Certificate.load(pki.caCertificate.public_bytes(Encoding.DER)),
+        )
+        client = wrapClientTLS(options, TCP4ClientEndpoint(reactor, LOOPBACK, port))
+        outcome = await connectOnce(factory, client)
+        self.flushLoggedErrors()  # type: ignore[no-untyped-call]
+        context = outcome.clientContext
+        assert context is not None, "Twisted now refuses a certificate without SAN"
+        assert context.certificate_subject == "CN=enrp-1"
+        assert not context.authenticated
 
     async def test_unknownCa(self) -> None:
         """A certificate issued by a CA the client does not trust is refused."""

@@ -450,8 +450,12 @@ def securityContextOfConnection(connection: SSL.Connection) -> SecurityContext:
     if certificate is not None:
         subject = certificate.subject.rfc4514_string()
         fingerprint = certificateFingerprint(certificate)
-        certificateVerified = bool(_openssl.verifyMode(connection) & SSL.VERIFY_PEER) and (
-            _openssl.verifyResult(connection) == _openssl.X509_V_OK
+        # Authenticated only when our CertificateClientCreator checked the chain and the
+        # name; a certificate some other code accepted tells us who, not that it was checked.
+        certificateVerified = (
+            connection in _VERIFIED_NAMES
+            and bool(_openssl.verifyMode(connection) & SSL.VERIFY_PEER)
+            and _openssl.verifyResult(connection) == _openssl.X509_V_OK
         )
     return SecurityContext(
         authenticated=identity is not None or certificateVerified,
