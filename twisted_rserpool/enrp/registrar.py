@@ -364,8 +364,14 @@ class Registrar:
             )
             return
         existing = self.handlespace.get(handle, element.pe_identifier)
-        if existing is not None and existing.identity != state.identity:
+        if (
+            existing is not None
+            and existing.identity is not None
+            and existing.identity != state.identity
+        ):
             # RFC 5355 2.3: a PE registers only itself; its identifier belongs to its identity.
+            # A PE learnt from an ENRP peer (no identity here) may move its registration
+            # here: its home failed or was taken over (RFC 5352 server hunt, RFC 5353 3.5).
             self._refuse_registration(
                 state, message, security, "the PE identifier belongs to another identity"
             )
