@@ -1,0 +1,1 @@
+"""Tests of RSerPool security: PSK files, TLS-PSK and certificate handshakes, tampering."""
