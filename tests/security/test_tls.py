@@ -4,6 +4,7 @@ pool users, what each side's SecurityContext says, and tampered records (RFC 535
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
-from OpenSSL.SSL import Connection, Session
+from OpenSSL.SSL import Connection, Session, WantReadError
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint
@@ -327,6 +328,47 @@ class ResumptionTests(TestCase):
     def test_tls12(self) -> None:
         """A TLS 1.2 client offering its earlier session is refused once its key is gone."""
         self.resumeAfterKeyRemoval("1.2")
+
+
+def clientHelloExtensions(record: bytes) -> dict[int, bytes]:
+    """The extensions of the ClientHello in a TLS record, by type."""
+    assert record[0] == 22 and record[5] == 1, "not a ClientHello"
+    body = record[9:]
+    offset = 2 + 32
+    offset += 1 + body[offset]
+    offset += 2 + int.from_bytes(body[offset : offset + 2], "big")
+    offset += 1 + body[offset]
+    end = offset + 2 + int.from_bytes(body[offset : offset + 2], "big")
+    offset += 2
+    extensions = {}
+    while offset < end:
+        kind = int.from_bytes(body[offset : offset + 2], "big")
+        length = int.from_bytes(body[offset + 2 : offset + 4], "big")
+        extensions[kind] = body[offset + 4 : offset + 4 + length]
+        offset += 4 + length
+    return extensions
+
+
+class ClientHelloTests(TestCase):
+    """What the PSK client offers."""
+
+    def test_pskWithEcdheOnly(self) -> None:
+        """The TLS 1.3 PSK client offers its PSK only with (EC)DHE key exchange
+        (psk_key_exchange_modes = [psk_dhe_ke]), so the PSK authenticates and ECDHE gives
+        forward secrecy; it also sends a key share and the PSK as the last extension."""
+        client = PskClientCreator("pe-17", KEY_A).clientConnectionForTLS(
+            None  # type: ignore[arg-type]
+        )
+        client.set_connect_state()
+        with contextlib.suppress(WantReadError):
+            client.do_handshake()
+        extensions = clientHelloExtensions(client.bio_read(65536))
+        pskKeyExchangeModes, keyShare, preSharedKey = 45, 51, 41
+        assert extensions[pskKeyExchangeModes] == b"\x01\x01"
+        assert keyShare in extensions
+        assert list(extensions)[-1] == preSharedKey
+        identities = extensions[preSharedKey]
+        assert b"pe-17" in identities
 
 
 class Tls12SuiteTests(TestCase):
