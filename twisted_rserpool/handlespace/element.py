@@ -25,6 +25,8 @@ class PoolElementEntry:
         "_counter",
         "_expiry_token",
         "_keep_alive_token",
+        "_owner_next",
+        "_owner_prev",
         "_pass",
         "_position",
         "_seq",
@@ -68,6 +70,9 @@ class PoolElementEntry:
         # Deadline queue tokens (see expiry.TokenDeadlineQueue); 0 when not scheduled.
         self._expiry_token = 0
         self._keep_alive_token = 0
+        # Neighbours in the owner's list of PEs (see handlespace._Owner).
+        self._owner_prev: PoolElementEntry | None = None
+        self._owner_next: PoolElementEntry | None = None
 
     @property
     def pe_identifier(self) -> int:

@@ -71,13 +71,24 @@ class Resolution:
 
 
 class _Owner:
-    """The PEs one home ENRP server owns and their running checksum word sum."""
+    """The PEs one home ENRP server owns and their running checksum word sum.
 
-    __slots__ = ("elements", "total")
+    The PEs form a doubly linked list through their entries (``_owner_prev`` and
+    ``_owner_next``): O(1) to add and remove, and no hash table of a million entries.
+    """
+
+    __slots__ = ("count", "first", "total")
 
     def __init__(self) -> None:
-        self.elements: set[PoolElementEntry] = set()
+        self.first: PoolElementEntry | None = None
+        self.count = 0
         self.total = 0
+
+    def __iter__(self) -> Iterator[PoolElementEntry]:
+        entry = self.first
+        while entry is not None:
+            yield entry
+            entry = entry._owner_next
 
 
 class Subscription:
@@ -304,10 +315,10 @@ class Handlespace:
         if limit is None:
             return
         record = self._owners.get(owner)
-        if record is not None and len(record.elements) >= limit:
+        if record is not None and record.count >= limit:
             raise RegistrationRefused(
                 CauseCode.LACK_OF_RESOURCES,
-                f"home ENRP server 0x{owner:08x} already owns {len(record.elements)} pool elements",
+                f"home ENRP server 0x{owner:08x} already owns {record.count} pool elements",
             )
 
     def _check_identity_room(self, identity: str) -> None:
@@ -387,15 +398,29 @@ class Handlespace:
         record = self._owners.get(owner)
         if record is None:
             record = self._owners[owner] = _Owner()
-        record.elements.add(entry)
+        following = record.first
+        entry._owner_prev = None
+        entry._owner_next = following
+        if following is not None:
+            following._owner_prev = entry
+        record.first = entry
+        record.count += 1
         pe_id = entry.element.pe_identifier
         record.total += pool.handle_sum + (pe_id >> 16) + (pe_id & 0xFFFF)
 
     def _disown(self, entry: PoolElementEntry, pool: Pool) -> None:
         owner = entry.element.home_server_identifier
         record = self._owners[owner]
-        record.elements.remove(entry)
-        if not record.elements:
+        previous, following = entry._owner_prev, entry._owner_next
+        if previous is None:
+            record.first = following
+        else:
+            previous._owner_next = following
+        if following is not None:
+            following._owner_prev = previous
+        entry._owner_prev = entry._owner_next = None
+        record.count -= 1
+        if not record.count:
             del self._owners[owner]
             return
         pe_id = entry.element.pe_identifier
@@ -408,14 +433,14 @@ class Handlespace:
     def owned_count(self, owner: int) -> int:
         """How many PEs ``owner`` owns."""
         record = self._owners.get(owner)
-        return 0 if record is None else len(record.elements)
+        return 0 if record is None else record.count
 
     def elements_owned_by(self, owner: int) -> list[PoolElementEntry]:
         """The PEs whose home ENRP server is ``owner``, ordered by pool handle and PE id."""
         record = self._owners.get(owner)
         if record is None:
             return []
-        return sorted(record.elements, key=lambda e: (e.pool_handle, e.element.pe_identifier))
+        return sorted(record, key=lambda e: (e.pool_handle, e.element.pe_identifier))
 
     def pe_checksum(self, owner: int) -> int:
         """The 16-bit RFC 5353 PE checksum over the PEs ``owner`` owns (kept incrementally)."""
