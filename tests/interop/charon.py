@@ -61,7 +61,7 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def free_loopback_500(first: int = 20) -> str:
+def free_loopback_500(first: int = 150) -> str:
     """A 127.0.0.x address whose UDP port 500 is free (tests bind gateways there)."""
     for last in range(first, 250):
         host = f"127.0.0.{last}"
@@ -86,7 +86,7 @@ class Charon:
         extra: str = "",
         log_level: int = 1,
         ike_level: int = 2,
-        retransmit_tries: int = 1,
+        retransmit_tries: int = 3,
     ) -> None:
         self.tmp = tempfile.TemporaryDirectory(prefix="charon-")
         self.dir = Path(self.tmp.name)

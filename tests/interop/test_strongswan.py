@@ -85,7 +85,9 @@ def gateway_factory(tmp_path: Path) -> Iterator[list[Gateway]]:
         gw.stop()
 
 
-def initiator_conf(gateway: str, group: str, *, childless: bool, dpd: bool = True) -> str:
+def initiator_conf(
+    gateway: str, group: str, *, childless: bool, dpd: bool = True, proposals: str = ""
+) -> str:
     child = (
         "children { net { esp_proposals = aes128gcm16, aes128-sha256\n  remote_ts = 10.1.0.0/16 } }"
         if not childless
@@ -98,7 +100,7 @@ def initiator_conf(gateway: str, group: str, *, childless: bool, dpd: bool = Tru
   local_addrs = 127.0.0.1
   remote_addrs = {gateway}
   remote_port = 500
-  proposals = aes128-sha256-{group}
+  proposals = {proposals or f"aes128-sha256-{group}"}
   {"dpd_delay = 1s" if dpd else ""}
   local {{ auth = psk
     id = client@test }}
@@ -160,6 +162,75 @@ def test_strongswan_initiator_with_child_sa(
         gw.wait_for_log("removed")
         charon.wait_for_log("parsed INFORMATIONAL request 0 [ ]")
         charon.wait_for_log("generating INFORMATIONAL response 0 [ ]")
+
+
+def test_strongswan_initiator_cookie_invalid_ke_and_aead(
+    tmp_path: Path, gateway_factory: list[Gateway]
+) -> None:
+    """vpngw demanding cookies (threshold 0) and accepting only ECP384 with AES-GCM: the
+    strongSwan initiator, whose first KE is X25519, gets a COOKIE, then INVALID_KE_PAYLOAD,
+    retries and establishes aes256gcm16-prfsha384-ecp384."""
+    require_strongswan()
+    gw = Gateway(tmp_path, "--cookie-threshold", "0", "--proposals", "aes256gcm16-prfsha384-ecp384")
+    gateway_factory.append(gw)
+    proposals = "aes128-sha256-x25519, aes256gcm16-prfsha384-ecp384"
+    conf = initiator_conf(gw.host, "x25519", childless=True, dpd=False, proposals=proposals)
+    with running(Charon(conf)) as charon:
+        out = charon.swanctl("--initiate", "--ike", "ini", "--timeout", "10")
+        assert "initiate completed successfully" in out
+        assert "parsed IKE_SA_INIT response 0 [ N(COOKIE) ]" in out
+        assert "parsed IKE_SA_INIT response 0 [ N(INVAL_KE) ]" in out
+        assert "it requested ECP_384" in out
+        sas = charon.swanctl("--list-sas")
+        assert "AES_GCM_16-256/PRF_HMAC_SHA2_384/ECP_384" in sas
+        gw.wait_for_log("(aes256gcm16-prfsha384-ecp384)")
+
+
+def test_default_vpngw_with_generated_key(tmp_path: Path) -> None:
+    """`twistd -n vpngw` with no options listens on 127.0.0.1 port 500 and logs a generated
+    key and a strongSwan configuration; strongSwan connects with exactly that key."""
+    require_strongswan()
+    logfile = tmp_path / "vpngw.log"
+    twistd = Path(sys.executable).parent / "twistd"
+    process = subprocess.Popen(
+        [str(twistd), "-n", "--pidfile=", f"--logfile={logfile}", "vpngw"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while "IKEv2 on udp 127.0.0.1:500" not in (
+            log := logfile.read_text() if logfile.exists() else ""
+        ):
+            assert process.poll() is None and time.monotonic() < deadline, log
+            time.sleep(0.05)
+        secret = log.split('secret = "', 1)[1].split('"', 1)[0]
+        assert "remote_addrs = 127.0.0.1" in log and "id = vpngw@localhost" in log
+        conf = f"""connections {{ ini {{
+  version = 2
+  mobike = no
+  childless = force
+  local_addrs = 127.0.0.1
+  remote_addrs = 127.0.0.1
+  proposals = aes128-sha256-x25519
+  local {{ auth = psk
+    id = client@localhost }}
+  remote {{ auth = psk
+    id = vpngw@localhost }}
+}} }}
+secrets {{ ike-any {{ secret = "{secret}" }} }}
+"""
+        with running(Charon(conf)) as charon:
+            out = charon.swanctl("--initiate", "--ike", "ini", "--timeout", "10")
+            assert "IKE_SA ini[1] established" in out
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
 
 
 def gateway_conf(group_list: str, *, dpd: bool) -> str:
