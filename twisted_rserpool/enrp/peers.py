@@ -1168,6 +1168,10 @@ class PeerCore:
             return []
         if self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._broadcast(self._presence(0))
+            for link in self._links.values():
+                if link.peer is None and link.authorized:
+                    # Not identified yet: keep introducing ourselves.
+                    self._send(link.number, self._presence(0, reply_required=True))
             self.counters["heartbeats_sent"] += 1
             self._next_heartbeat = now + self.config.peer_heartbeat_cycle
         for peer in list(self._peers.values()):
