@@ -158,7 +158,8 @@ class FakeReactor(Clock):
 
 
 def test_udp_service_binds_and_learns_port() -> None:
-    """IkeUdpService listens on start (learning a system-chosen port) and stops on stop."""
+    """IkeUdpService listens on start (learning a system-chosen port), rotates the cookie
+    secret on the clock, and stops everything on stop."""
     reactor = FakeReactor()
     gw = IkeGatewayProtocol(
         IkeEndpoint(IkeConfig(Identity.parse("gw@t"), PSK), ("127.0.0.2", 0)), reactor
@@ -167,5 +168,9 @@ def test_udp_service_binds_and_learns_port() -> None:
     service.startService()
     assert reactor.listened == [(0, gw, "127.0.0.2", 65535)]
     assert gw.endpoint.local_address == ("127.0.0.2", 40000)
+    before = gw.endpoint._cookie_version
+    reactor.advance(300)
+    assert gw.endpoint._cookie_version == before + 1
     service.stopService()
     assert reactor.ports[0].stopped
+    assert reactor.getDelayedCalls() == []

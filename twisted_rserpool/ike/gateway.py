@@ -12,6 +12,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from twisted_rserpool.ike.endpoint import IkeEndpoint
@@ -116,19 +117,28 @@ class IkeGatewayProtocol(IkeDatagramProtocol):
 class IkeUdpService(Service):
     """Listens on a UDP address with an ``IkeDatagramProtocol`` while the service runs.
 
-    When started with port 0, the endpoint learns the port the system chose.
+    When started with port 0, the endpoint learns the port the system chose. The cookie
+    secret is replaced every ``cookieSecretLifetime`` seconds (RFC 7296 section 2.6); a
+    cookie stays valid for up to two lifetimes.
     """
 
     log = Logger()
 
     def __init__(
-        self, protocol: IkeDatagramProtocol, interface: str, port: int, reactor: Any
+        self,
+        protocol: IkeDatagramProtocol,
+        interface: str,
+        port: int,
+        reactor: Any,
+        cookieSecretLifetime: float = 300.0,
     ) -> None:
         self.protocol = protocol
         self.interface = interface
         self.port = port
         self.reactor = reactor
+        self.cookieSecretLifetime = cookieSecretLifetime
         self.listeningPort: IListeningPort | None = None
+        self._rotation: LoopingCall | None = None
 
     def startService(self) -> None:
         """Bind the UDP port."""
@@ -144,10 +154,16 @@ class IkeUdpService(Service):
             host=self.interface,
             port=address.port,  # type: ignore[attr-defined]
         )
+        self._rotation = LoopingCall(self.protocol.endpoint.rotate_cookie_secret)
+        self._rotation.clock = self.reactor
+        self._rotation.start(self.cookieSecretLifetime, now=False)
 
     def stopService(self) -> Any:
         """Close the UDP port."""
         super().stopService()  # type: ignore[no-untyped-call]
+        if self._rotation is not None and self._rotation.running:
+            self._rotation.stop()
+        self._rotation = None
         if self.listeningPort is not None:
             port, self.listeningPort = self.listeningPort, None
             return port.stopListening()

@@ -228,6 +228,7 @@ class IkeSa:
         self._outstanding: _Request | None = None
         self._queue: deque[tuple[str, int, tuple[Payload, ...]]] = deque()
         self._dh: crypto.DhPrivateKey | None = None
+        self._dh_group = 0
         self._peer_public_value = b""
         self._cookie: bytes | None = None
         self._init_attempts = 0
