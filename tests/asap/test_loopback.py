@@ -1,0 +1,211 @@
+"""Pool elements, a pool user and in-process ENRP servers over TLS on loopback."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography import x509
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from tests.asap.support import (
+    FAST,
+    FAST_MAPPING,
+    Collector,
+    Credentials,
+    Echo,
+    Recording,
+    credentials,
+    startServer,
+    waitFor,
+)
+from twisted_rserpool.asap import (
+    FailoverEvent,
+    FailoverRefused,
+    IFailoverObserver,
+    PoolElement,
+    PoolUser,
+    Session,
+)
+from twisted_rserpool.security.tls import loadCertificates
+
+POOL = b"echo"
+
+
+@implementer(IFailoverObserver)
+class Observer:
+    """Records every failover; answers ``answer``."""
+
+    def __init__(self, answer: bool = True) -> None:
+        self.events: list[FailoverEvent] = []
+        self.answer = answer
+
+    def failoverOccurred(self, event: FailoverEvent) -> bool:
+        self.events.append(event)
+        return self.answer
+
+
+class Harness:
+    """Starts PEs and PUs for one test and stops them at its end."""
+
+    def __init__(self, testCase: TestCase, creds: Credentials) -> None:
+        self.testCase = testCase
+        self.creds = creds
+        self.roots: list[x509.Certificate] = loadCertificates(creds.caFile)
+
+    async def pe(self, serverPorts: list[int], factory: Any = None, **options: Any) -> PoolElement:
+        element = PoolElement(
+            POOL,
+            factory if factory is not None else Recording(Echo),
+            [self.creds.peClient(port) for port in serverPorts],
+            options.pop("listen", self.creds.peListen()),
+            timers=FAST,
+            registrationLife=options.pop("registrationLife", 60),
+            userMappingConfig=FAST_MAPPING,
+            **options,
+        )
+        element.startService()
+        self.testCase.addCleanup(element.stopService)
+        await element.whenRegistered()
+        return element
+
+    def pu(self, serverPorts: list[int], **options: Any) -> PoolUser:
+        user = PoolUser(
+            [self.creds.puClient(port) for port in serverPorts],
+            peTrustRoots=self.roots,
+            timers=FAST,
+            sessionMappingConfig=FAST_MAPPING,
+            **options,
+        )
+        user.startService()
+        self.testCase.addCleanup(user.stopService)
+        return user
+
+
+class LoopbackTests(TestCase):
+    """End to end over TLS with an in-process ENRP server."""
+
+    timeout = 20
+
+    async def test_register_resolve_connect_echo(self) -> None:
+        """A PE registers (TLS-PSK), a PU resolves the pool (server certificate verified)
+        and its session echoes application messages through the PE over TLS."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        pe = await harness.pe([server.portNumber])
+        entry = server.server.registrar.handlespace.get(POOL, pe.peIdentifier)
+        assert entry is not None and entry.identity == "pe"
+        user = harness.pu([server.portNumber])
+        elements = await user.resolve(POOL)
+        assert [e.pe_identifier for e in elements] == [pe.peIdentifier]
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector)
+        session = client.transport
+        assert isinstance(session, Session)
+        assert session.securityContext is not None and session.securityContext.authenticated
+        assert session.securityContext.certificate_subject == "CN=pe.test"
+        session.write(b"hello")
+        session.write(b"world")
+        await waitFor(lambda: client.received == [b"hello", b"world"])
+
+    async def test_failover_echoes_cookie_and_resends_unacknowledged(self) -> None:
+        """When the PE dies, the session reports it, moves to the other PE, echoes the last
+        cookie, sends again the message the dead PE never acknowledged, and tells the
+        observer both security contexts."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+
+        class Dying(Echo):
+            def dataReceived(self, data: bytes) -> None:
+                if data == b"fatal":
+                    assert self.transport is not None
+                    self.transport.abortConnection()  # type: ignore[attr-defined]
+                    return
+                super().dataReceived(data)
+                assert self.transport is not None
+                self.transport.sendCookie(b"state:" + data)  # type: ignore[attr-defined]
+
+        first = await harness.pe([server.portNumber], Recording(Dying))
+        observer = Observer()
+        user = harness.pu([server.portNumber], failoverObservers=[observer])
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector) and isinstance(client.transport, Session)
+        session = client.transport
+        session.write(b"one")
+        await waitFor(lambda: session.cookie == b"state:one")
+        survivors = Recording(Echo)
+        second = await harness.pe([server.portNumber], survivors)
+        await first.stopService()  # the old PE leaves the pool...
+        first.startService()  # ...its process lingers and kills its sessions on "fatal"
+        session.write(b"fatal")
+        await waitFor(lambda: len(session.failovers) == 1)
+        await waitFor(lambda: b"fatal" in client.received)
+        [event] = observer.events
+        assert event.old_element.pe_identifier == first.peIdentifier
+        assert event.new_element.pe_identifier == second.peIdentifier
+        assert event.old_context.certificate_subject == "CN=pe.test"
+        assert event.new_context.authenticated and not event.weaker
+        assert event.cookie == b"state:one" and event.resend == 1
+        [echo] = survivors.built
+        assert isinstance(echo, Echo)
+        assert echo.cookies == [b"state:one"]
+        assert echo.received == [b"fatal"]
+        assert user.counters["unreachable_sent"] == 1
+
+    async def test_weaker_pe_is_refused_by_default(self) -> None:
+        """A failover from a TLS 1.3 PE to a TLS 1.2 PE is refused: the session closes with
+        FailoverRefused, and the observer still heard of it."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        strong = await harness.pe([server.portNumber])
+        observer = Observer()
+        user = harness.pu([server.portNumber], failoverObservers=[observer])
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector) and isinstance(client.transport, Session)
+        await harness.pe([server.portNumber], listen=creds.peListen(maximumTlsVersion="1.2"))
+        for connection in list(strong.connections):
+            connection.close()
+        await strong.stopService()
+        await client.ended
+        reason = client.reason
+        assert reason is not None
+        assert reason.check(FailoverRefused)  # type: ignore[no-untyped-call]
+        [event] = observer.events
+        assert event.weaker
+        assert event.old_context.tls_version == "TLSv1.3"
+        assert event.new_context.tls_version == "TLSv1.2"
+
+    async def test_observer_veto_closes_the_session(self) -> None:
+        """An observer answering False refuses an otherwise fine failover."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        first = await harness.pe([server.portNumber])
+        user = harness.pu([server.portNumber], failoverObservers=[Observer(answer=False)])
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector)
+        await harness.pe([server.portNumber])
+        await first.stopService()
+        await client.ended
+        reason = client.reason
+        assert reason is not None
+        assert reason.check(FailoverRefused)  # type: ignore[no-untyped-call]
+        assert "vetoed" in str(reason.value)
+
+    async def test_home_server_dies_and_the_pe_hunts_another(self) -> None:
+        """When its home ENRP server dies, the PE hunts over its configured servers and
+        registers at the next one."""
+        creds = credentials(self)
+        first = await startServer(self, creds)
+        second = await startServer(self, creds)
+        harness = Harness(self, creds)
+        pe = await harness.pe([first.portNumber, second.portNumber])
+        assert first.server.registrar.handlespace.get(POOL, pe.peIdentifier) is not None
+        await first.stop()
+        await waitFor(
+            lambda: second.server.registrar.handlespace.get(POOL, pe.peIdentifier) is not None
+        )
+        assert pe.homeServer is None or pe.homeServer != first.server.serverIdentifier

@@ -1,0 +1,630 @@
+"""The pool element (RFC 5352 sections 3.1, 3.2, 3.4, 3.6, 3.8, 3.9): a Twisted service that
+registers with a home ENRP server, keeps the registration alive and serves the application
+protocol on its user transport, where control (cookies, business cards, keep-alives from an
+ENRP server that took it over) and data share the connection (RFC 5355 2.16)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from ipaddress import ip_address
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+    ITransport,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_rserpool.asap.errors import AsapError, RegistrationRefused
+from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
+from twisted_rserpool.asap.outbox import Outbox
+from twisted_rserpool.asap.registration import (
+    Action,
+    AdoptHome,
+    Deregistered,
+    HuntForServer,
+    Refused,
+    Registered,
+    RegistrationCore,
+    RegistrationState,
+    ReportFailure,
+    SendToHome,
+    SendToPeer,
+)
+from twisted_rserpool.asap.timers import AsapTimers
+from twisted_rserpool.asap.user import _reactor, clientEndpoints
+from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
+from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.transport.connection import MappingConfig
+from twisted_rserpool.transport.events import SentData
+from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
+from twisted_rserpool.wire import asap
+from twisted_rserpool.wire.parameters import (
+    PoolElementParameter,
+    RoundRobinPolicy,
+    SelectionPolicy,
+    TcpTransport,
+    TransportUse,
+)
+
+__all__ = ["PoolElement", "PoolElementConnection", "PoolElementTransport"]
+
+log = Logger()
+
+#: Nobody may act as an ENRP server on the user transport unless configured.
+NO_ENRP_SERVERS = AuthorizationPolicy({}, default=None)
+
+
+def _call(target: object, name: str, *args: object) -> None:
+    method = getattr(target, name, None)
+    if callable(method):
+        try:
+            method(*args)
+        except Exception:
+            log.failure("{name} of {target!r} raised", name=name, target=target)
+
+
+@implementer(ITransport)
+class PoolElementTransport:
+    """The transport a pool element's application protocol writes to: each write is one
+    application message to the pool user; :meth:`sendCookie` hands the pool user state for
+    a later failover (ASAP_COOKIE)."""
+
+    def __init__(self, connection: PoolElementConnection, ppid: int = 0) -> None:
+        self.connection = connection
+        self.ppid = ppid
+        self.disconnecting = False
+        self._outbox = Outbox()
+
+    @property
+    def securityContext(self) -> SecurityContext | None:
+        """The security of the pool user's connection."""
+        return self.connection.securityContext
+
+    def write(self, data: bytes) -> None:
+        """Send one application message."""
+        if self.disconnecting:
+            return
+        self._outbox.put(bytes(data), self.ppid)
+        self.pump()
+
+    def writeSequence(self, data: Any) -> None:
+        """Send the pieces as one application message."""
+        self.write(b"".join(data))
+
+    def pump(self) -> None:
+        """Send queued messages while the pool user's unacknowledged data leaves room."""
+        if self.connection.ready:
+            self._outbox.pump(self.connection)
+        if self.disconnecting and not len(self._outbox):
+            self.connection.closeGracefully()
+
+    def sendCookie(self, cookie: bytes) -> None:
+        """Send ASAP_COOKIE: the pool user keeps the latest and echoes it to the next pool
+        element after a failover (sign it if other pool elements must trust it)."""
+        if self.connection.ready and not self.disconnecting:
+            self.connection.sendAsap(asap.Cookie(bytes(cookie)))
+
+    def sendBusinessCard(
+        self, elements: tuple[PoolElementParameter, ...] = (), policy: SelectionPolicy | None = None
+    ) -> None:
+        """Send ASAP_BUSINESS_CARD with a preferred failover order."""
+        if self.connection.ready and not self.disconnecting:
+            pool = self.connection.poolElement
+            self.connection.sendAsap(asap.BusinessCard(pool.poolHandle, elements, policy))
+
+    def loseConnection(self) -> None:
+        """Close once queued messages are sent."""
+        self.disconnecting = True
+        self.pump()
+
+    def abortConnection(self) -> None:
+        """Close now."""
+        self.disconnecting = True
+        self.connection.close()
+
+    def getPeer(self) -> IAddress:
+        """The pool user's address."""
+        assert self.connection.transport is not None
+        return self.connection.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        """Our user transport address."""
+        assert self.connection.transport is not None
+        return self.connection.transport.getHost()
+
+
+class PoolElementConnection(RSerPoolProtocol):
+    """One connection to the pool element's user transport: a pool user's session, or an
+    ENRP server sending keep-alives (after it took the pool element over).
+
+    The application protocol is built when the pool user's first message arrives
+    (application data, ASAP_COOKIE_ECHO or ASAP_BUSINESS_CARD), so that ENRP servers never
+    reach the application; the pool element then sends its business card first.
+    """
+
+    def __init__(self, poolElement: PoolElement) -> None:
+        super().__init__(poolElement.clock)
+        self.poolElement = poolElement
+        self.application: IProtocol | None = None
+        self.appTransport: PoolElementTransport | None = None
+
+    def close(self) -> None:
+        """Close now."""
+        if self.transport is not None:
+            abort = getattr(self.transport, "abortConnection", None)
+            (abort or self.transport.loseConnection)()
+
+    def closeGracefully(self) -> None:
+        """Close after what was sent."""
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    def _session(self) -> IProtocol | None:
+        if self.application is None:
+            self.application = self.poolElement.buildApplication(self)
+            if self.application is None:
+                self.close()
+                return None
+            self.appTransport = PoolElementTransport(self, self.poolElement.ppid)
+            card = self.poolElement.businessCard()
+            if card is not None:
+                self.sendAsap(card)
+            self.application.makeConnection(self.appTransport)
+        return self.application
+
+    def connectionReady(self, securityContext: SecurityContext) -> None:
+        """Count the connection."""
+        self.poolElement.connections.add(self)
+
+    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+        """Control from the pool user, or from an ENRP server."""
+        pe = self.poolElement
+        if isinstance(message, asap.EndpointKeepAlive):
+            pe._keepAliveOnUserTransport(self, message)
+        elif isinstance(
+            message, asap.RegistrationResponse | asap.DeregistrationResponse
+        ) and pe._isHome(self):
+            pe._fromHome(self, message)
+        elif isinstance(message, asap.CookieEcho):
+            application = self._session()
+            if application is not None:
+                pe.counters["cookie_echoes"] += 1
+                _call(application, "cookieEchoReceived", message.cookie)
+        elif isinstance(message, asap.BusinessCard):
+            application = self._session()
+            if application is not None:
+                _call(application, "businessCardReceived", message)
+        elif isinstance(message, asap.ErrorMessage):
+            log.warn(
+                "ASAP_ERROR from {peer}: causes {causes}",
+                peer=self.peer,
+                causes=[c.code for c in message.error.causes],
+            )
+        else:
+            log.info(
+                "Unexpected {message} from {peer} on the user transport: ignored",
+                message=type(message).__name__,
+                peer=self.peer,
+            )
+
+    def applicationDataReceived(self, ppid: int, data: bytes) -> None:
+        """An application message from the pool user."""
+        application = self._session()
+        if application is not None:
+            application.dataReceived(data)
+
+    def dataAcknowledged(self, sent: SentData) -> None:
+        """Room for queued messages."""
+        if self.appTransport is not None:
+            self.appTransport.pump()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """Tell the application and the pool element."""
+        if reason is None:
+            super().connectionLost()
+        else:
+            super().connectionLost(reason)
+        self.poolElement.connections.discard(self)
+        if self.application is not None:
+            try:
+                self.application.connectionLost(
+                    reason if reason is not None else Failure(ConnectionDone())  # type: ignore[no-untyped-call]
+                )
+            except Exception:
+                log.failure("connectionLost of the application raised")
+        self.poolElement._userTransportLost(self)
+
+
+class PoolElement(Service):
+    """A pool element of pool ``poolHandle`` serving ``factory``'s protocol.
+
+    ``listen`` (an endpoint or server string, e.g.
+    ``tlspsk:0:interface=127.0.0.1:certificate=pe.pem``) is the user transport; its address
+    is registered (``advertise`` overrides it; ``0.0.0.0`` lets the ENRP server use the
+    registration connection's address) as user and ASAP transport. ``enrpServers`` are
+    hunted in order; each must authenticate (``tlspsk:...:identity=...:pskFile=...``).
+
+    An ENRP server that took the pool element over may send ASAP_ENDPOINT_KEEP_ALIVE with
+    the H flag on the user transport; it is answered and adopted as the new home only if it
+    authenticated with an identity that ``authorizationPolicy`` gives the ``enrp-server``
+    role (by default nobody: only the hunt finds new home servers).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        poolHandle: bytes,
+        factory: IProtocolFactory,
+        enrpServers: Sequence[IStreamClientEndpoint | str],
+        listen: IStreamServerEndpoint | str,
+        *,
+        policy: SelectionPolicy | None = None,
+        registrationLife: int = 300,
+        peIdentifier: int | None = None,
+        advertise: str | None = None,
+        authorizationPolicy: AuthorizationPolicy | None = None,
+        timers: AsapTimers | None = None,
+        clock: IReactorTime | None = None,
+        reactor: Any = None,
+        mappingConfig: MappingConfig | None = None,
+        userMappingConfig: MappingConfig | None = None,
+        requireAuthenticatedServer: bool = True,
+        failoverOrder: tuple[PoolElementParameter, ...] = (),
+        ppid: int = 0,
+    ) -> None:
+        self.poolHandle = poolHandle
+        self.factory = factory
+        self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else _reactor(reactor)
+        self.timers = timers if timers is not None else AsapTimers()
+        self._servers = list(enrpServers)
+        self._listen = listen
+        self.policy = policy if policy is not None else RoundRobinPolicy()
+        self.registrationLife = registrationLife
+        self.peIdentifier = (
+            peIdentifier if peIdentifier is not None else secrets.randbelow(0xFFFFFFFE) + 1
+        )
+        self.advertise = advertise
+        self.authorizationPolicy = (
+            authorizationPolicy if authorizationPolicy is not None else NO_ENRP_SERVERS
+        )
+        self.mappingConfig = mappingConfig
+        self.userMappingConfig = userMappingConfig
+        self.requireAuthenticatedServer = requireAuthenticatedServer
+        self.failoverOrder = failoverOrder
+        self.ppid = ppid
+        self.core: RegistrationCore | None = None
+        self.link: HomeServerLink | None = None
+        self.port: IListeningPort | None = None
+        self.connections: set[PoolElementConnection] = set()
+        self.counters: dict[str, int] = {
+            "registrations": 0,
+            "keep_alive_acks": 0,
+            "keep_alives_refused": 0,
+            "home_adoptions": 0,
+            "cookie_echoes": 0,
+        }
+        self._home: PoolElementConnection | None = None
+        self._timer: IDelayedCall | None = None
+        self._registeredWaiters: list[Deferred[None]] = []
+        self._deregistered: Deferred[None] | None = None
+        self._started: Deferred[None] | None = None
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def registered(self) -> bool:
+        """Whether the home ENRP server granted the registration."""
+        return self.core is not None and self.core.state is RegistrationState.REGISTERED
+
+    @property
+    def homeServer(self) -> int | None:
+        """The home ENRP server's identifier, once known."""
+        return None if self.core is None else self.core.home_server
+
+    @property
+    def element(self) -> PoolElementParameter | None:
+        """The PE parameter this pool element registers (once listening)."""
+        return None if self.core is None else self.core.element
+
+    def whenRegistered(self) -> Deferred[None]:
+        """Fires when the (next) registration is granted; errbacks with
+        :class:`~twisted_rserpool.asap.errors.RegistrationRefused` on a rejection."""
+        if self.registered:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._registeredWaiters.append(waiter)
+        return waiter
+
+    def updatePolicy(self, policy: SelectionPolicy) -> Deferred[None]:
+        """Re-register at once with a new policy (e.g. another load or weight)."""
+        self.policy = policy
+        waiter = self.whenRegistered() if not self.registered else Deferred()
+        if self.registered:
+            self._registeredWaiters.append(waiter)
+        if self.core is not None:
+            self._perform(self.core.update(self.clock.seconds(), policy), None)
+        return waiter
+
+    def updateLoad(self, load: int) -> Deferred[None]:
+        """Re-register with the current policy's load set to ``load`` (load policies only)."""
+        from dataclasses import replace  # noqa: PLC0415
+
+        if not hasattr(self.policy, "load"):
+            raise ValueError(f"{type(self.policy).__name__} has no load")
+        return self.updatePolicy(replace(self.policy, load=load))  # type: ignore[call-arg]
+
+    def buildApplication(self, connection: PoolElementConnection) -> IProtocol | None:
+        """The application protocol for a pool user's session (``None`` refuses it)."""
+        assert connection.transport is not None
+        return self.factory.buildProtocol(connection.transport.getPeer())
+
+    def authorizeEnrpServer(self, context: SecurityContext) -> bool:
+        """Whether a connection on the user transport is an ENRP server we trust: it
+        authenticated and its identity has the ``enrp-server`` role."""
+        return context.authenticated and self.authorizationPolicy.may(
+            context.identity, Role.ENRP_SERVER
+        )
+
+    def businessCard(self) -> asap.BusinessCard | None:
+        """What is sent to each new pool user (RFC 5352 3.9); ``None`` sends nothing."""
+        return asap.BusinessCard(self.poolHandle, self.failoverOrder)
+
+    # ------------------------------------------------------------------ service
+
+    def startService(self) -> None:
+        """Listen on the user transport, then hunt for a home ENRP server and register."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._started = Deferred.fromCoroutine(self._start())
+        self._started.addErrback(self._startFailed)
+
+    def _startFailed(self, failure: Failure) -> None:
+        self.log.failure(
+            "Pool element of pool {pool!r} could not start", failure, pool=self.poolHandle
+        )
+        for waiter in self._takeWaiters():
+            waiter.errback(failure)
+
+    async def _start(self) -> None:
+        endpoint = self._listen
+        if isinstance(endpoint, str):
+            from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
+
+            endpoint = serverFromString(_reactor(self.reactor), endpoint)  # type: ignore[no-untyped-call]
+        assert not isinstance(endpoint, str)
+        factory = RSerPoolFactory(
+            lambda: PoolElementConnection(self), self.clock, mappingConfig=self.userMappingConfig
+        )
+        self.port = await endpoint.listen(factory)
+        host: Any = self.port.getHost()
+        address = self.advertise if self.advertise is not None else host.host
+        if address in ("", "::"):
+            address = "0.0.0.0"
+        transport = TcpTransport(
+            host.port,
+            ip_address(address),
+            TransportUse.DATA_PLUS_CONTROL,
+        )
+        element = PoolElementParameter(
+            pe_identifier=self.peIdentifier,
+            home_server_identifier=0,
+            registration_life=self.registrationLife,
+            user_transport=transport,
+            policy=self.policy,
+            asap_transport=transport,
+        )
+        self.core = RegistrationCore(self.poolHandle, element, self.timers)
+        self.log.info(
+            "Pool element 0x{pe:08x} of pool {pool!r} serving on {address}:{port}",
+            pe=self.peIdentifier,
+            pool=self.poolHandle,
+            address=address,
+            port=host.port,
+        )
+        if not self.running:
+            return
+        self.link = HomeServerLink(
+            clientEndpoints(self.reactor, self._servers),
+            self.clock,
+            self.timers,
+            onReady=self._linkReady,
+            onMessage=self._linkMessage,
+            onLost=self._linkLost,
+            requireAuthentication=self.requireAuthenticatedServer,
+            mappingConfig=self.mappingConfig,
+            role=f"pool element 0x{self.peIdentifier:08x}",
+        )
+        self.link.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Deregister (waiting at most T3), then stop listening and close every session."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        if self._started is not None and not self._started.called:
+            self._started.cancel()
+        if self.core is not None:
+            self._deregistered = Deferred()
+            actions = self.core.deregister(self.clock.seconds())
+            if not actions:
+                self._deregistered = None
+            self._perform(actions, None)
+            pending = self._deregistered
+            if pending is not None and not pending.called:
+                await pending
+        self._cancelTimer()
+        if self.link is not None:
+            self.link.stop()
+        home, self._home = self._home, None
+        if home is not None:
+            home.close()
+        for connection in list(self.connections):
+            connection.close()
+        if self.port is not None:
+            stopped = self.port.stopListening()
+            if stopped is not None:
+                await stopped
+        for waiter in self._takeWaiters():
+            waiter.errback(Failure(AsapError("the pool element stopped")))  # type: ignore[no-untyped-call]
+
+    # ------------------------------------------------------------------ home server
+
+    def _isHome(self, connection: PoolElementConnection) -> bool:
+        return connection is self._home
+
+    def _linkReady(self, connection: EnrpServerConnection, context: SecurityContext) -> None:
+        if self.core is None:
+            return
+        if self._home is not None:
+            # A takeover server already adopted us on the user transport; keep it.
+            self.link.release() if self.link is not None else None
+            return
+        self._perform(self.core.home_connected(self.clock.seconds()), connection)
+
+    def _linkMessage(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
+        if self.core is not None:
+            self._perform(self.core.message_from_home(message, self.clock.seconds()), connection)
+
+    def _linkLost(self, connection: EnrpServerConnection) -> None:
+        if self.core is not None and self._home is None:
+            self._perform(self.core.home_lost(self.clock.seconds()), None)
+
+    def _fromHome(self, connection: PoolElementConnection, message: asap.AsapMessage) -> None:
+        if self.core is not None:
+            self._perform(self.core.message_from_home(message, self.clock.seconds()), connection)
+
+    def _keepAliveOnUserTransport(
+        self, connection: PoolElementConnection, message: asap.EndpointKeepAlive
+    ) -> None:
+        if self.core is None:
+            return
+        context = connection.securityContext
+        trusted = context is not None and self.authorizeEnrpServer(context)
+        if not trusted:
+            self.counters["keep_alives_refused"] += 1
+            self.log.warn(
+                "ASAP_ENDPOINT_KEEP_ALIVE from {peer} on the user transport ignored: "
+                "not an authenticated ENRP server ({security})",
+                peer=connection.peer,
+                security=context.describe() if context is not None else "not ready",
+            )
+            return
+        actions = self.core.keep_alive(
+            message, self.clock.seconds(), trusted=True, from_home=connection is self._home
+        )
+        self._perform(actions, connection)
+
+    def _userTransportLost(self, connection: PoolElementConnection) -> None:
+        if connection is self._home:
+            self._home = None
+            if self.core is not None and self.running:
+                self._perform(self.core.home_lost(self.clock.seconds()), None)
+
+    def _sendHome(self, message: asap.AsapMessage) -> bool:
+        home = self._home
+        if home is not None and home.ready:
+            home.sendAsap(message)
+            return True
+        return self.link is not None and self.link.send(message)
+
+    def _perform(self, actions: list[Action], origin: RSerPoolProtocol | None) -> None:
+        for action in actions:
+            if isinstance(action, SendToHome):
+                if isinstance(action.message, asap.Registration):
+                    self.counters["registrations"] += 1
+                self._sendHome(action.message)
+            elif isinstance(action, SendToPeer):
+                if origin is not None and origin.ready:
+                    origin.sendAsap(action.message)
+                    self.counters["keep_alive_acks"] += 1
+            elif isinstance(action, AdoptHome):
+                assert isinstance(origin, PoolElementConnection)
+                self.counters["home_adoptions"] += 1
+                self.log.info(
+                    "Pool element 0x{pe:08x}: ENRP server 0x{server:08x} ({peer}, {identity}) "
+                    "took us over: it is our home server now",
+                    pe=self.peIdentifier,
+                    server=action.server_identifier,
+                    peer=origin.peer,
+                    identity=origin.securityContext.identity if origin.securityContext else None,
+                )
+                self._home = origin
+                if self.link is not None:
+                    self.link.release()
+            elif isinstance(action, HuntForServer):
+                self._home = None
+                if self.link is not None and self.running:
+                    self.link.huntFor(action.reason)
+            elif isinstance(action, Registered):
+                self.log.info(
+                    "Pool element 0x{pe:08x} registered in pool {pool!r} (life {life} s)",
+                    pe=self.peIdentifier,
+                    pool=self.poolHandle,
+                    life=action.life,
+                )
+                for waiter in self._takeWaiters():
+                    waiter.callback(None)
+            elif isinstance(action, Refused):
+                error = RegistrationRefused(self.poolHandle, action.error)
+                self.log.error(
+                    "Pool element 0x{pe:08x}: {error}", pe=self.peIdentifier, error=str(error)
+                )
+                for waiter in self._takeWaiters():
+                    waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+            elif isinstance(action, ReportFailure):
+                self.log.error(
+                    "Pool element 0x{pe:08x}: {attempts} registration attempts timed out; "
+                    "still hunting for an ENRP server",
+                    pe=self.peIdentifier,
+                    attempts=action.attempts,
+                )
+            elif isinstance(action, Deregistered):
+                self.log.info(
+                    "Pool element 0x{pe:08x} deregistered ({how})",
+                    pe=self.peIdentifier,
+                    how="answered" if action.answered else "without an answer",
+                )
+                done, self._deregistered = self._deregistered, None
+                if done is not None and not done.called:
+                    done.callback(None)
+        self._armTimer()
+
+    def _takeWaiters(self) -> list[Deferred[None]]:
+        waiters, self._registeredWaiters = self._registeredWaiters, []
+        return waiters
+
+    # ------------------------------------------------------------------ timers
+
+    def _armTimer(self) -> None:
+        self._cancelTimer()
+        deadline = None if self.core is None else self.core.next_deadline()
+        if deadline is not None:
+            self._timer = self.clock.callLater(
+                max(0.0, deadline - self.clock.seconds()), self._timerFired
+            )
+
+    def _cancelTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        if self.core is not None:
+            self._perform(self.core.handle_timer(self.clock.seconds()), None)

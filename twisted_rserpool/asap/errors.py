@@ -1,0 +1,79 @@
+"""Errors an ASAP endpoint reports to its application."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted_rserpool.wire.errors import CauseCode
+from twisted_rserpool.wire.parameters import OperationError
+
+if TYPE_CHECKING:
+    from twisted_rserpool.asap.notifier import FailoverEvent
+
+__all__ = [
+    "AsapError",
+    "FailoverRefused",
+    "NoPoolElementAvailable",
+    "RegistrationRefused",
+    "RequestTimedOut",
+    "ResolutionFailed",
+    "SessionClosed",
+]
+
+
+class AsapError(Exception):
+    """Base class of the errors of this package."""
+
+
+def _cause(error: OperationError | None) -> str:
+    if error is None:
+        return "no cause given"
+    try:
+        return CauseCode(error.code).name.replace("_", " ").lower()
+    except ValueError:
+        return f"cause 0x{error.code:04x}"
+
+
+class ResolutionFailed(AsapError):
+    """The ENRP server answered a handle resolution with an error (e.g. unknown pool)."""
+
+    def __init__(self, pool_handle: bytes, error: OperationError | None) -> None:
+        self.pool_handle = pool_handle
+        self.error = error
+        super().__init__(f"handle resolution of {pool_handle!r} failed: {_cause(error)}")
+
+
+class RegistrationRefused(AsapError):
+    """The home ENRP server rejected the registration (R flag) with ``error``."""
+
+    def __init__(self, pool_handle: bytes, error: OperationError | None) -> None:
+        self.pool_handle = pool_handle
+        self.error = error
+        super().__init__(f"registration in pool {pool_handle!r} refused: {_cause(error)}")
+
+
+class RequestTimedOut(AsapError):
+    """No ENRP server answered a request within T1 after MAX-REQUEST-RETRANSMIT retries."""
+
+
+class NoPoolElementAvailable(AsapError):
+    """No reachable pool element is left for the pool handle."""
+
+    def __init__(self, pool_handle: bytes, detail: str = "") -> None:
+        self.pool_handle = pool_handle
+        message = f"no pool element of pool {pool_handle!r} is available"
+        super().__init__(message + (f": {detail}" if detail else ""))
+
+
+class FailoverRefused(AsapError):
+    """A failover was vetoed (by an observer, or because the security got weaker); the
+    session is closed. ``event`` is the failover that was refused."""
+
+    def __init__(self, event: FailoverEvent, reason: str) -> None:
+        self.event = event
+        self.reason = reason
+        super().__init__(f"failover refused: {reason}: {event.describe()}")
+
+
+class SessionClosed(AsapError):
+    """The session is closed: nothing more can be sent."""

@@ -1,0 +1,308 @@
+"""The connection of an ASAP endpoint (pool element or pool user) to its home ENRP server.
+
+:class:`HomeServerLink` keeps one connection to an ENRP server, over the TCP mapping and
+TLS, and runs the server hunt (:class:`~twisted_rserpool.asap.hunt.ServerHunt`) on the
+clock it is given: at start, when the connection closes, and when its owner asks (a request
+timed out). A connection counts only once the server authenticated (RFC 5355 2.6: a PSK it
+knows, or a certificate that verified); until then nothing is sent on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_rserpool.asap.hunt import HuntStep, ServerHunt
+from twisted_rserpool.asap.timers import AsapTimers
+from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.transport.connection import MappingConfig
+from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
+from twisted_rserpool.wire import asap, enrp
+from twisted_rserpool.wire.parameters import TcpTransport
+
+__all__ = ["EnrpServerConnection", "HomeServerLink"]
+
+log = Logger()
+
+
+class EnrpServerConnection(RSerPoolProtocol):
+    """One connection from an ASAP endpoint to an ENRP server."""
+
+    def __init__(self, link: HomeServerLink, server: IStreamClientEndpoint) -> None:
+        super().__init__(link.clock)
+        self.link = link
+        self.server = server
+        self.lostReason: Failure | None = None
+
+    def connectionReady(self, securityContext: SecurityContext) -> None:
+        """Tell the link; it decides whether the server is trusted."""
+        self.link._ready(self, securityContext)
+
+    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+        """ASAP from the ENRP server goes to the link's owner."""
+        self.link._message(self, message)
+
+    def enrpMessageReceived(self, message: enrp.EnrpMessage) -> None:
+        """An ENRP server speaks ASAP to endpoints: ENRP here is dropped."""
+        log.warn("ENRP message from {peer} on an ASAP connection: dropped", peer=self.peer)
+
+    def applicationDataReceived(self, ppid: int, data: bytes) -> None:
+        """An ENRP server sends no application data: dropped."""
+        log.warn("Application data from ENRP server {peer}: dropped", peer=self.peer)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """Tell the link."""
+        if reason is None:
+            super().connectionLost()
+        else:
+            super().connectionLost(reason)
+        self.lostReason = reason
+        self.link._lost(self)
+
+    def close(self) -> None:
+        """Close the connection (abortively: the server is being given up on)."""
+        if self.transport is not None:
+            abort = getattr(self.transport, "abortConnection", None)
+            if abort is not None:
+                abort()
+            else:
+                self.transport.loseConnection()
+
+
+class HomeServerLink:
+    """One trusted connection to an ENRP server, found by the server hunt.
+
+    ``onReady(connection, context)``, ``onMessage(connection, message)`` and
+    ``onLost(connection)`` tell the owner what happens; ``onLost`` only for a connection
+    that was ready. ``announcedEndpoint(transport)`` turns an announced server's transport
+    into a client endpoint with our credentials (``None``: announcements are ignored).
+    """
+
+    def __init__(
+        self,
+        servers: Sequence[IStreamClientEndpoint],
+        clock: IReactorTime,
+        timers: AsapTimers,
+        *,
+        onReady: Callable[[EnrpServerConnection, SecurityContext], None],
+        onMessage: Callable[[EnrpServerConnection, asap.AsapMessage], None],
+        onLost: Callable[[EnrpServerConnection], None],
+        requireAuthentication: bool = True,
+        mappingConfig: MappingConfig | None = None,
+        announcedEndpoint: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
+        role: str = "ASAP endpoint",
+    ) -> None:
+        self.clock = clock
+        self.timers = timers
+        self.hunt: ServerHunt[IStreamClientEndpoint] = ServerHunt(list(servers), timers)
+        self.onReady = onReady
+        self.onMessage = onMessage
+        self.onLost = onLost
+        self.requireAuthentication = requireAuthentication
+        self.mappingConfig = mappingConfig
+        self.announcedEndpoint = announcedEndpoint
+        self.role = role
+        self.connection: EnrpServerConnection | None = None
+        self._attempt: Deferred[Any] | None = None
+        self._attemptProtocol: EnrpServerConnection | None = None
+        self._timer: IDelayedCall | None = None
+        self._running = False
+        self._announced: dict[tuple[str, int], IStreamClientEndpoint] = {}
+        self.huntsStarted = 0
+
+    @property
+    def ready(self) -> bool:
+        """Whether a trusted home server connection is up."""
+        return self.connection is not None and self.connection.ready
+
+    def start(self) -> None:
+        """Begin: hunt for a home server."""
+        self._running = True
+        self.huntFor("start")
+
+    def stop(self) -> None:
+        """Stop hunting and close every connection."""
+        self._running = False
+        self._cancelTimer()
+        self._abandonAttempt()
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+    def release(self) -> None:
+        """Close the home connection without hunting (another connection took its role)."""
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+        self._abandonAttempt()
+        self._cancelTimer()
+
+    def send(self, message: asap.AsapMessage) -> bool:
+        """Send to the home server; ``False`` if there is no ready home connection."""
+        connection = self.connection
+        if connection is None or not connection.ready:
+            return False
+        try:
+            connection.sendAsap(message)
+        except Exception as e:
+            log.warn(
+                "Could not send {message} to {peer}: {error}",
+                message=type(message).__name__,
+                peer=connection.peer,
+                error=str(e),
+            )
+            return False
+        return True
+
+    def huntFor(self, reason: str) -> None:
+        """Drop the home connection (if any) and hunt for a server (again)."""
+        if not self._running:
+            return
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+        if self.hunt.hunting:
+            return
+        self.huntsStarted += 1
+        log.info("{role}: hunting for an ENRP server ({reason})", role=self.role, reason=reason)
+        self._step(self.hunt.begin(self.clock.seconds()))
+
+    # ------------------------------------------------------------------ internals
+
+    def _step(self, step: HuntStep[IStreamClientEndpoint]) -> None:
+        if step.cancel is not None:
+            self._abandonAttempt()
+        if step.attempt is not None and self._running:
+            self._connect(step.attempt)
+        self._armTimer()
+
+    def _connect(self, server: IStreamClientEndpoint) -> None:
+        self._abandonAttempt()
+        factory = RSerPoolFactory(
+            lambda: EnrpServerConnection(self, server), self.clock, mappingConfig=self.mappingConfig
+        )
+        attempt = server.connect(factory)
+        self._attempt = attempt
+
+        def connected(protocol: Any) -> None:
+            if self._attempt is attempt:
+                self._attempt = None
+                self._attemptProtocol = protocol
+
+        def failed(reason: Failure) -> None:
+            if self._attempt is not attempt:
+                return
+            self._attempt = None
+            log.info(
+                "{role}: could not reach ENRP server {server}: {error}",
+                role=self.role,
+                server=server,
+                error=reason.getErrorMessage(),
+            )
+            self._step(self.hunt.failed(server, self.clock.seconds()))
+
+        attempt.addCallbacks(connected, failed)
+
+    def _abandonAttempt(self) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.addErrback(lambda _: None)
+            attempt.cancel()
+        protocol, self._attemptProtocol = self._attemptProtocol, None
+        if protocol is not None and protocol is not self.connection:
+            protocol.close()
+
+    def _ready(self, connection: EnrpServerConnection, context: SecurityContext) -> None:
+        if connection is not self._attemptProtocol or not self._running:
+            connection.close()
+            return
+        self._attemptProtocol = None
+        if self.requireAuthentication and not context.authenticated:
+            log.warn(
+                "{role}: ENRP server {peer} did not authenticate ({security}): not used",
+                role=self.role,
+                peer=connection.peer,
+                security=context.describe(),
+            )
+            connection.close()
+            self._step(self.hunt.failed(connection.server, self.clock.seconds()))
+            return
+        self.hunt.succeeded(connection.server)
+        self._cancelTimer()
+        self._armTimer()
+        self.connection = connection
+        log.info(
+            "{role}: home ENRP server is {peer} ({security})",
+            role=self.role,
+            peer=connection.peer,
+            security=context.describe(),
+        )
+        self.onReady(connection, context)
+
+    def _message(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
+        if connection is not self.connection:
+            return
+        if isinstance(message, asap.ServerAnnounce):
+            self._announcement(message)
+            return
+        self.onMessage(connection, message)
+
+    def _announcement(self, message: asap.ServerAnnounce) -> None:
+        if self.announcedEndpoint is None:
+            return
+        for transport in message.transports:
+            if not isinstance(transport, TcpTransport) or not isinstance(
+                transport.address, IPv4Address
+            ):
+                continue
+            key = (str(transport.address), transport.port)
+            endpoint = self._announced.get(key)
+            if endpoint is None:
+                endpoint = self.announcedEndpoint(transport)
+                if endpoint is None:
+                    continue
+                self._announced[key] = endpoint
+            self.hunt.announced(endpoint, self.clock.seconds())
+        self._armTimer()
+
+    def _lost(self, connection: EnrpServerConnection) -> None:
+        if connection is self._attemptProtocol:
+            self._attemptProtocol = None
+            if self._running:
+                self._step(self.hunt.failed(connection.server, self.clock.seconds()))
+            return
+        if connection is not self.connection:
+            return
+        self.connection = None
+        self.onLost(connection)
+
+    def _armTimer(self) -> None:
+        deadline = self.hunt.next_deadline()
+        self._cancelTimer()
+        if deadline is None or not self._running:
+            return
+        self._timer = self.clock.callLater(
+            max(0.0, deadline - self.clock.seconds()), self._timerFired
+        )
+
+    def _cancelTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        step = self.hunt.handle_timer(self.clock.seconds())
+        if step.cancel is not None or step.attempt is not None:
+            log.info(
+                "{role}: T5-Serverhunt expired; next round with T5 = {t5} s",
+                role=self.role,
+                t5=self.hunt.t5,
+            )
+        self._step(step)

@@ -1,0 +1,450 @@
+"""The pool user (RFC 5352 sections 3.3, 3.5-3.7 and 6.5): handle resolution with a cache,
+selection by the pool's policy, unreachable reports, and sessions with failover."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from cryptography import x509
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_rserpool.asap.errors import (
+    NoPoolElementAvailable,
+    RequestTimedOut,
+    ResolutionFailed,
+)
+from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
+from twisted_rserpool.asap.notifier import FailoverEvent, IFailoverObserver
+from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
+from twisted_rserpool.asap.session import Session
+from twisted_rserpool.asap.timers import AsapTimers
+from twisted_rserpool.handlespace import CacheState, PoolUserCache, UnknownPoolHandle
+from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.security.ratelimit import Rate, RateLimiter
+from twisted_rserpool.transport.connection import MappingConfig
+from twisted_rserpool.wire import asap
+from twisted_rserpool.wire.parameters import PoolElementParameter, TcpTransport
+
+__all__ = ["DEFAULT_SESSION_MAPPING", "PoolUser", "clientEndpoints"]
+
+log = Logger()
+
+#: Heartbeats of session connections: a silent pool element is declared dead after 1 + 2 s.
+DEFAULT_SESSION_MAPPING = MappingConfig(heartbeat_interval=1.0, heartbeat_timeout=2.0)
+
+
+def _reactor(reactor: Any) -> Any:
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor  # noqa: PLC0415
+
+        return global_reactor
+    return reactor
+
+
+def clientEndpoints(
+    reactor: Any, servers: Iterable[IStreamClientEndpoint | str]
+) -> list[IStreamClientEndpoint]:
+    """Endpoints for ``servers`` given as endpoints or client strings (``tlspsk:...``)."""
+    from twisted.internet.endpoints import clientFromString  # noqa: PLC0415
+
+    return [
+        clientFromString(_reactor(reactor), s) if isinstance(s, str) else s  # type: ignore[no-untyped-call]
+        for s in servers
+    ]
+
+
+class PoolUser(Service):
+    """Resolves pool handles at a home ENRP server and connects sessions to pool elements.
+
+    ``enrpServers``: the configured ENRP servers (endpoints or client strings), hunted in
+    order; the server must authenticate (a certificate that verifies, or a PSK) unless
+    ``requireAuthenticatedServer`` is false. Pool elements are reached through
+    ``peEndpoint(element)``; by default TLS verifying the pool element's certificate against
+    ``peTrustRoots`` (for its IP address), or plain TCP when no roots are given.
+
+    Failover observers (:class:`~twisted_rserpool.asap.notifier.IFailoverObserver`) hear of
+    every failover and may veto it; a failover to weaker security is refused unless
+    ``refuseWeakerFailover`` is false. ENDPOINT_UNREACHABLE reports are sent at most once
+    per pool element per ``unreachableInterval`` seconds and within ``unreachableRate``.
+
+    Override :meth:`choosePoolElement` to pick among the candidates the policy ordered.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        enrpServers: Sequence[IStreamClientEndpoint | str],
+        *,
+        peEndpoint: Callable[[PoolElementParameter], IStreamClientEndpoint] | None = None,
+        peTrustRoots: Sequence[x509.Certificate] | None = None,
+        timers: AsapTimers | None = None,
+        clock: IReactorTime | None = None,
+        reactor: Any = None,
+        failoverObservers: Iterable[IFailoverObserver] = (),
+        refuseWeakerFailover: bool = True,
+        unreachableInterval: float = 5.0,
+        unreachableRate: Rate | None = None,
+        sessionMappingConfig: MappingConfig | None = None,
+        mappingConfig: MappingConfig | None = None,
+        connectTimeout: float = 5.0,
+        maxFailoverAttempts: int = 5,
+        requireAuthenticatedServer: bool = True,
+        resolutionItems: int | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.reactor = reactor
+        self.clock: IReactorTime = clock if clock is not None else _reactor(reactor)
+        self.timers = timers if timers is not None else AsapTimers()
+        self._servers = list(enrpServers)
+        self._peEndpoint = peEndpoint
+        self.peTrustRoots = list(peTrustRoots) if peTrustRoots is not None else None
+        self.failoverObservers: list[IFailoverObserver] = list(failoverObservers)
+        self.refuseWeakerFailover = refuseWeakerFailover
+        self.unreachableInterval = unreachableInterval
+        self.sessionMappingConfig = (
+            sessionMappingConfig if sessionMappingConfig is not None else DEFAULT_SESSION_MAPPING
+        )
+        self.mappingConfig = mappingConfig
+        self.connectTimeout = connectTimeout
+        self.maxFailoverAttempts = maxFailoverAttempts
+        self.requireAuthenticatedServer = requireAuthenticatedServer
+        self.resolutionItems = resolutionItems
+        self.cache = PoolUserCache(
+            self.timers.stale_cache_value,
+            discard_timeout=max(60.0, self.timers.stale_cache_value),
+            rng=rng,
+        )
+        self._requests: PendingRequests[bytes] = PendingRequests(
+            self.timers.t1_enrp_request, self.timers.max_request_retransmit
+        )
+        self._waiting: dict[bytes, list[Deferred[list[PoolElementParameter]]]] = {}
+        self._reported: dict[tuple[bytes, int], float] = {}
+        self._unreachableLimiter: RateLimiter[str] = RateLimiter(
+            unreachableRate if unreachableRate is not None else Rate(1.0, 5.0)
+        )
+        self._timer: IDelayedCall | None = None
+        self.link: HomeServerLink | None = None
+        self.sessions: set[Session] = set()
+        #: Counts of what happened, for tests, benchmarks and the admin's curiosity.
+        self.counters: dict[str, int] = {
+            "resolutions_sent": 0,
+            "resolutions_from_cache": 0,
+            "unreachable_sent": 0,
+            "unreachable_suppressed": 0,
+            "failovers": 0,
+        }
+        self.failoverTimes: list[float] = []
+
+    # ------------------------------------------------------------------ service
+
+    def startService(self) -> None:
+        """Begin the server hunt."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self.link = HomeServerLink(
+            clientEndpoints(self.reactor, self._servers),
+            self.clock,
+            self.timers,
+            onReady=self._homeReady,
+            onMessage=self._homeMessage,
+            onLost=self._homeLost,
+            requireAuthentication=self.requireAuthenticatedServer,
+            mappingConfig=self.mappingConfig,
+            role="pool user",
+        )
+        self.link.start()
+
+    def stopService(self) -> Deferred[None]:
+        """Close every session and the ENRP server connection."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        for session in list(self.sessions):
+            session.abortConnection()
+        if self.link is not None:
+            self.link.stop()
+        self._cancelTimer()
+        for handle in list(self._waiting):
+            self._fail(handle, RequestTimedOut("the pool user stopped"))
+        return succeed(None)
+
+    def _ensureRunning(self) -> None:
+        if not self.running:
+            self.startService()
+
+    # ------------------------------------------------------------------ ENRP
+
+    def _homeReady(self, connection: EnrpServerConnection, context: SecurityContext) -> None:
+        now = self.clock.seconds()
+        for handle in self._requests:
+            self._sendResolution(handle)
+            self._requests.resent(handle, now)
+        self._armTimer()
+
+    def _homeLost(self, connection: EnrpServerConnection) -> None:
+        if self.link is not None:
+            self.link.huntFor("the home ENRP server connection closed")
+
+    def _homeMessage(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
+        if isinstance(message, asap.HandleResolutionResponse):
+            self._resolutionResponse(message)
+        elif isinstance(message, asap.ErrorMessage):
+            self.log.warn(
+                "ASAP_ERROR from the ENRP server: causes {causes}",
+                causes=[c.code for c in message.error.causes],
+            )
+
+    def _sendResolution(self, handle: bytes) -> None:
+        if self.link is not None and self.link.send(
+            asap.HandleResolution(handle, items=self.resolutionItems)
+        ):
+            self.counters["resolutions_sent"] += 1
+
+    def _resolutionResponse(self, message: asap.HandleResolutionResponse) -> None:
+        handle = message.pool_handle
+        now = self.clock.seconds()
+        self._requests.answered(handle)
+        if message.error is not None:
+            self.cache.invalidate(handle)
+            self._fail(handle, ResolutionFailed(handle, message.error))
+        else:
+            self.cache.update(handle, message.pool_elements, now=now)
+            waiters = self._waiting.pop(handle, [])
+            elements = self._cached(handle)
+            for waiter in waiters:
+                waiter.callback(elements)
+        self._armTimer()
+
+    def _fail(self, handle: bytes, error: Exception) -> None:
+        self._requests.answered(handle)
+        for waiter in self._waiting.pop(handle, []):
+            waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+
+    def _cached(self, handle: bytes) -> list[PoolElementParameter]:
+        pool = self.cache.handlespace.find_pool(handle)
+        return [] if pool is None else [entry.element for entry in pool]
+
+    # ------------------------------------------------------------------ resolution
+
+    def resolve(
+        self, poolHandle: bytes, *, refresh: bool = False
+    ) -> Deferred[list[PoolElementParameter]]:
+        """The pool's elements: from the cache while fresh (C4); a stale entry is returned
+        at once and refreshed in parallel (C2, C3); otherwise a handle resolution is sent
+        and awaited (T1, MAX-REQUEST-RETRANSMIT). Errbacks with
+        :class:`~twisted_rserpool.asap.errors.ResolutionFailed` or
+        :class:`~twisted_rserpool.asap.errors.RequestTimedOut`."""
+        self._ensureRunning()
+        now = self.clock.seconds()
+        state = self.cache.state(poolHandle, now)
+        if state is CacheState.FRESH and not refresh:
+            self.counters["resolutions_from_cache"] += 1
+            return succeed(self._cached(poolHandle))
+        waiter: Deferred[list[PoolElementParameter]] = Deferred()
+        self._request(poolHandle, now)
+        if state is CacheState.STALE and not refresh:
+            self.counters["resolutions_from_cache"] += 1
+            return succeed(self._cached(poolHandle))
+        self._waiting.setdefault(poolHandle, []).append(waiter)
+        return waiter
+
+    def _request(self, handle: bytes, now: float) -> None:
+        if handle in self._requests:
+            return
+        self._requests.sent(handle, now)
+        self._sendResolution(handle)
+        self._armTimer()
+
+    async def _select(
+        self, poolHandle: bytes, exclude: set[int], preferred: Sequence[PoolElementParameter]
+    ) -> PoolElementParameter:
+        for attempt in range(2):
+            await self.resolve(poolHandle, refresh=attempt > 0)
+            candidates = self._ordered(poolHandle, exclude)
+            if candidates:
+                preferredIds = [pe.pe_identifier for pe in preferred]
+                byId = {pe.pe_identifier: pe for pe in candidates}
+                for identifier in preferredIds:
+                    if identifier in byId:
+                        return byId[identifier]
+                return self.choosePoolElement(poolHandle, candidates)
+        raise NoPoolElementAvailable(poolHandle)
+
+    def _ordered(self, poolHandle: bytes, exclude: set[int]) -> list[PoolElementParameter]:
+        pool = self.cache.handlespace.find_pool(poolHandle)
+        if pool is None:
+            return []
+        try:
+            entries = self.cache.select(poolHandle, len(pool))
+        except UnknownPoolHandle:
+            return []
+        return [e.element for e in entries if e.pe_identifier not in exclude]
+
+    def selectPoolElement(
+        self,
+        poolHandle: bytes,
+        exclude: Iterable[int] = (),
+        preferred: Sequence[PoolElementParameter] = (),
+    ) -> Deferred[PoolElementParameter]:
+        """One pool element by the pool's policy (RFC 5356 pool user rules), skipping
+        ``exclude``d identifiers and preferring a business card's ``preferred`` order (BC2)."""
+        return Deferred.fromCoroutine(self._select(poolHandle, set(exclude), preferred))
+
+    def choosePoolElement(
+        self, poolHandle: bytes, candidates: list[PoolElementParameter]
+    ) -> PoolElementParameter:
+        """Pick one of ``candidates`` (never empty, in the policy's order); the first by default."""
+        return candidates[0]
+
+    def forgetPoolElement(self, poolHandle: bytes, peIdentifier: int) -> None:
+        """Drop a pool element from the cache (it failed)."""
+        if self.cache.handlespace.get(poolHandle, peIdentifier) is not None:
+            self.cache.remove(poolHandle, peIdentifier)
+
+    def reportUnreachable(self, poolHandle: bytes, peIdentifier: int) -> bool:
+        """Send ASAP_ENDPOINT_UNREACHABLE for a pool element (RFC 5352 3.5), at most once per
+        pool element per ``unreachableInterval`` and within the global rate (RFC 5355 2.13).
+        Returns whether a report went out."""
+        now = self.clock.seconds()
+        key = (poolHandle, peIdentifier)
+        last = self._reported.get(key)
+        if last is not None and now - last < self.unreachableInterval:
+            self.counters["unreachable_suppressed"] += 1
+            return False
+        if not self._unreachableLimiter.allow("all", now):
+            self.counters["unreachable_suppressed"] += 1
+            return False
+        if len(self._reported) > 4096:
+            self._reported = {
+                k: t for k, t in self._reported.items() if now - t < self.unreachableInterval
+            }
+        self._reported[key] = now
+        if self.link is None or not self.link.send(asap.EndpointUnreachable(*key)):
+            return False
+        self.counters["unreachable_sent"] += 1
+        self.log.info(
+            "Reported PE 0x{pe:08x} of pool {pool!r} unreachable", pe=peIdentifier, pool=poolHandle
+        )
+        return True
+
+    # ------------------------------------------------------------------ sessions
+
+    def endpointForPoolElement(self, element: PoolElementParameter) -> IStreamClientEndpoint:
+        """Where to reach a pool element's user transport (TLS when trust roots are set)."""
+        if self._peEndpoint is not None:
+            return self._peEndpoint(element)
+        transport = element.user_transport
+        if not isinstance(transport, TcpTransport):
+            raise NoPoolElementAvailable(b"", f"PE 0x{element.pe_identifier:08x} is not on TCP")
+        from twisted.internet.endpoints import TCP4ClientEndpoint  # noqa: PLC0415
+
+        host = str(transport.address)
+        tcp = TCP4ClientEndpoint(
+            _reactor(self.reactor), host, transport.port, timeout=self.connectTimeout
+        )
+        if self.peTrustRoots is None:
+            return tcp
+        from twisted_rserpool.endpoints import TlsClientEndpoint  # noqa: PLC0415
+        from twisted_rserpool.security.tls import certificateClientCreator  # noqa: PLC0415
+
+        return TlsClientEndpoint(tcp, certificateClientCreator(host, self.peTrustRoots))
+
+    def connect(
+        self, poolHandle: bytes, protocolFactory: IProtocolFactory, *, ppid: int = 0
+    ) -> Deferred[IProtocol]:
+        """A session to a pool element of ``poolHandle``: fires with the application
+        protocol (built by ``protocolFactory``) connected through a
+        :class:`~twisted_rserpool.asap.session.Session`."""
+        self._ensureRunning()
+        return Deferred.fromCoroutine(self._connect(poolHandle, protocolFactory, ppid))
+
+    async def _connect(
+        self, poolHandle: bytes, protocolFactory: IProtocolFactory, ppid: int
+    ) -> IProtocol:
+        tried: set[int] = set()
+        for _ in range(self.maxFailoverAttempts):
+            element = await self.selectPoolElement(poolHandle, tried)
+            tried.add(element.pe_identifier)
+            protocol = protocolFactory.buildProtocol(None)  # type: ignore[arg-type]
+            if protocol is None:
+                raise NoPoolElementAvailable(poolHandle, "the protocol factory built nothing")
+            session = Session(self, poolHandle, protocol, ppid)
+            try:
+                connection = await session._open(element)
+            except Exception as e:
+                self.log.info(
+                    "Pool {pool!r}: PE 0x{pe:08x} unreachable: {error}",
+                    pool=poolHandle,
+                    pe=element.pe_identifier,
+                    error=str(e),
+                )
+                self.reportUnreachable(poolHandle, element.pe_identifier)
+                self.forgetPoolElement(poolHandle, element.pe_identifier)
+                continue
+            self.sessions.add(session)
+            session._attach(connection)
+            protocol.makeConnection(session)
+            self.log.info(
+                "Session to pool {pool!r} on PE 0x{pe:08x} ({security})",
+                pool=poolHandle,
+                pe=element.pe_identifier,
+                security=session.securityContext.describe() if session.securityContext else "?",
+            )
+            return protocol
+        raise NoPoolElementAvailable(poolHandle, f"{len(tried)} pool element(s) tried")
+
+    def failoverCompleted(self, event: FailoverEvent, seconds: float) -> None:
+        """A session resumed on a new pool element ``seconds`` after leaving the old one."""
+        self.counters["failovers"] += 1
+        self.failoverTimes.append(seconds)
+
+    def _sessionEnded(self, session: Session) -> None:
+        self.sessions.discard(session)
+
+    # ------------------------------------------------------------------ timers
+
+    def _armTimer(self) -> None:
+        self._cancelTimer()
+        deadline = self._requests.next_deadline()
+        if deadline is not None:
+            self._timer = self.clock.callLater(
+                max(0.0, deadline - self.clock.seconds()), self._timerFired
+            )
+
+    def _cancelTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _timerFired(self) -> None:
+        self._timer = None
+        for action in self._requests.handle_timer(self.clock.seconds()):
+            if isinstance(action, Retransmit):
+                self.log.info(
+                    "No answer to the handle resolution of {pool!r} within T1: "
+                    "retransmission {count}, hunting for an ENRP server in parallel",
+                    pool=action.key,
+                    count=action.count,
+                )
+                if self.link is not None and self.link.ready:
+                    self.link.huntFor("T1-ENRPrequest expired")
+                # Sent again as soon as a home server is ready (_homeReady).
+            elif isinstance(action, GiveUp):
+                self._fail(
+                    action.key,
+                    RequestTimedOut(
+                        f"no answer to the handle resolution of {action.key!r} after "
+                        f"{self.timers.max_request_retransmit} retransmissions"
+                    ),
+                )
+        self._armTimer()
