@@ -334,6 +334,10 @@ class HandlespaceMachine(RuleBasedStateMachine):
         owners = {pe.owner for pe in self.pes.values()}
         assert self.hs.owners() == sorted(owners)
         for owner in (1, 2, 3):
+            owned = {key for key, pe in self.pes.items() if pe.owner == owner}
+            listed = [(e.pool_handle, e.pe_identifier) for e in self.hs.elements_owned_by(owner)]
+            assert sorted(listed) == listed and set(listed) == owned
+            assert self.hs.owned_count(owner) == len(owned)
             model = compute_pe_checksum(
                 (handle, pe_id) for (handle, pe_id), pe in self.pes.items() if pe.owner == owner
             )
