@@ -24,8 +24,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from enum import Enum
 
-from twisted.logger import Logger
-
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.sampling import UniformSampler, WeightedSampler
 from twisted_rserpool.handlespace.sortedlist import SortedList
@@ -41,8 +39,6 @@ from twisted_rserpool.wire.parameters import (
     WeightedRandomPolicy,
     WeightedRoundRobinPolicy,
 )
-
-log = Logger()
 
 #: Largest load (100 %), RFC 5356 section 3.1.
 MAX_LOAD = 0xFFFFFFFF
