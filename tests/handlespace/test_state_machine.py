@@ -4,6 +4,7 @@ keep the handlespace equal to a simple model and its invariants intact."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hypothesis import settings
@@ -18,6 +19,7 @@ from twisted_rserpool.handlespace import (
     HandlespaceLimits,
     PoolCreated,
     PoolElementAdded,
+    PoolElementEntry,
     PoolElementUpdated,
     PoolRemoved,
     RegistrationRefused,
@@ -73,6 +75,29 @@ TRANSPORTS = st.sampled_from(
     [tcp(), udp(), sctp(TransportUse.DATA_ONLY), sctp(TransportUse.DATA_PLUS_CONTROL)]
 )
 ZERO_WEIGHT_EXCLUDED = (PolicyType.WEIGHTED_ROUND_ROBIN, PolicyType.WEIGHTED_RANDOM)
+
+
+def _priority_key(policy: SelectionPolicy) -> int:
+    assert isinstance(policy, PriorityPolicy)
+    return -policy.priority
+
+
+def _load_key(policy: SelectionPolicy) -> int:
+    assert isinstance(policy, LeastUsedPolicy)
+    return policy.load
+
+
+def _load_plus_degradation_key(policy: SelectionPolicy) -> int:
+    assert isinstance(policy, PriorityLeastUsedPolicy)
+    return policy.load + policy.load_degradation
+
+
+#: How ordered policies rank PEs (best first) in an answer.
+ORDER_KEYS: dict[type, Callable[[SelectionPolicy], int]] = {
+    PriorityPolicy: _priority_key,
+    LeastUsedPolicy: _load_key,
+    PriorityLeastUsedPolicy: _load_plus_degradation_key,
+}
 
 
 @dataclass
@@ -238,6 +263,20 @@ class HandlespaceMachine(RuleBasedStateMachine):
             if pe.policy.policy_type not in ZERO_WEIGHT_EXCLUDED or pe.policy.weight  # type: ignore[attr-defined]
         ]
         assert len(ids) == min(count, len(selectable))
+        self.check_order(answer, members)
+
+    @staticmethod
+    def check_order(answer: list[PoolElementEntry], members: dict[int, ModelPE]) -> None:
+        """Ordered policies answer with the best PEs of the pool, best first."""
+        if not answer:
+            return
+        sort_key = ORDER_KEYS.get(type(answer[0].policy))
+        if sort_key is None:
+            return
+        keys = [sort_key(entry.policy) for entry in answer]
+        assert keys == sorted(keys)
+        best = sorted(sort_key(pe.policy) for pe in members.values())
+        assert keys == best[: len(keys)]
 
     @rule(seconds=st.sampled_from([0.0, 1.0, 5.0, 12.0]))
     def expire(self, seconds: float) -> None:
