@@ -172,7 +172,7 @@ class LoopbackTests(TestCase):
         await client.ended
         reason = client.reason
         assert reason is not None
-        assert reason.check(FailoverRefused)  # type: ignore[no-untyped-call]
+        assert reason.check(FailoverRefused)
         [event] = observer.events
         assert event.weaker
         assert event.old_context.tls_version == "TLSv1.3"
