@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography import x509
+from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
@@ -16,9 +18,12 @@ from tests.asap.support import (
     Echo,
     Recording,
     credentials,
+    reactor,
+    sleep,
     startServer,
     waitFor,
 )
+from tests.security.support import KEY_B
 from twisted_rserpool.asap import (
     FailoverEvent,
     FailoverRefused,
@@ -27,7 +32,13 @@ from twisted_rserpool.asap import (
     PoolUser,
     Session,
 )
-from twisted_rserpool.security.tls import loadCertificates
+from twisted_rserpool.endpoints import TlsClientEndpoint
+from twisted_rserpool.security.authorization import AuthorizationPolicy, Grant, Role
+from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.security.tls import PskClientCreator, loadCertificates
+from twisted_rserpool.transport.protocol import RSerPoolProtocol
+from twisted_rserpool.wire import asap
+from twisted_rserpool.wire.parameters import TcpTransport
 
 POOL = b"echo"
 
@@ -209,3 +220,99 @@ class LoopbackTests(TestCase):
             lambda: second.server.registrar.handlespace.get(POOL, pe.peIdentifier) is not None
         )
         assert pe.homeServer is None or pe.homeServer != first.server.serverIdentifier
+
+
+class Takeover(RSerPoolProtocol):
+    """Plays an ENRP server that took a PE over: sends a keep-alive with the H flag on the
+    PE's user transport and records the answers."""
+
+    def __init__(self, serverIdentifier: int) -> None:
+        super().__init__()
+        self.serverIdentifier = serverIdentifier
+        self.messages: list[asap.AsapMessage] = []
+
+    def connectionReady(self, securityContext: SecurityContext) -> None:
+        self.sendAsap(asap.EndpointKeepAlive(self.serverIdentifier, POOL, home=True))
+
+    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+        self.messages.append(message)
+        if isinstance(message, asap.Registration):
+            self.sendAsap(asap.RegistrationResponse(POOL, message.pool_element.pe_identifier))
+
+
+class TakeoverTests(TestCase):
+    """The contract with ENRP takeover (issue 6) on the PE's user transport."""
+
+    timeout = 20
+
+    async def takeover(self, identity: str, allowed: list[str]) -> tuple[PoolElement, Takeover]:
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        policy = AuthorizationPolicy(
+            {name: Grant(frozenset({Role.ENRP_SERVER})) for name in allowed}, default=None
+        )
+        pe = await harness.pe([server.portNumber], authorizationPolicy=policy)
+        assert pe.element is not None
+        transport = pe.element.user_transport
+        assert isinstance(transport, TcpTransport)
+        keys = {"enrp-takeover": KEY_B, "stranger": KEY_B}
+        endpoint = TlsClientEndpoint(
+            TCP4ClientEndpoint(reactor, "127.0.0.1", transport.port),
+            PskClientCreator(identity, keys[identity]),
+        )
+        protocol = Takeover(0x7A7A7A7A)
+        await endpoint.connect(Factory.forProtocol(lambda: protocol))
+        assert protocol.transport is not None
+        self.addCleanup(protocol.transport.abortConnection)  # type: ignore[attr-defined]
+        return pe, protocol
+
+    async def test_authenticated_enrp_server_is_adopted(self) -> None:
+        """A keep-alive with the H flag from an identity with the enrp-server role is
+        answered, its sender becomes the home server, and the PE re-registers over that
+        connection."""
+        pe, server = await self.takeover("enrp-takeover", ["enrp-takeover"])
+        await waitFor(lambda: any(isinstance(m, asap.Registration) for m in server.messages))
+        ack = server.messages[0]
+        assert ack == asap.EndpointKeepAliveAck(POOL, pe.peIdentifier)
+        registration = server.messages[1]
+        assert isinstance(registration, asap.Registration)
+        assert registration.pool_element.home_server_identifier == 0x7A7A7A7A
+        await waitFor(lambda: pe.registered)
+        assert pe.homeServer == 0x7A7A7A7A
+        assert pe.counters["home_adoptions"] == 1
+
+    async def test_server_without_the_role_is_ignored(self) -> None:
+        """A PSK identity without the enrp-server role gets no answer and no adoption."""
+        pe, server = await self.takeover("enrp-takeover", [])
+        await sleep(0.3)
+        assert server.messages == []
+        assert pe.counters["keep_alives_refused"] == 1
+        assert pe.homeServer != 0x7A7A7A7A
+
+
+class UnreachableTests(TestCase):
+    """Unreachable reports reach the ENRP server, rate limited."""
+
+    timeout = 20
+
+    async def test_one_report_for_many_sessions_on_a_dead_pe(self) -> None:
+        """Five sessions lose the same PE: the ENRP server receives one report."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        first = await harness.pe([server.portNumber])
+        user = harness.pu([server.portNumber])
+        clients = [await user.connect(POOL, Recording(Collector)) for _ in range(5)]
+        await harness.pe([server.portNumber])
+        for connection in list(first.connections):
+            connection.close()
+        await waitFor(
+            lambda: all(
+                isinstance(c.transport, Session) and len(c.transport.failovers) == 1
+                for c in clients
+            )
+        )
+        assert user.counters["unreachable_sent"] == 1
+        assert user.counters["unreachable_suppressed"] == 4
+        await waitFor(lambda: server.server.registrar.counters["unreachable_reports"] == 1)
