@@ -303,16 +303,15 @@ class UnreachableTests(TestCase):
         harness = Harness(self, creds)
         first = await harness.pe([server.portNumber])
         user = harness.pu([server.portNumber])
-        clients = [await user.connect(POOL, Recording(Collector)) for _ in range(5)]
+        sessions: list[Session] = []
+        for _ in range(5):
+            client = await user.connect(POOL, Recording(Collector))
+            assert isinstance(client, Collector) and isinstance(client.transport, Session)
+            sessions.append(client.transport)
         await harness.pe([server.portNumber])
         for connection in list(first.connections):
             connection.close()
-        await waitFor(
-            lambda: all(
-                isinstance(c.transport, Session) and len(c.transport.failovers) == 1
-                for c in clients
-            )
-        )
+        await waitFor(lambda: all(len(s.failovers) == 1 for s in sessions))
         assert user.counters["unreachable_sent"] == 1
         assert user.counters["unreachable_suppressed"] == 4
         await waitFor(lambda: server.server.registrar.counters["unreachable_reports"] == 1)
