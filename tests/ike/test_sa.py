@@ -8,10 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from twisted_rserpool.ike.child import RecordingChildSAInstaller, selector_from_network
+from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike.child import (
+    RecordingChildSAInstaller,
+    any_selector,
+    selector_from_network,
+)
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
-from twisted_rserpool.ike.crypto import DhGroupId, EncryptionId, IntegrityId, PrfId
+from twisted_rserpool.ike.crypto import DH_GROUPS, DhGroupId, EncryptionId, IntegrityId, PrfId
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     ChildSaDeleted,
@@ -21,18 +26,32 @@ from twisted_rserpool.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     LivenessConfirmed,
 )
 from twisted_rserpool.ike.payloads import (
+    IkeHeader,
     IkeMessage,
     KeyExchangePayload,
+    NoncePayload,
     NotifyPayload,
+    Payload,
+    SecurityAssociationPayload,
+    TsInitiatorPayload,
+    TsResponderPayload,
     UnknownPayload,
     decode_message,
     decode_payload_chain,
 )
-from twisted_rserpool.ike.proposals import ChildSuite, IkeSuite, parse_ike_suites
-from twisted_rserpool.ike.sa import State
+from twisted_rserpool.ike.proposals import (
+    ChildSuite,
+    IkeSuite,
+    OfferedProposal,
+    OfferedTransform,
+    parse_child_suites,
+    parse_ike_suites,
+)
+from twisted_rserpool.ike.sa import State, to_payload
 
 GW = ("127.0.0.2", 500)
 CL = ("127.0.0.1", 1500)
@@ -596,21 +615,168 @@ def test_delete_child_sa() -> None:
     assert of(pair.cl_events, IkeSaEstablished) and not of(pair.cl_events, IkeSaDeleted)
 
 
-def test_create_child_sa_refused() -> None:
-    """CREATE_CHILD_SA (rekeying, more CHILD_SAs) is answered with NO_ADDITIONAL_SAS."""
-    pair = Pair()
-    spi = pair.establish()
+def create_child_sa(
+    pair: Pair, spi: bytes, payloads: tuple[Payload, ...], now: float = 1.0
+) -> tuple[Payload, ...]:
+    """Send a CREATE_CHILD_SA request from the client's IKE SA; the decrypted answer."""
     sa = pair.cl.get(spi)
     assert sa is not None
-    sa._request("create", ExchangeType.CREATE_CHILD_SA, (NotifyPayload(NotifyType.REKEY_SA),), 1.0)
-    pair.pump(1.0)
+    sa._request("create", ExchangeType.CREATE_CHILD_SA, payloads, now)
+    pair.pump(now)
     answer = pair.sent[-1][1]
     message = decode_message(answer)
     assert message.response and message.exchange_type == ExchangeType.CREATE_CHILD_SA
     assert sa._cipher_in is not None and message.encrypted is not None
-    plain = sa._cipher_in.open(answer, 28)
-    (notify,) = decode_payload_chain(message.encrypted.first_payload_type, plain)
-    assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.NO_ADDITIONAL_SAS
+    return decode_payload_chain(
+        message.encrypted.first_payload_type, sa._cipher_in.open(answer, 28)
+    )
+
+
+def esp_offer(spi: bytes, *extra: OfferedTransform) -> SecurityAssociationPayload:
+    (suite,) = parse_child_suites("aes128-sha256")
+    proposal = OfferedProposal(1, 3, spi, suite.transforms() + extra)
+    return SecurityAssociationPayload((to_payload(proposal),))
+
+
+ANY_TS = (TsInitiatorPayload((any_selector(4),)), TsResponderPayload((any_selector(4),)))
+
+
+def test_create_child_sa_errors() -> None:
+    """CREATE_CHILD_SA without SA and Ni is INVALID_SYNTAX; rekeying an unknown CHILD_SA is
+    CHILD_SA_NOT_FOUND; a KE group we lack is INVALID_KE_PAYLOAD; the IKE SA stays up."""
+    pair = Pair()
+    spi = pair.establish()
+    (notify,) = create_child_sa(pair, spi, (NotifyPayload(NotifyType.REKEY_SA),))
+    assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.INVALID_SYNTAX
+    unknown = NotifyPayload(NotifyType.REKEY_SA, protocol_id=3, spi=b"nope")
+    (notify,) = create_child_sa(
+        pair, spi, (unknown, esp_offer(b"abcd"), NoncePayload(b"n" * 32), *ANY_TS)
+    )
+    assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.CHILD_SA_NOT_FOUND
+    payloads: tuple[Payload, ...] = (
+        esp_offer(b"abcd", OfferedTransform(4, 2)),
+        NoncePayload(b"n" * 32),
+        KeyExchangePayload(2, b"x" * 128),
+        *ANY_TS,
+    )
+    (notify,) = create_child_sa(pair, spi, payloads)
+    assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.INVALID_KE_PAYLOAD
+    assert len(pair.gw_installer.installed) == 1 and not of(pair.gw_events, IkeSaDeleted)
+
+
+def test_create_additional_child_sa() -> None:
+    """A CREATE_CHILD_SA request without REKEY_SA adds a CHILD_SA whose KEYMAT is
+    prf+(SK_d, Ni | Nr) with the exchange's nonces."""
+    pair = Pair()
+    spi = pair.establish()
+    ni = b"i" * 32
+    answer = create_child_sa(pair, spi, (esp_offer(b"wxyz"), NoncePayload(ni), *ANY_TS))
+    kinds = [type(p).__name__ for p in answer]
+    assert kinds == [
+        "SecurityAssociationPayload",
+        "NoncePayload",
+        "TsInitiatorPayload",
+        "TsResponderPayload",
+    ]
+    nr = answer[1].data  # type: ignore[union-attr]
+    (child,) = [c for c in pair.gw_installer.installed.values() if c.outbound_spi == b"wxyz"]
+    assert not child.initiator  # the client began this exchange
+    sa = pair.cl.get(spi)
+    assert sa is not None and sa.keys is not None
+    keymat = sa.keys.prf.plus(sa.keys.sk_d, ni + nr, 2 * child.suite.keymat_length)
+    assert child.encryption_key_i + child.integrity_key_i == keymat[: child.suite.keymat_length]
+    assert len(pair.gw_installer.installed) == 2
+
+
+def test_rekey_child_sa_with_pfs() -> None:
+    """Rekeying a CHILD_SA with a KE payload (PFS): the new CHILD_SA's KEYMAT includes the
+    new g^ir, and the old one goes when the peer deletes it."""
+    pair = Pair()
+    spi = pair.establish()
+    (old_inbound,) = pair.cl_installer.installed  # the client's inbound SPI of the old SA
+    key = DH_GROUPS[DhGroupId.CURVE25519].generate()
+    ni = b"r" * 32
+    payloads = (
+        NotifyPayload(NotifyType.REKEY_SA, protocol_id=3, spi=old_inbound),
+        esp_offer(b"new1", OfferedTransform(4, 31)),
+        NoncePayload(ni),
+        KeyExchangePayload(31, key.public_value),
+        *ANY_TS,
+    )
+    answer = create_child_sa(pair, spi, payloads)
+    ke = next(p for p in answer if isinstance(p, KeyExchangePayload))
+    nr = next(p for p in answer if isinstance(p, NoncePayload)).data
+    sa_answer = next(p for p in answer if isinstance(p, SecurityAssociationPayload))
+    assert any(
+        t.transform_type == 4 and t.transform_id == 31 for t in sa_answer.proposals[0].transforms
+    )
+    shared = key.shared_secret(ke.data)
+    (child,) = [c for c in pair.gw_installer.installed.values() if c.outbound_spi == b"new1"]
+    sa = pair.cl.get(spi)
+    assert sa is not None and sa.keys is not None
+    keymat = sa.keys.prf.plus(sa.keys.sk_d, shared + ni + nr, 2 * child.suite.keymat_length)
+    assert child.encryption_key_r + child.integrity_key_r == keymat[child.suite.keymat_length :]
+    assert len(pair.gw_installer.installed) == 2
+    assert pair.cl.delete_child_sa(spi, old_inbound, 2.0)
+    pair.pump(2.0)
+    assert list(pair.gw_installer.installed.values()) == [child]
+
+
+def test_rekey_ike_sa() -> None:
+    """Rekeying the IKE SA: the gateway answers with a new SPI, Nr and KEr; the new SA's keys
+    come from prf(SK_d (old), g^ir | Ni | Nr); it answers requests under the new keys, holds
+    the CHILD_SAs, and the old SA's deletion is reported as "rekeyed"."""
+    pair = Pair()
+    spi = pair.establish()
+    old = pair.cl.get(spi)
+    assert old is not None and old.keys is not None
+    (suite,) = parse_ike_suites("aes256gcm16-prfsha384-x25519")
+    key = DH_GROUPS[suite.dh].generate()
+    new_spi_i = b"N" * 8
+    ni = b"k" * 32
+    offer = OfferedProposal(1, 1, new_spi_i, suite.transforms())
+    answer = create_child_sa(
+        pair,
+        spi,
+        (
+            SecurityAssociationPayload((to_payload(offer),)),
+            NoncePayload(ni),
+            KeyExchangePayload(suite.dh, key.public_value),
+        ),
+    )
+    sa_answer, nonce, ke = answer
+    assert isinstance(sa_answer, SecurityAssociationPayload) and isinstance(nonce, NoncePayload)
+    assert isinstance(ke, KeyExchangePayload)
+    new_spi_r = sa_answer.proposals[0].spi
+    assert len(new_spi_r) == 8 and pair.gw.get(new_spi_r) is not None
+    (rekeyed,) = of(pair.gw_events, IkeSaRekeyed)
+    assert isinstance(rekeyed, IkeSaRekeyed) and (rekeyed.spi_i, rekeyed.spi_r) == (
+        new_spi_i,
+        new_spi_r,
+    )
+    skeyseed = old.keys.prf(old.keys.sk_d, key.shared_secret(ke.data) + ni + nonce.data)
+    keys = crypto.derive_ike_keys_from_skeyseed(
+        suite.prf_transform,
+        suite.encryption_transform,
+        None,
+        skeyseed=skeyseed,
+        nonce_i=ni,
+        nonce_r=nonce.data,
+        spi_i=new_spi_i,
+        spi_r=new_spi_r,
+    )
+    header = IkeHeader(new_spi_i, new_spi_r, 46, 2, 0, ExchangeType.INFORMATIONAL, 0x08, 0, 0)
+    request = keys.cipher(True).seal(header.encode(), 0, b"")
+    pair.gw.receive_datagram(request, CL, 2.0)
+    ((response, _),) = pair.gw.datagrams_to_send()
+    assert keys.cipher(False).open(response, 28) == b""
+    new_gw_sa = pair.gw.get(new_spi_r)
+    assert new_gw_sa is not None and len(new_gw_sa.children) == 1
+    old.delete(3.0)
+    pair.pump(3.0)
+    reasons = [e.reason for e in of(pair.gw_events, IkeSaDeleted)]  # type: ignore[attr-defined]
+    assert reasons == ["rekeyed"]
+    assert len(pair.gw_installer.installed) == 1 and len(pair.gw) == 1
 
 
 def test_tampered_message_dropped() -> None:

@@ -186,6 +186,35 @@ def test_strongswan_initiator_cookie_invalid_ke_and_aead(
         gw.wait_for_log("(aes256gcm16-prfsha384-ecp384)")
 
 
+def test_strongswan_rekeys_ike_sa_and_adds_child_sa(
+    tmp_path: Path, gateway_factory: list[Gateway]
+) -> None:
+    """strongSwan rekeys the IKE SA (CREATE_CHILD_SA with SA, Ni, KE) and vpngw's new SA
+    takes over; then strongSwan adds a CHILD_SA with CREATE_CHILD_SA on the new SA, which
+    vpngw negotiates (strongSwan's kernel cannot install it and deletes it again)."""
+    require_strongswan()
+    gw = Gateway(tmp_path)
+    gateway_factory.append(gw)
+    conf = initiator_conf(gw.host, "x25519", childless=True, dpd=False).replace(
+        "childless = force",
+        "childless = force\n  children { net { esp_proposals = aes128gcm16\n"
+        "    remote_ts = 10.1.0.0/16 } }",
+    )
+    with running(Charon(conf)) as charon:
+        charon.swanctl("--initiate", "--ike", "ini", "--timeout", "10")
+        charon.swanctl("--rekey", "--ike", "ini")
+        log = charon.wait_for_log("IKE_SA ini[2] rekeyed between")
+        assert "parsed CREATE_CHILD_SA response 2 [ SA No KE ]" in log
+        gw.wait_for_log("gone: rekeyed")
+        assert "rekeyed to" in gw.log
+        charon.swanctl("--initiate", "--child", "net", "--timeout", "10", check=False)
+        log = charon.wait_for_log("parsed CREATE_CHILD_SA response 0 [ SA No TSi TSr ]")
+        gw.wait_for_log("added with")
+        gw.wait_for_log("removed")
+        sas = charon.swanctl("--list-sas")
+        assert "ini: #2, ESTABLISHED" in sas
+
+
 def test_default_vpngw_with_generated_key(tmp_path: Path) -> None:
     """`twistd -n vpngw` with no options listens on 127.0.0.1 port 500 and logs a generated
     key and a strongSwan configuration; strongSwan connects with exactly that key."""

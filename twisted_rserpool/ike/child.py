@@ -123,7 +123,9 @@ class ChildSa:
     """A negotiated ESP CHILD_SA as the data plane needs it.
 
     ``inbound_spi`` is the SPI we chose (the peer sends with it), ``outbound_spi`` the peer's.
-    Keys are named by direction of traffic: ``*_i`` protect initiator-to-responder packets.
+    ``initiator`` is whether we began the exchange that created the CHILD_SA (IKE_AUTH or
+    CREATE_CHILD_SA); ``ts_i``, ``ts_r`` and the keys are named after that exchange's
+    initiator and responder: ``*_i`` keys protect initiator-to-responder packets.
     """
 
     ike_spi_i: bytes

@@ -52,6 +52,7 @@ __all__ = [
     "cookie_value",
     "derive_child_keymat",
     "derive_ike_keys",
+    "derive_ike_keys_from_skeyseed",
     "encryption",
     "nat_detection_hash",
     "psk_auth",
@@ -481,6 +482,34 @@ def derive_ike_keys(
 ) -> tuple[bytes, IkeKeys]:
     """SKEYSEED and the IKE SA keys for a new IKE SA (RFC 7296 section 2.14)."""
     skeyseed = prf(nonce_i + nonce_r, shared_secret)
+    keys = derive_ike_keys_from_skeyseed(
+        prf,
+        encryption,
+        integrity,
+        skeyseed=skeyseed,
+        nonce_i=nonce_i,
+        nonce_r=nonce_r,
+        spi_i=spi_i,
+        spi_r=spi_r,
+    )
+    return skeyseed, keys
+
+
+def derive_ike_keys_from_skeyseed(
+    prf: Prf,
+    encryption: Encryption,
+    integrity: Integrity | None,
+    *,
+    skeyseed: bytes,
+    nonce_i: bytes,
+    nonce_r: bytes,
+    spi_i: bytes,
+    spi_r: bytes,
+) -> IkeKeys:
+    """The seven keys from SKEYSEED: prf+(SKEYSEED, Ni | Nr | SPIi | SPIr), split in order.
+
+    For a rekeyed IKE SA, SKEYSEED is prf(SK_d (old), g^ir (new) | Ni | Nr) (section 2.18).
+    """
     integ_length = integrity.key_length if integrity is not None else 0
     enc_length = encryption.key_material_length
     lengths = [prf.key_length, integ_length, integ_length, enc_length, enc_length]
@@ -491,7 +520,7 @@ def derive_ike_keys(
     for length in lengths:
         parts.append(material[offset : offset + length])
         offset += length
-    return skeyseed, IkeKeys(prf, encryption, integrity, *parts)
+    return IkeKeys(prf, encryption, integrity, *parts)
 
 
 def derive_child_keymat(

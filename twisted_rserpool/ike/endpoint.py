@@ -167,7 +167,7 @@ class IkeEndpoint:
             self,
             config or self.config,
             initiator=True,
-            spi_i=self._new_spi(),
+            spi_i=self.new_spi(),
             spi_r=_ZERO_SPI,
             local_address=self.local_address,
             peer_address=peer_address,
@@ -254,6 +254,11 @@ class IkeEndpoint:
         """A responder SA is no longer half-open."""
         self._half_open -= 1
 
+    def adopt(self, sa: IkeSa) -> None:
+        """Add an IKE SA made by a rekey to the table."""
+        self._sas[sa.local_spi] = sa
+        self.reschedule(sa)
+
     # --- internals ----------------------------------------------------------------------
 
     def _framed(self, address: Address) -> bool:
@@ -273,7 +278,8 @@ class IkeEndpoint:
             raise KeyError(f"no IKE SA with SPI {spi.hex()}")
         return sa
 
-    def _new_spi(self) -> bytes:
+    def new_spi(self) -> bytes:
+        """A random non-zero IKE SPI not in the SA table."""
         while True:
             spi = os.urandom(8)
             if spi != _ZERO_SPI and spi not in self._sas:
@@ -370,7 +376,7 @@ class IkeEndpoint:
             config,
             initiator=False,
             spi_i=header.spi_i,
-            spi_r=self._new_spi(),
+            spi_r=self.new_spi(),
             local_address=self.local_address,
             peer_address=address,
             now=now,

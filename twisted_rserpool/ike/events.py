@@ -16,6 +16,7 @@ __all__ = [
     "IkeSaDeleted",
     "IkeSaEstablished",
     "IkeSaFailed",
+    "IkeSaRekeyed",
     "LivenessConfirmed",
 ]
 
@@ -64,6 +65,22 @@ class IkeSaDeleted:
 
 
 @dataclass(frozen=True)
+class IkeSaRekeyed:
+    """The peer rekeyed an IKE SA: the new SA (new SPIs, new keys) takes over its CHILD_SAs.
+
+    The old SA goes away when the peer deletes it (``IkeSaDeleted`` with reason
+    ``"rekeyed"``).
+    """
+
+    old_spi_i: bytes
+    old_spi_r: bytes
+    spi_i: bytes
+    spi_r: bytes
+    peer_address: Address
+    suite: IkeSuite
+
+
+@dataclass(frozen=True)
 class ChildSaEstablished:
     """A CHILD_SA was negotiated (and handed to the installer; ``installed`` is its answer)."""
 
@@ -102,6 +119,7 @@ IkeEvent = (
     IkeSaEstablished
     | IkeSaFailed
     | IkeSaDeleted
+    | IkeSaRekeyed
     | ChildSaEstablished
     | ChildSaFailed
     | ChildSaDeleted

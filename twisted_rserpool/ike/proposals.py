@@ -306,12 +306,17 @@ def select_ike(
 
 
 def select_child(
-    offered: Sequence[OfferedProposal], ours: Sequence[ChildSuite], spi: bytes
+    offered: Sequence[OfferedProposal],
+    ours: Sequence[ChildSuite],
+    spi: bytes,
+    dh_group: int | None = None,
 ) -> tuple[OfferedProposal, ChildSuite] | None:
     """The first offered ESP proposal containing one of our suites; ``spi`` is our SPI.
 
-    A suite without ESN matches a proposal that does not mention ESN; DH transforms in an
-    ESP proposal (for rekeying with PFS) may be offered alongside NONE and are not chosen.
+    A suite without ESN matches a proposal that does not mention ESN. Without ``dh_group``
+    (no KE payload: IKE_AUTH, or CREATE_CHILD_SA without PFS) a proposal must allow DH
+    NONE (or list no DH) and the answer has no DH transform; with ``dh_group`` (the group
+    of the KE payload) the proposal must offer that group and the answer names it.
     """
     for proposal in offered:
         if proposal.protocol != PROTO_ESP or len(proposal.spi) != 4:
@@ -323,11 +328,19 @@ def select_child(
             tuple(t for t in proposal.transforms if t.type != DH),
         )
         dh_ids = {t.id for t in proposal.transforms if t.type == DH}
-        if dh_ids and 0 not in dh_ids:
-            continue  # PFS required: the initial CHILD_SA has no KE of its own
+        if dh_group is None:
+            if dh_ids and 0 not in dh_ids:
+                continue  # PFS required, but there is no KE payload
+            extra: tuple[OfferedTransform, ...] = ()
+        else:
+            if dh_group not in dh_ids:
+                continue
+            extra = (OfferedTransform(DH, dh_group),)
         for suite in ours:
             if _offers(filtered, suite.transforms()):
-                chosen = OfferedProposal(proposal.number, PROTO_ESP, spi, suite.transforms())
+                chosen = OfferedProposal(
+                    proposal.number, PROTO_ESP, spi, suite.transforms() + extra
+                )
                 return chosen, suite
     return None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, TypeVar
@@ -50,6 +50,7 @@ from twisted_rserpool.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     LivenessConfirmed,
 )
 from twisted_rserpool.ike.payloads import (
@@ -84,6 +85,7 @@ from twisted_rserpool.ike.proposals import (
     child_suite_from_proposal,
     ike_proposal,
     select_child,
+    select_ike,
     suite_from_proposal,
 )
 
@@ -124,6 +126,12 @@ class IkeSaHost(Protocol):
 
     def half_open_finished(self, sa: IkeSa) -> None:
         """A responder SA left INIT_DONE (it no longer counts as half-open)."""
+
+    def new_spi(self) -> bytes:
+        """A fresh IKE SPI of ours, unused in the SA table."""
+
+    def adopt(self, sa: IkeSa) -> None:
+        """Add an SA made by a rekey to the SA table."""
 
 
 def to_payload(proposal: OfferedProposal) -> Proposal:
@@ -237,6 +245,7 @@ class IkeSa:
         self._cipher_out: crypto.SkCipher | None = None
         self._cipher_in: crypto.SkCipher | None = None
         self.half_open_deadline = now + config.half_open_timeout
+        self.rekeyed_to: IkeSa | None = None
 
     # --- identity and timers ------------------------------------------------------------
 
@@ -774,16 +783,27 @@ class IkeSa:
         self._fail(reason, notify_type)
 
     def _negotiate_child(
-        self, payloads: tuple[Payload, ...], sa: SecurityAssociationPayload
+        self,
+        payloads: tuple[Payload, ...],
+        sa: SecurityAssociationPayload,
+        exchange_nonces: tuple[bytes, bytes] | None = None,
+        dh: tuple[int, bytes] | None = None,
     ) -> _Refusal | tuple[ChildSa, list[Payload]]:
-        """Responder: choose an ESP proposal and narrow the selectors."""
+        """Responder of the exchange: choose an ESP proposal and narrow the selectors.
+
+        ``exchange_nonces`` are (Ni, Nr) of a CREATE_CHILD_SA exchange (default: the IKE
+        SA's, for IKE_AUTH); ``dh`` is (group, g^ir) when the request carried a KE payload.
+        """
         tsi = _find(payloads, TsInitiatorPayload)
         tsr = _find(payloads, TsResponderPayload)
         if tsi is None or tsr is None:
             return _Refusal(NotifyType.INVALID_SYNTAX, "CHILD_SA request without TSi/TSr")
         spi = os.urandom(4)
         selected = select_child(
-            [from_payload(p) for p in sa.proposals], self.config.child_suites, spi
+            [from_payload(p) for p in sa.proposals],
+            self.config.child_suites,
+            spi,
+            dh[0] if dh is not None else None,
         )
         if selected is None:
             return _Refusal(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable ESP proposal")
@@ -794,7 +814,18 @@ class IkeSa:
             return _Refusal(NotifyType.TS_UNACCEPTABLE, "traffic selectors unacceptable")
         transport = _has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
         peer_spi = next(p.spi for p in sa.proposals if p.number == chosen.number)
-        child = self._make_child(suite, spi, peer_spi, ts_i, ts_r, transport)
+        nonce_i, nonce_r = exchange_nonces or (self.nonce_i, self.nonce_r)
+        child = self._make_child(
+            suite,
+            spi,
+            peer_spi,
+            ts_i,
+            ts_r,
+            transport,
+            nonces=(nonce_i, nonce_r),
+            initiator=self.initiator if exchange_nonces is None else False,
+            shared_secret=dh[1] if dh is not None else b"",
+        )
         answer: list[Payload] = []
         if transport:
             answer.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
@@ -813,20 +844,27 @@ class IkeSa:
         ts_i: tuple[TrafficSelector, ...],
         ts_r: tuple[TrafficSelector, ...],
         transport: bool,
+        *,
+        nonces: tuple[bytes, bytes] | None = None,
+        initiator: bool | None = None,
+        shared_secret: bytes = b"",
     ) -> ChildSa:
+        """A CHILD_SA with its KEYMAT; ``initiator`` says whether we began its exchange."""
         assert self.keys is not None
+        nonce_i, nonce_r = nonces or (self.nonce_i, self.nonce_r)
         keymat = crypto.derive_child_keymat(
             self.keys.prf,
             self.keys.sk_d,
-            nonce_i=self.nonce_i,
-            nonce_r=self.nonce_r,
+            nonce_i=nonce_i,
+            nonce_r=nonce_r,
             length=2 * suite.keymat_length,
+            shared_secret=shared_secret,
         )
         enc_i, integ_i, enc_r, integ_r = split_keymat(keymat, suite)
         return ChildSa(
             self.spi_i,
             self.spi_r,
-            self.initiator,
+            self.initiator if initiator is None else initiator,
             self.local_address[0],
             self.peer_address[0],
             inbound,
@@ -1050,10 +1088,187 @@ class IkeSa:
         elif exchange == ExchangeType.INFORMATIONAL:
             self._informational_request(message_id, payloads, raw, now)
         elif exchange == ExchangeType.CREATE_CHILD_SA:
-            # Rekeying and additional CHILD_SAs are not implemented: refuse politely.
-            self._respond(exchange, message_id, [NotifyPayload(NotifyType.NO_ADDITIONAL_SAS)], raw)
+            self._create_child_sa_request(message_id, payloads, raw, now)
         else:
             self._respond(exchange, message_id, [NotifyPayload(NotifyType.INVALID_SYNTAX)], raw)
+
+    def _create_child_sa_request(
+        self, message_id: int, payloads: tuple[Payload, ...], raw: bytes, now: float
+    ) -> None:
+        """Responder of CREATE_CHILD_SA: a new or rekeyed CHILD_SA, or a rekeyed IKE SA."""
+        exchange = ExchangeType.CREATE_CHILD_SA
+
+        def refuse(notify_type: int, reason: str, data: bytes = b"") -> None:
+            self.log.info(
+                "CREATE_CHILD_SA from {peer} refused: {reason}",
+                peer=self.peer_address,
+                reason=reason,
+            )
+            self._respond(exchange, message_id, [NotifyPayload(notify_type, data)], raw)
+
+        sa = _find(payloads, SecurityAssociationPayload)
+        nonce = _find(payloads, NoncePayload)
+        ke = _find(payloads, KeyExchangePayload)
+        if self.state != State.ESTABLISHED:
+            refuse(NotifyType.TEMPORARY_FAILURE, "IKE SA is being deleted")
+            return
+        if sa is None or nonce is None or not 16 <= len(nonce.data) <= 256:
+            refuse(NotifyType.INVALID_SYNTAX, "no SA or Ni")
+            return
+        nonce_r = os.urandom(self.config.nonce_length)
+        if any(p.protocol_id == ProtocolId.IKE for p in sa.proposals):
+            self._rekey_ike(message_id, sa, nonce.data, nonce_r, ke, raw, refuse)
+            return
+        rekey = next(
+            (
+                n
+                for n in _notifies(payloads)
+                if n.notify_type == NotifyType.REKEY_SA and n.protocol_id == ProtocolId.ESP
+            ),
+            None,
+        )
+        old: ChildSa | None = None
+        if rekey is not None:
+            old = self._children_by_outbound.get(rekey.spi)
+            if old is None:
+                refuse(NotifyType.CHILD_SA_NOT_FOUND, "rekey of an unknown CHILD_SA")
+                return
+        dh: tuple[int, bytes] | None = None
+        our_ke: KeyExchangePayload | None = None
+        if ke is not None:
+            group = crypto.DH_GROUPS.get(ke.dh_group)
+            if group is None:
+                wanted = self.suite.dh if self.suite is not None else 0
+                refuse(
+                    NotifyType.INVALID_KE_PAYLOAD,
+                    f"KE group {ke.dh_group}",
+                    int(wanted).to_bytes(2, "big"),
+                )
+                return
+            key = group.generate()
+            try:
+                dh = (ke.dh_group, key.shared_secret(ke.data))
+            except crypto.InvalidPublicValueError as e:
+                refuse(NotifyType.INVALID_SYNTAX, f"invalid KE data: {e}")
+                return
+            our_ke = KeyExchangePayload(ke.dh_group, key.public_value)
+        outcome = self._negotiate_child(payloads, sa, (nonce.data, nonce_r), dh)
+        if isinstance(outcome, _Refusal):
+            refuse(outcome.notify_type, outcome.reason)
+            self.host.emit(
+                ChildSaFailed(self.spi_i, self.spi_r, outcome.reason, outcome.notify_type)
+            )
+            return
+        child, answer = outcome
+        sa_index = next(
+            i for i, p in enumerate(answer) if isinstance(p, SecurityAssociationPayload)
+        )
+        extra: list[Payload] = [NoncePayload(nonce_r)]
+        if our_ke is not None:
+            extra.append(our_ke)
+        answer[sa_index + 1 : sa_index + 1] = extra
+        self._respond(exchange, message_id, answer, raw)
+        self.log.info(
+            "CHILD_SA {spi} {what} with {peer}",
+            spi=child.inbound_spi.hex(),
+            what="rekeyed" if old is not None else "added",
+            peer=self.peer_address,
+        )
+        self._add_child(child)
+
+    def _rekey_ike(
+        self,
+        message_id: int,
+        sa: SecurityAssociationPayload,
+        nonce_i: bytes,
+        nonce_r: bytes,
+        ke: KeyExchangePayload | None,
+        raw: bytes,
+        refuse: Callable[..., None],
+    ) -> None:
+        """Responder of an IKE SA rekey (RFC 7296 sections 1.3.2 and 2.18)."""
+        assert self.keys is not None
+        offered = [from_payload(p) for p in sa.proposals if len(p.spi) == 8]
+        suites = self.config.ike_suites
+        group_id = ke.dh_group if ke is not None else None
+        selected = select_ike(offered, [s for s in suites if s.dh == group_id]) or select_ike(
+            offered, suites
+        )
+        if selected is None:
+            refuse(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable IKE proposal for the rekey")
+            return
+        chosen, suite = selected
+        if ke is None or ke.dh_group != suite.dh:
+            refuse(
+                NotifyType.INVALID_KE_PAYLOAD,
+                f"rekey KE group {group_id}",
+                int(suite.dh).to_bytes(2, "big"),
+            )
+            return
+        key = crypto.DH_GROUPS[suite.dh].generate()
+        try:
+            shared = key.shared_secret(ke.data)
+        except crypto.InvalidPublicValueError as e:
+            refuse(NotifyType.INVALID_SYNTAX, f"invalid KE data: {e}")
+            return
+        peer_spi = next(p.spi for p in offered if p.number == chosen.number)
+        new = IkeSa(
+            self.host,
+            self.config,
+            initiator=False,
+            spi_i=peer_spi,
+            spi_r=self.host.new_spi(),
+            local_address=self.local_address,
+            peer_address=self.peer_address,
+            now=self.last_heard,
+        )
+        # SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old SA's PRF.
+        skeyseed = self.keys.prf(self.keys.sk_d, shared + nonce_i + nonce_r)
+        new.suite = suite
+        new.nonce_i, new.nonce_r = nonce_i, nonce_r
+        new.keys = crypto.derive_ike_keys_from_skeyseed(
+            suite.prf_transform,
+            suite.encryption_transform,
+            suite.integrity_transform,
+            skeyseed=skeyseed,
+            nonce_i=nonce_i,
+            nonce_r=nonce_r,
+            spi_i=new.spi_i,
+            spi_r=new.spi_r,
+        )
+        new._cipher_out = new.keys.cipher(False)
+        new._cipher_in = new.keys.cipher(True)
+        new.peer_id = self.peer_id
+        new.peer_behind_nat, new.local_behind_nat = self.peer_behind_nat, self.local_behind_nat
+        new.state = State.ESTABLISHED
+        new.children, self.children = self.children, {}
+        new._children_by_outbound, self._children_by_outbound = self._children_by_outbound, {}
+        answer_proposal = OfferedProposal(
+            chosen.number, chosen.protocol, new.spi_r, chosen.transforms
+        )
+        self._respond(
+            ExchangeType.CREATE_CHILD_SA,
+            message_id,
+            [
+                SecurityAssociationPayload((to_payload(answer_proposal),)),
+                NoncePayload(nonce_r),
+                KeyExchangePayload(suite.dh, key.public_value),
+            ],
+            raw,
+        )
+        self.rekeyed_to = new
+        self.host.adopt(new)
+        self.log.info(
+            "IKE SA {old_i}/{old_r} rekeyed to {new_i}/{new_r} ({suite})",
+            old_i=self.spi_i.hex(),
+            old_r=self.spi_r.hex(),
+            new_i=new.spi_i.hex(),
+            new_r=new.spi_r.hex(),
+            suite=str(suite),
+        )
+        self.host.emit(
+            IkeSaRekeyed(self.spi_i, self.spi_r, new.spi_i, new.spi_r, self.peer_address, suite)
+        )
 
     def _open(
         self, message: IkeMessage, raw: bytes, *, request: bool
@@ -1120,10 +1335,9 @@ class IkeSa:
                 spi_r=self.spi_r.hex(),
                 peer=self.peer_address,
             )
+            reason = "rekeyed" if self.rekeyed_to is not None else "deleted by peer"
             self._close(
-                IkeSaDeleted(
-                    self.spi_i, self.spi_r, self.initiator, self.peer_address, "deleted by peer"
-                )
+                IkeSaDeleted(self.spi_i, self.spi_r, self.initiator, self.peer_address, reason)
             )
             return
         self._respond(ExchangeType.INFORMATIONAL, message_id, answer, raw)
