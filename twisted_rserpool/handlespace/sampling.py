@@ -140,14 +140,16 @@ class WeightedSampler(Generic[T]):
     def _find(self, value: int) -> int:
         """The slot whose cumulative weight range holds ``value`` (0 <= value < total)."""
         tree = self._tree
-        capacity = self._capacity
         position = 0
-        step = 1 << (capacity.bit_length() - 1)
+        # The capacity is a power of two and tree[capacity] is the total, which exceeds
+        # value: the descent never steps past the capacity, so no bounds check is needed.
+        step = self._capacity >> 1
         while step:
             following = position + step
-            if following <= capacity and tree[following] <= value:
+            partial = tree[following]
+            if partial <= value:
                 position = following
-                value -= tree[following]
+                value -= partial
             step >>= 1
         return position + 1
 
