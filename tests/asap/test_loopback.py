@@ -148,8 +148,6 @@ class LoopbackTests(TestCase):
         await waitFor(lambda: session.cookie == b"state:one")
         survivors = Recording(Echo)
         second = await harness.pe([server.portNumber], survivors)
-        await first.stopService()  # the old PE leaves the pool...
-        first.startService()  # ...its process lingers and kills its sessions on "fatal"
         session.write(b"fatal")
         await waitFor(lambda: len(session.failovers) == 1)
         await waitFor(lambda: b"fatal" in client.received)

@@ -8,7 +8,15 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from tests.asap.processes import startEnrp, startPe
-from tests.asap.support import FAST, FAST_MAPPING, Collector, Recording, credentials, waitFor
+from tests.asap.support import (
+    FAST,
+    FAST_MAPPING,
+    Collector,
+    Recording,
+    credentials,
+    sleep,
+    waitFor,
+)
 from twisted_rserpool.asap import FailoverEvent, IFailoverObserver, PoolUser, Session
 from twisted_rserpool.security.tls import loadCertificates
 
@@ -31,7 +39,8 @@ class KillTests(TestCase):
     timeout = 60
 
     async def test_kill_9_pe_session_resumes_with_cookie(self) -> None:
-        """After kill -9 of the PE, the session resumes on the other PE: the signed cookie
+        """After kill -9 of the PE (frozen just before, with a message in flight), the
+        session resumes on the other PE: the signed cookie
         is echoed so the count goes on, the message sent into the dead PE is sent again,
         the observer sees both TLS contexts, and the ENRP server hears one unreachable
         report."""
@@ -62,8 +71,11 @@ class KillTests(TestCase):
         assert session.poolElement is not None
         [victim] = [p for p in pes if p.peIdentifier == session.poolElement.pe_identifier]
         [survivor] = [p for p in pes if p is not victim]
-        victim.kill9()
+        victim.stop()  # frozen first, so that the next message is surely unacknowledged
         session.write(b"incr")
+        await waitFor(lambda: session.pending() == 0)
+        await sleep(0.05)
+        victim.kill9()
         await waitFor(lambda: len(client.received) == 4, timeout=15)
         assert client.received[-1] == f"4 pe{pes.index(survivor)}".encode()
         [event] = observer.events

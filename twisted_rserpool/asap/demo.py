@@ -284,12 +284,19 @@ async def runDemo(reactor: Any, out: TextIO, *, poolElements: int = 3) -> int:
             )
 
         victimName, victim = pes[victimId]
-        console.say(f"4. kill -9 {victimName} (pid {victim.pid}) while the session is on it")
+        console.say(
+            f"4. {victimName} (pid {victim.pid}) freezes (SIGSTOP) while the session "
+            "is on it; one more incr goes out and stays unacknowledged"
+        )
+        os.kill(victim.pid, signal.SIGSTOP)
+        session.write(b"incr")
+        await deferLater(reactor, 0.1, lambda: None)
+        assert session.connection is not None
+        unacknowledged = len(session.connection.unacknowledged())
+        console.say(f"   kill -9 {victimName} with {unacknowledged} message unacknowledged")
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=10)
         killedAt = time.monotonic()
-        session.write(b"incr")
-        console.say("   incr sent (into the dead connection: the mapping keeps it unacknowledged)")
         await _waitFor(reactor, lambda: len(client.answers) >= 4, 20, "the failover")
         elapsed = time.monotonic() - killedAt
         assert session.poolElement is not None

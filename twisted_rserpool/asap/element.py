@@ -30,7 +30,7 @@ from zope.interface import implementer
 
 from twisted_rserpool.asap.errors import AsapError, RegistrationRefused
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
-from twisted_rserpool.asap.outbox import Outbox
+from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
 from twisted_rserpool.asap.registration import (
     Action,
     AdoptHome,
@@ -59,6 +59,7 @@ from twisted_rserpool.wire.parameters import (
     TcpTransport,
     TransportUse,
 )
+from twisted_rserpool.wire.tcpmapping import ASAP_PPID
 
 __all__ = ["PoolElement", "PoolElementConnection", "PoolElementTransport"]
 
@@ -88,6 +89,7 @@ class PoolElementTransport:
         self.ppid = ppid
         self.disconnecting = False
         self._outbox = Outbox()
+        self._pumpCall: IDelayedCall | None = None
 
     @property
     def securityContext(self) -> SecurityContext | None:
@@ -99,7 +101,11 @@ class PoolElementTransport:
         if self.disconnecting:
             return
         self._outbox.put(bytes(data), self.ppid)
-        self.pump()
+        self._schedulePump()
+
+    def _schedulePump(self) -> None:
+        if self._pumpCall is None:
+            self._pumpCall = self.connection.poolElement.clock.callLater(0, self.pump)
 
     def writeSequence(self, data: Any) -> None:
         """Send the pieces as one application message."""
@@ -107,6 +113,9 @@ class PoolElementTransport:
 
     def pump(self) -> None:
         """Send queued messages while the pool user's unacknowledged data leaves room."""
+        call, self._pumpCall = self._pumpCall, None
+        if call is not None and call.active():
+            call.cancel()
         if self.connection.ready:
             self._outbox.pump(self.connection)
         if self.disconnecting and not len(self._outbox):
@@ -114,17 +123,24 @@ class PoolElementTransport:
 
     def sendCookie(self, cookie: bytes) -> None:
         """Send ASAP_COOKIE: the pool user keeps the latest and echoes it to the next pool
-        element after a failover (sign it if other pool elements must trust it)."""
-        if self.connection.ready and not self.disconnecting:
-            self.connection.sendAsap(asap.Cookie(bytes(cookie)))
+        element after a failover (sign it if other pool elements must trust it). It follows
+        the messages written before it."""
+        self._control(asap.Cookie(bytes(cookie)))
 
     def sendBusinessCard(
         self, elements: tuple[PoolElementParameter, ...] = (), policy: SelectionPolicy | None = None
     ) -> None:
         """Send ASAP_BUSINESS_CARD with a preferred failover order."""
-        if self.connection.ready and not self.disconnecting:
-            pool = self.connection.poolElement
-            self.connection.sendAsap(asap.BusinessCard(pool.poolHandle, elements, policy))
+        self._control(asap.BusinessCard(self.connection.poolElement.poolHandle, elements, policy))
+
+    def _control(self, message: asap.AsapMessage) -> None:
+        if self.disconnecting:
+            return
+        encoded = message.encode()
+        if len(encoded) > MAX_MESSAGE:
+            raise ValueError(f"{type(message).__name__} of {len(encoded)} bytes is too long")
+        self._outbox.put(encoded, ASAP_PPID)
+        self._schedulePump()
 
     def loseConnection(self) -> None:
         """Close once queued messages are sent."""

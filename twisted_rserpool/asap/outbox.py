@@ -24,7 +24,11 @@ def split(data: bytes) -> list[bytes]:
 
 class Outbox:
     """Queued ``(data, ppid)`` messages, sent while the peer's unacknowledged data leaves room
-    (the rest waits for its ACKs, so a slow peer slows the writer instead of failing)."""
+    (the rest waits for its ACKs, so a slow peer slows the writer instead of failing).
+
+    The messages queued when :meth:`pump` runs leave in one write (one TLS record where
+    they fit), which is why the session and the pool element's transport pump once per
+    reactor turn rather than once per message."""
 
     def __init__(self) -> None:
         self.queue: deque[tuple[bytes, int]] = deque()
@@ -42,20 +46,22 @@ class Outbox:
         self.queue.extendleft(reversed(list(messages)))
 
     def pump(self, protocol: RSerPoolProtocol) -> int:
-        """Send what fits now on ``protocol``; returns the number of messages sent."""
+        """Send what fits now on ``protocol``, in one write; returns the messages sent."""
         mapping = protocol.mapping
-        if mapping is None or not protocol.ready:
+        transport = protocol.transport
+        if mapping is None or transport is None or not protocol.ready or mapping.closed:
             return 0
         limit = protocol.mappingConfig.max_unacknowledged_bytes
+        queue = self.queue
         sent = 0
-        queue = protocol_queue = self.queue
-        while protocol_queue:
+        while queue:
             data, ppid = queue[0]
-            if mapping.unacknowledged_bytes + len(data) + _CHUNK_HEADER > limit and (
-                mapping.unacknowledged_bytes
-            ):
+            outstanding = mapping.unacknowledged_bytes
+            if outstanding and outstanding + len(data) + _CHUNK_HEADER > limit:
                 break
             queue.popleft()
-            protocol.sendApplicationData(data, ppid)
+            mapping.send_data(data, ppid=ppid)
             sent += 1
+        if sent:
+            transport.write(mapping.data_to_send())
         return sent

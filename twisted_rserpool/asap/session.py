@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IProtocol, ITransport
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocol, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -152,6 +152,7 @@ class Session:
         self.closed = False
         self.closeReason: Failure | None = None
         self._outbox = Outbox()
+        self._pumpCall: IDelayedCall | None = None
         self._failingOver = False
         self._waiters: list[Deferred[None]] = []
         self._closing = False
@@ -163,7 +164,7 @@ class Session:
         if self.closed or self._closing:
             return
         self._outbox.put(bytes(data), self.ppid)
-        self._pump()
+        self._schedulePump()
 
     def writeSequence(self, data: Any) -> None:
         """Send the pieces as one application message."""
@@ -227,7 +228,14 @@ class Session:
 
     # ------------------------------------------------------------------ internals
 
+    def _schedulePump(self) -> None:
+        if self._pumpCall is None:
+            self._pumpCall = self.user.clock.callLater(0, self._pump)
+
     def _pump(self) -> None:
+        call, self._pumpCall = self._pumpCall, None
+        if call is not None and call.active():
+            call.cancel()
         connection = self.connection
         if connection is None or self._failingOver or not connection.ready:
             return
@@ -443,6 +451,9 @@ class Session:
         self.closed = True
         self.disconnecting = True
         self.closeReason = reason
+        call, self._pumpCall = self._pumpCall, None
+        if call is not None and call.active():
+            call.cancel()
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.attached = False
