@@ -1,9 +1,12 @@
 """The README's main job: show the system working, with readable output.
 
 Run with ``python -m twisted_rserpool.demo`` (``scripts/demo`` sets everything up first).
-This stage of the project shows the wire format: a pool element's registration, a pool
-user's handle resolution and the ENRP server's answer, each encoded, decoded back, and
-dissected by Wireshark's tshark from the same bytes.
+By default it runs the live system (:mod:`twisted_rserpool.asap.demo`): a ``twistd enrp``,
+a pool of pool elements, a pool user whose session survives a pool element killed with
+SIGKILL, and the failover notification with both TLS security contexts; all over TLS on
+loopback. ``--wire`` shows the wire format instead: a registration, a handle resolution
+and its answer, encoded, decoded back, and dissected by Wireshark's tshark from the same
+bytes.
 """
 
 from __future__ import annotations
