@@ -3,7 +3,8 @@
 Usage: python -m tests.interop.initiator_client LOCAL_HOST PEER_HOST PEER_PORT PROPOSAL ACTIONS
 
 ACTIONS is a comma-separated list run after the IKE SA is up: ``liveness`` (send a liveness
-check), ``delete`` (delete the IKE SA), ``await-delete`` (wait until the peer deletes it).
+check), ``delete`` (delete the IKE SA), ``await-delete`` (wait until the peer deletes it;
+a rekey by the peer is reported on the way).
 Every outcome is printed as one JSON line; the process exits 0 when all actions succeeded.
 """
 
@@ -18,7 +19,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.endpoint import IkeEndpoint
-from twisted_rserpool.ike.events import IkeEvent, IkeSaDeleted
+from twisted_rserpool.ike.events import IkeEvent, IkeSaDeleted, IkeSaRekeyed
 from twisted_rserpool.ike.initiator import IkeInitiatorProtocol
 from twisted_rserpool.ike.proposals import parse_ike_suites
 
@@ -36,7 +37,13 @@ class Client(IkeInitiatorProtocol):
 
     def ikeEventReceived(self, event: IkeEvent) -> None:
         super().ikeEventReceived(event)
-        if isinstance(event, IkeSaDeleted) and self.peerDeleted is not None:
+        if isinstance(event, IkeSaRekeyed):
+            say(event="rekeyed", suite=str(event.suite), spi_i=event.spi_i.hex())
+        if (
+            isinstance(event, IkeSaDeleted)
+            and event.reason != "rekeyed"
+            and self.peerDeleted is not None
+        ):
             d, self.peerDeleted = self.peerDeleted, None
             d.callback(event)
 

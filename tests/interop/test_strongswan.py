@@ -330,9 +330,10 @@ def test_our_initiator_with_strongswan_gateway(group: str) -> None:
         assert "IKE_SA gw[1] established" in log
 
 
-def test_strongswan_gateway_liveness_and_delete() -> None:
-    """strongSwan's DPD liveness checks reach our initiator and are answered, and a DELETE
-    from the strongSwan gateway ends the IKE SA on our side."""
+def test_strongswan_gateway_liveness_rekey_and_delete() -> None:
+    """strongSwan's DPD liveness checks reach our initiator and are answered; the strongSwan
+    gateway rekeys the IKE SA (we become the responder of the new SA), and its DELETE of the
+    new SA ends it on our side."""
     require_strongswan()
     with running(Charon(gateway_conf("aes128-sha256-x25519", dpd=True))) as charon:
         client = Client(charon.port, "aes128-sha256-x25519", "await-delete")
@@ -341,6 +342,10 @@ def test_strongswan_gateway_liveness_and_delete() -> None:
             assert client.next()["event"] == "waiting"
             charon.wait_for_log("sending DPD request")
             charon.wait_for_log("parsed INFORMATIONAL response 0 [ ]")
+            charon.swanctl("--rekey", "--ike", "gw")
+            rekeyed = client.next()
+            assert rekeyed["event"] == "rekeyed" and rekeyed["suite"] == "aes128-sha256-x25519"
+            charon.wait_for_log("IKE_SA gw[2] rekeyed between")
             charon.swanctl("--terminate", "--ike", "gw", "--timeout", "10")
             assert client.next() == {"event": "deleted", "reason": "deleted by peer"}
         finally:
