@@ -80,9 +80,18 @@ def _describe_value(value: object, indent: str, out: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     """Run the demo; returns the process exit status."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--no-tshark", action="store_true", help="do not show tshark's dissection")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--wire", action="store_true", help="show the wire format and tshark's view of it"
+    )
+    parser.add_argument("--no-tshark", action="store_true", help="with --wire: do not run tshark")
     arguments = parser.parse_args(argv)
+    if not arguments.wire:
+        from twisted_rserpool.asap import demo as live  # noqa: PLC0415
+
+        return live.main([], out)
 
     messages = conversation()
     out.write("twisted-rserpool demo: the RSerPool wire format (RFC 5352/5354/5356)\n\n")
