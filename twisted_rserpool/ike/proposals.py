@@ -8,6 +8,7 @@ that contains one of our suites (our suites in our order of preference).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -96,6 +97,9 @@ class IkeSuite:
 
     def transforms(self) -> tuple[OfferedTransform, ...]:
         """This suite as the transforms of a proposal."""
+        return _ike_transforms(self)
+
+    def _build_transforms(self) -> tuple[OfferedTransform, ...]:
         out = [OfferedTransform(ENCR, self.encryption, self.key_bits)]
         out.append(OfferedTransform(PRF, self.prf))
         if self.integrity is not None:
@@ -129,6 +133,9 @@ class ChildSuite:
 
     def transforms(self) -> tuple[OfferedTransform, ...]:
         """This suite as the transforms of a proposal."""
+        return _child_transforms(self)
+
+    def _build_transforms(self) -> tuple[OfferedTransform, ...]:
         out = [OfferedTransform(ENCR, self.encryption, self.key_bits)]
         if self.integrity is not None:
             out.append(OfferedTransform(INTEG, self.integrity))
@@ -138,6 +145,16 @@ class ChildSuite:
     def __str__(self) -> str:
         name = _name(self.encryption, self.key_bits, self.integrity, None, None)
         return name + ("-esn" if self.esn else "")
+
+
+@functools.lru_cache(maxsize=256)
+def _ike_transforms(suite: IkeSuite) -> tuple[OfferedTransform, ...]:
+    return suite._build_transforms()
+
+
+@functools.lru_cache(maxsize=256)
+def _child_transforms(suite: ChildSuite) -> tuple[OfferedTransform, ...]:
+    return suite._build_transforms()
 
 
 _ENCR_NAMES = {

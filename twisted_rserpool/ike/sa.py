@@ -14,6 +14,7 @@ retransmitted request byte for byte.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
 from collections import deque
@@ -134,8 +135,9 @@ class IkeSaHost(Protocol):
         """Add an SA made by a rekey to the SA table."""
 
 
+@functools.lru_cache(maxsize=256)
 def to_payload(proposal: OfferedProposal) -> Proposal:
-    """A codec Proposal from a proposal of ``proposals``."""
+    """A codec Proposal from a proposal of ``proposals`` (values are cached: both immutable)."""
     return Proposal(
         proposal.number,
         proposal.protocol,
@@ -151,8 +153,9 @@ def to_payload(proposal: OfferedProposal) -> Proposal:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def from_payload(proposal: Proposal) -> OfferedProposal:
-    """A proposal of ``proposals`` from a decoded codec Proposal."""
+    """A proposal of ``proposals`` from a decoded codec Proposal (cached: both immutable)."""
     return OfferedProposal(
         proposal.number,
         proposal.protocol_id,
