@@ -103,6 +103,10 @@ class PoolElementTransport:
         self._outbox.put(bytes(data), self.ppid)
         self._schedulePump()
 
+    def queued(self) -> int:
+        """Messages waiting for room under the unacknowledged-data limit."""
+        return len(self._outbox)
+
     def _schedulePump(self) -> None:
         if self._pumpCall is None:
             self._pumpCall = self.connection.poolElement.clock.callLater(0, self.pump)
@@ -245,8 +249,8 @@ class PoolElementConnection(RSerPoolProtocol):
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """Room for queued messages."""
-        if self.appTransport is not None:
-            self.appTransport.pump()
+        if self.appTransport is not None and self.appTransport.queued():
+            self.appTransport._schedulePump()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """Tell the application and the pool element."""

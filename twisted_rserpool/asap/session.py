@@ -289,8 +289,8 @@ class Session:
             self.protocol.dataReceived(data)
 
     def _acknowledged(self, connection: SessionConnection) -> None:
-        if connection is self.connection:
-            self._pump()
+        if connection is self.connection and len(self._outbox):
+            self._schedulePump()
 
     def _connectionLost(self, connection: SessionConnection) -> None:
         if connection is not self.connection or self.closed:
