@@ -49,7 +49,7 @@ def test_options_converted(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.write_text('alice@test : "a-key"\n')
     options = parse(
-        "--listen", "127.0.0.9", "--port", "4500", "--identity", "@gw.example",
+        "--listen", "127.0.0.9, 127.0.0.10", "--port", "4500", "--identity", "@gw.example",
         "--secrets", str(secrets), "--proposals", "aes256gcm16-prfsha384-ecp384",
         "--esp-proposals", "aes256-sha512", "--cookie-threshold", "0", "--max-sas", "7",
         "--max-half-open", "3", "--half-open-timeout", "5", "--liveness-interval", "9",
@@ -63,9 +63,10 @@ def test_options_converted(tmp_path: Path) -> None:
     reactor = FakeReactor()
     service = vpngw.makeService(options, reactor)
     service.startService()  # type: ignore[no-untyped-call]
-    ((port, protocol, interface, _),) = reactor.listened
-    assert (port, interface) == (4500, "127.0.0.9")
-    assert isinstance(protocol, IkeGatewayProtocol)
+    ((port, protocol, interface, _), (_, other, interface2, _)) = reactor.listened
+    assert (port, interface, interface2) == (4500, "127.0.0.9", "127.0.0.10")
+    assert isinstance(protocol, IkeGatewayProtocol) and isinstance(other, IkeGatewayProtocol)
+    assert other.endpoint is not protocol.endpoint
     config = protocol.endpoint.config
     assert config.local_id == Identity.parse("@gw.example")
     assert (config.cookie_threshold, config.max_ike_sas, config.max_half_open) == (0, 7, 3)
@@ -81,6 +82,8 @@ def test_options_converted(tmp_path: Path) -> None:
     "args",
     [
         ["--listen", "localhost"],
+        ["--listen", "127.0.0.1,127.0.0.1"],
+        ["--listen", ","],
         ["--port", "70000"],
         ["--identity", " "],
         ["--proposals", "des-md5-modp768"],

@@ -62,7 +62,13 @@ class Options(usage.Options):
     )
 
     optParameters: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
-        ["listen", "l", "127.0.0.1", "IPv4 or IPv6 address to listen on for IKE (UDP)."],
+        [
+            "listen",
+            "l",
+            "127.0.0.1",
+            "IPv4 or IPv6 addresses to listen on for IKE (UDP), comma separated; each address "
+            "gets its own socket and IKE SA table.",
+        ],
         [
             "port",
             "p",
@@ -149,10 +155,15 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Check and convert the options."""
-        try:
-            ipaddress.ip_address(self["listen"])
-        except ValueError:
-            raise usage.UsageError(f"--listen: {self['listen']!r} is not an IP address") from None
+        addresses = [a.strip() for a in self["listen"].split(",") if a.strip()]
+        for address in addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise usage.UsageError(f"--listen: {address!r} is not an IP address") from None
+        if not addresses or len(set(addresses)) != len(addresses):
+            raise usage.UsageError("--listen needs distinct IP addresses")
+        self["addresses"] = addresses
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError("--port must be 0 to 65535")
         try:
@@ -186,7 +197,7 @@ class Options(usage.Options):
 
 
 def _connect_hint(options: Options) -> str:
-    host, port = options["listen"], options["port"]
+    host, port = options["addresses"][0], options["port"]
     lines = [
         "connect with strongSwan (swanctl.conf):",
         "  connections { vpngw { version = 2  remote_addrs = " + host,
@@ -204,7 +215,7 @@ def _connect_hint(options: Options) -> str:
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """The gateway service: an IKE endpoint on a UDP port."""
+    """The gateway service: an IKE endpoint on a UDP port for each listen address."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor  # noqa: PLC0415 (lazy)
 
@@ -222,11 +233,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         half_open_timeout=options["half-open-timeout"],
         liveness_interval=options["liveness-interval"],
     )
-    endpoint = IkeEndpoint(config, (options["listen"], options["port"]))
-    protocol = IkeGatewayProtocol(endpoint, reactor)
     service = MultiService()  # type: ignore[no-untyped-call]
-    udp = IkeUdpService(protocol, options["listen"], options["port"], reactor)
-    udp.setServiceParent(service)  # type: ignore[no-untyped-call]
+    for address in options["addresses"]:
+        endpoint = IkeEndpoint(config, (address, options["port"]))
+        protocol = IkeGatewayProtocol(endpoint, reactor)
+        udp = IkeUdpService(protocol, address, options["port"], reactor)
+        udp.setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["generated_psk"] is not None:
         log.info(
             "vpngw: no --secrets given; any client identity may connect with the generated "
