@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 from cryptography import x509
 from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -38,7 +39,7 @@ from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.tls import PskClientCreator, loadCertificates
 from twisted_rserpool.transport.protocol import RSerPoolProtocol
 from twisted_rserpool.wire import asap
-from twisted_rserpool.wire.parameters import TcpTransport
+from twisted_rserpool.wire.parameters import PoolElementParameter, TcpTransport
 
 POOL = b"echo"
 
@@ -313,3 +314,58 @@ class UnreachableTests(TestCase):
         assert user.counters["unreachable_sent"] == 1
         assert user.counters["unreachable_suppressed"] == 4
         await waitFor(lambda: server.server.registrar.counters["unreachable_reports"] == 1)
+
+
+class BusinessCardTests(TestCase):
+    """ASAP_BUSINESS_CARD both ways (RFC 5352 3.9)."""
+
+    timeout = 20
+
+    async def test_cards_both_ways_and_failover_order(self) -> None:
+        """The PE's card reaches the session first and its failover order wins over the
+        pool user's own choice; a card from the pool user reaches the PE's application."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        preferredId, otherId = 0x0C0C0C0C, 0x0B0B0B0B
+
+        class CardEcho(Echo):
+            cards: ClassVar[list[asap.BusinessCard]] = []
+
+            def businessCardReceived(self, card: asap.BusinessCard) -> None:
+                self.cards.append(card)
+
+        first = await harness.pe([server.portNumber], Recording(CardEcho))
+        assert first.element is not None
+        first.failoverOrder = (replace(first.element, pe_identifier=preferredId),)
+
+        class Contrary(PoolUser):
+            def choosePoolElement(
+                self, poolHandle: bytes, candidates: list[PoolElementParameter]
+            ) -> PoolElementParameter:
+                others = [c for c in candidates if c.pe_identifier != preferredId]
+                return others[0] if others else candidates[0]
+
+        user = Contrary(
+            [creds.puClient(server.portNumber)],
+            peTrustRoots=harness.roots,
+            timers=FAST,
+            sessionMappingConfig=FAST_MAPPING,
+        )
+        user.startService()
+        self.addCleanup(user.stopService)
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector) and isinstance(client.transport, Session)
+        session = client.transport
+        session.sendBusinessCard()
+        session.write(b"hi")
+        await waitFor(lambda: client.received == [b"hi"])
+        assert session.businessCard is not None
+        assert [e.pe_identifier for e in session.businessCard.pool_elements] == [preferredId]
+        assert CardEcho.cards == [asap.BusinessCard(POOL)]
+        await harness.pe([server.portNumber], peIdentifier=otherId)
+        await harness.pe([server.portNumber], peIdentifier=preferredId)
+        for connection in list(first.connections):
+            connection.close()
+        await waitFor(lambda: len(session.failovers) == 1)
+        assert session.failovers[0].new_element.pe_identifier == preferredId

@@ -513,7 +513,8 @@ class PoolElement(Service):
             return
         if self._home is not None:
             # A takeover server already adopted us on the user transport; keep it.
-            self.link.release() if self.link is not None else None
+            if self.link is not None:
+                self.link.release()
             return
         self._perform(self.core.home_connected(self.clock.seconds()), connection)
 

@@ -66,6 +66,7 @@ class SessionConnection(RSerPoolProtocol):
         self.session = session
         self.element = element
         self.whenReady: Deferred[SessionConnection] = Deferred()
+        self.whenLost: Deferred[None] = Deferred()
         self.attached = False
         self.lossReason = "connection lost"
         self._pendingCalls: list[Callable[[], None]] = []
@@ -119,6 +120,9 @@ class SessionConnection(RSerPoolProtocol):
             super().connectionLost(reason)
             if self.lossReason == "connection lost":
                 self.lossReason = f"connection lost: {reason.getErrorMessage()}"
+        self.session.user._connectionClosed(self)
+        if not self.whenLost.called:
+            self.whenLost.callback(None)
         if not self.whenReady.called:
             self.whenReady.errback(ConnectFailed(self.lossReason))
         elif self.attached:
@@ -298,6 +302,9 @@ class Session:
         if self._closing and not len(self._outbox) and not connection.unacknowledged():
             self._end(Failure(ConnectionDone("session closed")))  # type: ignore[no-untyped-call]
             return
+        if not self.user.running:
+            self._end(Failure(ConnectionDone("the pool user stopped")))  # type: ignore[no-untyped-call]
+            return
         self._startFailover(connection.lossReason, close=False)
 
     def _startFailover(self, reason: str, *, close: bool) -> None:
@@ -360,6 +367,9 @@ class Session:
                 user.reportUnreachable(self.poolHandle, element.pe_identifier)
                 user.forgetPoolElement(self.poolHandle, element.pe_identifier)
                 continue
+            if not user.running:
+                connection.close()
+                raise SessionClosed("the pool user stopped")
             assert connection.securityContext is not None
             event = FailoverEvent(
                 pool_handle=self.poolHandle,
@@ -412,10 +422,13 @@ class Session:
             return connection
 
         factory = RSerPoolFactory(build, user.clock, mappingConfig=user.sessionMappingConfig)
+        user._connectionOpened(holder)
         result: Deferred[SessionConnection] = Deferred()
         timeout = user.clock.callLater(user.connectTimeout, lambda: giveUp("timed out"))
 
         def giveUp(why: str) -> None:
+            if timeout.active():
+                timeout.cancel()
             if result.called:
                 return
             if holder:

@@ -9,7 +9,7 @@ from typing import Any
 
 from cryptography import x509
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import (
     IDelayedCall,
     IProtocol,
@@ -24,11 +24,12 @@ from twisted_rserpool.asap.errors import (
     NoPoolElementAvailable,
     RequestTimedOut,
     ResolutionFailed,
+    SessionClosed,
 )
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
 from twisted_rserpool.asap.notifier import FailoverEvent, IFailoverObserver
 from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
-from twisted_rserpool.asap.session import Session
+from twisted_rserpool.asap.session import Session, SessionConnection
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.handlespace import CacheState, PoolUserCache, UnknownPoolHandle
 from twisted_rserpool.security.context import SecurityContext
@@ -138,6 +139,9 @@ class PoolUser(Service):
         self._timer: IDelayedCall | None = None
         self.link: HomeServerLink | None = None
         self.sessions: set[Session] = set()
+        self._stopped = False
+        self._connections: set[SessionConnection] = set()
+        self._pendingHolders: list[list[SessionConnection]] = []
         #: Counts of what happened, for tests, benchmarks and the admin's curiosity.
         self.counters: dict[str, int] = {
             "resolutions_sent": 0,
@@ -167,8 +171,10 @@ class PoolUser(Service):
         self.link.start()
 
     def stopService(self) -> Deferred[None]:
-        """Close every session and the ENRP server connection."""
+        """Close every session and the ENRP server connection; fires when the pool element
+        connections are closed."""
         super().stopService()  # type: ignore[no-untyped-call]
+        self._stopped = True
         for session in list(self.sessions):
             session.abortConnection()
         if self.link is not None:
@@ -176,9 +182,28 @@ class PoolUser(Service):
         self._cancelTimer()
         for handle in list(self._waiting):
             self._fail(handle, RequestTimedOut("the pool user stopped"))
-        return succeed(None)
+        waits = []
+        for connection in list(self._openConnections):
+            connection.close()
+            waits.append(connection.whenLost)
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def _connectionOpened(self, holder: list[SessionConnection]) -> None:
+        self._pendingHolders.append(holder)
+
+    def _connectionClosed(self, connection: SessionConnection) -> None:
+        self._openConnections.discard(connection)
+
+    @property
+    def _openConnections(self) -> set[SessionConnection]:
+        for holder in self._pendingHolders:
+            self._connections.update(c for c in holder if not c.whenLost.called)
+        self._pendingHolders.clear()
+        return self._connections
 
     def _ensureRunning(self) -> None:
+        if self._stopped:
+            raise SessionClosed("the pool user stopped")
         if not self.running:
             self.startService()
 
@@ -244,7 +269,10 @@ class PoolUser(Service):
         and awaited (T1, MAX-REQUEST-RETRANSMIT). Errbacks with
         :class:`~twisted_rserpool.asap.errors.ResolutionFailed` or
         :class:`~twisted_rserpool.asap.errors.RequestTimedOut`."""
-        self._ensureRunning()
+        try:
+            self._ensureRunning()
+        except SessionClosed as e:
+            return fail(e)
         now = self.clock.seconds()
         state = self.cache.state(poolHandle, now)
         if state is CacheState.FRESH and not refresh:
@@ -365,7 +393,10 @@ class PoolUser(Service):
         """A session to a pool element of ``poolHandle``: fires with the application
         protocol (built by ``protocolFactory``) connected through a
         :class:`~twisted_rserpool.asap.session.Session`."""
-        self._ensureRunning()
+        try:
+            self._ensureRunning()
+        except SessionClosed as e:
+            return fail(e)
         return Deferred.fromCoroutine(self._connect(poolHandle, protocolFactory, ppid))
 
     async def _connect(
