@@ -956,3 +956,98 @@ def test_initial_contact_optional() -> None:
         )
         notifies = {p.notify_type for p in inner if isinstance(p, NotifyPayload)}
         assert (NotifyType.INITIAL_CONTACT in notifies) is wanted
+
+
+def _rekeyed(events: list[IkeEvent]) -> IkeSaRekeyed:
+    (event,) = of(events, IkeSaRekeyed)
+    assert isinstance(event, IkeSaRekeyed)
+    return event
+
+
+def test_initiator_rekeys_ike_sa() -> None:
+    """Our rekey of the IKE SA: both sides make the same new SA with the CHILD_SAs, the old
+    SA is deleted as "rekeyed" on both, and the new SA carries liveness checks and Delete."""
+    pair = Pair()
+    spi = pair.establish()
+    assert pair.cl.rekey_ike_sa(spi, 1.0)
+    assert not pair.cl.rekey_ike_sa(spi, 1.0)  # one at a time
+    pair.pump(1.0)
+    cl_event, gw_event = _rekeyed(pair.cl_events), _rekeyed(pair.gw_events)
+    assert (cl_event.spi_i, cl_event.spi_r) == (gw_event.spi_i, gw_event.spi_r)
+    assert not cl_event.by_peer and gw_event.by_peer
+    assert cl_event.old_spi_i == spi and cl_event.spi_i != spi
+    for events in (pair.cl_events, pair.gw_events):
+        assert [e.reason for e in of(events, IkeSaDeleted)] == ["rekeyed"]  # type: ignore[attr-defined]
+    assert len(pair.cl) == len(pair.gw) == 1
+    new_cl, new_gw = pair.cl.get(cl_event.spi_i), pair.gw.get(gw_event.spi_r)
+    assert new_cl is not None and new_gw is not None
+    assert len(new_cl.children) == len(new_gw.children) == 1
+    assert len(pair.cl_installer.installed) == len(pair.gw_installer.installed) == 1
+    assert new_cl.keys is not None and new_gw.keys is not None
+    assert new_cl.keys.sk_d == new_gw.keys.sk_d
+    pair.cl.check_liveness(cl_event.spi_i, 2.0)
+    pair.pump(2.0)
+    assert of(pair.cl_events, LivenessConfirmed)
+    pair.gw.delete_ike_sa(gw_event.spi_r, 3.0)
+    pair.pump(3.0)
+    assert len(pair.cl) == len(pair.gw) == 0 and not pair.cl_installer.installed
+
+
+def test_responder_rekeys_ike_sa() -> None:
+    """The gateway may rekey too: it becomes the initiator of the new IKE SA and the client
+    its responder; the client then reaches the gateway over the new SA."""
+    pair = Pair()
+    pair.establish()
+    (gw_sa,) = list(pair.gw)
+    assert pair.gw.rekey_ike_sa(gw_sa.spi_r, 1.0)
+    pair.pump(1.0)
+    event = _rekeyed(pair.gw_events)
+    new_gw, new_cl = pair.gw.get(event.spi_i), pair.cl.get(event.spi_r)
+    assert new_gw is not None and new_gw.initiator
+    assert new_cl is not None and not new_cl.initiator
+    pair.cl.check_liveness(event.spi_r, 2.0)
+    pair.pump(2.0)
+    assert of(pair.cl_events, LivenessConfirmed) and len(pair.gw) == 1
+
+
+def test_rekey_invalid_ke_retry() -> None:
+    """A peer answering our rekey with INVALID_KE_PAYLOAD gets a retry with its group."""
+    pair = Pair()
+    spi = pair.establish()
+    (gw_sa,) = list(pair.gw)
+    gw_sa.config = config("gw@test", ike_suites=parse_ike_suites("aes128gcm16-prfsha256-ecp256"))
+    pair.cl.rekey_ike_sa(spi, 1.0)
+    pair.pump(1.0)
+    event = _rekeyed(pair.cl_events)
+    assert str(event.suite) == "aes128gcm16-prfsha256-ecp256"
+    assert gw_sa._cipher_in is not None
+    kes = []
+    for sender, data in pair.sent:
+        message = decode_message(data)
+        if sender == "cl" and message.exchange_type == ExchangeType.CREATE_CHILD_SA:
+            assert message.encrypted is not None
+            inner = decode_payload_chain(
+                message.encrypted.first_payload_type, gw_sa._cipher_in.open(data, 28)
+            )
+            kes += [p.dh_group for p in inner if isinstance(p, KeyExchangePayload)]
+    assert kes == [DhGroupId.CURVE25519, DhGroupId.ECP_256]
+
+
+def test_rekey_interval_and_refusal() -> None:
+    """With rekey_interval the IKE SA rekeys itself when due; a refused rekey keeps the SA
+    and tries again a tenth of the interval later."""
+    pair = Pair(cl_config=config("client@test", rekey_interval=100.0))
+    spi = pair.establish()
+    assert pair.cl.get_timer() == 100.0
+    (gw_sa,) = list(pair.gw)
+    gw_sa.config = config("gw@test", ike_suites=parse_ike_suites("aes256-sha512-ecp384"))
+    pair.tick(100.0)
+    pair.pump(100.0)
+    assert not of(pair.cl_events, IkeSaRekeyed) and pair.cl.get(spi) is not None
+    assert pair.cl.get_timer() == 110.0
+    gw_sa.config = pair.gw.config
+    pair.tick(110.0)
+    pair.pump(110.0)
+    event = _rekeyed(pair.cl_events)
+    assert pair.cl.get(spi) is None and pair.cl.get_timer() == 210.0
+    assert pair.cl.get(event.spi_i) is not None

@@ -2,9 +2,10 @@
 
 Usage: python -m tests.interop.initiator_client LOCAL_HOST PEER_HOST PEER_PORT PROPOSAL ACTIONS
 
-ACTIONS is a comma-separated list run after the IKE SA is up: ``liveness`` (send a liveness
-check), ``delete`` (delete the IKE SA), ``await-delete`` (wait until the peer deletes it;
-a rekey by the peer is reported on the way).
+ACTIONS is a comma-separated list run after the IKE SA is up: ``liveness`` (send a
+liveness check), ``rekey`` (rekey the IKE SA), ``delete`` (delete the IKE SA),
+``await-delete`` (wait until the peer deletes it; a rekey by the peer is reported on the
+way).
 Every outcome is printed as one JSON line; the process exits 0 when all actions succeeded.
 """
 
@@ -37,7 +38,7 @@ class Client(IkeInitiatorProtocol):
 
     def ikeEventReceived(self, event: IkeEvent) -> None:
         super().ikeEventReceived(event)
-        if isinstance(event, IkeSaRekeyed):
+        if isinstance(event, IkeSaRekeyed) and event.by_peer:
             say(event="rekeyed", suite=str(event.suite), spi_i=event.spi_i.hex())
         if (
             isinstance(event, IkeSaDeleted)
@@ -65,12 +66,17 @@ async def main(argv: list[str]) -> int:
     endpoint.local_address = (local_host, port.getHost().port)
     up = await protocol.initiate((peer_host, int(peer_port)))
     say(event="established", suite=str(up.suite), peer_id=str(up.peer_id), spi_i=up.spi_i.hex())
+    spi = up.spi_i
     for action in actions.split(","):
         if action == "liveness":
-            alive = await protocol.checkLiveness(up.spi_i)
+            alive = await protocol.checkLiveness(spi)
             say(event="liveness", round_trip=alive.round_trip)
+        elif action == "rekey":
+            rekeyed = await protocol.rekeyIkeSa(spi)
+            spi = rekeyed.spi_i
+            say(event="rekeyed-by-us", suite=str(rekeyed.suite), spi_i=spi.hex())
         elif action == "delete":
-            deleted = await protocol.deleteIkeSa(up.spi_i)
+            deleted = await protocol.deleteIkeSa(spi)
             say(event="deleted", reason=deleted.reason)
         elif action == "await-delete":
             waiting: Deferred[IkeSaDeleted] = Deferred()

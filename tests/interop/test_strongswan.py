@@ -323,21 +323,26 @@ class Client:
 @pytest.mark.parametrize("group", list(GROUPS))
 def test_our_initiator_with_strongswan_gateway(group: str) -> None:
     """Our Twisted initiator establishes an IKE SA with a strongSwan gateway (non-500 ports,
-    so with non-ESP markers), checks liveness, and deletes the SA; strongSwan sees the DELETE."""
+    so with non-ESP markers), checks liveness, rekeys the IKE SA, checks liveness over the
+    new SA, and deletes it; strongSwan sees the rekey and the DELETE."""
     require_strongswan()
     with running(Charon(gateway_conf(f"aes128-sha256-{group}", dpd=False))) as charon:
-        client = Client(charon.port, f"aes128-sha256-{group}", "liveness,delete")
+        client = Client(charon.port, f"aes128-sha256-{group}", "liveness,rekey,liveness,delete")
         try:
             up = client.next()
             assert up["event"] == "established", client.lines
             assert up["suite"] == f"aes128-sha256-{group}" and up["peer_id"] == "gw@test"
             assert client.next()["event"] == "liveness"
+            rekeyed = client.next()
+            assert rekeyed["event"] == "rekeyed-by-us" and rekeyed["spi_i"] != up["spi_i"]
+            assert client.next()["event"] == "liveness"
             assert client.next() == {"event": "deleted", "reason": "deleted"}
         finally:
             code = client.finish()
         assert code == 0
-        log = charon.wait_for_log("received DELETE for IKE_SA")
+        log = charon.wait_for_log("received DELETE for IKE_SA gw[2]")
         assert "IKE_SA gw[1] established" in log
+        assert "parsed CREATE_CHILD_SA request 3 [ SA No KE ]" in log
 
 
 def test_strongswan_gateway_liveness_rekey_and_delete() -> None:

@@ -124,7 +124,9 @@ class IkeConfig:
     supports it) or ``"never"``. ``initial_contact`` makes an initiator send
     N(INITIAL_CONTACT) in IKE_AUTH (the peer then deletes older IKE SAs of our identity).
     ``cookie_threshold`` is the number of half-open IKE SAs above which IKE_SA_INIT
-    requests must carry a cookie (RFC 7296 section 2.6). Times are in seconds.
+    requests must carry a cookie (RFC 7296 section 2.6). ``rekey_interval`` makes us rekey
+    an established IKE SA that often (default: never; peers such as strongSwan rekey on
+    their own schedule). Times are in seconds.
     """
 
     local_id: Identity
@@ -144,6 +146,7 @@ class IkeConfig:
     liveness_interval: float | None = None
     nonce_length: int = 32
     initial_contact: bool = True
+    rekey_interval: float | None = None
 
     def __post_init__(self) -> None:
         if self.childless not in ("allow", "force", "never"):

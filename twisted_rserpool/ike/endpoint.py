@@ -185,6 +185,10 @@ class IkeEndpoint:
         """Delete the IKE SA with our SPI ``spi`` (INFORMATIONAL with Delete)."""
         self._sa(spi).delete(now)
 
+    def rekey_ike_sa(self, spi: bytes, now: float) -> bool:
+        """Rekey the IKE SA with our SPI ``spi``; False when it cannot start now."""
+        return self._sa(spi).rekey(now)
+
     def delete_child_sa(self, spi: bytes, inbound_spi: bytes, now: float) -> bool:
         """Delete a CHILD_SA of the IKE SA ``spi`` by the ESP SPI we chose for it."""
         return self._sa(spi).delete_child(inbound_spi, now)

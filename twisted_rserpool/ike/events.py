@@ -66,10 +66,10 @@ class IkeSaDeleted:
 
 @dataclass(frozen=True)
 class IkeSaRekeyed:
-    """The peer rekeyed an IKE SA: the new SA (new SPIs, new keys) takes over its CHILD_SAs.
+    """An IKE SA was rekeyed: the new SA (new SPIs, new keys) takes over its CHILD_SAs.
 
-    The old SA goes away when the peer deletes it (``IkeSaDeleted`` with reason
-    ``"rekeyed"``).
+    ``by_peer`` says who started the rekey (its starter is the new SA's initiator). The old
+    SA then goes away (``IkeSaDeleted`` with reason ``"rekeyed"``).
     """
 
     old_spi_i: bytes
@@ -78,6 +78,7 @@ class IkeSaRekeyed:
     spi_r: bytes
     peer_address: Address
     suite: IkeSuite
+    by_peer: bool
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from twisted_rserpool.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRekeyed,
     LivenessConfirmed,
 )
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol
@@ -31,7 +32,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
     """Initiates IKE SAs from the UDP port it is bound to.
 
     ``initiate`` fires with the ``IkeSaEstablished`` event; ``checkLiveness`` with
-    ``LivenessConfirmed``; ``deleteIkeSa`` with ``IkeSaDeleted``. They fail with
+    ``LivenessConfirmed``; ``deleteIkeSa`` with ``IkeSaDeleted``; ``rekeyIkeSa`` with
+    ``IkeSaRekeyed`` (use its new ``spi_i`` afterwards). They fail with
     ``IkeSaSetupFailed`` when the IKE SA fails or disappears first.
     """
 
@@ -40,6 +42,7 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         self._established: dict[bytes, Deferred[IkeSaEstablished]] = {}
         self._liveness: dict[bytes, list[Deferred[LivenessConfirmed]]] = {}
         self._deleted: dict[bytes, list[Deferred[IkeSaDeleted]]] = {}
+        self._rekeyed: dict[bytes, list[Deferred[IkeSaRekeyed]]] = {}
 
     def initiate(self, peer: Address) -> Deferred[IkeSaEstablished]:
         """Start an IKE SA with ``peer``; fires once IKE_AUTH completes."""
@@ -65,6 +68,16 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         self.flush()
         return d
 
+    def rekeyIkeSa(self, spi: bytes) -> Deferred[IkeSaRekeyed]:
+        """Rekey the IKE SA with SPIi ``spi``; fires with the new SA's SPIs."""
+        d: Deferred[IkeSaRekeyed] = Deferred()
+        if not self.endpoint.rekey_ike_sa(spi, self.clock.seconds()):
+            d.errback(ValueError(f"IKE SA {spi.hex()} cannot be rekeyed now"))
+            return d
+        self._rekeyed.setdefault(spi, []).append(d)
+        self.flush()
+        return d
+
     def ikeEventReceived(self, event: IkeEvent) -> None:
         """Fire the Deferreds waiting for this event, then log it."""
         super().ikeEventReceived(event)
@@ -72,6 +85,9 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
             waiting = self._established.pop(event.spi_i, None)
             if waiting is not None:
                 waiting.callback(event)
+        elif isinstance(event, IkeSaRekeyed):
+            for done in self._rekeyed.pop(event.old_spi_i, []):
+                done.callback(event)
         elif isinstance(event, LivenessConfirmed):
             for d in self._liveness.pop(event.spi_i, []):
                 d.callback(event)
@@ -82,6 +98,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
                 pending.errback(failure)
             for live in self._liveness.pop(event.spi_i, []):
                 live.errback(failure)
+            for rekey in self._rekeyed.pop(event.spi_i, []):
+                rekey.errback(failure)
             for deleted in self._deleted.pop(event.spi_i, []):
                 if isinstance(event, IkeSaDeleted):
                     deleted.callback(event)

@@ -179,6 +179,16 @@ class _Refusal:
     reason: str
 
 
+@dataclass(frozen=True)
+class _IkeRekey:
+    """Our IKE SA rekey in progress: the new SPI, Ni and DH key we sent."""
+
+    spi: bytes
+    nonce: bytes
+    key: crypto.DhPrivateKey
+    group: int
+
+
 @dataclass
 class _Request:
     """Our outstanding request: what to resend, when, and what it was for."""
@@ -249,6 +259,9 @@ class IkeSa:
         self._cipher_in: crypto.SkCipher | None = None
         self.half_open_deadline = now + config.half_open_timeout
         self.rekeyed_to: IkeSa | None = None
+        self._rekey: _IkeRekey | None = None
+        self._rekey_attempts = 0
+        self._rekey_due: float | None = None
 
     # --- identity and timers ------------------------------------------------------------
 
@@ -275,6 +288,8 @@ class IkeSa:
             and self.config.liveness_interval is not None
         ):
             times.append(self.last_heard + self.config.liveness_interval)
+        if self._rekey_due is not None and self.state == State.ESTABLISHED:
+            times.append(self._rekey_due)
         return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
@@ -312,6 +327,13 @@ class IkeSa:
             and now >= self.last_heard + interval
         ):
             self.check_liveness(now)
+        if (
+            self._rekey_due is not None
+            and self.state == State.ESTABLISHED
+            and now >= self._rekey_due
+        ):
+            self._rekey_due = None
+            self.rekey(now)
         self.host.reschedule(self)
 
     def _give_up(self, now: float) -> None:
@@ -325,8 +347,13 @@ class IkeSa:
             tries=request.tries,
         )
         if self.established:
-            reason = "deleted" if self.state == State.DELETING else "peer unreachable"
-            self._close(IkeSaDeleted(self.spi_i, self.spi_r, True, self.peer_address, reason))
+            if self.state == State.DELETING:
+                reason = "rekeyed" if self.rekeyed_to is not None else "deleted"
+            else:
+                reason = "peer unreachable"
+            self._close(
+                IkeSaDeleted(self.spi_i, self.spi_r, self.initiator, self.peer_address, reason)
+            )
         else:
             self._fail("no response from peer", None)
 
@@ -420,6 +447,7 @@ class IkeSa:
         if self.state == State.INIT_DONE:
             self.host.half_open_finished(self)
         self.state = State.ESTABLISHED
+        self._start_life(self.last_heard)
         self.log.info(
             "IKE SA {spi_i}/{spi_r} established with {peer_id} at {peer} ({suite})",
             spi_i=self.spi_i.hex(),
@@ -971,6 +999,169 @@ class IkeSa:
 
     # --- requests we make once established ----------------------------------------------
 
+    def _start_life(self, now: float) -> None:
+        """The SA became usable at ``now``: schedule its rekey when configured."""
+        interval = self.config.rekey_interval
+        self._rekey_due = now + interval if interval is not None else None
+
+    def rekey(self, now: float, dh_group: int | None = None) -> bool:
+        """Start rekeying this IKE SA (CREATE_CHILD_SA with a new SPI, Ni and KEi).
+
+        False when it cannot start: not established, or already rekeying or rekeyed. On
+        success the new SA takes the CHILD_SAs (event ``IkeSaRekeyed``) and this one is
+        deleted (``IkeSaDeleted`` with reason ``"rekeyed"``).
+        """
+        if self.state != State.ESTABLISHED or self._rekey is not None or self.rekeyed_to:
+            return False
+        assert self.suite is not None
+        current = self.suite
+        group = dh_group if dh_group is not None else current.dh
+        ordered = [current, *(s for s in self.config.ike_suites if s != current)]
+        suites = [s for s in ordered if s.dh == group] + [s for s in ordered if s.dh != group]
+        rekey = _IkeRekey(
+            self.host.new_spi(),
+            os.urandom(self.config.nonce_length),
+            crypto.DH_GROUPS[group].generate(),
+            group,
+        )
+        self._rekey = rekey
+        self._rekey_attempts += 1
+        payloads = (
+            SecurityAssociationPayload(
+                tuple(to_payload(p) for p in ike_proposal(suites, rekey.spi))
+            ),
+            NoncePayload(rekey.nonce),
+            KeyExchangePayload(group, rekey.key.public_value),
+        )
+        self.log.info(
+            "rekeying IKE SA {spi_i}/{spi_r} with {peer}",
+            spi_i=self.spi_i.hex(),
+            spi_r=self.spi_r.hex(),
+            peer=self.peer_address,
+        )
+        self._request("rekey", ExchangeType.CREATE_CHILD_SA, payloads, now)
+        return True
+
+    def _rekey_failed(self, reason: str, now: float) -> None:
+        self.log.info(
+            "rekey of IKE SA {spi_i}/{spi_r} failed: {reason}",
+            spi_i=self.spi_i.hex(),
+            spi_r=self.spi_r.hex(),
+            reason=reason,
+        )
+        self._rekey_attempts = 0
+        interval = self.config.rekey_interval
+        if interval is not None:
+            self._rekey_due = now + max(10.0, interval / 10)
+        self._request_done(now)
+
+    def _rekey_response(self, payloads: tuple[Payload, ...], now: float) -> None:
+        """Our IKE SA rekey was answered: make the new SA, then delete this one."""
+        rekey, self._rekey = self._rekey, None
+        assert rekey is not None and self.keys is not None
+        for notify in _notifies(payloads):
+            if notify.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(notify.data) >= 2:
+                wanted = int.from_bytes(notify.data[:2], "big")
+                groups = {s.dh for s in self.config.ike_suites}
+                if wanted in groups and wanted != rekey.group and self._rekey_attempts < 2:
+                    self._request_done(now)
+                    self.rekey(now, wanted)
+                    return
+            if notify.is_error:
+                self._rekey_failed(f"peer answered {_notify_name(notify.notify_type)}", now)
+                return
+        sa = _find(payloads, SecurityAssociationPayload)
+        nonce = _find(payloads, NoncePayload)
+        ke = _find(payloads, KeyExchangePayload)
+        if sa is None or nonce is None or ke is None or len(sa.proposals) != 1:
+            self._rekey_failed("answer lacks SA, Nr or KEr", now)
+            return
+        proposal = sa.proposals[0]
+        suite = suite_from_proposal(from_payload(proposal))
+        if (
+            suite is None
+            or suite not in self.config.ike_suites
+            or suite.dh != rekey.group
+            or ke.dh_group != rekey.group
+            or proposal.protocol_id != ProtocolId.IKE
+            or len(proposal.spi) != 8
+            or proposal.spi == _ZERO_SPI
+            or not 16 <= len(nonce.data) <= 256
+        ):
+            self._rekey_failed("answer does not match our offer", now)
+            return
+        try:
+            shared = rekey.key.shared_secret(ke.data)
+        except crypto.InvalidPublicValueError as e:
+            self._rekey_failed(f"invalid KE data: {e}", now)
+            return
+        new = IkeSa(
+            self.host,
+            self.config,
+            initiator=True,
+            spi_i=rekey.spi,
+            spi_r=proposal.spi,
+            local_address=self.local_address,
+            peer_address=self.peer_address,
+            now=now,
+        )
+        skeyseed = self.keys.prf(self.keys.sk_d, shared + rekey.nonce + nonce.data)
+        self._hand_over(new, suite, skeyseed, rekey.nonce, nonce.data, now)
+        self._outstanding = None
+        self.delete(now)
+
+    def _hand_over(
+        self,
+        new: IkeSa,
+        suite: IkeSuite,
+        skeyseed: bytes,
+        nonce_i: bytes,
+        nonce_r: bytes,
+        now: float,
+    ) -> None:
+        """Make ``new`` the established successor of this SA (either side of a rekey)."""
+        new.suite = suite
+        new.nonce_i, new.nonce_r = nonce_i, nonce_r
+        new.keys = crypto.derive_ike_keys_from_skeyseed(
+            suite.prf_transform,
+            suite.encryption_transform,
+            suite.integrity_transform,
+            skeyseed=skeyseed,
+            nonce_i=nonce_i,
+            nonce_r=nonce_r,
+            spi_i=new.spi_i,
+            spi_r=new.spi_r,
+        )
+        new._cipher_out = new.keys.cipher(new.initiator)
+        new._cipher_in = new.keys.cipher(not new.initiator)
+        new.peer_id = self.peer_id
+        new.peer_behind_nat, new.local_behind_nat = self.peer_behind_nat, self.local_behind_nat
+        new.state = State.ESTABLISHED
+        new._start_life(now)
+        new.children, self.children = self.children, {}
+        new._children_by_outbound, self._children_by_outbound = self._children_by_outbound, {}
+        self.rekeyed_to = new
+        self.host.adopt(new)
+        self.log.info(
+            "IKE SA {old_i}/{old_r} rekeyed to {new_i}/{new_r} ({suite})",
+            old_i=self.spi_i.hex(),
+            old_r=self.spi_r.hex(),
+            new_i=new.spi_i.hex(),
+            new_r=new.spi_r.hex(),
+            suite=str(suite),
+        )
+        self.host.emit(
+            IkeSaRekeyed(
+                self.spi_i,
+                self.spi_r,
+                new.spi_i,
+                new.spi_r,
+                self.peer_address,
+                suite,
+                by_peer=not new.initiator,
+            )
+        )
+
     def check_liveness(self, now: float) -> None:
         """Send an empty INFORMATIONAL request (a liveness check, RFC 7296 section 2.4)."""
         if self.state == State.ESTABLISHED:
@@ -1050,9 +1241,12 @@ class IkeSa:
         if request.kind == "IKE_AUTH":
             self._auth_response(payloads, now)
         elif request.kind == "delete":
+            reason = "rekeyed" if self.rekeyed_to is not None else "deleted"
             self._close(
-                IkeSaDeleted(self.spi_i, self.spi_r, self.initiator, self.peer_address, "deleted")
+                IkeSaDeleted(self.spi_i, self.spi_r, self.initiator, self.peer_address, reason)
             )
+        elif request.kind == "rekey":
+            self._rekey_response(payloads, now)
         else:
             if request.kind == "liveness":
                 self.host.emit(
@@ -1227,25 +1421,6 @@ class IkeSa:
         )
         # SKEYSEED = prf(SK_d (old), g^ir (new) | Ni | Nr), with the old SA's PRF.
         skeyseed = self.keys.prf(self.keys.sk_d, shared + nonce_i + nonce_r)
-        new.suite = suite
-        new.nonce_i, new.nonce_r = nonce_i, nonce_r
-        new.keys = crypto.derive_ike_keys_from_skeyseed(
-            suite.prf_transform,
-            suite.encryption_transform,
-            suite.integrity_transform,
-            skeyseed=skeyseed,
-            nonce_i=nonce_i,
-            nonce_r=nonce_r,
-            spi_i=new.spi_i,
-            spi_r=new.spi_r,
-        )
-        new._cipher_out = new.keys.cipher(False)
-        new._cipher_in = new.keys.cipher(True)
-        new.peer_id = self.peer_id
-        new.peer_behind_nat, new.local_behind_nat = self.peer_behind_nat, self.local_behind_nat
-        new.state = State.ESTABLISHED
-        new.children, self.children = self.children, {}
-        new._children_by_outbound, self._children_by_outbound = self._children_by_outbound, {}
         answer_proposal = OfferedProposal(
             chosen.number, chosen.protocol, new.spi_r, chosen.transforms
         )
@@ -1259,19 +1434,7 @@ class IkeSa:
             ],
             raw,
         )
-        self.rekeyed_to = new
-        self.host.adopt(new)
-        self.log.info(
-            "IKE SA {old_i}/{old_r} rekeyed to {new_i}/{new_r} ({suite})",
-            old_i=self.spi_i.hex(),
-            old_r=self.spi_r.hex(),
-            new_i=new.spi_i.hex(),
-            new_r=new.spi_r.hex(),
-            suite=str(suite),
-        )
-        self.host.emit(
-            IkeSaRekeyed(self.spi_i, self.spi_r, new.spi_i, new.spi_r, self.peer_address, suite)
-        )
+        self._hand_over(new, suite, skeyseed, nonce_i, nonce_r, self.last_heard)
 
     def _open(
         self, message: IkeMessage, raw: bytes, *, request: bool
