@@ -369,3 +369,26 @@ class BusinessCardTests(TestCase):
             connection.close()
         await waitFor(lambda: len(session.failovers) == 1)
         assert session.failovers[0].new_element.pe_identifier == preferredId
+
+
+class PoolUserHuntTests(TestCase):
+    """The pool user's server hunt uses only servers whose certificate verifies."""
+
+    timeout = 20
+
+    async def test_untrusted_then_dead_server_are_skipped(self) -> None:
+        """A server with a certificate from another CA and a port nobody listens on are
+        passed over; the pool user resolves at the server it can authenticate."""
+        creds = credentials(self)
+        stranger = await startServer(self, credentials(self))
+        good = await startServer(self, creds)
+        harness = Harness(self, creds)
+        pe = await harness.pe([good.portNumber])
+        dead = await startServer(self, creds)
+        deadPort = dead.portNumber
+        await dead.stop()
+        user = harness.pu([stranger.portNumber, deadPort, good.portNumber])
+        elements = await user.resolve(POOL)
+        assert [e.pe_identifier for e in elements] == [pe.peIdentifier]
+        assert user.link is not None and user.link.connection is not None
+        assert stranger.server.registrar.counters["connections"] == 0
