@@ -53,7 +53,7 @@ def test_options_converted(tmp_path: Path) -> None:
         "--secrets", str(secrets), "--proposals", "aes256gcm16-prfsha384-ecp384",
         "--esp-proposals", "aes256-sha512", "--cookie-threshold", "0", "--max-sas", "7",
         "--max-half-open", "3", "--half-open-timeout", "5", "--liveness-interval", "9",
-        "--childless", "never",
+        "--childless", "never", "--rekey-interval", "3600",
     )  # fmt: skip
     assert options["port"] == 4500 and options["generated_psk"] is None
     assert options["psks"].lookup(Identity.parse("alice@test")) == b"a-key"
@@ -70,6 +70,7 @@ def test_options_converted(tmp_path: Path) -> None:
     config = protocol.endpoint.config
     assert config.local_id == Identity.parse("@gw.example")
     assert (config.cookie_threshold, config.max_ike_sas, config.max_half_open) == (0, 7, 3)
+    assert config.rekey_interval == 3600.0
     assert (config.half_open_timeout, config.liveness_interval, config.childless) == (
         5.0,
         9.0,
@@ -92,6 +93,7 @@ def test_options_converted(tmp_path: Path) -> None:
         ["--secrets", "/nonexistent/secrets"],
         ["--cookie-threshold", "-1"],
         ["--half-open-timeout", "0"],
+        ["--rekey-interval", "-5"],
     ],
 )
 def test_bad_options(args: list[str]) -> None:

@@ -145,6 +145,15 @@ class Options(usage.Options):
             _positive_float,
         ],
         [
+            "rekey-interval",
+            None,
+            None,
+            "Seconds after which the gateway rekeys an established IKE SA itself "
+            "(CREATE_CHILD_SA). Default: never; clients such as strongSwan rekey on their "
+            "own schedule, and the gateway answers their rekeys.",
+            _positive_float,
+        ],
+        [
             "childless",
             None,
             "allow",
@@ -232,6 +241,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_half_open=options["max-half-open"],
         half_open_timeout=options["half-open-timeout"],
         liveness_interval=options["liveness-interval"],
+        rekey_interval=options["rekey-interval"],
     )
     service = MultiService()  # type: ignore[no-untyped-call]
     for address in options["addresses"]:
