@@ -7,6 +7,20 @@ events and runs its timer. States:
     initiator: INIT_SENT -> AUTH_SENT -> ESTABLISHED [-> DELETING] -> CLOSED
     responder: INIT_DONE (half-open) -> ESTABLISHED [-> DELETING] -> CLOSED
 
+What each state accepts (anything else is dropped, or answered as noted):
+
+    state        requests from the peer                  our requests
+    INIT_SENT    -                                       IKE_SA_INIT
+    INIT_DONE    IKE_AUTH                                -
+    AUTH_SENT    -                                       IKE_AUTH
+    ESTABLISHED  INFORMATIONAL, CREATE_CHILD_SA          INFORMATIONAL, CREATE_CHILD_SA
+    DELETING     INFORMATIONAL (CREATE_CHILD_SA is       INFORMATIONAL (Delete)
+                 answered TEMPORARY_FAILURE)
+    CLOSED       -                                       -
+
+A rekey of the IKE SA (either side starting it) creates a new ``IkeSa`` in ESTABLISHED
+that takes the CHILD_SAs; the old one goes to DELETING and CLOSED.
+
 Message IDs use a window of one in each direction: one request of ours is outstanding at a
 time (later ones wait in a queue), and the last response we sent is kept to answer a
 retransmitted request byte for byte.
