@@ -458,3 +458,29 @@ def test_link_abandons_attempts_when_t5_expires() -> None:
     assert len(a.attempts) == 2
     link.stop()
     assert not clock.getDelayedCalls()
+
+
+# ---------------------------------------------------------------------- outbox
+
+
+def test_outbox_keeps_messages_apart_unless_streaming() -> None:
+    """Each write is one message; streaming merges writes up to 60 000 bytes, never into
+    or across a control message, and splits longer writes."""
+    from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
+
+    messages = Outbox()
+    messages.put(b"a", 0)
+    messages.put(b"b", 0)
+    assert [bytes(d) for d, _ in messages.queue] == [b"a", b"b"]
+    stream = Outbox(streaming=True)
+    stream.put(b"a", 0)
+    stream.put(b"b", 0)
+    stream.put_control(b"cookie", 11)
+    stream.put(b"c", 0)
+    stream.put(b"x" * MAX_MESSAGE, 0)
+    stream.put(b"y" * (MAX_MESSAGE + 1), 0)
+    stream.put(b"z", 0)
+    stream.put(b"z", 0)
+    sizes = [len(d) for d, _ in stream.queue]
+    assert [bytes(d) for d, _ in list(stream.queue)[:3]] == [b"ab", b"cookie", b"c"]
+    assert sizes[3:] == [MAX_MESSAGE, MAX_MESSAGE, 1, 2]

@@ -392,3 +392,28 @@ class PoolUserHuntTests(TestCase):
         assert [e.pe_identifier for e in elements] == [pe.peIdentifier]
         assert user.link is not None and user.link.connection is not None
         assert stranger.server.registrar.counters["connections"] == 0
+
+
+class StreamingTests(TestCase):
+    """A streaming session carries a byte stream, as TCP would."""
+
+    timeout = 20
+
+    async def test_streaming_session_merges_writes(self) -> None:
+        """Many small writes arrive as the same bytes in fewer application messages."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        elements = Recording(Echo)
+        await harness.pe([server.portNumber], elements, streaming=True)
+        user = harness.pu([server.portNumber])
+        client = await user.connect(POOL, Recording(Collector), streaming=True)
+        assert isinstance(client, Collector) and isinstance(client.transport, Session)
+        expected = b"".join(b"%05d" % n for n in range(2000))
+        for n in range(2000):
+            client.transport.write(b"%05d" % n)
+        await waitFor(lambda: b"".join(client.received) == expected)
+        [echo] = elements.built
+        assert isinstance(echo, Echo)
+        assert b"".join(echo.received) == expected
+        assert len(echo.received) < 10

@@ -84,11 +84,13 @@ class PoolElementTransport:
     application message to the pool user; :meth:`sendCookie` hands the pool user state for
     a later failover (ASAP_COOKIE)."""
 
-    def __init__(self, connection: PoolElementConnection, ppid: int = 0) -> None:
+    def __init__(
+        self, connection: PoolElementConnection, ppid: int = 0, streaming: bool = False
+    ) -> None:
         self.connection = connection
         self.ppid = ppid
         self.disconnecting = False
-        self._outbox = Outbox()
+        self._outbox = Outbox(streaming)
         self._pumpCall: IDelayedCall | None = None
 
     @property
@@ -143,7 +145,7 @@ class PoolElementTransport:
         encoded = message.encode()
         if len(encoded) > MAX_MESSAGE:
             raise ValueError(f"{type(message).__name__} of {len(encoded)} bytes is too long")
-        self._outbox.put(encoded, ASAP_PPID)
+        self._outbox.put_control(encoded, ASAP_PPID)
         self._schedulePump()
 
     def loseConnection(self) -> None:
@@ -199,7 +201,9 @@ class PoolElementConnection(RSerPoolProtocol):
             if self.application is None:
                 self.close()
                 return None
-            self.appTransport = PoolElementTransport(self, self.poolElement.ppid)
+            self.appTransport = PoolElementTransport(
+                self, self.poolElement.ppid, self.poolElement.streaming
+            )
             card = self.poolElement.businessCard()
             if card is not None:
                 self.sendAsap(card)
@@ -306,6 +310,7 @@ class PoolElement(Service):
         requireAuthenticatedServer: bool = True,
         failoverOrder: tuple[PoolElementParameter, ...] = (),
         ppid: int = 0,
+        streaming: bool = False,
     ) -> None:
         self.poolHandle = poolHandle
         self.factory = factory
@@ -328,6 +333,7 @@ class PoolElement(Service):
         self.requireAuthenticatedServer = requireAuthenticatedServer
         self.failoverOrder = failoverOrder
         self.ppid = ppid
+        self.streaming = streaming
         self.core: RegistrationCore | None = None
         self.link: HomeServerLink | None = None
         self.port: IListeningPort | None = None

@@ -30,20 +30,44 @@ class Outbox:
     they fit), which is why the session and the pool element's transport pump once per
     reactor turn rather than once per message."""
 
-    def __init__(self) -> None:
-        self.queue: deque[tuple[bytes, int]] = deque()
+    def __init__(self, streaming: bool = False) -> None:
+        self.streaming = streaming
+        self.queue: deque[tuple[bytes | bytearray, int]] = deque()
+        #: The queued entry writes may still be appended to (streaming only).
+        self._open: bytearray | None = None
 
     def __len__(self) -> int:
         return len(self.queue)
 
     def put(self, data: bytes, ppid: int) -> None:
-        """Queue one write (split into messages that fit a chunk)."""
+        """Queue one write: one message (split into pieces that fit a chunk), or, when
+        streaming, appended to the last queued message of the same PPID while it fits."""
+        if self.streaming:
+            tail = self._open
+            if (
+                tail is not None
+                and self.queue
+                and self.queue[-1][1] == ppid
+                and len(tail) + len(data) <= MAX_MESSAGE
+            ):
+                tail += data
+                return
+            if len(data) < MAX_MESSAGE:
+                self._open = bytearray(data)
+                self.queue.append((self._open, ppid))
+                return
+        self._open = None
         for piece in split(data):
             self.queue.append((piece, ppid))
 
     def put_first(self, messages: Iterable[tuple[bytes, int]]) -> None:
         """Queue messages ahead of everything already queued, in their order."""
         self.queue.extendleft(reversed(list(messages)))
+
+    def put_control(self, data: bytes, ppid: int) -> None:
+        """Queue a control message; later writes are never merged into it or across it."""
+        self._open = None
+        self.queue.append((data, ppid))
 
     def pump(self, protocol: RSerPoolProtocol) -> int:
         """Send what fits now on ``protocol``, in one write; returns the messages sent."""
@@ -60,7 +84,9 @@ class Outbox:
             if outstanding and outstanding + len(data) + _CHUNK_HEADER > limit:
                 break
             queue.popleft()
-            mapping.send_data(data, ppid=ppid)
+            if data is self._open:
+                self._open = None
+            mapping.send_data(bytes(data), ppid=ppid)
             sent += 1
         if sent:
             transport.write(mapping.data_to_send())

@@ -140,7 +140,14 @@ class Session:
 
     disconnecting = False
 
-    def __init__(self, user: PoolUser, poolHandle: bytes, protocol: IProtocol, ppid: int = 0):
+    def __init__(
+        self,
+        user: PoolUser,
+        poolHandle: bytes,
+        protocol: IProtocol,
+        ppid: int = 0,
+        streaming: bool = False,
+    ):
         if ppid in (ASAP_PPID, ENRP_PPID):
             raise ValueError(f"PPID {ppid} is reserved for ASAP/ENRP")
         self.user = user
@@ -155,7 +162,7 @@ class Session:
         self.failovers: list[FailoverEvent] = []
         self.closed = False
         self.closeReason: Failure | None = None
-        self._outbox = Outbox()
+        self._outbox = Outbox(streaming)
         self._pumpCall: IDelayedCall | None = None
         self._failingOver = False
         self._waiters: list[Deferred[None]] = []

@@ -388,19 +388,28 @@ class PoolUser(Service):
         return TlsClientEndpoint(tcp, certificateClientCreator(host, self.peTrustRoots))
 
     def connect(
-        self, poolHandle: bytes, protocolFactory: IProtocolFactory, *, ppid: int = 0
+        self,
+        poolHandle: bytes,
+        protocolFactory: IProtocolFactory,
+        *,
+        ppid: int = 0,
+        streaming: bool = False,
     ) -> Deferred[IProtocol]:
         """A session to a pool element of ``poolHandle``: fires with the application
         protocol (built by ``protocolFactory``) connected through a
-        :class:`~twisted_rserpool.asap.session.Session`."""
+        :class:`~twisted_rserpool.asap.session.Session`.
+
+        Each ``write`` is one application message unless ``streaming``: then writes made in
+        one reactor turn are merged into messages of up to 60 000 bytes, as TCP would merge
+        them (right for byte-stream protocols, far fewer chunks and ACKs)."""
         try:
             self._ensureRunning()
         except SessionClosed as e:
             return fail(e)
-        return Deferred.fromCoroutine(self._connect(poolHandle, protocolFactory, ppid))
+        return Deferred.fromCoroutine(self._connect(poolHandle, protocolFactory, ppid, streaming))
 
     async def _connect(
-        self, poolHandle: bytes, protocolFactory: IProtocolFactory, ppid: int
+        self, poolHandle: bytes, protocolFactory: IProtocolFactory, ppid: int, streaming: bool
     ) -> IProtocol:
         tried: set[int] = set()
         for _ in range(self.maxFailoverAttempts):
@@ -409,7 +418,7 @@ class PoolUser(Service):
             protocol = protocolFactory.buildProtocol(None)  # type: ignore[arg-type]
             if protocol is None:
                 raise NoPoolElementAvailable(poolHandle, "the protocol factory built nothing")
-            session = Session(self, poolHandle, protocol, ppid)
+            session = Session(self, poolHandle, protocol, ppid, streaming)
             try:
                 connection = await session._open(element)
             except Exception as e:
