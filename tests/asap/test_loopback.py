@@ -39,7 +39,7 @@ from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.tls import PskClientCreator, loadCertificates
 from twisted_rserpool.transport.protocol import RSerPoolProtocol
 from twisted_rserpool.wire import asap
-from twisted_rserpool.wire.parameters import PoolElementParameter, TcpTransport
+from twisted_rserpool.wire.parameters import LeastUsedPolicy, PoolElementParameter, TcpTransport
 
 POOL = b"echo"
 
@@ -417,3 +417,25 @@ class StreamingTests(TestCase):
         assert isinstance(echo, Echo)
         assert b"".join(echo.received) == expected
         assert len(echo.received) < 10
+
+
+class LoadTests(TestCase):
+    """Load updates re-register at once."""
+
+    timeout = 20
+
+    async def test_update_load_reaches_the_handlespace(self) -> None:
+        """updateLoad re-registers with the same PE identifier and the new load, and the
+        pool user's selection follows the least used PE."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        busy = await harness.pe([server.portNumber], policy=LeastUsedPolicy(0x10000000))
+        idle = await harness.pe([server.portNumber], policy=LeastUsedPolicy(0x20000000))
+        user = harness.pu([server.portNumber])
+        assert (await user.selectPoolElement(POOL)).pe_identifier == busy.peIdentifier
+        await busy.updateLoad(0x30000000)
+        entry = server.server.registrar.handlespace.get(POOL, busy.peIdentifier)
+        assert entry is not None and entry.element.policy == LeastUsedPolicy(0x30000000)
+        await user.resolve(POOL, refresh=True)  # a stale entry is used while refreshed (C3)
+        assert (await user.selectPoolElement(POOL)).pe_identifier == idle.peIdentifier
