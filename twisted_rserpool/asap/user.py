@@ -182,6 +182,8 @@ class PoolUser(Service):
         self._cancelTimer()
         for handle in list(self._waiting):
             self._fail(handle, RequestTimedOut("the pool user stopped"))
+        for handle in self._requests:
+            self._requests.answered(handle)
         waits = []
         for connection in list(self._openConnections):
             connection.close()
@@ -455,6 +457,8 @@ class PoolUser(Service):
 
     def _armTimer(self) -> None:
         self._cancelTimer()
+        if self._stopped:
+            return
         deadline = self._requests.next_deadline()
         if deadline is not None:
             self._timer = self.clock.callLater(
