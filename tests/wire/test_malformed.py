@@ -17,6 +17,7 @@ from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import (
     OperationError,
     PoolElementParameter,
+    PriorityLeastUsedPolicy,
     RoundRobinPolicy,
     SctpTransport,
     TcpTransport,
@@ -442,3 +443,10 @@ def test_up_to_three_trailing_bytes_in_a_container_are_ignored() -> None:
     transport = TcpTransport(80, _ADDRESS).encode()
     grown = struct.pack(">HH", 0x5, len(transport) + 3) + transport[4:] + b"\xff\xff\xff"
     assert decode_parameter(grown) == TcpTransport(80, _ADDRESS)
+
+
+def test_rsplib_priority_least_used_without_degradation() -> None:
+    """RSPLIB's Priority Least Used carries the load only: read as degradation 0."""
+    assert decode_parameter(tlv(0x8, struct.pack(">II", 0x40000003, 77))) == (
+        PriorityLeastUsedPolicy(77, 0)
+    )

@@ -729,6 +729,9 @@ def _decode_policy(ctx: DecodeContext, start: int, end: int, depth: int) -> Para
             raise ctx.invalid(f"policy type 0x{policy_type:08x} is reserved", start, end)
         return UnknownPolicy(policy_type, ctx.data[start + 8 : end])
     cls, values = known
+    if policy_type == PolicyType.PRIORITY_LEAST_USED and end - start == 12:
+        # RSPLIB sends Priority Least Used with the load only: no degradation, so 0.
+        return PriorityLeastUsedPolicy(_U32.unpack_from(ctx.data, start + 8)[0], 0)
     if end - start != 8 + 4 * values:
         raise ctx.invalid(
             f"policy 0x{policy_type:08x} needs {values} value(s), got {end - start - 8} bytes",
