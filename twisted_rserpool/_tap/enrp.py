@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool.enrp.peers import PeerConfig, PeerCore
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import Handlespace, HandlespaceLimits
@@ -25,7 +26,11 @@ log = Logger()
 
 #: Endpoint types that run TLS (RFC 5355 2.15: a secure server listens on nothing else).
 SECURE_ENDPOINT_TYPES = ("tlspsk", "ssl")
+#: Client endpoint types that run TLS (for --peer).
+SECURE_CLIENT_TYPES = ("tlspsk", "tls")
 DEFAULT_PORT = 3864  # ASAP over TLS (IANA)
+DEFAULT_ENRP_PORT = 9902  # ENRP over TLS (IANA)
+DEFAULT_ENRP_IDENTITY = "enrp"
 DEFAULT_PE_IDENTITY = "pe"
 
 
@@ -172,6 +177,59 @@ class Options(usage.Options):
             None,
             "Endpoint of the JSON admin interface, e.g. tcp:8864:interface=127.0.0.1.",
         ],
+        [
+            "peer-heartbeat-cycle",
+            None,
+            "2.4",
+            "PEER-HEARTBEAT-CYCLE: seconds between ENRP_PRESENCE announcements to each peer "
+            "(RFC 5353 says 30, RSPLIB about 2.4).",
+        ],
+        [
+            "max-time-last-heard",
+            None,
+            "5",
+            "MAX-TIME-LAST-HEARD: seconds of silence after which a peer is probed "
+            "(RFC 5353 says 61, RSPLIB 5).",
+        ],
+        [
+            "max-time-no-response",
+            None,
+            "5",
+            "MAX-TIME-NO-RESPONSE: seconds a probed peer has to answer before it is "
+            "declared dead and taken over; also the wait for list and table responses.",
+        ],
+        [
+            "takeover-expiry",
+            None,
+            "5",
+            "Seconds a takeover waits for every other peer's ENRP_INIT_TAKEOVER_ACK.",
+        ],
+        [
+            "mentor-discovery",
+            None,
+            "5",
+            "Seconds to find a mentor among the --peer servers before serving alone.",
+        ],
+        [
+            "home-keep-alive-rate",
+            None,
+            "100/100",
+            "ASAP_ENDPOINT_KEEP_ALIVEs with the H flag to PEs taken over: RATE[/BURST].",
+        ],
+        [
+            "enrp-identity",
+            None,
+            DEFAULT_ENRP_IDENTITY,
+            "This server's own PSK identity for the connections it opens to PEs it takes "
+            "over and to peers named by other peers (it needs the enrp-server role there).",
+        ],
+        [
+            "enrp-psk-file",
+            None,
+            None,
+            "PSK file holding --enrp-identity's key (default: --psk-file or the state "
+            "directory's keys.psk).",
+        ],
     ]
     optFlags: ClassVar[list[list[Any]]] = [
         [
@@ -191,12 +249,37 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self["asap"] = []
+        self["enrp"] = []
+        self["peer"] = []
 
     def opt_asap(self, description: str) -> None:
         """An ASAP listener endpoint (repeatable), e.g.
         tlspsk:3864:interface=127.0.0.1:pskFile=keys.psk:certificate=server.pem.
         Default: tlspsk on 127.0.0.1:3864 with the state directory's key and certificate."""
         self["asap"].append(description)
+
+    def opt_enrp(self, description: str) -> None:
+        """An ENRP listener endpoint for peer ENRP servers (repeatable), e.g.
+        tlspsk:9902:interface=127.0.0.1:pskFile=keys.psk. Default: none, or tlspsk on
+        127.0.0.1:9902 when --peer is given."""
+        self["enrp"].append(description)
+
+    def opt_peer(self, description: str) -> None:
+        """A peer ENRP server's client endpoint (repeatable), e.g.
+        tlspsk:host=10.0.0.2:port=9902:identity=enrp-1:pskFile=keys.psk. The first to
+        answer is the mentor; connections are retried with backoff."""
+        self["peer"].append(description)
+
+    @property
+    def peering(self) -> bool:
+        """Whether this server joins an ENRP server pool."""
+        return bool(self["enrp"] or self["peer"])
+
+    def enrpListeners(self, pskFile: str) -> list[str]:
+        """The ENRP listener descriptions, with the default when only --peer is given."""
+        if self["enrp"] or not self["peer"]:
+            return list(self["enrp"])
+        return [f"tlspsk:{DEFAULT_ENRP_PORT}:interface=127.0.0.1:pskFile={_escape(pskFile)}"]
 
     def postOptions(self) -> None:
         """Check values and the security rules that need no files."""
@@ -205,7 +288,13 @@ class Options(usage.Options):
             if self["server-id"] is not None
             else secrets.randbelow(0xFFFFFFFF) + 1
         )
-        for name in ("request-rate", "identity-rate", "unreachable-rate", "keep-alive-rate"):
+        for name in (
+            "request-rate",
+            "identity-rate",
+            "unreachable-rate",
+            "keep-alive-rate",
+            "home-keep-alive-rate",
+        ):
             self[name] = _rate(self[name])
         try:
             for name in (
@@ -213,6 +302,11 @@ class Options(usage.Options):
                 "keep-alive-timeout",
                 "heartbeat-interval",
                 "heartbeat-timeout",
+                "peer-heartbeat-cycle",
+                "max-time-last-heard",
+                "max-time-no-response",
+                "takeover-expiry",
+                "mentor-discovery",
             ):
                 self[name] = float(self[name])
                 if self[name] <= 0:
@@ -232,13 +326,21 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from e
         if not self["insecure"]:
-            for description in self["asap"]:
+            for description in self["asap"] + self["enrp"]:
                 kind = description.split(":", 1)[0].strip().lower()
                 if kind not in SECURE_ENDPOINT_TYPES:
                     raise usage.UsageError(
                         f"listener {description!r} is not TLS: a secure ENRP server listens "
                         "only with tlspsk: or ssl: (RFC 5355 section 2.15); use --insecure "
                         "to allow it"
+                    )
+            for description in self["peer"]:
+                kind = description.split(":", 1)[0].strip().lower()
+                if kind not in SECURE_CLIENT_TYPES:
+                    raise usage.UsageError(
+                        f"peer {description!r} is not TLS: a secure ENRP server accepts no "
+                        "update from a peer without TLS (RFC 5355 section 2.15); use "
+                        "--insecure to allow it"
                     )
 
 
@@ -310,11 +412,37 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         heartbeat_interval=options["heartbeat-interval"],
         heartbeat_timeout=options["heartbeat-timeout"],
     )
+    peering: PeerCore | None = None
+    enrpPskFile: str | None = None
+    if options.peering:
+        enrpPskFile = options["enrp-psk-file"] or options["psk-file"]
+        if enrpPskFile is None:
+            enrpPskFile, _, _ = _prepareStateDirectory(options)
+        peering = PeerCore(
+            PeerConfig(
+                server_identifier=options["server-id"],
+                secure=not options["insecure"],
+                peer_heartbeat_cycle=options["peer-heartbeat-cycle"],
+                max_time_last_heard=options["max-time-last-heard"],
+                max_time_no_response=options["max-time-no-response"],
+                takeover_expiry=options["takeover-expiry"],
+                mentor_discovery=options["mentor-discovery"],
+                home_keep_alive_rate=options["home-keep-alive-rate"],
+                keep_alive_timeout=options["keep-alive-timeout"],
+            ),
+            handlespace,
+            policy,
+            expect_mentor=bool(options["peer"]),
+        )
+    outgoing = _outgoingEndpoints(reactor, options, enrpPskFile) if peering else None
     server = ENRPServer(
         Registrar(config, handlespace, policy),
         clock,
         maxConnections=options["max-connections"],
         mappingConfig=mapping,
+        peering=peering,
+        peerEndpointFactory=outgoing,
+        peEndpointFactory=outgoing,
     )
 
     descriptions = list(options["asap"])
@@ -339,6 +467,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
     for description in descriptions:
         server.listenASAP(serverFromString(reactor, description))  # type: ignore[no-untyped-call]
+    if peering is not None and enrpPskFile is not None:
+        for description in options.enrpListeners(enrpPskFile):
+            server.listenENRP(serverFromString(reactor, description))  # type: ignore[no-untyped-call]
+        for description in options["peer"]:
+            server.addPeer(clientFromString(reactor, description))  # type: ignore[no-untyped-call]
+        log.info(
+            "ENRP peering: {listeners} listener(s), {peers} configured peer(s), outgoing "
+            "identity {identity!r}",
+            listeners=len(options.enrpListeners(enrpPskFile)),
+            peers=len(options["peer"]),
+            identity=options["enrp-identity"],
+        )
     if options["insecure"]:
         log.warn(
             "INSECURE MODE: listeners without TLS and unauthenticated registrations are "
@@ -395,6 +535,21 @@ def _announcer(options: Options, reactor: Any, serverIdentifier: int) -> IServic
         interval=interval,
         interface=options["announce-interface"],
     )
+
+
+def _outgoingEndpoints(reactor: Any, options: Options, pskFile: str | None) -> Any:
+    """Client endpoints to PEs we take over and to peers named by peers (TLS-PSK as us)."""
+
+    def build(host: str, port: int) -> IStreamClientEndpoint:
+        if options["insecure"] and pskFile is None:
+            return clientFromString(reactor, f"tcp:host={host}:port={port}")  # type: ignore[no-untyped-call,no-any-return]
+        return clientFromString(  # type: ignore[no-untyped-call,no-any-return]
+            reactor,
+            f"tlspsk:host={host}:port={port}:identity={_escape(options['enrp-identity'])}"
+            f":pskFile={_escape(pskFile or '')}",
+        )
+
+    return build
 
 
 def _escape(path: str) -> str:

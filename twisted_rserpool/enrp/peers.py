@@ -1219,7 +1219,7 @@ class PeerCore:
             if peer.server_identifier == self._mentor:
                 self._drop_mentor("it did not answer", retry=now)
         if peer.state is PeerState.ACTIVE:
-            if now - peer.last_heard >= self.config.max_time_last_heard:
+            if now >= peer.last_heard + self.config.max_time_last_heard:
                 # RFC 5353 3.4.3: probe a silent peer; a send that cannot happen fails.
                 link = self._primary(peer)
                 if link is None:
