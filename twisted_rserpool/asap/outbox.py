@@ -11,6 +11,8 @@ __all__ = ["MAX_MESSAGE", "Outbox", "split"]
 
 #: The largest application message put in one DATA chunk; longer writes are split.
 MAX_MESSAGE = 60_000
+#: Streaming merges writes shorter than this; longer ones are worth a chunk of their own.
+MERGE_BELOW = 8192
 _CHUNK_HEADER = 16
 
 
@@ -41,21 +43,22 @@ class Outbox:
 
     def put(self, data: bytes, ppid: int) -> None:
         """Queue one write: one message (split into pieces that fit a chunk), or, when
-        streaming, appended to the last queued message of the same PPID while it fits."""
-        if self.streaming:
+        streaming and shorter than :data:`MERGE_BELOW`, appended to the last queued message
+        of the same PPID while that stays within :data:`MAX_MESSAGE`."""
+        if self.streaming and len(data) < MERGE_BELOW:
             tail = self._open
             if (
                 tail is not None
                 and self.queue
+                and self.queue[-1][0] is tail
                 and self.queue[-1][1] == ppid
                 and len(tail) + len(data) <= MAX_MESSAGE
             ):
                 tail += data
                 return
-            if len(data) < MAX_MESSAGE:
-                self._open = bytearray(data)
-                self.queue.append((self._open, ppid))
-                return
+            self._open = bytearray(data)
+            self.queue.append((self._open, ppid))
+            return
         self._open = None
         for piece in split(data):
             self.queue.append((piece, ppid))
