@@ -318,7 +318,12 @@ class PoolUser(Service):
             entries = self.cache.select(poolHandle, len(pool))
         except UnknownPoolHandle:
             return []
-        return [e.element for e in entries if e.pe_identifier not in exclude]
+        return [
+            e.element
+            for e in entries
+            if e.pe_identifier not in exclude
+            and (self._peEndpoint is not None or isinstance(e.element.user_transport, TcpTransport))
+        ]
 
     def selectPoolElement(
         self,
