@@ -24,7 +24,7 @@ from tests.asap.support import (
     startServer,
     waitFor,
 )
-from tests.security.support import KEY_B
+from tests.security.support import KEY_A, KEY_B, pskFile
 from twisted_rserpool.asap import (
     FailoverEvent,
     FailoverRefused,
@@ -439,3 +439,41 @@ class LoadTests(TestCase):
         assert entry is not None and entry.element.policy == LeastUsedPolicy(0x30000000)
         await user.resolve(POOL, refresh=True)  # a stale entry is used while refreshed (C3)
         assert (await user.selectPoolElement(POOL)).pe_identifier == idle.peIdentifier
+
+
+class PskSessionTests(TestCase):
+    """Pool users may authenticate to pool elements with a pre-shared key."""
+
+    timeout = 20
+
+    async def test_session_over_tls_psk(self) -> None:
+        """A PE serving TLS-PSK and a PU connecting with its identity: both sides see an
+        authenticated PSK context."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        puKeys = pskFile(creds.directory, {"pu-1": KEY_A}, "pu.psk")
+        elements = Recording(Echo)
+        pe = await harness.pe(
+            [server.portNumber], elements, listen=f"tlspsk:0:interface=127.0.0.1:pskFile={puKeys}"
+        )
+
+        def endpoint(element: PoolElementParameter) -> Any:
+            transport = element.user_transport
+            assert isinstance(transport, TcpTransport)
+            return TlsClientEndpoint(
+                TCP4ClientEndpoint(reactor, str(transport.address), transport.port),
+                PskClientCreator("pu-1", KEY_A),
+            )
+
+        user = harness.pu([server.portNumber], peEndpoint=endpoint)
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector) and isinstance(client.transport, Session)
+        assert client.transport.securityContext is not None
+        assert client.transport.securityContext.psk_identity == "pu-1"
+        assert client.transport.securityContext.authenticated
+        client.transport.write(b"secret")
+        await waitFor(lambda: client.received == [b"secret"])
+        [connection] = list(pe.connections)
+        assert connection.securityContext is not None
+        assert connection.securityContext.psk_identity == "pu-1"
