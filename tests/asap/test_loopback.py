@@ -233,9 +233,11 @@ class Takeover(RSerPoolProtocol):
     def connectionReady(self, securityContext: SecurityContext) -> None:
         self.sendAsap(asap.EndpointKeepAlive(self.serverIdentifier, POOL, home=True))
 
+    answer = True
+
     def asapMessageReceived(self, message: asap.AsapMessage) -> None:
         self.messages.append(message)
-        if isinstance(message, asap.Registration):
+        if isinstance(message, asap.Registration) and self.answer:
             self.sendAsap(asap.RegistrationResponse(POOL, message.pool_element.pe_identifier))
 
 
@@ -244,7 +246,9 @@ class TakeoverTests(TestCase):
 
     timeout = 20
 
-    async def takeover(self, identity: str, allowed: list[str]) -> tuple[PoolElement, Takeover]:
+    async def takeover(
+        self, identity: str, allowed: list[str], answer: bool = True
+    ) -> tuple[PoolElement, Takeover]:
         creds = credentials(self)
         server = await startServer(self, creds)
         harness = Harness(self, creds)
@@ -261,6 +265,8 @@ class TakeoverTests(TestCase):
             PskClientCreator(identity, keys[identity]),
         )
         protocol = Takeover(0x7A7A7A7A)
+        protocol.answer = answer
+        self.server = server
         await endpoint.connect(Factory.forProtocol(lambda: protocol))
         assert protocol.transport is not None
         self.addCleanup(protocol.transport.abortConnection)  # type: ignore[attr-defined]
@@ -280,6 +286,23 @@ class TakeoverTests(TestCase):
         await waitFor(lambda: pe.registered)
         assert pe.homeServer == 0x7A7A7A7A
         assert pe.counters["home_adoptions"] == 1
+
+    async def test_silent_takeover_server_falls_back_to_the_hunt(self) -> None:
+        """If the adopted server never answers the re-registration, T2 sends the PE back to
+        its configured servers, where it registers with its own identity."""
+        pe, silent = await self.takeover("enrp-takeover", ["enrp-takeover"], answer=False)
+        await waitFor(lambda: pe.counters["home_adoptions"] == 1)
+        registrations = self.server.server.registrar.counters["registrations"]
+        await waitFor(
+            lambda: self.server.server.registrar.counters["registrations"] > registrations,
+            timeout=FAST.t2_registration + 5,
+        )
+        await waitFor(lambda: pe.registered)
+        assert pe.homeServer != 0x7A7A7A7A
+        entry = self.server.server.registrar.handlespace.get(POOL, pe.peIdentifier)
+        assert entry is not None and entry.identity == "pe"
+        assert entry.element.home_server_identifier == self.server.server.serverIdentifier
+        assert any(isinstance(m, asap.Registration) for m in silent.messages)
 
     async def test_server_without_the_role_is_ignored(self) -> None:
         """A PSK identity without the enrp-server role gets no answer and no adoption."""

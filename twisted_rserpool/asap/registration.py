@@ -157,11 +157,12 @@ class RegistrationCore:
     # ------------------------------------------------------------------ inputs
 
     def home_connected(self, now: float, server_identifier: int | None = None) -> list[Action]:
-        """A trusted connection to a (new) home server is up: register there (R1-R4)."""
+        """A trusted connection to a (new) home server is up: register there (R1-R4).
+        ``server_identifier``: the server's identifier if known (else learnt later)."""
         if self.state in (RegistrationState.DEREGISTERING, RegistrationState.STOPPED):
             return []
-        if server_identifier is not None:
-            self.home_server = server_identifier
+        # A new home server: its identifier is learnt from its first keep-alive.
+        self.home_server = server_identifier
         if self.state is RegistrationState.REFUSED:
             return []
         return self._register(now)
