@@ -484,3 +484,38 @@ def test_outbox_keeps_messages_apart_unless_streaming() -> None:
     sizes = [len(d) for d, _ in stream.queue]
     assert [bytes(d) for d, _ in list(stream.queue)[:3]] == [b"ab", b"cookie", b"c"]
     assert sizes[3:] == [MAX_MESSAGE, MAX_MESSAGE, 1, 2]
+
+
+class Ready:
+    """Stands for a ready home connection."""
+
+    ready = True
+
+
+def test_announcements_become_hints_for_t7() -> None:
+    """An ASAP_SERVER_ANNOUNCE on the home connection adds the server (made into an
+    endpoint by the owner's factory) to the hunt's candidates until T7 expires."""
+    clock = Clock()
+    made: list[TcpTransport] = []
+
+    def endpoint(transport: TcpTransport) -> Any:
+        made.append(transport)
+        return ("announced", transport.port)
+
+    link = HomeServerLink(
+        [],
+        clock,
+        AsapTimers(),
+        onReady=lambda c, s: None,
+        onMessage=lambda c, m: None,
+        onLost=lambda c: None,
+        announcedEndpoint=endpoint,
+    )
+    link.connection = Ready()  # type: ignore[assignment]
+    announce = asap.ServerAnnounce(9, (TcpTransport(3864, IPv4Address("127.0.0.2")),))
+    link._message(link.connection, announce)  # type: ignore[arg-type]
+    candidates: list[Any] = link.hunt.candidates(clock.seconds())
+    assert candidates == [("announced", 3864)]
+    assert made == [TcpTransport(3864, IPv4Address("127.0.0.2"))]
+    clock.advance(5.0)
+    assert link.hunt.candidates(clock.seconds()) == []

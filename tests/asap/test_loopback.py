@@ -500,3 +500,30 @@ class PskSessionTests(TestCase):
         [connection] = list(pe.connections)
         assert connection.securityContext is not None
         assert connection.securityContext.psk_identity == "pu-1"
+
+
+class StopTests(TestCase):
+    """stopService leaves the pool."""
+
+    timeout = 20
+
+    async def test_stop_service_deregisters(self) -> None:
+        """A stopped PE sends ASAP_DEREGISTRATION, gets its answer, and is gone from the
+        handlespace; its sessions are closed."""
+        creds = credentials(self)
+        server = await startServer(self, creds)
+        harness = Harness(self, creds)
+        elements = Recording(Echo)
+        pe = await harness.pe([server.portNumber], elements)
+        user = harness.pu([server.portNumber])
+        client = await user.connect(POOL, Recording(Collector))
+        assert isinstance(client, Collector) and client.transport is not None
+        client.transport.write(b"x")
+        await waitFor(lambda: client.received == [b"x"])
+        await pe.stopService()
+        registrar = server.server.registrar
+        assert registrar.handlespace.get(POOL, pe.peIdentifier) is None
+        assert registrar.counters["deregistrations"] == 1
+        [echo] = elements.built
+        assert isinstance(echo, Echo)
+        await waitFor(lambda: echo.lost)

@@ -6,7 +6,7 @@ ENRP server that took it over) and data share the connection (RFC 5355 2.16)."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ipaddress import ip_address
 from typing import Any
 
@@ -286,6 +286,8 @@ class PoolElement(Service):
     the H flag on the user transport; it is answered and adopted as the new home only if it
     authenticated with an identity that ``authorizationPolicy`` gives the ``enrp-server``
     role (by default nobody: only the hunt finds new home servers).
+
+    Announced ENRP servers are used as the pool user's are (``announcedServer``).
     """
 
     log = Logger()
@@ -311,6 +313,7 @@ class PoolElement(Service):
         failoverOrder: tuple[PoolElementParameter, ...] = (),
         ppid: int = 0,
         streaming: bool = False,
+        announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
     ) -> None:
         self.poolHandle = poolHandle
         self.factory = factory
@@ -334,6 +337,7 @@ class PoolElement(Service):
         self.failoverOrder = failoverOrder
         self.ppid = ppid
         self.streaming = streaming
+        self.announcedServer = announcedServer
         self.core: RegistrationCore | None = None
         self.link: HomeServerLink | None = None
         self.port: IListeningPort | None = None
@@ -473,6 +477,7 @@ class PoolElement(Service):
             onLost=self._linkLost,
             requireAuthentication=self.requireAuthenticatedServer,
             mappingConfig=self.mappingConfig,
+            announcedEndpoint=self.announcedServer,
             role=f"pool element 0x{self.peIdentifier:08x}",
         )
         self.link.start()

@@ -80,6 +80,10 @@ class PoolUser(Service):
     ``refuseWeakerFailover`` is false. ENDPOINT_UNREACHABLE reports are sent at most once
     per pool element per ``unreachableInterval`` seconds and within ``unreachableRate``.
 
+    ASAP_SERVER_ANNOUNCE messages are hints: with ``announcedServer(transport)`` (an endpoint
+    with our credentials, or ``None`` to ignore it) an announced server joins the hunt's
+    candidates for T7-ENRPoutdate and, like any other, is used only once it authenticates.
+
     Override :meth:`choosePoolElement` to pick among the candidates the policy ordered.
     """
 
@@ -104,6 +108,7 @@ class PoolUser(Service):
         maxFailoverAttempts: int = 5,
         requireAuthenticatedServer: bool = True,
         resolutionItems: int | None = None,
+        announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.reactor = reactor
@@ -123,6 +128,7 @@ class PoolUser(Service):
         self.maxFailoverAttempts = maxFailoverAttempts
         self.requireAuthenticatedServer = requireAuthenticatedServer
         self.resolutionItems = resolutionItems
+        self.announcedServer = announcedServer
         self.cache = PoolUserCache(
             self.timers.stale_cache_value,
             discard_timeout=max(60.0, self.timers.stale_cache_value),
@@ -166,6 +172,7 @@ class PoolUser(Service):
             onLost=self._homeLost,
             requireAuthentication=self.requireAuthenticatedServer,
             mappingConfig=self.mappingConfig,
+            announcedEndpoint=self.announcedServer,
             role="pool user",
         )
         self.link.start()
