@@ -205,58 +205,62 @@ class ENRPPeerFactory(RSerPoolFactory[ENRPPeerProtocol]):
         self.outgoing = outgoing
 
 
-class HomeKeepAliveProtocol(RSerPoolProtocol):
-    """Carries one ASAP_ENDPOINT_KEEP_ALIVE with the H flag to a PE we took over.
+class HomeKeepAliveProtocol(ASAPServerProtocol):
+    """The connection a new home server opens to a PE it took over (RFC 5353 3.5.2).
 
-    The PE listens with the TCP mapping on its ASAP transport; over TLS-PSK it proves its
-    identity and learns ours, then answers ASAP_ENDPOINT_KEEP_ALIVE_ACK (RFC 5353 3.5.2).
+    The PE listens with the TCP mapping on its ASAP transport (data and control
+    multiplexed, RFC 5355 2.16). Over TLS-PSK with our outgoing identity we send
+    ASAP_ENDPOINT_KEEP_ALIVE with the H flag; the PE answers ASAP_ENDPOINT_KEEP_ALIVE_ACK
+    and, having authenticated us, adopts this connection as its home connection and
+    re-registers over it. So once ready this is an ASAP connection of the registrar like
+    any other (its security context is ours as TLS client: the PSK identity is our own).
     """
 
-    def __init__(self, server: ENRPServer, action: HomeKeepAlive) -> None:
-        super().__init__(server.clock)
-        self.server = server
-        self.action = action
-
-    def buildSecurityContext(self) -> SecurityContext:
-        """What the TLS layer proved."""
-        context = _securityContextOf(self)
-        return context if context is not None else super().buildSecurityContext()
+    factory: _HomeKeepAliveFactory
 
     def connectionReady(self, securityContext: SecurityContext) -> None:
-        """Send the keep-alive once the PE is authenticated (or the server is insecure)."""
-        if self.server.registrar.config.secure and not securityContext.authenticated:
-            log.warn("PE {peer} for H keep-alive is not authenticated: not sent", peer=self.peer)
+        """Send the keep-alive once TLS authenticated both ends (or the server is insecure)."""
+        server = self.factory.server
+        if server.registrar.config.secure and not securityContext.authenticated:
+            log.warn("PE {peer} for an H keep-alive did not authenticate", peer=self.peer)
             self._close()
             return
+        super().connectionReady(securityContext)
+        action = self.factory.action
         self.sendAsap(
             asap.EndpointKeepAlive(
-                self.action.server_identifier,
-                self.action.pool_handle,
+                action.server_identifier,
+                action.pool_handle,
                 home=True,
-                pe_identifier=self.action.pe_identifier,
+                pe_identifier=action.pe_identifier,
             )
         )
 
     def asapMessageReceived(self, message: asap.AsapMessage) -> None:
-        """The PE's acknowledgement keeps it in the handlespace."""
+        """The acknowledgement keeps the PE; everything goes to the registrar as well."""
+        action = self.factory.action
         if (
             isinstance(message, asap.EndpointKeepAliveAck)
-            and message.pool_handle == self.action.pool_handle
-            and message.pe_identifier == self.action.pe_identifier
+            and message.pool_handle == action.pool_handle
+            and message.pe_identifier == action.pe_identifier
         ):
-            self.server.homeKeepAliveAcknowledged(message.pool_handle, message.pe_identifier)
-            if self.transport is not None:
-                self.transport.loseConnection()
+            self.factory.server.homeKeepAliveAcknowledged(
+                message.pool_handle, message.pe_identifier
+            )
+        super().asapMessageReceived(message)
 
 
-class _HomeKeepAliveFactory(RSerPoolFactory[HomeKeepAliveProtocol]):
+class _HomeKeepAliveFactory(ASAPServerFactory):
+    protocol: Any
+
     def __init__(self, server: ENRPServer, action: HomeKeepAlive) -> None:
         super().__init__(
-            lambda: HomeKeepAliveProtocol(server, action),
-            server.clock,
+            server,
             mappingConfig=server.factory.mappingConfig,
             messageLimits=server.factory.messageLimits,
         )
+        self.protocol = HomeKeepAliveProtocol
+        self.action = action
 
 
 class ENRPServer(MultiService):
@@ -497,11 +501,14 @@ class ENRPServer(MultiService):
         timeout = self.registrar.config.keep_alive_timeout
 
         def connected(protocol: HomeKeepAliveProtocol) -> None:
-            def stop() -> None:
-                if protocol.transport is not None:
+            def idle() -> None:
+                # No PE re-registered over it: nothing keeps this connection.
+                number = protocol.connectionNumber
+                state = None if number is None else self.registrar.connections.get(number)
+                if (state is None or not state.pool_elements) and protocol.transport is not None:
                     protocol.transport.loseConnection()
 
-            self.clock.callLater(timeout, stop)
+            self.clock.callLater(2 * timeout, idle)
 
         def failed(reason: Failure) -> None:
             log.info(
