@@ -93,9 +93,11 @@ class Network:
         *,
         expect_mentor: bool = False,
         policy: AuthorizationPolicy | None = None,
+        handlespace: Handlespace | None = None,
         **config: Any,
     ) -> Node:
-        handlespace = Handlespace(rng=random.Random(server))
+        if handlespace is None:
+            handlespace = Handlespace(rng=random.Random(server))
         core = PeerCore(
             PeerConfig(
                 server,
