@@ -93,6 +93,8 @@ _ACK = struct.Struct("!BBHI")
 _LENGTH = struct.Struct("!I")
 _TWO_WORDS = struct.Struct("!II")
 _ASAP_PPID = 11
+#: Seconds a load-generator connection may take to connect and answer its first request.
+ATTEMPT_TIMEOUT = 30.0
 
 
 # ------------------------------------------------------------------------------ settings
@@ -365,6 +367,19 @@ def resultOf(text: str, log: Path) -> dict[str, Any]:
     raise RuntimeError(f"the load generator gave no result; see {log}")
 
 
+def askCounts(process: subprocess.Popen[bytes]) -> tuple[int, int, float]:
+    """Keep-alives answered and connections open, from the held-PE load generator; and
+    when the answer came."""
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(b"COUNT\n")
+    process.stdin.flush()
+    line = readLine(process.stdout, 60, "COUNT")
+    if not line.startswith("COUNT "):
+        raise RuntimeError(f"the load generator answered {line!r}")
+    _, answered, still = line.split()
+    return int(answered), int(still), time.monotonic()
+
+
 def readLine(stream: IO[bytes], limit: float, what: str) -> str:
     """One line from ``stream`` within ``limit`` seconds."""
     import selectors  # noqa: PLC0415
@@ -426,13 +441,16 @@ class HeldResult:
     loadgenRss: int
     cpuSeconds: float
     wallSeconds: float
-    keepAlivesSent: int
-    keepAliveAcks: int
-    #: Wall time between the two admin fetches the keep-alive counters come from.
+    #: ASAP_ENDPOINT_KEEP_ALIVEs the PEs answered between two counts of the load generator.
+    keepAlivesAnswered: int
+    #: Wall time between those two counts (about the CPU interval).
     countedSeconds: float
+    #: Held connections still open at the end of the interval.
+    openAfter: int
     keepAliveInterval: float
-    removedTimeout: int
-    poolElementsAfter: int
+    keepAlivesSentTotal: int
+    #: PEs the server removed for an unanswered keep-alive during the whole held phase.
+    removedKeepAlive: int
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -580,24 +598,25 @@ def runHeld(settings: Settings, files: Files) -> HeldResult:
             stdin=subprocess.PIPE,
         ) as loadgen:
             assert loadgen.process.stdout is not None and loadgen.process.stdin is not None
-            ready = json.loads(
-                readLine(loadgen.process.stdout, 60 + settings.pes * 0.05, "READY").split(" ", 1)[1]
-            )
+            line = readLine(loadgen.process.stdout, settings.rampLimit + 120, "READY")
+            if not line.startswith("READY "):
+                raise RuntimeError(f"the load generator failed; see {directory}/loadgen-hold.out")
+            ready = json.loads(line[len("READY ") :])
             time.sleep(settings.settle)
             heldRss = rssBytes(server.pid)
             loadgenRss = rssBytes(loadgen.pid)
-            # The admin document (every PE) costs the server CPU: fetched outside the
-            # CPU interval; the keep-alive counters are compared between the two fetches.
-            before = admin(adminPort)["counters"]
-            counted0 = time.monotonic()
+            # Keep-alives are counted by the PEs that answer them: asking the server (its
+            # admin document lists every PE) would cost it CPU inside the interval.
+            answered0, _, counted0 = askCounts(loadgen.process)
             wall0, cpu0 = time.monotonic(), cpuSeconds(server.pid)
             time.sleep(settings.cpuInterval)
             wall1, cpu1 = time.monotonic(), cpuSeconds(server.pid)
-            document = admin(adminPort)
-            counted1 = time.monotonic()
-            after = document["counters"]
+            answered1, still, counted1 = askCounts(loadgen.process)
             out, _ = loadgen.process.communicate(timeout=60)  # closes stdin: the end
             final = resultOf(out.decode(), directory / "loadgen-hold.out")
+        # Only now (the PEs are gone: a document listing thousands of them takes the busy
+        # server minutes to send) the server's counters.
+        counters = admin(adminPort)["counters"]
     return HeldResult(
         requested=settings.pes,
         registered=ready["registered"],
@@ -608,12 +627,12 @@ def runHeld(settings: Settings, files: Files) -> HeldResult:
         loadgenRss=loadgenRss,
         cpuSeconds=cpu1 - cpu0,
         wallSeconds=wall1 - wall0,
-        keepAlivesSent=after.get("keep_alives_sent", 0) - before.get("keep_alives_sent", 0),
-        keepAliveAcks=after.get("keep_alive_acks", 0) - before.get("keep_alive_acks", 0),
+        keepAlivesAnswered=answered1 - answered0,
         countedSeconds=counted1 - counted0,
+        openAfter=still,
         keepAliveInterval=settings.keepAliveInterval,
-        removedTimeout=sum(v for k, v in after.items() if k.startswith("removed_")),
-        poolElementsAfter=document["pool_element_count"],
+        keepAlivesSentTotal=counters.get("keep_alives_sent", 0),
+        removedKeepAlive=counters.get("removed_keep_alive_timeout", 0),
         failures=ready["failures"] + final.get("failures", []),
     )
 
@@ -732,6 +751,10 @@ def _makeClientClasses() -> tuple[type[Any], type[Any]]:
         def __init__(self, run: LoadRun) -> None:
             self.run = run
             self.feed: _Feed | None = None
+            #: Whether the running phase includes this connection. (A warm-up answer
+            #: fires Deferreds whose callbacks may start a phase inside this very
+            #: ``dataReceived``: only the phase's own connections may refill.)
+            self.active = False
             self.waiters: deque[Deferred[bytes] | None] = deque()
             self.buffer = bytearray()
             self.lost: Deferred[None] = Deferred()
@@ -768,7 +791,7 @@ def _makeClientClasses() -> tuple[type[Any], type[Any]]:
 
         def pump(self) -> bytes:
             run, feed = self.run, self.feed
-            if feed is None or self.closed:
+            if feed is None or self.closed or not self.active:
                 return b""
             out = []
             while run.sending and len(self.waiters) < run.window and run.take():
@@ -795,6 +818,14 @@ def _makeClientClasses() -> tuple[type[Any], type[Any]]:
         def close(self) -> None:
             if self.transport is not None and not self.closed:
                 self.transport.loseConnection()
+
+        def abort(self) -> None:
+            if self.transport is not None and not self.closed:
+                abort = getattr(self.transport, "abortConnection", None)
+                if abort is not None:
+                    abort()
+                else:
+                    self.transport.loseConnection()
 
     class MappingClient(LoadClient):
         """ASAP over the TCP mapping: DATA chunks with PPID 11, one ACK per DATA received."""
@@ -895,30 +926,58 @@ async def _connectMany(
     """``count`` connections, at most ``concurrency`` opening at once; ``first(client, i)``
     is each one's first round trip (awaited before the connection counts as open). No new
     connection is started after ``deadline`` (``time.monotonic()``)."""
-    from twisted.internet.defer import DeferredSemaphore, gatherResults  # noqa: PLC0415
+    from twisted.internet.defer import Deferred, gatherResults  # noqa: PLC0415
     from twisted.internet.endpoints import connectProtocol  # noqa: PLC0415
 
-    semaphore = DeferredSemaphore(concurrency)
     clients: list[Any] = []
+    indices = iter(range(count))
 
-    async def one(index: int) -> None:
-        if deadline is not None and time.monotonic() > deadline:
-            return
-        client = factory()
-        try:
-            await connectProtocol(endpoint, client)  # type: ignore[no-untyped-call]
-            await first(client, index)
-        except Exception as e:
-            client.close()
-            if len(failures) < 5:
-                failures.append(f"{type(e).__name__}: {e}")
-            else:
-                failures.append("")
-            return
-        clients.append(client)
+    async def attempt(client: Any, index: int) -> None:
+        await connectProtocol(endpoint, client)  # type: ignore[no-untyped-call]
+        await first(client, index)
 
-    await gatherResults([semaphore.run(one, i) for i in range(count)])
+    async def worker() -> None:
+        # ``concurrency`` workers take the indices in turn (a loop, not a Deferred chain:
+        # thousands of attempts must not nest callbacks).
+        for index in indices:
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            client = factory()
+            try:
+                # Bounded: a connection that has not answered its first request by then is
+                # given up (and counted), so that the ramp always ends.
+                await Deferred.fromCoroutine(attempt(client, index)).addTimeout(
+                    ATTEMPT_TIMEOUT, reactor
+                )
+            except Exception as e:
+                client.abort()
+                failures.append(f"{type(e).__name__}: {e}" if len(failures) < 5 else "")
+                continue
+            clients.append(client)
+
+    await gatherResults([Deferred.fromCoroutine(worker()) for _ in range(min(concurrency, count))])
     return clients
+
+
+async def _serveCounts(reactor: Any, run: LoadRun, clients: Sequence[Any]) -> None:
+    """Answer each ``COUNT`` line on stdin with ``COUNT <keep-alives answered> <open
+    connections>`` on stdout, until stdin ends."""
+    from twisted.internet.defer import Deferred  # noqa: PLC0415
+
+    ended: Deferred[None] = Deferred()
+
+    def answer() -> None:
+        still = sum(1 for c in clients if not c.closed)
+        print(f"COUNT {run.keepAlives} {still}", flush=True)
+
+    def read() -> None:
+        for line in sys.stdin:
+            if line.strip() == "COUNT":
+                reactor.callFromThread(answer)
+        reactor.callFromThread(ended.callback, None)
+
+    reactor.callInThread(read)
+    await ended
 
 
 async def _sleep(reactor: Any, seconds: float) -> None:
@@ -943,6 +1002,8 @@ async def _runPhase(
     run.sending = True
     run.counting = maxRequests is not None
     for client in clients:
+        client.active = True
+    for client in clients:
         client.kick()
     if maxRequests is None:
         await _sleep(reactor, spec["warmup"])
@@ -963,6 +1024,8 @@ async def _runPhase(
     if timer.active():
         timer.cancel()
     run.counting = run.sending = False
+    for client in clients:
+        client.active = False
     result = PhaseResult(
         name, len(clients), run.responses, wall1 - wall0, server1 - server0, own1 - own0, run.bad
     )
@@ -1116,9 +1179,7 @@ async def _loadgen(reactor: Any, spec: dict[str, Any]) -> dict[str, Any]:
                 "failures": [f for f in failures if f],
             }
             print("READY " + json.dumps(ready), flush=True)
-            from twisted.internet.threads import deferToThread  # noqa: PLC0415
-
-            await deferToThread(sys.stdin.read)
+            await _serveCounts(reactor, run, held)
             result["keepAlivesAnswered"] = run.keepAlives
         else:
             raise ValueError(f"unknown mode {mode!r}")
@@ -1200,10 +1261,10 @@ def table(results: Results) -> str:
     """The Markdown table of a run."""
     s = results.settings
     lines = [
-        "| measurement | ENRP server | floor (bare TLS) | ENRP ÷ floor "
-        "| server CPU µs per answer (ENRP / floor) | server busy (ENRP / floor) "
-        "| load generator busy (ENRP / floor) |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        "| measurement | ENRP server | floor (bare TLS) | ENRP ÷ floor, rate "
+        "| server CPU µs per answer (ENRP / floor) | ENRP ÷ floor, CPU "
+        "| server busy (ENRP / floor) | load generator busy (ENRP / floor) |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     floors = {p.connections: p for p in results.floor}
     for p in results.resolutions:
@@ -1211,33 +1272,34 @@ def table(results: Results) -> str:
         if f is None or not f.rate:
             continue
         plural = "s" if p.connections != 1 else ""
+        # The floor's CPU per answer over ours: the rate ratio if both had a core each.
+        cpuRatio = f"{f.cpuPerResponse / p.cpuPerResponse:.0%}" if p.cpuPerResponse else "-"
         lines.append(
             f"| handle resolutions/s, {p.connections} PU connection{plural} "
             f"| {p.rate:,.0f} | {f.rate:,.0f} | {p.rate / f.rate:.0%} "
             f"| {p.cpuPerResponse:,.0f} / {f.cpuPerResponse:,.0f} "
-            f"| {p.serverShare:.0%} / {f.serverShare:.0%} "
+            f"| {cpuRatio} | {p.serverShare:.0%} / {f.serverShare:.0%} "
             f"| {p.loadgenShare:.0%} / {f.loadgenShare:.0%} |"
         )
     for p in results.registrations:
         label = "new registrations/s" if p.name == "register" else "re-registrations/s"
         lines.append(
             f"| {label}, {p.connections} PE connections | {p.rate:,.0f} | | "
-            f"| {p.cpuPerResponse:,.0f} | {p.serverShare:.0%} | {p.loadgenShare:.0%} |"
+            f"| {p.cpuPerResponse:,.0f} | | {p.serverShare:.0%} | {p.loadgenShare:.0%} |"
         )
     h = results.held
     if h is not None:
-        perSecond = h.keepAlivesSent / h.countedSeconds if h.countedSeconds else 0.0
-        acksPerSecond = h.keepAliveAcks / h.countedSeconds if h.countedSeconds else 0.0
+        perSecond = h.keepAlivesAnswered / h.countedSeconds if h.countedSeconds else 0.0
         share = h.cpuSeconds / h.wallSeconds if h.wallSeconds else 0.0
         perKeepAlive = share / perSecond * 1e6 if perSecond else 0.0
         lines += [
-            f"| server RSS, idle | {h.idleRss / 2**20:,.1f} MiB | | | | | |",
+            f"| server RSS, idle | {h.idleRss / 2**20:,.1f} MiB | | | | | | |",
             f"| server RSS, {h.registered:,} PEs on {h.registered:,} TLS connections "
-            f"| {h.heldRss / 2**20:,.1f} MiB | | | | | |",
-            f"| RSS per PE (incl. its connection) | {h.rssPerPE / 1024:,.1f} KiB | | | | | |",
-            f"| keep-alives/s to {h.registered:,} PEs, interval {h.keepAliveInterval:g} s "
-            f"(+/- 50 %), acks/s | {perSecond:,.0f}, {acksPerSecond:,.0f} "
-            f"| | | {perKeepAlive:,.0f} | {share:.1%} | |",
+            f"| {h.heldRss / 2**20:,.1f} MiB | | | | | | |",
+            f"| RSS per PE (incl. its connection) | {h.rssPerPE / 1024:,.1f} KiB | | | | | | |",
+            f"| keep-alive round trips/s with {h.registered:,} PEs, interval "
+            f"{h.keepAliveInterval:g} s (+/- 50 %) | {perSecond:,.0f} "
+            f"| | | {perKeepAlive:,.0f} | | {share:.1%} | |",
         ]
     notes = [
         "",
@@ -1255,10 +1317,9 @@ def table(results: Results) -> str:
             f"{h.connectSeconds:.1f} s ({h.failed} failed, "
             f"{h.requested - h.registered - h.failed:,} not attempted within the "
             f"{s.rampLimit:g} s limit on opening them); keep-alive timeout "
-            f"{s.keepAliveTimeout:g} s; CPU over {h.wallSeconds:.1f} s; PEs removed "
-            f"meanwhile: {h.removedTimeout}; PEs in the "
-            f"handlespace after: {h.poolElementsAfter:,}; load generator RSS "
-            f"{h.loadgenRss / 2**20:,.0f} MiB."
+            f"{s.keepAliveTimeout:g} s; CPU over {h.wallSeconds:.1f} s; connections still "
+            f"open after it: {h.openAfter:,}; PEs removed for an unanswered keep-alive: "
+            f"{h.removedKeepAlive}; load generator RSS {h.loadgenRss / 2**20:,.0f} MiB."
         )
         if h.failures:
             notes.append(f"Connection failures (first): {h.failures[:3]}")
@@ -1273,18 +1334,20 @@ def profiledTwistd(output: str, argv: list[str]) -> int:
     on a shared machine is not counted); the statistics go to ``output`` when it stops."""
     import cProfile  # noqa: PLC0415
 
+    from twisted.internet import reactor  # noqa: PLC0415
     from twisted.scripts.twistd import run  # noqa: PLC0415
 
     sys.argv = ["twistd", *argv]
     profiler = cProfile.Profile(time.process_time)
-    profiler.enable()
-    try:
-        run()  # type: ignore[no-untyped-call]
-    except SystemExit:
-        pass
-    finally:
+
+    def save() -> None:
         profiler.disable()
         profiler.dump_stats(output)
+
+    # After a signal twistd ends by re-sending it to itself: save when the reactor stops.
+    reactor.addSystemEventTrigger("after", "shutdown", save)
+    profiler.enable()
+    run()  # type: ignore[no-untyped-call]
     return 0
 
 

@@ -43,7 +43,7 @@ def test_every_phase_runs(tmp_path: Path) -> None:
     held = results.held
     assert held is not None
     assert held.registered == TINY.pes and held.failed == 0
-    assert held.poolElementsAfter == TINY.pes
+    assert held.openAfter == TINY.pes and held.removedKeepAlive == 0
     assert held.heldRss > 0
     text = table(results)
     assert "handle resolutions/s, 1 PU connection" in text
