@@ -8,11 +8,14 @@ business card flows to it; an observer that returns ``False`` (or a Deferred tha
 :class:`~twisted_rserpool.asap.errors.FailoverRefused`. Without a veto, a failover to a
 weaker :class:`~twisted_rserpool.security.context.SecurityContext` is still refused unless
 the pool user was created with ``refuseWeakerFailover=False``.
+
+The same observers hear of IKE SAs moved between VPN gateways by an RFC 5685 redirect
+(:class:`GatewayFailoverEvent`, reported by ``twisted_rserpool.ike.initiator``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,14 @@ from zope.interface import Attribute, Interface
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.wire.parameters import PoolElementParameter
 
-__all__ = ["FailoverDecision", "FailoverEvent", "IFailoverObserver", "decide", "describePE"]
+__all__ = [
+    "FailoverDecision",
+    "FailoverEvent",
+    "GatewayFailoverEvent",
+    "IFailoverObserver",
+    "decide",
+    "describePE",
+]
 
 log = Logger()
 
@@ -81,11 +91,54 @@ class FailoverEvent:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class GatewayFailoverEvent:
+    """An IKE SA moved from ``old_gateway`` to ``new_gateway`` (an RFC 5685 redirect).
+
+    The gateways are ``host:port``; the identities are the IKE identities each gateway
+    authenticated with (``old_identity`` is None when the redirect came in IKE_SA_INIT,
+    before any authentication) and the authentications name the method and suite.
+    ``reason`` is the exchange that carried the REDIRECT; ``number`` counts the redirects
+    of this client.
+    """
+
+    old_gateway: str
+    new_gateway: str
+    old_identity: str | None
+    new_identity: str
+    old_authentication: str
+    new_authentication: str
+    reason: str
+    number: int
+
+    @property
+    def changed(self) -> bool:
+        """Whether the new gateway authenticated differently (identity or method)."""
+        return (self.old_identity, self.old_authentication) != (
+            self.new_identity,
+            self.new_authentication,
+        )
+
+    @property
+    def weaker(self) -> bool:
+        """Whether the new gateway is unauthenticated while the old one was."""
+        return self.old_identity is not None and not self.new_identity
+
+    def describe(self) -> str:
+        """One line for logs and notifications."""
+        return (
+            f"redirect #{self.number} ({self.reason}) from gateway {self.old_gateway} "
+            f"[{self.old_identity or 'unauthenticated'}, {self.old_authentication}] to "
+            f"{self.new_gateway} [{self.new_identity}, {self.new_authentication}]"
+        )
+
+
 class IFailoverObserver(Interface):
     """Told of every failover of the sessions of a pool user; may veto it."""
 
     def failoverOccurred(event: FailoverEvent) -> Any:  # noqa: N805
-        """A session is about to resume on ``event.new_element``.
+        """A session is about to resume on ``event.new_element`` (or, for a
+        ``GatewayFailoverEvent``, an IKE SA was moved to ``event.new_gateway``).
 
         Return ``True``/``None`` to let it go on, ``False`` to refuse it, or a Deferred
         firing one of those. Nothing flows to the new pool element before the answer.
@@ -118,7 +171,9 @@ class FailoverDecision:
 
 
 def decide(
-    event: FailoverEvent, observers: Iterable[IFailoverObserver], refuseWeaker: bool
+    event: FailoverEvent | GatewayFailoverEvent,
+    observers: Iterable[IFailoverObserver],
+    refuseWeaker: bool,
 ) -> Deferred[FailoverDecision]:
     """Ask every observer (all of them, even after a veto, so each hears of the failover),
     then apply the default rule against weaker security."""
@@ -127,7 +182,8 @@ def decide(
         veto: str | None = None
         for observer in list(observers):
             try:
-                answer = await maybeDeferred(observer.failoverOccurred, event)
+                notify: Callable[[Any], Any] = observer.failoverOccurred
+                answer = await maybeDeferred(notify, event)
             except Exception:
                 log.failure(
                     "Failover observer {observer!r} failed: counted as a veto", observer=observer

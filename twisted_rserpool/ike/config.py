@@ -127,6 +127,14 @@ class IkeConfig:
     requests must carry a cookie (RFC 7296 section 2.6). ``rekey_interval`` makes us rekey
     an established IKE SA that often (default: never; peers such as strongSwan rekey on
     their own schedule). Times are in seconds.
+
+    Redirects (RFC 5685): ``follow_redirects`` makes an initiator send
+    N(REDIRECT_SUPPORTED) and follow a valid N(REDIRECT), at most ``max_redirects`` times
+    within ``redirect_window`` seconds, and only to gateways in ``redirect_targets`` (their
+    text form; None allows any). ``redirected_from_allowed`` makes a gateway accept a client
+    carrying N(REDIRECTED_FROM) only from those gateway addresses (None accepts any).
+    ``redirect_delete_timeout`` is how long a gateway keeps an IKE SA it redirected (in
+    IKE_AUTH or INFORMATIONAL) before deleting it itself.
     """
 
     local_id: Identity
@@ -147,6 +155,12 @@ class IkeConfig:
     nonce_length: int = 32
     initial_contact: bool = True
     rekey_interval: float | None = None
+    follow_redirects: bool = True
+    redirect_targets: frozenset[str] | None = None
+    max_redirects: int = 5
+    redirect_window: float = 300.0
+    redirected_from_allowed: frozenset[str] | None = None
+    redirect_delete_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.childless not in ("allow", "force", "never"):

@@ -5,14 +5,24 @@ In the style of aioquic: feed it ``receive_datagram(data, address, now)``, send 
 act on the events both return. It owns the SA table (a dict keyed by our SPI), the
 stateless checks made before any state or Diffie-Hellman work on an IKE_SA_INIT request
 (syntax, SA limits, cookies, proposal and KE group), and one timer heap for all SAs.
+
+Redirects (RFC 5685): a gateway's ``redirect_policy`` is asked about every IKE_SA_INIT
+request that carried N(REDIRECT_SUPPORTED) or N(REDIRECTED_FROM), after the cookie check
+and before any state or Diffie-Hellman work; a redirect is the stateless answer
+HDR(SPIi, 0), N(REDIRECT, gateway, Ni). ``redirect`` and ``redirect_all`` move established
+clients with a protected INFORMATIONAL. As initiator, the endpoint starts the IKE SA with
+the new gateway (carrying N(REDIRECTED_FROM)) when an SA of its own is redirected.
 """
 
 from __future__ import annotations
 
 import heapq
 import hmac
+import ipaddress
 import os
+from collections import Counter
 from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv6Address
 
 from twisted.logger import Logger
 
@@ -27,8 +37,9 @@ from twisted_rserpool.ike.constants import (
     NotifyType,
 )
 from twisted_rserpool.ike.errors import InvalidIkeMessage
-from twisted_rserpool.ike.events import IkeEvent
+from twisted_rserpool.ike.events import ClientRedirected, IkeEvent
 from twisted_rserpool.ike.payloads import (
+    GatewayIdentity,
     IkeHeader,
     IkeMessage,
     KeyExchangePayload,
@@ -38,8 +49,16 @@ from twisted_rserpool.ike.payloads import (
     decode_header,
     decode_message,
     is_nat_keepalive,
+    parse_redirected_from,
+    redirect_notify,
 )
 from twisted_rserpool.ike.proposals import select_ike
+from twisted_rserpool.ike.redirect import (
+    IRedirectPolicy,
+    RedirectDecision,
+    RedirectRequest,
+    same_gateway,
+)
 from twisted_rserpool.ike.sa import Address, IkeSa, State, from_payload
 
 __all__ = ["IkeEndpoint"]
@@ -64,6 +83,7 @@ class IkeEndpoint:
         *,
         installer: IChildSAInstaller | None = None,
         cookie_secret: bytes | None = None,
+        redirect_policy: IRedirectPolicy | None = None,
     ) -> None:
         self.config = config
         self.local_address = local_address
@@ -86,7 +106,14 @@ class IkeEndpoint:
             "invalid_ke_sent": 0,
             "no_proposal_sent": 0,
             "dropped": 0,
+            "redirected_from": 0,
+            "redirected_from_refused": 0,
         }
+        self.redirect_policy = redirect_policy
+        self.redirects: Counter[str] = Counter()
+        """Redirects we sent, by reason (``"load"``, ``"drain"``, ``"admin"``...)."""
+        self.redirected_from: Counter[str] = Counter()
+        """Clients that arrived with N(REDIRECTED_FROM), by the gateway they name."""
 
     # --- the sans-IO surface ------------------------------------------------------------
 
@@ -161,8 +188,23 @@ class IkeEndpoint:
 
     # --- what a user asks for -----------------------------------------------------------
 
-    def initiate(self, peer_address: Address, now: float, config: IkeConfig | None = None) -> bytes:
-        """Start an IKE SA with ``peer_address``; returns its SPIi (our SPI)."""
+    def initiate(
+        self,
+        peer_address: Address,
+        now: float,
+        config: IkeConfig | None = None,
+        *,
+        redirected_from: IPv4Address | IPv6Address | None = None,
+        redirect_times: tuple[float, ...] = (),
+        replaces: bytes | None = None,
+    ) -> bytes:
+        """Start an IKE SA with ``peer_address``; returns its SPIi (our SPI).
+
+        After a redirect, ``redirected_from`` is the gateway that redirected us (sent in
+        N(REDIRECTED_FROM)), ``redirect_times`` when the redirects of this chain happened
+        (for the loop limit) and ``replaces`` our SPI of an established SA to delete once
+        the new one is up.
+        """
         sa = IkeSa(
             self,
             config or self.config,
@@ -173,9 +215,91 @@ class IkeEndpoint:
             peer_address=peer_address,
             now=now,
         )
+        sa.redirected_from = redirected_from
+        sa.redirect_times = redirect_times
+        if replaces is not None:
+            sa.replaces = self._sas.get(replaces)
         self._sas[sa.spi_i] = sa
         sa.start(now)
         return sa.spi_i
+
+    def follow_redirect(
+        self, sa: IkeSa, gateway: GatewayIdentity, exchange: str, now: float
+    ) -> tuple[bytes | None, str | None]:
+        """Start an IKE SA with ``gateway`` after ``sa`` was redirected (see IkeSaHost)."""
+        config = sa.config
+        allowed = config.redirect_targets
+        if allowed is not None and not any(same_gateway(gateway, a) for a in allowed):
+            return None, f"{gateway} is not an allowed redirect target"
+        times = tuple(t for t in sa.redirect_times if t > now - config.redirect_window)
+        if len(times) >= config.max_redirects:
+            return None, (
+                f"more than {config.max_redirects} redirects within "
+                f"{config.redirect_window:g} s (a redirect loop?)"
+            )
+        times += (now,)
+        if isinstance(gateway, str):
+            sa.redirect_times = times
+            return None, None
+        try:
+            origin = ipaddress.ip_address(sa.peer_address[0])
+        except ValueError:
+            return None, f"the old gateway {sa.peer_address[0]} has no IP address"
+        new_spi = self.initiate(
+            (str(gateway), sa.peer_address[1]),
+            now,
+            sa.config,
+            redirected_from=origin,
+            redirect_times=times,
+            replaces=sa.local_spi if exchange == "INFORMATIONAL" else None,
+        )
+        return new_spi, None
+
+    def redirect_decision(self, sa: IkeSa, exchange: str, now: float) -> RedirectDecision | None:
+        """The policy's answer for an authenticated client (see IkeSaHost)."""
+        if self.redirect_policy is None:
+            return None
+        decision = self.redirect_policy.decide(
+            RedirectRequest(
+                exchange,
+                sa.peer_address,
+                self.local_address,
+                len(self._sas) - 1,
+                now,
+                peer_id=str(sa.peer_id) if sa.peer_id is not None else None,
+            )
+        )
+        if decision is not None:
+            self.redirects[decision.reason] += 1
+        return decision
+
+    def redirect(
+        self, spi: bytes, gateway: GatewayIdentity, now: float, reason: str = "admin"
+    ) -> bool:
+        """Move the client of the IKE SA ``spi`` to ``gateway`` (INFORMATIONAL redirect).
+
+        False when the SA is not established or its client never offered to be redirected.
+        """
+        done = self._sa(spi).redirect(gateway, reason, now)
+        if done:
+            self.redirects[reason] += 1
+        return done
+
+    def redirect_all(
+        self, gateway: GatewayIdentity | None, now: float, reason: str = "admin"
+    ) -> int:
+        """Move every redirectable client; to ``gateway``, or each to the policy's choice."""
+        moved = 0
+        for sa in list(self._sas.values()):
+            if sa.client or sa.state != State.ESTABLISHED or not sa.redirect_supported:
+                continue
+            target = gateway
+            if target is None:
+                source = getattr(self.redirect_policy, "source", None)
+                target = source.pick([self.local_address[0]]) if source is not None else None
+            if target is not None and self.redirect(sa.local_spi, target, now, reason):
+                moved += 1
+        return moved
 
     def check_liveness(self, spi: bytes, now: float) -> None:
         """Send a liveness check on the IKE SA with our SPI ``spi``."""
@@ -338,7 +462,12 @@ class IkeEndpoint:
             self._drop("IKE_SA_INIT without SA, KE or a valid Ni", address)
             return
         config = self.config
-        if len(self._sas) >= config.max_ike_sas or self._half_open >= config.max_half_open:
+        redirected_from = message.notify(NotifyType.REDIRECTED_FROM)
+        supported = (
+            message.notify(NotifyType.REDIRECT_SUPPORTED) is not None or redirected_from is not None
+        )
+        at_limit = len(self._sas) >= config.max_ike_sas or self._half_open >= config.max_half_open
+        if at_limit and not (supported and self.redirect_policy is not None):
             self._drop("IKE SA limit reached", address)
             return
         if self._half_open >= config.cookie_threshold:
@@ -358,6 +487,48 @@ class IkeEndpoint:
                 self.counters["cookies_sent"] += 1
                 self._answer_init(header, address, NotifyType.COOKIE, value)
                 return
+        origin: IPv4Address | IPv6Address | None = None
+        if redirected_from is not None:
+            try:
+                origin = parse_redirected_from(redirected_from)
+            except InvalidIkeMessage as e:
+                self._answer_init(header, address, NotifyType.INVALID_SYNTAX)
+                self._drop(e.reason, address)
+                return
+            self.counters["redirected_from"] += 1
+            self.redirected_from[str(origin)] += 1
+            allowed = config.redirected_from_allowed
+            if allowed is not None and not any(same_gateway(origin, a) for a in allowed):
+                self.counters["redirected_from_refused"] += 1
+                self.log.info(
+                    "refusing {peer}, redirected from {origin} (not an allowed gateway)",
+                    peer=address,
+                    origin=str(origin),
+                )
+                self._drop("REDIRECTED_FROM a gateway not allowed", address)
+                return
+            self.log.info(
+                "client {peer} was redirected here from {origin}",
+                peer=address,
+                origin=str(origin),
+            )
+        if supported and self.redirect_policy is not None:
+            decision = self.redirect_policy.decide(
+                RedirectRequest(
+                    "IKE_SA_INIT",
+                    address,
+                    self.local_address,
+                    len(self._sas),
+                    now,
+                    redirected_from=origin,
+                )
+            )
+            if decision is not None:
+                self._send_init_redirect(header, address, decision, nonce.data)
+                return
+        if at_limit:
+            self._drop("IKE SA limit reached", address)
+            return
         offered = [from_payload(p) for p in sa_payload.proposals]
         suites = config.ike_suites
         selected = select_ike(offered, [s for s in suites if s.dh == ke.dh_group]) or select_ike(
@@ -391,8 +562,38 @@ class IkeEndpoint:
             self._answer_init(header, address, NotifyType.INVALID_SYNTAX)
             self._drop(f"invalid KE data: {e}", address)
             return
+        sa.redirect_supported = supported
         self._sas[sa.spi_r] = sa
         self._init_index[(sa.spi_i, address)] = sa
         self._half_open += 1
         self.send(response, address)
         self.reschedule(sa)
+
+    def _send_init_redirect(
+        self, header: IkeHeader, address: Address, decision: RedirectDecision, nonce: bytes
+    ) -> None:
+        """HDR(SPIi, 0), N(REDIRECT, gateway, Ni): the stateless IKE_SA_INIT redirect."""
+        self.redirects[decision.reason] += 1
+        self.send(
+            IkeMessage(
+                header.spi_i,
+                _ZERO_SPI,
+                ExchangeType.IKE_SA_INIT,
+                header.message_id,
+                (redirect_notify(decision.gateway, nonce),),
+                initiator=False,
+                response=True,
+            ).encode(),
+            address,
+        )
+        self.emit(
+            ClientRedirected(
+                address, decision.gateway, decision.reason, "IKE_SA_INIT", header.spi_i, _ZERO_SPI
+            )
+        )
+        self.log.debug(
+            "redirected {peer} to {gateway} ({reason})",
+            peer=address,
+            gateway=str(decision.gateway),
+            reason=decision.reason,
+        )

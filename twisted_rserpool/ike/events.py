@@ -6,16 +6,19 @@ from dataclasses import dataclass
 
 from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.config import Identity
+from twisted_rserpool.ike.payloads import GatewayIdentity
 from twisted_rserpool.ike.proposals import IkeSuite
 
 __all__ = [
     "ChildSaDeleted",
     "ChildSaEstablished",
     "ChildSaFailed",
+    "ClientRedirected",
     "IkeEvent",
     "IkeSaDeleted",
     "IkeSaEstablished",
     "IkeSaFailed",
+    "IkeSaRedirected",
     "IkeSaRekeyed",
     "LivenessConfirmed",
 ]
@@ -116,6 +119,38 @@ class LivenessConfirmed:
     round_trip: float
 
 
+@dataclass(frozen=True)
+class IkeSaRedirected:
+    """A gateway redirected our IKE SA (RFC 5685) and we follow it.
+
+    ``exchange`` is where the REDIRECT came: ``"IKE_SA_INIT"``, ``"IKE_AUTH"`` or
+    ``"INFORMATIONAL"``. ``new_spi_i`` is the SPIi of the IKE SA started with the new
+    gateway, or None when ``new_gateway`` is an FQDN the caller must resolve (then call
+    ``IkeEndpoint.follow_redirect``). ``peer_id`` is the old gateway's authenticated
+    identity (None in IKE_SA_INIT, where nothing is authenticated yet).
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    peer_address: Address
+    new_gateway: GatewayIdentity
+    exchange: str
+    new_spi_i: bytes | None
+    peer_id: Identity | None = None
+
+
+@dataclass(frozen=True)
+class ClientRedirected:
+    """We (a gateway) redirected a client to ``gateway`` for ``reason``."""
+
+    peer_address: Address
+    gateway: GatewayIdentity
+    reason: str
+    exchange: str
+    spi_i: bytes
+    spi_r: bytes
+
+
 IkeEvent = (
     IkeSaEstablished
     | IkeSaFailed
@@ -125,4 +160,6 @@ IkeEvent = (
     | ChildSaFailed
     | ChildSaDeleted
     | LivenessConfirmed
+    | IkeSaRedirected
+    | ClientRedirected
 )

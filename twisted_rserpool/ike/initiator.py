@@ -1,16 +1,35 @@
-"""Our IKEv2 initiator in Twisted: start IKE SAs and get Deferreds for their outcome."""
+"""Our IKEv2 initiator in Twisted: start IKE SAs and get Deferreds for their outcome.
+
+Redirects (RFC 5685) are followed: the Deferred of ``initiate`` fires with the IKE SA
+finally established with the new gateway, an FQDN target is resolved first, and every
+redirect is reported to the failover observers (``IFailoverObserver``, the same notifier
+as ASAP sessions) with a ``GatewayFailoverEvent``; a veto deletes the new IKE SA.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from twisted_rserpool.asap.notifier import (
+    FailoverDecision,
+    GatewayFailoverEvent,
+    IFailoverObserver,
+    decide,
+)
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     IkeEvent,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRedirected,
     IkeSaRekeyed,
     LivenessConfirmed,
 )
@@ -18,6 +37,14 @@ from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 from twisted_rserpool.ike.sa import Address
 
 __all__ = ["IkeInitiatorProtocol", "IkeSaSetupFailed"]
+
+
+@dataclass(frozen=True)
+class _Move:
+    """A redirect waiting for the IKE SA with the new gateway."""
+
+    redirect: IkeSaRedirected
+    old_authentication: str
 
 
 class IkeSaSetupFailed(Exception):
@@ -37,8 +64,21 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
     ``IkeSaSetupFailed`` when the IKE SA fails or disappears first.
     """
 
-    def __init__(self, endpoint: IkeEndpoint, clock: IReactorTime) -> None:
+    log = Logger()
+
+    def __init__(
+        self,
+        endpoint: IkeEndpoint,
+        clock: IReactorTime,
+        failoverObservers: list[IFailoverObserver] | None = None,
+        resolver: Any = None,
+    ) -> None:
         super().__init__(endpoint, clock)
+        self.failoverObservers: list[IFailoverObserver] = list(failoverObservers or [])
+        self.resolver = resolver
+        self.redirects: list[GatewayFailoverEvent] = []
+        self._moves: dict[bytes, _Move] = {}
+        self._suites: dict[bytes, str] = {}
         self._established: dict[bytes, Deferred[IkeSaEstablished]] = {}
         self._liveness: dict[bytes, list[Deferred[LivenessConfirmed]]] = {}
         self._deleted: dict[bytes, list[Deferred[IkeSaDeleted]]] = {}
@@ -81,7 +121,13 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
     def ikeEventReceived(self, event: IkeEvent) -> None:
         """Fire the Deferreds waiting for this event, then log it."""
         super().ikeEventReceived(event)
-        if isinstance(event, IkeSaEstablished):
+        if isinstance(event, IkeSaRedirected):
+            self._redirected(event)
+        elif isinstance(event, IkeSaEstablished):
+            self._suites[event.spi_i] = f"PSK, {event.suite}"
+            move = self._moves.pop(event.spi_i, None)
+            if move is not None:
+                self._report(move, event)
             waiting = self._established.pop(event.spi_i, None)
             if waiting is not None:
                 waiting.callback(event)
@@ -92,6 +138,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
             for d in self._liveness.pop(event.spi_i, []):
                 d.callback(event)
         elif isinstance(event, IkeSaFailed | IkeSaDeleted):
+            self._moves.pop(event.spi_i, None)
+            self._suites.pop(event.spi_i, None)
             failure = IkeSaSetupFailed(event)
             pending = self._established.pop(event.spi_i, None)
             if pending is not None:
@@ -105,3 +153,93 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
                     deleted.callback(event)
                 else:
                     deleted.errback(failure)
+
+    # --- redirects ----------------------------------------------------------------------
+
+    def _redirected(self, event: IkeSaRedirected) -> None:
+        """Carry the waiting Deferreds over to the IKE SA with the new gateway."""
+        auth = self._suites.get(event.spi_i, "none")
+        if event.new_spi_i is None:
+            self._resolve(event, auth)
+            return
+        self._adopt(event, event.new_spi_i, auth)
+
+    def _adopt(self, event: IkeSaRedirected, spi: bytes, auth: str) -> None:
+        self._moves[spi] = _Move(event, auth)
+        waiting = self._established.pop(event.spi_i, None)
+        if waiting is not None:
+            self._established[spi] = waiting
+
+    def _resolve(self, event: IkeSaRedirected, auth: str) -> None:
+        """Resolve an FQDN target, then start the IKE SA with it."""
+        name = str(event.new_gateway)
+        resolver = self.resolver
+        if resolver is None:
+            from twisted.internet import reactor  # noqa: PLC0415 (lazy default)
+
+            resolver = reactor
+        d: Deferred[str] = resolver.resolve(name)
+        waiting = self._established.pop(event.spi_i, None)
+
+        def resolved(address: str) -> None:
+            sa_spi = self.endpoint.initiate(
+                (address, event.peer_address[1]),
+                self.clock.seconds(),
+                redirected_from=ipaddress.ip_address(event.peer_address[0]),
+                replaces=event.spi_i if event.exchange == "INFORMATIONAL" else None,
+            )
+            self._moves[sa_spi] = _Move(event, auth)
+            if waiting is not None:
+                self._established[sa_spi] = waiting
+            self.flush()
+
+        def failed(reason: Failure) -> None:
+            self.log.info(
+                "cannot resolve redirect target {name}: {error}",
+                name=name,
+                error=reason.getErrorMessage(),
+            )
+            if waiting is not None:
+                waiting.errback(
+                    IkeSaSetupFailed(
+                        IkeSaFailed(
+                            event.spi_i,
+                            event.spi_r,
+                            True,
+                            event.peer_address,
+                            f"cannot resolve redirect target {name}",
+                        )
+                    )
+                )
+
+        d.addCallbacks(resolved, failed)
+
+    def _report(self, move: _Move, event: IkeSaEstablished) -> None:
+        """Tell the failover observers; a veto deletes the new IKE SA."""
+        redirect = move.redirect
+        old_host, old_port = redirect.peer_address
+        new_host, new_port = event.peer_address
+        report = GatewayFailoverEvent(
+            old_gateway=f"{old_host}:{old_port}",
+            new_gateway=f"{new_host}:{new_port}",
+            old_identity=str(redirect.peer_id) if redirect.peer_id is not None else None,
+            new_identity=str(event.peer_id),
+            old_authentication=move.old_authentication,
+            new_authentication=f"PSK, {event.suite}",
+            reason=f"redirected in {redirect.exchange}",
+            number=len(self.redirects) + 1,
+        )
+        self.redirects.append(report)
+        self.log.info("{event}", event=report.describe())
+
+        def decided(decision: FailoverDecision) -> None:
+            if not decision.allowed and self.endpoint.get(event.spi_i) is not None:
+                self.log.info(
+                    "redirect to {gateway} refused ({reason}): deleting the IKE SA",
+                    gateway=report.new_gateway,
+                    reason=decision.reason,
+                )
+                self.endpoint.delete_ike_sa(event.spi_i, self.clock.seconds())
+                self.flush()
+
+        decide(report, self.failoverObservers, refuseWeaker=False).addCallback(decided)

@@ -21,6 +21,17 @@ What each state accepts (anything else is dropped, or answered as noted):
 A rekey of the IKE SA (either side starting it) creates a new ``IkeSa`` in ESTABLISHED
 that takes the CHILD_SAs; the old one goes to DELETING and CLOSED.
 
+Redirects (RFC 5685), client side: an N(REDIRECT) in the IKE_SA_INIT response (its Nonce
+Data must equal our Ni, else it is ignored as spoofed) closes the SA (INIT_SENT ->
+CLOSED, event ``IkeSaRedirected``); in the IKE_AUTH response (after the gateway's AUTH
+is verified, no nonce allowed) the SA goes to DELETING; in an INFORMATIONAL request of an
+ESTABLISHED SA (no nonce allowed) we answer, start the new SA, and delete this one once
+the new one is established. Each time the endpoint starts a new IKE SA with
+N(REDIRECTED_FROM), if the allow-list and the loop limit permit. Gateway side: the
+IKE_SA_INIT redirect is stateless (in the endpoint); an IKE_AUTH redirect answers IDr,
+AUTH and N(REDIRECT) without a CHILD_SA, and an INFORMATIONAL redirect is a request of
+ours; both delete the SA after ``redirect_delete_timeout`` unless the client does first.
+
 Message IDs use a window of one in each direction: one request of ours is outstanding at a
 time (later ones wait in a queue), and the last response we sent is kept to answer a
 retransmitted request byte for byte.
@@ -35,6 +46,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol, TypeVar
 
 from twisted.logger import Logger
@@ -61,16 +73,19 @@ from twisted_rserpool.ike.events import (
     ChildSaDeleted,
     ChildSaEstablished,
     ChildSaFailed,
+    ClientRedirected,
     IkeEvent,
     IkeSaDeleted,
     IkeSaEstablished,
     IkeSaFailed,
+    IkeSaRedirected,
     IkeSaRekeyed,
     LivenessConfirmed,
 )
 from twisted_rserpool.ike.payloads import (
     AuthenticationPayload,
     DeletePayload,
+    GatewayIdentity,
     IdInitiatorPayload,
     IdResponderPayload,
     IkeHeader,
@@ -88,6 +103,10 @@ from twisted_rserpool.ike.payloads import (
     TsResponderPayload,
     decode_payload_chain,
     encode_payload_chain,
+    parse_redirect,
+    redirect_notify,
+    redirect_supported_notify,
+    redirected_from_notify,
 )
 from twisted_rserpool.ike.proposals import (
     ENCR,
@@ -103,6 +122,7 @@ from twisted_rserpool.ike.proposals import (
     select_ike,
     suite_from_proposal,
 )
+from twisted_rserpool.ike.redirect import RedirectDecision
 
 __all__ = ["Address", "IkeSa", "IkeSaHost", "State", "from_payload", "to_payload"]
 
@@ -144,6 +164,18 @@ class IkeSaHost(Protocol):
 
     def new_spi(self) -> bytes:
         """A fresh IKE SPI of ours, unused in the SA table."""
+
+    def follow_redirect(
+        self, sa: IkeSa, gateway: GatewayIdentity, exchange: str, now: float
+    ) -> tuple[bytes | None, str | None]:
+        """Start an IKE SA with ``gateway`` after ``sa`` was redirected.
+
+        Returns (new SPIi or None for an FQDN left to the caller, None) or (None, why the
+        redirect is refused).
+        """
+
+    def redirect_decision(self, sa: IkeSa, exchange: str, now: float) -> RedirectDecision | None:
+        """Whether the gateway's policy redirects this authenticated client."""
 
     def adopt(self, sa: IkeSa) -> None:
         """Add an SA made by a rekey to the SA table."""
@@ -276,6 +308,12 @@ class IkeSa:
         self._rekey: _IkeRekey | None = None
         self._rekey_attempts = 0
         self._rekey_due: float | None = None
+        self.client = initiator
+        self.redirected_from: IPv4Address | IPv6Address | None = None
+        self.redirect_times: tuple[float, ...] = ()
+        self.replaces: IkeSa | None = None
+        self.redirect_supported = False
+        self.redirect_delete_at: float | None = None
 
     # --- identity and timers ------------------------------------------------------------
 
@@ -304,6 +342,8 @@ class IkeSa:
             times.append(self.last_heard + self.config.liveness_interval)
         if self._rekey_due is not None and self.state == State.ESTABLISHED:
             times.append(self._rekey_due)
+        if self.redirect_delete_at is not None and self.state == State.ESTABLISHED:
+            times.append(self.redirect_delete_at)
         return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
@@ -348,6 +388,19 @@ class IkeSa:
         ):
             self._rekey_due = None
             self.rekey(now)
+        if (
+            self.redirect_delete_at is not None
+            and self.state == State.ESTABLISHED
+            and now >= self.redirect_delete_at
+        ):
+            self.redirect_delete_at = None
+            self.log.info(
+                "deleting IKE SA {spi_i}/{spi_r} of redirected client {peer}",
+                spi_i=self.spi_i.hex(),
+                spi_r=self.spi_r.hex(),
+                peer=self.peer_address,
+            )
+            self.delete(now)
         self.host.reschedule(self)
 
     def _give_up(self, now: float) -> None:
@@ -483,6 +536,10 @@ class IkeSa:
                 self.local_behind_nat,
             )
         )
+        old, self.replaces = self.replaces, None
+        if old is not None and old.state == State.ESTABLISHED:
+            old.delete(self.last_heard)
+            self.host.reschedule(old)
 
     # --- key material -------------------------------------------------------------------
 
@@ -636,6 +693,10 @@ class IkeSa:
             NoncePayload(self.nonce_i),
             *self._nat_notifies(_ZERO_SPI),
         ]
+        if self.redirected_from is not None:
+            payloads.append(redirected_from_notify(self.redirected_from))
+        elif self.config.follow_redirects:
+            payloads.append(redirect_supported_notify())
         data = IkeMessage(
             self.spi_i, _ZERO_SPI, ExchangeType.IKE_SA_INIT, 0, tuple(payloads), initiator=True
         ).encode()
@@ -644,6 +705,10 @@ class IkeSa:
         self._send_request("IKE_SA_INIT", ExchangeType.IKE_SA_INIT, 0, data, now)
 
     def _init_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
+        redirect = message.notify(NotifyType.REDIRECT)
+        if redirect is not None and message.find(SecurityAssociationPayload) is None:
+            self._init_redirect(redirect, now)
+            return
         cookie = message.notify(NotifyType.COOKIE)
         if cookie is not None and message.find(SecurityAssociationPayload) is None:
             if self._init_attempts >= 4 or not cookie.data:
@@ -672,10 +737,6 @@ class IkeSa:
             if notify.is_error:
                 self._fail(f"peer answered {_notify_name(notify.notify_type)}", notify.notify_type)
                 return
-        redirect = message.notify(NotifyType.REDIRECT)
-        if redirect is not None:
-            self._fail("peer redirected us (not followed here)", NotifyType.REDIRECT)
-            return
         sa = message.find(SecurityAssociationPayload)
         ke = message.find(KeyExchangePayload)
         nonce = message.find(NoncePayload)
@@ -708,6 +769,99 @@ class IkeSa:
         self._dh = None
         self._outstanding = None
         self._send_auth(now)
+
+    # --- redirects (RFC 5685) -------------------------------------------------------------
+
+    def _redirect_target(self, notify: NotifyPayload, exchange: str) -> GatewayIdentity | None:
+        """The gateway of a REDIRECT we may act on, or None (the notify is then ignored)."""
+        if not self.client or not self.config.follow_redirects:
+            self.log.info(
+                "ignoring REDIRECT from {peer}: we did not offer to be redirected",
+                peer=self.peer_address,
+            )
+            return None
+        try:
+            data = parse_redirect(notify)
+        except InvalidIkeMessage as e:
+            self.log.info(
+                "ignoring malformed REDIRECT from {peer}: {error}",
+                peer=self.peer_address,
+                error=e.reason,
+            )
+            return None
+        if exchange == "IKE_SA_INIT":
+            if not hmac.compare_digest(data.nonce, self.nonce_i):
+                self.log.info(
+                    "ignoring REDIRECT from {peer} whose Nonce Data is not our Ni (spoofed?)",
+                    peer=self.peer_address,
+                )
+                return None
+        elif data.nonce:
+            self.log.info(
+                "ignoring REDIRECT with Nonce Data in {exchange} from {peer}",
+                exchange=exchange,
+                peer=self.peer_address,
+            )
+            return None
+        return data.gateway
+
+    def _follow(
+        self, gateway: GatewayIdentity, exchange: str, now: float
+    ) -> IkeSaRedirected | None:
+        """Ask the endpoint to start the SA with ``gateway``; the event, or None if refused."""
+        new_spi, refusal = self.host.follow_redirect(self, gateway, exchange, now)
+        if refusal is not None:
+            self.log.info(
+                "not following the redirect from {peer} to {gateway}: {reason}",
+                peer=self.peer_address,
+                gateway=str(gateway),
+                reason=refusal,
+            )
+            return None
+        self.log.info(
+            "redirected by {peer} to {gateway} in {exchange}",
+            peer=self.peer_address,
+            gateway=str(gateway),
+            exchange=exchange,
+        )
+        return IkeSaRedirected(
+            self.spi_i,
+            self.spi_r,
+            self.peer_address,
+            gateway,
+            exchange,
+            new_spi,
+            self.peer_id,
+        )
+
+    def _init_redirect(self, notify: NotifyPayload, now: float) -> None:
+        gateway = self._redirect_target(notify, "IKE_SA_INIT")
+        if gateway is None:
+            return  # keep waiting for a genuine response (RFC 5685 section 3)
+        event = self._follow(gateway, "IKE_SA_INIT", now)
+        if event is None:
+            self._fail(f"redirect to {gateway} refused", NotifyType.REDIRECT)
+            return
+        self._close(event)
+
+    def redirect(self, gateway: GatewayIdentity, reason: str, now: float) -> bool:
+        """Gateway: move the client elsewhere with a protected INFORMATIONAL N(REDIRECT).
+
+        The request is retransmitted until answered; the SA is deleted after
+        ``redirect_delete_timeout`` unless the client deletes it first. False when the SA is
+        not established or the client never offered to be redirected.
+        """
+        if self.state != State.ESTABLISHED or self.client or not self.redirect_supported:
+            return False
+        self._request("redirect", ExchangeType.INFORMATIONAL, (redirect_notify(gateway),), now)
+        self.redirect_delete_at = now + self.config.redirect_delete_timeout
+        self.host.emit(
+            ClientRedirected(
+                self.peer_address, gateway, reason, "INFORMATIONAL", self.spi_i, self.spi_r
+            )
+        )
+        self.host.reschedule(self)
+        return True
 
     # --- IKE_AUTH -----------------------------------------------------------------------
 
@@ -790,6 +944,35 @@ class IkeSa:
                 self._auth_data(psk, ours=True, id_body=idr.encode_body()),
             ),
         ]
+        decision = (
+            self.host.redirect_decision(self, "IKE_AUTH", now) if self.redirect_supported else None
+        )
+        if decision is not None:
+            # RFC 5685 section 6: no CHILD_SA, no nonce; the SA is valid until deleted.
+            answer.append(redirect_notify(decision.gateway))
+            self._respond(ExchangeType.IKE_AUTH, message_id, answer, raw)
+            self.host.half_open_finished(self)
+            self.state = State.ESTABLISHED
+            self.redirect_delete_at = now + self.config.redirect_delete_timeout
+            self.log.info(
+                "redirecting authenticated client {peer_id} at {peer} to {gateway} ({reason})",
+                peer_id=str(peer_id),
+                peer=self.peer_address,
+                gateway=str(decision.gateway),
+                reason=decision.reason,
+            )
+            self.host.emit(
+                ClientRedirected(
+                    self.peer_address,
+                    decision.gateway,
+                    decision.reason,
+                    "IKE_AUTH",
+                    self.spi_i,
+                    self.spi_r,
+                )
+            )
+            self.host.reschedule(self)
+            return
         sa = _find(payloads, SecurityAssociationPayload)
         child: ChildSa | None = None
         child_failure: _Refusal | None = None
@@ -960,6 +1143,20 @@ class IkeSa:
             return
         self.peer_id = peer_id
         self._outstanding = None
+        redirect = next(
+            (n for n in _notifies(payloads) if n.notify_type == NotifyType.REDIRECT), None
+        )
+        if redirect is not None:
+            gateway = self._redirect_target(redirect, "IKE_AUTH")
+            event = self._follow(gateway, "IKE_AUTH", now) if gateway is not None else None
+            if event is not None:
+                self.state = State.ESTABLISHED
+                self._offered_child = None
+                self.host.emit(event)
+                self.delete(now)
+                return
+            self._fail("redirected in IKE_AUTH (not followed)", NotifyType.REDIRECT)
+            return
         self._establish()
         if self._offered_child is not None:
             self._child_response(payloads)
@@ -1150,6 +1347,8 @@ class IkeSa:
         new._cipher_in = new.keys.cipher(not new.initiator)
         new.peer_id = self.peer_id
         new.peer_behind_nat, new.local_behind_nat = self.peer_behind_nat, self.local_behind_nat
+        new.client, new.redirect_supported = self.client, self.redirect_supported
+        new.redirect_times = self.redirect_times
         new.state = State.ESTABLISHED
         new._start_life(now)
         new.children, self.children = self.children, {}
@@ -1490,6 +1689,17 @@ class IkeSa:
     def _informational_request(
         self, message_id: int, payloads: tuple[Payload, ...], raw: bytes, now: float
     ) -> None:
+        redirect = next(
+            (n for n in _notifies(payloads) if n.notify_type == NotifyType.REDIRECT), None
+        )
+        if redirect is not None and self.state == State.ESTABLISHED:
+            gateway = self._redirect_target(redirect, "INFORMATIONAL")
+            self._respond(ExchangeType.INFORMATIONAL, message_id, [], raw)
+            if gateway is not None:
+                event = self._follow(gateway, "INFORMATIONAL", now)
+                if event is not None:
+                    self.host.emit(event)
+            return
         answer: list[Payload] = []
         delete_ike = False
         for delete in (p for p in payloads if isinstance(p, DeletePayload)):

@@ -1,0 +1,246 @@
+"""Redirect decisions of a VPN gateway (RFC 5685) behind one interface.
+
+The endpoint asks its ``IRedirectPolicy`` about every IKE_SA_INIT request from a client
+that sent N(REDIRECT_SUPPORTED) or N(REDIRECTED_FROM), after the cookie check and before
+any state or Diffie-Hellman work. ``RedirectPolicy`` redirects when this gateway drains,
+when its IKE SA count or load is above a limit, always (a pure redirector), or when the
+request arrived on an anycast address; ``allow_redirect`` is the hook a user overrides
+(like ``allowQuery`` of twisted.names) to exempt or pick out clients. The targets come
+from an ``IGatewaySource``: a static list (round robin or weighted) here, or any other
+source with the same interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
+
+from zope.interface import Interface, implementer
+
+from twisted_rserpool.ike.payloads import GatewayIdentity
+
+__all__ = [
+    "GatewayIdentity",
+    "IGatewaySource",
+    "IRedirectPolicy",
+    "RedirectDecision",
+    "RedirectPolicy",
+    "RedirectRequest",
+    "StaticGateways",
+    "format_gateway",
+    "parse_gateway",
+]
+
+Address = tuple[str, int]
+
+
+def parse_gateway(text: str) -> GatewayIdentity:
+    """A gateway identity written as an IPv4 or IPv6 address or an FQDN."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty gateway identity")
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        pass
+    name = text.rstrip(".")
+    if not name or len(name) > 255 or not all(0x21 <= ord(c) < 0x7F for c in name):
+        raise ValueError(f"{text!r} is neither an IP address nor an ASCII FQDN")
+    return name
+
+
+def format_gateway(gateway: GatewayIdentity) -> str:
+    """A gateway identity as text (the inverse of ``parse_gateway``)."""
+    return str(gateway)
+
+
+def same_gateway(gateway: GatewayIdentity, host: str) -> bool:
+    """Whether ``gateway`` names the address ``host``."""
+    if isinstance(gateway, IPv4Address | IPv6Address):
+        try:
+            return gateway == ipaddress.ip_address(host)
+        except ValueError:
+            return False
+    return gateway == host
+
+
+@dataclass(frozen=True)
+class RedirectRequest:
+    """What a gateway knows when it decides whether to redirect a client.
+
+    ``exchange`` is ``"IKE_SA_INIT"``, ``"IKE_AUTH"`` (``peer_id`` is then the client's
+    authenticated identity) or ``"INFORMATIONAL"`` (a gateway-initiated redirect).
+    ``ike_sas`` is the number of IKE SAs of the endpoint and ``redirected_from`` the gateway
+    named in the client's N(REDIRECTED_FROM), if any.
+    """
+
+    exchange: str
+    peer_address: Address
+    local_address: Address
+    ike_sas: int
+    now: float
+    redirected_from: IPv4Address | IPv6Address | None = None
+    peer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RedirectDecision:
+    """Redirect the client to ``gateway``; ``reason`` is counted by the gateway."""
+
+    gateway: GatewayIdentity
+    reason: str
+
+
+class IGatewaySource(Interface):
+    """Where redirected clients may go."""
+
+    def pick(exclude: Sequence[str]) -> GatewayIdentity | None:  # noqa: N805 (zope Interface)
+        """The next gateway, never one whose address is in ``exclude``; None if none."""
+
+    def gateways() -> list[GatewayIdentity]:
+        """Every gateway the source currently knows."""
+
+
+class IRedirectPolicy(Interface):
+    """Decides whether a client is redirected, and where."""
+
+    def decide(request: RedirectRequest) -> RedirectDecision | None:  # noqa: N805 (zope Interface)
+        """The redirect for ``request``, or None to serve the client here."""
+
+
+@implementer(IGatewaySource)
+class StaticGateways:
+    """A fixed (replaceable) list of gateways, taken in turn.
+
+    With ``weights`` the turn is a smooth weighted round robin (a gateway of weight 3 is
+    picked three times as often as one of weight 1, interleaved and deterministic).
+    """
+
+    def __init__(
+        self, gateways: Iterable[GatewayIdentity], weights: Sequence[int] | None = None
+    ) -> None:
+        self._gateways: list[GatewayIdentity] = []
+        self._weights: list[int] = []
+        self._current: list[int] = []
+        self._next = 0
+        self.replace(gateways, weights)
+
+    def replace(
+        self, gateways: Iterable[GatewayIdentity], weights: Sequence[int] | None = None
+    ) -> None:
+        """Use a new list of gateways from now on."""
+        listed = list(gateways)
+        if weights is None:
+            chosen = [1] * len(listed)
+        else:
+            chosen = list(weights)
+            if len(chosen) != len(listed) or any(w <= 0 for w in chosen):
+                raise ValueError("one positive weight per gateway is needed")
+        self._gateways = listed
+        self._weights = chosen
+        self._current = [0] * len(listed)
+        self._next = 0
+
+    def gateways(self) -> list[GatewayIdentity]:
+        """The gateways of the list."""
+        return list(self._gateways)
+
+    def pick(self, exclude: Sequence[str]) -> GatewayIdentity | None:
+        """The next gateway in turn that is not excluded."""
+        allowed = [
+            i
+            for i, g in enumerate(self._gateways)
+            if not any(same_gateway(g, host) for host in exclude)
+        ]
+        if not allowed:
+            return None
+        if len(set(self._weights)) <= 1:
+            count = len(self._gateways)
+            for step in range(count):
+                index = (self._next + step) % count
+                if index in allowed:
+                    self._next = index + 1
+                    return self._gateways[index]
+            return None
+        total = sum(self._weights[i] for i in allowed)
+        for i in allowed:
+            self._current[i] += self._weights[i]
+        best = max(allowed, key=lambda i: self._current[i])
+        self._current[best] -= total
+        return self._gateways[best]
+
+
+@implementer(IRedirectPolicy)
+class RedirectPolicy:
+    """Redirect new clients when draining, overloaded, always, or on an anycast address.
+
+    ``max_ike_sas`` redirects when the endpoint holds more IKE SAs than that; ``max_load``
+    redirects when ``load()`` (any number, such as a CPU share) is above it. ``always``
+    makes a pure redirector. ``anycast`` lists local addresses that are anycast: requests
+    to them are always redirected to a unicast gateway, possibly this gateway's own
+    (``unicast``), unless it is overloaded. ``draining`` (settable at run time) redirects
+    everyone. A gateway never redirects to the address the request arrived on.
+
+    These rules apply to IKE_SA_INIT; with ``in_auth`` they apply in IKE_AUTH instead (the
+    client is then authenticated and ``allow_redirect`` sees its identity, so a subclass can
+    redirect by identity).
+    """
+
+    def __init__(
+        self,
+        source: IGatewaySource,
+        *,
+        always: bool = False,
+        max_ike_sas: int | None = None,
+        max_load: float | None = None,
+        load: Callable[[], float] | None = None,
+        anycast: Iterable[str] = (),
+        unicast: GatewayIdentity | None = None,
+        in_auth: bool = False,
+    ) -> None:
+        self.source = source
+        self.always = always
+        self.max_ike_sas = max_ike_sas
+        self.max_load = max_load
+        self.load = load
+        self.anycast = frozenset(str(ipaddress.ip_address(a)) for a in anycast)
+        self.unicast = unicast
+        self.in_auth = in_auth
+        self.draining = False
+
+    def allow_redirect(self, request: RedirectRequest) -> bool:
+        """Whether this client may be redirected at all (override to exempt clients)."""
+        return True
+
+    def overloaded(self, request: RedirectRequest) -> str | None:
+        """Why this gateway should not take the client (``"load"``, ``"drain"``...)."""
+        if self.draining:
+            return "drain"
+        if self.max_ike_sas is not None and request.ike_sas >= self.max_ike_sas:
+            return "load"
+        if self.max_load is not None and self.load is not None and self.load() > self.max_load:
+            return "load"
+        return None
+
+    def decide(self, request: RedirectRequest) -> RedirectDecision | None:
+        """The redirect for ``request``, or None."""
+        if request.exchange != ("IKE_AUTH" if self.in_auth else "IKE_SA_INIT"):
+            return None
+        if not self.allow_redirect(request):
+            return None
+        local = request.local_address[0]
+        reason = self.overloaded(request)
+        if local in self.anycast:
+            if reason is None and self.unicast is not None:
+                return RedirectDecision(self.unicast, "anycast")
+            exclude = [local] if self.unicast is None else [local, str(self.unicast)]
+            target = self.source.pick(exclude if reason is not None else [local])
+            return RedirectDecision(target, "anycast") if target is not None else None
+        if reason is None and self.always:
+            reason = "static"
+        if reason is None:
+            return None
+        target = self.source.pick([local])
+        return RedirectDecision(target, reason) if target is not None else None
