@@ -216,6 +216,9 @@ class Network:
                 deadline = node.core.next_deadline() if node.alive else None
                 if deadline is not None and deadline <= self.now:
                     self.perform(node, node.core.handle_timer(self.now))
+                    later = node.core.next_deadline()
+                    # A timer that ran must move its deadline, or an adapter would spin.
+                    assert later is None or later > self.now, (node.server, later, self.now)
             self.deliver()
 
 
@@ -765,3 +768,52 @@ def test_error_message_received_is_counted() -> None:
         na, enrp.ErrorMessage(2, 1, OperationError.single(CauseCode.UNSPECIFIED_ERROR)), net.now
     )
     assert a.core.counters["errors_received"] == 1
+
+
+def test_restarted_server_resynchronises() -> None:
+    """A server restarted (same identifier, empty handlespace) before it was declared dead
+    learns the handlespace from its mentor, and the audit removes its old PEs elsewhere."""
+    net, a, b, c = three(peer_heartbeat_cycle=1.0, max_time_last_heard=30)
+    a.register(1, net.now)
+    c.register(3, net.now)
+    net.flush(a)
+    net.flush(c)
+    net.deliver()
+    net.kill(c)
+    fresh = net.add(3, expect_mentor=True, peer_heartbeat_cycle=1.0, max_time_last_heard=30)
+    net.connect(fresh, a)
+    net.connect(fresh, b)
+    net.run(3.0)
+    assert fresh.core.synchronised
+    assert fresh.pes() == a.pes() == b.pes() == {(POOL, 1): 1}
+    assert a.core.counters["resync_swept"] == 1
+
+
+def test_mentor_that_stops_answering_is_dropped_then_alone() -> None:
+    """A mentor that never sends the handle table is given up after MAX-TIME-NO-RESPONSE;
+    with nobody else, the server serves alone when MENTOR-DISCOVERY ends."""
+    core = PeerCore(
+        PeerConfig(1, max_time_no_response=1.0, mentor_discovery=4.0),
+        Handlespace(),
+        AuthorizationPolicy(),
+        expect_mentor=True,
+    )
+    core.start(0.0)
+    core.connection_ready(5, tls("enrp-7"), outgoing=True, now=0.0)
+    sent = core.message_received(5, enrp.Presence(7, 0, 0), 0.1)
+    assert any(isinstance(a, SendEnrp) and isinstance(a.message, enrp.ListRequest) for a in sent)
+    sent = core.message_received(5, enrp.ListResponse(7, 1), 0.2)
+    assert any(
+        isinstance(a, SendEnrp) and isinstance(a.message, enrp.HandleTableRequest) for a in sent
+    )
+    now = 0.2
+    while not core.synchronised and now < 10:
+        deadline = core.next_deadline()
+        assert deadline is not None and deadline > now
+        now = deadline
+        core.handle_timer(now)
+        if core.peers[7].state is not PeerState.ACTIVE:
+            core.message_received(5, enrp.Presence(7, 1, 0), now)
+    assert core.synchronised
+    assert core.counters["table_requests_timed_out"] >= 1
+    assert 4.0 <= now < 5.0

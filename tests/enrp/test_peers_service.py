@@ -15,7 +15,7 @@ from twisted.python import usage
 
 from twisted_rserpool._tap.enrp import Options, makeService
 from twisted_rserpool.enrp.admin import status
-from twisted_rserpool.enrp.peers import HomeKeepAlive, PeerConfig, PeerCore
+from twisted_rserpool.enrp.peers import HomeKeepAlive, PeerConfig, PeerCore, PeerHint
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPPeerFactory, ENRPServer
 from twisted_rserpool.handlespace import Handlespace
@@ -24,7 +24,12 @@ from twisted_rserpool.security.context import INSECURE, SecurityContext
 from twisted_rserpool.transport.protocol import RSerPoolProtocol
 from twisted_rserpool.wire import asap, enrp
 from twisted_rserpool.wire.message import Message
-from twisted_rserpool.wire.parameters import PoolElementParameter, RoundRobinPolicy, TcpTransport
+from twisted_rserpool.wire.parameters import (
+    PoolElementParameter,
+    RoundRobinPolicy,
+    ServerInformation,
+    TcpTransport,
+)
 
 POOL = b"echo"
 
@@ -340,3 +345,39 @@ def test_peer_given_means_default_tls_enrp_listener(tmp_path: Any) -> None:
 
 class _FakeReactor(Clock):
     """Enough of a reactor for makeService (endpoints are parsed, never listened on)."""
+
+
+def test_malformed_enrp_from_a_peer_is_answered_with_enrp_error() -> None:
+    """A peer's ENRP message that does not decode is answered with ENRP_ERROR."""
+    clock, wire = Clock(), Wire()
+    a = make(1, clock)
+    client = _RawEnrp()
+    server_side = ENRPPeerFactory(a, outgoing=False).buildProtocol(None)
+    wire.join(client, server_side, INSECURE, tls("enrp-9"))
+    # An ENRP_HANDLE_UPDATE whose length field promises more than it carries.
+    client._send(b"\x04\x00\x00\x40" + b"\x00" * 12, 12)
+    wire.pump()
+    assert any(isinstance(m, enrp.ErrorMessage) for m in client.received)
+
+
+def test_peer_hint_connects_once_with_the_endpoint_factory() -> None:
+    """A server named in a peer's list response is dialled once (it must authenticate)."""
+    clock = Clock()
+    server = make(1, clock)
+    dialled: list[tuple[str, int]] = []
+
+    class _Endpoint:
+        def connect(self, factory: Any) -> Any:
+            from twisted.internet.defer import Deferred
+
+            return Deferred()
+
+    def factory(host: str, port: int) -> Any:
+        dialled.append((host, port))
+        return _Endpoint()
+
+    server.peerEndpointFactory = factory
+    information = ServerInformation(9, TcpTransport(9902, IPv4Address("127.0.0.1")))
+    server.peerHint(PeerHint(information))
+    server.peerHint(PeerHint(information))
+    assert dialled == [("127.0.0.1", 9902)]

@@ -880,6 +880,7 @@ class PeerCore:
         if link is None:
             return
         self._mentor = peer.server_identifier
+        self._mentor_retry = None
         self._phase = _SyncPhase.LIST
         peer.pending = _Pending(False, now + self.config.max_time_no_response)
         log.info("Mentor: ENRP server 0x{server:08x}", server=peer.server_identifier)
@@ -1147,7 +1148,9 @@ class PeerCore:
         deadlines: list[float] = []
         if self._next_heartbeat is not None:
             deadlines.append(self._next_heartbeat)
-        for deadline in (self._mentor_deadline, self._mentor_retry, self._home_next):
+        if self._mentor_deadline is not None and self._phase is not _SyncPhase.TABLE:
+            deadlines.append(self._mentor_deadline)
+        for deadline in (self._mentor_retry, self._home_next):
             if deadline is not None:
                 deadlines.append(deadline)
         for peer in self._peers.values():
@@ -1181,13 +1184,10 @@ class PeerCore:
         for takeover in list(self._takeovers.values()):
             if takeover.expires <= now and takeover.target in self._takeovers:
                 self._takeover_expired(takeover, now)
-        if (
-            self._phase is _SyncPhase.SEARCHING
-            and self._mentor_retry is not None
-            and now >= self._mentor_retry
-        ):
+        if self._mentor_retry is not None and now >= self._mentor_retry:
             self._mentor_retry = None
-            self._search_mentor(now)
+            if self._phase is _SyncPhase.SEARCHING:
+                self._search_mentor(now)
         if (
             self._mentor_deadline is not None
             and now >= self._mentor_deadline
