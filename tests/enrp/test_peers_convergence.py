@@ -94,3 +94,44 @@ def test_partitioned_servers_converge_after_reconnection() -> None:
 def test_pe_element_helper_round_trips() -> None:
     """The helper PE is a valid PE parameter (sanity of the harness)."""
     assert element(1, 2).home_server_identifier == 2
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(1, 12)), max_size=20),
+    st.integers(0, 2),
+    st.integers(0, 2**32 - 1),
+)
+def test_exactly_one_survivor_takes_over(
+    registrations: list[tuple[int, int]], victim: int, seed: int
+) -> None:
+    """Whatever was registered where, after a server dies both survivors agree that every
+    PE of the dead server belongs to one and the same survivor, and the others kept theirs."""
+    rng = random.Random(seed)
+    net = Network(rng=rng)
+    nodes = [
+        net.add(server, peer_heartbeat_cycle=0.5, max_time_last_heard=1.5, max_time_no_response=1)
+        for server in (1, 2, 3)
+    ]
+    net.mesh(*nodes)
+    homes: dict[tuple[bytes, int], int] = {}
+    for index, pe in registrations:
+        if (POOL, pe) not in homes:
+            nodes[index].register(pe, net.now)
+            net.flush(nodes[index])
+            homes[(POOL, pe)] = nodes[index].server
+    net.run(rng.uniform(0.0, 1.0))
+    dead = nodes[victim]
+    net.kill(dead)
+    net.run(8.0)
+    survivors = [node for node in nodes if node is not dead]
+    views = [node.pes() for node in survivors]
+    assert views[0] == views[1]
+    assert set(views[0]) == set(homes)
+    new_homes = {views[0][key] for key, home in homes.items() if home == dead.server}
+    assert len(new_homes) <= 1 and not new_homes & {dead.server}
+    for key, home in homes.items():
+        if home != dead.server:
+            assert views[0][key] == home
+    taken = sum(node.core.counters["takeovers_completed"] for node in survivors)
+    assert taken == 1
