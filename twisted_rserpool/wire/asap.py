@@ -83,10 +83,9 @@ class Registration(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Deregistration(Message):
-    """ASAP_DEREGISTRATION (2.2.2): a PE removes itself from a pool."""
+class _PoolElementReference(Message):
+    """Shared shape of the messages that name one PE: pool handle and PE identifier."""
 
-    TYPE: ClassVar[int] = AsapType.DEREGISTRATION
     pool_handle: bytes
     pe_identifier: int
 
@@ -100,6 +99,13 @@ class Deregistration(Message):
         pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
         p.done()
         return cls(handle, pe)
+
+
+@dataclass(frozen=True, slots=True)
+class Deregistration(_PoolElementReference):
+    """ASAP_DEREGISTRATION (2.2.2): a PE removes itself from a pool."""
+
+    TYPE: ClassVar[int] = AsapType.DEREGISTRATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,43 +274,17 @@ class EndpointKeepAlive(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointKeepAliveAck(Message):
+class EndpointKeepAliveAck(_PoolElementReference):
     """ASAP_ENDPOINT_KEEP_ALIVE_ACK (2.2.8)."""
 
     TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE_ACK
-    pool_handle: bytes
-    pe_identifier: int
-
-    def _body(self) -> bytes:
-        return _handle_and_pe(self.pool_handle, self.pe_identifier)
-
-    @classmethod
-    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
-        p = Parameters(ctx, start, end)
-        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
-        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
-        p.done()
-        return cls(handle, pe)
 
 
 @dataclass(frozen=True, slots=True)
-class EndpointUnreachable(Message):
+class EndpointUnreachable(_PoolElementReference):
     """ASAP_ENDPOINT_UNREACHABLE (2.2.9): a PU or PE reports a PE it cannot reach."""
 
     TYPE: ClassVar[int] = AsapType.ENDPOINT_UNREACHABLE
-    pool_handle: bytes
-    pe_identifier: int
-
-    def _body(self) -> bytes:
-        return _handle_and_pe(self.pool_handle, self.pe_identifier)
-
-    @classmethod
-    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
-        p = Parameters(ctx, start, end)
-        handle = p.one(PoolHandleParameter, "pool handle").pool_handle
-        pe = p.one(PEIdentifierParameter, "PE identifier").pe_identifier
-        p.done()
-        return cls(handle, pe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,10 +312,9 @@ class ServerAnnounce(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class Cookie(Message):
-    """ASAP_COOKIE (2.2.11): state a PE hands its PU for a later failover."""
+class _CookieMessage(Message):
+    """Shared shape of ASAP_COOKIE and ASAP_COOKIE_ECHO: one Cookie parameter."""
 
-    TYPE: ClassVar[int] = AsapType.COOKIE
     cookie: bytes
 
     def _body(self) -> bytes:
@@ -350,21 +329,17 @@ class Cookie(Message):
 
 
 @dataclass(frozen=True, slots=True)
-class CookieEcho(Message):
+class Cookie(_CookieMessage):
+    """ASAP_COOKIE (2.2.11): state a PE hands its PU for a later failover."""
+
+    TYPE: ClassVar[int] = AsapType.COOKIE
+
+
+@dataclass(frozen=True, slots=True)
+class CookieEcho(_CookieMessage):
     """ASAP_COOKIE_ECHO (2.2.12): a PU replays the last cookie to a new PE."""
 
     TYPE: ClassVar[int] = AsapType.COOKIE_ECHO
-    cookie: bytes
-
-    def _body(self) -> bytes:
-        return CookieParameter(self.cookie).encode()
-
-    @classmethod
-    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
-        p = Parameters(ctx, start, end)
-        cookie = p.one(CookieParameter, "cookie").cookie
-        p.done()
-        return cls(cookie)
 
 
 @dataclass(frozen=True, slots=True)

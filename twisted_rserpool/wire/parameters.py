@@ -353,10 +353,9 @@ class LeastUsedPolicy(SelectionPolicy):
 
 
 @dataclass(frozen=True, slots=True)
-class LeastUsedDegradationPolicy(SelectionPolicy):
-    """RFC 5356 section 5.2."""
+class _LoadAndDegradation(SelectionPolicy):
+    """Shared shape of the policies carrying a load and a load degradation."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.LEAST_USED_DEGRADATION
     load: int
     load_degradation: int
 
@@ -367,17 +366,17 @@ class LeastUsedDegradationPolicy(SelectionPolicy):
 
 
 @dataclass(frozen=True, slots=True)
-class PriorityLeastUsedPolicy(SelectionPolicy):
+class LeastUsedDegradationPolicy(_LoadAndDegradation):
+    """RFC 5356 section 5.2."""
+
+    POLICY_TYPE: ClassVar[int] = PolicyType.LEAST_USED_DEGRADATION
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityLeastUsedPolicy(_LoadAndDegradation):
     """RFC 5356 section 5.3."""
 
     POLICY_TYPE: ClassVar[int] = PolicyType.PRIORITY_LEAST_USED
-    load: int
-    load_degradation: int
-
-    def _policy_data(self) -> bytes:
-        return _U32.pack(check_unsigned(self.load, 32, "load")) + _U32.pack(
-            check_unsigned(self.load_degradation, 32, "load degradation")
-        )
 
 
 @dataclass(frozen=True, slots=True)
