@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.address import IPv4Address as TwistedAddress
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python import usage
@@ -17,9 +18,10 @@ from twisted_rserpool._tap.enrp import Options, makeService
 from twisted_rserpool.enrp.admin import status
 from twisted_rserpool.enrp.peers import HomeKeepAlive, PeerConfig, PeerCore, PeerHint
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
-from twisted_rserpool.enrp.service import ENRPPeerFactory, ENRPServer
+from twisted_rserpool.enrp.service import ENRPPeerFactory, ENRPServer, _HomeKeepAliveFactory
+from twisted_rserpool.enrp.takeover import TakeoverRegistrar
 from twisted_rserpool.handlespace import Handlespace
-from twisted_rserpool.security.authorization import AuthorizationPolicy
+from twisted_rserpool.security.authorization import AuthorizationPolicy, Role, policy_granting
 from twisted_rserpool.security.context import INSECURE, SecurityContext
 from twisted_rserpool.transport.protocol import RSerPoolProtocol
 from twisted_rserpool.wire import asap, enrp
@@ -368,7 +370,6 @@ def test_peer_hint_connects_once_with_the_endpoint_factory() -> None:
 
     class _Endpoint:
         def connect(self, factory: Any) -> Any:
-            from twisted.internet.defer import Deferred
 
             return Deferred()
 
@@ -381,3 +382,34 @@ def test_peer_hint_connects_once_with_the_endpoint_factory() -> None:
     server.peerHint(PeerHint(information))
     server.peerHint(PeerHint(information))
     assert dialled == [("127.0.0.1", 9902)]
+
+
+def test_pe_taken_over_reregisters_over_the_takeover_connection() -> None:
+    """The connection to a PE taken over carries the H keep-alive; the PE's acknowledgement
+    keeps it and its re-registration over that connection is admitted even by a policy
+    that gives the server's identity no pool-element role (only that PE, under a per-PE
+    identity)."""
+    clock, wire = Clock(), Wire()
+    policy = policy_granting(["pe"], [Role.POOL_ELEMENT])
+    handlespace = Handlespace(rng=random.Random(1))
+    registrar = TakeoverRegistrar(RegistrarConfig(1), handlespace, policy)
+    server = ENRPServer(registrar, clock, peering=PeerCore(PeerConfig(1), handlespace, policy))
+    server.startService()
+    action = HomeKeepAlive(POOL, 42, TcpTransport(7000, IPv4Address("127.0.0.1")), 1)
+    near = _HomeKeepAliveFactory(server, action).buildProtocol(None)
+    pe = _Raw()
+    wire.join(near, pe, tls("enrp"), tls("enrp"))
+    (keep_alive,) = pe.take()
+    assert isinstance(keep_alive, asap.EndpointKeepAlive) and keep_alive.home
+    assert keep_alive.server_identifier == 1 and keep_alive.pe_identifier == 42
+    pe.send(asap.EndpointKeepAliveAck(POOL, 42))
+    pe.send(registration(42))
+    wire.pump()
+    (response,) = pe.take()
+    assert isinstance(response, asap.RegistrationResponse) and not response.reject
+    entry = handlespace.get(POOL, 42)
+    assert entry is not None and entry.identity == "enrp#takeover-0000002a"
+    pe.send(registration(43))
+    wire.pump()
+    (refused,) = pe.take()
+    assert isinstance(refused, asap.RegistrationResponse) and refused.reject

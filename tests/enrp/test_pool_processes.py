@@ -270,8 +270,11 @@ class PoolTests(TestCase):
         for server in (a, b):
             assert await resolve(server) == {pe}
         (home,) = {a.elements()[pe]}
-        counters = (a if home == a.serverId else b).admin()["counters"]
-        assert counters.get("registrations", 0) >= 1  # the PE re-registered at its new home
+        document = (a if home == a.serverId else b).admin()
+        assert document["counters"].get("registrations", 0) >= 1
+        # It re-registered over the connection its new home opened to it.
+        (entry,) = document["pools"][0]["pool_elements"]
+        assert entry["identity"] == f"enrp#takeover-{pe:08x}"
         await self.converged([a, b])
 
     async def test_five_servers_replicate_and_take_over(self) -> None:

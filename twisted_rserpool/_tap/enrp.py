@@ -17,6 +17,7 @@ from twisted.python import usage
 from twisted_rserpool.enrp.peers import PeerConfig, PeerCore
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
+from twisted_rserpool.enrp.takeover import TakeoverRegistrar
 from twisted_rserpool.handlespace import Handlespace, HandlespaceLimits
 from twisted_rserpool.security.authorization import AuthorizationPolicy, PolicyError
 from twisted_rserpool.security.ratelimit import Rate
@@ -435,8 +436,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             expect_mentor=bool(options["peer"]),
         )
     outgoing = _outgoingEndpoints(reactor, options, enrpPskFile) if peering else None
+    registrarClass = TakeoverRegistrar if peering is not None else Registrar
     server = ENRPServer(
-        Registrar(config, handlespace, policy),
+        registrarClass(config, handlespace, policy),
         clock,
         maxConnections=options["max-connections"],
         mappingConfig=mapping,

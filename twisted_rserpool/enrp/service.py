@@ -30,6 +30,7 @@ from twisted_rserpool.enrp.peers import (
     SendEnrp,
 )
 from twisted_rserpool.enrp.registrar import Action, Close, Registrar, Send
+from twisted_rserpool.enrp.takeover import TakeoverRegistrar, takeover_security
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -213,7 +214,10 @@ class HomeKeepAliveProtocol(ASAPServerProtocol):
     ASAP_ENDPOINT_KEEP_ALIVE with the H flag; the PE answers ASAP_ENDPOINT_KEEP_ALIVE_ACK
     and, having authenticated us, adopts this connection as its home connection and
     re-registers over it. So once ready this is an ASAP connection of the registrar like
-    any other (its security context is ours as TLS client: the PSK identity is our own).
+    any other, with the per-PE identity of :func:`~twisted_rserpool.enrp.takeover.takeover_security`
+    (as TLS client the PSK identity is our own); a
+    :class:`~twisted_rserpool.enrp.takeover.TakeoverRegistrar` admits that PE's
+    re-registration over it whatever the policy says.
     """
 
     factory: _HomeKeepAliveFactory
@@ -225,8 +229,13 @@ class HomeKeepAliveProtocol(ASAPServerProtocol):
             log.warn("PE {peer} for an H keep-alive did not authenticate", peer=self.peer)
             self._close()
             return
-        super().connectionReady(securityContext)
         action = self.factory.action
+        super().connectionReady(takeover_security(securityContext, action.pe_identifier))
+        registrar = server.registrar
+        if self.connectionNumber is not None and isinstance(registrar, TakeoverRegistrar):
+            registrar.grant_takeover(
+                self.connectionNumber, action.pool_handle, action.pe_identifier
+            )
         self.sendAsap(
             asap.EndpointKeepAlive(
                 action.server_identifier,
