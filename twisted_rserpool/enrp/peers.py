@@ -1216,6 +1216,9 @@ class PeerCore:
         if pending is not None and now >= pending.deadline:
             peer.pending = None
             self.counters["table_requests_timed_out"] += 1
+            # Ask again only after the peer dropped its half-served session, or its next
+            # page would continue the old one (and a resync would sweep what it skipped).
+            peer.resync_after = now + 2 * self.config.max_time_no_response
             if peer.server_identifier == self._mentor:
                 self._drop_mentor("it did not answer", retry=now)
         if peer.state is PeerState.ACTIVE:
