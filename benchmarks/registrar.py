@@ -1405,14 +1405,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     directory = Path(tempfile.mkdtemp(prefix="registrar-bench-"))
     started_at = time.monotonic()
-    results = runBenchmark(settings, directory, lambda text: print(text, flush=True))
+    try:
+        results = runBenchmark(settings, directory, lambda text: print(text, flush=True))
+    except BaseException:
+        print(f"(the run failed; its logs are in {directory})", file=sys.stderr)
+        raise
     print()
     print(table(results))
-    print(f"\n(run took {time.monotonic() - started_at:.0f} s; files in {directory})")
+    kept = args.keep or settings.profile is not None
+    where = f"; files in {directory}" if kept else ""
+    print(f"\n(run took {time.monotonic() - started_at:.0f} s{where})")
     if settings.profile is not None:
         for suffix in ("throughput", "held"):
             printProfile(f"{settings.profile}.{suffix}")
-    if not args.keep and settings.profile is None:
+    if not kept:
         import shutil  # noqa: PLC0415
 
         shutil.rmtree(directory, ignore_errors=True)
