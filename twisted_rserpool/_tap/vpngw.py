@@ -3,6 +3,10 @@
 With no options it listens on 127.0.0.1 port 500 with identity ``vpngw@localhost``, accepts
 any client identity with a freshly generated pre-shared key, and logs a strongSwan
 configuration that connects to it.
+
+Redirects (RFC 5685): ``--redirect-to`` lists the gateways clients are sent to, and
+``--redirect-always``, ``--redirect-max-sas``, ``--redirect-max-load``, ``--anycast`` and
+``--drain`` say when; ``--admin`` serves status and commands as JSON over HTTP.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ import ipaddress
 import secrets
 from typing import Any
 
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -24,11 +30,13 @@ from twisted_rserpool.ike.config import (
 )
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
+from twisted_rserpool.ike.payloads import GatewayIdentity
 from twisted_rserpool.ike.proposals import (
     ProposalError,
     parse_child_suites,
     parse_ike_suites,
 )
+from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
 
 __all__ = ["Options", "makeService"]
 
@@ -49,6 +57,32 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _addresses(value: str) -> frozenset[str]:
+    found = set()
+    for item in value.split(","):
+        if item.strip():
+            found.add(str(ipaddress.ip_address(item.strip())))
+    return frozenset(found)
+
+
+def _targets(value: str) -> tuple[list[GatewayIdentity], list[int] | None]:
+    """``gw[=weight], ...`` as gateways and weights (None when no weight is given)."""
+    gateways: list[GatewayIdentity] = []
+    weights: list[int] = []
+    weighted = False
+    for raw in value.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, weight = item.rpartition("=") if "=" in item else (item, "", "1")
+        weighted = weighted or bool(sep)
+        gateways.append(parse_gateway(name))
+        weights.append(int(weight))
+        if weights[-1] <= 0:
+            raise ValueError(f"the weight of {name} must be positive")
+    return gateways, weights if weighted else None
+
+
 class Options(usage.Options):
     """Command line options of ``twistd vpngw``."""
 
@@ -60,6 +94,28 @@ class Options(usage.Options):
         "there is no ESP data plane. Without options it listens on 127.0.0.1 port 500 with "
         "a generated pre-shared key and logs how to connect."
     )
+
+    optFlags: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
+        [
+            "redirect-always",
+            None,
+            "Redirect every new client that supports RFC 5685 to the --redirect-to gateways "
+            "(a pure redirector, which needs no Diffie-Hellman work).",
+        ],
+        [
+            "redirect-in-auth",
+            None,
+            "Apply the redirect rules in IKE_AUTH, after the client authenticated, instead of "
+            "in IKE_SA_INIT; the redirected IKE SA gets no CHILD_SA and is deleted after "
+            "--redirect-delete-timeout.",
+        ],
+        [
+            "drain",
+            None,
+            "Start draining: every new client is redirected; established clients are moved "
+            "with the admin 'drain' command.",
+        ],
+    ]
 
     optParameters: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
         [
@@ -160,6 +216,63 @@ class Options(usage.Options):
             "Childless IKE SAs (RFC 6023): 'allow' accepts IKE_AUTH without a CHILD_SA from "
             "clients that announce support, 'never' refuses them.",
         ],
+        [
+            "redirect-to",
+            None,
+            None,
+            "Gateways redirected clients go to (RFC 5685): IPv4 or IPv6 addresses or FQDNs, "
+            "comma separated, taken in turn; 'gw=3' gives a gateway a weight of 3.",
+        ],
+        [
+            "redirect-max-sas",
+            None,
+            None,
+            "Redirect new clients while this gateway holds at least this many IKE SAs.",
+            _positive_int,
+        ],
+        [
+            "redirect-max-load",
+            None,
+            None,
+            "Redirect new clients while the load (IKE SAs divided by --max-sas) is above this "
+            "fraction, such as 0.8.",
+            _positive_float,
+        ],
+        [
+            "anycast",
+            None,
+            None,
+            "Listen addresses that are anycast, comma separated: requests to them are always "
+            "redirected to a unicast gateway (--unicast while not overloaded).",
+        ],
+        [
+            "unicast",
+            None,
+            None,
+            "This gateway's own unicast identity for clients that reached it by --anycast.",
+        ],
+        [
+            "redirected-from-allowed",
+            None,
+            None,
+            "Accept clients carrying REDIRECTED_FROM only from these gateway addresses "
+            "(comma separated). Default: from any gateway.",
+        ],
+        [
+            "redirect-delete-timeout",
+            None,
+            30.0,
+            "Seconds a client redirected in IKE_AUTH or by an INFORMATIONAL redirect keeps its "
+            "IKE SA here before the gateway deletes it.",
+            _positive_float,
+        ],
+        [
+            "admin",
+            None,
+            None,
+            "Endpoint of the JSON-over-HTTP admin interface (status, drain, redirect, "
+            "targets), such as tcp:8500:interface=127.0.0.1.",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -192,6 +305,28 @@ class Options(usage.Options):
             raise usage.UsageError(f"proposals: {e}") from None
         if self["childless"] not in ("allow", "never"):
             raise usage.UsageError("--childless must be 'allow' or 'never'")
+        try:
+            self["targets"] = _targets(self["redirect-to"] or "")
+            self["anycast_addresses"] = _addresses(self["anycast"] or "")
+            self["unicast_gateway"] = (
+                parse_gateway(self["unicast"]) if self["unicast"] is not None else None
+            )
+            self["from_allowed"] = (
+                _addresses(self["redirected-from-allowed"])
+                if self["redirected-from-allowed"] is not None
+                else None
+            )
+        except ValueError as e:
+            raise usage.UsageError(f"redirect options: {e}") from None
+        wants_policy = (
+            self["redirect-always"]
+            or self["drain"]
+            or self["redirect-max-sas"] is not None
+            or self["redirect-max-load"] is not None
+            or self["anycast_addresses"]
+        )
+        if wants_policy and not self["targets"][0] and self["unicast_gateway"] is None:
+            raise usage.UsageError("redirect rules need --redirect-to gateways")
         self["generated_psk"] = None
         if self["secrets"] is None:
             psk = secrets.token_urlsafe(24)
@@ -223,6 +358,25 @@ def _connect_hint(options: Options) -> str:
     return "\n".join(lines)
 
 
+def makePolicy(options: Options, load: Any) -> RedirectPolicy | None:
+    """The redirect policy the options describe (None: never redirect)."""
+    gateways, weights = options["targets"]
+    if not gateways and options["unicast_gateway"] is None and not options["admin"]:
+        return None
+    policy = RedirectPolicy(
+        StaticGateways(gateways, weights),
+        always=options["redirect-always"],
+        max_ike_sas=options["redirect-max-sas"],
+        max_load=options["redirect-max-load"],
+        load=load,
+        anycast=options["anycast_addresses"],
+        unicast=options["unicast_gateway"],
+        in_auth=options["redirect-in-auth"],
+    )
+    policy.draining = options["drain"]
+    return policy
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """The gateway service: an IKE endpoint on a UDP port for each listen address."""
     if reactor is None:
@@ -242,13 +396,31 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         half_open_timeout=options["half-open-timeout"],
         liveness_interval=options["liveness-interval"],
         rekey_interval=options["rekey-interval"],
+        redirected_from_allowed=options["from_allowed"],
+        redirect_delete_timeout=options["redirect-delete-timeout"],
     )
     service = MultiService()  # type: ignore[no-untyped-call]
+    protocols: list[IkeGatewayProtocol] = []
+
+    def load() -> float:
+        limit: int = options["max-sas"]
+        return sum(len(p.endpoint) for p in protocols) / max(1, limit)
+
+    policy = makePolicy(options, load)
     for address in options["addresses"]:
-        endpoint = IkeEndpoint(config, (address, options["port"]))
+        endpoint = IkeEndpoint(config, (address, options["port"]), redirect_policy=policy)
         protocol = IkeGatewayProtocol(endpoint, reactor)
+        protocols.append(protocol)
         udp = IkeUdpService(protocol, address, options["port"], reactor)
         udp.setServiceParent(service)  # type: ignore[no-untyped-call]
+    if options["admin"] is not None:
+        from twisted.web.server import Site  # noqa: PLC0415 (only with --admin)
+
+        from twisted_rserpool.ike.admin import AdminResource  # noqa: PLC0415
+
+        site = Site(AdminResource(protocols, policy, reactor, load))  # type: ignore[no-untyped-call]
+        adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
+        StreamServerEndpointService(adminEndpoint, site).setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["generated_psk"] is not None:
         log.info(
             "vpngw: no --secrets given; any client identity may connect with the generated "

@@ -134,7 +134,8 @@ class IkeConfig:
     text form; None allows any). ``redirected_from_allowed`` makes a gateway accept a client
     carrying N(REDIRECTED_FROM) only from those gateway addresses (None accepts any).
     ``redirect_delete_timeout`` is how long a gateway keeps an IKE SA it redirected (in
-    IKE_AUTH or INFORMATIONAL) before deleting it itself.
+    IKE_AUTH or INFORMATIONAL) before deleting it itself. ``redirect_port`` is the UDP port
+    of the gateway we are redirected to (RFC 5685 uses 500; strongSwan hard-codes it).
     """
 
     local_id: Identity
@@ -161,6 +162,7 @@ class IkeConfig:
     redirect_window: float = 300.0
     redirected_from_allowed: frozenset[str] | None = None
     redirect_delete_timeout: float = 30.0
+    redirect_port: int = 500
 
     def __post_init__(self) -> None:
         if self.childless not in ("allow", "force", "never"):

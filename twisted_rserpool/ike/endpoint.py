@@ -246,7 +246,7 @@ class IkeEndpoint:
         except ValueError:
             return None, f"the old gateway {sa.peer_address[0]} has no IP address"
         new_spi = self.initiate(
-            (str(gateway), sa.peer_address[1]),
+            (str(gateway), config.redirect_port),
             now,
             sa.config,
             redirected_from=origin,

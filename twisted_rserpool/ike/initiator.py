@@ -183,7 +183,7 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
 
         def resolved(address: str) -> None:
             sa_spi = self.endpoint.initiate(
-                (address, event.peer_address[1]),
+                (address, self.endpoint.config.redirect_port),
                 self.clock.seconds(),
                 redirected_from=ipaddress.ip_address(event.peer_address[0]),
                 replaces=event.spi_i if event.exchange == "INFORMATIONAL" else None,
