@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.enrp.test_peers import POOL, Network, element
@@ -22,6 +22,7 @@ operations = st.lists(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operations, st.integers(0, 2**32 - 1))
+@example([("register", 0, 1), ("deliver", 0, 1), ("deliver", 0, 10), ("lose", 0, 1)], 0)
 def test_servers_converge(ops: list[tuple[str, int, int]], seed: int) -> None:
     """Registrations and deregistrations at random servers, messages interleaved across
     links in random order and some lost: after a few heartbeats every server holds the
@@ -58,7 +59,9 @@ def test_servers_converge(ops: list[tuple[str, int, int]], seed: int) -> None:
         else:
             net.run(0.3)
         net.flush(node)
-    net.run(6.0)
+    # A lost handle-table page is recovered when the table session expires
+    # (2 x MAX-TIME-NO-RESPONSE, 10 s here) and the next presence shows the checksum gap.
+    net.run(20.0)
     for node in nodes:
         assert node.pes() == expected, node.server
         for other in nodes:
@@ -82,11 +85,15 @@ def test_partitioned_servers_converge_after_reconnection() -> None:
     net.flush(c)
     b.register(3, net.now, pool=b"other")
     net.flush(b)
-    net.run(2.0)
+    # A lost handle-table page is recovered when the table session expires
+    # (2 x MAX-TIME-NO-RESPONSE, 10 s here) and the next presence shows the checksum gap.
+    net.run(20.0)
     assert (POOL, 2) not in a.pes()
     net.connect(c, a)
     net.connect(c, b)
-    net.run(4.0)
+    # A lost handle-table page is recovered when the table session expires
+    # (2 x MAX-TIME-NO-RESPONSE, 10 s here) and the next presence shows the checksum gap.
+    net.run(20.0)
     want = {(POOL, 1): 1, (POOL, 2): 3, (b"other", 3): 2}
     assert a.pes() == b.pes() == c.pes() == want
 
@@ -123,7 +130,9 @@ def test_exactly_one_survivor_takes_over(
     net.run(rng.uniform(0.0, 1.0))
     dead = nodes[victim]
     net.kill(dead)
-    net.run(8.0)
+    # A lost handle-table page is recovered when the table session expires
+    # (2 x MAX-TIME-NO-RESPONSE, 10 s here) and the next presence shows the checksum gap.
+    net.run(20.0)
     survivors = [node for node in nodes if node is not dead]
     views = [node.pes() for node in survivors]
     assert views[0] == views[1]

@@ -371,7 +371,7 @@ def test_keep_alive_unanswered_removes_pe() -> None:
     c = h.connect(psk("pe-1"))
     h.register(c)
     sent = _messages_to(h.advance(7.5), c)
-    assert sent == [asap.EndpointKeepAlive(SERVER, b"echo", home=False)]
+    assert sent == [asap.EndpointKeepAlive(SERVER, b"echo", home=False, pe_identifier=1)]
     h.advance(2.5)
     assert h.handlespace.get(b"echo", 1) is None
     assert h.registrar.counters["removed_keep_alive_timeout"] == 1
@@ -421,7 +421,9 @@ def test_unreachable_reports() -> None:
     h.register(pe)
     user = h.connect(ANONYMOUS_TLS, OTHER_PEER)
     actions = h.send(user, asap.EndpointUnreachable(b"echo", 1))
-    assert _messages_to(actions, pe) == [asap.EndpointKeepAlive(SERVER, b"echo", home=False)]
+    assert _messages_to(actions, pe) == [
+        asap.EndpointKeepAlive(SERVER, b"echo", home=False, pe_identifier=1)
+    ]
     for _ in range(2):
         h.send(user, asap.EndpointUnreachable(b"echo", 1))
     assert h.handlespace.get(b"echo", 1) is not None

@@ -99,7 +99,7 @@ def test_insecure_server_registers_and_keeps_alive() -> None:
     assert entry is not None
     assert entry.element.asap_transport == TcpTransport(41000, IPv4Address("127.0.0.1"))
     clock.advance(6.0)
-    assert client.received() == [asap.EndpointKeepAlive(SERVER, b"echo")]
+    assert client.received() == [asap.EndpointKeepAlive(SERVER, b"echo", pe_identifier=7)]
     client.send(asap.EndpointKeepAliveAck(b"echo", 7))
     clock.advance(2.5)
     assert server.registrar.handlespace.get(b"echo", 7) is not None
@@ -155,3 +155,22 @@ def test_stop_service_closes_connections() -> None:
     server.stopService()
     assert not client.transport.connected
     assert clock.getDelayedCalls() == [] or all(not c.active() for c in clock.getDelayedCalls())
+
+
+def test_admin_summary_leaves_out_the_pool_elements() -> None:
+    """/summary gives sizes and counters without listing PEs."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from twisted_rserpool.enrp.admin import StatusResource
+
+    clock = Clock()
+    server = make_server(clock, secure=False)
+    client = Client(server)
+    client.send(registration())
+    request = DummyRequest([b"summary"])
+    document = json.loads(StatusResource(server).render_GET(request))  # type: ignore[arg-type]
+    assert document["pool_element_count"] == 1
+    assert document["pool_count"] == 1
+    assert "pools" not in document
+    request = DummyRequest([b""])
+    assert len(json.loads(StatusResource(server).render_GET(request))["pools"]) == 1  # type: ignore[arg-type]

@@ -3,7 +3,9 @@
 ``GET /`` (or ``/status``) answers with the server identifier and mode, every pool with its
 PEs (home ENRP server, identity that registered it, transports, policy, expiry), the ENRP
 peers, the open connections with their security, and the counters of refusals and
-rate-limit drops. Serve it on loopback only (``--admin tcp:8864:interface=127.0.0.1``).
+rate-limit drops. ``GET /summary`` leaves out the pools, PEs and connections (cheap with
+many thousands of PEs). Serve it on loopback only
+(``--admin tcp:8864:interface=127.0.0.1``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ def _element(entry: PoolElementEntry) -> dict[str, Any]:
     }
 
 
+def summary(server: ENRPServer) -> dict[str, Any]:
+    """Identifier, mode, sizes and counters: what stays cheap however large the handlespace."""
+    registrar = server.registrar
+    handlespace = registrar.handlespace
+    return {
+        "server_identifier": f"0x{server.serverIdentifier:08x}",
+        "secure": registrar.config.secure,
+        "pool_count": sum(1 for _ in handlespace.pools()),
+        "pool_element_count": len(handlespace),
+        "connection_count": len(registrar.connections),
+        "counters": dict(sorted(registrar.counters.items())),
+    }
+
+
 def status(server: ENRPServer) -> dict[str, Any]:
     """Everything the admin interface shows, as plain JSON-ready values."""
     registrar = server.registrar
@@ -111,7 +127,11 @@ class StatusResource(Resource):
     def render_GET(self, request: Request) -> bytes:
         """The status document."""
         request.setHeader(b"content-type", b"application/json")  # type: ignore[no-untyped-call]
-        return json.dumps(status(self.enrpServer), indent=2).encode("utf-8") + b"\n"
+        if request.postpath and request.postpath[0] == b"summary":
+            document = summary(self.enrpServer)
+        else:
+            document = status(self.enrpServer)
+        return json.dumps(document, indent=2).encode("utf-8") + b"\n"
 
 
 def adminSite(server: ENRPServer) -> Site:

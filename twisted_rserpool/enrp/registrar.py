@@ -687,7 +687,10 @@ class Registrar:
             return False
         self._send(
             registered.connection,
-            asap.EndpointKeepAlive(self.config.server_identifier, key[0], home=False),
+            # The PE identifier (as RSPLIB sends it) says which PE of the pool is asked.
+            asap.EndpointKeepAlive(
+                self.config.server_identifier, key[0], home=False, pe_identifier=key[1]
+            ),
         )
         self.handlespace.keep_alive_sent(
             key[0], key[1], now=now, timeout=self.config.keep_alive_timeout
