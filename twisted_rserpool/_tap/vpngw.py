@@ -6,7 +6,9 @@ configuration that connects to it.
 
 Redirects (RFC 5685): ``--redirect-to`` lists the gateways clients are sent to, and
 ``--redirect-always``, ``--redirect-max-sas``, ``--redirect-max-load``, ``--anycast`` and
-``--drain`` say when; ``--admin`` serves status and commands as JSON over HTTP.
+``--drain`` say when; ``--admin`` serves status and commands as JSON over HTTP. With
+``--pool`` the gateway registers itself as a pool element of an RSerPool pool (its load as
+the Least Used value), and ``--redirect-pool`` takes the targets from such a pool.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from typing import Any
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool.asap.element import PoolElement
+from twisted_rserpool.asap.user import PoolUser
 from twisted_rserpool.ike.config import (
     DEFAULT_CHILD_SUITES,
     DEFAULT_IKE_SUITES,
@@ -36,7 +41,14 @@ from twisted_rserpool.ike.proposals import (
     parse_child_suites,
     parse_ike_suites,
 )
-from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
+from twisted_rserpool.ike.redirect import (
+    IGatewaySource,
+    RedirectPolicy,
+    StaticGateways,
+    parse_gateway,
+)
+from twisted_rserpool.ike.redirect_pool import GatewayRegistration, PoolGateways
+from twisted_rserpool.wire.parameters import LeastUsedPolicy
 
 __all__ = ["Options", "makeService"]
 
@@ -267,6 +279,34 @@ class Options(usage.Options):
             _positive_float,
         ],
         [
+            "pool",
+            None,
+            None,
+            "Register this gateway as a pool element of this RSerPool pool handle, with its "
+            "share of --max-sas as the Least Used load (kept current); needs --pool-enrp.",
+        ],
+        [
+            "pool-transport",
+            None,
+            None,
+            "Listen endpoint of the pool element's user transport, whose address the ENRP "
+            "server lists. Default: tcp:0:interface=<first --listen address>.",
+        ],
+        [
+            "redirect-pool",
+            None,
+            None,
+            "Redirect to the least loaded gateway of this RSerPool pool (resolved through "
+            "the ASAP pool user at --redirect-pool-enrp) instead of a --redirect-to list.",
+        ],
+        [
+            "pool-interval",
+            None,
+            1.0,
+            "Seconds between load updates of --pool and resolutions of --redirect-pool.",
+            _positive_float,
+        ],
+        [
             "admin",
             None,
             None,
@@ -274,6 +314,21 @@ class Options(usage.Options):
             "targets), such as tcp:8500:interface=127.0.0.1.",
         ],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self["pool-enrp"] = []
+        self["redirect-pool-enrp"] = []
+
+    def opt_pool_enrp(self, endpoint: str) -> None:
+        """ENRP server of the --pool registration, as a client endpoint string such as
+        tlspsk:host=127.0.0.1:port=3864:identity=gw1:pskFile=gw1.psk (repeatable)."""
+        self["pool-enrp"].append(endpoint)
+
+    def opt_redirect_pool_enrp(self, endpoint: str) -> None:
+        """ENRP server that resolves --redirect-pool, such as
+        tlspsk:host=127.0.0.1:port=3864:caCertificate=enrp.pem (repeatable)."""
+        self["redirect-pool-enrp"].append(endpoint)
 
     def postOptions(self) -> None:
         """Check and convert the options."""
@@ -325,8 +380,15 @@ class Options(usage.Options):
             or self["redirect-max-load"] is not None
             or self["anycast_addresses"]
         )
-        if wants_policy and not self["targets"][0] and self["unicast_gateway"] is None:
+        if self["redirect-pool"] is not None:
+            if self["targets"][0]:
+                raise usage.UsageError("give --redirect-to or --redirect-pool, not both")
+            if not self["redirect-pool-enrp"]:
+                raise usage.UsageError("--redirect-pool needs --redirect-pool-enrp")
+        elif wants_policy and not self["targets"][0] and self["unicast_gateway"] is None:
             raise usage.UsageError("redirect rules need --redirect-to gateways")
+        if self["pool"] is not None and not self["pool-enrp"]:
+            raise usage.UsageError("--pool needs --pool-enrp")
         self["generated_psk"] = None
         if self["secrets"] is None:
             psk = secrets.token_urlsafe(24)
@@ -358,13 +420,20 @@ def _connect_hint(options: Options) -> str:
     return "\n".join(lines)
 
 
-def makePolicy(options: Options, load: Any) -> RedirectPolicy | None:
+def makePolicy(
+    options: Options, load: Any, source: IGatewaySource | None = None
+) -> RedirectPolicy | None:
     """The redirect policy the options describe (None: never redirect)."""
     gateways, weights = options["targets"]
-    if not gateways and options["unicast_gateway"] is None and not options["admin"]:
+    if (
+        source is None
+        and not gateways
+        and options["unicast_gateway"] is None
+        and not options["admin"]
+    ):
         return None
     policy = RedirectPolicy(
-        StaticGateways(gateways, weights),
+        source if source is not None else StaticGateways(gateways, weights),
         always=options["redirect-always"],
         max_ike_sas=options["redirect-max-sas"],
         max_load=options["redirect-max-load"],
@@ -406,7 +475,28 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         limit: int = options["max-sas"]
         return sum(len(p.endpoint) for p in protocols) / max(1, limit)
 
-    policy = makePolicy(options, load)
+    source: PoolGateways | None = None
+    if options["redirect-pool"] is not None:
+        user = PoolUser(options["redirect-pool-enrp"], reactor=reactor)
+        source = PoolGateways(
+            user, options["redirect-pool"].encode(), reactor, options["pool-interval"]
+        )
+        source.setServiceParent(service)  # type: ignore[no-untyped-call]
+    if options["pool"] is not None:
+        transport = options["pool-transport"] or f"tcp:0:interface={options['addresses'][0]}"
+        element = PoolElement(
+            options["pool"].encode(),
+            Factory.forProtocol(Protocol),
+            options["pool-enrp"],
+            transport,
+            policy=LeastUsedPolicy(0),
+            registrationLife=30,
+            reactor=reactor,
+        )
+        GatewayRegistration(element, load, reactor, options["pool-interval"]).setServiceParent(
+            service
+        )  # type: ignore[no-untyped-call]
+    policy = makePolicy(options, load, source)
     for address in options["addresses"]:
         endpoint = IkeEndpoint(config, (address, options["port"]), redirect_policy=policy)
         protocol = IkeGatewayProtocol(endpoint, reactor)

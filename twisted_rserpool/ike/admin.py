@@ -73,7 +73,14 @@ def gatewayStatus(
             }
         )
     source = policy.source if policy is not None else None
+    listed = getattr(source, "listed", None)
+    pool = (
+        [{"address": str(g.address), "pe": g.pe_identifier, "load": g.load} for g in listed]
+        if listed is not None
+        else None
+    )
     return {
+        "pool": pool,
         "ike_sas": total,
         "load": load() if load is not None else total,
         "draining": policy.draining if policy is not None else False,
