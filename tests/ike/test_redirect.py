@@ -573,3 +573,35 @@ def test_rekeyed_sa_keeps_redirect_state() -> None:
     assert gw_b.redirect(gw_sa.local_spi, IPv4Address("127.0.0.4"), 2.0)
     net.pump(2.0)
     assert established(net, CL)[-1].peer_address == C
+
+
+def test_quick_scan_matches_full_decoding() -> None:
+    """The redirector's header walk accepts exactly the plain first contacts (SA, KE, a
+    valid Ni, REDIRECT_SUPPORTED) and leaves everything else to the full decoder, which
+    answers the same redirect."""
+    from twisted_rserpool.ike.endpoint import _scan_for_redirect
+
+    net = Net()
+    net.client.initiate(A, 0.0)
+    ((data, _),) = net.client.datagrams_to_send()
+    nonce = decode_message(data).find(NoncePayload)
+    assert nonce is not None and _scan_for_redirect(data) == nonce.data
+    assert _scan_for_redirect(data[:-1]) is None
+    assert _scan_for_redirect(data[:24] + (len(data) + 4).to_bytes(4, "big") + data[28:]) is None
+    quiet = Net(config("client@test", follow_redirects=False))
+    quiet.client.initiate(A, 0.0)
+    ((plain, _),) = quiet.client.datagrams_to_send()
+    assert _scan_for_redirect(plain) is None
+    answers = []
+    for cookie_threshold in (50, 0):  # 0: cookies on, so the full path runs
+        gw = IkeEndpoint(
+            config("gw@test", cookie_threshold=cookie_threshold),
+            A,
+            redirect_policy=static("127.0.0.3", always=True),
+            cookie_secret=b"k" * 32,
+        )
+        gw.receive_datagram(data, CL, 0.0)
+        ((answer, _),) = gw.datagrams_to_send()
+        answers.append(decode_message(answer))
+    assert answers[0].notify(NotifyType.REDIRECT) is not None
+    assert answers[1].notify(NotifyType.COOKIE) is not None

@@ -35,6 +35,7 @@ from twisted_rserpool.ike.constants import (
     NON_ESP_MARKER,
     ExchangeType,
     NotifyType,
+    PayloadType,
 )
 from twisted_rserpool.ike.errors import InvalidIkeMessage
 from twisted_rserpool.ike.events import ClientRedirected, IkeEvent
@@ -444,6 +445,23 @@ class IkeEndpoint:
             else:
                 self._drop("second IKE_SA_INIT for a known SPIi", address)
             return
+        config = self.config
+        decided = False
+        if (
+            self.redirect_policy is not None
+            and self._half_open < config.cookie_threshold
+            and header.message_id == 0
+        ):
+            ni = _scan_for_redirect(data)
+            if ni is not None:
+                # A first contact that offers redirects: decided without decoding the SA.
+                decided = True
+                decision = self.redirect_policy.decide(
+                    RedirectRequest("IKE_SA_INIT", address, self.local_address, len(self._sas), now)
+                )
+                if decision is not None:
+                    self._send_init_redirect(header, address, decision, ni)
+                    return
         try:
             message = decode_message(data)
         except InvalidIkeMessage as e:
@@ -461,7 +479,6 @@ class IkeEndpoint:
             self._answer_init(header, address, NotifyType.INVALID_SYNTAX)
             self._drop("IKE_SA_INIT without SA, KE or a valid Ni", address)
             return
-        config = self.config
         redirected_from = message.notify(NotifyType.REDIRECTED_FROM)
         supported = (
             message.notify(NotifyType.REDIRECT_SUPPORTED) is not None or redirected_from is not None
@@ -512,7 +529,7 @@ class IkeEndpoint:
                 peer=address,
                 origin=str(origin),
             )
-        if supported and self.redirect_policy is not None:
+        if supported and self.redirect_policy is not None and not decided:
             decision = self.redirect_policy.decide(
                 RedirectRequest(
                     "IKE_SA_INIT",
@@ -591,9 +608,57 @@ class IkeEndpoint:
                 address, decision.gateway, decision.reason, "IKE_SA_INIT", header.spi_i, _ZERO_SPI
             )
         )
-        self.log.debug(
-            "redirected {peer} to {gateway} ({reason})",
-            peer=address,
-            gateway=str(decision.gateway),
-            reason=decision.reason,
-        )
+
+
+_SCANNED = frozenset(
+    (
+        PayloadType.SA,
+        PayloadType.KE,
+        PayloadType.NONCE,
+        PayloadType.NOTIFY,
+        PayloadType.VENDOR_ID,
+        PayloadType.CERTREQ,
+    )
+)
+
+
+def _scan_for_redirect(data: bytes) -> bytes | None:
+    """Ni of an IKE_SA_INIT request that carries SA, KE, a valid Ni and
+    N(REDIRECT_SUPPORTED), but no N(REDIRECTED_FROM) and no COOKIE; None otherwise.
+
+    A walk over the generic payload headers only (the SA payload is not decoded): the cheap
+    first step of a redirecting gateway. Anything unusual returns None and the request
+    takes the full path.
+    """
+    next_type = data[16]
+    offset = 28
+    end = len(data)
+    if int.from_bytes(data[24:28], "big") != end:
+        return None
+    nonce: bytes | None = None
+    seen_sa = seen_ke = supported = False
+    while next_type != PayloadType.NO_NEXT_PAYLOAD:
+        if next_type not in _SCANNED or offset + 4 > end:
+            return None
+        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
+        if length < 4 or offset + length > end:
+            return None
+        if next_type == PayloadType.SA:
+            seen_sa = True
+        elif next_type == PayloadType.KE:
+            seen_ke = True
+        elif next_type == PayloadType.NONCE:
+            nonce = data[offset + 4 : offset + length]
+        elif next_type == PayloadType.NOTIFY:
+            if length < 8:
+                return None
+            kind = int.from_bytes(data[offset + 6 : offset + 8], "big")
+            if kind == NotifyType.REDIRECT_SUPPORTED:
+                supported = True
+            elif kind in (NotifyType.REDIRECTED_FROM, NotifyType.COOKIE):
+                return None
+        next_type = data[offset]
+        offset += length
+    if offset != end or not (seen_sa and seen_ke and supported) or nonce is None:
+        return None
+    return nonce if 16 <= len(nonce) <= 256 else None
