@@ -5,6 +5,7 @@
   IKE SA with our gateway B (which sees REDIRECTED_FROM A), and is then moved from B to our
   gateway C by a gateway-initiated redirect ordered through B's admin interface; tshark,
   capturing on lo, decodes the REDIRECT and REDIRECTED_FROM notifies of IKE_SA_INIT.
+- Our gateway redirects a strongSwan initiator in IKE_AUTH (strongSwan accepts it).
 - Our initiator is moved from a strongSwan gateway to our gateway C by
   ``swanctl --redirect``; it builds the new IKE SA before deleting the old one and reports
   the move to its failover observer.
@@ -238,6 +239,36 @@ def test_strongswan_redirected_in_init_then_moved_by_admin(
     assert "REDIRECT_SUPPORTED (16406)" in decoded
     assert f"Original Responder Gateway Identity (IPv4): {a}" in decoded
     assert f"Original Responder Gateway Identity (IPv4): {b}" in decoded
+
+
+def test_strongswan_redirected_in_ike_auth(tmp_path: Path, gateways: list[VpnGw]) -> None:
+    """Our gateway A redirects a strongSwan initiator in IKE_AUTH, after authenticating it:
+    the response is IDr, AUTH, N(REDIRECT) (no CHILD_SA); strongSwan verifies A's AUTH and
+    accepts the redirect to B. (strongSwan 5.9.8 then starts the IKE SA with B but sends
+    nothing: its IKE_AUTH redirect stalls, so B is not reached.) A deletes the redirected
+    SA after --redirect-delete-timeout and counts the redirect."""
+    require_strongswan()
+    a, b = loopback_hosts(("127.0.0.2", "127.0.0.3"))
+    port = free_tcp_port()
+    listen = f"tcp:{port}:interface=127.0.0.1"
+    gw_a = VpnGw(
+        tmp_path, a, "--redirect-to", b, "--redirect-always", "--redirect-in-auth",
+        "--redirect-delete-timeout", "1", "--admin", listen,
+    )  # fmt: skip
+    gateways.append(gw_a)
+    gw_a.wait_for_log("IKEv2 on udp")
+    with running(Charon(initiator_conf(a, "x25519", childless=True, dpd=False))) as charon:
+        charon.swanctl("--initiate", "--ike", "ini", "--timeout", "3", check=False)
+        log = charon.wait_for_log(f"redirected to {b}")
+        assert "parsed IKE_AUTH response 1 [ IDr AUTH N(REDIR) ]" in log, log
+        assert "authentication of 'gw@test' with pre-shared key successful" in log
+        gw_a.wait_for_log("redirecting authenticated client client@test")
+        gw_a.wait_for_log("deleting IKE SA")
+        deadline = time.monotonic() + 10
+        while (status := admin(port, "/status"))["ike_sas"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert status["ike_sas"] == 0 and status["redirects"] == {"static": 1}
+        assert "CHILD_SA" not in gw_a.log
 
 
 def test_our_initiator_moved_by_strongswan_gateway(tmp_path: Path, gateways: list[VpnGw]) -> None:

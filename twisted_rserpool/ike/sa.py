@@ -400,7 +400,19 @@ class IkeSa:
                 spi_r=self.spi_r.hex(),
                 peer=self.peer_address,
             )
-            self.delete(now)
+            # The client has moved on (or will not): one Delete, no waiting for its answer.
+            message_id = self._next_message_id
+            self._next_message_id += 1
+            data = self._seal(
+                ExchangeType.INFORMATIONAL, message_id, False, [DeletePayload.ike_sa()]
+            )
+            self.host.send(data, self.peer_address)
+            self._close(
+                IkeSaDeleted(
+                    self.spi_i, self.spi_r, self.initiator, self.peer_address, "redirected"
+                )
+            )
+            return
         self.host.reschedule(self)
 
     def _give_up(self, now: float) -> None:
