@@ -163,8 +163,8 @@ class Capture:
         )
         return result.stdout + result.stderr + self.errors.read_text()
 
-    def stop(self) -> str:
-        """Stop capturing; the verbose decode of the ISAKMP packets."""
+    def stop(self, *options: str) -> str:
+        """Stop capturing; the verbose decode of the ISAKMP packets (tshark ``options``)."""
         if self.process.poll() is None:
             self.sync()
             self.process.send_signal(signal.SIGINT)
@@ -174,7 +174,7 @@ class Capture:
                 self.process.kill()
                 self.process.wait(timeout=5)
         result = subprocess.run(
-            [self.tshark, "-r", str(self.path), "-V", "-Y", "isakmp"],
+            [self.tshark, "-r", str(self.path), "-V", "-Y", "isakmp", *options],
             capture_output=True,
             text=True,
             timeout=60,
@@ -183,13 +183,45 @@ class Capture:
         return result.stdout
 
 
+def decryption_row(sas: str, log: str) -> str:
+    """tshark's ikev2_decryption_table row for charon's first IKE SA (keys logged at
+    ike = 4, SPIs from ``swanctl --list-sas``)."""
+    spis = re.search(r"([0-9a-f]{16})_i\*? ([0-9a-f]{16})_r", sas)
+    assert spis is not None, sas
+    keys = {}
+    lines = log.splitlines()
+    for name in ("Sk_ei", "Sk_er", "Sk_ai", "Sk_ar"):
+        start = next(i for i, line in enumerate(lines) if f"{name} secret =>" in line)
+        size = int(lines[start].split("=> ")[1].split()[0])
+        octets = ""
+        for line in lines[start + 1 :]:
+            match = re.search(r"\s+\d+: ((?:[0-9A-F]{2} ){1,16})", line)
+            if match is None or len(octets) >= 2 * size:
+                break
+            octets += match.group(1).replace(" ", "")
+        keys[name] = octets[: 2 * size].lower()
+    return ",".join(
+        [
+            spis.group(1),
+            spis.group(2),
+            keys["Sk_ei"],
+            keys["Sk_er"],
+            '"AES-CBC-128 [RFC3602]"',
+            keys["Sk_ai"],
+            keys["Sk_ar"],
+            '"HMAC_SHA2_256_128 [RFC4868]"',
+        ]
+    )
+
+
 def test_strongswan_redirected_in_init_then_moved_by_admin(
     tmp_path: Path, gateways: list[VpnGw]
 ) -> None:
     """strongSwan, redirected by A in IKE_SA_INIT (N(REDIRECT, B, Ni), checked by
     strongSwan), establishes with B, which logs REDIRECTED_FROM A; B's admin command moves
     it to C with a protected INFORMATIONAL redirect; strongSwan builds the SA with C (which
-    sees REDIRECTED_FROM B) and deletes the one with B. tshark decodes the notifies."""
+    sees REDIRECTED_FROM B) and deletes the one with B. tshark decodes the notifies, the
+    INFORMATIONAL one decrypted with the keys charon logs."""
     require_strongswan()
     tshark = requireTool("tshark")
     a, b, c = loopback_hosts()
@@ -201,12 +233,14 @@ def test_strongswan_redirected_in_init_then_moved_by_admin(
     gw_a, gw_b, gw_c = gateways
     for gw in gateways:
         gw.wait_for_log("IKEv2 on udp")
+    row = ""
     capture = Capture(tshark, tmp_path / "redirect.pcapng", [a, b, c])
     try:
         conf = initiator_conf(a, "x25519", childless=True, dpd=False)
-        with running(Charon(conf)) as charon:
+        with running(Charon(conf, ike_level=4)) as charon:
             out = charon.swanctl("--initiate", "--ike", "ini", "--timeout", "10")
             assert "initiate completed successfully" in out
+            row = decryption_row(charon.swanctl("--list-sas"), charon.log)
             log = charon.wait_for_log(f"redirected to {b}")
             assert "parsed IKE_SA_INIT response 0 [ N(REDIR) ]" in log
             assert "N(REDIR_SUP) ]" in log and "N(REDIR_FROM) ]" in log
@@ -229,10 +263,14 @@ def test_strongswan_redirected_in_init_then_moved_by_admin(
             sas = charon.swanctl("--list-sas")
             assert c in sas and f"{b}[" not in sas
     finally:
-        decoded = capture.stop()
+        decoded = capture.stop(*(["-o", f"uat:ikev2_decryption_table:{row}"] if row else []))
     redirects = [block for block in decoded.split("\nFrame ") if "REDIRECT (16407)" in block]
-    assert len(redirects) == 1, decoded[-3000:] + capture.summary()
-    (redirect,) = redirects
+    assert len(redirects) == 2, decoded[-3000:] + capture.summary()
+    redirect, informational = redirects
+    assert "Exchange type: INFORMATIONAL (37)" in informational
+    assert "Decrypted Data" in informational and "incorrect" not in informational
+    assert f"New Responder Gateway Identity (IPv4): {c}" in informational
+    assert "Redirect Nonce Data" not in informational
     assert f"New Responder Gateway Identity (IPv4): {b}" in redirect
     nonces = re.findall(r"Nonce DATA: ([0-9a-f]{32,})", decoded)
     assert nonces and f"Redirect Nonce Data: {nonces[0]}" in redirect
