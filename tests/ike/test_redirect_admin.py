@@ -160,3 +160,33 @@ def test_admin_errors(path: str, body: Any) -> None:
     _net, admin, _policy = admin_net()
     code, answer = request(admin, "POST", path, body)
     assert code in (400, 404) and "error" in answer
+
+
+def test_pool_options() -> None:
+    """--pool registers through every --pool-enrp; --redirect-pool takes the targets from
+    the pool through --redirect-pool-enrp; both build their services."""
+    from twisted_rserpool.ike.redirect_pool import (
+        GatewayRegistration,
+        PoolGateways,
+    )
+
+    options = parse(
+        "--listen", "127.0.0.5", "--pool", "vpngw", "--pool-enrp", "tcp:host=127.0.0.1:port=1",
+        "--pool-enrp", "tcp:host=127.0.0.1:port=2", "--redirect-pool", "vpngw",
+        "--redirect-pool-enrp", "tcp:host=127.0.0.1:port=3", "--redirect-max-sas", "5",
+    )  # fmt: skip
+    assert options["pool-enrp"] == ["tcp:host=127.0.0.1:port=1", "tcp:host=127.0.0.1:port=2"]
+    service = vpngw.makeService(options, FakeReactor())
+    children = list(service)  # type: ignore[call-overload]
+    (source,) = [c for c in children if isinstance(c, PoolGateways)]
+    (registration,) = [c for c in children if isinstance(c, GatewayRegistration)]
+    assert source.poolHandle == b"vpngw" and registration.element.poolHandle == b"vpngw"
+    (udp,) = [c for c in children if hasattr(c, "protocol")]
+    assert udp.protocol.endpoint.redirect_policy.source is source
+    for bad in (
+        ("--pool", "vpngw"),
+        ("--redirect-pool", "vpngw"),
+        ("--redirect-pool", "p", "--redirect-pool-enrp", "tcp:h:1", "--redirect-to", "1.2.3.4"),
+    ):
+        with pytest.raises(usage.UsageError):
+            parse(*bad)

@@ -315,23 +315,20 @@ class Options(usage.Options):
         ],
     ]
 
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self["pool-enrp"] = []
-        self["redirect-pool-enrp"] = []
-
     def opt_pool_enrp(self, endpoint: str) -> None:
         """ENRP server of the --pool registration, as a client endpoint string such as
         tlspsk:host=127.0.0.1:port=3864:identity=gw1:pskFile=gw1.psk (repeatable)."""
-        self["pool-enrp"].append(endpoint)
+        self.setdefault("pool-enrp", []).append(endpoint)
 
     def opt_redirect_pool_enrp(self, endpoint: str) -> None:
         """ENRP server that resolves --redirect-pool, such as
         tlspsk:host=127.0.0.1:port=3864:caCertificate=enrp.pem (repeatable)."""
-        self["redirect-pool-enrp"].append(endpoint)
+        self.setdefault("redirect-pool-enrp", []).append(endpoint)
 
     def postOptions(self) -> None:
         """Check and convert the options."""
+        self.setdefault("pool-enrp", [])
+        self.setdefault("redirect-pool-enrp", [])
         addresses = [a.strip() for a in self["listen"].split(",") if a.strip()]
         for address in addresses:
             try:
