@@ -553,6 +553,8 @@ def test_static_round_robin_and_weights() -> None:
     assert picks.count("10.0.0.1") == 6 and picks.count("10.0.0.2") == 2
     assert picks[:4] != ["10.0.0.1"] * 4 or picks[4:] != ["10.0.0.2"] * 4
     assert StaticGateways([]).pick([]) is None
+    six = StaticGateways([parse_gateway("2001:db8::3"), parse_gateway("10.0.0.1")])
+    assert str(six.pick(["2001:0db8:0:0::3"])) == "10.0.0.1"
     with pytest.raises(ValueError):
         StaticGateways([parse_gateway("10.0.0.1")], [0])
     with pytest.raises(ValueError):

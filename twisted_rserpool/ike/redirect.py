@@ -58,12 +58,14 @@ def format_gateway(gateway: GatewayIdentity) -> str:
 
 def same_gateway(gateway: GatewayIdentity, host: str) -> bool:
     """Whether ``gateway`` names the address ``host``."""
-    if isinstance(gateway, IPv4Address | IPv6Address):
+    if str(gateway) == host:
+        return True
+    if isinstance(gateway, IPv6Address) and ":" in host:  # IPv6 has many spellings
         try:
             return gateway == ipaddress.ip_address(host)
         except ValueError:
             return False
-    return gateway == host
+    return False
 
 
 @dataclass(frozen=True)
