@@ -402,7 +402,9 @@ def test_informational_redirect_retransmitted() -> None:
     net.client.initiate(B, 0.0)
     net.pump()
     (gw_sa,) = list(gw_b)
-    gw_b.redirect(gw_sa.local_spi, IPv4Address("127.0.0.4"), 1.0)
+    assert gw_b.redirect(gw_sa.local_spi, IPv4Address("127.0.0.4"), 1.0)
+    assert not gw_b.redirect(gw_sa.local_spi, IPv4Address("127.0.0.4"), 1.0)  # only once
+    assert gw_b.redirect_all(None, 1.0) == 0
     net.pump(1.0, lambda s, d, data: None if s == B else data)
     net.tick(3.5)
     sent = [

@@ -861,9 +861,14 @@ class IkeSa:
 
         The request is retransmitted until answered; the SA is deleted after
         ``redirect_delete_timeout`` unless the client deletes it first. False when the SA is
-        not established or the client never offered to be redirected.
+        not established, the client never offered to be redirected, or it is being redirected.
         """
-        if self.state != State.ESTABLISHED or self.client or not self.redirect_supported:
+        if (
+            self.state != State.ESTABLISHED
+            or self.client
+            or not self.redirect_supported
+            or self.redirect_delete_at is not None
+        ):
             return False
         self._request("redirect", ExchangeType.INFORMATIONAL, (redirect_notify(gateway),), now)
         self.redirect_delete_at = now + self.config.redirect_delete_timeout
