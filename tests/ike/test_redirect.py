@@ -609,3 +609,21 @@ def test_quick_scan_matches_full_decoding() -> None:
         answers.append(decode_message(answer))
     assert answers[0].notify(NotifyType.REDIRECT) is not None
     assert answers[1].notify(NotifyType.COOKIE) is not None
+
+
+@pytest.mark.parametrize("target", ["127.0.0.3", "2001:db8::3", "vpn3.example.org"])
+def test_init_redirect_octets(target: str) -> None:
+    """The directly built IKE_SA_INIT redirect equals the codec's encoding of the message."""
+    from twisted_rserpool.ike.endpoint import init_redirect_response
+
+    spi, nonce = bytes(range(8)), bytes(range(32))
+    expected = IkeMessage(
+        spi,
+        bytes(8),
+        ExchangeType.IKE_SA_INIT,
+        0,
+        (redirect_notify(parse_gateway(target), nonce),),
+        initiator=False,
+        response=True,
+    ).encode()
+    assert init_redirect_response(spi, parse_gateway(target), nonce) == expected

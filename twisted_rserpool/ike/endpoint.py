@@ -591,23 +591,36 @@ class IkeEndpoint:
     ) -> None:
         """HDR(SPIi, 0), N(REDIRECT, gateway, Ni): the stateless IKE_SA_INIT redirect."""
         self.redirects[decision.reason] += 1
-        self.send(
-            IkeMessage(
-                header.spi_i,
-                _ZERO_SPI,
-                ExchangeType.IKE_SA_INIT,
-                header.message_id,
-                (redirect_notify(decision.gateway, nonce),),
-                initiator=False,
-                response=True,
-            ).encode(),
-            address,
-        )
+        self.send(init_redirect_response(header.spi_i, decision.gateway, nonce), address)
         self.emit(
             ClientRedirected(
                 address, decision.gateway, decision.reason, "IKE_SA_INIT", header.spi_i, _ZERO_SPI
             )
         )
+
+
+def init_redirect_response(spi_i: bytes, gateway: GatewayIdentity, nonce: bytes) -> bytes:
+    """The octets of HDR(SPIi, 0, IKE_SA_INIT response, ID 0), N(REDIRECT, gateway, Ni).
+
+    Built directly (it is the whole per-request work of a redirector); equal to encoding
+    the same ``IkeMessage``.
+    """
+    data = redirect_notify(gateway, nonce).data
+    length = 28 + 8 + len(data)
+    return b"".join(
+        (
+            spi_i,
+            _ZERO_SPI,
+            bytes((PayloadType.NOTIFY, 0x20, ExchangeType.IKE_SA_INIT, 0x20)),
+            bytes(4),
+            length.to_bytes(4, "big"),
+            bytes((0, 0)),
+            (8 + len(data)).to_bytes(2, "big"),
+            bytes((0, 0)),
+            NotifyType.REDIRECT.to_bytes(2, "big"),
+            data,
+        )
+    )
 
 
 _SCANNED = frozenset(
