@@ -560,51 +560,42 @@ def _decode_auth(body: bytes, critical: bool, limits: DecodeLimits) -> Authentic
 
 
 @dataclass(frozen=True, slots=True)
-class NoncePayload(_PayloadBase):
+class _OpaquePayload(_PayloadBase):
+    """Shared shape of the payloads whose body is one opaque octet string."""
+
+    data: bytes
+    critical: bool = False
+
+    def encode_body(self) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True, slots=True)
+class NoncePayload(_OpaquePayload):
     """Ni or Nr: the nonce (RFC 7296 section 3.9; 16 to 256 octets, checked by the SA layer)."""
 
     payload_type: ClassVar[PayloadType] = PayloadType.NONCE
-    data: bytes
-    critical: bool = False
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-
-def _decode_nonce(body: bytes, critical: bool, limits: DecodeLimits) -> NoncePayload:
-    return NoncePayload(body, critical)
 
 
 @dataclass(frozen=True, slots=True)
-class VendorIdPayload(_PayloadBase):
+class VendorIdPayload(_OpaquePayload):
     """V: an opaque vendor identifier (RFC 7296 section 3.12)."""
 
     payload_type: ClassVar[PayloadType] = PayloadType.VENDOR_ID
-    data: bytes
-    critical: bool = False
-
-    def encode_body(self) -> bytes:
-        return self.data
-
-
-def _decode_vendor(body: bytes, critical: bool, limits: DecodeLimits) -> VendorIdPayload:
-    return VendorIdPayload(body, critical)
 
 
 @dataclass(frozen=True, slots=True)
-class EapPayload(_PayloadBase):
+class EapPayload(_OpaquePayload):
     """EAP: one opaque EAP message (RFC 7296 section 3.16)."""
 
     payload_type: ClassVar[PayloadType] = PayloadType.EAP
-    data: bytes
-    critical: bool = False
-
-    def encode_body(self) -> bytes:
-        return self.data
 
 
-def _decode_eap(body: bytes, critical: bool, limits: DecodeLimits) -> EapPayload:
-    return EapPayload(body, critical)
+def _decode_opaque(cls: type[_OpaquePayload]) -> Callable[[bytes, bool, DecodeLimits], Payload]:
+    def decode(body: bytes, critical: bool, limits: DecodeLimits) -> Payload:
+        return cls(body, critical)  # type: ignore[return-value]
+
+    return decode
 
 
 # --- Notify and Delete (RFC 7296 sections 3.10, 3.11) --------------------------------------
@@ -1030,14 +1021,14 @@ _DECODERS: dict[int, _Decoder] = {
     PayloadType.CERT: _decode_cert,
     PayloadType.CERTREQ: _decode_certreq,
     PayloadType.AUTH: _decode_auth,
-    PayloadType.NONCE: _decode_nonce,
+    PayloadType.NONCE: _decode_opaque(NoncePayload),
     PayloadType.NOTIFY: _decode_notify,
     PayloadType.DELETE: _decode_delete,
-    PayloadType.VENDOR_ID: _decode_vendor,
+    PayloadType.VENDOR_ID: _decode_opaque(VendorIdPayload),
     PayloadType.TSI: _decode_tsi,
     PayloadType.TSR: _decode_tsr,
     PayloadType.CP: _decode_cp,
-    PayloadType.EAP: _decode_eap,
+    PayloadType.EAP: _decode_opaque(EapPayload),
 }
 
 _LAST_ONLY = (PayloadType.SK, PayloadType.SKF)
