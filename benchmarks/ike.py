@@ -66,24 +66,24 @@ Address = tuple[str, int]
 
 
 class VpnGw:
-    """``twistd -n vpngw`` with limits raised, in a subprocess."""
+    """``twistd -n vpngw`` with limits raised, in a subprocess; ``extra`` adds options."""
 
     name = "vpngw"
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, host: str = GATEWAY_HOST, *extra: str) -> None:
         self.port = free_udp_port()
         secrets = tmp / "secrets"
         secrets.write_text(f'* : "{PSK}"\n')
-        self.logfile = tmp / "vpngw.log"
+        self.logfile = tmp / f"vpngw-{host}.log"
         twistd = Path(sys.executable).parent / "twistd"
         self.process = subprocess.Popen(
             [
                 str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw",
-                "--listen", GATEWAY_HOST, "--port", str(self.port), "--secrets", str(secrets),
+                "--listen", host, "--port", str(self.port), "--secrets", str(secrets),
                 "--identity", "gw@bench",
                 "--proposals", "aes128-sha256-x25519, aes128-sha256-modp2048",
                 "--cookie-threshold", "10000000", "--max-sas", "10000000",
-                "--max-half-open", "10000000", "--half-open-timeout", "30",
+                "--max-half-open", "10000000", "--half-open-timeout", "30", *extra,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -94,7 +94,7 @@ class VpnGw:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError("vpngw did not start")
             time.sleep(0.05)
-        self.address = (GATEWAY_HOST, self.port)
+        self.address = (host, self.port)
         self.pid = self.process.pid
 
     def stop(self) -> None:

@@ -28,14 +28,12 @@ import os
 import platform
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.ike import PSK, StrongSwan, cpu_seconds, framed
-from tests.interop.charon import free_udp_port
+from benchmarks.ike import PSK, StrongSwan, VpnGw, cpu_seconds, framed
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
 from twisted_rserpool.ike.crypto import DH_GROUPS
@@ -57,45 +55,8 @@ TARGET = "127.0.0.63"
 Address = tuple[str, int]
 
 
-class Gateway:
-    """``twistd -n vpngw`` (limits raised) in a subprocess; ``extra`` adds options."""
-
-    name = "vpngw"
-
-    def __init__(self, tmp: Path, host: str, *extra: str) -> None:
-        self.port = free_udp_port()
-        secrets = tmp / "secrets"
-        secrets.write_text(f'* : "{PSK}"\n')
-        self.logfile = tmp / f"vpngw-{host}.log"
-        twistd = Path(sys.executable).parent / "twistd"
-        self.process = subprocess.Popen(
-            [
-                str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw",
-                "--listen", host, "--port", str(self.port), "--secrets", str(secrets),
-                "--identity", "gw@bench",
-                "--proposals", "aes128-sha256-x25519, aes128-sha256-modp2048",
-                "--cookie-threshold", "10000000", "--max-sas", "10000000",
-                "--max-half-open", "10000000", *extra,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 15
-        while "IKEv2 on udp" not in (self.logfile.read_text() if self.logfile.exists() else ""):
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError("vpngw did not start")
-            time.sleep(0.05)
-        self.address = (host, self.port)
-        self.pid = self.process.pid
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+Gateway = VpnGw
+"""A ``twistd -n vpngw`` subprocess (shared with benchmarks/ike.py)."""
 
 
 def init_answers(
