@@ -46,6 +46,7 @@ from twisted_rserpool.asap.registration import (
 )
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.asap.user import _reactor, clientEndpoints
+from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.connection import MappingConfig
@@ -350,7 +351,7 @@ class PoolElement(Service):
             "cookie_echoes": 0,
         }
         self._home: PoolElementConnection | None = None
-        self._timer: IDelayedCall | None = None
+        self._timer = DeadlineTimer(self._timerFired)
         self._registeredWaiters: list[Deferred[None]] = []
         self._deregistered: Deferred[None] | None = None
         self._started: Deferred[None] | None = None
@@ -644,19 +645,11 @@ class PoolElement(Service):
     # ------------------------------------------------------------------ timers
 
     def _armTimer(self) -> None:
-        self._cancelTimer()
-        deadline = None if self.core is None else self.core.next_deadline()
-        if deadline is not None:
-            self._timer = self.clock.callLater(
-                max(0.0, deadline - self.clock.seconds()), self._timerFired
-            )
+        self._timer.arm(self.clock, None if self.core is None else self.core.next_deadline())
 
     def _cancelTimer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._timer.cancel()
 
     def _timerFired(self) -> None:
-        self._timer = None
         if self.core is not None:
             self._perform(self.core.handle_timer(self.clock.seconds()), None)

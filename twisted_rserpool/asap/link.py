@@ -14,12 +14,13 @@ from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_rserpool.asap.hunt import HuntStep, ServerHunt
 from twisted_rserpool.asap.timers import AsapTimers
+from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -111,7 +112,7 @@ class HomeServerLink:
         self.connection: EnrpServerConnection | None = None
         self._attempt: Deferred[Any] | None = None
         self._attemptProtocol: EnrpServerConnection | None = None
-        self._timer: IDelayedCall | None = None
+        self._timer = DeadlineTimer(self._timerFired)
         self._running = False
         self._announced: dict[tuple[str, int], IStreamClientEndpoint] = {}
         self.huntsStarted = 0
@@ -283,21 +284,12 @@ class HomeServerLink:
         self.onLost(connection)
 
     def _armTimer(self) -> None:
-        deadline = self.hunt.next_deadline()
-        self._cancelTimer()
-        if deadline is None or not self._running:
-            return
-        self._timer = self.clock.callLater(
-            max(0.0, deadline - self.clock.seconds()), self._timerFired
-        )
+        self._timer.arm(self.clock, self.hunt.next_deadline() if self._running else None)
 
     def _cancelTimer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._timer.cancel()
 
     def _timerFired(self) -> None:
-        self._timer = None
         step = self.hunt.handle_timer(self.clock.seconds())
         if step.cancel is not None or step.attempt is not None:
             log.info(

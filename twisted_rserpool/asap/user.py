@@ -11,7 +11,6 @@ from cryptography import x509
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
@@ -31,6 +30,7 @@ from twisted_rserpool.asap.notifier import FailoverEvent, IFailoverObserver
 from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
 from twisted_rserpool.asap.session import Session, SessionConnection
 from twisted_rserpool.asap.timers import AsapTimers
+from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.handlespace import CacheState, PoolUserCache, UnknownPoolHandle
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.ratelimit import Rate, RateLimiter
@@ -142,7 +142,7 @@ class PoolUser(Service):
         self._unreachableLimiter: RateLimiter[str] = RateLimiter(
             unreachableRate if unreachableRate is not None else Rate(1.0, 5.0)
         )
-        self._timer: IDelayedCall | None = None
+        self._timer = DeadlineTimer(self._timerFired)
         self.link: HomeServerLink | None = None
         self.sessions: set[Session] = set()
         self._stopped = False
@@ -468,22 +468,12 @@ class PoolUser(Service):
     # ------------------------------------------------------------------ timers
 
     def _armTimer(self) -> None:
-        self._cancelTimer()
-        if self._stopped:
-            return
-        deadline = self._requests.next_deadline()
-        if deadline is not None:
-            self._timer = self.clock.callLater(
-                max(0.0, deadline - self.clock.seconds()), self._timerFired
-            )
+        self._timer.arm(self.clock, None if self._stopped else self._requests.next_deadline())
 
     def _cancelTimer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
+        self._timer.cancel()
 
     def _timerFired(self) -> None:
-        self._timer = None
         for action in self._requests.handle_timer(self.clock.seconds()):
             if isinstance(action, Retransmit):
                 self.log.info(
