@@ -14,17 +14,21 @@ def test_arm_replaces_cancel_forgets_and_past_deadlines_fire_at_once() -> None:
     timer = DeadlineTimer(lambda: fired.append(clock.seconds()))
     timer.arm(clock, 5.0)
     timer.arm(clock, 3.0)
-    clock.advance(10)
+    clock.advance(2.9)
+    assert fired == []
+    clock.advance(0.1)
     assert fired == [3.0]
     assert not timer.pending
+    clock.advance(5)  # the replaced deadline at 5 never fires
+    assert fired == [3.0]
     timer.arm(clock, 12.0)
     timer.arm(clock, None)
     clock.advance(5)
-    assert fired == [3.0]
     timer.arm(clock, 14.0)
     timer.cancel()
     clock.advance(5)
-    timer.arm(clock, 1.0)
+    assert fired == [3.0]
+    timer.arm(clock, 1.0)  # already past: fires on the next turn
     clock.advance(0)
-    assert fired == [3.0, 20.0]
+    assert fired == [3.0, 18.0]
     assert clock.getDelayedCalls() == []
