@@ -57,6 +57,7 @@ _SERVER_OPTIONS = frozenset(
         "privateKey",
         "minimumTlsVersion",
         "maximumTlsVersion",
+        "allowPlainPsk",
     }
 )
 _CLIENT_OPTIONS = frozenset(
@@ -71,6 +72,7 @@ _CLIENT_OPTIONS = frozenset(
         "hostname",
         "minimumTlsVersion",
         "maximumTlsVersion",
+        "allowPlainPsk",
     }
 )
 
@@ -154,6 +156,14 @@ def _version(name: str, value: str | None, default: TlsVersion) -> TlsVersion:
     raise ValueError(f"{PREFIX}: {name} must be 1.2 or 1.3, not {value!r}")
 
 
+def _yesNo(name: str, value: str | None) -> bool:
+    if value is None or value == "no":
+        return False
+    if value == "yes":
+        return True
+    raise ValueError(f"{PREFIX}: {name} must be yes or no, not {value!r}")
+
+
 def _positional(args: tuple[str, ...], names: tuple[str, ...], kwargs: dict[str, str]) -> None:
     if len(args) > len(names):
         raise ValueError(f"{PREFIX}: too many positional arguments {args!r}")
@@ -188,7 +198,9 @@ class TlsPskServerParser:
     Options: ``port`` (also positional), ``interface``, ``backlog``, ``pskFile``,
     ``identityHint``, ``certificate`` (PEM certificate, its chain after it), ``privateKey``
     (PEM; defaults to the certificate file), ``minimumTlsVersion``, ``maximumTlsVersion``
-    (``1.2`` or ``1.3``). At least one of ``pskFile`` and ``certificate`` is required.
+    (``1.2`` or ``1.3``), ``allowPlainPsk`` (``yes`` also accepts TLS 1.2 PSK suites
+    without forward secrecy; default ``no``). At least one of ``pskFile`` and
+    ``certificate`` is required.
     """
 
     prefix = PREFIX
@@ -226,6 +238,9 @@ class TlsPskServerParser:
             raise ValueError(f"{PREFIX}: privateKey needs certificate")
         if "identityHint" in options and pskFile is None:
             raise ValueError(f"{PREFIX}: identityHint needs pskFile")
+        allowPlainPsk = _yesNo("allowPlainPsk", options.get("allowPlainPsk"))
+        if "allowPlainPsk" in options and pskFile is None:
+            raise ValueError(f"{PREFIX}: allowPlainPsk needs pskFile")
         minimum = _version("minimumTlsVersion", options.get("minimumTlsVersion"), "1.2")
         maximum = _version("maximumTlsVersion", options.get("maximumTlsVersion"), "1.3")
 
@@ -248,6 +263,7 @@ class TlsPskServerParser:
             chain=chain,
             minimumVersion=minimum,
             maximumVersion=maximum,
+            allowPlainPsk=allowPlainPsk,
         )
         endpointClass = TCP6ServerEndpoint if _isIPv6(interface) else TCP4ServerEndpoint
         wrapped = endpointClass(reactor, port, backlog, interface)
@@ -260,9 +276,10 @@ class TlsPskClientParser:
 
     Options: ``host`` and ``port`` (also positional), ``timeout`` (seconds),
     ``bindAddress``, ``minimumTlsVersion``, ``maximumTlsVersion``; then either PSK
-    (``pskFile``, and ``identity`` unless the file holds a single identity) or certificate
-    verification (``caCertificate``: PEM CA certificates; ``hostname``: the DNS name or IP
-    address the certificate must name, ``host`` by default).
+    (``pskFile``, and ``identity`` unless the file holds a single identity; ``allowPlainPsk``
+    as for the server) or certificate verification (``caCertificate``: PEM CA
+    certificates; ``hostname``: the DNS name or IP address the certificate must name,
+    ``host`` by default).
     """
 
     prefix = PREFIX
@@ -299,6 +316,7 @@ class TlsPskClientParser:
         maximum = _version("maximumTlsVersion", options.get("maximumTlsVersion"), "1.3")
         pskFile = options.get("pskFile")
         caFile = options.get("caCertificate")
+        allowPlainPsk = _yesNo("allowPlainPsk", options.get("allowPlainPsk"))
 
         creator: IOpenSSLClientConnectionCreator
         if pskFile is not None and caFile is not None:
@@ -321,11 +339,17 @@ class TlsPskClientParser:
             if identity not in keys:
                 raise ValueError(f"{PREFIX}: identity {identity!r} is not in {keys.path}")
             creator = PskClientCreator(
-                identity, keys[identity], minimumVersion=minimum, maximumVersion=maximum
+                identity,
+                keys[identity],
+                minimumVersion=minimum,
+                maximumVersion=maximum,
+                allowPlainPsk=allowPlainPsk,
             )
         elif caFile is not None:
             if "identity" in options:
                 raise ValueError(f"{PREFIX}: identity needs pskFile")
+            if "allowPlainPsk" in options:
+                raise ValueError(f"{PREFIX}: allowPlainPsk needs pskFile")
             creator = certificateClientCreator(
                 options.get("hostname", host),
                 loadCertificates(_fileOption("caCertificate", caFile)),

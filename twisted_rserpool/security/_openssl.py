@@ -18,6 +18,9 @@ _lib: Any = SSL._lib  # type: ignore[attr-defined]
 
 #: ``X509_V_OK``: the certificate chain verified.
 X509_V_OK = 0
+#: ``SSL_OP_ALLOW_NO_DHE_KEX`` (``SSL_OP_BIT(10)`` in OpenSSL 3 and 4; the binding does not
+#: name it): lets TLS 1.3 accept a PSK in ``psk_ke`` mode, without (EC)DHE.
+OP_ALLOW_NO_DHE_KEX = 1 << 10
 
 #: A server-side lookup: the identity the client sent (raw bytes) -> the key, or None.
 ServerLookup = Callable[[int, bytes], bytes | None]
@@ -106,6 +109,33 @@ def setPskClientCallback(
         callback,
     )
     _lib.SSL_CTX_set_psk_client_callback(_contextPointer(context), handle)
+    return CallbackHandle(handle)
+
+
+#: A check run when a server is about to send its certificate: the ``SSL *`` -> go on?
+CertificateCheck = Callable[[int], bool]
+
+
+def setCertificateCallback(
+    context: SSL.Context, check: CertificateCheck, onError: Callable[[], None]
+) -> CallbackHandle:
+    """Install ``SSL_CTX_set_cert_cb`` on ``context``; keep the returned handle alive.
+
+    OpenSSL calls it on a server when the handshake will authenticate by certificate (not
+    for a TLS 1.3 handshake that uses a PSK), before the certificate is sent. ``check``
+    returning false, or raising (reported through ``onError``), fails the handshake.
+    """
+
+    def callback(ssl: Any, argument: Any) -> int:
+        try:
+            return 1 if check(int(_ffi.cast("uintptr_t", ssl))) else 0
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                onError()
+            return 0
+
+    handle = _ffi.callback("int(SSL *, void *)", callback)
+    _lib.SSL_CTX_set_cert_cb(_contextPointer(context), handle, _ffi.NULL)
     return CallbackHandle(handle)
 
 

@@ -2,9 +2,10 @@
 connection's handshake proved.
 
 Pool elements and ENRP servers authenticate with TLS-PSK (RFC 4279; TLS 1.3 external PSKs
-with (EC)DHE, TLS 1.2 PSK cipher suites as a fallback); pool users authenticate the ENRP
-server by its X.509 certificate. :class:`TlsServerCreator` and :class:`PskClientCreator`
-are connection creators for :class:`twisted.protocols.tls.TLSMemoryBIOFactory` and
+with (EC)DHE, TLS 1.2 ECDHE-PSK as a fallback, plain PSK suites only when asked for); pool
+users authenticate the ENRP server by its X.509 certificate. :class:`TlsServerCreator`
+and :class:`PskClientCreator` are connection creators for
+:class:`twisted.protocols.tls.TLSMemoryBIOFactory` and
 :func:`twisted.internet.endpoints.wrapClientTLS`; :func:`certificateClientCreator` is the
 pool user's side. :func:`securityContextOf` tells, after the handshake, what a
 connection proved.
@@ -56,12 +57,17 @@ _PROTOCOL_VERSIONS: dict[str, int] = {"1.2": SSL.TLS1_2_VERSION, "1.3": SSL.TLS1
 
 #: TLS 1.3 suites usable with an external PSK (OpenSSL binds such a PSK to SHA-256).
 TLS13_PSK_CIPHERSUITES = "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
-#: TLS 1.3 suites for certificate handshakes.
-TLS13_CIPHERSUITES = "TLS_AES_256_GCM_SHA384:" + TLS13_PSK_CIPHERSUITES
-#: TLS 1.2 PSK suites (RFC 4279, 5487, 7905), forward-secret ECDHE-PSK first.
-TLS12_PSK_CIPHERS = (
-    "ECDHE-PSK-CHACHA20-POLY1305:PSK-AES256-GCM-SHA384:PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256"
-)
+#: TLS 1.3 suites of a listener with a certificate, in the server's order of preference.
+#: The SHA-256 suites come first: TLS 1.3 picks the suite before it looks at the PSK, so a
+#: PSK client offering OpenSSL's default list (SHA-384 first) would otherwise get a suite
+#: its PSK cannot bind to.
+TLS13_CIPHERSUITES = TLS13_PSK_CIPHERSUITES + ":TLS_AES_256_GCM_SHA384"
+#: TLS 1.2 PSK suites accepted by default: ECDHE-PSK with an AEAD (RFC 7905), so that a key
+#: that leaks later does not decrypt recorded sessions. OpenSSL has no ECDHE-PSK AES-GCM.
+TLS12_PSK_CIPHERS = "ECDHE-PSK-CHACHA20-POLY1305"
+#: TLS 1.2 PSK suites without forward secrecy (RFC 4279, 5487, 7905): only with
+#: ``allowPlainPsk``.
+TLS12_PLAIN_PSK_CIPHERS = "PSK-AES256-GCM-SHA384:PSK-CHACHA20-POLY1305:PSK-AES128-GCM-SHA256"
 #: TLS 1.2 suites for certificate handshakes (ECDHE with AEAD only).
 TLS12_CERTIFICATE_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -93,12 +99,24 @@ def _versionRange(minimumVersion: TlsVersion, maximumVersion: TlsVersion) -> tup
     return low, high
 
 
+def _tls12PskCiphers(allowPlainPsk: bool) -> str:
+    if allowPlainPsk:
+        return f"{TLS12_PSK_CIPHERS}:{TLS12_PLAIN_PSK_CIPHERS}"
+    return TLS12_PSK_CIPHERS
+
+
 def _newContext(minimumVersion: TlsVersion, maximumVersion: TlsVersion) -> SSL.Context:
     low, high = _versionRange(minimumVersion, maximumVersion)
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(low)
     context.set_max_proto_version(high)
-    context.set_options(_OPTIONS)
+    options = context.set_options(_OPTIONS)
+    # An OpenSSL configuration file (OPENSSL_CONF) can set options on every new context;
+    # the binding cannot clear them, so refuse one that allows TLS 1.3 PSK without (EC)DHE.
+    if options & _openssl.OP_ALLOW_NO_DHE_KEX:
+        raise ValueError(
+            "the OpenSSL configuration sets AllowNoDHEKEX (TLS 1.3 PSK without (EC)DHE); remove it"
+        )
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     return context
 
@@ -155,11 +173,15 @@ class TlsServerCreator:
     """The server side of RSerPool TLS: pre-shared keys, a certificate, or both.
 
     With ``keys`` (identity -> key; the mapping is read at each handshake, so a caller may
-    change a dict it passed), clients authenticate with TLS-PSK: TLS 1.3 with (EC)DHE, or
-    the TLS 1.2 PSK suites of :data:`TLS12_PSK_CIPHERS`. An unknown identity or a wrong key
-    fails the handshake. With ``certificate`` and ``privateKey``, the server also presents
-    that certificate (and ``chain``) to clients that offer no PSK, such as pool users; such
-    clients are not authenticated. One listener serves both kinds of client.
+    change a dict it passed), clients authenticate with TLS-PSK: TLS 1.3 with (EC)DHE
+    (``psk_dhe_ke``; ``psk_ke`` is never accepted), or TLS 1.2 with
+    :data:`TLS12_PSK_CIPHERS`; ``allowPlainPsk`` adds the suites without forward secrecy,
+    :data:`TLS12_PLAIN_PSK_CIPHERS`. An unknown identity or a wrong key fails the
+    handshake, and so does a known identity whose key cannot be used with the TLS 1.3
+    suites the client offered (instead of going on without the PSK). With ``certificate``
+    and ``privateKey``, the server also presents that certificate (and ``chain``) to
+    clients that offer no PSK, such as pool users; such clients are not authenticated. One
+    listener serves both kinds of client.
     """
 
     def __init__(
@@ -172,9 +194,12 @@ class TlsServerCreator:
         chain: Sequence[x509.Certificate] = (),
         minimumVersion: TlsVersion = "1.2",
         maximumVersion: TlsVersion = "1.3",
+        allowPlainPsk: bool = False,
     ) -> None:
         if keys is None and certificate is None:
             raise ValueError("a TLS server needs pre-shared keys, a certificate, or both")
+        if allowPlainPsk and keys is None:
+            raise ValueError("allowPlainPsk makes sense only with pre-shared keys")
         if (certificate is None) != (privateKey is None):
             raise ValueError("a certificate needs its private key, a private key its certificate")
         if identityHint is not None and keys is None:
@@ -184,11 +209,16 @@ class TlsServerCreator:
         context = _newContext(minimumVersion, maximumVersion)
         ciphers: list[str] = []
         suites = TLS13_PSK_CIPHERSUITES
-        self._callback: _openssl.CallbackHandle | None = None
+        self._callbacks: list[_openssl.CallbackHandle] = []
         if keys is not None:
-            ciphers.append(TLS12_PSK_CIPHERS)
-            self._callback = _openssl.setPskServerCallback(
-                context, self._lookup, _logCallbackFailure
+            ciphers.append(_tls12PskCiphers(allowPlainPsk))
+            self._callbacks.append(
+                _openssl.setPskServerCallback(context, self._lookup, _logCallbackFailure)
+            )
+            self._callbacks.append(
+                _openssl.setCertificateCallback(
+                    context, self._certificateHandshake, _logCallbackFailure
+                )
             )
             if identityHint is not None:
                 _openssl.useIdentityHint(context, checkIdentity(identityHint).encode("utf-8"))
@@ -232,6 +262,24 @@ class TlsServerCreator:
         _PSK_IDENTITIES[connection] = name
         return key
 
+    def _certificateHandshake(self, pointer: int) -> bool:
+        connection = self._connections.find(pointer)
+        if connection is None:
+            _log.error("TLS: a handshake on a connection this server did not create")
+            return False
+        identity = _PSK_IDENTITIES.get(connection)
+        if identity is None:
+            return True
+        # TLS 1.3: the client named a known identity, but OpenSSL dropped its PSK (the
+        # suite chosen has another hash). Going on would make a silently anonymous session.
+        _log.warn(
+            "TLS-PSK: refused {identity!r}: its key cannot be used with the TLS 1.3 suites "
+            "the client offered (a PSK here needs one of {suites})",
+            identity=identity,
+            suites=TLS13_PSK_CIPHERSUITES,
+        )
+        return False
+
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A new server-side connection."""
         return self._connections.new(self._context)
@@ -243,6 +291,7 @@ def pskServerCreator(
     identityHint: str | None = None,
     minimumVersion: TlsVersion = "1.2",
     maximumVersion: TlsVersion = "1.3",
+    allowPlainPsk: bool = False,
 ) -> TlsServerCreator:
     """A server that accepts TLS-PSK clients only."""
     return TlsServerCreator(
@@ -250,6 +299,7 @@ def pskServerCreator(
         identityHint=identityHint,
         minimumVersion=minimumVersion,
         maximumVersion=maximumVersion,
+        allowPlainPsk=allowPlainPsk,
     )
 
 
@@ -282,8 +332,10 @@ def _rejectCertificate(
 class PskClientCreator:
     """The client side of TLS-PSK: offers one identity and its key, accepts nothing else.
 
-    Only PSK suites are offered, and any certificate the server presents is rejected, so a
-    completed handshake means the server knew the key.
+    Only suites the PSK can be used with are offered (TLS 1.3 SHA-256 suites with
+    ``psk_dhe_ke``, TLS 1.2 ECDHE-PSK; plain TLS 1.2 PSK suites too with
+    ``allowPlainPsk``), and any certificate the server presents is rejected, so a completed
+    handshake means the server knew the key.
     """
 
     def __init__(
@@ -293,13 +345,14 @@ class PskClientCreator:
         *,
         minimumVersion: TlsVersion = "1.2",
         maximumVersion: TlsVersion = "1.3",
+        allowPlainPsk: bool = False,
     ) -> None:
         self.identity = checkIdentity(identity)
         self._identityBytes = identity.encode("utf-8")
         self._key = checkKey(bytes(key))
         self._connections = _ConnectionRegistry()
         context = _newContext(minimumVersion, maximumVersion)
-        context.set_cipher_list(TLS12_PSK_CIPHERS.encode("ascii"))
+        context.set_cipher_list(_tls12PskCiphers(allowPlainPsk).encode("ascii"))
         _openssl.setTls13Ciphersuites(context, TLS13_PSK_CIPHERSUITES)
         context.set_verify(SSL.VERIFY_PEER, _rejectCertificate)
         self._callback = _openssl.setPskClientCallback(context, self._choose, _logCallbackFailure)
