@@ -557,7 +557,7 @@ def test_resync_response_with_foreign_pes_is_filtered() -> None:
     core = a.core
     na = next(n for (s, n), far in net.far.items() if s == 1 and far[0] == 2)
     core.peers[2].checksum = 0x1234
-    core._audit(core.peers[2], 0x1234, net.now)  # starts a W request to b
+    core.sync.audit(core.peers[2], 0x1234, net.now)  # starts a W request to b
     page = enrp.HandleTableResponse(2, 1, (enrp.PoolEntry(POOL, (element(5, 2), element(6, 3))),))
     core.message_received(na, page, net.now)
     assert a.pes() == {(POOL, 5): 2}

@@ -9,18 +9,33 @@ server's own outgoing identity, not the PE's, so:
   PEs per identity then do not add up all PEs taken over under one name), and
 - :class:`TakeoverRegistrar` lets exactly the PE that was sent the keep-alive register
   over it, whatever the authorization policy says about that synthetic identity.
+
+:class:`Takeovers` is the ENRP side of it (RFC 5353 3.5, RFC 5355 2.17): arbitration of a
+dead peer's takeover with acknowledgements from every other live peer, the lower server
+identifier winning a conflict (RSPLIB), an expiry, ENRP_TAKEOVER_SERVER, and the
+rate-limited keep-alives with the H flag to the PEs taken over.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import replace
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
+from twisted.logger import Logger
+
+from twisted_rserpool.enrp.peertable import HomeKeepAlive, Link, Peer, PeerState, PeerTable
 from twisted_rserpool.enrp.registrar import Action, ConnectionState, Registrar, RegistrarConfig
-from twisted_rserpool.handlespace import Handlespace
+from twisted_rserpool.handlespace import Handlespace, PoolElementUpdated
 from twisted_rserpool.security.authorization import AuthorizationPolicy
 from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.security.ratelimit import TokenBucket
+from twisted_rserpool.wire import enrp
+from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import PoolElementParameter
+
+log = Logger()
 
 
 def takeover_security(security: SecurityContext, pe_identifier: int) -> SecurityContext:
@@ -66,4 +81,289 @@ class TakeoverRegistrar(Registrar):
         return super().allowRegistration(connection, pool_handle, element)
 
 
-__all__ = ["TakeoverRegistrar", "takeover_security"]
+# ---------------------------------------------------------------------- ENRP takeover
+
+
+@dataclass(slots=True)
+class _Takeover:
+    """Our arbitration to take over ``target`` (RFC 5353 3.5.1)."""
+
+    target: int
+    waiting: set[int]
+    expires: float
+    acknowledged: set[int] = field(default_factory=set)
+
+
+class Takeovers:
+    """Takeover arbitration of dead peers and the H keep-alives after it.
+
+    ``taken_over`` is called with (target, new home) for every takeover that completed
+    or that we accepted from a peer.
+    """
+
+    def __init__(self, table: PeerTable, taken_over: Callable[[int, int], None]) -> None:
+        self.table = table
+        self._taken_over = taken_over
+        self._takeovers: dict[int, _Takeover] = {}
+        self._home_keep_alives: deque[HomeKeepAlive] = deque()
+        self._home_bucket: TokenBucket | None = None
+        self._home_next: float | None = None
+
+    @property
+    def arbitrating(self) -> frozenset[int]:
+        """The servers we are arbitrating the takeover of."""
+        return frozenset(self._takeovers)
+
+    def peer_alive(self, peer: Peer) -> None:
+        """RFC 5353 3.5.1: a presence from a peer being taken over stops the takeover."""
+        if peer.state not in (PeerState.INACTIVE, PeerState.TAKING_OVER):
+            return
+        log.info("ENRP server 0x{server:08x} is alive: no takeover", server=peer.server_identifier)
+        self.table.counters["takeovers_cancelled_alive"] += int(
+            peer.server_identifier in self._takeovers
+        )
+        self._takeovers.pop(peer.server_identifier, None)
+        peer.state = PeerState.ACTIVE
+        peer.inactive_until = None
+
+    def declare_dead(self, peer: Peer, now: float) -> None:
+        """RFC 5353 3.4.3 then 3.5.1: start the takeover arbitration."""
+        table = self.table
+        target = peer.server_identifier
+        table.counters["peers_dead"] += 1
+        waiting = {
+            other.server_identifier
+            for other in table.peers.values()
+            if other.server_identifier != target
+            and other.links
+            and other.state in (PeerState.ACTIVE, PeerState.PROBING)
+        }
+        log.warn(
+            "ENRP server 0x{server:08x} is dead: asking {count} peers to let us take it over",
+            server=target,
+            count=len(waiting),
+        )
+        peer.state = PeerState.TAKING_OVER
+        peer.probe_deadline = None
+        self._takeovers[target] = _Takeover(target, waiting, now + table.config.takeover_expiry)
+        table.counters["takeovers_started"] += 1
+        table.broadcast(enrp.InitTakeover(table.server_identifier, 0, target))
+        self._maybe_complete(target, now)
+
+    def init_takeover_received(
+        self, link: Link, peer: Peer, message: enrp.InitTakeover, now: float
+    ) -> None:
+        """Acknowledge a peer's takeover of a server we do not see alive."""
+        table = self.table
+        target = message.target_server_identifier
+        sender = peer.server_identifier
+        if target == table.server_identifier:
+            # A false failure detection: tell everyone we are here.
+            table.counters["takeover_of_us_refused"] += 1
+            log.warn(
+                "ENRP server 0x{server:08x} wants to take us over: announcing presence",
+                server=sender,
+            )
+            table.broadcast(table.presence(0))
+            return
+        ours = self._takeovers.get(target)
+        if ours is not None:
+            # RSPLIB: the lower server identifier wins a takeover conflict.
+            if table.server_identifier < sender:
+                table.counters["takeover_conflicts_won"] += 1
+                log.info(
+                    "Takeover conflict over 0x{target:08x} with 0x{server:08x}: we continue",
+                    target=target,
+                    server=sender,
+                )
+                return
+            table.counters["takeover_conflicts_lost"] += 1
+            del self._takeovers[target]
+        elif table.live_server(target, now):
+            # RFC 5355 2.17: no takeover of a server we see alive.
+            table.counters["takeovers_objected"] += 1
+            log.warn(
+                "ENRP server 0x{server:08x} wants to take over 0x{target:08x}, which is"
+                " alive to us: no acknowledgement",
+                server=sender,
+                target=target,
+            )
+            return
+        target_peer = table.peers.get(target)
+        if target_peer is not None:
+            target_peer.state = PeerState.INACTIVE
+            target_peer.probe_deadline = None
+            target_peer.inactive_until = (
+                now + table.config.takeover_expiry + table.config.max_time_no_response
+            )
+        table.counters["takeover_acks_sent"] += 1
+        table.send(link.number, enrp.InitTakeoverAck(table.server_identifier, sender, target))
+
+    def ack_received(
+        self, link: Link, peer: Peer, message: enrp.InitTakeoverAck, now: float
+    ) -> None:
+        """Count a peer's acknowledgement of our takeover; complete it when all agreed."""
+        takeover = self._takeovers.get(message.target_server_identifier)
+        if takeover is None or peer.server_identifier not in takeover.waiting:
+            self.table.counters["takeover_acks_ignored"] += 1
+            return
+        takeover.acknowledged.add(peer.server_identifier)
+        self._maybe_complete(takeover.target, now)
+
+    def _maybe_complete(self, target: int, now: float) -> None:
+        takeover = self._takeovers.get(target)
+        if takeover is None or not takeover.waiting <= takeover.acknowledged:
+            return
+        self._complete(takeover, now)
+
+    def _complete(self, takeover: _Takeover, now: float) -> None:
+        """RFC 5353 3.5.2: announce, re-home the target's PEs, and tell each PE."""
+        table = self.table
+        config = table.config
+        target = takeover.target
+        us = table.server_identifier
+        del self._takeovers[target]
+        table.broadcast(enrp.TakeoverServer(us, 0, target))
+        table.detach(target, "taken over")
+        self._taken_over(target, us)
+        events = table.handlespace.take_over(target, us, now=now)
+        table.counters["takeovers_completed"] += 1
+        table.counters["pool_elements_taken_over"] += len(events)
+        log.warn(
+            "Took over ENRP server 0x{server:08x}: {count} PEs are ours now",
+            server=target,
+            count=len(events),
+        )
+        for event in events:
+            if isinstance(event, PoolElementUpdated):
+                element = event.element
+                table.handlespace.keep_alive_sent(
+                    event.pool_handle,
+                    element.pe_identifier,
+                    now=now,
+                    timeout=config.keep_alive_timeout
+                    + len(self._home_keep_alives) / config.home_keep_alive_rate.per_second,
+                )
+                self._home_keep_alives.append(
+                    HomeKeepAlive(
+                        event.pool_handle, element.pe_identifier, element.asap_transport, us
+                    )
+                )
+        self._drain(now)
+
+    def _expired(self, takeover: _Takeover, now: float) -> None:
+        table = self.table
+        missing = takeover.waiting - takeover.acknowledged
+        live = {server for server in missing if table.live_server(server, now)}
+        if not live:
+            log.info(
+                "Takeover of 0x{target:08x}: peers {missing} did not answer and are gone",
+                target=takeover.target,
+                missing=[f"0x{s:08x}" for s in sorted(missing)],
+            )
+            self._complete(takeover, now)
+            return
+        # RFC 5355 2.17: every live peer must agree; try again later.
+        table.counters["takeovers_expired"] += 1
+        del self._takeovers[takeover.target]
+        log.warn(
+            "Takeover of 0x{target:08x} expired without acknowledgements from {missing}",
+            target=takeover.target,
+            missing=[f"0x{s:08x}" for s in sorted(live)],
+        )
+        peer = table.peers.get(takeover.target)
+        if peer is not None:
+            peer.state = PeerState.PROBING
+            peer.probe_deadline = now + table.config.max_time_no_response
+
+    def takeover_server_received(
+        self, link: Link, peer: Peer, message: enrp.TakeoverServer, now: float
+    ) -> None:
+        """A peer took a server over: accept it unless we see that server alive."""
+        table = self.table
+        target = message.target_server_identifier
+        sender = peer.server_identifier
+        if target == table.server_identifier:
+            table.counters["takeover_of_us_refused"] += 1
+            log.warn(
+                "ENRP server 0x{server:08x} took us over although we are alive: refused;"
+                " our presence lets peers re-synchronise",
+                server=sender,
+                identity=link.identity,
+            )
+            table.error(link, CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+            table.broadcast(table.presence(0))
+            return
+        if table.live_server(target, now):
+            table.counters["takeovers_refused"] += 1
+            log.warn(
+                "ENRP server 0x{server:08x} took over 0x{target:08x}, which is alive to us:"
+                " refused",
+                server=sender,
+                identity=link.identity,
+                target=target,
+            )
+            table.error(link, CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+            return
+        self._takeovers.pop(target, None)
+        table.detach(target, "taken over by a peer")
+        self._taken_over(target, sender)
+        events = table.handlespace.take_over(target, sender, now=now)
+        table.counters["takeovers_observed"] += 1
+        log.info(
+            "ENRP server 0x{server:08x} took over 0x{target:08x} ({count} PEs)",
+            server=sender,
+            target=target,
+            count=len(events),
+        )
+
+    # ------------------------------------------------------------------ H keep-alives
+
+    def _drain(self, now: float) -> None:
+        table = self.table
+        rate = table.config.home_keep_alive_rate
+        if self._home_bucket is None:
+            self._home_bucket = TokenBucket(rate, now)
+        while self._home_keep_alives:
+            if not self._home_bucket.allow(now):
+                self._home_next = now + 1.0 / rate.per_second
+                return
+            action = self._home_keep_alives.popleft()
+            entry = table.handlespace.get(action.pool_handle, action.pe_identifier)
+            if entry is None or entry.home_server_identifier != table.server_identifier:
+                continue
+            table.counters["home_keep_alives_sent"] += 1
+            table.outbox.append(action)
+        self._home_next = None
+
+    def home_keep_alive_acknowledged(self, pool_handle: bytes, pe_identifier: int) -> bool:
+        """A PE we took over answered our H keep-alive: it stays."""
+        table = self.table
+        entry = table.handlespace.get(pool_handle, pe_identifier)
+        if entry is None or entry.home_server_identifier != table.server_identifier:
+            return False
+        table.counters["home_keep_alive_acks"] += 1
+        return table.handlespace.keep_alive_acknowledged(pool_handle, pe_identifier)
+
+    # ------------------------------------------------------------------ timers
+
+    def deadlines(self) -> list[float]:
+        """When an arbitration expires and the next H keep-alives may go."""
+        result = [t.expires for t in self._takeovers.values()]
+        if self._home_next is not None:
+            result.append(self._home_next)
+        return result
+
+    def expire(self, now: float) -> None:
+        """Arbitrations that ran out of time."""
+        for takeover in list(self._takeovers.values()):
+            if takeover.expires <= now and takeover.target in self._takeovers:
+                self._expired(takeover, now)
+
+    def drain_due(self, now: float) -> None:
+        """Send the H keep-alives the rate allows again."""
+        if self._home_next is not None and now >= self._home_next:
+            self._drain(now)
+
+
+__all__ = ["TakeoverRegistrar", "Takeovers", "takeover_security"]

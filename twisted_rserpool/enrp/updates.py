@@ -1,0 +1,170 @@
+"""Handle updates between ENRP servers (RFC 5353 3.3), within RFC 5355 2.17's limits. Sans-IO.
+
+:class:`HandleUpdates` announces every change of a PE this server owns with an
+ENRP_HANDLE_UPDATE and applies its peers' updates; :class:`Authority` decides what a peer
+may change in our handlespace, for updates and for handle table pages alike.
+"""
+
+from __future__ import annotations
+
+from twisted.logger import Logger
+
+from twisted_rserpool.enrp.peertable import Link, Peer, PeerTable
+from twisted_rserpool.handlespace import (
+    HandlespaceError,
+    HandlespaceEvent,
+    PoolElementAdded,
+    PoolElementEntry,
+    PoolElementRemoved,
+    PoolElementUpdated,
+    RemovalReason,
+    UpdateReason,
+)
+from twisted_rserpool.wire import enrp
+from twisted_rserpool.wire.errors import CauseCode
+from twisted_rserpool.wire.parameters import PoolElementParameter
+
+log = Logger()
+
+
+class Authority:
+    """What a peer may change in our handlespace (RFC 5355 2.17)."""
+
+    def __init__(self, table: PeerTable) -> None:
+        self.table = table
+        #: Servers taken over (RFC 5353 3.5), with the server that took each over.
+        self.taken_over_by: dict[int, int] = {}
+
+    def taken_over(self, target: int, new_home: int) -> None:
+        """``target``'s PEs belong to ``new_home`` now (a takeover completed or was accepted)."""
+        self.taken_over_by[target] = new_home
+
+    def registered_here(self, pool_handle: bytes, pe_identifier: int) -> bool:
+        """Whether this PE holds an authenticated registration at this server."""
+        entry = self.table.handlespace.get(pool_handle, pe_identifier)
+        return (
+            entry is not None
+            and entry.identity is not None
+            and entry.home_server_identifier == self.table.server_identifier
+        )
+
+    def check_add(
+        self,
+        sender: int,
+        handle: bytes,
+        element: PoolElementParameter,
+        *,
+        vouched: bool,
+        now: float,
+    ) -> str | None:
+        """Why a peer's PE may not enter the handlespace, or ``None``.
+
+        ``vouched``: the PE comes from a mentor's full handle table, so its home may be
+        another server than the sender.
+        """
+        home = element.home_server_identifier
+        if home == self.table.server_identifier:
+            return "it names us as home, but we did not register it"
+        if not vouched and home != sender:
+            return f"its home is 0x{home:08x}, not the sender"
+        if self.registered_here(handle, element.pe_identifier):
+            return "it contradicts the PE's authenticated registration at this server"
+        return None
+
+    def check_delete(self, sender: int, entry: PoolElementEntry) -> str | None:
+        """Why a peer may not remove this PE, or ``None``."""
+        if entry.home_server_identifier != sender:
+            return f"the PE's home is 0x{entry.home_server_identifier:08x}, not the sender"
+        return None
+
+
+class HandleUpdates:
+    """ENRP_HANDLE_UPDATE out for our own PEs, and in from peers within :class:`Authority`."""
+
+    def __init__(self, table: PeerTable, authority: Authority) -> None:
+        self.table = table
+        self.authority = authority
+        self._subscription = table.handlespace.subscribe(self._handlespace_changed)
+
+    def close(self) -> None:
+        """Stop observing the handlespace."""
+        self._subscription.cancel()
+
+    def update_received(
+        self, link: Link, peer: Peer, message: enrp.HandleUpdate, now: float
+    ) -> None:
+        """Apply a peer's ADD_PE or DEL_PE, or refuse it with ENRP_ERROR."""
+        table = self.table
+        handle, element = message.pool_handle, message.pool_element
+        sender = peer.server_identifier
+        if message.update_action is enrp.UpdateAction.ADD_PE:
+            refusal = self.authority.check_add(sender, handle, element, vouched=False, now=now)
+            if refusal is not None:
+                self._refuse(link, message, refusal)
+                return
+            try:
+                table.handlespace.register(handle, element, now=now, identity=None)
+            except HandlespaceError as e:
+                table.counters["updates_failed"] += 1
+                log.warn(
+                    "ADD_PE of 0x{pe:08x} in {pool!r} from {peer} failed: {reason}",
+                    pe=element.pe_identifier,
+                    pool=handle,
+                    peer=link.describe(),
+                    reason=e.reason,
+                )
+                table.error(link, e.cause)
+                return
+            table.counters["updates_applied"] += 1
+            return
+        entry = table.handlespace.get(handle, element.pe_identifier)
+        if entry is None:
+            table.counters["updates_unknown_pe"] += 1
+            return
+        refusal = self.authority.check_delete(sender, entry)
+        if refusal is not None:
+            self._refuse(link, message, refusal)
+            return
+        table.handlespace.deregister(
+            handle, element.pe_identifier, reason=RemovalReason.PEER_UPDATE
+        )
+        table.counters["updates_applied"] += 1
+
+    def _refuse(self, link: Link, message: enrp.HandleUpdate, reason: str) -> None:
+        self.table.counters["updates_refused"] += 1
+        log.warn(
+            "{action} of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+            action=message.update_action.name,
+            pe=message.pool_element.pe_identifier,
+            pool=message.pool_handle,
+            peer=link.describe(),
+            identity=link.identity,
+            reason=reason,
+        )
+        self.table.error(
+            link, CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS, message.encode()[:1024]
+        )
+
+    def _handlespace_changed(self, event: HandlespaceEvent) -> None:
+        """RFC 5353 3.3: announce every change of a PE we own."""
+        us = self.table.server_identifier
+        if isinstance(event, PoolElementAdded):
+            if event.element.home_server_identifier == us:
+                self._announce(enrp.UpdateAction.ADD_PE, event.pool_handle, event.element)
+        elif isinstance(event, PoolElementUpdated):
+            if event.element.home_server_identifier == us and event.reason is not (
+                UpdateReason.TAKEOVER
+            ):
+                self._announce(enrp.UpdateAction.ADD_PE, event.pool_handle, event.element)
+        elif isinstance(event, PoolElementRemoved) and event.element.home_server_identifier == us:
+            self._announce(enrp.UpdateAction.DEL_PE, event.pool_handle, event.element)
+
+    def _announce(
+        self, action: enrp.UpdateAction, pool_handle: bytes, element: PoolElementParameter
+    ) -> None:
+        table = self.table
+        message = enrp.HandleUpdate(table.server_identifier, 0, action, pool_handle, element)
+        table.counters["updates_sent"] += table.broadcast(message)
+
+
+__all__ = ["Authority", "HandleUpdates"]
