@@ -16,7 +16,7 @@ from twisted.python import usage
 
 from twisted_rserpool._tap.enrp import Options, makeService
 from twisted_rserpool.enrp.admin import status
-from twisted_rserpool.enrp.peers import HomeKeepAlive, PeerConfig, PeerCore, PeerHint
+from twisted_rserpool.enrp.peers import HomeKeepAlive, PeerConfig, PeerCore
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPPeerFactory, ENRPServer, _HomeKeepAliveFactory
 from twisted_rserpool.enrp.takeover import TakeoverRegistrar
@@ -205,8 +205,7 @@ def test_home_death_is_taken_over_and_pe_stays_resolvable() -> None:
         for t in (ta, tb):
             if t.protocol in c.openPeerConnections or t.protocol in c.openConnections:
                 t.loseConnection()  # type: ignore[no-untyped-call]
-    c.peering = None  # a dead server runs no more timers
-    c.stopService()
+    c.stopService()  # a dead server runs no more timers
     wire.pump()
     advance(clock, wire, 3.0)
     assert [k.pe_identifier for k in a.homeKeepAlives] == [42]  # lower identifier wins
@@ -379,8 +378,11 @@ def test_peer_hint_connects_once_with_the_endpoint_factory() -> None:
 
     server.peerEndpointFactory = factory
     information = ServerInformation(9, TcpTransport(9902, IPv4Address("127.0.0.1")))
-    server.peerHint(PeerHint(information))
-    server.peerHint(PeerHint(information))
+    assert server.peering is not None
+    # The core names a server once, however many peers list it.
+    server.peering.table.hint(information)
+    server.peering.table.hint(information)
+    server.flush()
     assert dialled == [("127.0.0.1", 9902)]
 
 

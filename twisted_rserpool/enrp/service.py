@@ -1,6 +1,11 @@
-"""The ENRP server as Twisted services: ASAP listeners around the sans-IO :class:`Registrar`,
-and, when peering is enabled, ENRP listeners and outgoing peer connections around the sans-IO
-:class:`~twisted_rserpool.enrp.peers.PeerCore`."""
+"""The ENRP server as Twisted services around the sans-IO core.
+
+:class:`~twisted_rserpool.enrp.core.EnrpCore` is the core. ASAP listeners feed its
+registrar; when peering is enabled, ENRP listeners and outgoing peer connections feed its
+:class:`~twisted_rserpool.enrp.peers.PeerCore`. What remains here is I/O: protocols,
+factories, listeners and clients, and the one timer that runs the core at its deadline
+and carries out the actions it returns.
+"""
 
 from __future__ import annotations
 
@@ -21,17 +26,17 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_rserpool.enrp.core import CoreAction, EnrpCore
 from twisted_rserpool.enrp.peers import (
     CloseLink,
     HomeKeepAlive,
-    PeerAction,
     PeerCore,
     PeerHint,
     SendEnrp,
 )
-from twisted_rserpool.enrp.registrar import Action, Close, Registrar, Send
-from twisted_rserpool.enrp.takeover import TakeoverRegistrar, takeover_security
+from twisted_rserpool.enrp.registrar import Close, Registrar, Send
 from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.transport.admission import ConnectionCap, RefusingFactory
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
 from twisted_rserpool.wire import asap, enrp
@@ -93,7 +98,12 @@ class ASAPServerProtocol(RSerPoolProtocol):
 
 
 class ASAPServerFactory(RSerPoolFactory[ASAPServerProtocol]):
-    """Builds :class:`ASAPServerProtocol` for one :class:`ENRPServer`, within a connection cap."""
+    """Builds :class:`ASAPServerProtocol` for one :class:`ENRPServer`, within its ASAP
+    connection cap (``server.connectionCap``) and with its handshake deadline
+    (``server.handshakeTimeout``); refusals and timeouts are counted in the registrar's
+    counters. The connections we open ourselves (``outgoing``) are not capped."""
+
+    outgoing = False
 
     def __init__(
         self,
@@ -107,24 +117,24 @@ class ASAPServerFactory(RSerPoolFactory[ASAPServerProtocol]):
             server.clock,
             mappingConfig=mappingConfig,
             messageLimits=messageLimits,
+            handshakeTimeout=server.handshakeTimeout,
+            cap=None if self.outgoing else server.connectionCap,
         )
         self.server = server
-        self.open: set[ASAPServerProtocol] = set()
 
     def buildProtocol(self, addr: Any) -> ASAPServerProtocol | None:
-        """A protocol, or ``None`` (the connection is closed) beyond the connection cap."""
-        if len(self.server.openConnections) >= self.server.maxConnections:
-            self.server.registrar.counters["connections_refused_cap"] += 1
-            log.warn(
-                "Refusing connection from {peer}: {count} connections open (cap)",
-                peer=addr,
-                count=len(self.server.openConnections),
-            )
-            return None
+        """A protocol, or ``None`` over the connection cap (the listener closes the socket)."""
         protocol = super().buildProtocol(addr)
-        if protocol is not None:
-            self.server.openConnections.add(protocol)
+        if protocol is None:
+            self.server.registrar.counters["connections_refused_cap"] += 1
+            return None
+        self.server.openConnections.add(protocol)
         return protocol
+
+    def handshakeTimedOut(self, protocol: RSerPoolProtocol, cause: str) -> None:
+        """Count and log a connection that missed the handshake deadline."""
+        super().handshakeTimedOut(protocol, cause)
+        self.server.registrar.counters["handshake_timeouts"] += 1
 
     def connectionLost(self, protocol: ASAPServerProtocol) -> None:
         """Forget a closed connection."""
@@ -193,7 +203,12 @@ class ENRPPeerProtocol(RSerPoolProtocol):
 
 
 class ENRPPeerFactory(RSerPoolFactory[ENRPPeerProtocol]):
-    """Builds :class:`ENRPPeerProtocol` for one :class:`ENRPServer`; ``outgoing`` if we dial."""
+    """Builds :class:`ENRPPeerProtocol` for one :class:`ENRPServer`; ``outgoing`` if we dial.
+
+    Incoming connections share the server's ENRP connection cap
+    (``server.peerConnectionCap``); all have its handshake deadline. Refusals and timeouts
+    are counted in the registrar's counters.
+    """
 
     def __init__(self, server: ENRPServer, *, outgoing: bool) -> None:
         super().__init__(
@@ -201,9 +216,23 @@ class ENRPPeerFactory(RSerPoolFactory[ENRPPeerProtocol]):
             server.clock,
             mappingConfig=server.factory.mappingConfig,
             messageLimits=server.factory.messageLimits,
+            handshakeTimeout=server.handshakeTimeout,
+            cap=None if outgoing else server.peerConnectionCap,
         )
         self.server = server
         self.outgoing = outgoing
+
+    def buildProtocol(self, addr: Any) -> ENRPPeerProtocol | None:
+        """A protocol, or ``None`` over the ENRP connection cap."""
+        protocol = super().buildProtocol(addr)
+        if protocol is None:
+            self.server.registrar.counters["peer_connections_refused_cap"] += 1
+        return protocol
+
+    def handshakeTimedOut(self, protocol: RSerPoolProtocol, cause: str) -> None:
+        """Count and log a peer connection that missed the handshake deadline."""
+        super().handshakeTimedOut(protocol, cause)
+        self.server.registrar.counters["peer_handshake_timeouts"] += 1
 
 
 class HomeKeepAliveProtocol(ASAPServerProtocol):
@@ -223,44 +252,15 @@ class HomeKeepAliveProtocol(ASAPServerProtocol):
     factory: _HomeKeepAliveFactory
 
     def connectionReady(self, securityContext: SecurityContext) -> None:
-        """Send the keep-alive once TLS authenticated both ends (or the server is insecure)."""
-        server = self.factory.server
-        if server.registrar.config.secure and not securityContext.authenticated:
-            log.warn("PE {peer} for an H keep-alive did not authenticate", peer=self.peer)
-            self._close()
-            return
-        action = self.factory.action
-        super().connectionReady(takeover_security(securityContext, action.pe_identifier))
-        registrar = server.registrar
-        if self.connectionNumber is not None and isinstance(registrar, TakeoverRegistrar):
-            registrar.grant_takeover(
-                self.connectionNumber, action.pool_handle, action.pe_identifier
-            )
-        self.sendAsap(
-            asap.EndpointKeepAlive(
-                action.server_identifier,
-                action.pool_handle,
-                home=True,
-                pe_identifier=action.pe_identifier,
-            )
+        """Hand the connection to the core, which sends the keep-alive (or closes it)."""
+        self.connectionNumber = self.factory.server.homeConnectionReady(
+            self, securityContext, self.factory.action
         )
-
-    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
-        """The acknowledgement keeps the PE; everything goes to the registrar as well."""
-        action = self.factory.action
-        if (
-            isinstance(message, asap.EndpointKeepAliveAck)
-            and message.pool_handle == action.pool_handle
-            and message.pe_identifier == action.pe_identifier
-        ):
-            self.factory.server.homeKeepAliveAcknowledged(
-                message.pool_handle, message.pe_identifier
-            )
-        super().asapMessageReceived(message)
 
 
 class _HomeKeepAliveFactory(ASAPServerFactory):
     protocol: Any
+    outgoing = True
 
     def __init__(self, server: ENRPServer, action: HomeKeepAlive) -> None:
         super().__init__(
@@ -285,6 +285,10 @@ class ENRPServer(MultiService):
     ``peerEndpointFactory`` builds client endpoints for servers peers tell us about (none:
     hints are only logged); ``peEndpointFactory`` those for the H keep-alives to the PEs
     we take over (none: they are not sent, and those PEs time out).
+
+    At most ``maxConnections`` ASAP and ``maxPeerConnections`` incoming ENRP connections
+    are open at once (more are closed at accept), and each must be ready (TLS handshake
+    and INIT) within ``handshakeTimeout`` seconds or is aborted (RFC 5355 section 2.1).
     """
 
     def __init__(
@@ -293,6 +297,8 @@ class ENRPServer(MultiService):
         clock: IReactorTime,
         *,
         maxConnections: int = 10_000,
+        maxPeerConnections: int = 64,
+        handshakeTimeout: float | None = 5.0,
         mappingConfig: MappingConfig | None = None,
         messageLimits: Limits | None = None,
         peering: PeerCore | None = None,
@@ -300,16 +306,16 @@ class ENRPServer(MultiService):
         peEndpointFactory: EndpointFactory | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.registrar = registrar
-        self.peering = peering
+        self.core = EnrpCore(registrar, peering)
         self.peerEndpointFactory = peerEndpointFactory
         self.peEndpointFactory = peEndpointFactory
         self.openPeerConnections: set[ENRPPeerProtocol] = set()
         self._peerProtocols: dict[int, ENRPPeerProtocol] = {}
-        self._hinted: set[int] = set()
         self._enrpListeners: list[StreamServerEndpointService] = []
         self.clock = clock
-        self.maxConnections = maxConnections
+        self.handshakeTimeout = handshakeTimeout
+        self.connectionCap = ConnectionCap(maxConnections, clock, listener="ASAP")
+        self.peerConnectionCap = ConnectionCap(maxPeerConnections, clock, listener="ENRP")
         self.openConnections: set[ASAPServerProtocol] = set()
         self.factory = ASAPServerFactory(
             self, mappingConfig=mappingConfig, messageLimits=messageLimits
@@ -320,13 +326,25 @@ class ENRPServer(MultiService):
         self._timerDeadline = 0.0
 
     @property
+    def registrar(self) -> Registrar:
+        """The core's registrar (the ASAP side)."""
+        return self.core.registrar
+
+    @property
+    def peering(self) -> PeerCore | None:
+        """The core's ENRP side, if this server peers."""
+        return self.core.peers
+
+    @property
     def serverIdentifier(self) -> int:
         """This server's 32-bit identifier."""
         return self.registrar.config.server_identifier
 
     def listenASAP(self, endpoint: IStreamServerEndpoint) -> StreamServerEndpointService:
         """Serve ASAP on ``endpoint`` (a child service: it listens while this one runs)."""
-        service = StreamServerEndpointService(endpoint, self.factory)  # type: ignore[no-untyped-call]
+        # RefusingFactory: a refusal over the cap must also close cleanly behind wrappers
+        # that cannot take None (Twisted's TLS factory of ssl: endpoints).
+        service = StreamServerEndpointService(endpoint, RefusingFactory(self.factory))  # type: ignore[no-untyped-call]
         service._raiseSynchronously = True
         service.setServiceParent(self)  # type: ignore[no-untyped-call]
         return service
@@ -348,7 +366,7 @@ class ENRPServer(MultiService):
         """Serve ENRP peers on ``endpoint`` (a child service)."""
         self._requirePeering()
         service = StreamServerEndpointService(  # type: ignore[no-untyped-call]
-            endpoint, ENRPPeerFactory(self, outgoing=False)
+            endpoint, RefusingFactory(ENRPPeerFactory(self, outgoing=False))
         )
         service._raiseSynchronously = True
         self._enrpListeners.append(service)
@@ -382,8 +400,7 @@ class ENRPServer(MultiService):
                 waiting = getattr(service, "_waitingForPort", None)
                 if waiting is not None:
                     waiting.addCallback(self._enrpListening)
-            self._performPeer(self.peering.start(self.clock.seconds()))
-        self._armTimer()
+        self._execute(self.core.start(self.clock.seconds()))
 
     def _enrpListening(self, port: Any) -> Any:
         """Announce the first ENRP listener's address in our server information."""
@@ -410,15 +427,12 @@ class ENRPServer(MultiService):
         for peer in list(self.openPeerConnections):
             if peer.transport is not None:
                 peer.transport.loseConnection()
-        self.registrar.close()
-        if self.peering is not None:
-            self.peering.close()
+        self.core.close()
         return super().stopService()  # type: ignore[no-untyped-call]
 
-    # ------------------------------------------------------------------ registrar plumbing
+    # ------------------------------------------------------------------ ASAP connections
 
-    def connectionReady(self, protocol: ASAPServerProtocol, security: SecurityContext) -> int:
-        """Register a ready connection with the registrar; returns its number."""
+    def _register(self, protocol: ASAPServerProtocol, security: SecurityContext) -> tuple[int, Any]:
         number = next(self._numbers)
         self._protocols[number] = protocol
         peer: Any = protocol.transport.getPeer() if protocol.transport is not None else None
@@ -429,33 +443,48 @@ class ENRPServer(MultiService):
             peer=protocol.peer,
             security=security.describe(),
         )
-        self._perform(self.registrar.connection_ready(number, security, address))
+        return number, address
+
+    def connectionReady(self, protocol: ASAPServerProtocol, security: SecurityContext) -> int:
+        """Hand a ready ASAP connection to the core; returns its number."""
+        number, address = self._register(protocol, security)
+        self._execute(self.core.asap_connection_ready(number, security, address))
+        return number
+
+    def homeConnectionReady(
+        self, protocol: ASAPServerProtocol, security: SecurityContext, action: HomeKeepAlive
+    ) -> int:
+        """Hand our ready connection to a PE taken over to the core; returns its number."""
+        number, address = self._register(protocol, security)
+        self._execute(
+            self.core.home_connection_ready(number, security, address, action, self.clock.seconds())
+        )
         return number
 
     def messageReceived(self, number: int, message: asap.AsapMessage) -> None:
-        """Pass a message to the registrar and carry out what it says."""
-        self._perform(self.registrar.message_received(number, message, self.clock.seconds()))
+        """Pass an ASAP message to the core and carry out what it says."""
+        self._execute(self.core.asap_message_received(number, message, self.clock.seconds()))
 
     def connectionLost(self, number: int) -> None:
-        """A connection closed."""
+        """An ASAP connection closed."""
         self._protocols.pop(number, None)
-        self._perform(self.registrar.connection_lost(number, self.clock.seconds()))
+        self._execute(self.core.asap_connection_lost(number, self.clock.seconds()))
 
     def peerStatus(self) -> list[dict[str, Any]]:
         """The ENRP peers for the admin interface (none until peering is configured)."""
         return [] if self.peering is None else self.peering.status()
 
     def flush(self) -> None:
-        """Carry out actions caused by handlespace changes made elsewhere (ENRP peers)."""
-        self._perform(self.registrar.take_actions())
+        """Carry out actions caused by handlespace changes made outside the core."""
+        self._execute(self.core.take_actions())
 
-    # ------------------------------------------------------------------ peer plumbing
+    # ------------------------------------------------------------------ peer connections
 
     def peerConnectionReady(
         self, protocol: ENRPPeerProtocol, security: SecurityContext, *, outgoing: bool
     ) -> int:
-        """Register a ready peer connection with the peer core; returns its number."""
-        peering = self._requirePeering()
+        """Hand a ready peer connection to the core; returns its number."""
+        self._requirePeering()
         number = next(self._numbers)
         self._peerProtocols[number] = protocol
         self.openPeerConnections.add(protocol)
@@ -466,33 +495,34 @@ class ENRPServer(MultiService):
             peer=protocol.peer,
             security=security.describe(),
         )
-        self._performPeer(
-            peering.connection_ready(number, security, outgoing=outgoing, now=self.clock.seconds())
+        self._execute(
+            self.core.enrp_connection_ready(
+                number, security, outgoing=outgoing, now=self.clock.seconds()
+            )
         )
         return number
 
     def peerMessageReceived(self, number: int, message: enrp.EnrpMessage) -> None:
-        """Pass an ENRP message to the peer core and carry out what it says."""
-        peering = self._requirePeering()
-        self._performPeer(peering.message_received(number, message, self.clock.seconds()))
+        """Pass an ENRP message to the core and carry out what it says."""
+        self._execute(self.core.enrp_message_received(number, message, self.clock.seconds()))
 
     def peerConnectionLost(self, protocol: ENRPPeerProtocol) -> None:
         """A peer connection closed."""
         self.openPeerConnections.discard(protocol)
         number = protocol.connectionNumber
-        if number is None or self.peering is None:
+        if number is None:
             return
         self._peerProtocols.pop(number, None)
-        self._performPeer(self.peering.connection_lost(number, self.clock.seconds()))
+        self._execute(self.core.enrp_connection_lost(number, self.clock.seconds()))
 
     def homeKeepAliveAcknowledged(self, poolHandle: bytes, peIdentifier: int) -> None:
         """A PE we took over answered our H keep-alive."""
-        if self.peering is not None:
-            self.peering.home_keep_alive_acknowledged(poolHandle, peIdentifier)
-            self._performPeer([])
+        self._execute(self.core.home_keep_alive_acknowledged(poolHandle, peIdentifier))
+
+    # ------------------------------------------------------------------ new connections
 
     def sendHomeKeepAlive(self, action: HomeKeepAlive) -> None:
-        """Connect to a PE taken over and send it ASAP_ENDPOINT_KEEP_ALIVE with the H flag.
+        """Connect to a PE taken over; the core sends the H keep-alive once it is ready.
 
         Override to reach PEs some other way. The default connects to the PE's ASAP
         transport with ``peEndpointFactory`` (TLS-PSK with our own identity).
@@ -507,17 +537,6 @@ class ENRPServer(MultiService):
             )
             return
         endpoint = self.peEndpointFactory(str(transport.address), transport.port)
-        timeout = self.registrar.config.keep_alive_timeout
-
-        def connected(protocol: HomeKeepAliveProtocol) -> None:
-            def idle() -> None:
-                # No PE re-registered over it: nothing keeps this connection.
-                number = protocol.connectionNumber
-                state = None if number is None else self.registrar.connections.get(number)
-                if (state is None or not state.pool_elements) and protocol.transport is not None:
-                    protocol.transport.loseConnection()
-
-            self.clock.callLater(2 * timeout, idle)
 
         def failed(reason: Failure) -> None:
             log.info(
@@ -528,85 +547,66 @@ class ENRPServer(MultiService):
                 error=reason.getErrorMessage(),
             )
 
-        deferred = endpoint.connect(_HomeKeepAliveFactory(self, action))
-        deferred.addCallbacks(connected, failed)
+        endpoint.connect(_HomeKeepAliveFactory(self, action)).addErrback(failed)
 
     def peerHint(self, hint: PeerHint) -> None:
-        """A peer named a server we do not know: connect (it must still authenticate)."""
+        """Connect to a server a peer named (it must still authenticate like any peer)."""
         information = hint.server_information
-        server = information.server_identifier
         transport = information.server_transport
-        if server in self._hinted or self.peerEndpointFactory is None:
+        if self.peerEndpointFactory is None or not isinstance(transport, TcpTransport):
+            log.info(
+                "Not connecting to ENRP server 0x{server:08x} named by a peer"
+                " (no peer endpoint factory or no TCP transport)",
+                server=information.server_identifier,
+            )
             return
-        if not isinstance(transport, TcpTransport) or transport.address.is_unspecified:
-            return
-        self._hinted.add(server)
         log.info(
             "Connecting to ENRP server 0x{server:08x} at {address}:{port} (named by a peer)",
-            server=server,
+            server=information.server_identifier,
             address=str(transport.address),
             port=transport.port,
         )
         self.addPeer(self.peerEndpointFactory(str(transport.address), transport.port))
 
-    def _performPeer(self, actions: list[PeerAction]) -> None:
-        while True:
-            for action in actions:
-                if isinstance(action, SendEnrp):
-                    protocol = self._peerProtocols.get(action.connection)
-                    if protocol is None or not protocol.ready:
-                        continue
-                    try:
-                        protocol.sendEnrp(action.message)
-                    except Exception:
-                        log.failure("Could not send to {peer}", peer=protocol.peer)
-                elif isinstance(action, CloseLink):
-                    protocol = self._peerProtocols.get(action.connection)
-                    if protocol is not None and protocol.transport is not None:
-                        log.info(
-                            "Closing {peer}: {reason}", peer=protocol.peer, reason=action.reason
-                        )
-                        protocol.close()
-                elif isinstance(action, HomeKeepAlive):
-                    try:
-                        self.sendHomeKeepAlive(action)
-                    except Exception:
-                        log.failure("Could not send an H keep-alive")
-                elif isinstance(action, PeerHint):
-                    self.peerHint(action)
-            # Handlespace changes made by the peer core concern the registrar's subscribers.
-            self._perform(self.registrar.take_actions(), peer=False)
-            if self.peering is None:
-                return
-            actions = self.peering.take_actions()
-            if not actions:
-                return
+    # ------------------------------------------------------------------ actions and timer
 
-    def _perform(self, actions: list[Action], *, peer: bool = True) -> None:
+    def _execute(self, actions: list[CoreAction]) -> None:
+        """Carry out the core's actions, then set the timer to its next deadline."""
         for action in actions:
+            try:
+                self._carryOut(action)
+            except Exception:
+                log.failure("Could not carry out {action}", action=type(action).__name__)
+        self._armTimer()
+
+    def _carryOut(self, action: CoreAction) -> None:
+        if isinstance(action, Send | Close):
             protocol = self._protocols.get(action.connection)
             if protocol is None or not protocol.ready:
-                continue
+                return
             if isinstance(action, Send):
-                try:
-                    protocol.sendAsap(action.message)  # type: ignore[arg-type]
-                except Exception:
-                    log.failure("Could not send to {peer}", peer=protocol.peer)
-            elif isinstance(action, Close) and protocol.transport is not None:
+                protocol.sendAsap(action.message)  # type: ignore[arg-type]
+            elif protocol.transport is not None:
                 log.info("Closing {peer}: {reason}", peer=protocol.peer, reason=action.reason)
                 protocol.transport.loseConnection()
-        if peer and self.peering is not None:
-            # Registrations, de-registrations and expiries are announced to the peers.
-            self._performPeer(self.peering.take_actions())
-        self._armTimer()
+        elif isinstance(action, SendEnrp):
+            peer = self._peerProtocols.get(action.connection)
+            if peer is not None and peer.ready:
+                peer.sendEnrp(action.message)
+        elif isinstance(action, CloseLink):
+            peer = self._peerProtocols.get(action.connection)
+            if peer is not None and peer.transport is not None:
+                log.info("Closing {peer}: {reason}", peer=peer.peer, reason=action.reason)
+                peer.close()
+        elif isinstance(action, HomeKeepAlive):
+            self.sendHomeKeepAlive(action)
+        else:
+            self.peerHint(action)
 
     def _armTimer(self) -> None:
         if not self.running:
             return
-        deadlines = [self.registrar.next_deadline()]
-        if self.peering is not None:
-            deadlines.append(self.peering.next_deadline())
-        deadline = min((d for d in deadlines if d is not None), default=None)
+        deadline = self.core.next_deadline()
         if deadline is None:
             if self._timer is not None and self._timer.active():
                 self._timer.cancel()
@@ -622,20 +622,12 @@ class ENRPServer(MultiService):
 
     def _timerFired(self) -> None:
         self._timer = None
-        # A call scheduled for `deadline` may run a rounding error before it; the cores
-        # must see the deadline reached, or they would ask for the same timer forever.
+        # A call scheduled for `deadline` may run a rounding error before it; the core
+        # must see the deadline reached, or it would ask for the same timer forever.
         now = max(self.clock.seconds(), self._timerDeadline)
         try:
-            actions = self.registrar.handle_timer(now)
+            actions = self.core.handle_timer(now)
         except Exception:
-            log.failure("Registrar timer failed")
+            log.failure("ENRP server timer failed")
             actions = []
-        self._perform(actions)
-        if self.peering is not None:
-            try:
-                peerActions = self.peering.handle_timer(now)
-            except Exception:
-                log.failure("ENRP peer timer failed")
-                peerActions = []
-            self._performPeer(peerActions)
-            self._armTimer()
+        self._execute(actions)
