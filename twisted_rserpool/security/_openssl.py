@@ -150,6 +150,15 @@ def setTls13Ciphersuites(context: SSL.Context, suites: str) -> None:
     context.set_tls13_ciphersuites(suites.encode("ascii"))
 
 
+def pendingErrorReason() -> str | None:
+    """The reason of the oldest error in this thread's OpenSSL error queue (left there)."""
+    code = _lib.ERR_peek_error()
+    if not code:
+        return None
+    reason = _lib.ERR_reason_error_string(code)
+    return None if reason == _ffi.NULL else _ffi.string(reason).decode("ascii", "replace")
+
+
 def sessionReused(connection: SSL.Connection) -> bool:
     """Whether the handshake resumed a session; a TLS 1.3 PSK handshake counts as one."""
     return bool(_lib.SSL_session_reused(connection._ssl))

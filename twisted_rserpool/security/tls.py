@@ -13,6 +13,7 @@ connection proved.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import weakref
@@ -81,6 +82,24 @@ _OPTIONS = (
     | SSL.OP_NO_TICKET
     | SSL.OP_NO_RENEGOTIATION
 )
+
+#: Names of the TLS alerts (RFC 8446 section 6.2) a failed handshake usually ends with.
+_ALERTS: dict[int, str] = {
+    10: "unexpected_message",
+    20: "bad_record_mac",
+    40: "handshake_failure",
+    42: "bad_certificate",
+    47: "illegal_parameter",
+    50: "decode_error",
+    51: "decrypt_error",
+    70: "protocol_version",
+    71: "insufficient_security",
+    80: "internal_error",
+    109: "missing_extension",
+    110: "unsupported_extension",
+    115: "unknown_psk_identity",
+}
+_FATAL = 2
 
 #: The PSK identity each connection's handshake used: accepted by our server callback, or
 #: offered by our client callback. Entries vanish with their connection.
@@ -236,7 +255,34 @@ class TlsServerCreator:
         context.set_cipher_list(":".join(ciphers).encode("ascii"))
         _openssl.setTls13Ciphersuites(context, suites)
         context.set_verify(SSL.VERIFY_NONE)
+        context.set_info_callback(self._info)
         self._context = context
+        self._protocols: weakref.WeakKeyDictionary[
+            SSL.Connection, weakref.ref[TLSMemoryBIOProtocol]
+        ] = weakref.WeakKeyDictionary()
+
+    def _peer(self, connection: SSL.Connection) -> str:
+        reference = self._protocols.get(connection)
+        protocol = None if reference is None else reference()
+        transport = None if protocol is None else protocol.transport
+        address = None if transport is None else transport.getPeer()
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        return "an unknown peer" if host is None else f"{host}:{port}"
+
+    def _info(self, connection: SSL.Connection, where: int, value: int) -> None:
+        # Operators see why a client was refused (OpenSSL would only tell the client).
+        try:
+            if where & SSL.SSL_CB_WRITE_ALERT != SSL.SSL_CB_WRITE_ALERT or value >> 8 != _FATAL:
+                return
+            _log.warn(
+                "TLS with {peer}: sent fatal alert {alert} ({reason})",
+                peer=self._peer(connection),
+                alert=_ALERTS.get(value & 0xFF, str(value & 0xFF)),
+                reason=_openssl.pendingErrorReason() or "no reason given",
+            )
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                _log.failure("TLS: logging an alert failed")
 
     def _lookup(self, pointer: int, identity: bytes) -> bytes | None:
         connection = self._connections.find(pointer)
@@ -273,16 +319,20 @@ class TlsServerCreator:
         # TLS 1.3: the client named a known identity, but OpenSSL dropped its PSK (the
         # suite chosen has another hash). Going on would make a silently anonymous session.
         _log.warn(
-            "TLS-PSK: refused {identity!r}: its key cannot be used with the TLS 1.3 suites "
-            "the client offered (a PSK here needs one of {suites})",
+            "TLS-PSK: refused {identity!r} from {peer}: its key cannot be used with the "
+            "TLS 1.3 suites the client offered (a PSK here needs one of {suites})",
             identity=identity,
+            peer=self._peer(connection),
             suites=TLS13_PSK_CIPHERSUITES,
         )
         return False
 
     def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A new server-side connection."""
-        return self._connections.new(self._context)
+        connection = self._connections.new(self._context)
+        if tlsProtocol is not None:
+            self._protocols[connection] = weakref.ref(tlsProtocol)
+        return connection
 
 
 def pskServerCreator(
