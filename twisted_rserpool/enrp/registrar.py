@@ -23,6 +23,7 @@ from twisted_rserpool.handlespace import (
     HandlespaceError,
     HandlespaceEvent,
     PoolElementAdded,
+    PoolElementEntry,
     PoolElementRemoved,
     PoolElementUpdated,
     PoolRemoved,
@@ -142,6 +143,13 @@ class _Registered:
 
     connection: int
     identity: str | None
+
+
+class _Refused:
+    """The registration was refused (and answered): a marker distinct from ``None``."""
+
+
+_REFUSED = _Refused()
 
 
 def overall_policy(policy: SelectionPolicy) -> SelectionPolicy:
@@ -364,17 +372,8 @@ class Registrar:
             )
             return
         existing = self.handlespace.get(handle, element.pe_identifier)
-        if (
-            existing is not None
-            and existing.identity is not None
-            and existing.identity != state.identity
-        ):
-            # RFC 5355 2.3: a PE registers only itself; its identifier belongs to its identity.
-            # A PE learnt from an ENRP peer (no identity here) may move its registration
-            # here: its home failed or was taken over (RFC 5352 server hunt, RFC 5353 3.5).
-            self._refuse_registration(
-                state, message, security, "the PE identifier belongs to another identity"
-            )
+        owner = self._registration_owner(state, message, existing)
+        if isinstance(owner, _Refused):
             return
         registered = self._registered.get(key)
         if registered is None:
@@ -409,9 +408,13 @@ class Registrar:
             registration_life=life,
             user_transport=user_transport,
             asap_transport=self._asap_transport(state, element),
+            # Ownership comes from the authenticated connection, never from the message.
+            owner_identity=None,
         )
         try:
-            self.handlespace.register(handle, stored, now=now, identity=state.identity)
+            self.handlespace.register(
+                handle, stored, now=now, identity=state.identity, owner_identity=owner
+            )
         except HandlespaceError as e:
             information: ErrorInformation = b""
             if e.pool_policy is not None:
@@ -424,6 +427,10 @@ class Registrar:
             previous = self._connections.get(registered.connection)
             if previous is not None:
                 previous.pool_elements.discard(key)
+        if registered is not None and registered.identity != state.identity:
+            # The PE now registers under another name (its own again after a takeover).
+            self._uncount_identity(registered.identity)
+            registered = None
         if registered is None and state.identity is not None:
             self._identity_elements[state.identity] += 1
         self._registered[key] = _Registered(state.number, state.identity)
@@ -445,6 +452,70 @@ class Registrar:
             state.number,
             asap.RegistrationResponse(handle, element.pe_identifier, error=warning),
         )
+
+    def _registration_owner(
+        self,
+        state: ConnectionState,
+        message: asap.Registration,
+        existing: PoolElementEntry | None,
+    ) -> str | _Refused | None:
+        """RFC 5355 2.3: the owner identity a registration gives the PE, or ``_REFUSED``.
+
+        A PE identifier belongs pool-wide to the identity that first registered it (its
+        home server told its peers in ENRP). Another identity is refused at every server;
+        the same identity may move its registration here (its home failed, or it hunted
+        for another server). Over our own connection to a PE we took over (RFC 5353 3.5.2)
+        the connection's identity is ours, not the PE's, so the PE keeps its owner.
+        """
+        handle = message.pool_handle
+        pe = message.pool_element.pe_identifier
+        if existing is None:
+            return state.identity
+        if self.takeoverGranted(state, handle, pe):
+            return existing.owner_identity
+        owner = existing.owner_identity
+        if owner is None and existing.identity is not None:
+            owner = existing.identity  # registered here before owners were recorded
+        security = CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS
+        if owner is not None and owner != state.identity:
+            self.counters["registrations_refused_not_owner"] += 1
+            log.warn(
+                "PE 0x{pe:08x} in pool {pool!r} is owned by {owner!r}: registration by"
+                " {claimant!r} from {peer} refused",
+                pe=pe,
+                pool=handle,
+                owner=owner,
+                claimant=state.identity,
+                peer=state.describe(),
+                cause=security.name,
+            )
+            self._refuse_registration(
+                state, message, security, f"the PE identifier belongs to {owner!r}"
+            )
+            return _REFUSED
+        learnt = (handle, pe) not in self._registered
+        if owner is None and learnt and self.config.secure:
+            # A peer that does not speak the owner parameter (another implementation, or
+            # an older one) left us no way to tell the owner from a hijacker: refuse.
+            self._refuse_registration(
+                state,
+                message,
+                security,
+                "the PE was learnt from a peer that did not name its owner",
+            )
+            return _REFUSED
+        return state.identity
+
+    def takeoverGranted(self, connection: ConnectionState, pool_handle: bytes, pe: int) -> bool:
+        """Whether ``connection`` is our takeover connection to this PE (default: never)."""
+        return False
+
+    def _uncount_identity(self, identity: str | None) -> None:
+        if identity is None:
+            return
+        self._identity_elements[identity] -= 1
+        if self._identity_elements[identity] <= 0:
+            del self._identity_elements[identity]
 
     def _bind_transport(self, state: ConnectionState, transport: Transport) -> Transport | None:
         """The user transport with wildcards replaced by the peer address, or None if foreign."""
@@ -542,10 +613,7 @@ class Registrar:
         state = self._connections.get(registered.connection)
         if state is not None:
             state.pool_elements.discard(key)
-        if registered.identity is not None:
-            self._identity_elements[registered.identity] -= 1
-            if not self._identity_elements[registered.identity]:
-                del self._identity_elements[registered.identity]
+        self._uncount_identity(registered.identity)
 
     # ------------------------------------------------------------------ handle resolution
 

@@ -72,11 +72,18 @@ class TakeoverRegistrar(Registrar):
         self._takeover_grants.pop(number, None)
         return super().connection_lost(number, now)
 
+    def takeoverGranted(self, connection: ConnectionState, pool_handle: bytes, pe: int) -> bool:
+        """Whether ``connection`` is our takeover connection to PE ``pe`` of ``pool_handle``."""
+        return self._takeover_grants.get(connection.number) == (pool_handle, pe)
+
     def allowRegistration(
         self, connection: ConnectionState, pool_handle: bytes, element: PoolElementParameter
     ) -> bool:
-        """The PE we took over may register over our connection to it; else the policy."""
-        if self._takeover_grants.get(connection.number) == (pool_handle, element.pe_identifier):
+        """The PE we took over may register over our connection to it; else the policy.
+
+        The PE keeps the owner identity it had (see ``Registrar.takeoverGranted``).
+        """
+        if self.takeoverGranted(connection, pool_handle, element.pe_identifier):
             return True
         return super().allowRegistration(connection, pool_handle, element)
 

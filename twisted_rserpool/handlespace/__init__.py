@@ -29,6 +29,7 @@ from twisted_rserpool.handlespace.handlespace import (
     HandlespaceLimits,
     Resolution,
     Subscription,
+    UnreachableCount,
 )
 from twisted_rserpool.handlespace.policies import Algorithm, RsplibPolicyType, algorithm_for
 from twisted_rserpool.handlespace.pool import Pool
@@ -56,6 +57,7 @@ __all__ = [
     "RsplibPolicyType",
     "Subscription",
     "UnknownPoolHandle",
+    "UnreachableCount",
     "UpdateReason",
     "algorithm_for",
     "compute_pe_checksum",

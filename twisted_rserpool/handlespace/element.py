@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from dataclasses import replace
+
 from twisted_rserpool.wire.parameters import (
     PoolElementParameter,
     SctpTransport,
     SelectionPolicy,
     TcpTransport,
     Transport,
+    owner_fits,
 )
 
 
@@ -18,7 +22,9 @@ class PoolElementEntry:
     ``element`` is the PE parameter as last registered (with the current home ENRP server),
     ready to go into ASAP and ENRP messages. ``identity`` is the authenticated identity (PSK
     identity or certificate subject) that registered it, ``None`` when it was learnt from an
-    ENRP peer. Times are in the caller's clock (seconds).
+    ENRP peer. ``owner_identity`` is the identity that owns the PE pool-wide (RFC 5355
+    2.3): the registering identity, or the one a peer of this implementation named in
+    ENRP; ``None`` when nobody said. Times are in the caller's clock (seconds).
     """
 
     __slots__ = (
@@ -36,8 +42,10 @@ class PoolElementEntry:
         "expires_at",
         "identity",
         "keep_alive_deadline",
+        "owner_identity",
         "pool_handle",
         "registered_at",
+        "unreachable_reporters",
         "unreachable_reports",
         "updated_at",
     )
@@ -48,18 +56,22 @@ class PoolElementEntry:
         element: PoolElementParameter,
         identity: str | None,
         now: float,
+        owner_identity: str | None = None,
     ) -> None:
         self.pool_handle = pool_handle
         self.element = element
         self.identity = identity
+        self.owner_identity = owner_identity
         #: When the registration life runs out (``None``: infinite or not tracked).
         self.expires_at: float | None = None
         self.registered_at = now
         self.updated_at = now
         #: When an unanswered ASAP_ENDPOINT_KEEP_ALIVE times out (``None``: none pending).
         self.keep_alive_deadline: float | None = None
-        #: ASAP_ENDPOINT_UNREACHABLE reports since the last (re-)registration.
+        #: ASAP_ENDPOINT_UNREACHABLE reports (distinct reporters) since the last sign of life.
         self.unreachable_reports = 0
+        #: When each recent reporter was last counted (``None`` until the first report).
+        self.unreachable_reporters: dict[Hashable, float] | None = None
         # Policy state, owned by the pool's selector (see policies.py).
         self._v1 = 0
         self._v2 = 0
@@ -103,6 +115,16 @@ class PoolElementEntry:
     def policy(self) -> SelectionPolicy:
         """The PE's policy parameter (its policy values)."""
         return self.element.policy
+
+    def element_with_owner(self) -> PoolElementParameter:
+        """The PE parameter for ENRP: ``element`` naming its owner identity when known.
+
+        An identity too long for the wire (see ``owner_fits``) is left out, so peers treat
+        the PE as one of unknown owner.
+        """
+        if self.owner_identity is None or not owner_fits(self.owner_identity):
+            return self.element
+        return replace(self.element, owner_identity=self.owner_identity)
 
     @property
     def degradation_counter(self) -> int:

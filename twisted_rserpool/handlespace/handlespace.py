@@ -8,7 +8,7 @@ in the size of the pool (plus O(1) dictionary work).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from twisted.logger import Logger
@@ -58,6 +58,16 @@ class HandlespaceLimits:
 
 
 UNLIMITED = HandlespaceLimits(None, None, None, None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class UnreachableCount:
+    """What :meth:`Handlespace.count_unreachable` made of one report."""
+
+    #: Distinct reporters counted since the PE's last sign of life.
+    count: int
+    #: Whether this report counted (false: the reporter already did within the window).
+    counted: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,19 +213,30 @@ class Handlespace:
         *,
         now: float,
         identity: str | None = None,
+        owner_identity: str | None = None,
     ) -> list[HandlespaceEvent]:
         """Add ``element`` to the pool, or update it in place if it is already there.
 
-        ``element`` is stored as given: the registrar sets its own identifier as home ENRP
-        server and the ASAP transport it saw; a peer's handle update carries the peer's.
-        ``identity`` is who registered it (``None`` for peer updates: a PE learnt from a
-        peer keeps the identity it had). Raises :class:`RegistrationRefused` with the RFC
-        5354 cause: Invalid Values for an empty handle, Lack of Resources beyond a limit,
-        Inconsistent Pooling Policy / Transport Type / Data/Control Configuration, or
-        Non-Unique PE Identifier when another identity holds this PE identifier.
+        ``element`` is stored as given (without its ``owner_identity`` field, which only
+        ENRP carries): the registrar sets its own identifier as home ENRP server and the
+        ASAP transport it saw; a peer's handle update carries the peer's. ``identity`` is
+        who registered it here (``None`` for peer updates: a PE learnt from a peer keeps
+        the identity it had). ``owner_identity`` is the identity that owns it pool-wide
+        (RFC 5355 2.3): the registrar passes the registering identity, a peer's update
+        ``element.owner_identity``. A PE whose owner identity is known keeps it: a
+        registration or update naming another is refused, one naming none keeps it, and a
+        PE of unknown owner identity adopts the first one named. Without owner identities
+        on either side, ``identity`` must match the identity that registered the PE.
+
+        Raises :class:`RegistrationRefused` with the RFC 5354 cause: Invalid Values for an
+        empty handle, Lack of Resources beyond a limit, Inconsistent Pooling Policy /
+        Transport Type / Data/Control Configuration, or Non-Unique PE Identifier when
+        another identity registered or owns this PE identifier.
         """
         if not pool_handle:
             raise RegistrationRefused(CauseCode.INVALID_VALUES, "empty pool handle")
+        if element.owner_identity is not None:
+            element = replace(element, owner_identity=None)
         limits = self.limits
         pool = self._pools.get(pool_handle)
         existing = None
@@ -223,7 +244,7 @@ class Handlespace:
             pool.check_consistency(element)
             existing = pool.get(element.pe_identifier)
         if pool is not None and existing is not None:
-            return self._reregister(pool, existing, element, now, identity)
+            return self._reregister(pool, existing, element, now, identity, owner_identity)
 
         if pool is None:
             if (
@@ -253,7 +274,7 @@ class Handlespace:
             pool = Pool(bytes(pool_handle), element)
             self._pools[pool.handle] = pool
             events.append(PoolCreated(pool_handle, pool.policy, pool.transport))
-        entry = PoolElementEntry(pool.handle, element, identity, now)
+        entry = PoolElementEntry(pool.handle, element, identity, now, owner_identity)
         pool.add(entry)
         self._count += 1
         self._own(entry, pool)
@@ -271,9 +292,18 @@ class Handlespace:
         element: PoolElementParameter,
         now: float,
         identity: str | None,
+        owner_identity: str | None,
     ) -> list[HandlespaceEvent]:
         """RFC 5352 section 3.1 rule 3: replace the attributes of an existing PE."""
-        if identity is not None and entry.identity is not None and identity != entry.identity:
+        if owner_identity is not None and entry.owner_identity is not None:
+            # RFC 5355 2.3: the identity that owns a PE pool-wide decides.
+            if owner_identity != entry.owner_identity:
+                raise RegistrationRefused(
+                    CauseCode.NON_UNIQUE_PE_IDENTIFIER,
+                    f"PE identifier 0x{element.pe_identifier:08x} in pool {pool.handle!r}"
+                    " is owned by another identity",
+                )
+        elif identity is not None and entry.identity is not None and identity != entry.identity:
             raise RegistrationRefused(
                 CauseCode.NON_UNIQUE_PE_IDENTIFIER,
                 f"PE identifier 0x{element.pe_identifier:08x} in pool {pool.handle!r}"
@@ -283,8 +313,10 @@ class Handlespace:
         new_owner = element.home_server_identifier
         if new_owner != old_owner:
             self._check_owner_room(new_owner)
-        # A PE learnt from a peer (no identity) that now registers here adopts the identity.
-        adopted = identity if entry.identity is None else None
+        # A PE learnt from a peer (no identity) that now registers here adopts the identity;
+        # so does one whose owner registers it again under its own name (after a takeover
+        # it was registered under the new home's name for it).
+        adopted = identity if identity is not None and identity != entry.identity else None
         if adopted is not None:
             self._check_identity_room(adopted)
 
@@ -296,9 +328,14 @@ class Handlespace:
         else:
             pool.update(entry, element)
         if adopted is not None:
+            self._uncount_identity(entry.identity)
             entry.identity = adopted
             self._identities[adopted] = self._identities.get(adopted, 0) + 1
+        if entry.owner_identity is None:
+            entry.owner_identity = owner_identity
         entry.updated_at = now
+        # A re-registration is a sign of life (the reporters stay remembered, see
+        # count_unreachable).
         entry.unreachable_reports = 0
         # A re-registration is a sign of life: forget an unanswered keep-alive.
         entry.keep_alive_deadline = None
@@ -377,19 +414,22 @@ class Handlespace:
         pool.remove(entry)
         self._count -= 1
         self._disown(entry, pool)
-        identity = entry.identity
-        if identity is not None:
-            remaining = self._identities[identity] - 1
-            if remaining:
-                self._identities[identity] = remaining
-            else:
-                del self._identities[identity]
+        self._uncount_identity(entry.identity)
         self._expiry.cancel(entry)
         self._keep_alive.cancel(entry)
         events.append(PoolElementRemoved(pool.handle, entry.element, reason))
         if not len(pool):
             del self._pools[pool.handle]
             events.append(PoolRemoved(pool.handle))
+
+    def _uncount_identity(self, identity: str | None) -> None:
+        if identity is None:
+            return
+        remaining = self._identities[identity] - 1
+        if remaining:
+            self._identities[identity] = remaining
+        else:
+            del self._identities[identity]
 
     # ------------------------------------------------------------------ ownership
 
@@ -535,19 +575,60 @@ class Handlespace:
             return False
         entry.keep_alive_deadline = None
         self._keep_alive.cancel(entry)
+        # A sign of life clears the unreachable count (the reporters stay remembered).
+        entry.unreachable_reports = 0
         return True
 
     def report_unreachable(self, pool_handle: bytes, pe_identifier: int) -> int:
-        """Count an ASAP_ENDPOINT_UNREACHABLE report; returns the PE's count (0: unknown PE).
+        """Count an anonymous ASAP_ENDPOINT_UNREACHABLE report; the PE's count (0: unknown PE).
 
-        The caller compares it with MAX-BAD-PE-REPORT and deregisters the PE with reason
-        ``UNREACHABLE`` when it is exceeded (RFC 5352 section 3.5).
+        Every call counts. Servers use :meth:`count_unreachable`, which counts each
+        reporter once per window.
         """
         entry = self.get(pool_handle, pe_identifier)
         if entry is None:
             return 0
         entry.unreachable_reports += 1
         return entry.unreachable_reports
+
+    def count_unreachable(
+        self,
+        pool_handle: bytes,
+        pe_identifier: int,
+        reporter: Hashable,
+        *,
+        now: float,
+        window: float,
+        max_reporters: int = 16,
+    ) -> UnreachableCount | None:
+        """Count an ASAP_ENDPOINT_UNREACHABLE report of ``reporter`` (``None``: unknown PE).
+
+        A reporter counts once per PE within ``window`` seconds, however often it reports
+        and even across a sign of life of the PE (a keep-alive acknowledgement or a
+        re-registration), which resets the count to zero. The PE remembers at most
+        ``max_reporters`` reporters, the oldest forgotten first. The caller compares the
+        count with MAX-BAD-PE-REPORT (RFC 5352 section 3.5).
+        """
+        entry = self.get(pool_handle, pe_identifier)
+        if entry is None:
+            return None
+        reporters = entry.unreachable_reporters
+        if reporters is None:
+            reporters = entry.unreachable_reporters = {}
+        horizon = now - window
+        # Oldest first: reporters are only ever appended with a later time.
+        while reporters:
+            oldest = next(iter(reporters))
+            if reporters[oldest] > horizon:
+                break
+            del reporters[oldest]
+        if reporter in reporters:
+            return UnreachableCount(entry.unreachable_reports, counted=False)
+        if len(reporters) >= max_reporters:
+            del reporters[next(iter(reporters))]
+        reporters[reporter] = now
+        entry.unreachable_reports += 1
+        return UnreachableCount(entry.unreachable_reports, counted=True)
 
     # ------------------------------------------------------------------ observers
 

@@ -1,4 +1,4 @@
-"""RFC 5354 parameters (types 0x1-0x10), RFC 5356 policy parameters and RSPLIB's 0x803f.
+"""RFC 5354 parameters (types 0x1-0x10), RFC 5356 policy parameters, RSPLIB's 0x803f and our 0x8e01.
 
 Every parameter is an immutable value with ``encode() -> bytes`` (padded to a multiple of
 four bytes; the length field excludes the padding). :func:`decode_parameters` turns a run of
@@ -48,6 +48,9 @@ class ParameterType(IntEnum):
     OPAQUE_TRANSPORT = 0x10
     #: RSPLIB: number of PEs wanted in a handle resolution (0x3f with the "skip" bits).
     HANDLE_RESOLUTION_ITEMS = 0x803F
+    #: This implementation: the identity that owns a PE, inside its Pool Element parameter
+    #: in ENRP (top bits 10: other implementations skip it without a report).
+    POOL_ELEMENT_OWNER = 0x8E01
 
 
 class TransportUse(IntEnum):
@@ -483,6 +486,40 @@ class HandleResolutionItems:
         return tlv(self.TYPE, _U32.pack(check_unsigned(self.items, 32, "items")))
 
 
+#: Longest owner identity carried in a Pool Element Owner parameter, in UTF-8 bytes.
+MAX_OWNER_LENGTH = 255
+
+
+def owner_fits(owner: str) -> bool:
+    """Whether ``owner`` can travel in a Pool Element Owner parameter (1 to 255 UTF-8 bytes)."""
+    try:
+        size = len(owner.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+    return 0 < size <= MAX_OWNER_LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class PoolElementOwner:
+    """Private parameter 0x8e01: the authenticated identity that owns a PE (RFC 5355 2.3).
+
+    Servers of this implementation put it last inside a Pool Element parameter of
+    ENRP_HANDLE_UPDATE and ENRP_HANDLE_TABLE_RESPONSE; its type's top bits (10) make any
+    other receiver skip it silently (RFC 5354 section 3). The value is the identity in
+    UTF-8, 1 to :data:`MAX_OWNER_LENGTH` bytes.
+    """
+
+    TYPE: ClassVar[int] = ParameterType.POOL_ELEMENT_OWNER
+    identity: str
+
+    def encode(self) -> bytes:
+        if not owner_fits(self.identity):
+            raise ValueError(
+                f"a PE owner must be 1 to {MAX_OWNER_LENGTH} bytes of UTF-8: {self.identity!r}"
+            )
+        return tlv(self.TYPE, self.identity.encode("utf-8"))
+
+
 # --------------------------------------------------------------------------- composites
 
 
@@ -492,7 +529,10 @@ class PoolElementParameter:
 
     ``registration_life`` is in seconds, -1 for infinite. ``asap_transport`` is where the
     ENRP server reaches the PE's ASAP endpoint (SCTP, or TCP under the TCP mapping); it is
-    ``None`` only when a peer left it out.
+    ``None`` only when a peer left it out. ``owner_identity`` is the identity that owns the
+    PE pool-wide, as servers of this implementation tell each other in ENRP (a trailing
+    :class:`PoolElementOwner`); ``None`` when absent. Only ENRP carries it: a registrar
+    ignores it in ASAP and the handlespace never stores it in the element.
     """
 
     TYPE: ClassVar[int] = ParameterType.POOL_ELEMENT
@@ -502,6 +542,7 @@ class PoolElementParameter:
     user_transport: Transport
     policy: SelectionPolicy
     asap_transport: SctpTransport | TcpTransport | None = None
+    owner_identity: str | None = None
 
     def encode(self) -> bytes:
         if not -(1 << 31) <= self.registration_life < (1 << 31):
@@ -517,6 +558,9 @@ class PoolElementParameter:
         )
         if self.asap_transport is not None:
             body += self.asap_transport.encode()
+        if self.owner_identity is not None:
+            # Last, after the optional ASAP transport: RSPLIB skips what follows it.
+            body += PoolElementOwner(self.owner_identity).encode()
         return tlv(self.TYPE, body)
 
 
@@ -607,6 +651,7 @@ Parameter: TypeAlias = (
     | PEIdentifierParameter
     | PEChecksumParameter
     | HandleResolutionItems
+    | PoolElementOwner
 )
 
 
@@ -765,6 +810,17 @@ def _decode_u32(
     return decode
 
 
+def _decode_owner(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
+    value = ctx.data[start + 4 : end]
+    if not 0 < len(value) <= MAX_OWNER_LENGTH:
+        raise ctx.invalid(f"a PE owner must be 1 to {MAX_OWNER_LENGTH} bytes", start, end)
+    try:
+        owner = value.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ctx.invalid("a PE owner must be UTF-8", start, end) from None
+    return PoolElementOwner(owner)
+
+
 def _decode_checksum(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
     if end - start != 6:
         raise ctx.invalid("PE checksum parameter must be 6 bytes long", start, end)
@@ -780,7 +836,11 @@ def _decode_pool_element(ctx: DecodeContext, start: int, end: int, depth: int) -
     if end - start < 16:
         raise ctx.invalid("truncated pool element", start, end)
     pe_identifier, home, life = _PE_FIXED.unpack_from(ctx.data, start + 4)
-    nested = _without_skippable(decode_parameters(ctx, start + 16, end, depth + 1))
+    every = decode_parameters(ctx, start + 16, end, depth + 1)
+    owners = [p for p in every if isinstance(p, PoolElementOwner)]
+    if len(owners) > 1:
+        raise ctx.invalid("a pool element names at most one owner", start, end)
+    nested = _without_skippable(every)
     if len(nested) not in (2, 3):
         raise ctx.invalid(
             "a pool element carries a user transport, a policy and an ASAP transport",
@@ -802,6 +862,7 @@ def _decode_pool_element(ctx: DecodeContext, start: int, end: int, depth: int) -
         user_transport,  # type: ignore[arg-type]
         policy,
         asap_transport,  # type: ignore[arg-type]
+        owners[0].identity if owners else None,
     )
 
 
@@ -875,6 +936,7 @@ _DECODERS: dict[int, _Decoder] = {
     ParameterType.PE_CHECKSUM: _decode_checksum,
     ParameterType.OPAQUE_TRANSPORT: _decode_opaque,
     ParameterType.HANDLE_RESOLUTION_ITEMS: _decode_u32(HandleResolutionItems, "items"),
+    ParameterType.POOL_ELEMENT_OWNER: _decode_owner,
 }
 
 
