@@ -79,7 +79,11 @@ _CLIENT_OPTIONS = frozenset(
 
 @implementer(IStreamServerEndpoint)
 class TlsServerEndpoint:
-    """Listens on ``wrappedEndpoint`` and runs TLS made by ``creator`` on each connection."""
+    """Listens on ``wrappedEndpoint`` and runs TLS made by ``creator`` on each connection.
+
+    A connection the protocol factory refuses (``buildProtocol`` returns ``None``, as over a
+    connection cap) is closed at accept, before any TLS work is done for it.
+    """
 
     def __init__(
         self, wrappedEndpoint: IStreamServerEndpoint, creator: IOpenSSLServerConnectionCreator
@@ -89,10 +93,10 @@ class TlsServerEndpoint:
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen for TLS connections served by ``protocolFactory``."""
-        from twisted.protocols.tls import TLSMemoryBIOFactory  # noqa: PLC0415
+        from twisted_rserpool.transport.admission import AdmittingTLSFactory  # noqa: PLC0415
 
         return self.wrappedEndpoint.listen(
-            TLSMemoryBIOFactory(self.creator, False, protocolFactory)
+            AdmittingTLSFactory(self.creator, False, protocolFactory)
         )
 
 

@@ -123,7 +123,7 @@ def test_connection_cap() -> None:
     """Beyond maxConnections the factory builds no protocol and counts the refusal."""
     clock = Clock()
     server = make_server(clock, secure=False)
-    server.maxConnections = 2
+    server.connectionCap.limit = 2
     Client(server, 1)
     Client(server, 2)
     assert server.factory.buildProtocol(None) is None

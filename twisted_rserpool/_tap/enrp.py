@@ -145,7 +145,27 @@ class Options(usage.Options):
             "1/3",
             "Keep-alives to any one PE: RATE[/BURST] (RFC 5355 2.14).",
         ],
-        ["max-connections", None, "10000", "Most ASAP connections open at once."],
+        [
+            "max-connections",
+            None,
+            "10000",
+            "Most ASAP connections open at once; more are closed at accept. Lowered (with "
+            "a warning) if the file descriptor limit cannot hold it.",
+        ],
+        [
+            "max-peer-connections",
+            None,
+            "64",
+            "Most incoming ENRP connections open at once (all --enrp listeners); more are "
+            "closed at accept.",
+        ],
+        [
+            "handshake-timeout",
+            None,
+            "5",
+            "Seconds a new connection (ASAP or ENRP) has to complete its TLS handshake and "
+            "TCP-mapping INIT; then it is closed.",
+        ],
         ["max-pools", None, "10000", "Most pools in the handlespace."],
         ["max-pool-elements-per-pool", None, "10000", "Most PEs in one pool."],
         ["max-pool-elements-per-identity", None, "1000", "Most PEs one identity may register."],
@@ -308,6 +328,7 @@ class Options(usage.Options):
                 "max-time-no-response",
                 "takeover-expiry",
                 "mentor-discovery",
+                "handshake-timeout",
             ):
                 self[name] = float(self[name])
                 if self[name] <= 0:
@@ -317,6 +338,7 @@ class Options(usage.Options):
                 "max-registration-life",
                 "handle-resolution-items",
                 "max-connections",
+                "max-peer-connections",
                 "max-pools",
                 "max-pool-elements-per-pool",
                 "max-pool-elements-per-identity",
@@ -436,11 +458,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             expect_mentor=bool(options["peer"]),
         )
     outgoing = _outgoingEndpoints(reactor, options, enrpPskFile) if peering else None
+    maxConnections, maxPeerConnections = _descriptorBudget(options, peering is not None)
     registrarClass = TakeoverRegistrar if peering is not None else Registrar
     server = ENRPServer(
         registrarClass(config, handlespace, policy),
         clock,
-        maxConnections=options["max-connections"],
+        maxConnections=maxConnections,
+        maxPeerConnections=maxPeerConnections,
+        handshakeTimeout=options["handshake-timeout"],
         mappingConfig=mapping,
         peering=peering,
         peerEndpointFactory=outgoing,
@@ -502,6 +527,55 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)  # type: ignore[no-untyped-call]
     return top
+
+
+def _descriptorBudget(options: Options, peering: bool) -> tuple[int, int]:
+    """The ASAP and ENRP connection caps this process's RLIMIT_NOFILE can hold.
+
+    The soft limit is raised (up to the hard one) when the caps need it; if even the hard
+    limit is too small the caps are lowered with a warning, and if it cannot hold
+    MINIMUM_CONNECTIONS the server does not start (one line on stderr, no traceback).
+    The reserve covers the server's other descriptors: files, listeners, the admin
+    interface, the outgoing peer connections and a burst of H keep-alive connections.
+    """
+    from twisted_rserpool.transport.admission import (  # noqa: PLC0415
+        DESCRIPTOR_RESERVE,
+        DescriptorLimitError,
+        applyDescriptorLimit,
+    )
+
+    wantedPeers = options["max-peer-connections"] if peering else 0
+    reserve = DESCRIPTOR_RESERVE + len(options["asap"]) + len(options["enrp"])
+    if peering:
+        reserve += len(options["peer"]) + int(options["home-keep-alive-rate"].burst)
+    try:
+        budget, soft = applyDescriptorLimit(
+            options["max-connections"], wantedPeers, reserve=reserve
+        )
+    except DescriptorLimitError as e:
+        raise SystemExit(f"twistd enrp: cannot start: {e}") from None
+    if budget.softLimit > soft:
+        log.info(
+            "Raised the file descriptor limit (RLIMIT_NOFILE) from {old} to {new} for "
+            "the connection caps",
+            old=soft,
+            new=budget.softLimit,
+        )
+    if budget.lowered:
+        log.warn(
+            "The file descriptor limit (RLIMIT_NOFILE {limit}) cannot hold the connection "
+            "caps: --max-connections lowered from {asked} to {connections}"
+            + (", --max-peer-connections from {askedPeers} to {peers}" if peering else "")
+            + " ({reserve} descriptors kept in reserve); raise the limit (ulimit -n) to "
+            "serve more",
+            limit=budget.softLimit,
+            asked=options["max-connections"],
+            connections=budget.maxConnections,
+            askedPeers=wantedPeers,
+            peers=budget.maxPeerConnections,
+            reserve=reserve,
+        )
+    return budget.maxConnections, budget.maxPeerConnections or options["max-peer-connections"]
 
 
 def _announcer(options: Options, reactor: Any, serverIdentifier: int) -> IService:

@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from twisted_rserpool.security.context import INSECURE, SecurityContext
 from twisted_rserpool.security.tls import securityContextOf
+from twisted_rserpool.transport.admission import ConnectionCap, ThrottledLog
 from twisted_rserpool.transport.connection import (
     LocalProtocolError,
     MappingConfig,
@@ -107,8 +108,12 @@ class RSerPoolProtocol(Protocol):
     - :attr:`messageLimits`: bounds for decoding ASAP and ENRP messages.
     - :attr:`enrpServerIdentifier` / :attr:`peerEnrpServerIdentifier`: the server
       identifiers written into the ENRP_ERROR messages this protocol sends.
+    - :attr:`handshakeTimeout`: seconds from the connection's start within which it must
+      become ready (TLS handshake completed and the peer's INIT received); a connection
+      that is not is aborted and logged (RFC 5355 section 2.1). ``None``: no deadline.
 
-    The clock (``IReactorTime``) drives the heartbeat; by default the global reactor.
+    The clock (``IReactorTime``) drives the heartbeat and the deadline; by default the
+    global reactor.
     """
 
     log = Logger()
@@ -117,6 +122,7 @@ class RSerPoolProtocol(Protocol):
     messageLimits: Limits = DEFAULT_LIMITS
     enrpServerIdentifier: int = 0
     peerEnrpServerIdentifier: int = 0
+    handshakeTimeout: float | None = None
 
     #: The connection's security, set just before :meth:`connectionReady`; ``None`` before.
     securityContext: SecurityContext | None = None
@@ -134,6 +140,9 @@ class RSerPoolProtocol(Protocol):
         self._held: deque[DataReceived] = deque()
         self._timer: IDelayedCall | None = None
         self._timerDeadline = 0.0
+        self._readyDeadline: IDelayedCall | None = None
+        #: The cap that admitted this connection (told when it is lost), if any.
+        self.admittedBy: ConnectionCap | None = None
         self.peer = "unknown peer"
 
     @property
@@ -284,7 +293,7 @@ class RSerPoolProtocol(Protocol):
     # -- Twisted interface ----------------------------------------------------------------
 
     def connectionMade(self) -> None:
-        """Send our INIT and start the heartbeat timer."""
+        """Send our INIT and start the heartbeat timer and the handshake deadline."""
         if self.clock is None:
             # Imported here, not at module level, so that importing never installs a reactor.
             from twisted.internet import reactor  # noqa: PLC0415
@@ -294,6 +303,11 @@ class RSerPoolProtocol(Protocol):
         self._onTls = ISSLTransport.providedBy(self.transport)
         self._handshakeDone = not self._onTls
         self.mapping = MappingConnection(self.mappingConfig, now=self._now())
+        if self.handshakeTimeout is not None:
+            assert self.clock is not None
+            self._readyDeadline = self.clock.callLater(
+                self.handshakeTimeout, self._readyDeadlinePassed
+            )
         self._flush()
         self._armTimer()
 
@@ -334,6 +348,9 @@ class RSerPoolProtocol(Protocol):
         self._lost = True
         self._held.clear()
         self._cancelTimer()
+        self._cancelReadyDeadline()
+        if self.admittedBy is not None:
+            self.admittedBy.discard(self)
         if self.mapping is not None:
             self.mapping.close()
 
@@ -425,6 +442,7 @@ class RSerPoolProtocol(Protocol):
             return
         self.securityContext = context
         self._ready = True
+        self._cancelReadyDeadline()
         self.log.debug(
             "Connection with {peer} ready: {security}", peer=self.peer, security=context.describe()
         )
@@ -510,6 +528,32 @@ class RSerPoolProtocol(Protocol):
         self._timerDeadline = deadline
         self._timer = self.clock.callLater(max(0.0, deadline - self._now()), self._timerFired)
 
+    def _cancelReadyDeadline(self) -> None:
+        deadline, self._readyDeadline = self._readyDeadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
+
+    def _readyDeadlinePassed(self) -> None:
+        self._readyDeadline = None
+        if self._ready or self._lost:
+            return
+        if not self._handshakeDone:
+            cause = "TLS handshake not completed"
+        else:
+            cause = "no TCP-mapping INIT received"
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, RSerPoolFactory):
+            factory.handshakeTimedOut(self, cause)
+        else:
+            self.log.warn(
+                "Closing connection from {peer}: not ready {timeout} s after it opened: {cause}",
+                peer=self.peer,
+                timeout=self.handshakeTimeout,
+                cause=cause,
+            )
+        # Whether or not a close was under way: a stalled peer must not keep the socket.
+        self._abort()
+
     def _cancelTimer(self) -> None:
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
@@ -540,9 +584,14 @@ _P = TypeVar("_P", bound=RSerPoolProtocol)
 
 class RSerPoolFactory(Factory[_P], Generic[_P]):
     """Builds protocols (``protocol()``, usually an :class:`RSerPoolProtocol` subclass) with a
-    shared clock, mapping config and message limits.
+    shared clock, mapping config, message limits and handshake deadline, within a
+    connection cap.
 
     ``None`` keeps the protocol's own setting (the global reactor if it has no clock).
+    With a ``cap`` (:class:`~twisted_rserpool.transport.admission.ConnectionCap`, possibly
+    shared with other factories), ``buildProtocol`` refuses (returns ``None``) while the
+    cap is full. Connections that miss the handshake deadline are counted in
+    :attr:`handshakeTimeouts` and logged (at most ten lines a second, then a count).
     """
 
     def __init__(
@@ -552,16 +601,44 @@ class RSerPoolFactory(Factory[_P], Generic[_P]):
         *,
         mappingConfig: MappingConfig | None = None,
         messageLimits: Limits | None = None,
+        handshakeTimeout: float | None = None,
+        cap: ConnectionCap | None = None,
     ) -> None:
         self.protocol = protocol
         self.clock = clock
         self.mappingConfig = mappingConfig
         self.messageLimits = messageLimits
+        self.handshakeTimeout = handshakeTimeout
+        self.cap = cap
+        self.handshakeTimeouts = 0
+        self._timeoutLog = ThrottledLog(
+            RSerPoolProtocol.log,
+            clock,
+            "Closed {count} more connection(s) in {interval} s that were not ready in time",
+            burst=10,
+        )
+
+    def handshakeTimedOut(self, protocol: RSerPoolProtocol, cause: str) -> None:
+        """``protocol``'s connection was not ready by its deadline (``cause`` says what was
+        missing) and is being aborted: count and log it. Extend to count elsewhere too."""
+        self.handshakeTimeouts += 1
+        self._timeoutLog.warn(
+            "Closing connection from {peer}: not ready {timeout} s after it opened: {cause}",
+            peer=protocol.peer,
+            timeout=protocol.handshakeTimeout,
+            cause=cause,
+        )
 
     def buildProtocol(self, addr: Any) -> _P | None:
-        """A protocol with this factory's clock and limits."""
+        """A protocol with this factory's clock and limits; ``None`` if the cap is full."""
         assert self.protocol is not None
+        cap = self.cap
+        if cap is not None and not cap.admit(addr):
+            return None
         protocol = self.protocol()
+        if cap is not None:
+            cap.add(protocol)
+            protocol.admittedBy = cap
         protocol.factory = self
         if self.clock is not None:
             protocol.clock = self.clock
@@ -569,4 +646,6 @@ class RSerPoolFactory(Factory[_P], Generic[_P]):
             protocol.mappingConfig = self.mappingConfig
         if self.messageLimits is not None:
             protocol.messageLimits = self.messageLimits
+        if self.handshakeTimeout is not None:
+            protocol.handshakeTimeout = self.handshakeTimeout
         return protocol
