@@ -80,7 +80,7 @@ class PeerCore:
         self.authority = Authority(self.table)
         self.updates = HandleUpdates(self.table, self.authority)
         self.sync = Synchroniser(self.table, self.authority, expect_mentor=expect_mentor)
-        self.takeovers = Takeovers(self.table, self.authority.taken_over)
+        self.takeovers = Takeovers(self.table)
         self._handlers: dict[type[enrp.EnrpMessage], _Handler] = {
             enrp.Presence: self._presence_received,
             enrp.HandleUpdate: self.updates.update_received,

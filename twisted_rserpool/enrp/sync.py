@@ -212,7 +212,7 @@ class Synchroniser:
                 if handle is not None and elements:
                     entries.append(enrp.PoolEntry(handle, tuple(elements)))
                 handle, elements = pool_handle, []
-            elements.append(entry.element)
+            elements.append(entry.element_with_owner())
             count += 1
         if handle is not None and elements:
             entries.append(enrp.PoolEntry(handle, tuple(elements)))
@@ -306,7 +306,13 @@ class Synchroniser:
             return
         pending.marked.discard((pool_handle, element.pe_identifier))
         try:
-            table.handlespace.register(pool_handle, element, now=now, identity=None)
+            table.handlespace.register(
+                pool_handle,
+                element,
+                now=now,
+                identity=None,
+                owner_identity=element.owner_identity,
+            )
         except HandlespaceError as e:
             table.counters["table_entries_failed"] += 1
             log.warn(

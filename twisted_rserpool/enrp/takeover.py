@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from twisted.logger import Logger
@@ -104,13 +103,12 @@ class _Takeover:
 class Takeovers:
     """Takeover arbitration of dead peers and the H keep-alives after it.
 
-    ``taken_over`` is called with (target, new home) for every takeover that completed
-    or that we accepted from a peer.
+    A takeover that completed, or one a peer announced that we accepted, re-homes the
+    target's PEs and drops the target from the peer list, which is what lets its PEs move.
     """
 
-    def __init__(self, table: PeerTable, taken_over: Callable[[int, int], None]) -> None:
+    def __init__(self, table: PeerTable) -> None:
         self.table = table
-        self._taken_over = taken_over
         self._takeovers: dict[int, _Takeover] = {}
         self._home_keep_alives: deque[HomeKeepAlive] = deque()
         self._home_bucket: TokenBucket | None = None
@@ -232,7 +230,6 @@ class Takeovers:
         del self._takeovers[target]
         table.broadcast(enrp.TakeoverServer(us, 0, target))
         table.detach(target, "taken over")
-        self._taken_over(target, us)
         events = table.handlespace.take_over(target, us, now=now)
         table.counters["takeovers_completed"] += 1
         table.counters["pool_elements_taken_over"] += len(events)
@@ -314,7 +311,6 @@ class Takeovers:
             return
         self._takeovers.pop(target, None)
         table.detach(target, "taken over by a peer")
-        self._taken_over(target, sender)
         events = table.handlespace.take_over(target, sender, now=now)
         table.counters["takeovers_observed"] += 1
         log.info(

@@ -28,16 +28,25 @@ log = Logger()
 
 
 class Authority:
-    """What a peer may change in our handlespace (RFC 5355 2.17)."""
+    """What a peer may change in our handlespace (RFC 5355 2.17).
+
+    A peer speaks for the PEs whose home it is, and for no others:
+
+    - it may add a PE naming itself as home (a mentor's full handle table may name
+      others), never one naming us;
+    - it may not move a PE whose home is another server we see alive (connected and
+      heard within MAX-TIME-LAST-HEARD): only that server may let the PE go, by its own
+      DEL_PE, its death and takeover (RFC 5353 3.5), or our accepting a peer's
+      ENRP_TAKEOVER_SERVER for it. A PE that re-registered elsewhere while its old home
+      lives moves once the old home lets it go; until then both entries name the same
+      PE transport, so pool users are served the same PE either way;
+    - it may not change a PE's owner identity (RFC 5355 2.3), nor contradict an
+      authenticated registration at this server;
+    - it may remove only PEs whose home it is.
+    """
 
     def __init__(self, table: PeerTable) -> None:
         self.table = table
-        #: Servers taken over (RFC 5353 3.5), with the server that took each over.
-        self.taken_over_by: dict[int, int] = {}
-
-    def taken_over(self, target: int, new_home: int) -> None:
-        """``target``'s PEs belong to ``new_home`` now (a takeover completed or was accepted)."""
-        self.taken_over_by[target] = new_home
 
     def registered_here(self, pool_handle: bytes, pe_identifier: int) -> bool:
         """Whether this PE holds an authenticated registration at this server."""
@@ -62,13 +71,28 @@ class Authority:
         ``vouched``: the PE comes from a mentor's full handle table, so its home may be
         another server than the sender.
         """
+        table = self.table
+        us = table.server_identifier
         home = element.home_server_identifier
-        if home == self.table.server_identifier:
+        if home == us:
             return "it names us as home, but we did not register it"
         if not vouched and home != sender:
             return f"its home is 0x{home:08x}, not the sender"
-        if self.registered_here(handle, element.pe_identifier):
-            return "it contradicts the PE's authenticated registration at this server"
+        entry = table.handlespace.get(handle, element.pe_identifier)
+        if entry is None:
+            return None
+        owner = entry.owner_identity
+        named = element.owner_identity
+        if owner is not None and named is not None and named != owner:
+            return f"it names owner {named!r}, but the PE belongs to {owner!r}"
+        current = entry.home_server_identifier
+        if current == us:
+            if entry.identity is not None:
+                return "it contradicts the PE's authenticated registration at this server"
+            # Ours by a takeover the PE has not confirmed yet: it may have moved on.
+            return None
+        if current != home and table.live_server(current, now):
+            return f"the PE's home is 0x{current:08x}, which is alive: only it may give the PE up"
         return None
 
     def check_delete(self, sender: int, entry: PoolElementEntry) -> str | None:
@@ -103,7 +127,13 @@ class HandleUpdates:
                 self._refuse(link, message, refusal)
                 return
             try:
-                table.handlespace.register(handle, element, now=now, identity=None)
+                table.handlespace.register(
+                    handle,
+                    element,
+                    now=now,
+                    identity=None,
+                    owner_identity=element.owner_identity,
+                )
             except HandlespaceError as e:
                 table.counters["updates_failed"] += 1
                 log.warn(
@@ -138,6 +168,7 @@ class HandleUpdates:
             pe=message.pool_element.pe_identifier,
             pool=message.pool_handle,
             peer=link.describe(),
+            server=link.peer,
             identity=link.identity,
             reason=reason,
         )
@@ -148,14 +179,15 @@ class HandleUpdates:
     def _handlespace_changed(self, event: HandlespaceEvent) -> None:
         """RFC 5353 3.3: announce every change of a PE we own."""
         us = self.table.server_identifier
-        if isinstance(event, PoolElementAdded):
-            if event.element.home_server_identifier == us:
-                self._announce(enrp.UpdateAction.ADD_PE, event.pool_handle, event.element)
-        elif isinstance(event, PoolElementUpdated):
-            if event.element.home_server_identifier == us and event.reason is not (
-                UpdateReason.TAKEOVER
+        if isinstance(event, PoolElementAdded | PoolElementUpdated):
+            if event.element.home_server_identifier != us or (
+                isinstance(event, PoolElementUpdated) and event.reason is UpdateReason.TAKEOVER
             ):
-                self._announce(enrp.UpdateAction.ADD_PE, event.pool_handle, event.element)
+                return
+            # The owner identity travels with the PE (RFC 5355 2.3).
+            entry = self.table.handlespace.get(event.pool_handle, event.element.pe_identifier)
+            element = event.element if entry is None else entry.element_with_owner()
+            self._announce(enrp.UpdateAction.ADD_PE, event.pool_handle, element)
         elif isinstance(event, PoolElementRemoved) and event.element.home_server_identifier == us:
             self._announce(enrp.UpdateAction.DEL_PE, event.pool_handle, event.element)
 
