@@ -415,8 +415,12 @@ def test_connection_loss_removes_its_pes() -> None:
 
 
 def test_unreachable_reports() -> None:
-    """Each report triggers a keep-alive; past MAX-BAD-PE-REPORT the PE is removed."""
-    h = Harness(max_bad_pe_report=3, unreachable_rate=Rate(100.0, 100.0))
+    """A report triggers a keep-alive; the PE goes only if that keep-alive stays unanswered.
+
+    tests/enrp/test_unreachable.py has the rest: reporters counted once, signs of life,
+    MAX-BAD-PE-REPORT, who may report.
+    """
+    h = Harness(max_bad_pe_report=3, unreachable_rate=Rate(100.0, 100.0), keep_alive_timeout=2.0)
     pe = h.connect(psk("pe-1"))
     h.register(pe)
     user = h.connect(ANONYMOUS_TLS, OTHER_PEER)
@@ -424,11 +428,9 @@ def test_unreachable_reports() -> None:
     assert _messages_to(actions, pe) == [
         asap.EndpointKeepAlive(SERVER, b"echo", home=False, pe_identifier=1)
     ]
-    for _ in range(2):
-        h.send(user, asap.EndpointUnreachable(b"echo", 1))
-    assert h.handlespace.get(b"echo", 1) is not None
-    h.send(user, asap.EndpointUnreachable(b"echo", 1))
+    h.advance(2.5)
     assert h.handlespace.get(b"echo", 1) is None
+    assert h.registrar.counters["removed_keep_alive_timeout"] == 1
 
 
 def test_unreachable_flood_is_rate_limited() -> None:
@@ -454,10 +456,13 @@ def test_keep_alive_flood_to_a_pe_is_rate_limited() -> None:
     h.register(pe)
     keep_alives = 0
     for number in range(100):
-        user = h.connect(ANONYMOUS_TLS, ("127.0.0.9", 50000 + number))
+        # Distinct reporters, and the PE answers each probe at once (so a new one may go).
+        user = h.connect(ANONYMOUS_TLS, (f"127.0.1.{number}", 50000 + number))
         keep_alives += len(_messages_to(h.send(user, asap.EndpointUnreachable(b"echo", 1)), pe))
+        h.send(pe, asap.EndpointKeepAliveAck(b"echo", 1))
     assert keep_alives == 3
     assert h.registrar.counters["keep_alives_rate_limited"] == 97
+    assert h.handlespace.get(b"echo", 1) is not None
 
 
 # ------------------------------------------------------------------ floods and odd input
@@ -481,18 +486,20 @@ def test_unexpected_message_is_answered_with_error() -> None:
     assert response.error.code == CauseCode.UNRECOGNIZED_MESSAGE
 
 
-def test_unrecognized_parameters_are_reported() -> None:
-    """Skip-and-report parameters are reported in ASAP_ERROR and the message still handled."""
+def test_unrecognized_parameters_are_left_to_the_connection() -> None:
+    """The registrar sends no ASAP_ERROR for skip-and-report parameters: the connection does.
+
+    (Exactly one per message: tests/enrp/test_unreachable.py plays it over a real connection.)
+    """
     h = Harness()
     c = h.connect(psk("pe-1"))
     message = replace(
-        asap.HandleResolution(b"nope"), unrecognized_parameters=(b"\xc0\x01\x00\x04",)
+        asap.HandleResolution(b"echo"), unrecognized_parameters=(b"\xc0\x01\x00\x04",)
     )
-    actions = h.send(c, message)
-    assert len(actions) == 2
-    first = actions[0]
-    assert isinstance(first, Send) and isinstance(first.message, asap.ErrorMessage)
-    assert first.message.error.causes[0].code == CauseCode.UNRECOGNIZED_PARAMETER
+    response = h.only(h.send(c, message))
+    assert isinstance(response, asap.HandleResolutionResponse)
+    assert response.error is not None
+    assert response.error.code == CauseCode.UNKNOWN_POOL_HANDLE
 
 
 def test_message_before_ready_is_dropped() -> None:

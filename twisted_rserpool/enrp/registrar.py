@@ -39,7 +39,6 @@ from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import (
     POLICY_CLASSES,
     DccpTransport,
-    ErrorCause,
     ErrorInformation,
     OperationError,
     PoolElementParameter,
@@ -57,6 +56,9 @@ log = Logger()
 
 Address: TypeAlias = IPv4Address | IPv6Address
 _PoolElementKey: TypeAlias = tuple[bytes, int]
+#: Who reported a PE unreachable: ("identity", name), or ("address", peer address) for
+#: an unauthenticated pool user (its connections count as one).
+_Reporter: TypeAlias = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,11 @@ class RegistrarConfig:
     keep_alive_interval: float = 5.0
     keep_alive_timeout: float = 5.0
     max_bad_pe_report: int = 3
+    #: Seconds within which one reporter counts once per PE towards MAX-BAD-PE-REPORT: as
+    #: long as two periodic keep-alive rounds (interval x 1.5 plus timeout, 12.5 s by
+    #: default) and then some, so a PU repeating its report cannot count again before the
+    #: PE has been asked twice.
+    unreachable_report_window: float = 30.0
     handle_resolution_items: int = 3
     max_handle_resolution_items: int = 128
     #: Longest registration life granted, in seconds (longer ones, and -1, are cut to it).
@@ -126,6 +133,8 @@ class ConnectionState:
     pool_elements: set[_PoolElementKey] = field(default_factory=set)
     #: Pool handles this connection subscribed to (S flag), with the items it wanted.
     subscriptions: dict[bytes, int] = field(default_factory=dict)
+    #: ASAP_ENDPOINT_UNREACHABLE reports refused on this connection (only the first is logged).
+    unreachable_refused: int = 0
 
     @property
     def identity(self) -> str | None:
@@ -189,7 +198,7 @@ class Registrar:
         self._outbox: list[Action] = []
         self._request_limiter: RateLimiter[int] = RateLimiter(config.request_rate)
         self._identity_limiter: RateLimiter[str] = RateLimiter(config.identity_rate)
-        self._unreachable_limiter: RateLimiter[str | int] = RateLimiter(config.unreachable_rate)
+        self._unreachable_limiter: RateLimiter[_Reporter] = RateLimiter(config.unreachable_rate)
         self._keep_alive_limiter: RateLimiter[_PoolElementKey] = RateLimiter(config.keep_alive_rate)
         self._throttled: set[int] = set()
         self._changed_pools: set[bytes] = set()
@@ -276,12 +285,9 @@ class Registrar:
             return []
         if not self._within_rate(state, now):
             return self._take()
-        if message.unrecognized_parameters:
-            causes = tuple(
-                ErrorCause(CauseCode.UNRECOGNIZED_PARAMETER, raw)
-                for raw in message.unrecognized_parameters
-            )
-            self._send(number, asap.ErrorMessage(OperationError(causes)))
+        # Skip-and-report parameters (message.unrecognized_parameters) were already
+        # answered by the connection (RSerPoolProtocol), as for pool elements and users:
+        # one ASAP_ERROR per message, so the registrar sends none of its own.
         if isinstance(message, asap.Registration):
             self._register(state, message, now)
         elif isinstance(message, asap.Deregistration):
@@ -775,6 +781,10 @@ class Registrar:
             # Only the PE's own association may vouch for it.
             self.counters["keep_alive_acks_ignored"] += 1
             return
+        entry = self.handlespace.get(*key)
+        if entry is not None and entry.unreachable_reports:
+            # A sign of life: the reports were wrong (handlespace clears the count).
+            self.counters["unreachable_reports_cleared"] += 1
         self.handlespace.keep_alive_acknowledged(*key)
         self.counters["keep_alive_acks"] += 1
 
@@ -783,27 +793,91 @@ class Registrar:
     def _unreachable(
         self, state: ConnectionState, message: asap.EndpointUnreachable, now: float
     ) -> None:
-        reporter: str | int = state.identity if state.identity is not None else state.number
+        """RFC 5352 3.5 and RFC 5355 2.13: count the report, probe the PE, never trust it.
+
+        Only a peer that may resolve the pool may report. Each reporter counts once per PE
+        within ``unreachable_report_window``; a sign of life from the PE clears the count.
+        A counted report about a PE registered here sends it a point-to-point keep-alive
+        (within its keep-alive rate); at MAX-BAD-PE-REPORT the probe is sent as soon as that
+        rate allows. The PE goes only when a keep-alive stays unanswered: a report alone
+        never removes it. Reports about PEs homed elsewhere are counted, and their home
+        decides. RFC 5352 defines no answer to this message, so refusals are logged and
+        counted, and nothing is sent back.
+        """
+        key = (message.pool_handle, message.pe_identifier)
+        if not self.allowResolution(state, message.pool_handle):
+            self._refuse_unreachable(state, key, "the reporter may not resolve this pool")
+            return
+        reporter = self._reporter(state)
         if not self._unreachable_limiter.allow(reporter, now):
             self.counters["unreachable_reports_rate_limited"] += 1
             return
-        key = (message.pool_handle, message.pe_identifier)
-        count = self.handlespace.report_unreachable(*key)
         self.counters["unreachable_reports"] += 1
-        if not count or key not in self._registered:
-            return  # unknown PE, or one another server is home for
-        if count > self.config.max_bad_pe_report:
+        result = self.handlespace.count_unreachable(
+            *key,
+            reporter,
+            now=now,
+            window=self.config.unreachable_report_window,
+            max_reporters=max(16, self.config.max_bad_pe_report),
+        )
+        if result is None:
+            self.counters["unreachable_reports_unknown_pe"] += 1
+            return
+        if not result.counted:
+            self.counters["unreachable_reports_repeated"] += 1
+            return
+        if key not in self._registered:
+            self.counters["unreachable_reports_not_home"] += 1
+            return
+        reached = result.count >= self.config.max_bad_pe_report
+        if reached:
+            self.counters["unreachable_threshold_reached"] += 1
             log.info(
-                "Removing PE 0x{pe:08x} of pool {pool!r}: {count} unreachable reports",
+                "PE 0x{pe:08x} of pool {pool!r}: {count} unreachable reports (MAX-BAD-PE-REPORT"
+                " {limit}), probing it; it stays if it answers",
                 pe=key[1],
                 pool=key[0],
-                count=count,
+                count=result.count,
+                limit=self.config.max_bad_pe_report,
             )
-            self.counters["removed_unreachable"] += 1
-            self.handlespace.deregister(*key, reason=RemovalReason.UNREACHABLE)
-            return
-        # RFC 5352 3.5: check the PE at once with a point-to-point keep-alive (H flag 0).
-        self._send_keep_alive(key, now)
+        self._probe(key, now, urgent=reached)
+
+    def _probe(self, key: _PoolElementKey, now: float, *, urgent: bool) -> None:
+        """Ask the PE with a keep-alive; unanswered, the keep-alive timeout removes it."""
+        entry = self.handlespace.get(*key)
+        if entry is None or entry.keep_alive_deadline is not None:
+            return  # gone, or a keep-alive is already waiting for its answer
+        if self._send_keep_alive(key, now):
+            self.counters["unreachable_probes"] += 1
+        elif urgent and key in self._registered:
+            # RFC 5355 2.14: not faster than the PE's keep-alive rate, but soon.
+            self.counters["unreachable_probes_deferred"] += 1
+            self._keep_alive_due.schedule(key, now + 1.0 / self.config.keep_alive_rate.per_second)
+
+    def _refuse_unreachable(
+        self, state: ConnectionState, key: _PoolElementKey, reason: str
+    ) -> None:
+        self.counters["unreachable_reports_refused"] += 1
+        state.unreachable_refused += 1
+        if state.unreachable_refused == 1:
+            log.warn(
+                "ASAP_ENDPOINT_UNREACHABLE for PE 0x{pe:08x} of pool {pool!r} from {peer}"
+                " refused: {reason} (further refusals on this connection are only counted)",
+                pe=key[1],
+                pool=key[0],
+                peer=state.describe(),
+                identity=state.identity,
+                cause=CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS.name,
+                reason=reason,
+            )
+
+    @staticmethod
+    def _reporter(state: ConnectionState) -> _Reporter:
+        if state.identity is not None:
+            return ("identity", state.identity)
+        if state.peer_address is not None:
+            return ("address", str(state.peer_address))
+        return ("connection", str(state.number))
 
     # ------------------------------------------------------------------ timers
 
