@@ -312,8 +312,7 @@ def descriptorBudget(
     raised as far as needed, up to the hard limit. If even that is too small, the caps are
     lowered: the ENRP cap to at most an eighth of the descriptors left after the reserve,
     the ASAP cap to the rest. :class:`DescriptorLimitError` if fewer than
-    :data:`MINIMUM_CONNECTIONS` ASAP connections (or no ENRP connection, when one is
-    wanted) would remain.
+    :data:`MINIMUM_CONNECTIONS` ASAP connections would remain.
     """
     needed = maxConnections + maxPeerConnections + reserve
     if soft == infinity or soft >= needed:
@@ -323,7 +322,7 @@ def descriptorBudget(
     available = hard - reserve
     peers = min(maxPeerConnections, max(0, available) // 8)
     connections = min(maxConnections, available - peers)
-    if connections < MINIMUM_CONNECTIONS or (maxPeerConnections and peers < 1):
+    if connections < MINIMUM_CONNECTIONS:
         raise DescriptorLimitError(
             f"the file descriptor limit (RLIMIT_NOFILE {hard}) cannot hold "
             f"--max-connections {maxConnections}"
