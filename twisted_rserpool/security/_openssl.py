@@ -37,6 +37,15 @@ class CallbackHandle:
         self._callback = callback
 
 
+def _keep(context: SSL.Context, callback: object) -> CallbackHandle:
+    # OpenSSL holds only a C pointer to the callback, and a Connection references its
+    # Context but not whoever made it: the Context itself must keep the callback alive,
+    # or a connection that outlives its creator calls freed memory.
+    kept: list[object] = context.__dict__.setdefault("_rserpoolCallbacks", [])
+    kept.append(callback)
+    return CallbackHandle(callback)
+
+
 def pointerOf(connection: SSL.Connection) -> int:
     """The address of the ``SSL *`` behind ``connection`` (what the PSK callbacks receive)."""
     return int(_ffi.cast("uintptr_t", connection._ssl))
@@ -73,7 +82,7 @@ def setPskServerCallback(
         "unsigned int(SSL *, const char *, unsigned char *, unsigned int)", callback
     )
     _lib.SSL_CTX_set_psk_server_callback(_contextPointer(context), handle)
-    return CallbackHandle(handle)
+    return _keep(context, handle)
 
 
 def setPskClientCallback(
@@ -109,7 +118,7 @@ def setPskClientCallback(
         callback,
     )
     _lib.SSL_CTX_set_psk_client_callback(_contextPointer(context), handle)
-    return CallbackHandle(handle)
+    return _keep(context, handle)
 
 
 #: A check run when a server is about to send its certificate: the ``SSL *`` -> go on?
@@ -136,7 +145,7 @@ def setCertificateCallback(
 
     handle = _ffi.callback("int(SSL *, void *)", callback)
     _lib.SSL_CTX_set_cert_cb(_contextPointer(context), handle, _ffi.NULL)
-    return CallbackHandle(handle)
+    return _keep(context, handle)
 
 
 def useIdentityHint(context: SSL.Context, hint: bytes) -> None:
