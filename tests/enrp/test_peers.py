@@ -424,7 +424,7 @@ def test_second_identity_cannot_claim_a_connected_server_identifier() -> None:
     impostor = net.add(3)
     na, _ = net.connect(a, impostor, security_a=tls("enrp-evil"))
     net.perform(a, a.core.message_received(na, enrp.Presence(2, 0, 0), net.now))
-    assert a.core.counters["refused_identity_mismatch"] == 1
+    assert a.core.counters["refused_server_identifier"] == 1
     assert a.core.peers[2].identity == "enrp-2"
 
 

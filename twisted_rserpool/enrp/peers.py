@@ -28,6 +28,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from twisted_rserpool.enrp.bindings import ServerIdentifierBindings
 from twisted_rserpool.enrp.peertable import (
     CloseLink,
     HomeKeepAlive,
@@ -61,6 +62,8 @@ class PeerCore:
 
     ``expect_mentor`` says whether peers were configured: then the server looks for a
     mentor for MENTOR-DISCOVERY seconds before it serves alone (RFC 5353 3.2.2.1).
+    ``bindings`` says which identity may announce which server identifier (default: the
+    policy's ``server-identifier`` entries, other identities pinned in memory).
     Subclass and override :meth:`allowPeer` to decide who may be an ENRP peer.
     """
 
@@ -71,12 +74,16 @@ class PeerCore:
         policy: AuthorizationPolicy,
         *,
         expect_mentor: bool = False,
+        bindings: ServerIdentifierBindings | None = None,
     ) -> None:
         self.config = config
         self.handlespace = handlespace
         self.policy = policy
         self.counters: Counter[str] = Counter()
-        self.table = PeerTable(config, handlespace, policy, self.counters, self.allowPeer)
+        if bindings is None:
+            bindings = ServerIdentifierBindings(policy.server_identifiers())
+        self.bindings = bindings
+        self.table = PeerTable(config, handlespace, policy, self.counters, self.allowPeer, bindings)
         self.authority = Authority(self.table)
         self.updates = HandleUpdates(self.table, self.authority)
         self.sync = Synchroniser(self.table, self.authority, expect_mentor=expect_mentor)

@@ -18,6 +18,7 @@ from typing import Any, TypeAlias
 
 from twisted.logger import Logger
 
+from twisted_rserpool.enrp.bindings import ServerIdentifierBindings
 from twisted_rserpool.handlespace import Handlespace
 from twisted_rserpool.security.authorization import AuthorizationPolicy
 from twisted_rserpool.security.context import SecurityContext
@@ -181,7 +182,8 @@ class Peer:
 class PeerTable:
     """Links and peers of one ENRP server, and the outbox every part of it writes to.
 
-    ``allow`` decides whether a connection's security lets it speak ENRP with us.
+    ``allow`` decides whether a connection's security lets it speak ENRP with us;
+    ``bindings`` which identity may announce which server identifier.
     :attr:`on_peer_added` is called with each new peer (the synchroniser looks for a
     mentor among them).
     """
@@ -193,8 +195,10 @@ class PeerTable:
         policy: AuthorizationPolicy,
         counters: Counter[str],
         allow: Callable[[SecurityContext], bool],
+        bindings: ServerIdentifierBindings,
     ) -> None:
         self.config = config
+        self.bindings = bindings
         self.handlespace = handlespace
         self.policy = policy
         self.counters = counters
@@ -296,6 +300,22 @@ class PeerTable:
             self.error(link, CauseCode.INVALID_VALUES)
             self.outbox.append(CloseLink(link.number, "bad server identifier"))
             return None
+        if link.identity is not None:
+            # RFC 5355 2.5, 2.17: one identifier per identity, bound for good.
+            refusal = self.bindings.check(link.identity, sender)
+            if refusal is not None:
+                self.counters["refused_server_identifier"] += 1
+                log.warn(
+                    "{peer} claims server 0x{claimed:08x}: refused, {reason}",
+                    peer=link.describe(),
+                    claimed=sender,
+                    identity=link.identity,
+                    owner=self.bindings.owner(sender),
+                    reason=refusal,
+                )
+                self.error(link, CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+                self.outbox.append(CloseLink(link.number, "server identifier not bound to it"))
+                return None
         existing = self.peers.get(sender)
         if existing is not None and existing.links and existing.identity != link.identity:
             # RFC 5355 2.5: a server identifier belongs to the identity that announced it.

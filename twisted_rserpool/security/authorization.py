@@ -12,8 +12,10 @@ A policy file is TOML::
     pools = ["echo", "counter-*"]
     max-pool-elements = 4
 
+    # enrp-2 is the ENRP server 0x2; no other identity may announce that identifier
     [identities."enrp-2"]
     roles = ["enrp-server"]
+    server-identifier = 0x2
 
     # anyone authenticated (but not listed above) may resolve handles
     [default]
@@ -43,11 +45,16 @@ class Role(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """What one identity is allowed: roles, pool handle patterns, a limit on its PEs."""
+    """What one identity is allowed: roles, pool handle patterns, a limit on its PEs.
+
+    ``server_identifier`` binds an ENRP server's identity to its server identifier
+    (RFC 5355 2.5): it may announce no other, and no other identity may announce it.
+    """
 
     roles: frozenset[Role]
     pools: tuple[str, ...] = ("*",)
     max_pool_elements: int | None = None
+    server_identifier: int | None = None
 
     def allows_pool(self, pool_handle: bytes) -> bool:
         """Whether this grant covers ``pool_handle``."""
@@ -90,6 +97,14 @@ class AuthorizationPolicy:
             return False
         return pool_handle is None or grant.allows_pool(pool_handle)
 
+    def server_identifiers(self) -> dict[str, int]:
+        """The server identifier bound to each identity that has one in the policy."""
+        return {
+            identity: grant.server_identifier
+            for identity, grant in self.grants.items()
+            if grant.server_identifier is not None
+        }
+
     def max_pool_elements(self, identity: str | None) -> int | None:
         """The most PEs ``identity`` may have registered at once (``None``: no own limit)."""
         grant = self.grant_for(identity)
@@ -122,16 +137,29 @@ class AuthorizationPolicy:
             str(name): _grant(entry, f"{source}: identity {name!r}")
             for name, entry in identities.items()
         }
+        owners: dict[int, str] = {}
+        for name, grant in grants.items():
+            server = grant.server_identifier
+            if server is None:
+                continue
+            if server in owners:
+                raise PolicyError(
+                    f"{source}: server-identifier 0x{server:08x} is given to both"
+                    f" {owners[server]!r} and {name!r}"
+                )
+            owners[server] = name
         default: Grant | None = None
         if "default" in document:
             default = _grant(document["default"], f"{source}: [default]")
+            if default.server_identifier is not None:
+                raise PolicyError(f"{source}: [default] cannot have a server-identifier")
         return cls(grants, default)
 
 
 def _grant(entry: object, where: str) -> Grant:
     if not isinstance(entry, Mapping):
         raise PolicyError(f"{where} must be a table")
-    unknown = set(entry) - {"roles", "pools", "max-pool-elements"}
+    unknown = set(entry) - {"roles", "pools", "max-pool-elements", "server-identifier"}
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
     roles = entry.get("roles", [])
@@ -148,7 +176,12 @@ def _grant(entry: object, where: str) -> Grant:
     limit = entry.get("max-pool-elements")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
         raise PolicyError(f"{where}: max-pool-elements must be a non-negative integer")
-    return Grant(parsed, tuple(pools), limit)
+    server = entry.get("server-identifier")
+    if server is not None and (
+        not isinstance(server, int) or isinstance(server, bool) or not 0 < server <= 0xFFFFFFFF
+    ):
+        raise PolicyError(f"{where}: server-identifier must be a non-zero 32-bit integer")
+    return Grant(parsed, tuple(pools), limit, server)
 
 
 def policy_granting(identities: Iterable[str], roles: Iterable[Role]) -> AuthorizationPolicy:
