@@ -14,6 +14,11 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool.enrp.bindings import (
+    BindingFileError,
+    FileBindingStore,
+    ServerIdentifierBindings,
+)
 from twisted_rserpool.enrp.peers import PeerConfig, PeerCore
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
@@ -456,6 +461,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             handlespace,
             policy,
             expect_mentor=bool(options["peer"]),
+            bindings=_serverIdentifierBindings(options, policy),
         )
     outgoing = _outgoingEndpoints(reactor, options, enrpPskFile) if peering else None
     maxConnections, maxPeerConnections = _descriptorBudget(options, peering is not None)
@@ -576,6 +582,21 @@ def _descriptorBudget(options: Options, peering: bool) -> tuple[int, int]:
             reserve=reserve,
         )
     return budget.maxConnections, budget.maxPeerConnections or options["max-peer-connections"]
+
+
+#: The file in the state directory that pins ENRP server identifiers to identities.
+BINDINGS_FILE = "server-identifiers.json"
+
+
+def _serverIdentifierBindings(
+    options: Options, policy: AuthorizationPolicy
+) -> ServerIdentifierBindings:
+    """The policy's server identifiers, and the pins of the state directory (RFC 5355 2.5)."""
+    store = FileBindingStore(Path(options["state-dir"]) / BINDINGS_FILE)
+    try:
+        return ServerIdentifierBindings(policy.server_identifiers(), store)
+    except BindingFileError as e:
+        raise usage.UsageError(str(e)) from e
 
 
 def _announcer(options: Options, reactor: Any, serverIdentifier: int) -> IService:
