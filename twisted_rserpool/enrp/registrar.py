@@ -32,7 +32,7 @@ from twisted_rserpool.handlespace import (
 from twisted_rserpool.handlespace.expiry import DeadlineQueue
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
-from twisted_rserpool.security.ratelimit import Rate, RateLimiter
+from twisted_rserpool.security.ratelimit import Rate, RateLimiter, RequestLimiter
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.message import Message
@@ -111,10 +111,14 @@ class RegistrarConfig:
     #: Longest registration life granted, in seconds (longer ones, and -1, are cut to it).
     max_registration_life: int = 3600
     max_subscriptions_per_connection: int = 64
-    #: ASAP requests per connection (a flooding client is throttled, RFC 5355 2.1).
+    #: ASAP requests per connection (RFC 5355 2.1, 2.2, 2.13): beyond it the connection
+    #: is not read until its next request is due (:meth:`Registrar.admit_request`).
     request_rate: Rate = field(default_factory=lambda: Rate(200.0, 400.0))
     #: ASAP requests per authenticated identity, over all its connections.
     identity_rate: Rate = field(default_factory=lambda: Rate(500.0, 1000.0))
+    #: ASAP requests of all unauthenticated connections together (they cannot be told
+    #: apart, so opening more of them gains nothing).
+    anonymous_rate: Rate = field(default_factory=lambda: Rate(500.0, 1000.0))
     #: ASAP_ENDPOINT_UNREACHABLE reports per pool user (RFC 5355 2.13).
     unreachable_rate: Rate = field(default_factory=lambda: Rate(1.0, 5.0))
     #: ASAP_ENDPOINT_KEEP_ALIVE messages per pool element (RFC 5355 2.14).
@@ -196,8 +200,9 @@ class Registrar:
         self._keep_alive_due: DeadlineQueue[_PoolElementKey] = DeadlineQueue()
         self._subscribers: dict[bytes, set[int]] = {}
         self._outbox: list[Action] = []
-        self._request_limiter: RateLimiter[int] = RateLimiter(config.request_rate)
-        self._identity_limiter: RateLimiter[str] = RateLimiter(config.identity_rate)
+        self._request_limiter: RequestLimiter[int] = RequestLimiter(
+            config.request_rate, config.identity_rate, config.anonymous_rate
+        )
         self._unreachable_limiter: RateLimiter[_Reporter] = RateLimiter(config.unreachable_rate)
         self._keep_alive_limiter: RateLimiter[_PoolElementKey] = RateLimiter(config.keep_alive_rate)
         self._throttled: set[int] = set()
@@ -283,8 +288,6 @@ class Registrar:
             log.warn("ASAP message on a connection that is not ready: dropped")
             self.counters["dropped_not_ready"] += 1
             return []
-        if not self._within_rate(state, now):
-            return self._take()
         # Skip-and-report parameters (message.unrecognized_parameters) were already
         # answered by the connection (RSerPoolProtocol), as for pool elements and users:
         # one ASAP_ERROR per message, so the registrar sends none of its own.
@@ -321,18 +324,35 @@ class Registrar:
             )
         return self._take()
 
-    def _within_rate(self, state: ConnectionState, now: float) -> bool:
-        allowed = self._request_limiter.allow(state.number, now)
-        if allowed and state.identity is not None:
-            allowed = self._identity_limiter.allow(state.identity, now)
-        if allowed:
-            self._throttled.discard(state.number)
-            return True
-        self.counters["rate_limited_requests"] += 1
-        if state.number not in self._throttled:
-            self._throttled.add(state.number)
-            log.warn("Rate limit: dropping ASAP requests from {peer}", peer=state.describe())
-        return False
+    def admit_request(self, number: int, now: float) -> float:
+        """Seconds before the next request of connection ``number`` may be handled.
+
+        ``0.0``: now, and it counts against the connection's rate and its identity's over
+        all its connections (or, for an unauthenticated peer, the rate all of those
+        share). Otherwise the adapter stops reading from the connection that long and
+        asks again, before the request is decrypted any further or decoded: a flooding
+        client is served at its rate and none of its requests is dropped (RFC 5355 2.1,
+        2.2, 2.13). Counted in ``rate_limit_waits``; the first wait of a connection is
+        logged and counted in ``rate_limited_connections``.
+        """
+        state = self._connections.get(number)
+        if state is None:
+            return 0.0
+        wait = self._request_limiter.admit(number, state.identity, now)
+        if wait > 0:
+            self.counters["rate_limit_waits"] += 1
+            if number not in self._throttled:
+                self._throttled.add(number)
+                self.counters["rate_limited_connections"] += 1
+                log.warn(
+                    "Rate limit ({limit} rate): pausing reading from {peer}; its requests "
+                    "are served at that rate",
+                    limit=self._request_limiter.limited_by,
+                    peer=state.describe(),
+                    identity=state.identity,
+                    cause="rate limit",
+                )
+        return wait
 
     # ------------------------------------------------------------------ registration
 
@@ -577,7 +597,14 @@ class Registrar:
         else:
             entry = self.handlespace.get(handle, pe)
             registered = self._registered.get((handle, pe))
-            if entry is not None and entry.identity != state.identity:
+            if entry is not None and entry.home_server_identifier != self.config.server_identifier:
+                # Only the home announces a removal (DEL_PE); removing it here alone would
+                # leave the pool inconsistent and the identifier free for another identity.
+                error = OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
+                reason = (
+                    f"its home is ENRP server 0x{entry.home_server_identifier:08x}, not this one"
+                )
+            elif entry is not None and entry.identity != state.identity:
                 error = OperationError.single(CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS)
                 reason = "the PE was registered by another identity"
             elif (
