@@ -125,6 +125,7 @@ class Bench:
                 unreachable_rate=Rate(10_000.0, 10_000.0),
                 request_rate=Rate(10_000.0, 10_000.0),
                 identity_rate=Rate(10_000.0, 10_000.0),
+                anonymous_rate=Rate(10_000.0, 10_000.0),
             ),
             Handlespace(),
             AuthorizationPolicy(),

@@ -272,7 +272,7 @@ class Results:
 
 def counterChanges(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """The rate-limit and refusal counters that changed."""
-    words = ("rate", "paus", "wait", "refused", "closed", "dropped")
+    words = ("rate", "delayed", "refused", "closed", "dropped", "timeout")
     return {
         name: after.get(name, 0) - before.get(name, 0)
         for name in sorted(set(before) | set(after))
@@ -533,7 +533,7 @@ def _flooderClass() -> type[Any]:
             assert self.transport is not None
             noDelay(self.transport)
             self.transport.write(_INIT)
-            self.transport.registerProducer(self, True)
+            self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
             self.resumeProducing()
 
         def resumeProducing(self) -> None:
@@ -549,7 +549,7 @@ def _flooderClass() -> type[Any]:
             if not self.paused and not self.closed:
                 from twisted.internet import reactor  # noqa: PLC0415
 
-                reactor.callLater(0, self.resumeProducing)  # type: ignore[attr-defined]
+                reactor.callLater(0, self.resumeProducing)
 
         def pauseProducing(self) -> None:
             self.paused = True
@@ -636,8 +636,8 @@ def childMain(role: str, spec: dict[str, Any]) -> int:
     run = _user if role == "user" else _flood
     d = Deferred.fromCoroutine(run(reactor, spec, lines))
     d.addErrback(lambda failure: outcome.setdefault("error", failure.getTraceback()))
-    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    d.addBoth(lambda _: reactor.callLater(0, reactor.stop))
+    reactor.run()
     if "error" in outcome:
         print(outcome["error"], file=sys.stderr)
         return 1

@@ -468,13 +468,46 @@ def test_keep_alive_flood_to_a_pe_is_rate_limited() -> None:
 # ------------------------------------------------------------------ floods and odd input
 
 
-def test_request_flood_is_throttled() -> None:
-    """Requests beyond a connection's rate are dropped and counted, not answered."""
+def test_request_flood_waits_for_its_rate() -> None:
+    """RFC 5355 2.1: beyond its rate a connection is told to wait (the adapter stops
+    reading it) until its next request is due; every request is still handled."""
     h = Harness(request_rate=Rate(10.0, 20.0))
     user = h.connect(ANONYMOUS_TLS)
-    answered = sum(len(h.send(user, asap.HandleResolution(b"x"))) for _ in range(100))
-    assert answered == 20
-    assert h.registrar.counters["rate_limited_requests"] == 80
+    assert [h.registrar.admit_request(user, h.now) for _ in range(20)] == [0.0] * 20
+    # Each request reserves its token: the 21st waits 0.1 s, the 22nd (asked when the
+    # 21st is handled) another 0.1 s.
+    assert h.registrar.admit_request(user, h.now) == pytest.approx(0.1)
+    assert h.registrar.admit_request(user, h.now + 0.1) == pytest.approx(0.1)
+    assert h.registrar.admit_request(user, h.now + 0.3) == 0.0
+    assert h.registrar.counters["requests_delayed"] == 2
+    assert h.registrar.counters["rate_limited_connections"] == 1
+    # What is admitted is answered: no request is dropped by the registrar.
+    assert len(h.send(user, asap.HandleResolution(b"x"))) == 1
+
+
+def test_identity_rate_spans_its_connections() -> None:
+    """RFC 5355 2.2: more connections of one identity share its rate; another identity
+    and anonymous peers are not slowed by it."""
+    h = Harness(request_rate=Rate(1000.0, 1000.0), identity_rate=Rate(10.0, 10.0))
+    first, second = h.connect(psk("pe")), h.connect(psk("pe"))
+    other = h.connect(psk("pe-other"))
+    assert [h.registrar.admit_request(first, h.now) for _ in range(5)] == [0.0] * 5
+    assert [h.registrar.admit_request(second, h.now) for _ in range(5)] == [0.0] * 5
+    # The identity's bucket is empty: its connections wait in turn.
+    assert h.registrar.admit_request(second, h.now) == pytest.approx(0.1)
+    assert h.registrar.admit_request(first, h.now) == pytest.approx(0.2)
+    assert h.registrar.admit_request(other, h.now) == 0.0
+    assert h.registrar.counters["rate_limited_connections"] == 2
+
+
+def test_anonymous_connections_share_one_rate() -> None:
+    """Unauthenticated peers cannot be told apart: opening many gains them nothing."""
+    h = Harness(request_rate=Rate(1000.0, 1000.0), anonymous_rate=Rate(10.0, 10.0))
+    users = [h.connect(ANONYMOUS_TLS) for _ in range(10)]
+    assert [h.registrar.admit_request(u, h.now) for u in users] == [0.0] * 10
+    waits = [h.registrar.admit_request(u, h.now) for u in users]
+    assert waits == pytest.approx([0.1 * n for n in range(1, 11)])
+    assert h.registrar.admit_request(h.connect(psk("pe")), h.now) == 0.0
 
 
 def test_unexpected_message_is_answered_with_error() -> None:

@@ -131,12 +131,24 @@ class Options(usage.Options):
             "3",
             "PEs per handle resolution answer unless the PU asks (max 128).",
         ],
-        ["request-rate", None, "200/400", "ASAP requests per connection: RATE[/BURST] per second."],
+        [
+            "request-rate",
+            None,
+            "200/400",
+            "ASAP requests per connection: RATE[/BURST] per second. Beyond it the "
+            "connection is not read until its next request is due (none is dropped).",
+        ],
         [
             "identity-rate",
             None,
             "500/1000",
-            "ASAP requests per authenticated identity: RATE[/BURST].",
+            "ASAP requests per authenticated identity, over all its connections: RATE[/BURST].",
+        ],
+        [
+            "anonymous-rate",
+            None,
+            "500/1000",
+            "ASAP requests of all unauthenticated connections together: RATE[/BURST].",
         ],
         [
             "unreachable-rate",
@@ -328,6 +340,7 @@ class Options(usage.Options):
                 "keep-alive-timeout",
                 "heartbeat-interval",
                 "heartbeat-timeout",
+            "anonymous-rate",
                 "peer-heartbeat-cycle",
                 "max-time-last-heard",
                 "max-time-no-response",
@@ -437,6 +450,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
     )
     mapping = MappingConfig(
+        anonymous_rate=options["anonymous-rate"],
         heartbeat_interval=options["heartbeat-interval"],
         heartbeat_timeout=options["heartbeat-timeout"],
     )

@@ -325,22 +325,23 @@ class Registrar:
         return self._take()
 
     def admit_request(self, number: int, now: float) -> float:
-        """Seconds before the next request of connection ``number`` may be handled.
+        """Count the next request of connection ``number``, arriving at ``now``, and say
+        how many seconds it must wait before it is handled (``0.0``: at once).
 
-        ``0.0``: now, and it counts against the connection's rate and its identity's over
-        all its connections (or, for an unauthenticated peer, the rate all of those
-        share). Otherwise the adapter stops reading from the connection that long and
-        asks again, before the request is decrypted any further or decoded: a flooding
-        client is served at its rate and none of its requests is dropped (RFC 5355 2.1,
-        2.2, 2.13). Counted in ``rate_limit_waits``; the first wait of a connection is
-        logged and counted in ``rate_limited_connections``.
+        It counts against the connection's rate and its identity's over all its
+        connections (or, for an unauthenticated peer, the rate all of those share). While
+        a request waits the adapter does not read from its connection, so a flooding
+        client is served at its rate, its requests are neither decrypted further nor
+        decoded before their turn, and none is dropped (RFC 5355 2.1, 2.2, 2.13). Ask once
+        per request. Requests that wait are counted in ``requests_delayed``; the first one
+        of a connection is logged and counted in ``rate_limited_connections``.
         """
         state = self._connections.get(number)
         if state is None:
             return 0.0
         wait = self._request_limiter.admit(number, state.identity, now)
         if wait > 0:
-            self.counters["rate_limit_waits"] += 1
+            self.counters["requests_delayed"] += 1
             if number not in self._throttled:
                 self._throttled.add(number)
                 self.counters["rate_limited_connections"] += 1

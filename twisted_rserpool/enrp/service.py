@@ -38,6 +38,7 @@ from twisted_rserpool.enrp.registrar import Close, Registrar, Send
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.admission import ConnectionCap, RefusingFactory
 from twisted_rserpool.transport.connection import MappingConfig
+from twisted_rserpool.transport.events import DataReceived
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
 from twisted_rserpool.wire import asap, enrp
 from twisted_rserpool.wire.errors import CauseCode
@@ -67,6 +68,13 @@ class ASAPServerProtocol(RSerPoolProtocol):
     def connectionReady(self, securityContext: SecurityContext) -> None:
         """Hand the connection to the registrar with its security context."""
         self.connectionNumber = self.factory.server.connectionReady(self, securityContext)
+
+    def admitData(self, event: DataReceived, now: float) -> float:
+        """The registrar's request limits, asked before a chunk is decoded: over them,
+        reading from this connection pauses until its next request is due."""
+        if self.connectionNumber is None:
+            return 0.0
+        return self.factory.server.registrar.admit_request(self.connectionNumber, now)
 
     def asapMessageReceived(self, message: asap.AsapMessage) -> None:
         """Every ASAP message goes to the registrar."""

@@ -25,6 +25,10 @@ Rules it enforces (draft-ietf-rserpool-tcpmapping-03):
   ``max_unread_bytes`` is unconfirmed we send a HEARTBEAT that only its own HEARTBEAT ACK
   (not other traffic) answers, within ``heartbeat_timeout``. Without this, a peer that
   sends and never reads would make our write buffer grow without end.
+- While the upper layer does not read from the peer (:meth:`MappingConnection.pause_reading`,
+  backpressure against a flood), the peer's silence is ours: HEARTBEATs still go out when
+  due, but no timeout ends the connection; the peer's time to answer starts again at
+  :meth:`MappingConnection.resume_reading`.
 
 A peer that breaks a rule ends the connection with a :class:`ProtocolError` event (the
 mapping cannot resynchronise a byte stream). Misuse by the upper layer raises
@@ -186,6 +190,7 @@ class MappingConnection:
         self._heartbeat_marks: deque[tuple[bytes, int]] = deque(maxlen=8)
         # The HEARTBEAT sent because too many answers were unread: (info, time sent).
         self._probe: tuple[bytes, float] | None = None
+        self._reading_paused = False
 
     # -- state ----------------------------------------------------------------------------
 
@@ -237,6 +242,30 @@ class MappingConnection:
     def unread_bytes(self) -> int:
         """Bytes of ACK and HEARTBEAT ACK chunks we wrote that the peer has not shown it read."""
         return self._answers_written - self._answers_read
+
+    @property
+    def reading_paused(self) -> bool:
+        """Whether the upper layer said it stopped reading from the peer."""
+        return self._reading_paused
+
+    def pause_reading(self, now: float) -> None:
+        """The upper layer stopped reading from the peer (backpressure).
+
+        Until :meth:`resume_reading` nothing the peer sent may reach us, so no HEARTBEAT
+        timeout ends the connection; HEARTBEATs are still sent when due.
+        """
+        self._reading_paused = True
+
+    def resume_reading(self, now: float) -> None:
+        """The upper layer reads again: the peer's time to answer starts again at ``now``."""
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._last_received = max(self._last_received, now)
+        if self._heartbeat_sent_at is not None:
+            self._heartbeat_sent_at = now
+        if self._probe is not None:
+            self._probe = (self._probe[0], now)
 
     def close(self) -> None:
         """End the connection from our side (or because the byte stream ended)."""
@@ -412,6 +441,12 @@ class MappingConnection:
         """When :meth:`handle_timer` has something to do next; ``None`` for never."""
         if self.closed:
             return None
+        if self._reading_paused:
+            # Only a HEARTBEAT to send; timeouts wait until we read again.
+            interval = self.config.heartbeat_interval
+            if self._heartbeat_sent_at is None and interval is not None:
+                return self._last_received + interval
+            return None
         timeout = self.config.heartbeat_timeout
         deadlines = []
         if self._probe is not None:
@@ -424,13 +459,15 @@ class MappingConnection:
 
     def handle_timer(self, now: float) -> list[Event]:
         """Send a HEARTBEAT when the peer has been silent too long, or declare it dead
-        (:class:`HeartbeatTimeout`) when it did not answer one. Early calls do nothing."""
+        (:class:`HeartbeatTimeout`) when it did not answer one (never while reading is
+        paused). Early calls do nothing."""
         if self.closed:
             return []
         timeout = self.config.heartbeat_timeout
         sent_at = self._heartbeat_sent_at
-        if (sent_at is not None and now >= sent_at + timeout) or (
-            self._probe is not None and now >= self._probe[1] + timeout
+        if not self._reading_paused and (
+            (sent_at is not None and now >= sent_at + timeout)
+            or (self._probe is not None and now >= self._probe[1] + timeout)
         ):
             self.close()
             return [HeartbeatTimeout(timeout)]

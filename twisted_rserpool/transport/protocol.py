@@ -97,7 +97,9 @@ class RSerPoolProtocol(Protocol):
     :meth:`enrpMessageReceived`, :meth:`applicationDataReceived`,
     :meth:`malformedMessageReceived` (except for a broken mapping, reported whenever it
     happens), :meth:`dataAcknowledged`. A hook that raises is logged; the message still
-    counts as delivered (it is acknowledged) and the connection goes on.
+    counts as delivered (it is acknowledged) and the connection goes on. Before each DATA
+    chunk is decoded, :meth:`admitData` may make it wait: backpressure against a flooding
+    peer, whose transport stops being read meanwhile.
 
     Configuration (class attributes; override them in a subclass, on the instance before
     the connection is made, or through :class:`RSerPoolFactory`):
@@ -138,6 +140,13 @@ class RSerPoolProtocol(Protocol):
         self._lost = False
         self._batching = False
         self._held: deque[DataReceived] = deque()
+        # Backpressure: the timer until the first held chunk, already admitted, is
+        # delivered, and whether we asked the transport to stop reading.
+        self._admissionTimer: IDelayedCall | None = None
+        self._headAdmitted = False
+        self._readingPaused = False
+        #: How often reading from the transport was paused because a chunk had to wait.
+        self.readingPauses = 0
         self._timer: IDelayedCall | None = None
         self._timerDeadline = 0.0
         self._readyDeadline: IDelayedCall | None = None
@@ -180,6 +189,20 @@ class RSerPoolProtocol(Protocol):
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """The peer acknowledged delivery of a message we sent."""
+
+    def admitData(self, event: DataReceived, now: float) -> float:
+        """Seconds to wait before the DATA chunk ``event`` is decoded and delivered.
+
+        Asked once per received DATA chunk, in order, once the connection is ready and
+        before anything of its message is decoded. ``0.0`` (the default) delivers it now.
+        A positive answer is backpressure: reading from the transport pauses
+        (``pauseProducing``), this chunk and those behind it wait undecoded and
+        unacknowledged, and it is delivered when the time has passed (the next one is
+        then asked about); reading resumes when nothing waits any more. Nothing is
+        dropped; what can wait is bounded by the mapping's ``max_undelivered_bytes``
+        (beyond it the connection is closed for Lack of Resources, and logged).
+        """
+        return 0.0
 
     def malformedMessageReceived(self, error: MalformedMessage, ppid: int | None) -> None:
         """Input from the peer did not decode; ``error`` says why.
@@ -347,6 +370,7 @@ class RSerPoolProtocol(Protocol):
         """Stop the timer; :meth:`unacknowledged` stays available."""
         self._lost = True
         self._held.clear()
+        self._cancelAdmission()
         self._cancelTimer()
         self._cancelReadyDeadline()
         if self.admittedBy is not None:
@@ -403,10 +427,10 @@ class RSerPoolProtocol(Protocol):
             events = [e for e in events if not isinstance(e, DataReceived | InitReceived)]
         for event in events:
             if isinstance(event, DataReceived):
-                if self._ready and not self._stopped():
-                    self._deliver(event)
-                elif not self._stopped():
+                if not self._stopped():
+                    # In arrival order: behind chunks that wait (for readiness or a token).
                     self._held.append(event)
+                    self._dispatchHeld()
             elif isinstance(event, DataAcknowledged):
                 self._callHook(self.dataAcknowledged, event.sent)
             elif isinstance(event, InitReceived):
@@ -447,8 +471,79 @@ class RSerPoolProtocol(Protocol):
             "Connection with {peer} ready: {security}", peer=self.peer, security=context.describe()
         )
         self._callHook(self.connectionReady, context)
-        while self._held and not self._stopped():
-            self._deliver(self._held.popleft())
+        self._dispatchHeld()
+
+    def _dispatchHeld(self) -> None:
+        """Deliver held DATA chunks in order while :meth:`admitData` lets them through;
+        pause reading when one must wait, resume when none is left."""
+        held = self._held
+        while held and self._ready and not self._stopped():
+            if self._admissionTimer is not None:
+                return  # the first one waits for its time; the others wait behind it
+            if not self._headAdmitted:
+                now = self._now()
+                try:
+                    wait = float(self.admitData(held[0], now))
+                except Exception:
+                    self.log.failure(
+                        "admitData raised on the connection with {peer}; delivering",
+                        peer=self.peer,
+                        cause="exception in hook",
+                    )
+                    wait = 0.0
+                if wait > 0:
+                    self._headAdmitted = True
+                    self._waitForAdmission(now, wait)
+                    return
+            self._headAdmitted = False
+            self._deliver(held.popleft())
+        if not held:
+            self._resumeReading()
+
+    def _waitForAdmission(self, now: float, wait: float) -> None:
+        if not self._readingPaused:
+            self._readingPaused = True
+            self.readingPauses += 1
+            assert self.mapping is not None
+            self.mapping.pause_reading(now)
+            # Over TLS, TLSMemoryBIOProtocol passes this on to the TCP transport.
+            pause = getattr(self.transport, "pauseProducing", None)
+            if pause is not None:
+                pause()
+        assert self.clock is not None
+        self._admissionTimer = self.clock.callLater(wait, self._admissionDue)
+
+    def _admissionDue(self) -> None:
+        self._admissionTimer = None
+        if self._stopped():
+            return
+        self._batching = True
+        try:
+            self._dispatchHeld()
+            self._armTimer()
+        except Exception:
+            self.log.failure(
+                "Closing connection with {peer}: unexpected error", peer=self.peer, cause="bug"
+            )
+            self._abort()
+        finally:
+            self._batching = False
+            self._flush()
+
+    def _resumeReading(self) -> None:
+        if not self._readingPaused:
+            return
+        self._readingPaused = False
+        if self.mapping is not None:
+            self.mapping.resume_reading(self._now())
+        resume = getattr(self.transport, "resumeProducing", None)
+        if resume is not None and not self._stopped():
+            resume()
+
+    def _cancelAdmission(self) -> None:
+        timer, self._admissionTimer = self._admissionTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def _deliver(self, event: DataReceived) -> None:
         ppid = event.ppid
