@@ -116,7 +116,8 @@ def test_without_an_owner_the_encoding_is_unchanged() -> None:
     """A PE without owner (every ASAP message, other implementations) is byte-for-byte RFC 5354."""
     pe = element()
     assert b"\x8e\x01" not in pe.encode()
-    assert decode_parameter(pe.encode()).owner_identity is None
+    decoded = decode_parameter(pe.encode())
+    assert isinstance(decoded, PoolElementParameter) and decoded.owner_identity is None
 
 
 def test_a_decoder_that_does_not_know_0x8e01_skips_it(monkeypatch: pytest.MonkeyPatch) -> None:
