@@ -282,6 +282,14 @@ class Options(usage.Options):
             "Refuse handle resolution from pool users without an "
             "authenticated identity (by default TLS with a server certificate is enough).",
         ],
+        [
+            "allow-plain-psk",
+            None,
+            "Also accept (and offer) TLS 1.2 PSK suites without forward secrecy, such as "
+            "PSK-AES128-GCM-SHA256, on the listeners and connections this command builds "
+            "itself; in --asap, --enrp and --peer strings write allowPlainPsk=yes instead. "
+            "A key that leaks then decrypts every recorded session (docs/security-tls.md).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -317,7 +325,10 @@ class Options(usage.Options):
         """The ENRP listener descriptions, with the default when only --peer is given."""
         if self["enrp"] or not self["peer"]:
             return list(self["enrp"])
-        return [f"tlspsk:{DEFAULT_ENRP_PORT}:interface=127.0.0.1:pskFile={_escape(pskFile)}"]
+        return [
+            f"tlspsk:{DEFAULT_ENRP_PORT}:interface=127.0.0.1:pskFile={_escape(pskFile)}"
+            + _plainPsk(self)
+        ]
 
     def postOptions(self) -> None:
         """Check values and the security rules that need no files."""
@@ -492,12 +503,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         peEndpointFactory=outgoing,
     )
 
+    if options["allow-plain-psk"]:
+        log.warn(
+            "--allow-plain-psk: TLS 1.2 PSK suites without forward secrecy are accepted on "
+            "the default listeners and offered on outgoing connections"
+        )
     descriptions = list(options["asap"])
     if not descriptions:
         pskFile, certificate, privateKey = _prepareStateDirectory(options)
         descriptions = [
             f"tlspsk:{DEFAULT_PORT}:interface=127.0.0.1:pskFile={_escape(pskFile)}"
             f":certificate={_escape(certificate)}:privateKey={_escape(privateKey)}"
+            + _plainPsk(options)
         ]
         log.info(
             "A pool element connects with: tlspsk:host=127.0.0.1:port={port}:identity="
@@ -657,10 +674,15 @@ def _outgoingEndpoints(reactor: Any, options: Options, pskFile: str | None) -> A
         return clientFromString(  # type: ignore[no-untyped-call,no-any-return]
             reactor,
             f"tlspsk:host={host}:port={port}:identity={_escape(options['enrp-identity'])}"
-            f":pskFile={_escape(pskFile or '')}",
+            f":pskFile={_escape(pskFile or '')}" + _plainPsk(options),
         )
 
     return build
+
+
+def _plainPsk(options: Options) -> str:
+    """The endpoint string option that --allow-plain-psk adds to the strings built here."""
+    return ":allowPlainPsk=yes" if options["allow-plain-psk"] else ""
 
 
 def _escape(path: str) -> str:
