@@ -29,6 +29,13 @@ PE_KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
 
 
+# Sets RLIMIT_NOFILE to argv[1] and runs the rest of the command line in its place.
+_WITH_NOFILE = (
+    "import os, resource, sys; n = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)); os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
 def freePort() -> int:
     """A TCP port on loopback that nothing listens on right now."""
     with socket.socket() as s:
@@ -69,6 +76,8 @@ class EnrpProcess:
     adminPort: int = field(default_factory=freePort)
     extra: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
+    #: RLIMIT_NOFILE (soft and hard) to run twistd under; ``None``: inherited.
+    nofile: int | None = None
 
     def __post_init__(self) -> None:
         self.directory = self.directory.resolve()
@@ -105,6 +114,8 @@ class EnrpProcess:
             "--keep-alive-interval", "1", "--keep-alive-timeout", "1",
             *self.extra,
         ]  # fmt: skip
+        if self.nofile is not None:
+            command = [sys.executable, "-c", _WITH_NOFILE, str(self.nofile), *command]
         self.process = subprocess.Popen(
             command,
             cwd=self.directory,
