@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twisted_rserpool.security.ratelimit import Rate, RateLimiter, TokenBucket
+from twisted_rserpool.security.ratelimit import Rate, RateLimiter, RequestLimiter, TokenBucket
 
 
 def test_bucket_bursts_then_refills() -> None:
@@ -40,3 +40,40 @@ def test_invalid_rates(per_second: float, burst: float) -> None:
     """Rates must be positive with a burst of at least one."""
     with pytest.raises(ValueError):
         Rate(per_second, burst)
+
+
+def test_bucket_reservation_queues_in_turn() -> None:
+    """Reserving takes tokens that are not there yet: each reservation waits behind the
+    previous one, so waiting callers are served in turn, each woken once."""
+    bucket = TokenBucket(Rate(10.0, 1.0), now=0.0)
+    assert bucket.reserve(0.0) == 0.0
+    assert bucket.reserve(0.0) == pytest.approx(0.1)
+    assert bucket.reserve(0.0) == pytest.approx(0.2)
+    assert bucket.wait(0.2) == pytest.approx(0.1)
+    assert bucket.reserve(0.3) == 0.0
+
+
+def test_request_limiter_connection_identity_and_anonymous_buckets() -> None:
+    """A request needs a token of its connection and of its identity (or of the bucket
+    all anonymous peers share); the longer wait counts and is named."""
+    limiter: RequestLimiter[int] = RequestLimiter(Rate(10.0, 2.0), Rate(100.0, 3.0), Rate(5.0, 1.0))
+    assert [limiter.admit(1, "a", 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.admit(1, "a", 0.0) == pytest.approx(0.1)
+    assert limiter.limited_by == "connection"
+    assert limiter.admit(2, "a", 0.0) == pytest.approx(0.01)  # the identity's 4th token
+    assert limiter.limited_by == "identity"
+    assert limiter.admit(3, None, 0.0) == 0.0
+    assert limiter.admit(4, None, 0.0) == pytest.approx(0.2)
+    assert limiter.limited_by == "anonymous"
+    assert limiter.delayed == 3
+
+
+def test_request_limiter_forgets_closed_connections() -> None:
+    """A closed connection's bucket goes; a new connection starts with a full one."""
+    limiter: RequestLimiter[int] = RequestLimiter(
+        Rate(1.0, 1.0), Rate(100.0, 100.0), Rate(1.0, 1.0)
+    )
+    assert limiter.admit(1, "a", 0.0) == 0.0
+    assert limiter.admit(1, "a", 0.0) == pytest.approx(1.0)
+    limiter.forget(1)
+    assert limiter.admit(1, "a", 0.0) == 0.0
