@@ -40,6 +40,7 @@ from zope.interface import implementer
 from twisted_rserpool.security import _openssl
 from twisted_rserpool.security.context import INSECURE, SecurityContext
 from twisted_rserpool.security.psk import checkIdentity, checkKey
+from twisted_rserpool.throttledlog import ThrottledLog
 
 _log = Logger(namespace="twisted_rserpool.security.tls")
 
@@ -225,6 +226,13 @@ class TlsServerCreator:
             raise ValueError("an identity hint makes sense only with pre-shared keys")
         self._keys = keys
         self._connections = _ConnectionRegistry()
+        # Any stranger can cause these lines at will: a few a second, then a count.
+        self.refusalLog = ThrottledLog(
+            _log,
+            None,
+            "TLS: {count} more refused handshakes in {interval} s (not logged one by one)",
+            burst=20,
+        )
         context = _newContext(minimumVersion, maximumVersion)
         ciphers: list[str] = []
         suites = TLS13_PSK_CIPHERSUITES
@@ -274,7 +282,7 @@ class TlsServerCreator:
         try:
             if where & SSL.SSL_CB_WRITE_ALERT != SSL.SSL_CB_WRITE_ALERT or value >> 8 != _FATAL:
                 return
-            _log.warn(
+            self.refusalLog.warn(
                 "TLS with {peer}: sent fatal alert {alert} ({reason})",
                 peer=self._peer(connection),
                 alert=_ALERTS.get(value & 0xFF, str(value & 0xFF)),
@@ -293,12 +301,14 @@ class TlsServerCreator:
         try:
             name = identity.decode("utf-8")
         except UnicodeDecodeError:
-            _log.warn("TLS-PSK: refused a non-UTF-8 identity {identity!r}", identity=identity)
+            self.refusalLog.warn(
+                "TLS-PSK: refused a non-UTF-8 identity {identity!r}", identity=identity
+            )
             return None
         keys = self._keys
         key = None if keys is None else keys.get(name)
         if key is None:
-            _log.warn("TLS-PSK: refused unknown identity {identity!r}", identity=name)
+            self.refusalLog.warn("TLS-PSK: refused unknown identity {identity!r}", identity=name)
             return None
         try:
             checkKey(key)
@@ -318,7 +328,7 @@ class TlsServerCreator:
             return True
         # TLS 1.3: the client named a known identity, but OpenSSL dropped its PSK (the
         # suite chosen has another hash). Going on would make a silently anonymous session.
-        _log.warn(
+        self.refusalLog.warn(
             "TLS-PSK: refused {identity!r} from {peer}: its key cannot be used with the "
             "TLS 1.3 suites the client offered (a PSK here needs one of {suites})",
             identity=identity,
