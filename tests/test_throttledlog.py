@@ -6,13 +6,15 @@ from typing import Any
 from unittest import TestCase
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogLevel, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
+from zope.interface import implementer
 
 from twisted_rserpool.security import _openssl
 from twisted_rserpool.security.tls import pskServerCreator
 from twisted_rserpool.throttledlog import LogThrottle, ThrottledLog
 
 
+@implementer(ILogObserver)
 class Collector:
     """A log observer that keeps the formatted warnings."""
 
