@@ -54,6 +54,7 @@ def _element(entry: PoolElementEntry) -> dict[str, Any]:
         "pe_identifier": f"0x{element.pe_identifier:08x}",
         "home_server_identifier": f"0x{element.home_server_identifier:08x}",
         "identity": entry.identity,
+        "owner_identity": entry.owner_identity,
         "registration_life": element.registration_life,
         "expires_at": entry.expires_at,
         "user_transport": _transport(element.user_transport),
