@@ -40,6 +40,11 @@ def tls(identity: str) -> SecurityContext:
     return SecurityContext(True, "TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", psk_identity=identity)
 
 
+def cert(subject: str) -> SecurityContext:
+    """What a TLS client learns of a server by its certificate: the far end's identity."""
+    return SecurityContext(True, "TLSv1.3", "TLS_AES_128_GCM_SHA256", certificate_subject=subject)
+
+
 def element(pe: int, home: int, port: int = 7000, life: int = 3600) -> PoolElementParameter:
     address = IPv4Address("127.0.0.1")
     return PoolElementParameter(
@@ -122,13 +127,17 @@ class Network:
         security_a: SecurityContext | None = None,
         security_b: SecurityContext | None = None,
     ) -> tuple[int, int]:
-        """A link opened by ``a``; each side sees the other's security context."""
+        """A link opened by ``a``; each side sees the other's identity.
+
+        ``a`` (the TLS client) knows ``b`` by its certificate; ``b`` knows ``a`` by the PSK
+        identity ``a`` chose.
+        """
         na, nb = next(self._numbers), next(self._numbers)
         self.far[(a.server, na)] = (b.server, nb)
         self.far[(b.server, nb)] = (a.server, na)
         self.queues[(a.server, na)] = deque()
         self.queues[(b.server, nb)] = deque()
-        sa = security_a if security_a is not None else tls(f"enrp-{b.server}")
+        sa = security_a if security_a is not None else cert(f"enrp-{b.server}")
         sb = security_b if security_b is not None else tls(f"enrp-{a.server}")
         self.perform(a, a.core.connection_ready(na, sa, outgoing=True, now=self.now))
         self.perform(b, b.core.connection_ready(nb, sb, outgoing=False, now=self.now))
@@ -422,7 +431,7 @@ def test_second_identity_cannot_claim_a_connected_server_identifier() -> None:
     net.connect(a, b)
     net.deliver()
     impostor = net.add(3)
-    na, _ = net.connect(a, impostor, security_a=tls("enrp-evil"))
+    na, _ = net.connect(a, impostor, security_a=cert("enrp-evil"))
     net.perform(a, a.core.message_received(na, enrp.Presence(2, 0, 0), net.now))
     assert a.core.counters["refused_server_identifier"] == 1
     assert a.core.peers[2].identity == "enrp-2"

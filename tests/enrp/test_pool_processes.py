@@ -92,7 +92,12 @@ class Server:
 
 
 class Pool:
-    """Several ENRP server processes that peer with each other over TLS-PSK."""
+    """Several ENRP server processes that peer with each other over TLS-PSK.
+
+    Server ``n`` is ENRP identity ``enrp-n`` (RFC 5355 2.5: a server identifier is bound
+    to one identity). The identity ``enrp`` is valid at every server too, for tests that
+    play an insider ENRP server.
+    """
 
     def __init__(self, directory: Path, count: int, *, extra: tuple[str, ...] = ()) -> None:
         self.directory = directory.resolve()
@@ -105,9 +110,20 @@ class Pool:
         self.extra = extra
         self.elements: list[subprocess.Popen[bytes]] = []
 
-    def peerString(self, server: Server, psk: Path | None = None) -> str:
+    def identities(self) -> dict[str, bytes]:
+        """The ENRP identities every server knows: one per server, and the insider's."""
+        return {"enrp": ENRP_KEY} | {f"enrp-{s.number}": ENRP_KEY for s in self.servers}
+
+    def serverPsk(self, server: Server) -> Path:
+        """The PSK file with ``server``'s own ENRP identity, for its outgoing connections."""
+        psk = self.directory / f"enrp-client-{server.number}.psk"
+        if not psk.exists():
+            writePskFile(psk, {f"enrp-{server.number}": ENRP_KEY})
+        return psk
+
+    def peerString(self, server: Server, psk: Path | None = None, identity: str = "enrp") -> str:
         return (
-            f"tlspsk:host={LOOPBACK}:port={server.enrpPort}:identity=enrp"
+            f"tlspsk:host={LOOPBACK}:port={server.enrpPort}:identity={identity}"
             f":pskFile={psk or self.clientPsk}"
         )
 
@@ -117,16 +133,18 @@ class Pool:
         process = server.process
         process.directory.mkdir(parents=True, exist_ok=True)
         if not process.pskFile.exists():
-            writePskFile(process.pskFile, {"pe": PE_KEY, "pe-2": OTHER_KEY, "enrp": ENRP_KEY})
+            writePskFile(process.pskFile, {"pe": PE_KEY, "pe-2": OTHER_KEY} | self.identities())
+        own = f"enrp-{server.number}"
+        psk = self.serverPsk(server)
         peers: list[str] = []
         for other in self.servers:
             if other is not server:
-                peers += ["--peer", self.peerString(other)]
+                peers += ["--peer", self.peerString(other, psk, own)]
         process.extra = (
             "--server-id", hex(server.serverId),
             "--enrp", f"tlspsk:{server.enrpPort}:interface={LOOPBACK}:pskFile={process.pskFile}",
             *peers,
-            "--enrp-identity", "enrp", "--enrp-psk-file", str(self.clientPsk),
+            "--enrp-identity", own, "--enrp-psk-file", str(psk),
             "--peer-heartbeat-cycle", str(HEARTBEAT),
             "--max-time-last-heard", str(LAST_HEARD),
             "--max-time-no-response", str(NO_RESPONSE),
@@ -155,7 +173,7 @@ class Pool:
         """A pool element process registered at ``server``; returns it and its PE id."""
         listenPsk = self.directory / "pe-listen.psk"
         if not listenPsk.exists():
-            writePskFile(listenPsk, {"enrp": ENRP_KEY})
+            writePskFile(listenPsk, self.identities())
         clientPsk = self.directory / "pe-client.psk"
         if not clientPsk.exists():
             writePskFile(clientPsk, {"pe": PE_KEY})
@@ -166,7 +184,7 @@ class Pool:
             "--enrp", f"tlspsk:host={LOOPBACK}:port={server.process.port}:identity=pe"
             f":pskFile={clientPsk}",
             "--listen", f"tlspsk:0:interface={LOOPBACK}:pskFile={listenPsk}",
-            "--enrp-server-identity", "enrp",
+            *(f"--enrp-server-identity={name}" for name in self.identities() if name != "enrp"),
             "--life", "30", "--verbose",
         ]  # fmt: skip
         element = subprocess.Popen(
@@ -274,7 +292,7 @@ class PoolTests(TestCase):
         assert document["counters"].get("registrations", 0) >= 1
         # It re-registered over the connection its new home opened to it.
         (entry,) = document["pools"][0]["pool_elements"]
-        assert entry["identity"] == f"enrp#takeover-{pe:08x}"
+        assert entry["identity"] == f"enrp-{home}#takeover-{pe:08x}"
         await self.converged([a, b])
 
     async def test_five_servers_replicate_and_take_over(self) -> None:

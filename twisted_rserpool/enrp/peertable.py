@@ -137,7 +137,19 @@ class Link:
 
     @property
     def identity(self) -> str | None:
-        """The authenticated identity of the far end, if any."""
+        """The authenticated identity of the connection (as :class:`SecurityContext` says)."""
+        return self.security.identity
+
+    @property
+    def peer_identity(self) -> str | None:
+        """The identity that names the far end, if the connection proved one.
+
+        On a connection we opened with a PSK, the PSK identity is the one we chose (our
+        own): it says the far end knows that key, not which server it is. Only the
+        identity a client chose, or a certificate, names the far end.
+        """
+        if self.outgoing and self.security.psk_identity is not None:
+            return None
         return self.security.identity
 
     def describe(self) -> str:
@@ -300,16 +312,17 @@ class PeerTable:
             self.error(link, CauseCode.INVALID_VALUES)
             self.outbox.append(CloseLink(link.number, "bad server identifier"))
             return None
-        if link.identity is not None:
+        identity = link.peer_identity
+        if identity is not None:
             # RFC 5355 2.5, 2.17: one identifier per identity, bound for good.
-            refusal = self.bindings.check(link.identity, sender)
+            refusal = self.bindings.check(identity, sender)
             if refusal is not None:
                 self.counters["refused_server_identifier"] += 1
                 log.warn(
                     "{peer} claims server 0x{claimed:08x}: refused, {reason}",
                     peer=link.describe(),
                     claimed=sender,
-                    identity=link.identity,
+                    identity=identity,
                     owner=self.bindings.owner(sender),
                     reason=refusal,
                 )
@@ -317,8 +330,15 @@ class PeerTable:
                 self.outbox.append(CloseLink(link.number, "server identifier not bound to it"))
                 return None
         existing = self.peers.get(sender)
-        if existing is not None and existing.links and existing.identity != link.identity:
-            # RFC 5355 2.5: a server identifier belongs to the identity that announced it.
+        if (
+            identity is None
+            and link.identity is None
+            and existing is not None
+            and existing.links
+            and existing.identity is not None
+        ):
+            # Without TLS identities (insecure) an identified server is not taken over
+            # by an anonymous connection.
             self.counters["refused_identity_mismatch"] += 1
             log.warn(
                 "{peer} claims server 0x{claimed:08x}, already connected as {identity!r}: refused",
@@ -332,18 +352,19 @@ class PeerTable:
         link.peer = sender
         if existing is None:
             return self._add_peer(link, sender, now)
-        existing.identity = link.identity
+        if identity is not None:
+            existing.identity = identity
         existing.links.append(link.number)
         return existing
 
     def _add_peer(self, link: Link, server: int, now: float) -> Peer:
-        peer = Peer(server, link.identity, now, links=[link.number])
+        peer = Peer(server, link.peer_identity, now, links=[link.number])
         self.peers[server] = peer
         self.counters["peers_discovered"] += 1
         log.info(
             "New ENRP peer 0x{server:08x} ({identity})",
             server=server,
-            identity=link.identity or "unauthenticated",
+            identity=link.peer_identity or f"over our connection as {link.identity!r}",
         )
         self.on_peer_added(peer, now)
         return peer
