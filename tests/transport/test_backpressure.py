@@ -170,6 +170,26 @@ def test_chunks_read_while_paused_wait_in_order(decodes: list[bytes]) -> None:
     assert peer.transport.producerState == "producing"
 
 
+def test_a_large_read_stays_raw_behind_a_waiting_chunk(decodes: list[bytes]) -> None:
+    """A read of 40 KiB (one TCP read brings up to 64 KiB): once a chunk must wait, the
+    rest of the read is not even split into chunks; it is taken a slice at a time as the
+    waiting ones are delivered."""
+    protocol, peer, clock = limited(Rate(1000.0, 1.0))
+    sizing = ChunkEncoder()
+    sizing.send_init()
+    size = len(sizing.send_data(RESOLUTION.encode(), ppid=ASAP_PPID))
+    count = 40 * 1024 // size
+    peer.send(*[RESOLUTION] * count)
+    assert protocol.mapping is not None
+    assert len(protocol.messages) == 1
+    # Chunks out of the first 4 KiB slice wait decoded; the other 36 KiB are bytes.
+    assert protocol.mapping.undelivered <= 4096 // size < count // 9
+    assert len(decodes) == 1
+    clock.pump([0.001] * (count + 10))
+    assert len(protocol.messages) == count
+    assert peer.transport.producerState == "producing"
+
+
 def test_within_the_rate_nothing_pauses(decodes: list[bytes]) -> None:
     """A client within its rate is delivered at once and never paused."""
     protocol, peer, clock = limited(Rate(10.0, 5.0))
@@ -221,7 +241,7 @@ def test_overflow_while_paused_closes_with_a_logged_reason() -> None:
     assert not protocol.ready
     closing = [e for e in events if e.get("code") == CauseCode.LACK_OF_RESOURCES]
     assert closing and "TCP mapping failed" in closing[0]["log_format"]
-    assert "not taken yet" in closing[0]["cause"]
+    assert "wait for their rate" in closing[0]["cause"]
 
 
 def test_a_raising_admit_hook_is_logged_and_delivers() -> None:
@@ -328,3 +348,21 @@ def test_an_authenticated_connection_is_not_slowed_by_an_anonymous_flood() -> No
     assert len(answers(user)) == 10
     assert len(answers(flood)) == 1
     assert flood.transport.producerState == "paused"
+
+
+def test_init_and_a_large_first_read_keep_their_order() -> None:
+    """A peer that sends its INIT and many messages in its first read (plain TCP) has
+    them delivered in order, across the slices the read is decoded in."""
+    clock = Clock()
+    protocol = Limited(clock, Rate(1e6, 1e6))
+    transport = Transport()
+    transport.protocol = protocol
+    protocol.makeConnection(transport)  # type: ignore[no-untyped-call]
+    encoder = ChunkEncoder()
+    sent = [asap.HandleResolution(f"pool-{i}".encode()) for i in range(1000)]
+    data = encoder.send_init() + b"".join(
+        encoder.send_data(m.encode(), ppid=ASAP_PPID) for m in sent
+    )
+    assert len(data) > 4 * 4096
+    protocol.dataReceived(data)
+    assert protocol.messages == sent

@@ -57,6 +57,9 @@ from twisted_rserpool.wire.tcpmapping import ASAP_PPID, ENRP_PPID
 __all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol"]
 
 _PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
+#: Received bytes decoded at a time: when a chunk must wait, what follows it in the same
+#: read stays raw (a TCP read brings up to 64 KiB).
+_SLICE = 4096
 _ERROR_TYPES = {ASAP_PPID: asap.AsapType.ERROR, ENRP_PPID: enrp.EnrpType.ERROR}
 
 
@@ -145,6 +148,9 @@ class RSerPoolProtocol(Protocol):
         self._admissionTimer: IDelayedCall | None = None
         self._headAdmitted = False
         self._readingPaused = False
+        # Bytes read while a chunk waits, not yet fed to the mapping: kept raw, they cost
+        # neither parsing nor the memory of decoded chunks.
+        self._unread = bytearray()
         #: How often reading from the transport was paused because a chunk had to wait.
         self.readingPauses = 0
         self._timer: IDelayedCall | None = None
@@ -355,7 +361,11 @@ class RSerPoolProtocol(Protocol):
         # What hooks send while this read is handled goes out in one write at the end.
         self._batching = True
         try:
-            self._handleEvents(mapping.receive_data(data, self._now()))
+            if self._admissionTimer is None and not self._unread and len(data) <= _SLICE:
+                self._handleEvents(mapping.receive_data(data, self._now()))
+            else:
+                self._unread += data
+            self._pump()
             self._armTimer()
         except Exception:
             self.log.failure(
@@ -370,6 +380,7 @@ class RSerPoolProtocol(Protocol):
         """Stop the timer; :meth:`unacknowledged` stays available."""
         self._lost = True
         self._held.clear()
+        self._unread.clear()
         self._cancelAdmission()
         self._cancelTimer()
         self._cancelReadyDeadline()
@@ -471,11 +482,44 @@ class RSerPoolProtocol(Protocol):
             "Connection with {peer} ready: {security}", peer=self.peer, security=context.describe()
         )
         self._callHook(self.connectionReady, context)
+        # Not _pump: when the INIT came in a slice, the slices after it wait their turn.
         self._dispatchHeld()
+
+    def _pump(self) -> None:
+        """Deliver what may be delivered, and feed the bytes kept raw to the mapping a
+        slice at a time while no chunk waits; resume reading once nothing is left."""
+        mapping = self.mapping
+        if mapping is None:
+            return
+        unread = self._unread
+        while not self._stopped() and not mapping.closed:
+            self._dispatchHeld()
+            if self._admissionTimer is not None or not unread:
+                break
+            # A slice, so that a wait found early leaves the rest of the read undecoded.
+            piece = bytes(unread[:_SLICE])
+            del unread[:_SLICE]
+            self._handleEvents(mapping.receive_data(piece, self._now()))
+        if mapping.closed or self._stopped():
+            unread.clear()
+        elif len(unread) > mapping.config.max_undelivered_bytes:
+            unread.clear()
+            self._mappingFailed(
+                ProtocolError(
+                    MalformedMessage(
+                        f"more than {mapping.config.max_undelivered_bytes} bytes received "
+                        "while its earlier requests wait for their rate",
+                        CauseCode.LACK_OF_RESOURCES,
+                        report=False,
+                    )
+                )
+            )
+        elif not self._held and not unread:
+            self._resumeReading()
 
     def _dispatchHeld(self) -> None:
         """Deliver held DATA chunks in order while :meth:`admitData` lets them through;
-        pause reading when one must wait, resume when none is left."""
+        pause reading when one must wait."""
         held = self._held
         while held and self._ready and not self._stopped():
             if self._admissionTimer is not None:
@@ -497,8 +541,6 @@ class RSerPoolProtocol(Protocol):
                     return
             self._headAdmitted = False
             self._deliver(held.popleft())
-        if not held:
-            self._resumeReading()
 
     def _waitForAdmission(self, now: float, wait: float) -> None:
         if not self._readingPaused:
@@ -519,7 +561,7 @@ class RSerPoolProtocol(Protocol):
             return
         self._batching = True
         try:
-            self._dispatchHeld()
+            self._pump()
             self._armTimer()
         except Exception:
             self.log.failure(
