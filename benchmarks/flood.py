@@ -18,8 +18,9 @@ anonymous pool users) with its default limits, and in one run measures:
 Each flood row gives the pool user's median and 90th-percentile latency and its ratio to
 the first no-flood median (the goal: within 2x), the server's CPU share and CPU
 microseconds per answer (all answers: the pool user's and the flood's) from
-``/proc/PID/stat`` over the measured window, the flood requests written and answered in
-that window, and the change of the server's rate-limit counters (admin JSON).
+``/proc/PID/stat`` over the measured window, its RSS at the end of the window, the flood
+requests written and answered in that window, and the change of the server's rate-limit
+counters (admin JSON).
 
 The flood and the pool user run in processes of their own (this script re-invoked with
 ``--role flood`` / ``--role user``). Everything listens on 127.0.0.1; every subprocess is
@@ -69,6 +70,7 @@ from benchmarks.registrar import (
     poolElement,
     raiseFileLimit,
     readLine,
+    rssBytes,
     waitForPort,
 )
 from twisted_rserpool.security.certificates import createSelfSignedCertificate
@@ -240,6 +242,8 @@ class Row:
     floodAnswered: int = 0
     floodConnections: int = 0
     floodOpen: int = 0
+    #: The server's resident set size at the end of the window.
+    serverRss: int = 0
     counters: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -345,6 +349,7 @@ def measure(
         user, f"MEASURE {settings.duration}", "RESULT", settings.duration + settings.timeout + 60
     )
     wall1, cpu1 = time.monotonic(), cpuSeconds(server.pid)
+    rss = rssBytes(server.pid)
     flood1 = ask(flood, "STATS", "STATS", 60) if flood is not None else {}
     counters1 = admin(adminPort)["counters"]
     return Row(
@@ -357,6 +362,7 @@ def measure(
         floodAnswered=flood1.get("answered", 0) - flood0.get("answered", 0),
         floodConnections=flood1.get("connections", 0),
         floodOpen=flood1.get("open", 0),
+        serverRss=rss,
         counters=counterChanges(counters0, counters1),
     )
 
@@ -653,9 +659,9 @@ def table(results: Results) -> str:
     base = rows[0].median if rows else float("nan")
     lines = [
         "| scenario | PU median ms | x no flood | PU p90 ms | PU answered (unanswered) "
-        "| server CPU | server µs per answer | flood sent | flood answered "
+        "| server CPU | server µs per answer | server RSS MiB | flood sent | flood answered "
         "| rate-limit counters |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for row in rows:
         counters = ", ".join(f"{k} +{v}" for k, v in row.counters.items()) or "-"
@@ -663,7 +669,7 @@ def table(results: Results) -> str:
         lines.append(
             f"| {row.name} | {row.median * 1e3:.2f} | {row.median / base:.2f} "
             f"| {row.p90 * 1e3:.2f} | {len(row.latencies)} ({row.unanswered}) "
-            f"| {row.serverShare:.0%} | {row.cpuPerAnswer:,.0f} "
+            f"| {row.serverShare:.0%} | {row.cpuPerAnswer:,.0f} | {row.serverRss / 2**20:.0f} "
             f"| {f'{row.floodSent:,}' if flooding else '-'} "
             f"| {f'{row.floodAnswered:,}' if flooding else '-'} | {counters} |"
         )
