@@ -147,7 +147,7 @@ def test_dh_agreement(group_id: DhGroupId) -> None:
     assert len(a.public_value) == group.public_value_length
     secret = a.shared_secret(b.public_value)
     assert secret == b.shared_secret(a.public_value)
-    expected = {14: 256, 19: 32, 20: 48, 31: 32}[group_id]
+    expected = {14: 256, 15: 384, 16: 512, 19: 32, 20: 48, 21: 66, 31: 32}[group_id]
     assert len(secret) == expected
 
 
@@ -160,8 +160,11 @@ def test_dh_rejects_invalid_public_values(group_id: DhGroupId) -> None:
         key.shared_secret(key.public_value + b"\x00")
     bad = {
         14: (1).to_bytes(256, "big"),
+        15: b"\xff" * 384,  # above p - 1
+        16: (1).to_bytes(512, "big"),
         19: b"\x00" * 63 + b"\x01",  # not on the curve
         20: b"\x00" * 95 + b"\x01",
+        21: b"\x00" * 131 + b"\x01",
         31: b"\x00" * 32,  # small-order point: all-zero shared secret
     }[group_id]
     with pytest.raises(crypto.InvalidPublicValueError):
@@ -174,6 +177,8 @@ SUITES = [
     (EncryptionId.AES_CBC, 256, IntegrityId.HMAC_SHA2_384_192),
     (EncryptionId.AES_GCM_16, 128, None),
     (EncryptionId.AES_GCM_16, 256, None),
+    (EncryptionId.CHACHA20_POLY1305, 256, None),
+    (EncryptionId.AES_CBC, 128, IntegrityId.HMAC_SHA1_96),
 ]
 
 

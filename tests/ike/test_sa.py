@@ -134,6 +134,7 @@ ALL_IKE_SUITES = [
     for encr, bits, integ in itertools.chain(
         ((EncryptionId.AES_CBC, b, i) for b in (128, 256) for i in IntegrityId if i),
         ((EncryptionId.AES_GCM_16, b, None) for b in (128, 256)),
+        [(EncryptionId.CHACHA20_POLY1305, 256, None)],
     )
 ]
 
@@ -167,6 +168,7 @@ ALL_CHILD_SUITES = [
     for encr, bits, integ in itertools.chain(
         ((EncryptionId.AES_CBC, b, i) for b in (128, 256) for i in IntegrityId if i),
         ((EncryptionId.AES_GCM_16, b, None) for b in (128, 256)),
+        [(EncryptionId.CHACHA20_POLY1305, 256, None)],
     )
 ]
 
@@ -183,7 +185,7 @@ def test_every_child_suite(suite: ChildSuite) -> None:
     assert child.child.suite == suite
     assert len(child.child.encryption_key_r) == suite.encryption_transform.key_material_length
     integ = len(child.child.integrity_key_i)
-    assert integ == {None: 0, 12: 32, 13: 48, 14: 64}[suite.integrity]
+    assert integ == {None: 0, 2: 20, 12: 32, 13: 48, 14: 64}[suite.integrity]
 
 
 def test_responder_prefers_offered_ke_group() -> None:
@@ -1030,13 +1032,14 @@ def test_rekey_invalid_ke_retry() -> None:
                 message.encrypted.first_payload_type, gw_sa._cipher_in.open(data, 28)
             )
             kes += [p.dh_group for p in inner if isinstance(p, KeyExchangePayload)]
-    assert kes == [DhGroupId.CURVE25519, DhGroupId.ECP_256]
+    assert kes == [config("client@test").ike_suites[0].dh, DhGroupId.ECP_256]
 
 
 def test_rekey_interval_and_refusal() -> None:
     """With rekey_interval the IKE SA rekeys itself when due; a refused rekey keeps the SA
     and tries again a tenth of the interval later."""
-    pair = Pair(cl_config=config("client@test", rekey_interval=100.0))
+    suites = parse_ike_suites("aes128-sha256-x25519")
+    pair = Pair(cl_config=config("client@test", rekey_interval=100.0, ike_suites=suites))
     spi = pair.establish()
     assert pair.cl.get_timer() == 100.0
     (gw_sa,) = list(pair.gw)

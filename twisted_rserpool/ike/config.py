@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from twisted_rserpool.ike.child import any_selector
 from twisted_rserpool.ike.constants import IdType
 from twisted_rserpool.ike.payloads import TrafficSelector
 from twisted_rserpool.ike.proposals import (
+    ESP_ALGORITHMS,
+    IKE_ALGORITHMS,
     ChildSuite,
     IkeSuite,
-    parse_child_suites,
-    parse_ike_suites,
 )
 
 __all__ = [
@@ -24,11 +25,10 @@ __all__ = [
     "PskTable",
 ]
 
-DEFAULT_IKE_SUITES = parse_ike_suites(
-    "aes128-sha256-x25519, aes128-sha256-modp2048, aes256-sha384-ecp384, "
-    "aes128gcm16-prfsha256-ecp256, aes256gcm16-prfsha384-x25519, aes256-sha512-modp2048"
-)
-DEFAULT_CHILD_SUITES = parse_child_suites("aes128gcm16, aes128-sha256, aes256-sha512, aes256gcm16")
+DEFAULT_IKE_SUITES = IKE_ALGORITHMS
+"""Any combination of the IKE transforms we implement, strong first (docs/ike.md)."""
+DEFAULT_CHILD_SUITES = ESP_ALGORITHMS
+"""Any combination of the ESP transforms we negotiate, strong first (docs/ike.md)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +136,17 @@ class IkeConfig:
     ``redirect_delete_timeout`` is how long a gateway keeps an IKE SA it redirected (in
     IKE_AUTH or INFORMATIONAL) before deleting it itself. ``redirect_port`` is the UDP port
     of the gateway we are redirected to (RFC 5685 uses 500; strongSwan hard-codes it).
+
+    Retries: a request is sent ``retransmit_tries`` times, ``retransmit_timeout`` after the
+    first and twice as long after each following send. An initiator sends IKE_SA_INIT at
+    most ``max_init_attempts`` times (answers with a COOKIE or INVALID_KE_PAYLOAD each cost
+    one); an IKE SA rekey follows INVALID_KE_PAYLOAD ``max_rekey_attempts`` times in all,
+    and a failed scheduled rekey is retried after ``rekey_interval * rekey_retry_fraction``,
+    at least ``rekey_retry_min`` seconds.
+
+    ``random(n)`` returns ``n`` random octets for nonces, SPIs, IVs, cookie secrets and
+    Diffie-Hellman private values (default ``os.urandom``; tests pass a seeded source to
+    replay an exchange octet for octet; never do that in production).
     """
 
     local_id: Identity
@@ -163,6 +174,11 @@ class IkeConfig:
     redirected_from_allowed: frozenset[str] | None = None
     redirect_delete_timeout: float = 30.0
     redirect_port: int = 500
+    max_init_attempts: int = 4
+    max_rekey_attempts: int = 2
+    rekey_retry_fraction: float = 0.1
+    rekey_retry_min: float = 10.0
+    random: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self) -> None:
         if self.childless not in ("allow", "force", "never"):

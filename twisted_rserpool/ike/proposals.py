@@ -1,16 +1,26 @@
-"""Cryptographic suites, their strongSwan-style names, and SA proposal selection (RFC 7296 2.7).
+"""Cryptographic suites, their strongSwan-style names, and SA proposal selection (RFC 7296 2.7,
+3.3).
 
 A *suite* is one complete choice of transforms (what both sides end up using); a
 *proposal* is what travels in an SA payload, possibly offering several transforms of each
-type. ``select_ike`` and ``select_child`` pick, for a responder, the first offered proposal
-that contains one of our suites (our suites in our order of preference).
+type. An *algorithm set* is every combination of some transforms of each type, as a tuple
+of suites in our order of preference (``ike_suite_set``, ``child_suite_set``); the defaults
+(``IKE_ALGORITHMS``, ``ESP_ALGORITHMS``) are everything we implement, strong first.
+
+``select_ike`` and ``select_child`` pick, for a responder, the first offered proposal that
+contains one of our suites, and within it our most preferred suite: one transform of each
+type, answered unchanged (Key Length included). ``ike_proposal`` and ``child_proposal``
+encode our suites compactly: an algorithm set becomes one proposal for its AEAD ciphers
+and one for the others (RFC 7296 3.3 requires them apart), not one proposal per suite.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from twisted_rserpool.ike.crypto import (
     DH_GROUPS,
@@ -23,10 +33,19 @@ from twisted_rserpool.ike.crypto import (
     IntegrityId,
     Prf,
     PrfId,
+    UnsupportedTransformError,
     encryption,
 )
 
 __all__ = [
+    "DH_PREFERENCE",
+    "ENCRYPTION_PREFERENCE",
+    "ESN_PREFERENCE",
+    "ESP_ALGORITHMS",
+    "IKE_ALGORITHMS",
+    "INTEGRITY_PREFERENCE",
+    "LEGACY_TRANSFORMS",
+    "PRF_PREFERENCE",
     "ChildSuite",
     "IkeSuite",
     "OfferedProposal",
@@ -34,7 +53,9 @@ __all__ = [
     "ProposalError",
     "child_proposal",
     "child_suite_from_proposal",
+    "child_suite_set",
     "ike_proposal",
+    "ike_suite_set",
     "parse_child_suites",
     "parse_ike_suites",
     "select_child",
@@ -45,6 +66,14 @@ __all__ = [
 # Transform types and protocol IDs (RFC 7296 section 3.3).
 ENCR, PRF, INTEG, DH, ESN = 1, 2, 3, 4, 5
 PROTO_IKE, PROTO_ESP = 1, 3
+
+# The transform types a proposal of each protocol may carry (RFC 7296 3.3.3); a proposal
+# with any other type is unacceptable (3.3.6).
+_IKE_TYPES = frozenset((ENCR, PRF, INTEG, DH))
+_ESP_TYPES = frozenset((ENCR, INTEG, DH, ESN))
+# Transforms whose Key Length attribute is mandatory (RFC 7296 3.3.5): without it the
+# proposal MUST be rejected.
+_NEEDS_KEY_LENGTH = frozenset((EncryptionId.AES_CBC, EncryptionId.AES_GCM_16))
 
 
 class ProposalError(ValueError):
@@ -68,6 +97,10 @@ class OfferedProposal:
     protocol: int
     spi: bytes
     transforms: tuple[OfferedTransform, ...]
+
+
+def _encr_transform(encr: EncryptionId, key_bits: int) -> OfferedTransform:
+    return OfferedTransform(ENCR, encr, encryption(encr, key_bits).key_length_attribute)
 
 
 @dataclass(frozen=True)
@@ -95,12 +128,17 @@ class IkeSuite:
         """The Integrity value object (None with an AEAD cipher)."""
         return INTEGRITY_ALGORITHMS[self.integrity] if self.integrity is not None else None
 
+    @property
+    def legacy(self) -> bool:
+        """Whether the suite uses a transform documented as weak (SHA-1)."""
+        return bool(LEGACY_TRANSFORMS & set(self.transforms()))
+
     def transforms(self) -> tuple[OfferedTransform, ...]:
         """This suite as the transforms of a proposal."""
         return _ike_transforms(self)
 
     def _build_transforms(self) -> tuple[OfferedTransform, ...]:
-        out = [OfferedTransform(ENCR, self.encryption, self.key_bits)]
+        out = [_encr_transform(self.encryption, self.key_bits)]
         out.append(OfferedTransform(PRF, self.prf))
         if self.integrity is not None:
             out.append(OfferedTransform(INTEG, self.integrity))
@@ -131,12 +169,17 @@ class ChildSuite:
         integ = INTEGRITY_ALGORITHMS[self.integrity].key_length if self.integrity else 0
         return self.encryption_transform.key_material_length + integ
 
+    @property
+    def legacy(self) -> bool:
+        """Whether the suite uses a transform documented as weak (SHA-1)."""
+        return bool(LEGACY_TRANSFORMS & set(self.transforms()))
+
     def transforms(self) -> tuple[OfferedTransform, ...]:
         """This suite as the transforms of a proposal."""
         return _child_transforms(self)
 
     def _build_transforms(self) -> tuple[OfferedTransform, ...]:
-        out = [OfferedTransform(ENCR, self.encryption, self.key_bits)]
+        out = [_encr_transform(self.encryption, self.key_bits)]
         if self.integrity is not None:
             out.append(OfferedTransform(INTEG, self.integrity))
         out.append(OfferedTransform(ESN, 1 if self.esn else 0))
@@ -147,23 +190,129 @@ class ChildSuite:
         return name + ("-esn" if self.esn else "")
 
 
-@functools.lru_cache(maxsize=256)
+_T = TypeVar("_T")
+_Suite = TypeVar("_Suite", IkeSuite, ChildSuite)
+
+
+@functools.lru_cache(maxsize=1024)
 def _ike_transforms(suite: IkeSuite) -> tuple[OfferedTransform, ...]:
     return suite._build_transforms()
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _child_transforms(suite: ChildSuite) -> tuple[OfferedTransform, ...]:
     return suite._build_transforms()
 
+
+# --- preference orders -------------------------------------------------------------------
+# Strong first: larger keys, hashes and groups before smaller ones; at equal strength AEAD
+# before encrypt-then-MAC, and the faster group first. SHA-1 (RFC 8247 and RFC 8221:
+# MUST-) comes last and is accepted for old clients only. docs/ike.md has the table.
+
+ENCRYPTION_PREFERENCE: tuple[tuple[EncryptionId, int], ...] = (
+    (EncryptionId.AES_GCM_16, 256),
+    (EncryptionId.CHACHA20_POLY1305, 256),
+    (EncryptionId.AES_CBC, 256),
+    (EncryptionId.AES_GCM_16, 128),
+    (EncryptionId.AES_CBC, 128),
+)
+"""Encryption transforms (ID, key bits), most preferred first; the same for IKE and ESP."""
+
+PRF_PREFERENCE: tuple[PrfId, ...] = (
+    PrfId.HMAC_SHA2_512,
+    PrfId.HMAC_SHA2_384,
+    PrfId.HMAC_SHA2_256,
+    PrfId.HMAC_SHA1,
+)
+"""PRFs, most preferred first (PRF_HMAC_SHA1 is legacy)."""
+
+INTEGRITY_PREFERENCE: tuple[IntegrityId, ...] = (
+    IntegrityId.HMAC_SHA2_512_256,
+    IntegrityId.HMAC_SHA2_384_192,
+    IntegrityId.HMAC_SHA2_256_128,
+    IntegrityId.HMAC_SHA1_96,
+)
+"""Integrity transforms for the non-AEAD ciphers, most preferred first (SHA1_96 is legacy)."""
+
+DH_PREFERENCE: tuple[DhGroupId, ...] = (
+    DhGroupId.ECP_521,
+    DhGroupId.ECP_384,
+    DhGroupId.MODP_4096,
+    DhGroupId.CURVE25519,
+    DhGroupId.ECP_256,
+    DhGroupId.MODP_3072,
+    DhGroupId.MODP_2048,
+)
+"""Diffie-Hellman groups, strongest first. A responder takes the initiator's KE group
+whenever an offered proposal allows it (no INVALID_KE_PAYLOAD round trip); this order
+decides only which group INVALID_KE_PAYLOAD asks for, and what our initiator guesses."""
+
+ESN_PREFERENCE: tuple[bool, ...] = (True, False)
+"""Extended Sequence Numbers before 32-bit ones (RFC 4303: no rekey forced at 2^32 packets)."""
+
+LEGACY_TRANSFORMS: frozenset[OfferedTransform] = frozenset(
+    (OfferedTransform(PRF, PrfId.HMAC_SHA1), OfferedTransform(INTEG, IntegrityId.HMAC_SHA1_96))
+)
+"""Transforms accepted by default for old clients but weak (RFC 8247, RFC 8221: MUST-)."""
+
+
+def ike_suite_set(
+    encryptions: Iterable[tuple[EncryptionId, int]] = ENCRYPTION_PREFERENCE,
+    prfs: Iterable[PrfId] = PRF_PREFERENCE,
+    integrities: Iterable[IntegrityId] = INTEGRITY_PREFERENCE,
+    groups: Iterable[DhGroupId] = DH_PREFERENCE,
+) -> tuple[IkeSuite, ...]:
+    """Every IKE suite combining the given transforms, in preference order.
+
+    The order is lexicographic in (encryption, PRF, integrity, group), so for an offered
+    proposal the most preferred suite it contains has, type by type, our most preferred
+    offered transform. AEAD ciphers combine with no integrity transform.
+    """
+    prf_list, integ_list, group_list = tuple(prfs), tuple(integrities), tuple(groups)
+    suites: list[IkeSuite] = []
+    for encr, bits in encryptions:
+        aead = encryption(encr, bits).aead
+        for prf in prf_list:
+            for integ in (None,) if aead else integ_list:
+                suites.extend(IkeSuite(encr, bits, prf, integ, dh) for dh in group_list)
+    return tuple(suites)
+
+
+def child_suite_set(
+    encryptions: Iterable[tuple[EncryptionId, int]] = ENCRYPTION_PREFERENCE,
+    integrities: Iterable[IntegrityId] = INTEGRITY_PREFERENCE,
+    esn: Iterable[bool] = ESN_PREFERENCE,
+) -> tuple[ChildSuite, ...]:
+    """Every ESP suite combining the given transforms, in preference order."""
+    integ_list, esn_list = tuple(integrities), tuple(esn)
+    suites: list[ChildSuite] = []
+    for encr, bits in encryptions:
+        aead = encryption(encr, bits).aead
+        for integ in (None,) if aead else integ_list:
+            suites.extend(ChildSuite(encr, bits, integ, e) for e in esn_list)
+    return tuple(suites)
+
+
+IKE_ALGORITHMS: tuple[IkeSuite, ...] = ike_suite_set()
+"""Every IKE suite we implement, most preferred first (the gateway's default)."""
+
+ESP_ALGORITHMS: tuple[ChildSuite, ...] = child_suite_set()
+"""Every ESP suite we negotiate, most preferred first (the gateway's default)."""
+
+
+# --- names -------------------------------------------------------------------------------
 
 _ENCR_NAMES = {
     "aes128": (EncryptionId.AES_CBC, 128),
     "aes256": (EncryptionId.AES_CBC, 256),
     "aes128gcm16": (EncryptionId.AES_GCM_16, 128),
     "aes256gcm16": (EncryptionId.AES_GCM_16, 256),
+    "aes128gcm128": (EncryptionId.AES_GCM_16, 128),
+    "aes256gcm128": (EncryptionId.AES_GCM_16, 256),
+    "chacha20poly1305": (EncryptionId.CHACHA20_POLY1305, 256),
 }
 _HASH_NAMES = {
+    "sha1": (IntegrityId.HMAC_SHA1_96, PrfId.HMAC_SHA1),
     "sha256": (IntegrityId.HMAC_SHA2_256_128, PrfId.HMAC_SHA2_256),
     "sha384": (IntegrityId.HMAC_SHA2_384_192, PrfId.HMAC_SHA2_384),
     "sha512": (IntegrityId.HMAC_SHA2_512_256, PrfId.HMAC_SHA2_512),
@@ -171,10 +320,31 @@ _HASH_NAMES = {
 _PRF_NAMES = {"prf" + name: prf for name, (_, prf) in _HASH_NAMES.items()}
 _DH_NAMES = {
     "modp2048": DhGroupId.MODP_2048,
+    "modp3072": DhGroupId.MODP_3072,
+    "modp4096": DhGroupId.MODP_4096,
     "ecp256": DhGroupId.ECP_256,
     "ecp384": DhGroupId.ECP_384,
+    "ecp521": DhGroupId.ECP_521,
     "curve25519": DhGroupId.CURVE25519,
     "x25519": DhGroupId.CURVE25519,
+}
+_ENCR_BY_VALUE = {
+    (EncryptionId.AES_CBC, 128): "aes128",
+    (EncryptionId.AES_CBC, 256): "aes256",
+    (EncryptionId.AES_GCM_16, 128): "aes128gcm16",
+    (EncryptionId.AES_GCM_16, 256): "aes256gcm16",
+    (EncryptionId.CHACHA20_POLY1305, 256): "chacha20poly1305",
+}
+_HASH_BY_INTEG = {v[0]: k for k, v in _HASH_NAMES.items()}
+_HASH_BY_PRF = {v[1]: k for k, v in _HASH_NAMES.items()}
+_DH_BY_VALUE = {
+    DhGroupId.MODP_2048: "modp2048",
+    DhGroupId.MODP_3072: "modp3072",
+    DhGroupId.MODP_4096: "modp4096",
+    DhGroupId.ECP_256: "ecp256",
+    DhGroupId.ECP_384: "ecp384",
+    DhGroupId.ECP_521: "ecp521",
+    DhGroupId.CURVE25519: "x25519",
 }
 
 
@@ -185,81 +355,103 @@ def _name(
     prf: PrfId | None,
     dh: DhGroupId | None,
 ) -> str:
-    parts = [
-        f"aes{bits}gcm16" if encr == EncryptionId.AES_GCM_16 else f"aes{bits}",
-    ]
-    hash_by_integ = {v[0]: k for k, v in _HASH_NAMES.items()}
-    hash_by_prf = {v[1]: k for k, v in _HASH_NAMES.items()}
+    parts = [_ENCR_BY_VALUE[(encr, bits)]]
     if integ is not None:
-        parts.append(hash_by_integ[integ])
-        if prf is not None and _HASH_NAMES[hash_by_integ[integ]][1] != prf:
-            parts.append("prf" + hash_by_prf[prf])
+        parts.append(_HASH_BY_INTEG[integ])
+        if prf is not None and _HASH_NAMES[_HASH_BY_INTEG[integ]][1] != prf:
+            parts.append("prf" + _HASH_BY_PRF[prf])
     elif prf is not None:
-        parts.append("prf" + hash_by_prf[prf])
+        parts.append("prf" + _HASH_BY_PRF[prf])
     if dh is not None:
-        parts.append({v: k for k, v in _DH_NAMES.items()}[dh])
+        parts.append(_DH_BY_VALUE[dh])
     return "-".join(parts)
+
+
+def _unique(items: Iterable[_T]) -> list[_T]:
+    return list(dict.fromkeys(items))
+
+
+def _name_parts(
+    name: str, *, esp: bool
+) -> tuple[list[tuple[EncryptionId, int]], list[str], list[PrfId], list[DhGroupId], list[bool]]:
+    encrs: list[tuple[EncryptionId, int]] = []
+    hashes: list[str] = []
+    prfs: list[PrfId] = []
+    groups: list[DhGroupId] = []
+    esn: list[bool] = []
+    for token in name.split("-"):
+        if token in _ENCR_NAMES:
+            encrs.append(_ENCR_NAMES[token])
+        elif token in _HASH_NAMES:
+            hashes.append(token)
+        elif token in _PRF_NAMES and not esp:
+            prfs.append(_PRF_NAMES[token])
+        elif token in _DH_NAMES and not esp:
+            groups.append(_DH_NAMES[token])
+        elif token in ("esn", "noesn") and esp:
+            esn.append(token == "esn")
+        else:
+            raise ProposalError(f"unknown algorithm {token!r} in {name!r}")
+    if not encrs:
+        raise ProposalError(f"no encryption algorithm in {name!r}")
+    kinds = {encryption(e, bits).aead for e, bits in encrs}
+    if len(kinds) > 1:
+        raise ProposalError(f"{name!r} mixes AEAD and non-AEAD ciphers (RFC 7296 3.3)")
+    return _unique(encrs), _unique(hashes), _unique(prfs), _unique(groups), _unique(esn)
 
 
 def parse_ike_suites(text: str) -> tuple[IkeSuite, ...]:
     """IKE suites from a comma-separated list of strongSwan-style names.
 
     Each name is ``encryption-[integrity]-[prfHASH]-dhgroup``, for example
-    ``aes128-sha256-modp2048`` or ``aes256gcm16-prfsha384-x25519``. With AES-CBC the hash
-    names both the integrity transform and (unless ``prf...`` is given) the PRF; with
-    AES-GCM a plain hash name is taken as the PRF.
+    ``aes128-sha256-modp2048`` or ``aes256gcm16-prfsha384-x25519``: exactly one suite. With
+    AES-CBC the hash names both the integrity transform and (unless ``prf...`` is given)
+    the PRF; with an AEAD cipher a plain hash name is taken as the PRF. As in strongSwan a
+    name may list several algorithms of a type (``aes128-aes256-sha256-x25519-ecp256``):
+    every combination, in the order written. ``default`` is every suite we implement.
     """
-    suites = []
+    suites: list[IkeSuite] = []
     for name in _split(text):
-        tokens = name.split("-")
-        encr = _ENCR_NAMES.get(tokens[0])
-        if encr is None:
-            raise ProposalError(f"unknown encryption algorithm in {name!r}")
-        integ: IntegrityId | None = None
-        prf: PrfId | None = None
-        dh: DhGroupId | None = None
-        for token in tokens[1:]:
-            if token in _HASH_NAMES:
-                if encr[0] == EncryptionId.AES_GCM_16:
-                    prf = _HASH_NAMES[token][1]
-                else:
-                    integ = _HASH_NAMES[token][0]
-                    prf = prf or _HASH_NAMES[token][1]
-            elif token in _PRF_NAMES:
-                prf = _PRF_NAMES[token]
-            elif token in _DH_NAMES:
-                dh = _DH_NAMES[token]
-            else:
-                raise ProposalError(f"unknown algorithm {token!r} in {name!r}")
-        if prf is None or dh is None:
+        if name == "default":
+            suites.extend(IKE_ALGORITHMS)
+            continue
+        encrs, hashes, prfs, groups, _ = _name_parts(name, esp=False)
+        aead = encryption(*encrs[0]).aead
+        if aead:
+            prfs = prfs or [_HASH_NAMES[h][1] for h in hashes]
+            integs: list[IntegrityId] = []
+        else:
+            integs = [_HASH_NAMES[h][0] for h in hashes]
+            prfs = prfs or [_HASH_NAMES[h][1] for h in hashes]
+            if not integs:
+                raise ProposalError(f"{name!r} needs an integrity algorithm with AES-CBC")
+        if not prfs or not groups:
             raise ProposalError(f"{name!r} needs a PRF (or hash) and a DH group")
-        if encr[0] == EncryptionId.AES_CBC and integ is None:
-            raise ProposalError(f"{name!r} needs an integrity algorithm with AES-CBC")
-        suites.append(IkeSuite(encr[0], encr[1], prf, integ, dh))
-    return tuple(suites)
+        suites.extend(ike_suite_set(encrs, _unique(prfs), integs, groups))
+    return tuple(_unique(suites))
 
 
 def parse_child_suites(text: str) -> tuple[ChildSuite, ...]:
-    """ESP suites from strongSwan-style names such as ``aes128-sha256`` or ``aes256gcm16``."""
-    suites = []
+    """ESP suites from strongSwan-style names such as ``aes128-sha256`` or ``aes256gcm16``.
+
+    ``-esn`` asks for Extended Sequence Numbers, ``-noesn`` (the default) for 32-bit ones,
+    both for either; several algorithms of a type give every combination, and ``default``
+    is every suite we negotiate.
+    """
+    suites: list[ChildSuite] = []
     for name in _split(text):
-        tokens = name.split("-")
-        encr = _ENCR_NAMES.get(tokens[0])
-        if encr is None:
-            raise ProposalError(f"unknown encryption algorithm in {name!r}")
-        integ: IntegrityId | None = None
-        esn = False
-        for token in tokens[1:]:
-            if token in _HASH_NAMES and encr[0] == EncryptionId.AES_CBC:
-                integ = _HASH_NAMES[token][0]
-            elif token in ("esn", "noesn"):
-                esn = token == "esn"
-            else:
-                raise ProposalError(f"unknown algorithm {token!r} in {name!r}")
-        if encr[0] == EncryptionId.AES_CBC and integ is None:
+        if name == "default":
+            suites.extend(ESP_ALGORITHMS)
+            continue
+        encrs, hashes, _, _, esn = _name_parts(name, esp=True)
+        aead = encryption(*encrs[0]).aead
+        if aead and hashes:
+            raise ProposalError(f"{name!r}: an AEAD cipher takes no integrity algorithm")
+        if not aead and not hashes:
             raise ProposalError(f"{name!r} needs an integrity algorithm with AES-CBC")
-        suites.append(ChildSuite(encr[0], encr[1], integ, esn))
-    return tuple(suites)
+        integs = [_HASH_NAMES[h][0] for h in hashes]
+        suites.extend(child_suite_set(encrs, integs, esn or [False]))
+    return tuple(_unique(suites))
 
 
 def _split(text: str) -> list[str]:
@@ -269,56 +461,124 @@ def _split(text: str) -> list[str]:
     return names
 
 
+# --- encoding our offers -----------------------------------------------------------------
+
+
+def _compact(suites: Sequence[_Suite]) -> list[tuple[OfferedTransform, ...]] | None:
+    """Transform lists of proposals equivalent to ``suites``, AEAD and others apart, or None.
+
+    Possible when, for each of the two kinds, the suites are every combination of their
+    transforms; each type then lists its transforms in order of first appearance, so the
+    first suite's transforms come first.
+    """
+    kinds: dict[bool, list[_Suite]] = {}
+    for suite in suites:
+        kinds.setdefault(suite.encryption_transform.aead, []).append(suite)
+    out: list[tuple[OfferedTransform, ...]] = []
+    for members in kinds.values():
+        by_type: dict[int, list[OfferedTransform]] = {}
+        for suite in members:
+            for transform in suite.transforms():
+                choices = by_type.setdefault(transform.type, [])
+                if transform not in choices:
+                    choices.append(transform)
+        combinations = 1
+        for choices in by_type.values():
+            combinations *= len(choices)
+        if combinations != len(set(members)):
+            return None
+        out.append(tuple(itertools.chain.from_iterable(by_type.values())))
+    return out
+
+
 def ike_proposal(suites: Iterable[IkeSuite], spi: bytes = b"") -> tuple[OfferedProposal, ...]:
-    """Our IKE SA payload: one proposal per suite, numbered from 1."""
+    """Our IKE SA payload for ``suites`` (most preferred first), proposals numbered from 1.
+
+    An algorithm set becomes one proposal per kind of cipher; any other list one proposal
+    per suite, so that exactly those suites are offered.
+    """
+    ordered = tuple(suites)
+    groups = _compact(ordered) or [suite.transforms() for suite in ordered]
     return tuple(
-        OfferedProposal(number, PROTO_IKE, spi, suite.transforms())
-        for number, suite in enumerate(suites, start=1)
+        OfferedProposal(number, PROTO_IKE, spi, transforms)
+        for number, transforms in enumerate(groups, start=1)
     )
 
 
 def child_proposal(suites: Iterable[ChildSuite], spi: bytes) -> tuple[OfferedProposal, ...]:
-    """Our ESP SA payload: one proposal per suite, numbered from 1."""
+    """Our ESP SA payload for ``suites``, encoded as ``ike_proposal`` encodes IKE suites."""
+    ordered = tuple(suites)
+    groups = _compact(ordered) or [suite.transforms() for suite in ordered]
     return tuple(
-        OfferedProposal(number, PROTO_ESP, spi, suite.transforms())
-        for number, suite in enumerate(suites, start=1)
+        OfferedProposal(number, PROTO_ESP, spi, transforms)
+        for number, transforms in enumerate(groups, start=1)
     )
 
 
-def _offers(proposal: OfferedProposal, transforms: Sequence[OfferedTransform]) -> bool:
-    """Whether ``proposal`` offers, for each of its transform types, the suite's transform."""
+# --- choosing from an offer --------------------------------------------------------------
+
+
+def _offered_sets(
+    proposal: OfferedProposal, allowed: frozenset[int]
+) -> dict[int, frozenset[tuple[int, int | None]]] | None:
+    """The offered (ID, Key Length) choices per transform type, or None when the proposal is
+    unacceptable as a whole: a type not valid for its protocol, or an AES transform without
+    its mandatory Key Length attribute (RFC 7296 3.3.5, 3.3.6)."""
     by_type: dict[int, set[tuple[int, int | None]]] = {}
     for t in proposal.transforms:
+        if t.type not in allowed:
+            return None
+        if t.type == ENCR and t.id in _NEEDS_KEY_LENGTH and t.key_length is None:
+            return None
         by_type.setdefault(t.type, set()).add((t.id, t.key_length))
-    ours = {t.type: t for t in transforms}
-    for transform_type, choices in by_type.items():
-        mine = ours.get(transform_type)
-        if mine is None:
-            if transform_type == INTEG and (0, None) in choices:
-                continue  # INTEG NONE alongside an AEAD cipher
-            return False
+    return {k: frozenset(v) for k, v in by_type.items()}
+
+
+def _answer(
+    offered: dict[int, frozenset[tuple[int, int | None]]],
+    transforms: Sequence[OfferedTransform],
+) -> tuple[OfferedTransform, ...] | None:
+    """Our suite's transforms as the answer to ``offered``, or None when it does not offer
+    them. Every offered type gets exactly one of its transforms; the one exception is an
+    INTEG NONE offered with an AEAD cipher, and an ESN type the proposal leaves out (then
+    32-bit sequence numbers), which the answer leaves out as the offer did."""
+    answer: list[OfferedTransform] = []
+    ours = set()
+    for mine in transforms:
+        ours.add(mine.type)
+        choices = offered.get(mine.type)
+        if choices is None:
+            if mine.type == ESN and mine.id == 0:
+                continue  # no ESN transform offered: plain sequence numbers, not answered
+            return None
         if (mine.id, mine.key_length) not in choices:
-            return False
-    for transform_type, mine in ours.items():
-        if transform_type not in by_type and not (transform_type == ESN and mine.id == 0):
-            return False
-    return True
+            return None
+        answer.append(mine)
+    for transform_type, choices in offered.items():
+        if transform_type not in ours and not (transform_type == INTEG and (0, None) in choices):
+            return None
+    return tuple(answer)
 
 
 def select_ike(
     offered: Sequence[OfferedProposal], ours: Sequence[IkeSuite]
 ) -> tuple[OfferedProposal, IkeSuite] | None:
-    """The first offered IKE proposal containing one of our suites, and that suite.
+    """The first offered IKE proposal containing one of our suites, and the most preferred
+    such suite.
 
-    The answer proposal keeps the offered number and holds exactly the suite's transforms.
+    The answer proposal keeps the offered number and holds exactly the suite's transforms,
+    one of each offered type (RFC 7296 3.3.6).
     """
     for proposal in offered:
         if proposal.protocol != PROTO_IKE:
             continue
+        sets = _offered_sets(proposal, _IKE_TYPES)
+        if sets is None or ENCR not in sets or PRF not in sets or DH not in sets:
+            continue
         for suite in ours:
-            if _offers(proposal, suite.transforms()):
-                chosen = OfferedProposal(proposal.number, PROTO_IKE, b"", suite.transforms())
-                return chosen, suite
+            answer = _answer(sets, suite.transforms())
+            if answer is not None:
+                return OfferedProposal(proposal.number, PROTO_IKE, b"", answer), suite
     return None
 
 
@@ -330,21 +590,19 @@ def select_child(
 ) -> tuple[OfferedProposal, ChildSuite] | None:
     """The first offered ESP proposal containing one of our suites; ``spi`` is our SPI.
 
-    A suite without ESN matches a proposal that does not mention ESN. Without ``dh_group``
-    (no KE payload: IKE_AUTH, or CREATE_CHILD_SA without PFS) a proposal must allow DH
-    NONE (or list no DH) and the answer has no DH transform; with ``dh_group`` (the group
-    of the KE payload) the proposal must offer that group and the answer names it.
+    A suite without ESN also matches a proposal that lists no ESN transform (the answer
+    then lists none either). Without ``dh_group`` (no KE payload: IKE_AUTH, or
+    CREATE_CHILD_SA without PFS) a proposal must allow DH NONE (or list no DH) and the
+    answer has no DH transform; with ``dh_group`` (the group of the KE payload) the
+    proposal must offer that group and the answer names it.
     """
     for proposal in offered:
         if proposal.protocol != PROTO_ESP or len(proposal.spi) != 4:
             continue
-        filtered = OfferedProposal(
-            proposal.number,
-            proposal.protocol,
-            proposal.spi,
-            tuple(t for t in proposal.transforms if t.type != DH),
-        )
-        dh_ids = {t.id for t in proposal.transforms if t.type == DH}
+        sets = _offered_sets(proposal, _ESP_TYPES)
+        if sets is None or ENCR not in sets:
+            continue
+        dh_ids = {i for i, _ in sets.pop(DH, frozenset())}
         if dh_group is None:
             if dh_ids and 0 not in dh_ids:
                 continue  # PFS required, but there is no KE payload
@@ -354,34 +612,51 @@ def select_child(
                 continue
             extra = (OfferedTransform(DH, dh_group),)
         for suite in ours:
-            if _offers(filtered, suite.transforms()):
-                chosen = OfferedProposal(
-                    proposal.number, PROTO_ESP, spi, suite.transforms() + extra
-                )
-                return chosen, suite
+            answer = _answer(sets, suite.transforms())
+            if answer is not None:
+                return OfferedProposal(proposal.number, PROTO_ESP, spi, answer + extra), suite
     return None
 
 
-def suite_from_proposal(proposal: OfferedProposal) -> IkeSuite | None:
-    """The IKE suite of a responder's answer proposal (exactly one transform per type)."""
+# --- reading an answer -------------------------------------------------------------------
+
+
+def _single(proposal: OfferedProposal) -> dict[int, OfferedTransform] | None:
     by_type: dict[int, OfferedTransform] = {}
     for transform in proposal.transforms:
         if transform.type in by_type:
             return None
         by_type[transform.type] = transform
+    return by_type
+
+
+def _answered_encryption(transform: OfferedTransform) -> Encryption:
+    """The Encryption of an answered ENCR transform, with RFC 7296 3.3.5's attribute rules."""
+    if transform.id in _NEEDS_KEY_LENGTH and transform.key_length is None:
+        raise UnsupportedTransformError("AES without a Key Length attribute")
+    if transform.id == EncryptionId.CHACHA20_POLY1305 and transform.key_length is not None:
+        raise UnsupportedTransformError("ChaCha20-Poly1305 takes no Key Length attribute")
+    return encryption(transform.id, transform.key_length)
+
+
+def suite_from_proposal(proposal: OfferedProposal) -> IkeSuite | None:
+    """The IKE suite of a responder's answer proposal (exactly one transform per type)."""
+    by_type = _single(proposal)
+    if by_type is None or not set(by_type) <= _IKE_TYPES:
+        return None
     try:
-        encr = by_type[ENCR]
+        encr = _answered_encryption(by_type[ENCR])
+        integ = by_type.get(INTEG)
         suite = IkeSuite(
-            EncryptionId(encr.id),
-            encr.key_length or 0,
+            encr.id,
+            encr.key_bits,
             PrfId(by_type[PRF].id),
-            IntegrityId(by_type[INTEG].id) if INTEG in by_type else None,
+            IntegrityId(integ.id) if integ is not None and integ.id != 0 else None,
             DhGroupId(by_type[DH].id),
         )
-        suite.encryption_transform  # noqa: B018 - validates the key length
     except (KeyError, ValueError):
         return None
-    if (suite.integrity is None) != suite.encryption_transform.aead:
+    if (suite.integrity is None) != encr.aead:
         return None
     if suite.dh not in DH_GROUPS:
         return None
@@ -390,22 +665,23 @@ def suite_from_proposal(proposal: OfferedProposal) -> IkeSuite | None:
 
 def child_suite_from_proposal(proposal: OfferedProposal) -> ChildSuite | None:
     """The ESP suite of a responder's answer proposal (exactly one transform per type)."""
-    by_type: dict[int, OfferedTransform] = {}
-    for transform in proposal.transforms:
-        if transform.type in by_type:
-            return None
-        by_type[transform.type] = transform
+    by_type = _single(proposal)
+    if by_type is None or not set(by_type) <= _ESP_TYPES:
+        return None
     try:
-        encr = by_type[ENCR]
+        encr = _answered_encryption(by_type[ENCR])
+        integ = by_type.get(INTEG)
+        esn = by_type.get(ESN)
+        if esn is not None and esn.id not in (0, 1):
+            return None
         suite = ChildSuite(
-            EncryptionId(encr.id),
-            encr.key_length or 0,
-            IntegrityId(by_type[INTEG].id) if INTEG in by_type else None,
-            bool(by_type[ESN].id) if ESN in by_type else False,
+            encr.id,
+            encr.key_bits,
+            IntegrityId(integ.id) if integ is not None and integ.id != 0 else None,
+            bool(esn.id) if esn is not None else False,
         )
-        suite.encryption_transform  # noqa: B018 - validates the key length
     except (KeyError, ValueError):
         return None
-    if (suite.integrity is None) != suite.encryption_transform.aead:
+    if (suite.integrity is None) != encr.aead:
         return None
     return suite
