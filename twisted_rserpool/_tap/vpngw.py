@@ -163,17 +163,25 @@ class Options(usage.Options):
             "proposals",
             None,
             None,
-            "IKE proposals, comma separated strongSwan-style names such as "
-            "aes128-sha256-x25519, aes256gcm16-prfsha384-ecp384 (DH groups: modp2048, "
-            "ecp256, ecp384, x25519). Default: " + ", ".join(map(str, DEFAULT_IKE_SUITES)) + ".",
+            "Restrict IKE SAs to these suites: comma separated strongSwan-style names "
+            "encryption-[integrity]-[prfHASH]-group such as aes128-sha256-x25519 or "
+            "aes256gcm16-prfsha384-ecp384 (several algorithms of a type in one name give "
+            "every combination; 'default' is all). Encryption: aes128, aes256, aes128gcm16, "
+            "aes256gcm16, chacha20poly1305; hashes (integrity and PRF): sha256, sha384, "
+            "sha512, sha1 (legacy, weak); groups: modp2048, modp3072, modp4096, ecp256, "
+            "ecp384, ecp521, x25519. Default: any combination of these, the client's first "
+            "acceptable proposal and within it the strongest transforms "
+            "(aes256gcm16 > chacha20poly1305 > aes256 > aes128gcm16 > aes128; sha512 > sha384 "
+            "> sha256 > sha1; the client's KE group when offered), see docs/ike.md.",
         ],
         [
             "esp-proposals",
             None,
             None,
-            "ESP (CHILD_SA) proposals such as aes128gcm16, aes128-sha256. Default: "
-            + ", ".join(map(str, DEFAULT_CHILD_SUITES))
-            + ".",
+            "Restrict CHILD_SAs to these ESP suites, such as aes128gcm16, aes256-sha256, "
+            "aes128gcm16-esn (-esn: extended sequence numbers, -noesn or nothing: 32-bit, "
+            "-esn-noesn: either; 'default' is all). Encryption and integrity as for "
+            "--proposals. Default: any combination, strongest first, ESN preferred.",
         ],
         [
             "cookie-threshold",
@@ -407,11 +415,15 @@ def _connect_hint(options: Options) -> str:
     ]
     if port != 500:
         lines.append(f"    remote_port = {port}")
+    ike = "default" if options["ike_suites"] == DEFAULT_IKE_SUITES else options["ike_suites"][0]
+    esp = (
+        "default" if options["child_suites"] == DEFAULT_CHILD_SUITES else options["child_suites"][0]
+    )
     lines += [
-        "    proposals = " + str(options["ike_suites"][0]),
+        f"    proposals = {ike}",
         "    local { auth = psk  id = client@localhost }",
         f"    remote {{ auth = psk  id = {options['identity']} }}",
-        "    children { net { esp_proposals = " + str(options["child_suites"][0]) + " } } } }",
+        f"    children {{ net {{ esp_proposals = {esp} }} }} }} }}",
         f'  secrets {{ ike-vpngw {{ secret = "{options["generated_psk"]}" }} }}',
     ]
     return "\n".join(lines)
