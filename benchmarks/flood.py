@@ -4,10 +4,10 @@ RFC 5355 sections 2.1, 2.2 and 2.13 ask that one flooding client cannot deny ser
 others. This script runs a real ``twistd -n enrp`` over TLS-PSK (with a certificate for
 anonymous pool users) with its default limits, and in one run measures:
 
-1. **No flood**: a pool user (PSK identity ``pu``) sends one ASAP_HANDLE_RESOLUTION every
-   ``--interval`` seconds (20 ms) for ``--duration`` seconds (5) and records each answer's
-   latency; the pool holds 10 PEs (registered by identity ``pe`` over one connection that
-   answers the keep-alives).
+1. **No flood**: a pool user (PSK identity ``pu``; with ``--anonymous-user`` none) sends
+   one ASAP_HANDLE_RESOLUTION every ``--interval`` seconds (20 ms) for ``--duration``
+   seconds (5) and records each answer's latency; the pool holds 10 PEs (registered by
+   identity ``pe`` over one connection that answers the keep-alives).
 2. The same **during a flood** of ASAP_HANDLE_RESOLUTION sent as fast as TCP takes them
    (the flooder writes whenever its send buffer has room, acknowledges every answer and
    answers heartbeats, as a real attacker keeping its connections alive would), from 1 and
@@ -106,6 +106,9 @@ class Settings:
     #: Put first on the server's PYTHONPATH (another checkout), or ``None``.
     serverPath: str | None = None
     serverArgs: tuple[str, ...] = ()
+    #: The pool user connects without a PSK (TLS with the server certificate only): it
+    #: then shares the anonymous peers' rate with an anonymous flood.
+    anonymousUser: bool = False
     #: Seconds to wait after a flood until the server is idle again (at most).
     settleLimit: float = 20.0
 
@@ -307,7 +310,7 @@ def runBenchmark(settings: Settings, directory: Path, say: Callable[[str], None]
         userSpec = {
             "port": port,
             "pe": files.client(port, PE_IDENTITY),
-            "pu": files.client(port, PU_IDENTITY),
+            "pu": files.client(port, None if settings.anonymousUser else PU_IDENTITY),
             "poolSize": settings.poolSize,
             "items": settings.items,
             "interval": settings.interval,
@@ -677,7 +680,9 @@ def table(results: Results) -> str:
     notes = [
         "",
         f"Python {results.python}, {results.cpus} CPUs. Windows of {s.duration:g} s after "
-        f"{s.warmup:g} s of flood; the pool user (PSK identity {PU_IDENTITY!r}) sends one "
+        f"{s.warmup:g} s of flood; the pool user ("
+        + ("anonymous" if s.anonymousUser else f"PSK identity {PU_IDENTITY!r}")
+        + ") sends one "
         f"handle resolution every {s.interval * 1e3:g} ms ({s.items} of {s.poolSize} PEs) "
         f"and waits for its answer (at most {s.timeout:g} s). Server options: "
         f"{' '.join(s.serverArgs) or '(defaults)'}"
@@ -699,6 +704,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 s windows")
     parser.add_argument("--duration", type=float, help="measured seconds per window (5)")
     parser.add_argument("--interval", type=float, help="seconds between PU requests (0.02)")
+    parser.add_argument(
+        "--anonymous-user", action="store_true", help="the pool user does not authenticate"
+    )
     parser.add_argument("--server-path", help="first on the server's PYTHONPATH")
     parser.add_argument(
         "--server-arg", action="append", default=[], help="option for twistd enrp (repeat)"
@@ -711,6 +719,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {
         "duration": args.duration,
         "interval": args.interval,
+        "anonymousUser": args.anonymous_user or None,
         "serverPath": str(Path(args.server_path).resolve()) if args.server_path else None,
         "serverArgs": tuple(args.server_arg) or None,
     }
