@@ -154,7 +154,12 @@ class Link:
 
     def describe(self) -> str:
         """The far end for log lines: server identifier, identity, connection."""
-        who = self.identity or "unauthenticated"
+        if self.peer_identity is not None:
+            who = self.peer_identity
+        elif self.identity is not None:
+            who = f"we connected as {self.identity}"
+        else:
+            who = "unauthenticated"
         server = f"server 0x{self.peer:08x}" if self.peer is not None else "unidentified server"
         return f"{server} ({who}, connection {self.number})"
 
