@@ -7,6 +7,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address
 
 import pytest
 
+from tests.ike.test_sa import forge
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
 from twisted_rserpool.ike.endpoint import IkeEndpoint
@@ -35,6 +36,7 @@ from twisted_rserpool.ike.redirect import (
     parse_gateway,
 )
 from twisted_rserpool.ike.sa import State
+from twisted_rserpool.ike.tasks.redirect import RedirectClient
 
 CL = ("127.0.0.1", 1500)
 A = ("127.0.0.2", 500)
@@ -341,26 +343,20 @@ def test_informational_redirect_has_no_nonce() -> None:
     net.client.initiate(B, 0.0)
     net.pump()
     (gw_sa,) = list(gw_b)
-    sent: list[NotifyPayload] = []
-    original = gw_sa._request
-
-    def spy(kind: str, exchange: int, payloads: tuple[object, ...], now: float) -> None:
-        sent.extend(p for p in payloads if isinstance(p, NotifyPayload))
-        original(kind, exchange, payloads, now)  # type: ignore[arg-type]
-
-    gw_sa._request = spy  # type: ignore[method-assign]
     assert gw_b.redirect(gw_sa.local_spi, IPv4Address("127.0.0.4"), 1.0)
-    assert parse_redirect(sent[0]).nonce == b""
+    (task,) = list(gw_sa.window)
+    assert isinstance(task, RedirectClient)
+    (sent,) = task.build(1.0)
+    assert isinstance(sent, NotifyPayload) and parse_redirect(sent).nonce == b""
     # Now a REDIRECT with nonce data, sent over the protected SA, is ignored.
-    gw_sa._request = original  # type: ignore[method-assign]
     net.pump(1.0)
     net2 = Net()
     gw = net2.add(B)
     net2.client.initiate(B, 0.0)
     net2.pump()
     (sa,) = list(gw)
-    sa._request(
-        "redirect",
+    forge(
+        sa,
         ExchangeType.INFORMATIONAL,
         (redirect_notify(IPv4Address("127.0.0.4"), b"n" * 16),),
         1.0,

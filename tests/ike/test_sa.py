@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 
@@ -51,7 +51,9 @@ from twisted_rserpool.ike.proposals import (
     parse_child_suites,
     parse_ike_suites,
 )
-from twisted_rserpool.ike.sa import State, to_payload
+from twisted_rserpool.ike.sa import IkeSa, State, to_payload
+from twisted_rserpool.ike.tasks import Task
+from twisted_rserpool.ike.window import Outstanding
 
 GW = ("127.0.0.2", 500)
 CL = ("127.0.0.1", 1500)
@@ -59,6 +61,42 @@ PSK = PskTable(default=b"test-psk")
 
 Datagram = tuple[bytes, tuple[str, int]]
 Filter = Callable[[str, bytes], bytes | None]
+
+
+class Forged(Task):
+    """A request of the test's own making; the test reads the answer off the wire.
+
+    An exchange type an established SA never starts (IKE_INTERMEDIATE, say) goes out as
+    INFORMATIONAL as far as the window knows, so its answer is never matched.
+    """
+
+    name = "forged"
+
+    def __init__(self, sa: IkeSa, exchange: int, payloads: tuple[Payload, ...]) -> None:
+        super().__init__(sa)
+        known = (ExchangeType.INFORMATIONAL, ExchangeType.CREATE_CHILD_SA)
+        self.exchange = exchange if exchange in known else ExchangeType.INFORMATIONAL
+        self.wire_exchange = exchange
+        self.payloads = payloads
+        self.answers: list[tuple[Payload, ...]] = []
+
+    def build(self, now: float) -> tuple[Payload, ...]:
+        return self.payloads
+
+    def encode(self, message_id: int, payloads: Sequence[Payload]) -> bytes:
+        return self.sa.seal(self.wire_exchange, message_id, False, payloads)
+
+    def process(
+        self, payloads: tuple[Payload, ...], request: Outstanding[Task], now: float
+    ) -> None:
+        self.answers.append(payloads)
+
+
+def forge(sa: IkeSa, exchange: int, payloads: tuple[Payload, ...], now: float) -> Forged:
+    """Queue a forged protected request on ``sa``."""
+    task = Forged(sa, exchange, payloads)
+    sa.queue(task, now)
+    return task
 
 
 def config(identity: str, **kw: object) -> IkeConfig:
@@ -462,10 +500,10 @@ def test_initiator_rejects_widened_selectors(monkeypatch: pytest.MonkeyPatch) ->
         config("gw@test"),
         config("client@test", remote_ts=(selector_from_network("10.0.0.0/8"),)),
     )
-    import twisted_rserpool.ike.sa as sa_module
+    from twisted_rserpool.ike.tasks import child_create
 
     # The responder ignores what was offered and answers its whole policy ("any").
-    monkeypatch.setattr(sa_module, "narrow", lambda offered, allowed: tuple(allowed[:1]))
+    monkeypatch.setattr(child_create, "narrow", lambda offered, allowed: tuple(allowed[:1]))
     pair.establish()
     (failed,) = of(pair.cl_events, ChildSaFailed)
     assert isinstance(failed, ChildSaFailed) and "match" in failed.reason
@@ -573,7 +611,7 @@ def test_message_id_window() -> None:
     spi = pair.establish()
     sa = pair.cl.get(spi)
     assert sa is not None
-    sa._next_message_id += 1
+    sa.window.allocate()  # skip one message ID
     pair.cl.check_liveness(spi, 1.0)
     pair.pump(1.0)
     assert not of(pair.cl_events, LivenessConfirmed)
@@ -623,15 +661,13 @@ def create_child_sa(
     """Send a CREATE_CHILD_SA request from the client's IKE SA; the decrypted answer."""
     sa = pair.cl.get(spi)
     assert sa is not None
-    sa._request("create", ExchangeType.CREATE_CHILD_SA, payloads, now)
+    forge(sa, ExchangeType.CREATE_CHILD_SA, payloads, now)
     pair.pump(now)
     answer = pair.sent[-1][1]
     message = decode_message(answer)
     assert message.response and message.exchange_type == ExchangeType.CREATE_CHILD_SA
-    assert sa._cipher_in is not None and message.encrypted is not None
-    return decode_payload_chain(
-        message.encrypted.first_payload_type, sa._cipher_in.open(answer, 28)
-    )
+    assert sa.cipher_in is not None and message.encrypted is not None
+    return decode_payload_chain(message.encrypted.first_payload_type, sa.cipher_in.open(answer, 28))
 
 
 def esp_offer(spi: bytes, *extra: OfferedTransform) -> SecurityAssociationPayload:
@@ -945,16 +981,16 @@ def test_initial_contact_optional() -> None:
         pair = Pair(cl_config=config("client@test", initial_contact=wanted))
         spi = pair.establish()
         sa = pair.cl.get(spi)
-        assert sa is not None and sa._cipher_out is not None
+        assert sa is not None and sa.cipher_out is not None
         auth = next(
             d for n, d in pair.sent if n == "cl" and exchange_of(d)[0] == ExchangeType.IKE_AUTH
         )
         gw_sa = pair.gw.get(decode_message(auth).spi_r)
-        assert gw_sa is not None and gw_sa._cipher_in is not None
+        assert gw_sa is not None and gw_sa.cipher_in is not None
         message = decode_message(auth)
         assert message.encrypted is not None
         inner = decode_payload_chain(
-            message.encrypted.first_payload_type, gw_sa._cipher_in.open(auth, 28)
+            message.encrypted.first_payload_type, gw_sa.cipher_in.open(auth, 28)
         )
         notifies = {p.notify_type for p in inner if isinstance(p, NotifyPayload)}
         assert (NotifyType.INITIAL_CONTACT in notifies) is wanted
@@ -1022,14 +1058,14 @@ def test_rekey_invalid_ke_retry() -> None:
     pair.pump(1.0)
     event = _rekeyed(pair.cl_events)
     assert str(event.suite) == "aes128gcm16-prfsha256-ecp256"
-    assert gw_sa._cipher_in is not None
+    assert gw_sa.cipher_in is not None
     kes = []
     for sender, data in pair.sent:
         message = decode_message(data)
         if sender == "cl" and message.exchange_type == ExchangeType.CREATE_CHILD_SA:
             assert message.encrypted is not None
             inner = decode_payload_chain(
-                message.encrypted.first_payload_type, gw_sa._cipher_in.open(data, 28)
+                message.encrypted.first_payload_type, gw_sa.cipher_in.open(data, 28)
             )
             kes += [p.dh_group for p in inner if isinstance(p, KeyExchangePayload)]
     assert kes == [config("client@test").ike_suites[0].dh, DhGroupId.ECP_256]

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.ike.test_sa import CL, GW, Pair, config, exchange_of, of
+from tests.ike.test_sa import CL, GW, Pair, config, exchange_of, forge, of
 from twisted_rserpool.ike.child import any_selector
 from twisted_rserpool.ike.config import PskTable
 from twisted_rserpool.ike.constants import AuthMethod, ExchangeType, NotifyType
@@ -284,14 +284,14 @@ def test_queued_requests_and_malformed_protected_request() -> None:
     pair.pump(3.0)
     assert len(of(pair.cl_events, LivenessConfirmed)) == 2
     sa = pair.cl.get(spi)
-    assert sa is not None and sa._cipher_in is not None
-    sa._request("odd", ExchangeType.INFORMATIONAL, (UnknownPayload(200, b"?", critical=True),), 4.0)
+    assert sa is not None and sa.cipher_in is not None
+    forge(sa, ExchangeType.INFORMATIONAL, (UnknownPayload(200, b"?", critical=True),), 4.0)
     pair.pump(4.0)
     answer = pair.sent[-1][1]
     message = decode_message(answer)
     assert message.encrypted is not None
     (notify,) = decode_payload_chain(
-        message.encrypted.first_payload_type, sa._cipher_in.open(answer, 28)
+        message.encrypted.first_payload_type, sa.cipher_in.open(answer, 28)
     )
     assert isinstance(notify, NotifyPayload)
     assert notify.notify_type == NotifyType.UNSUPPORTED_CRITICAL_PAYLOAD and notify.data == b"\xc8"
@@ -306,15 +306,15 @@ def test_create_child_sa_while_deleting() -> None:
     pair.gw.delete_ike_sa(gw_sa.spi_r, 1.0)
     pair.gw.datagrams_to_send()  # the Delete is lost
     sa = pair.cl.get(spi)
-    assert isinstance(sa, IkeSa) and sa._cipher_in is not None
-    sa._request("create", ExchangeType.CREATE_CHILD_SA, (NotifyPayload(NotifyType.REKEY_SA),), 1.0)
+    assert isinstance(sa, IkeSa) and sa.cipher_in is not None
+    forge(sa, ExchangeType.CREATE_CHILD_SA, (NotifyPayload(NotifyType.REKEY_SA),), 1.0)
     ((request, _),) = pair.cl.datagrams_to_send()
     pair.gw.receive_datagram(request, CL, 1.0)
     ((answer, _),) = pair.gw.datagrams_to_send()
     message = decode_message(answer)
     assert message.encrypted is not None
     (notify,) = decode_payload_chain(
-        message.encrypted.first_payload_type, sa._cipher_in.open(answer, 28)
+        message.encrypted.first_payload_type, sa.cipher_in.open(answer, 28)
     )
     assert isinstance(notify, NotifyPayload) and notify.notify_type == NotifyType.TEMPORARY_FAILURE
     assert exchange_of(answer) == (ExchangeType.CREATE_CHILD_SA, True)
@@ -331,14 +331,14 @@ def test_initiator_without_key() -> None:
 
 def _answer(pair: Pair, spi: bytes, exchange: int, payloads: tuple[Payload, ...]) -> list[Payload]:
     sa = pair.cl.get(spi)
-    assert sa is not None and sa._cipher_in is not None
-    sa._request("forged", exchange, payloads, 1.0)
+    assert sa is not None and sa.cipher_in is not None
+    forge(sa, exchange, payloads, 1.0)
     pair.pump(1.0)
     answer = pair.sent[-1][1]
     message = decode_message(answer)
     assert message.encrypted is not None and message.response
     return list(
-        decode_payload_chain(message.encrypted.first_payload_type, sa._cipher_in.open(answer, 28))
+        decode_payload_chain(message.encrypted.first_payload_type, sa.cipher_in.open(answer, 28))
     )
 
 

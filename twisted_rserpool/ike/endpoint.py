@@ -19,7 +19,6 @@ from __future__ import annotations
 import heapq
 import hmac
 import ipaddress
-import os
 from collections import Counter
 from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv6Address
@@ -100,7 +99,7 @@ class IkeEndpoint:
         self._datagrams: list[tuple[bytes, Address]] = []
         self._events: list[IkeEvent] = []
         self._cookie_version = 1
-        self._cookie_secrets = {1: cookie_secret or os.urandom(32)}
+        self._cookie_secrets = {1: cookie_secret or config.random(32)}
         self.counters: dict[str, int] = {
             "init_requests": 0,
             "cookies_sent": 0,
@@ -341,7 +340,7 @@ class IkeEndpoint:
         """Start a new cookie secret; cookies made with the previous one stay valid."""
         self._cookie_version += 1
         self._cookie_secrets = {
-            self._cookie_version: os.urandom(32),
+            self._cookie_version: self.config.random(32),
             self._cookie_version - 1: self._cookie_secrets[self._cookie_version - 1],
         }
 
@@ -410,7 +409,7 @@ class IkeEndpoint:
     def new_spi(self) -> bytes:
         """A random non-zero IKE SPI not in the SA table."""
         while True:
-            spi = os.urandom(8)
+            spi = self.config.random(8)
             if spi != _ZERO_SPI and spi not in self._sas:
                 return spi
 
