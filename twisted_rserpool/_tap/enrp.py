@@ -78,7 +78,8 @@ class Options(usage.Options):
             "server-id",
             None,
             None,
-            "This server's identifier (32 bits, e.g. 0x1234); random if unset.",
+            "This server's identifier (32 bits, e.g. 0x1234). Unset: random, and with peers "
+            "generated once and kept in the state directory (peers bind it to our identity).",
         ],
         ["state-dir", None, "enrp-state", "Directory for the generated PSK file and certificate."],
         [
@@ -332,14 +333,14 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         """Check values and the security rules that need no files."""
-        self["server-id"] = (
-            _serverIdentifier(self["server-id"])
-            if self["server-id"] is not None
-            else secrets.randbelow(0xFFFFFFFF) + 1
-        )
+        # Unset: chosen in makeService (kept in the state directory when peering, where
+        # peers pin it to our identity and a new one would be refused).
+        if self["server-id"] is not None:
+            self["server-id"] = _serverIdentifier(self["server-id"])
         for name in (
             "request-rate",
             "identity-rate",
+            "anonymous-rate",
             "unreachable-rate",
             "keep-alive-rate",
             "home-keep-alive-rate",
@@ -351,7 +352,6 @@ class Options(usage.Options):
                 "keep-alive-timeout",
                 "heartbeat-interval",
                 "heartbeat-timeout",
-            "anonymous-rate",
                 "peer-heartbeat-cycle",
                 "max-time-last-heard",
                 "max-time-no-response",
@@ -439,6 +439,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     except PolicyError as e:
         raise usage.UsageError(str(e)) from e
 
+    if options["server-id"] is None:
+        options["server-id"] = (
+            _persistentServerIdentifier(Path(options["state-dir"]))
+            if options.peering
+            else secrets.randbelow(0xFFFFFFFF) + 1
+        )
     config = RegistrarConfig(
         server_identifier=options["server-id"],
         secure=not options["insecure"],
@@ -450,6 +456,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_registration_life=options["max-registration-life"],
         request_rate=options["request-rate"],
         identity_rate=options["identity-rate"],
+        anonymous_rate=options["anonymous-rate"],
         unreachable_rate=options["unreachable-rate"],
         keep_alive_rate=options["keep-alive-rate"],
     )
@@ -461,7 +468,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
     )
     mapping = MappingConfig(
-        anonymous_rate=options["anonymous-rate"],
         heartbeat_interval=options["heartbeat-interval"],
         heartbeat_timeout=options["heartbeat-timeout"],
     )
@@ -613,6 +619,32 @@ def _descriptorBudget(options: Options, peering: bool) -> tuple[int, int]:
             reserve=reserve,
         )
     return budget.maxConnections, budget.maxPeerConnections or options["max-peer-connections"]
+
+
+#: The file in the state directory that keeps this server's generated identifier.
+SERVER_IDENTIFIER_FILE = "server-id"
+
+
+def _persistentServerIdentifier(state: Path) -> int:
+    """This server's identifier from the state directory, generated and kept on first use."""
+    path = state / SERVER_IDENTIFIER_FILE
+    try:
+        return _serverIdentifier(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except (OSError, usage.UsageError) as e:
+        raise usage.UsageError(f"{path}: {e}") from None
+    identifier = secrets.randbelow(0xFFFFFFFF) + 1
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(f"0x{identifier:08x}\n")
+    os.replace(temporary, path)
+    log.info(
+        "Server identifier 0x{server:08x} generated and kept in {path}",
+        server=identifier,
+        path=str(path),
+    )
+    return identifier
 
 
 #: The file in the state directory that pins ENRP server identifiers to identities.
