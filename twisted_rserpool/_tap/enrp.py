@@ -123,7 +123,14 @@ class Options(usage.Options):
             "max-bad-pe-report",
             None,
             "3",
-            "MAX-BAD-PE-REPORT: unreachable reports after which a PE is removed.",
+            "MAX-BAD-PE-REPORT: distinct reporters after which a PE is probed with a "
+            "keep-alive (and removed only if it does not answer).",
+        ],
+        [
+            "unreachable-report-window",
+            None,
+            "30",
+            "Seconds in which one pool user's unreachable reports of a PE count once.",
         ],
         ["max-registration-life", None, "3600", "Longest registration life granted, in seconds."],
         [
@@ -358,6 +365,7 @@ class Options(usage.Options):
                 "takeover-expiry",
                 "mentor-discovery",
                 "handshake-timeout",
+                "unreachable-report-window",
             ):
                 self[name] = float(self[name])
                 if self[name] <= 0:
@@ -452,6 +460,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         keep_alive_interval=options["keep-alive-interval"],
         keep_alive_timeout=options["keep-alive-timeout"],
         max_bad_pe_report=options["max-bad-pe-report"],
+        unreachable_report_window=options["unreachable-report-window"],
         handle_resolution_items=min(options["handle-resolution-items"], 128),
         max_registration_life=options["max-registration-life"],
         request_rate=options["request-rate"],
