@@ -579,7 +579,7 @@ def test_quick_scan_matches_full_decoding() -> None:
     """The redirector's header walk accepts exactly the plain first contacts (SA, KE, a
     valid Ni, REDIRECT_SUPPORTED) and leaves everything else to the full decoder, which
     answers the same redirect."""
-    from twisted_rserpool.ike.endpoint import _scan_for_redirect
+    from twisted_rserpool.ike.codec import scan_init_for_redirect as _scan_for_redirect
 
     net = Net()
     net.client.initiate(A, 0.0)
@@ -610,7 +610,7 @@ def test_quick_scan_matches_full_decoding() -> None:
 @pytest.mark.parametrize("target", ["127.0.0.3", "2001:db8::3", "vpn3.example.org"])
 def test_init_redirect_octets(target: str) -> None:
     """The directly built IKE_SA_INIT redirect equals the codec's encoding of the message."""
-    from twisted_rserpool.ike.endpoint import init_redirect_response
+    from twisted_rserpool.ike.codec import init_redirect_response
 
     spi, nonce = bytes(range(8)), bytes(range(32))
     expected = IkeMessage(

@@ -26,6 +26,7 @@ from twisted.python import usage
 
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
+from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.config import (
     DEFAULT_CHILD_SUITES,
     DEFAULT_IKE_SUITES,
@@ -35,7 +36,6 @@ from twisted_rserpool.ike.config import (
 )
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
-from twisted_rserpool.ike.payloads import GatewayIdentity
 from twisted_rserpool.ike.proposals import (
     ProposalError,
     parse_child_suites,

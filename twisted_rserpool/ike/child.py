@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
-from twisted_rserpool.ike.payloads import AnyTrafficSelector, TrafficSelector
+from twisted_rserpool.ike.codec import AnyTrafficSelector, TrafficSelector
 from twisted_rserpool.ike.proposals import ChildSuite
 
 __all__ = [

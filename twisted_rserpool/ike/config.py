@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from twisted_rserpool.ike.child import any_selector
+from twisted_rserpool.ike.codec import TrafficSelector
 from twisted_rserpool.ike.constants import IdType
-from twisted_rserpool.ike.payloads import TrafficSelector
 from twisted_rserpool.ike.proposals import (
     ESP_ALGORITHMS,
     IKE_ALGORITHMS,

@@ -27,18 +27,7 @@ from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import IChildSAInstaller, RecordingChildSAInstaller
-from twisted_rserpool.ike.config import IkeConfig
-from twisted_rserpool.ike.constants import (
-    IKE_MAJOR_VERSION,
-    IKE_PORT,
-    NON_ESP_MARKER,
-    ExchangeType,
-    NotifyType,
-    PayloadType,
-)
-from twisted_rserpool.ike.errors import InvalidIkeMessage
-from twisted_rserpool.ike.events import ClientRedirected, IkeEvent
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     GatewayIdentity,
     IkeHeader,
     IkeMessage,
@@ -48,10 +37,21 @@ from twisted_rserpool.ike.payloads import (
     SecurityAssociationPayload,
     decode_header,
     decode_message,
+    init_redirect_response,
     is_nat_keepalive,
     parse_redirected_from,
-    redirect_notify,
+    scan_init_for_redirect,
 )
+from twisted_rserpool.ike.config import IkeConfig
+from twisted_rserpool.ike.constants import (
+    IKE_MAJOR_VERSION,
+    IKE_PORT,
+    NON_ESP_MARKER,
+    ExchangeType,
+    NotifyType,
+)
+from twisted_rserpool.ike.errors import InvalidIkeMessage
+from twisted_rserpool.ike.events import ClientRedirected, IkeEvent
 from twisted_rserpool.ike.proposals import select_ike
 from twisted_rserpool.ike.redirect import (
     IRedirectPolicy,
@@ -451,7 +451,7 @@ class IkeEndpoint:
             and self._half_open < config.cookie_threshold
             and header.message_id == 0
         ):
-            ni = _scan_for_redirect(data)
+            ni = scan_init_for_redirect(data)
             if ni is not None:
                 # A first contact that offers redirects: decided without decoding the SA.
                 decided = True
@@ -596,81 +596,3 @@ class IkeEndpoint:
                 address, decision.gateway, decision.reason, "IKE_SA_INIT", header.spi_i, _ZERO_SPI
             )
         )
-
-
-def init_redirect_response(spi_i: bytes, gateway: GatewayIdentity, nonce: bytes) -> bytes:
-    """The octets of HDR(SPIi, 0, IKE_SA_INIT response, ID 0), N(REDIRECT, gateway, Ni).
-
-    Built directly (it is the whole per-request work of a redirector); equal to encoding
-    the same ``IkeMessage``.
-    """
-    data = redirect_notify(gateway, nonce).data
-    length = 28 + 8 + len(data)
-    return b"".join(
-        (
-            spi_i,
-            _ZERO_SPI,
-            bytes((PayloadType.NOTIFY, 0x20, ExchangeType.IKE_SA_INIT, 0x20)),
-            bytes(4),
-            length.to_bytes(4, "big"),
-            bytes((0, 0)),
-            (8 + len(data)).to_bytes(2, "big"),
-            bytes((0, 0)),
-            NotifyType.REDIRECT.to_bytes(2, "big"),
-            data,
-        )
-    )
-
-
-_SCANNED = frozenset(
-    (
-        PayloadType.SA,
-        PayloadType.KE,
-        PayloadType.NONCE,
-        PayloadType.NOTIFY,
-        PayloadType.VENDOR_ID,
-        PayloadType.CERTREQ,
-    )
-)
-
-
-def _scan_for_redirect(data: bytes) -> bytes | None:
-    """Ni of an IKE_SA_INIT request that carries SA, KE, a valid Ni and
-    N(REDIRECT_SUPPORTED), but no N(REDIRECTED_FROM) and no COOKIE; None otherwise.
-
-    A walk over the generic payload headers only (the SA payload is not decoded): the cheap
-    first step of a redirecting gateway. Anything unusual returns None and the request
-    takes the full path.
-    """
-    next_type = data[16]
-    offset = 28
-    end = len(data)
-    if int.from_bytes(data[24:28], "big") != end:
-        return None
-    nonce: bytes | None = None
-    seen_sa = seen_ke = supported = False
-    while next_type != PayloadType.NO_NEXT_PAYLOAD:
-        if next_type not in _SCANNED or offset + 4 > end:
-            return None
-        length = int.from_bytes(data[offset + 2 : offset + 4], "big")
-        if length < 4 or offset + length > end:
-            return None
-        if next_type == PayloadType.SA:
-            seen_sa = True
-        elif next_type == PayloadType.KE:
-            seen_ke = True
-        elif next_type == PayloadType.NONCE:
-            nonce = data[offset + 4 : offset + length]
-        elif next_type == PayloadType.NOTIFY:
-            if length < 8:
-                return None
-            kind = int.from_bytes(data[offset + 6 : offset + 8], "big")
-            if kind == NotifyType.REDIRECT_SUPPORTED:
-                supported = True
-            elif kind in (NotifyType.REDIRECTED_FROM, NotifyType.COOKIE):
-                return None
-        next_type = data[offset]
-        offset += length
-    if offset != end or not (seen_sa and seen_ke and supported) or nonce is None:
-        return None
-    return nonce if 16 <= len(nonce) <= 256 else None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from twisted_rserpool.ike.constants import NotifyType
 
 if TYPE_CHECKING:
-    from twisted_rserpool.ike.payloads import IkeHeader
+    from twisted_rserpool.ike.codec import IkeHeader
 
 
 class InvalidIkeMessage(ValueError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from twisted_rserpool.ike.child import ChildSa
+from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.config import Identity
-from twisted_rserpool.ike.payloads import GatewayIdentity
 from twisted_rserpool.ike.proposals import IkeSuite
 
 __all__ = [

@@ -19,7 +19,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from zope.interface import Interface, implementer
 
-from twisted_rserpool.ike.payloads import GatewayIdentity
+from twisted_rserpool.ike.codec import GatewayIdentity
 
 __all__ = [
     "GatewayIdentity",

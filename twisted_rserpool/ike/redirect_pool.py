@@ -28,7 +28,7 @@ from zope.interface import implementer
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.errors import ResolutionFailed
 from twisted_rserpool.asap.user import PoolUser
-from twisted_rserpool.ike.payloads import GatewayIdentity
+from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.redirect import IGatewaySource, same_gateway
 from twisted_rserpool.wire.parameters import LeastUsedPolicy, PoolElementParameter
 

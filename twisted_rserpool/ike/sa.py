@@ -35,6 +35,16 @@ from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller
+from twisted_rserpool.ike.codec import (
+    DeletePayload,
+    GatewayIdentity,
+    IkeHeader,
+    IkeMessage,
+    NotifyPayload,
+    Payload,
+    decode_payload_chain,
+    encode_payload_chain,
+)
 from twisted_rserpool.ike.config import Identity, IkeConfig
 from twisted_rserpool.ike.constants import (
     ExchangeType,
@@ -52,16 +62,6 @@ from twisted_rserpool.ike.events import (
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
-)
-from twisted_rserpool.ike.payloads import (
-    DeletePayload,
-    GatewayIdentity,
-    IkeHeader,
-    IkeMessage,
-    NotifyPayload,
-    Payload,
-    decode_payload_chain,
-    encode_payload_chain,
 )
 from twisted_rserpool.ike.proposals import IkeSuite, OfferedProposal
 from twisted_rserpool.ike.redirect import RedirectDecision

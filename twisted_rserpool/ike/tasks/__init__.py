@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from twisted_rserpool.ike.payloads import IkeMessage, Payload
+from twisted_rserpool.ike.codec import IkeMessage, Payload
 from twisted_rserpool.ike.window import Outstanding
 
 if TYPE_CHECKING:

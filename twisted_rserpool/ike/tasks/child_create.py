@@ -14,9 +14,7 @@ from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa, covers, narrow, split_keymat
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
-from twisted_rserpool.ike.events import ChildSaFailed
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     KeyExchangePayload,
     NoncePayload,
     NotifyPayload,
@@ -26,6 +24,8 @@ from twisted_rserpool.ike.payloads import (
     TsInitiatorPayload,
     TsResponderPayload,
 )
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
+from twisted_rserpool.ike.events import ChildSaFailed
 from twisted_rserpool.ike.proposals import (
     PROTO_ESP,
     ChildSuite,

@@ -9,15 +9,15 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from twisted_rserpool.ike import crypto
-from twisted_rserpool.ike.constants import NotifyType
-from twisted_rserpool.ike.crypto import DhGroupId
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     NotifyPayload,
     Payload,
     Proposal,
     Transform,
     TransformAttribute,
 )
+from twisted_rserpool.ike.constants import NotifyType
+from twisted_rserpool.ike.crypto import DhGroupId
 from twisted_rserpool.ike.proposals import ENCR, OfferedProposal, OfferedTransform
 
 __all__ = [

@@ -17,10 +17,7 @@ from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa
-from twisted_rserpool.ike.config import Identity
-from twisted_rserpool.ike.constants import AuthMethod, ExchangeType, NotifyType
-from twisted_rserpool.ike.events import ChildSaFailed, ClientRedirected
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     AuthenticationPayload,
     IdInitiatorPayload,
     IdResponderPayload,
@@ -32,6 +29,9 @@ from twisted_rserpool.ike.payloads import (
     TsResponderPayload,
     redirect_notify,
 )
+from twisted_rserpool.ike.config import Identity
+from twisted_rserpool.ike.constants import AuthMethod, ExchangeType, NotifyType
+from twisted_rserpool.ike.events import ChildSaFailed, ClientRedirected
 from twisted_rserpool.ike.proposals import ChildSuite, child_proposal
 from twisted_rserpool.ike.state import StateEvent
 from twisted_rserpool.ike.tasks import Task

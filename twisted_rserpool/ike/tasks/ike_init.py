@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     IkeMessage,
     KeyExchangePayload,
     NoncePayload,
@@ -29,6 +28,7 @@ from twisted_rserpool.ike.payloads import (
     redirect_supported_notify,
     redirected_from_notify,
 )
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType
 from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
+from twisted_rserpool.ike.codec import DeletePayload, Payload
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
 from twisted_rserpool.ike.events import ChildSaDeleted, LivenessConfirmed
-from twisted_rserpool.ike.payloads import DeletePayload, Payload
 from twisted_rserpool.ike.state import State, StateEvent
 from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.tasks.common import notifies

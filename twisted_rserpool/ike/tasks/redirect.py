@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType
-from twisted_rserpool.ike.errors import InvalidIkeMessage
-from twisted_rserpool.ike.events import ClientRedirected, IkeSaRedirected
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     GatewayIdentity,
     NotifyPayload,
     Payload,
     parse_redirect,
     redirect_notify,
 )
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType
+from twisted_rserpool.ike.errors import InvalidIkeMessage
+from twisted_rserpool.ike.events import ClientRedirected, IkeSaRedirected
 from twisted_rserpool.ike.state import State, StateEvent
 from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.window import Outstanding

@@ -17,13 +17,13 @@ from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
-from twisted_rserpool.ike.payloads import (
+from twisted_rserpool.ike.codec import (
     KeyExchangePayload,
     NoncePayload,
     Payload,
     SecurityAssociationPayload,
 )
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
 from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,
