@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.ike.test_sa import CL, Pair
+from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
 from twisted_rserpool.ike.crypto import DH_GROUPS
 from twisted_rserpool.ike.payloads import (
@@ -44,9 +46,12 @@ from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,
     OfferedTransform,
+    ProposalError,
     child_proposal,
     child_suite_from_proposal,
     ike_proposal,
+    parse_child_suites,
+    parse_ike_suites,
     select_child,
     select_ike,
     suite_from_proposal,
@@ -338,3 +343,47 @@ def test_default_sets_are_compact() -> None:
     assert len(esp) == 2 and {t.type for t in esp[1].transforms} == {ENCR, INTEG, ESN}
     assert len(IKE_ALGORITHMS) == 3 * 4 * 7 + 2 * 4 * 4 * 7
     assert len(ESP_ALGORITHMS) == (3 + 2 * 4) * 2
+
+
+# --- names and options -------------------------------------------------------------------
+
+
+def test_names_with_several_algorithms_and_default() -> None:
+    """A strongSwan-style name with several algorithms of a type is every combination in
+    the order written; 'default' is the whole set; AEAD and CBC do not mix in one name."""
+    suites = parse_ike_suites("aes128-aes256-sha256-sha1-x25519-ecp256")
+    # the hashes name both the PRFs and the integrity transforms: 2 x 2 x 2 x 2 suites
+    assert len(suites) == 16 and suites[0] == parse_ike_suites("aes128-sha256-x25519")[0]
+    assert str(suites[2]) == "aes128-sha1-prfsha256-x25519"
+    assert len(ike_proposal(suites)) == 1
+    assert parse_ike_suites("default") == IKE_ALGORITHMS
+    assert parse_ike_suites("aes128-sha256-x25519, default")[1:] == tuple(
+        s for s in IKE_ALGORITHMS if str(s) != "aes128-sha256-x25519"
+    )
+    assert parse_child_suites("default") == ESP_ALGORITHMS
+    assert [str(s) for s in parse_child_suites("aes128gcm16-esn-noesn")] == [
+        "aes128gcm16-esn",
+        "aes128gcm16",
+    ]
+    for bad in ("aes128gcm16-aes128-sha256-x25519", "chacha20poly1305-x25519", "aes128-x25519"):
+        with pytest.raises(ProposalError):
+            parse_ike_suites(bad)
+    for bad in ("aes128gcm16-sha256", "aes128", "aes128-sha256-x25519"):
+        with pytest.raises(ProposalError):
+            parse_child_suites(bad)
+
+
+def test_connect_hint_names_the_default() -> None:
+    """The logged strongSwan configuration says 'default' for the default sets, and the
+    first suite for a restricted list."""
+    options = vpngw.Options()  # type: ignore[no-untyped-call]
+    options.parseOptions([])  # type: ignore[no-untyped-call]
+    hint = vpngw._connect_hint(options)
+    assert "proposals = default" in hint and "esp_proposals = default" in hint
+    options = vpngw.Options()  # type: ignore[no-untyped-call]
+    options.parseOptions(  # type: ignore[no-untyped-call]
+        ["--proposals", "aes128-sha1-modp3072", "--esp-proposals", "chacha20poly1305"]
+    )
+    hint = vpngw._connect_hint(options)
+    assert "proposals = aes128-sha1-modp3072" in hint
+    assert "esp_proposals = chacha20poly1305" in hint
