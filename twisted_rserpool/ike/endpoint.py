@@ -313,6 +313,10 @@ class IkeEndpoint:
         """Rekey the IKE SA with our SPI ``spi``; False when it cannot start now."""
         return self._sa(spi).rekey(now)
 
+    def rekey_child_sa(self, spi: bytes, inbound_spi: bytes, now: float) -> bool:
+        """Rekey a CHILD_SA of the IKE SA ``spi`` by the ESP SPI we chose for it."""
+        return self._sa(spi).rekey_child(inbound_spi, now)
+
     def delete_child_sa(self, spi: bytes, inbound_spi: bytes, now: float) -> bool:
         """Delete a CHILD_SA of the IKE SA ``spi`` by the ESP SPI we chose for it."""
         return self._sa(spi).delete_child(inbound_spi, now)

@@ -25,6 +25,8 @@ from twisted_rserpool.asap.notifier import (
 )
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
+    ChildSaEstablished,
+    ChildSaFailed,
     IkeEvent,
     IkeSaDeleted,
     IkeSaEstablished,
@@ -36,7 +38,7 @@ from twisted_rserpool.ike.events import (
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 from twisted_rserpool.ike.sa import Address
 
-__all__ = ["IkeInitiatorProtocol", "IkeSaSetupFailed"]
+__all__ = ["ChildSaRekeyFailed", "IkeInitiatorProtocol", "IkeSaSetupFailed"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,14 @@ class _Move:
 
     redirect: IkeSaRedirected
     old_authentication: str
+
+
+class ChildSaRekeyFailed(Exception):
+    """The peer refused our CHILD_SA rekey (the old CHILD_SA stays); carries the event."""
+
+    def __init__(self, event: ChildSaFailed) -> None:
+        super().__init__(event.reason)
+        self.event = event
 
 
 class IkeSaSetupFailed(Exception):
@@ -60,7 +70,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
 
     ``initiate`` fires with the ``IkeSaEstablished`` event; ``checkLiveness`` with
     ``LivenessConfirmed``; ``deleteIkeSa`` with ``IkeSaDeleted``; ``rekeyIkeSa`` with
-    ``IkeSaRekeyed`` (use its new ``spi_i`` afterwards). They fail with
+    ``IkeSaRekeyed`` (use its new ``spi_i`` afterwards); ``rekeyChildSa`` with the new
+    CHILD_SA's ``ChildSaEstablished`` (or fails with ``ChildSaRekeyFailed``). They fail with
     ``IkeSaSetupFailed`` when the IKE SA fails or disappears first.
     """
 
@@ -83,6 +94,7 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         self._liveness: dict[bytes, list[Deferred[LivenessConfirmed]]] = {}
         self._deleted: dict[bytes, list[Deferred[IkeSaDeleted]]] = {}
         self._rekeyed: dict[bytes, list[Deferred[IkeSaRekeyed]]] = {}
+        self._childRekeyed: dict[bytes, list[Deferred[ChildSaEstablished]]] = {}
 
     def initiate(self, peer: Address) -> Deferred[IkeSaEstablished]:
         """Start an IKE SA with ``peer``; fires once IKE_AUTH completes."""
@@ -118,6 +130,19 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         self.flush()
         return d
 
+    def rekeyChildSa(self, spi: bytes, inboundSpi: bytes) -> Deferred[ChildSaEstablished]:
+        """Rekey the CHILD_SA ``inboundSpi`` (our ESP SPI) of the IKE SA with SPIi ``spi``.
+
+        Fires with the new CHILD_SA once it is installed (the old one is then deleted).
+        """
+        d: Deferred[ChildSaEstablished] = Deferred()
+        if not self.endpoint.rekey_child_sa(spi, inboundSpi, self.clock.seconds()):
+            d.errback(ValueError(f"no CHILD_SA {inboundSpi.hex()} to rekey"))
+            return d
+        self._childRekeyed.setdefault(spi, []).append(d)
+        self.flush()
+        return d
+
     def ikeEventReceived(self, event: IkeEvent) -> None:
         """Fire the Deferreds waiting for this event, then log it."""
         super().ikeEventReceived(event)
@@ -137,6 +162,15 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         elif isinstance(event, LivenessConfirmed):
             for d in self._liveness.pop(event.spi_i, []):
                 d.callback(event)
+        elif isinstance(event, ChildSaEstablished):
+            # CHILD_SA rekeys of one IKE SA are answered in order (window of one).
+            waiting_children = self._childRekeyed.get(event.child.ike_spi_i)
+            if waiting_children:
+                waiting_children.pop(0).callback(event)
+        elif isinstance(event, ChildSaFailed):
+            waiting_children = self._childRekeyed.get(event.spi_i)
+            if waiting_children:
+                waiting_children.pop(0).errback(ChildSaRekeyFailed(event))
         elif isinstance(event, IkeSaFailed | IkeSaDeleted):
             self._moves.pop(event.spi_i, None)
             self._suites.pop(event.spi_i, None)
@@ -148,6 +182,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
                 live.errback(failure)
             for rekey in self._rekeyed.pop(event.spi_i, []):
                 rekey.errback(failure)
+            for child in self._childRekeyed.pop(event.spi_i, []):
+                child.errback(failure)
             for deleted in self._deleted.pop(event.spi_i, []):
                 if isinstance(event, IkeSaDeleted):
                     deleted.callback(event)

@@ -66,13 +66,13 @@ from twisted_rserpool.ike.events import (
 from twisted_rserpool.ike.proposals import IkeSuite, OfferedProposal
 from twisted_rserpool.ike.redirect import RedirectDecision
 from twisted_rserpool.ike.state import State, StateEvent, StateMachine
-from twisted_rserpool.ike.tasks import Task, child_create, informational
+from twisted_rserpool.ike.tasks import Task, create_child_sa, informational
 from twisted_rserpool.ike.tasks.common import from_payload, to_payload
 from twisted_rserpool.ike.tasks.ike_auth import IkeAuthResponder
 from twisted_rserpool.ike.tasks.ike_init import DeferredKeys, IkeSaInit, accept_init
 from twisted_rserpool.ike.tasks.informational import DeleteChild, DeleteIke, Liveness
 from twisted_rserpool.ike.tasks.redirect import redirect_client
-from twisted_rserpool.ike.tasks.rekey import IkeRekey
+from twisted_rserpool.ike.tasks.rekey import ChildRekey, IkeRekey
 from twisted_rserpool.ike.window import PeerRequest, RequestWindow
 
 __all__ = [
@@ -374,13 +374,20 @@ class IkeSa:
             task = self.window.next_queued(lambda t: self._machine.may_request(t.exchange))
             if task is None:
                 return
-            self.send_request(task, self.window.allocate(), now)
+            self.send_request(task, now)
 
-    def send_request(self, task: Task, message_id: int, now: float) -> None:
-        """Build, protect and send ``task``'s request as ``message_id`` (for the tasks)."""
+    def send_request(self, task: Task, now: float, message_id: int | None = None) -> None:
+        """Build, protect and send ``task``'s request (for the tasks).
+
+        It takes the next Message ID unless ``message_id`` is given (IKE_SA_INIT sent again
+        after a COOKIE or INVALID_KE_PAYLOAD keeps 0). A task that cancels itself (``build``
+        returns None) uses no Message ID.
+        """
         payloads = task.build(now)
         if payloads is None:
             return
+        if message_id is None:
+            message_id = self.window.allocate()
         data = task.encode(message_id, payloads)
         self.window.sent(message_id, task.exchange, data, task, now)
         self.host.send(data, self.peer_address)
@@ -541,7 +548,7 @@ class IkeSa:
 
     def start(self, now: float, dh_group: int | None = None) -> None:
         """Initiator: send the IKE_SA_INIT request (``dh_group``: the KE group to try)."""
-        self.send_request(IkeSaInit(self, dh_group), self.window.allocate(), now)
+        self.send_request(IkeSaInit(self, dh_group), now)
 
     def redirect(self, gateway: GatewayIdentity, reason: str, now: float) -> bool:
         """Gateway: move the client elsewhere with a protected INFORMATIONAL N(REDIRECT).
@@ -575,6 +582,19 @@ class IkeSa:
             peer=self.peer_address,
         )
         self.queue(IkeRekey(self, dh_group), now)
+        return True
+
+    def rekey_child(self, inbound_spi: bytes, now: float) -> bool:
+        """Rekey one CHILD_SA (by the SPI we chose): a new one replaces it, then it is deleted.
+
+        False when there is no such CHILD_SA or the IKE SA is not established. The new
+        CHILD_SA is reported as ``ChildSaEstablished``, the old one's end as
+        ``ChildSaDeleted``; a refusal as ``ChildSaFailed`` (the old one stays).
+        """
+        child = self.children.get(inbound_spi)
+        if child is None or self.state != State.ESTABLISHED:
+            return False
+        self.queue(ChildRekey(self, child), now)
         return True
 
     def rekey_failed(self, now: float) -> None:
@@ -733,7 +753,7 @@ class IkeSa:
         elif exchange == ExchangeType.INFORMATIONAL:
             informational.respond(self, message_id, payloads, raw, now)
         else:
-            child_create.respond(self, message_id, payloads, raw)
+            create_child_sa.respond(self, message_id, payloads, raw)
 
     def open(self, message: IkeMessage, raw: bytes, *, request: bool) -> tuple[Payload, ...] | None:
         """The decrypted inner payloads, or None (dropped, or answered with an error)."""

@@ -1,13 +1,14 @@
 """CHILD_SAs: the one of IKE_AUTH and CREATE_CHILD_SA (RFC 7296 sections 1.3, 2.9, 2.17).
 
 The responder chooses an ESP proposal and narrows the traffic selectors
-(``negotiate_child``); the initiator checks that the answer matches its offer
-(``child_response``). ``respond`` answers every CREATE_CHILD_SA request, handing the
-rekeys (of the IKE SA, or a CHILD_SA named by N(REKEY_SA)) to ``rekey``.
+(``negotiate_child``, and ``answer_child`` for CREATE_CHILD_SA); the initiator checks that
+the answer matches its offer (``child_response``). ``create_child_sa.respond`` routes each
+CREATE_CHILD_SA request here or to ``rekey``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
@@ -24,7 +25,7 @@ from twisted_rserpool.ike.codec import (
     TsInitiatorPayload,
     TsResponderPayload,
 )
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType
 from twisted_rserpool.ike.events import ChildSaFailed
 from twisted_rserpool.ike.proposals import (
     PROTO_ESP,
@@ -32,8 +33,6 @@ from twisted_rserpool.ike.proposals import (
     child_suite_from_proposal,
     select_child,
 )
-from twisted_rserpool.ike.state import State
-from twisted_rserpool.ike.tasks import rekey
 from twisted_rserpool.ike.tasks.common import (
     Refusal,
     find,
@@ -49,7 +48,7 @@ from twisted_rserpool.ike.tasks.common import (
 if TYPE_CHECKING:
     from twisted_rserpool.ike.sa import IkeSa
 
-__all__ = ["ChildSa", "child_response", "make_child", "negotiate_child", "respond"]
+__all__ = ["answer_child", "child_response", "make_child", "negotiate_child"]
 
 log = Logger()
 
@@ -162,8 +161,14 @@ def child_response(
     spi: bytes,
     suites: tuple[ChildSuite, ...],
     offered_ts: tuple[Selectors, Selectors],
-) -> None:
-    """Initiator: install the CHILD_SA of the answer if it matches our offer."""
+    nonce_i: bytes | None = None,
+) -> ChildSa | None:
+    """Initiator: install the CHILD_SA of the answer if it matches our offer.
+
+    ``nonce_i`` is our Ni of a CREATE_CHILD_SA exchange (the answer must then carry Nr);
+    without it the CHILD_SA is IKE_AUTH's, keyed with the IKE SA's nonces. Returns the new
+    CHILD_SA, or None after reporting ChildSaFailed.
+    """
     for notify in notifies(payloads):
         if notify.is_error:
             sa.host.emit(
@@ -174,13 +179,20 @@ def child_response(
                     notify.notify_type,
                 )
             )
-            return
+            return None
     sa_payload = find(payloads, SecurityAssociationPayload)
     tsi = find(payloads, TsInitiatorPayload)
     tsr = find(payloads, TsResponderPayload)
     if sa_payload is None or tsi is None or tsr is None or len(sa_payload.proposals) != 1:
         sa.host.emit(ChildSaFailed(sa.spi_i, sa.spi_r, "no CHILD_SA in the response"))
-        return
+        return None
+    nonces: tuple[bytes, bytes] | None = None
+    if nonce_i is not None:
+        nonce = find(payloads, NoncePayload)
+        if nonce is None or not valid_nonce(nonce.data):
+            sa.host.emit(ChildSaFailed(sa.spi_i, sa.spi_r, "no valid Nr in the response"))
+            return None
+        nonces = (nonce_i, nonce.data)
     proposal = sa_payload.proposals[0]
     suite = child_suite_from_proposal(from_payload(proposal))
     ts_i = tuple(t for t in tsi.selectors if isinstance(t, TrafficSelector))
@@ -199,42 +211,40 @@ def child_response(
         sa.host.emit(
             ChildSaFailed(sa.spi_i, sa.spi_r, "responder's CHILD_SA does not match our offer")
         )
-        return
+        return None
     transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
-    sa.add_child(make_child(sa, suite, spi, proposal.spi, ts_i, ts_r, transport))
+    child = make_child(
+        sa,
+        suite,
+        spi,
+        proposal.spi,
+        ts_i,
+        ts_r,
+        transport,
+        nonces=nonces,
+        initiator=True if nonces is not None else None,
+    )
+    sa.add_child(child)
+    return child
 
 
-def respond(sa: IkeSa, message_id: int, payloads: tuple[Payload, ...], raw: bytes) -> None:
-    """Responder of CREATE_CHILD_SA: a new or rekeyed CHILD_SA, or a rekeyed IKE SA."""
-    exchange = ExchangeType.CREATE_CHILD_SA
+def answer_child(
+    sa: IkeSa,
+    message_id: int,
+    payloads: tuple[Payload, ...],
+    raw: bytes,
+    nonces: tuple[bytes, bytes],
+    refuse: Callable[[Refusal], None],
+    old: ChildSa | None = None,
+) -> None:
+    """Responder: a new CHILD_SA (``old`` is the one it rekeys), or ``refuse`` with why.
 
-    def refuse(refusal: Refusal) -> None:
-        log.info(
-            "CREATE_CHILD_SA from {peer} refused: {reason}",
-            peer=sa.peer_address,
-            reason=refusal.reason,
-        )
-        sa.respond(exchange, message_id, [NotifyPayload(refusal.notify_type, refusal.data)], raw)
-
+    ``nonces`` are the exchange's (Ni, Nr); a KE payload in the request asks for PFS.
+    """
     sa_payload = find(payloads, SecurityAssociationPayload)
-    nonce = find(payloads, NoncePayload)
+    assert sa_payload is not None
     ke = find(payloads, KeyExchangePayload)
-    if sa.state != State.ESTABLISHED:
-        refuse(Refusal(NotifyType.TEMPORARY_FAILURE, "IKE SA is being deleted"))
-        return
-    if sa_payload is None or nonce is None or not valid_nonce(nonce.data):
-        refuse(Refusal(NotifyType.INVALID_SYNTAX, "no SA or Ni"))
-        return
-    nonce_r = sa.config.random(sa.config.nonce_length)
-    if any(p.protocol_id == ProtocolId.IKE for p in sa_payload.proposals):
-        refusal = rekey.respond_ike_rekey(sa, message_id, sa_payload, nonce.data, nonce_r, ke, raw)
-        if refusal is not None:
-            refuse(refusal)
-        return
-    old = rekey.rekeyed_child(sa, payloads)
-    if isinstance(old, Refusal):
-        refuse(old)
-        return
+    exchange = ExchangeType.CREATE_CHILD_SA
     dh: tuple[int, bytes] | None = None
     our_ke: KeyExchangePayload | None = None
     if ke is not None:
@@ -256,14 +266,14 @@ def respond(sa: IkeSa, message_id: int, payloads: tuple[Payload, ...], raw: byte
             refuse(Refusal(NotifyType.INVALID_SYNTAX, f"invalid KE data: {e}"))
             return
         our_ke = KeyExchangePayload(ke.dh_group, key.public_value)
-    outcome = negotiate_child(sa, payloads, sa_payload, (nonce.data, nonce_r), dh)
+    outcome = negotiate_child(sa, payloads, sa_payload, nonces, dh)
     if isinstance(outcome, Refusal):
         refuse(outcome)
         sa.host.emit(ChildSaFailed(sa.spi_i, sa.spi_r, outcome.reason, outcome.notify_type))
         return
     child, answer = outcome
     sa_index = next(i for i, p in enumerate(answer) if isinstance(p, SecurityAssociationPayload))
-    extra: list[Payload] = [NoncePayload(nonce_r)]
+    extra: list[Payload] = [NoncePayload(nonces[1])]
     if our_ke is not None:
         extra.append(our_ke)
     answer[sa_index + 1 : sa_index + 1] = extra

@@ -193,7 +193,7 @@ class IkeSaInit(Task):
     def _retry(self, now: float) -> None:
         """Send the request again (message ID 0 again) after a COOKIE or INVALID_KE."""
         self.sa.window.complete(0)
-        self.sa.send_request(self, 0, now)
+        self.sa.send_request(self, now, message_id=0)
 
     def receive(
         self, message: IkeMessage, raw: bytes, request: Outstanding[Task], now: float

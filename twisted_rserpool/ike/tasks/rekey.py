@@ -3,9 +3,13 @@
 The IKE SA: ``IkeRekey`` sends SA (with our new SPI), Ni and KEi in CREATE_CHILD_SA,
 follows INVALID_KE_PAYLOAD up to ``max_rekey_attempts`` sends, and makes the successor
 SA; ``respond_ike_rekey`` is the responder. Either way the successor takes the CHILD_SAs
-and the old SA is deleted by the side that started the rekey. A CHILD_SA named by
-N(REKEY_SA) is rekeyed by the responder as a new CHILD_SA (``rekeyed_child`` finds the
-old one); the initiator deletes the old one afterwards.
+and the old SA is deleted by the side that started the rekey.
+
+A CHILD_SA: ``ChildRekey`` sends N(REKEY_SA) with the old SA's inbound SPI, SA, Ni and
+the old SA's traffic selectors (no KE: no PFS for a rekey we start), installs the new
+CHILD_SA and deletes the old one. As responder, a CHILD_SA named by N(REKEY_SA) is
+answered as a new CHILD_SA (``rekeyed_child`` finds the old one, ``child_create.respond``
+or a PFS KE included); the initiator deletes the old one afterwards.
 """
 
 from __future__ import annotations
@@ -20,19 +24,26 @@ from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.codec import (
     KeyExchangePayload,
     NoncePayload,
+    NotifyPayload,
     Payload,
     SecurityAssociationPayload,
+    TrafficSelector,
+    TsInitiatorPayload,
+    TsResponderPayload,
 )
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType, ProtocolId
+from twisted_rserpool.ike.events import ChildSaDeleted
 from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,
+    child_proposal,
     ike_proposal,
     select_ike,
     suite_from_proposal,
 )
 from twisted_rserpool.ike.state import State
 from twisted_rserpool.ike.tasks import Task
+from twisted_rserpool.ike.tasks.child_create import child_response
 from twisted_rserpool.ike.tasks.common import (
     ZERO_SPI,
     Refusal,
@@ -44,12 +55,13 @@ from twisted_rserpool.ike.tasks.common import (
     to_payload,
     valid_nonce,
 )
+from twisted_rserpool.ike.tasks.informational import DeleteChild
 from twisted_rserpool.ike.window import Outstanding
 
 if TYPE_CHECKING:
     from twisted_rserpool.ike.sa import IkeSa
 
-__all__ = ["IkeRekey", "rekeyed_child", "respond_ike_rekey"]
+__all__ = ["ChildRekey", "IkeRekey", "rekeyed_child", "respond_ike_rekey"]
 
 log = Logger()
 
@@ -148,6 +160,70 @@ class IkeRekey(Task):
         skeyseed = sa.keys.prf(sa.keys.sk_d, shared + self.nonce + nonce.data)
         _hand_over(sa, True, self.spi, proposal.spi, suite, skeyseed, self.nonce, nonce.data, now)
         sa.delete(now)
+
+
+class ChildRekey(Task):
+    """Initiator of a CHILD_SA rekey: the new SPI and Ni we sent for ``old``."""
+
+    exchange = ExchangeType.CREATE_CHILD_SA
+    name = "rekey child"
+
+    def __init__(self, sa: IkeSa, old: ChildSa) -> None:
+        super().__init__(sa)
+        self.old = old
+        self.spi = b""
+        self.nonce = b""
+
+    def _selectors(self) -> tuple[tuple[TrafficSelector, ...], tuple[TrafficSelector, ...]]:
+        """(TSi, TSr) of this exchange: the old CHILD_SA's, seen from us as initiator."""
+        old = self.old
+        return (old.ts_i, old.ts_r) if old.initiator else (old.ts_r, old.ts_i)
+
+    def build(self, now: float) -> Sequence[Payload] | None:
+        sa = self.sa
+        old = self.old
+        if sa.state != State.ESTABLISHED or sa.children.get(old.inbound_spi) is not old:
+            return None  # deleted (by either side) while the request waited
+        config = sa.config
+        self.spi = config.random(4)
+        self.nonce = config.random(config.nonce_length)
+        ts_i, ts_r = self._selectors()
+        payloads: list[Payload] = [
+            NotifyPayload(NotifyType.REKEY_SA, protocol_id=ProtocolId.ESP, spi=old.inbound_spi)
+        ]
+        if old.transport_mode:
+            payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
+        payloads += [
+            SecurityAssociationPayload(
+                tuple(to_payload(p) for p in child_proposal(config.child_suites, self.spi))
+            ),
+            NoncePayload(self.nonce),
+            TsInitiatorPayload(ts_i),
+            TsResponderPayload(ts_r),
+        ]
+        return payloads
+
+    def process(
+        self, payloads: tuple[Payload, ...], request: Outstanding[Task], now: float
+    ) -> None:
+        """The new CHILD_SA is up: delete the old one (RFC 7296 section 2.8)."""
+        sa = self.sa
+        new = child_response(
+            sa, payloads, self.spi, sa.config.child_suites, self._selectors(), self.nonce
+        )
+        if new is None:
+            return
+        old = self.old
+        log.info(
+            "CHILD_SA {old} rekeyed to {new} with {peer}",
+            old=old.inbound_spi.hex(),
+            new=new.inbound_spi.hex(),
+            peer=sa.peer_address,
+        )
+        if sa.children.get(old.inbound_spi) is old:
+            sa.remove_child(old)
+            sa.host.emit(ChildSaDeleted(old, by_peer=False))
+            sa.queue(DeleteChild(sa, ProtocolId.ESP, (old.inbound_spi,)), now)
 
 
 def _hand_over(
