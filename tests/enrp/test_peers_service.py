@@ -208,12 +208,13 @@ def test_home_death_is_taken_over_and_pe_stays_resolvable() -> None:
     c.stopService()  # a dead server runs no more timers
     wire.pump()
     advance(clock, wire, 3.0)
-    assert [k.pe_identifier for k in a.homeKeepAlives] == [42]  # lower identifier wins
-    assert b.homeKeepAlives == []
-    a.homeKeepAliveAcknowledged(POOL, 42)
+    # RFC 5353 3.5.1 rule 2: the smaller identifier aborts, so the higher one wins.
+    assert [k.pe_identifier for k in b.homeKeepAlives] == [42]
+    assert a.homeKeepAlives == []
+    b.homeKeepAliveAcknowledged(POOL, 42)
     assert resolve(wire, a) == resolve(wire, b) == {42}
-    entry = b.registrar.handlespace.get(POOL, 42)
-    assert entry is not None and entry.home_server_identifier == 0x11
+    entry = a.registrar.handlespace.get(POOL, 42)
+    assert entry is not None and entry.home_server_identifier == 0x22
     advance(clock, wire, 10.0)
     assert resolve(wire, a) == resolve(wire, b) == {42}
 

@@ -484,10 +484,16 @@ class PeerTable:
             and peer.inactive_until is not None
             and now >= peer.inactive_until
         ):
-            # Whoever was taking it over did not finish: monitor it again.
-            peer.state = PeerState.PROBING
+            # Whoever was taking it over did not finish: monitor it again (probe it, or
+            # with no connection to probe on it is dead now).
             peer.inactive_until = None
-            peer.probe_deadline = now
+            link = self.primary(peer)
+            if link is None:
+                return True
+            self.counters["probes_sent"] += 1
+            peer.state = PeerState.PROBING
+            peer.probe_deadline = now + self.config.max_time_no_response
+            self.send(link, self.presence(peer.server_identifier, reply_required=True))
         return False
 
     # ------------------------------------------------------------------ sending

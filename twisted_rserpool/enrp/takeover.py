@@ -11,9 +11,10 @@ server's own outgoing identity, not the PE's, so:
   over it, whatever the authorization policy says about that synthetic identity.
 
 :class:`Takeovers` is the ENRP side of it (RFC 5353 3.5, RFC 5355 2.17): arbitration of a
-dead peer's takeover with acknowledgements from every other live peer, the lower server
-identifier winning a conflict (RSPLIB), an expiry, ENRP_TAKEOVER_SERVER, and the
-rate-limited keep-alives with the H flag to the PEs taken over.
+dead peer's takeover with acknowledgements from every other live peer and a majority of
+the servers we know (so a partitioned minority never takes over), the higher server
+identifier winning a conflict (RFC 5353 3.5.1 rule 2), an expiry, ENRP_TAKEOVER_SERVER,
+and the rate-limited keep-alives with the H flag to the PEs taken over.
 """
 
 from __future__ import annotations
@@ -95,9 +96,16 @@ class _Takeover:
     """Our arbitration to take over ``target`` (RFC 5353 3.5.1)."""
 
     target: int
+    #: The peers we saw alive at the start: every one of them must acknowledge.
     waiting: set[int]
     expires: float
+    #: The servers we knew of at the start, us and the target included (the quorum's base).
+    known: int
     acknowledged: set[int] = field(default_factory=set)
+
+    def quorum(self) -> bool:
+        """Whether the acknowledgers and we are a majority of the servers we knew of."""
+        return 2 * (len(self.acknowledged) + 1) > self.known
 
 
 class Takeovers:
@@ -143,14 +151,20 @@ class Takeovers:
             and other.links
             and other.state in (PeerState.ACTIVE, PeerState.PROBING)
         }
+        known = len(table.peers) + 1
         log.warn(
-            "ENRP server 0x{server:08x} is dead: asking {count} peers to let us take it over",
+            "ENRP server 0x{server:08x} is dead: asking {count} peers to let us take it over"
+            " ({known} servers known, {needed} must agree, us included)",
             server=target,
             count=len(waiting),
+            known=known,
+            needed=known // 2 + 1,
         )
         peer.state = PeerState.TAKING_OVER
         peer.probe_deadline = None
-        self._takeovers[target] = _Takeover(target, waiting, now + table.config.takeover_expiry)
+        self._takeovers[target] = _Takeover(
+            target, waiting, now + table.config.takeover_expiry, known
+        )
         table.counters["takeovers_started"] += 1
         table.broadcast(enrp.InitTakeover(table.server_identifier, 0, target))
         self._maybe_complete(target, now)
@@ -173,8 +187,9 @@ class Takeovers:
             return
         ours = self._takeovers.get(target)
         if ours is not None:
-            # RSPLIB: the lower server identifier wins a takeover conflict.
-            if table.server_identifier < sender:
+            # RFC 5353 3.5.1 rule 2: the peer whose identifier is smaller than the
+            # sender's aborts and acknowledges; otherwise it ignores the message.
+            if table.server_identifier > sender:
                 table.counters["takeover_conflicts_won"] += 1
                 log.info(
                     "Takeover conflict over 0x{target:08x} with 0x{server:08x}: we continue",
@@ -183,6 +198,12 @@ class Takeovers:
                 )
                 return
             table.counters["takeover_conflicts_lost"] += 1
+            log.info(
+                "Takeover conflict over 0x{target:08x} with 0x{server:08x}: it wins, we"
+                " acknowledge",
+                target=target,
+                server=sender,
+            )
             del self._takeovers[target]
         elif table.live_server(target, now):
             # RFC 5355 2.17: no takeover of a server we see alive.
@@ -209,7 +230,7 @@ class Takeovers:
     ) -> None:
         """Count a peer's acknowledgement of our takeover; complete it when all agreed."""
         takeover = self._takeovers.get(message.target_server_identifier)
-        if takeover is None or peer.server_identifier not in takeover.waiting:
+        if takeover is None or peer.server_identifier == takeover.target:
             self.table.counters["takeover_acks_ignored"] += 1
             return
         takeover.acknowledged.add(peer.server_identifier)
@@ -218,6 +239,10 @@ class Takeovers:
     def _maybe_complete(self, target: int, now: float) -> None:
         takeover = self._takeovers.get(target)
         if takeover is None or not takeover.waiting <= takeover.acknowledged:
+            return
+        if not takeover.quorum():
+            # Every peer we see agreed, but we may be the minority side of a partition:
+            # wait for more acknowledgements until the expiry.
             return
         self._complete(takeover, now)
 
@@ -259,6 +284,23 @@ class Takeovers:
         table = self.table
         missing = takeover.waiting - takeover.acknowledged
         live = {server for server in missing if table.live_server(server, now)}
+        if not live and not takeover.quorum():
+            # RFC 5353 3.5.1 wants every known peer's acknowledgement; gone peers may be
+            # dead or behind a partition, so without a majority we do nothing.
+            table.counters["takeovers_no_quorum"] += 1
+            del self._takeovers[takeover.target]
+            log.warn(
+                "Takeover of 0x{target:08x} abandoned: {count} of {known} servers agreed"
+                " (us included), no majority; we may be cut off from the others",
+                target=takeover.target,
+                count=len(takeover.acknowledged) + 1,
+                known=takeover.known,
+            )
+            peer = table.peers.get(takeover.target)
+            if peer is not None:
+                peer.state = PeerState.PROBING
+                peer.probe_deadline = now + table.config.max_time_no_response
+            return
         if not live:
             log.info(
                 "Takeover of 0x{target:08x}: peers {missing} did not answer and are gone",
