@@ -387,3 +387,95 @@ def test_connect_hint_names_the_default() -> None:
     hint = vpngw._connect_hint(options)
     assert "proposals = aes128-sha1-modp3072" in hint
     assert "esp_proposals = chacha20poly1305" in hint
+
+
+# --- the fast choice against its definition ---------------------------------------------
+
+
+def _reference(
+    offered: list[OfferedProposal], ours: list[IkeSuite], prefer_dh: int | None
+) -> tuple[int, IkeSuite] | None:
+    """RFC 7296 3.3.6 by brute force: the first proposal allowing one of our suites (with
+    ``prefer_dh``, first among those allowing it with that group), our first such suite."""
+
+    def allows(proposal: OfferedProposal, suite: IkeSuite) -> bool:
+        offered_types = {t.type for t in proposal.transforms}
+        if not offered_types <= {ENCR, PRF, INTEG, DH} or not {ENCR, PRF, DH} <= offered_types:
+            return False
+        if any(
+            t.type == ENCR and t.id in (12, 20) and t.key_length is None
+            for t in proposal.transforms
+        ):
+            return False
+        mine = suite.transforms()
+        if not set(mine) <= set(proposal.transforms):
+            return False
+        unanswered = offered_types - {t.type for t in mine}
+        return not unanswered or (
+            unanswered == {INTEG} and OfferedTransform(INTEG, 0) in proposal.transforms
+        )
+
+    passes = ([prefer_dh] if prefer_dh is not None else []) + [None]
+    for group in passes:
+        for proposal in offered:
+            for suite in ours:
+                if (group is None or suite.dh == group) and allows(proposal, suite):
+                    return proposal.number, suite
+    return None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    proposals=st.lists(
+        st.one_of(implemented_ike_proposal(), unimplemented_ike_proposal()), min_size=1, max_size=3
+    ),
+    ours=st.one_of(
+        st.just(list(IKE_ALGORITHMS)),
+        st.lists(st.sampled_from(IKE_ALGORITHMS), min_size=1, max_size=8, unique=True),
+        st.permutations(IKE_ALGORITHMS[:28]),
+    ),
+    as_tuple=st.booleans(),
+    prefer_dh=st.one_of(st.none(), st.sampled_from(list(DH_PREFERENCE))),
+)
+def test_choice_matches_its_definition(
+    proposals: list[OfferedProposal],
+    ours: list[IkeSuite],
+    as_tuple: bool,
+    prefer_dh: int | None,
+) -> None:
+    """Type-by-type choice from an algorithm set, suite-by-suite choice from any other list,
+    and the KE group preference all give what the brute-force definition gives."""
+    offered = [OfferedProposal(n, PROTO_IKE, b"", p.transforms) for n, p in enumerate(proposals, 1)]
+    result = select_ike(offered, tuple(ours) if as_tuple else ours, prefer_dh=prefer_dh)
+    expected = _reference(offered, ours, prefer_dh)
+    assert (None if result is None else (result[0].number, result[1])) == expected
+
+
+def test_refused_proposals_cost_no_suite_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default sets are algorithm sets, chosen from type by type: a hundred refused
+    proposals never make the gateway walk its 308 suites."""
+    from twisted_rserpool.ike import proposals
+
+    assert proposals._index(IKE_ALGORITHMS).lexicographic
+    assert proposals._index(ESP_ALGORITHMS).lexicographic
+    assert proposals._index(parse_ike_suites("aes128-aes256-sha256-x25519-ecp256")).lexicographic
+    assert not proposals._index(
+        parse_ike_suites("aes128-sha256-x25519, aes256-sha384-ecp384")
+    ).lexicographic
+    calls: list[object] = []
+
+    def counting(*args: object) -> bool:
+        calls.append(args)
+        return False
+
+    monkeypatch.setattr(proposals, "_allows", counting)
+    aead_with_integrity = (
+        OfferedTransform(ENCR, 20, 256),
+        OfferedTransform(INTEG, 12),
+        OfferedTransform(PRF, 5),
+        OfferedTransform(DH, 31),
+    )
+    refused = aead_with_integrity
+    flood = [OfferedProposal(n, PROTO_IKE, b"", refused) for n in range(1, 101)]
+    assert select_ike(flood, IKE_ALGORITHMS, prefer_dh=31) is None
+    assert calls == []
