@@ -58,22 +58,23 @@ def test_request_limiter_connection_identity_and_anonymous_buckets() -> None:
     all anonymous peers share); the longer wait counts and is named."""
     limiter: RequestLimiter[int] = RequestLimiter(Rate(10.0, 2.0), Rate(100.0, 3.0), Rate(5.0, 1.0))
     assert [limiter.admit(1, "a", 0.0) for _ in range(2)] == [0.0, 0.0]
+    assert limiter.admit(2, "a", 0.0) == 0.0  # the identity's 3rd token
+    assert limiter.admit(3, "a", 0.0) == pytest.approx(0.01)  # its 4th
+    assert limiter.limited_by == "identity"
     assert limiter.admit(1, "a", 0.0) == pytest.approx(0.1)
     assert limiter.limited_by == "connection"
-    assert limiter.admit(2, "a", 0.0) == pytest.approx(0.01)  # the identity's 4th token
-    assert limiter.limited_by == "identity"
-    assert limiter.admit(3, None, 0.0) == 0.0
-    assert limiter.admit(4, None, 0.0) == pytest.approx(0.2)
+    assert limiter.admit(5, None, 0.0) == 0.0
+    assert limiter.admit(6, None, 0.0) == pytest.approx(0.2)
     assert limiter.limited_by == "anonymous"
     assert limiter.delayed == 3
 
 
 def test_request_limiter_forgets_closed_connections() -> None:
     """A closed connection's bucket goes; a new connection starts with a full one."""
-    limiter: RequestLimiter[int] = RequestLimiter(
-        Rate(1.0, 1.0), Rate(100.0, 100.0), Rate(1.0, 1.0)
-    )
+    limiter: RequestLimiter[int] = RequestLimiter(Rate(1.0, 1.0), Rate(10.0, 100.0), Rate(1.0, 1.0))
     assert limiter.admit(1, "a", 0.0) == 0.0
     assert limiter.admit(1, "a", 0.0) == pytest.approx(1.0)
+    assert len(limiter) == 1
     limiter.forget(1)
+    assert len(limiter) == 0
     assert limiter.admit(1, "a", 0.0) == 0.0

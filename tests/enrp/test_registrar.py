@@ -486,16 +486,19 @@ def test_request_flood_waits_for_its_rate() -> None:
 
 
 def test_identity_rate_spans_its_connections() -> None:
-    """RFC 5355 2.2: more connections of one identity share its rate; another identity
-    and anonymous peers are not slowed by it."""
+    """RFC 5355 2.2: more connections of one identity share its rate (fairly: one under
+    its share is served before the backlog of one over it); another identity and
+    anonymous peers are not slowed by it."""
     h = Harness(request_rate=Rate(1000.0, 1000.0), identity_rate=Rate(10.0, 10.0))
     first, second = h.connect(psk("pe")), h.connect(psk("pe"))
     other = h.connect(psk("pe-other"))
-    assert [h.registrar.admit_request(first, h.now) for _ in range(5)] == [0.0] * 5
-    assert [h.registrar.admit_request(second, h.now) for _ in range(5)] == [0.0] * 5
-    # The identity's bucket is empty: its connections wait in turn.
-    assert h.registrar.admit_request(second, h.now) == pytest.approx(0.1)
-    assert h.registrar.admit_request(first, h.now) == pytest.approx(0.2)
+    # A burst of the first leaves the headroom (4 of the 10 tokens) to the others...
+    waits = [h.registrar.admit_request(first, h.now) for _ in range(8)]
+    assert waits == pytest.approx([0.0] * 6 + [0.1, 0.2])
+    # ... so the second's first request goes before the first's backlog, then waits too.
+    assert h.registrar.admit_request(second, h.now) == 0.0
+    assert h.registrar.admit_request(second, h.now) == pytest.approx(0.4)
+    assert h.registrar.admit_request(first, h.now) == pytest.approx(0.5)
     assert h.registrar.admit_request(other, h.now) == 0.0
     assert h.registrar.counters["rate_limited_connections"] == 2
 
@@ -505,8 +508,10 @@ def test_anonymous_connections_share_one_rate() -> None:
     h = Harness(request_rate=Rate(1000.0, 1000.0), anonymous_rate=Rate(10.0, 10.0))
     users = [h.connect(ANONYMOUS_TLS) for _ in range(10)]
     assert [h.registrar.admit_request(u, h.now) for u in users] == [0.0] * 10
+    # Second requests are over their share: they wait in turn, and leave the headroom
+    # (4 tokens) to connections under theirs.
     waits = [h.registrar.admit_request(u, h.now) for u in users]
-    assert waits == pytest.approx([0.1 * n for n in range(1, 11)])
+    assert waits == pytest.approx([0.4 + 0.1 * n for n in range(1, 11)])
     assert h.registrar.admit_request(h.connect(psk("pe")), h.now) == 0.0
 
 

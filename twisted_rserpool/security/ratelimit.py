@@ -6,17 +6,20 @@ time passed in.
 and says how long the request must wait for them, so that the transport can stop reading
 from a flooding peer (backpressure) instead of decoding and dropping what it sends.
 Reserving, rather than asking again later, serves waiting connections in turn and wakes
-each one once per request.
+each one once per request. A rate that several connections share (all anonymous ones, or
+one identity's) is a :class:`FairShare`: a connection under its fair share of it is served
+before the backlog of those over theirs.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 _K = TypeVar("_K", bound=Hashable)
+_V = TypeVar("_V")
 
 #: Tokens a bucket may lack and still count as full enough: refilling over the exact wait
 #: it announced must not leave it a rounding error short.
@@ -73,6 +76,28 @@ class TokenBucket:
         owed = -self._tokens
         return 0.0 if owed <= _EPSILON else owed / self.rate.per_second
 
+    def due(self, now: float, floor: float = 0.0) -> float:
+        """Seconds from ``now`` until one token can be taken and leave ``floor`` tokens
+        (counting those owed); takes none."""
+        return self.wait(now, 1.0 + floor)
+
+    def take(self, now: float, at: float) -> None:
+        """Take one token at ``now`` for an event served at ``at`` (not before ``now``).
+
+        The bucket is then what it would be had the token been taken at ``at``: tokens it
+        would have had beyond ``burst`` by then are not kept. So an event never waits
+        longer than the burst allows after the time its token was there, and events whose
+        service another limit defers cannot bunch up (the bound of :class:`FairShare`).
+        """
+        self.wait(now)
+        later = max(0.0, at - now) * self.rate.per_second
+        self._tokens = min(self._tokens, self.rate.burst - later) - 1.0
+
+    @property
+    def tokens(self) -> float:
+        """Tokens at the last update (negative: owed)."""
+        return self._tokens
+
 
 class RateLimiter(Generic[_K]):
     """A token bucket per key (a connection, an identity, a PE), with bounded memory.
@@ -114,6 +139,82 @@ class RateLimiter(Generic[_K]):
         return len(self._buckets)
 
 
+class FairShare(TokenBucket):
+    """A rate that several connections share (all anonymous peers, or one identity's
+    connections), divided fairly among them: max-min fairness, time passed in.
+
+    A connection is over its share when its request comes less than one fair interval
+    after its previous one was served. The fair interval is the time the rate takes for
+    one request of each backlogged connection; the bucket shows their number without
+    counting them, since each of them has one request reserved ahead, so the tokens owed
+    beyond :attr:`headroom` are about as many as they are.
+
+    - Requests over their share may only take tokens beyond :attr:`headroom` (about half
+      the burst): they wait in turn, as in a plain reserving bucket, each backlogged
+      connection once per round.
+    - Requests under their share (a light pool user among flooders) may take the
+      headroom too: while it lasts they are served at once instead of behind the backlog,
+      and the backlog waits for the tokens they took. Beyond it they wait at most about
+      one fair interval.
+
+    Every request takes its token for the time it is served (:meth:`TokenBucket.take`),
+    so in any window of ``w`` seconds at most ``per_second * w + burst`` requests are
+    served, whoever they are and in whatever order (``docs/enrp.md`` says why). Each
+    call is O(1): no connection is scanned.
+    """
+
+    __slots__ = ("headroom",)
+
+    def __init__(self, rate: Rate, now: float) -> None:
+        super().__init__(rate, now)
+        #: Whole tokens that requests over their share leave to those under it: half of
+        #: what the burst has beyond the one a request needs.
+        self.headroom = float((rate.burst - 1.0) // 2)
+
+    def due_share(self, now: float, over_share: bool) -> float:
+        """Seconds from ``now`` until a request may take its token (``0.0``: now)."""
+        return self.due(now, self.headroom if over_share else 0.0)
+
+    def interval(self) -> float:
+        """Seconds one connection's fair share allows between two of its requests, as
+        the tokens owed beyond the headroom show it after the last :meth:`take`."""
+        return max(1.0, self.headroom - self.tokens) / self.rate.per_second
+
+
+@dataclass(slots=True)
+class _Connection:
+    """What :class:`RequestLimiter` keeps of one connection."""
+
+    bucket: TokenBucket
+    #: Until then a request of this connection is over its share of the shared rate.
+    share_until: float = float("-inf")
+
+
+class _Recent(Generic[_K, _V]):
+    """At most ``max_keys`` values by key; the least recently used is forgotten first."""
+
+    def __init__(self, make: Callable[[float], _V], max_keys: int) -> None:
+        self._make = make
+        self._max_keys = max_keys
+        self._values: OrderedDict[_K, _V] = OrderedDict()
+
+    def get(self, key: _K, now: float) -> _V:
+        value = self._values.get(key)
+        if value is None:
+            value = self._values[key] = self._make(now)
+            if len(self._values) > self._max_keys:
+                self._values.popitem(last=False)
+        else:
+            self._values.move_to_end(key)
+        return value
+
+    def pop(self, key: _K) -> None:
+        self._values.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
 class RequestLimiter(Generic[_K]):
     """When each connection's next request may be handled: token buckets that every
     request must find a token in.
@@ -124,10 +225,12 @@ class RequestLimiter(Generic[_K]):
     - for peers that did not authenticate, one that all of them share
       (``anonymous_rate``): they cannot be told apart, so together they get one budget.
 
-    :meth:`admit` reserves a token in each of the connection's buckets and says how long
-    the request must wait for them. ``delayed`` counts the requests that had to wait;
-    ``limited_by`` names the bucket that made the last one wait longest
-    (``"connection"``, ``"identity"`` or ``"anonymous"``).
+    The identity's and the anonymous rates are each a :class:`FairShare`: a connection
+    under its share of it (a light pool user) is not queued behind the connections that
+    flood it. :meth:`admit` takes a token in each of the connection's buckets for the time
+    the request is served and says how long it must wait until then. ``delayed`` counts
+    the requests that had to wait; ``limited_by`` names the bucket that made the last one
+    wait longest (``"connection"``, ``"identity"`` or ``"anonymous"``).
     """
 
     def __init__(
@@ -139,29 +242,43 @@ class RequestLimiter(Generic[_K]):
         max_keys: int = 65536,
         now: float = 0.0,
     ) -> None:
-        self._connections: RateLimiter[_K] = RateLimiter(connection_rate, max_keys)
-        self._identities: RateLimiter[str] = RateLimiter(identity_rate, max_keys)
-        self._anonymous = TokenBucket(anonymous_rate, now)
+        self._connections: _Recent[_K, _Connection] = _Recent(
+            lambda at: _Connection(TokenBucket(connection_rate, at)), max_keys
+        )
+        self._identities: _Recent[str, FairShare] = _Recent(
+            lambda at: FairShare(identity_rate, at), max_keys
+        )
+        self._anonymous = FairShare(anonymous_rate, now)
         self.delayed = 0
         self.limited_by: str | None = None
 
     def admit(self, connection: _K, identity: str | None, now: float) -> float:
         """Count a request of ``connection`` (whose peer authenticated as ``identity``, or
         ``None``) arriving at ``now``; the seconds it must wait before it is handled
-        (``0.0``: at once). Its tokens are reserved: ask once per request."""
-        own = self._connections.bucket(connection, now)
-        shared = self._anonymous if identity is None else self._identities.bucket(identity, now)
-        own_wait = own.reserve(now)
-        shared_wait = shared.reserve(now)
-        if own_wait <= 0 and shared_wait <= 0:
+        (``0.0``: at once). Its tokens are taken: ask once per request, and ask a
+        connection's next request once this one is handled."""
+        state = self._connections.get(connection, now)
+        shared = self._anonymous if identity is None else self._identities.get(identity, now)
+        own_wait = state.bucket.due(now)
+        shared_wait = shared.due_share(now, over_share=now < state.share_until)
+        wait = max(own_wait, shared_wait)
+        served = now + wait
+        state.bucket.take(now, served)
+        shared.take(now, served)
+        state.share_until = served + shared.interval()
+        if wait <= 0:
             return 0.0
         self.delayed += 1
         if own_wait >= shared_wait:
             self.limited_by = "connection"
         else:
             self.limited_by = "anonymous" if identity is None else "identity"
-        return max(own_wait, shared_wait)
+        return wait
 
     def forget(self, connection: _K) -> None:
-        """Drop the bucket of ``connection`` (it closed); identity buckets stay."""
-        self._connections.forget(connection)
+        """Drop what is kept of ``connection`` (it closed); identity buckets stay."""
+        self._connections.pop(connection)
+
+    def __len__(self) -> int:
+        """Connections whose buckets are kept."""
+        return len(self._connections)
