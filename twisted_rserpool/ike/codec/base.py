@@ -73,21 +73,9 @@ DEFAULT_LIMITS = DecodeLimits()
 
 _HEADER = struct.Struct("!8s8sBBBBII")
 _GENERIC = struct.Struct("!BBH")
-_U16 = struct.Struct("!H")
 _U16U16 = struct.Struct("!HH")
-_PROPOSAL = struct.Struct("!BBHBBBB")
-_TRANSFORM = struct.Struct("!BBHBBH")
-_NOTIFY = struct.Struct("!BBH")
-_DELETE = struct.Struct("!BBH")
-_TS_HEAD = struct.Struct("!BBH")
-_TS_PORTS = struct.Struct("!HH")
-_KE = struct.Struct("!HH")
 
 _CRITICAL = 0x80
-_MORE_PROPOSALS = 2
-_MORE_TRANSFORMS = 3
-_ATTRIBUTE_TV = 0x8000
-_DERIVED = -1
 
 _E = TypeVar("_E", bound=IntEnum)
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 from twisted_rserpool.ike.codec.base import (
-    _KE,
-    _U16,
     DecodeLimits,
     _check_uint,
     _fail,
@@ -25,6 +24,9 @@ __all__ = [
     "KeyExchangePayload",
     "NoncePayload",
 ]
+
+_U16 = struct.Struct("!H")
+_KE = struct.Struct("!HH")
 
 
 # --- Key Exchange and Nonce (RFC 7296 sections 3.4, 3.9) ----------------------------------

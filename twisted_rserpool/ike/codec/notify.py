@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 from twisted_rserpool.ike.codec.base import (
-    _DELETE,
-    _DERIVED,
-    _NOTIFY,
     DecodeLimits,
     _check_uint,
     _fail,
@@ -28,6 +26,10 @@ __all__ = [
     "NotifyPayload",
     "VendorIdPayload",
 ]
+
+_NOTIFY = struct.Struct("!BBH")
+_DELETE = struct.Struct("!BBH")
+_DERIVED = -1
 
 
 # --- Notify and Delete (RFC 7296 sections 3.10, 3.11) --------------------------------------

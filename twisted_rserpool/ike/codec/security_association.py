@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar
 
 from twisted_rserpool.ike.codec.base import (
-    _ATTRIBUTE_TV,
-    _MORE_PROPOSALS,
-    _MORE_TRANSFORMS,
-    _PROPOSAL,
-    _TRANSFORM,
     _U16U16,
     DecodeLimits,
     _check_uint,
@@ -33,6 +29,12 @@ __all__ = [
     "Transform",
     "TransformAttribute",
 ]
+
+_PROPOSAL = struct.Struct("!BBHBBBB")
+_TRANSFORM = struct.Struct("!BBHBBH")
+_MORE_PROPOSALS = 2
+_MORE_TRANSFORMS = 3
+_ATTRIBUTE_TV = 0x8000
 
 
 # --- Security Association (RFC 7296 section 3.3) ---------------------------------------

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import ClassVar
 
 from twisted_rserpool.ike.codec.base import (
-    _TS_HEAD,
-    _TS_PORTS,
     DecodeLimits,
     _check_uint,
     _fail,
@@ -28,6 +27,9 @@ __all__ = [
     "TsResponderPayload",
     "UnknownTrafficSelector",
 ]
+
+_TS_HEAD = struct.Struct("!BBH")
+_TS_PORTS = struct.Struct("!HH")
 
 
 # --- Traffic selectors (RFC 7296 section 3.13) ----------------------------------------------
