@@ -117,6 +117,13 @@ def test_strongswan_proposal_establishes(
     chosen_esp = child[0].split("CHILD_SA ", 1)[1].split()[1]
     if esp_suite is not None:
         assert chosen_esp == esp_suite
+    legacy = f"with case{number}@test uses legacy SHA-1 ({chosen_ike})"
+    if "sha1" in chosen_ike:  # accepted, and the log says it is weak
+        gw.wait_for_log(legacy)
+    else:
+        assert legacy not in log
+    if chosen_esp.endswith("sha1"):
+        gw.wait_for_log(f"uses legacy SHA-1 ({chosen_esp}), which RFC 8221")
     sas = charon.swanctl("--list-sas", "--ike", f"c{number}")
     assert "ESTABLISHED" in sas, sas
     # strongSwan's side of this case: its IKE_SA, the gateway's CHILD_SA answer, and the

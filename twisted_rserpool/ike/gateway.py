@@ -93,6 +93,15 @@ class IkeDatagramProtocol(DatagramProtocol):
                 port=event.peer_address[1],
                 suite=str(event.suite),
             )
+            if event.suite.legacy:
+                self.log.warn(
+                    "IKE SA {spi_i}/{spi_r} with {peer_id} uses legacy SHA-1 ({suite}), "
+                    "which RFC 8247 downgrades to MUST-; --proposals can exclude it",
+                    spi_i=event.spi_i.hex(),
+                    spi_r=event.spi_r.hex(),
+                    peer_id=str(event.peer_id),
+                    suite=str(event.suite),
+                )
         elif isinstance(event, IkeSaDeleted | IkeSaFailed):
             self.log.debug(
                 "IKE SA {spi_i}/{spi_r} with {host}:{port} gone: {reason}",
@@ -108,6 +117,13 @@ class IkeDatagramProtocol(DatagramProtocol):
                 spi=event.child.inbound_spi.hex(),
                 suite=str(event.child.suite),
             )
+            if event.child.suite.legacy:
+                self.log.warn(
+                    "CHILD_SA {spi} uses legacy SHA-1 ({suite}), which RFC 8221 downgrades "
+                    "to MUST-; --esp-proposals can exclude it",
+                    spi=event.child.inbound_spi.hex(),
+                    suite=str(event.child.suite),
+                )
 
 
 class IkeGatewayProtocol(IkeDatagramProtocol):
