@@ -36,7 +36,6 @@ from twisted.logger import Logger
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller
 from twisted_rserpool.ike.codec import (
-    DeletePayload,
     GatewayIdentity,
     IkeHeader,
     IkeMessage,
@@ -71,7 +70,7 @@ from twisted_rserpool.ike.tasks.common import from_payload, to_payload
 from twisted_rserpool.ike.tasks.ike_auth import IkeAuthResponder
 from twisted_rserpool.ike.tasks.ike_init import DeferredKeys, IkeSaInit, accept_init
 from twisted_rserpool.ike.tasks.informational import DeleteChild, DeleteIke, Liveness
-from twisted_rserpool.ike.tasks.redirect import redirect_client
+from twisted_rserpool.ike.tasks.redirect import delete_redirected, redirect_client
 from twisted_rserpool.ike.tasks.rekey import ChildRekey, IkeRekey
 from twisted_rserpool.ike.window import PeerRequest, RequestWindow
 
@@ -302,20 +301,7 @@ class IkeSa:
             and self.state == State.ESTABLISHED
             and now >= self.redirect_delete_at
         ):
-            self.redirect_delete_at = None
-            self.log.info(
-                "deleting IKE SA {spi_i}/{spi_r} of redirected client {peer}",
-                spi_i=self.spi_i.hex(),
-                spi_r=self.spi_r.hex(),
-                peer=self.peer_address,
-            )
-            # The client has moved on (or will not): one Delete, no waiting for its answer.
-            message_id = self.window.allocate()
-            data = self.seal(
-                ExchangeType.INFORMATIONAL, message_id, False, [DeletePayload.ike_sa()]
-            )
-            self.host.send(data, self.peer_address)
-            self.close(StateEvent.DELETED, self.deleted_event("redirected"))
+            delete_redirected(self)
             return
         self.host.reschedule(self)
 

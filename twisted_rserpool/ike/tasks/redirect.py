@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twisted_rserpool.ike.codec import (
+    DeletePayload,
     GatewayIdentity,
     NotifyPayload,
     Payload,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "RedirectClient",
     "auth_redirect",
+    "delete_redirected",
     "informational_redirect",
     "init_redirect",
     "redirect_client",
@@ -170,3 +172,21 @@ def redirect_client(sa: IkeSa, gateway: GatewayIdentity, reason: str, now: float
         ClientRedirected(sa.peer_address, gateway, reason, "INFORMATIONAL", sa.spi_i, sa.spi_r)
     )
     return True
+
+
+def delete_redirected(sa: IkeSa) -> None:
+    """Gateway: ``redirect_delete_timeout`` passed; delete the redirected client's SA.
+
+    The client has moved on (or will not): one Delete, no waiting for its answer.
+    """
+    sa.redirect_delete_at = None
+    log.info(
+        "deleting IKE SA {spi_i}/{spi_r} of redirected client {peer}",
+        spi_i=sa.spi_i.hex(),
+        spi_r=sa.spi_r.hex(),
+        peer=sa.peer_address,
+    )
+    message_id = sa.window.allocate()
+    data = sa.seal(ExchangeType.INFORMATIONAL, message_id, False, [DeletePayload.ike_sa()])
+    sa.host.send(data, sa.peer_address)
+    sa.close(StateEvent.DELETED, sa.deleted_event("redirected"))
