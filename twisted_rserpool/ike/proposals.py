@@ -554,7 +554,7 @@ def _build_index(ours: Sequence[_Suite]) -> _Index:
         members[aead] = members.get(aead, 0) + 1
         kind = ranks.setdefault(aead, {})
         key: list[int] = []
-        for t in transforms:  # in suite order: ENCR first, then the others of ``order``
+        for t in transforms:  # ENCR first, then PRF, INTEG, DH (IKE) or INTEG, ESN (ESP)
             choice = (t.id, t.key_length)
             if t.type == ENCR:
                 key.append(encryption_rank.setdefault(choice, len(encryption_rank)))
