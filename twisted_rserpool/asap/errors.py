@@ -8,10 +8,12 @@ from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import OperationError
 
 if TYPE_CHECKING:
+    from twisted_rserpool.asap.delivery import PoolElementHandle, UndeliveredMessage
     from twisted_rserpool.asap.notifier import FailoverEvent
 
 __all__ = [
     "AsapError",
+    "DeliveryFailed",
     "FailoverRefused",
     "NoPoolElementAvailable",
     "RegistrationRefused",
@@ -22,7 +24,15 @@ __all__ = [
 
 
 class AsapError(Exception):
-    """Base class of the errors of this package."""
+    """Base class of the errors of this package.
+
+    When a session ends with one (RFC 5352 6.7 Error.Report), ``undelivered`` holds the
+    application messages it did not deliver, oldest first
+    (:class:`~twisted_rserpool.asap.delivery.UndeliveredMessage`: those ``sent`` may have
+    been processed by the failed pool element); empty otherwise.
+    """
+
+    undelivered: tuple[UndeliveredMessage, ...] = ()
 
 
 def _cause(error: OperationError | None) -> str:
@@ -73,6 +83,20 @@ class FailoverRefused(AsapError):
         self.event = event
         self.reason = reason
         super().__init__(f"failover refused: {reason}: {event.describe()}")
+
+
+class DeliveryFailed(AsapError):
+    """Messages to ``destination`` (a pool element handle) were not delivered and are not
+    sent elsewhere (ASAP_SEND_NO_FAILOVER, or a send by transport address): they are in
+    ``undelivered``. ``reason`` says why the pool element failed."""
+
+    def __init__(self, destination: PoolElementHandle, reason: str) -> None:
+        self.destination = destination
+        self.reason = reason
+        super().__init__(
+            f"delivery to PE 0x{destination.pe_identifier:08x} of pool "
+            f"{destination.pool_handle!r} failed: {reason}"
+        )
 
 
 class SessionClosed(AsapError):

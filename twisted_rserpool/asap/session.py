@@ -22,13 +22,27 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_rserpool.asap.errors import (
-    AsapError,
-    FailoverRefused,
-    NoPoolElementAvailable,
-    SessionClosed,
+from twisted_rserpool.asap.delivery import (
+    PoolElementHandle,
+    ReceivedMessage,
+    SendOptions,
+    UndeliveredMessage,
+)
+from twisted_rserpool.asap.errors import AsapError, SessionClosed
+from twisted_rserpool.asap.failover import (
+    Action,
+    AskObservers,
+    Connect,
+    End,
+    FailoverCore,
+    FailoverState,
+    ReportUnreachable,
+    Resume,
+    ReturnUndelivered,
+    Select,
 )
 from twisted_rserpool.asap.notifier import (
+    FailoverDecision,
     FailoverEvent,
     IPoolUserSession,
     decide,
@@ -70,6 +84,8 @@ class SessionConnection(RSerPoolProtocol):
         self.attached = False
         self.lossReason = "connection lost"
         self._pendingCalls: list[Callable[[], None]] = []
+        #: The outbox meta (send options, resent) of unacknowledged messages, by TSN.
+        self._meta: dict[int, int] = {}
 
     def attach(self) -> None:
         """Deliver what was held back and everything from now on to the session."""
@@ -77,6 +93,18 @@ class SessionConnection(RSerPoolProtocol):
         pending, self._pendingCalls = self._pendingCalls, []
         for call in pending:
             call()
+
+    def undelivered(self) -> list[UndeliveredMessage]:
+        """The application messages sent and not acknowledged, oldest first."""
+        meta = self._meta
+        return [
+            _undelivered(sent.user_data, sent.ppid, meta.get(sent.tsn, 0), sent=True)
+            for sent in self.unacknowledged()
+            if sent.ppid not in (ASAP_PPID, ENRP_PPID)
+        ]
+
+    def _sentWithMeta(self, sent: SentData, meta: int) -> None:
+        self._meta[sent.tsn] = meta
 
     def close(self) -> None:
         """Close the connection; what it had not delivered stays in :meth:`unacknowledged`."""
@@ -101,10 +129,11 @@ class SessionConnection(RSerPoolProtocol):
 
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
         """Application data goes to the application protocol."""
-        self._route(lambda: self.session._dataReceived(self, data))
+        self._route(lambda: self.session._dataReceived(self, ppid, data))
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """Room for more queued messages."""
+        self._meta.pop(sent.tsn, None)
         if self.attached:
             self.session._acknowledged(self)
 
@@ -134,8 +163,15 @@ class Session:
     """The transport of one application protocol talking to a pool through failovers.
 
     Each :meth:`write` is one application message (longer ones are split at 60 000 bytes)
-    sent with PPID :attr:`ppid`. Writes made while the session fails over are queued and
-    sent, in order, once it resumes.
+    sent with PPID :attr:`ppid`; :meth:`send` takes RFC 5352 6.5.5 options for one
+    message. Writes made while the session fails over are queued and sent, in order, once
+    it resumes.
+
+    ``options`` is the session's delivery default: ``SEND_FAILOVER`` (at least once: what
+    the failed pool element had not acknowledged is sent again, marked, to the next) or
+    ``SEND_NO_FAILOVER`` (the session ends when its pool element fails, and the error
+    report carries what was not delivered). ``canFailOver`` is false for a session to a
+    transport address (6.5.4).
     """
 
     disconnecting = False
@@ -147,6 +183,9 @@ class Session:
         protocol: IProtocol,
         ppid: int = 0,
         streaming: bool = False,
+        *,
+        options: SendOptions = SendOptions.SEND_FAILOVER,
+        canFailOver: bool = True,
     ):
         if ppid in (ASAP_PPID, ENRP_PPID):
             raise ValueError(f"PPID {ppid} is reserved for ASAP/ENRP")
@@ -157,24 +196,46 @@ class Session:
         self.connection: SessionConnection | None = None
         self.poolElement: PoolElementParameter | None = None
         self.securityContext: SecurityContext | None = None
-        self.cookie: bytes | None = None
         self.businessCard: asap.BusinessCard | None = None
         self.failovers: list[FailoverEvent] = []
         self.closed = False
         self.closeReason: Failure | None = None
+        #: Once closed: the application messages the session did not deliver (RFC 5352
+        #: 6.7), also in the closing error's ``undelivered``.
+        self.undelivered: tuple[UndeliveredMessage, ...] = ()
+        self._core = FailoverCore(
+            poolHandle,
+            default=options,
+            can_fail_over=canFailOver,
+            max_attempts=user.maxFailoverAttempts,
+        )
         self._outbox = Outbox(streaming)
         self._pumpCall: IDelayedCall | None = None
-        self._failingOver = False
         self._waiters: list[Deferred[None]] = []
         self._closing = False
+        self._candidate: SessionConnection | None = None
+        self._failoverStarted = 0.0
 
     # ------------------------------------------------------------------ ITransport
 
     def write(self, data: bytes) -> None:
-        """Send one application message (queued while failing over)."""
+        """Send one application message with the session's default options (queued while
+        failing over)."""
+        self.send(data)
+
+    def send(self, data: bytes, options: SendOptions = SendOptions.USE_DEFAULT) -> None:
+        """Send one application message with RFC 5352 6.5.5 ``options``: SEND_FAILOVER or
+        SEND_NO_FAILOVER (for this message), SCTP_UNORDER (the TCP mapping's U flag);
+        SEND_TO_LAST is what a session always does. SEND_TO_ALL and SEND_TO_SELF are for
+        :meth:`~twisted_rserpool.asap.user.PoolUser.sendToAll`."""
+        options = SendOptions(options)
+        if options & (SendOptions.SEND_TO_ALL | SendOptions.SEND_TO_SELF):
+            raise ValueError("SEND_TO_ALL and SEND_TO_SELF are PoolUser.sendToAll's")
+        if options & SendOptions.SEND_FAILOVER and options & SendOptions.SEND_NO_FAILOVER:
+            raise ValueError("SEND_FAILOVER and SEND_NO_FAILOVER exclude each other")
         if self.closed or self._closing:
             return
-        self._outbox.put(bytes(data), self.ppid)
+        self._outbox.put(bytes(data), self.ppid, int(options & ~SendOptions.SEND_TO_LAST))
         self._schedulePump()
 
     def writeSequence(self, data: Any) -> None:
@@ -190,7 +251,7 @@ class Session:
         self._maybeFinishClosing()
 
     def abortConnection(self) -> None:
-        """Close the session now, dropping queued messages."""
+        """Close the session now; what was not delivered is left in :attr:`undelivered`."""
         self._end(Failure(ConnectionDone("session aborted by the application")))  # type: ignore[no-untyped-call]
 
     def getPeer(self) -> IAddress:
@@ -208,9 +269,29 @@ class Session:
     # ------------------------------------------------------------------ session API
 
     @property
+    def cookie(self) -> bytes | None:
+        """The last cookie received from a pool element, or None."""
+        return self._core.cookie
+
+    @property
+    def options(self) -> SendOptions:
+        """The session's delivery default (SEND_FAILOVER or SEND_NO_FAILOVER)."""
+        return self._core.default
+
+    @property
+    def peHandle(self) -> PoolElementHandle | None:
+        """The current pool element's handle (6.5.1: for later sends to the same PE)."""
+        element = self.poolElement
+        return None if element is None else PoolElementHandle.of(self.poolHandle, element)
+
+    @property
     def failingOver(self) -> bool:
         """Whether a failover is under way."""
-        return self._failingOver
+        return self._core.state in (
+            FailoverState.SELECTING,
+            FailoverState.CONNECTING,
+            FailoverState.DECIDING,
+        )
 
     def failover(self) -> Deferred[None]:
         """Leave the current pool element (the application's Transport.Failure) and resume
@@ -219,8 +300,12 @@ class Session:
             return Deferred.fromCoroutine(self._raiseClosed())
         waiter: Deferred[None] = Deferred()
         self._waiters.append(waiter)
-        if not self._failingOver:
-            self._startFailover("the application asked for a failover", close=True)
+        if not self.failingOver:
+            old = self.connection
+            if old is not None:
+                old.attached = False
+                old.close()
+            self._startFailover(old, "the application asked for a failover", asked=True)
         return waiter
 
     def sendBusinessCard(
@@ -248,15 +333,15 @@ class Session:
         if call is not None and call.active():
             call.cancel()
         connection = self.connection
-        if connection is None or self._failingOver or not connection.ready:
+        if connection is None or self.failingOver or not connection.ready:
             return
-        self._outbox.pump(connection)
+        self._outbox.pump(connection, connection._sentWithMeta)
         self._maybeFinishClosing()
 
     def _maybeFinishClosing(self) -> None:
         if not self._closing or self.closed or len(self._outbox):
             return
-        if self._failingOver:
+        if self.failingOver:
             return
         connection = self.connection
         if (
@@ -273,14 +358,18 @@ class Session:
         self.connection = connection
         self.poolElement = connection.element
         self.securityContext = connection.securityContext
+        if self._core.state is FailoverState.CLOSED and not self.closed:
+            assert connection.securityContext is not None
+            self._core.attached(connection.element, connection.securityContext)
         connection.attach()
 
     def _asapReceived(self, connection: SessionConnection, message: asap.AsapMessage) -> None:
         if isinstance(message, asap.Cookie):
-            self.cookie = message.cookie
+            self._core.cookie = message.cookie
             _call(self.protocol, "cookieReceived", message.cookie)
         elif isinstance(message, asap.BusinessCard):
             self.businessCard = message
+            self._core.preferred = message.pool_elements
             _call(self.protocol, "businessCardReceived", message)
         elif isinstance(message, asap.ErrorMessage):
             log.warn(
@@ -295,8 +384,18 @@ class Session:
                 pe=describePE(connection.element),
             )
 
-    def _dataReceived(self, connection: SessionConnection, data: bytes) -> None:
-        if not self.closed:
+    def _dataReceived(self, connection: SessionConnection, ppid: int, data: bytes) -> None:
+        if self.closed:
+            return
+        receive = getattr(self.protocol, "messageReceived", None)
+        if callable(receive):
+            peer = connection.transport.getPeer() if connection.transport is not None else None
+            receive(
+                ReceivedMessage(
+                    data, ppid, PoolElementHandle.of(self.poolHandle, connection.element), peer
+                )
+            )
+        else:
             self.protocol.dataReceived(data)
 
     def _acknowledged(self, connection: SessionConnection) -> None:
@@ -312,110 +411,160 @@ class Session:
         if not self.user.running:
             self._end(Failure(ConnectionDone("the pool user stopped")))  # type: ignore[no-untyped-call]
             return
-        self._startFailover(connection.lossReason, close=False)
+        connection.attached = False
+        self._startFailover(connection, connection.lossReason, asked=False)
 
-    def _startFailover(self, reason: str, *, close: bool) -> None:
-        self._failingOver = True
-
-        def finished(result: object) -> None:
-            self._failingOver = False
-            waiters, self._waiters = self._waiters, []
-            if isinstance(result, Failure):
-                self._end(result)
-                for waiter in waiters:
-                    waiter.errback(result)
-            else:
-                self._pump()
-                for waiter in waiters:
-                    waiter.callback(None)
-
-        Deferred.fromCoroutine(self._failover(reason, close)).addBoth(finished)
-
-    async def _failover(self, reason: str, close: bool) -> None:
-        user = self.user
-        old, self.connection = self.connection, None
-        oldElement = self.poolElement
-        oldContext = self.securityContext
-        assert old is not None and oldElement is not None and oldContext is not None
-        old.attached = False
-        if close:
-            old.close()
-        resend = [
-            (sent.user_data, sent.ppid)
-            for sent in old.unacknowledged()
-            if sent.ppid not in (ASAP_PPID, ENRP_PPID)
-        ]
-        self._outbox.put_first(resend)
-        started = user.clock.seconds()
+    def _startFailover(self, old: SessionConnection | None, reason: str, *, asked: bool) -> None:
+        self.connection = None
+        self._failoverStarted = self.user.clock.seconds()
+        unacknowledged = old.undelivered() if old is not None else []
+        queued = [_undelivered(d, p, m) for d, p, m in self._outbox.drain()]
         log.info(
             "Session to pool {pool!r}: leaving {pe} ({reason}); {count} unacknowledged "
-            "message(s) to send again",
+            "message(s), {queued} queued",
             pool=self.poolHandle,
-            pe=describePE(oldElement),
+            pe=describePE(self.poolElement),
             reason=reason,
-            count=len(resend),
+            count=len(unacknowledged),
+            queued=len(queued),
         )
-        user.reportUnreachable(self.poolHandle, oldElement.pe_identifier)
-        user.forgetPoolElement(self.poolHandle, oldElement.pe_identifier)
-        tried = {oldElement.pe_identifier}
-        preferred = self.businessCard.pool_elements if self.businessCard is not None else ()
-        for _ in range(user.maxFailoverAttempts):
-            element = await user.selectPoolElement(self.poolHandle, tried, preferred)
-            tried.add(element.pe_identifier)
-            try:
-                connection = await self._open(element)
-            except Exception as e:
-                log.info(
-                    "Session to pool {pool!r}: {pe} unreachable: {error}",
+        self._perform(self._core.lost(reason, unacknowledged, queued, asked=asked))
+
+    def _perform(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, ReportUnreachable):
+                self.user.reportUnreachable(self.poolHandle, action.element.pe_identifier)
+                self.user.forgetPoolElement(self.poolHandle, action.element.pe_identifier)
+            elif isinstance(action, Select):
+                self._select(action)
+            elif isinstance(action, Connect):
+                self._connect(action.element)
+            elif isinstance(action, AskObservers):
+                self._ask(action.event)
+            elif isinstance(action, Resume):
+                self._resume(action)
+            elif isinstance(action, ReturnUndelivered):
+                log.warn(
+                    "Session to pool {pool!r}: {count} message(s) sent with "
+                    "ASAP_SEND_NO_FAILOVER returned to the application: {error}",
                     pool=self.poolHandle,
-                    pe=describePE(element),
-                    error=str(e),
+                    count=len(action.error.undelivered),
+                    error=str(action.error),
                 )
-                user.reportUnreachable(self.poolHandle, element.pe_identifier)
-                user.forgetPoolElement(self.poolHandle, element.pe_identifier)
-                continue
-            if not user.running:
+                _call(self.protocol, "deliveryFailed", action.error)
+            elif isinstance(action, End):
+                self._fail(action.error)
+
+    def _select(self, action: Select) -> None:
+        if self.closed:
+            return
+        if not self.user.running:
+            self._perform(self._core.stop(SessionClosed("the pool user stopped")))
+            return
+
+        def found(element: PoolElementParameter) -> None:
+            if not self.closed:
+                self._perform(self._core.candidate(element))
+
+        def none(failure: Failure) -> None:
+            if not self.closed:
+                error = failure.value
+                if not isinstance(error, Exception):
+                    error = AsapError(failure.getErrorMessage())
+                self._perform(self._core.no_candidate(error))
+
+        self.user.selectPoolElement(self.poolHandle, action.exclude, action.preferred).addCallbacks(
+            found, none
+        )
+
+    def _connect(self, element: PoolElementParameter) -> None:
+        def ready(connection: SessionConnection) -> None:
+            if self.closed:
                 connection.close()
-                raise SessionClosed("the pool user stopped")
+                return
+            if not self.user.running:
+                connection.close()
+                self._perform(self._core.stop(SessionClosed("the pool user stopped")))
+                return
+            self._candidate = connection
             assert connection.securityContext is not None
-            event = FailoverEvent(
-                pool_handle=self.poolHandle,
-                old_element=oldElement,
-                new_element=element,
-                old_context=oldContext,
-                new_context=connection.securityContext,
-                reason=reason,
-                number=len(self.failovers) + 1,
-                cookie=self.cookie,
-                resend=len(resend),
+            self._perform(self._core.connected(element, connection.securityContext))
+
+        def failed(failure: Failure) -> None:
+            log.info(
+                "Session to pool {pool!r}: {pe} unreachable: {error}",
+                pool=self.poolHandle,
+                pe=describePE(element),
+                error=failure.getErrorMessage(),
             )
-            decision = await decide(event, user.failoverObservers, user.refuseWeakerFailover)
+            if not self.closed:
+                self._perform(self._core.connect_failed(element, failure.getErrorMessage()))
+
+        self._open(element).addCallbacks(ready, failed)
+
+    def _ask(self, event: FailoverEvent) -> None:
+        user = self.user
+
+        def answered(decision: FailoverDecision) -> None:
+            connection = self._candidate
+            if self.closed:
+                if connection is not None:
+                    connection.close()
+                return
             if not decision.allowed:
-                connection.close()
+                self._candidate = None
+                if connection is not None:
+                    connection.close()
                 log.warn(
                     "Session to pool {pool!r}: {event}: REFUSED ({why})",
                     pool=self.poolHandle,
                     event=event.describe(),
                     why=decision.reason,
                 )
-                raise FailoverRefused(event, decision.reason)
-            if not connection.ready:
+            elif connection is None or not connection.ready:
                 log.info(
                     "Session to pool {pool!r}: {pe} went away during the decision",
                     pool=self.poolHandle,
-                    pe=describePE(element),
+                    pe=describePE(event.new_element),
                 )
-                continue
-            self.failovers.append(event)
-            self._attach(connection)
-            if self.cookie is not None:
-                connection.sendAsap(asap.CookieEcho(self.cookie))
-            user.failoverCompleted(event, user.clock.seconds() - started)
-            log.info(
-                "Session to pool {pool!r}: {event}", pool=self.poolHandle, event=event.describe()
-            )
-            return
-        raise NoPoolElementAvailable(self.poolHandle, f"{len(tried)} pool element(s) tried")
+                self._candidate = None
+                self._perform(self._core.connect_failed(event.new_element, "gone"))
+                return
+            self._perform(self._core.decided(decision.allowed, decision.reason))
+
+        decide(event, user.failoverObservers, user.refuseWeakerFailover).addCallback(answered)
+
+    def _resume(self, action: Resume) -> None:
+        connection, self._candidate = self._candidate, None
+        assert connection is not None
+        event = action.event
+        self.failovers.append(event)
+        self._attach(connection)
+        if action.cookie_echo is not None:
+            connection.sendAsap(action.cookie_echo)
+        self._outbox.put_first(
+            (m.data, m.ppid, int(m.options) | (_RESENT if m.resent else 0)) for m in action.resend
+        )
+        self.user.failoverCompleted(event, self.user.clock.seconds() - self._failoverStarted)
+        log.info("Session to pool {pool!r}: {event}", pool=self.poolHandle, event=event.describe())
+        self._pump()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
+
+    def _fail(self, error: AsapError) -> None:
+        candidate, self._candidate = self._candidate, None
+        if candidate is not None:
+            candidate.close()
+        error.undelivered = (
+            *error.undelivered,
+            *(_undelivered(d, p, m) for d, p, m in self._outbox.drain()),
+        )
+        failure = Failure(error)  # type: ignore[no-untyped-call]
+        self._end(failure)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
 
     def _open(self, element: PoolElementParameter) -> Deferred[SessionConnection]:
         """Connect to ``element`` and wait until the connection is ready."""
@@ -475,6 +624,14 @@ class Session:
         if call is not None and call.active():
             call.cancel()
         connection, self.connection = self.connection, None
+        if isinstance(reason.value, AsapError):
+            self.undelivered = reason.value.undelivered
+        else:
+            # Closed by the application or the pool user: still say what did not arrive.
+            self.undelivered = (
+                *(connection.undelivered() if connection is not None else ()),
+                *(_undelivered(d, p, m) for d, p, m in self._outbox.drain()),
+            )
         if connection is not None:
             connection.attached = False
             if not self._closing:
@@ -499,3 +656,12 @@ def _call(target: object, name: str, *args: object) -> None:
             method(*args)
         except Exception:
             log.failure("{name} of {target!r} raised", name=name, target=target)
+
+
+#: A private bit of an outbox message's meta: it was sent before to a failed pool element.
+_RESENT = 1 << 24
+_OPTIONS = 0xFFFF
+
+
+def _undelivered(data: bytes, ppid: int, meta: int, sent: bool = False) -> UndeliveredMessage:
+    return UndeliveredMessage(data, ppid, SendOptions(meta & _OPTIONS), sent, bool(meta & _RESENT))

@@ -23,6 +23,7 @@ from twisted_rserpool.wire.parameters import (
     PEIdentifierParameter,
     PoolElementParameter,
     PoolHandleParameter,
+    ResentMessages,
     SctpTransport,
     SelectionPolicy,
     TcpTransport,
@@ -336,10 +337,31 @@ class Cookie(_CookieMessage):
 
 
 @dataclass(frozen=True, slots=True)
-class CookieEcho(_CookieMessage):
-    """ASAP_COOKIE_ECHO (2.2.12): a PU replays the last cookie to a new PE."""
+class CookieEcho(Message):
+    """ASAP_COOKIE_ECHO (2.2.12): a PU replays the last cookie to a new PE.
+
+    ``resent`` is this implementation's private parameter 0x8e02 (sent only when set): how
+    many of the application messages that follow were sent to the failed PE already and
+    may have been processed there. ``cookie`` is empty when the failed PE sent none.
+    """
 
     TYPE: ClassVar[int] = AsapType.COOKIE_ECHO
+    cookie: bytes
+    resent: int | None = None
+
+    def _body(self) -> bytes:
+        body = CookieParameter(self.cookie).encode()
+        if self.resent is not None:
+            body += ResentMessages(self.resent).encode()
+        return body
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        p = Parameters(ctx, start, end)
+        cookie = p.one(CookieParameter, "cookie").cookie
+        resent = p.optional(ResentMessages, "resent messages")
+        p.done()
+        return cls(cookie, resent.count if resent is not None else None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""RFC 5354 parameters (types 0x1-0x10), RFC 5356 policy parameters, RSPLIB's 0x803f and our 0x8e01.
+"""RFC 5354 parameters (types 0x1-0x10), RFC 5356 policy parameters, RSPLIB's 0x803f and our
+0x8e01 and 0x8e02.
 
 Every parameter is an immutable value with ``encode() -> bytes`` (padded to a multiple of
 four bytes; the length field excludes the padding). :func:`decode_parameters` turns a run of
@@ -51,6 +52,9 @@ class ParameterType(IntEnum):
     #: This implementation: the identity that owns a PE, inside its Pool Element parameter
     #: in ENRP (top bits 10: other implementations skip it without a report).
     POOL_ELEMENT_OWNER = 0x8E01
+    #: This implementation: in ASAP_COOKIE_ECHO, how many of the application messages that
+    #: follow were already sent to the failed PE (top bits 10: skipped by others).
+    RESENT_MESSAGES = 0x8E02
 
 
 class TransportUse(IntEnum):
@@ -486,6 +490,20 @@ class HandleResolutionItems:
         return tlv(self.TYPE, _U32.pack(check_unsigned(self.items, 32, "items")))
 
 
+@dataclass(frozen=True, slots=True)
+class ResentMessages:
+    """Private parameter 0x8e02: the first ``count`` application messages after the
+    ASAP_COOKIE_ECHO that carries it were sent to the failed PE before and may have been
+    processed there (at-least-once delivery across a failover, RFC 5352 6.5.5). Its type's
+    top bits (10) make any other receiver skip it silently."""
+
+    TYPE: ClassVar[int] = ParameterType.RESENT_MESSAGES
+    count: int
+
+    def encode(self) -> bytes:
+        return tlv(self.TYPE, _U32.pack(check_unsigned(self.count, 32, "resent messages")))
+
+
 #: Longest owner identity carried in a Pool Element Owner parameter, in UTF-8 bytes.
 MAX_OWNER_LENGTH = 255
 
@@ -652,6 +670,7 @@ Parameter: TypeAlias = (
     | PEChecksumParameter
     | HandleResolutionItems
     | PoolElementOwner
+    | ResentMessages
 )
 
 
@@ -800,7 +819,8 @@ def _decode_cookie(ctx: DecodeContext, start: int, end: int, depth: int) -> Para
 
 
 def _decode_u32(
-    cls: type[PEIdentifierParameter] | type[HandleResolutionItems], name: str
+    cls: type[PEIdentifierParameter] | type[HandleResolutionItems] | type[ResentMessages],
+    name: str,
 ) -> _Decoder:
     def decode(ctx: DecodeContext, start: int, end: int, depth: int) -> Parameter:
         if end - start != 8:
@@ -937,6 +957,7 @@ _DECODERS: dict[int, _Decoder] = {
     ParameterType.OPAQUE_TRANSPORT: _decode_opaque,
     ParameterType.HANDLE_RESOLUTION_ITEMS: _decode_u32(HandleResolutionItems, "items"),
     ParameterType.POOL_ELEMENT_OWNER: _decode_owner,
+    ParameterType.RESENT_MESSAGES: _decode_u32(ResentMessages, "resent messages"),
 }
 
 
