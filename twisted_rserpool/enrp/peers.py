@@ -170,7 +170,7 @@ class PeerCore:
     def connection_lost(self, number: int, now: float) -> list[PeerAction]:
         """A peer connection closed; the peer stays listed until its timers say otherwise."""
         link = self.table.connection_lost(number)
-        self.sync.connection_lost(number, link)
+        self.sync.connection_lost(number, link, now)
         return self.table.take()
 
     # ------------------------------------------------------------------ messages

@@ -64,6 +64,9 @@ class Synchroniser:
         self._mentor: int | None = None
         self._mentor_deadline: float | None = None
         self._mentor_retry: float | None = None
+        #: Mentors that failed us during this initialisation (RFC 5353 3.2.2.2, 3.2.3:
+        #: the next attempt goes to a backup mentor, one not in here, if there is one).
+        self._failed_mentors: set[int] = set()
         self._sessions: dict[int, _Session] = {}
         table.on_peer_added = self._peer_added
 
@@ -81,7 +84,7 @@ class Synchroniser:
         if self.phase is SyncPhase.SEARCHING and self.table.started:
             self._choose_mentor(peer, now)
 
-    def connection_lost(self, number: int, link: Link | None) -> None:
+    def connection_lost(self, number: int, link: Link | None, now: float) -> None:
         """A link closed: its session ends, and a request over it is given up."""
         self._sessions.pop(number, None)
         if link is None or link.peer is None:
@@ -95,7 +98,7 @@ class Synchroniser:
         ):
             peer.pending = None
         if link.peer == self._mentor and self.phase in (SyncPhase.LIST, SyncPhase.TABLE):
-            self._drop_mentor("its connection closed")
+            self._drop_mentor("its connection closed", now)
 
     # ------------------------------------------------------------------ audit
 
@@ -236,7 +239,7 @@ class Synchroniser:
                 server=peer.server_identifier,
             )
             if initial:
-                self._drop_mentor("it rejected the handle table request", retry=now)
+                self._drop_mentor("it rejected the handle table request", now)
             return
         sender = peer.server_identifier
         pending.pages += 1
@@ -356,14 +359,14 @@ class Synchroniser:
             return
         peer.pending = None
         if message.reject:
-            self._drop_mentor("it is not ready to give its server list", retry=now)
+            self._drop_mentor("it is not ready to give its server list", now)
             return
         for information in message.servers:
             # Hints only: the adapter connects, and the peer must authenticate like any other.
             table.hint(information)
         self.phase = SyncPhase.TABLE
         if not self._request_table(peer, own_children_only=False, now=now):
-            self._drop_mentor("no connection", retry=now)
+            self._drop_mentor("no connection", now)
 
     def _choose_mentor(self, peer: Peer, now: float) -> None:
         table = self.table
@@ -377,23 +380,47 @@ class Synchroniser:
         log.info("Mentor: ENRP server 0x{server:08x}", server=peer.server_identifier)
         table.send(link, enrp.ListRequest(table.server_identifier, peer.server_identifier))
 
-    def _drop_mentor(self, reason: str, retry: float | None = None) -> None:
-        log.info(
-            "Giving up mentor 0x{server:08x}: {reason}", server=self._mentor or 0, reason=reason
-        )
+    def _drop_mentor(self, reason: str, now: float) -> None:
+        """Give the mentor up; go on at once with a backup mentor if there is one.
+
+        RFC 5353 3.2.2.2 and 3.2.3: a mentor that rejects, does not answer, or stalls in
+        the middle of the download is abandoned and the download restarts with a backup
+        mentor; with none, we ask again after half the mentor discovery time.
+        """
+        mentor = self._mentor
+        log.info("Giving up mentor 0x{server:08x}: {reason}", server=mentor or 0, reason=reason)
         peers = self.table.peers
-        if self._mentor is not None and self._mentor in peers:
-            peers[self._mentor].pending = None
+        if mentor is not None:
+            self._failed_mentors.add(mentor)
+            if mentor in peers:
+                peers[mentor].pending = None
         self._mentor = None
         self.phase = SyncPhase.SEARCHING
-        if retry is not None:
-            self._mentor_retry = retry + self.table.config.mentor_discovery / 2
+        backup = self._candidates(exclude=self._failed_mentors)
+        if backup:
+            self.table.counters["backup_mentors"] += 1
+            log.info(
+                "Backup mentor: ENRP server 0x{server:08x} (restarting the download)",
+                server=backup[0].server_identifier,
+            )
+            self._choose_mentor(backup[0], now)
+            return
+        self._mentor_retry = now + self.table.config.mentor_discovery / 2
 
-    def _search_mentor(self, now: float) -> None:
-        candidates = sorted(
-            (p for p in self.table.peers.values() if p.links and p.state is PeerState.ACTIVE),
+    def _candidates(self, exclude: set[int]) -> list[Peer]:
+        """Peers that may serve as mentor, lowest identifier first."""
+        return sorted(
+            (
+                p
+                for p in self.table.peers.values()
+                if p.links and p.state is PeerState.ACTIVE and p.server_identifier not in exclude
+            ),
             key=lambda p: p.server_identifier,
         )
+
+    def _search_mentor(self, now: float) -> None:
+        # Every mentor failed once: start over with all of them.
+        candidates = self._candidates(exclude=self._failed_mentors) or self._candidates(set())
         if candidates:
             self._choose_mentor(candidates[0], now)
 
@@ -402,7 +429,7 @@ class Synchroniser:
     def deadlines(self) -> list[float]:
         """When mentor discovery, retries and outstanding requests are next due."""
         result: list[float] = []
-        if self._mentor_deadline is not None and self.phase is not SyncPhase.TABLE:
+        if self._mentor_deadline is not None and self.phase is SyncPhase.SEARCHING:
             result.append(self._mentor_deadline)
         if self._mentor_retry is not None:
             result.append(self._mentor_retry)
@@ -422,7 +449,7 @@ class Synchroniser:
         # page would continue the old one (and a resync would sweep what it skipped).
         peer.resync_after = now + 2 * self.table.config.max_time_no_response
         if peer.server_identifier == self._mentor:
-            self._drop_mentor("it did not answer", retry=now)
+            self._drop_mentor("it did not answer", now)
 
     def handle_timer(self, now: float) -> None:
         """Mentor retries and discovery deadline, expired sessions."""
@@ -433,7 +460,7 @@ class Synchroniser:
         if (
             self._mentor_deadline is not None
             and now >= self._mentor_deadline
-            and self.phase is not SyncPhase.TABLE
+            and self.phase is SyncPhase.SEARCHING
         ):
             # RFC 5353 3.2.2.1: nobody to learn from in time; serve alone.
             self._mentor_deadline = None

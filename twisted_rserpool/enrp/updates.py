@@ -121,6 +121,11 @@ class HandleUpdates:
         table = self.table
         handle, element = message.pool_handle, message.pool_element
         sender = peer.server_identifier
+        if peer.pending is not None:
+            # RFC 5353 3.6.3: the mark says "not confirmed since the resync began"; an
+            # update from the PE's home is newer than any page, so it settles the PE (a
+            # DEL_PE then ADD_PE between two pages must not leave it marked for the sweep).
+            peer.pending.marked.discard((handle, element.pe_identifier))
         if message.update_action is enrp.UpdateAction.ADD_PE:
             refusal = self.authority.check_add(sender, handle, element, vouched=False, now=now)
             if refusal is not None:
