@@ -2,19 +2,21 @@
 from 1 and from 20 TLS connections, anonymous and authenticated, while a legitimate pool
 user resolves. The server pauses reading from the flooding connections and serves them at
 their rate (anonymous ones share one rate, one identity's connections another); every
-flood request is still answered, and so is every legitimate one. Bounded in count and
-time; nothing here measures time (benchmarks/flood.py does)."""
+flood request is still answered, and so is every legitimate one. An anonymous pool user
+under its fair share of the anonymous rate is answered before the flood's backlog.
+Bounded in count and time; nothing here measures time (benchmarks/flood.py does)."""
 
 from __future__ import annotations
 
 import json
+import statistics
 import urllib.request
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet import reactor
+from twisted.internet import address, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString, connectProtocol
 from twisted.internet.task import deferLater
@@ -53,15 +55,16 @@ class PoolElement(AsapClient):
         super().asapMessageReceived(message)
 
 
-class FloodTests(TestCase):
-    """One server per test with every request rate at 200/s (burst 10)."""
+class ServerTestCase(TestCase):
+    """One server per test, started with :attr:`options`."""
 
     timeout = 60
+    options: tuple[str, ...] = ()
 
     def setUp(self) -> None:
         self.server = EnrpProcess(
             Path(self.mktemp()).resolve(),  # type: ignore[no-untyped-call]
-            extra=("--request-rate", RATE, "--identity-rate", RATE, "--anonymous-rate", RATE),
+            extra=self.options,
         )
         self.server.start()
         self.addCleanup(self.server.stop)
@@ -92,6 +95,12 @@ class FloodTests(TestCase):
         document: Any = json.loads(await deferToThread(fetch))
         counters: dict[str, int] = document["counters"]
         return counters
+
+
+class FloodTests(ServerTestCase):
+    """Every request rate at 200/s (burst 10)."""
+
+    options = ("--request-rate", RATE, "--identity-rate", RATE, "--anonymous-rate", RATE)
 
     async def flood(self, description: str, connections: int) -> None:
         """Flood from ``connections`` connections while the legitimate PU resolves; check
@@ -165,3 +174,66 @@ class FloodTests(TestCase):
         await self.flood(self.server.peEndpoint(), 20)
         counters = await self.counters()
         assert counters["rate_limited_connections"] > 1
+
+
+class FairShareTests(ServerTestCase):
+    """Anonymous peers share 40 requests a second (burst 100, so a headroom of 49 for
+    connections under their share)."""
+
+    options = ("--anonymous-rate", "40/100")
+
+    async def test_an_anonymous_user_is_answered_before_an_anonymous_floods_backlog(
+        self,
+    ) -> None:
+        """Twenty anonymous connections flood (30 resolutions each, 15 s of the rate)
+        while an anonymous pool user resolves once a second, under its share (40/21 a
+        second): each of its resolutions is answered without waiting for a round of the
+        backlog (a queue in turn would answer one request of every flooder first), all of
+        them before the backlog is, and its connection is never paused."""
+        pe = await self.connect(self.server.peEndpoint("pe-2", OTHER_KEY), PoolElement())
+        registered = await pe.request(
+            asap.Registration(
+                POOL,
+                PoolElementParameter(
+                    0x2001, 0, 60, TcpTransport(7001, IPv4Address("0.0.0.0")), LeastUsedPolicy(0)
+                ),
+            )
+        )
+        assert isinstance(registered, asap.RegistrationResponse) and not registered.reject
+        user = await self.connect(self.server.puEndpoint())
+        attackers = [await self.connect(self.server.puEndpoint()) for _ in range(20)]
+        resolution = asap.HandleResolution(POOL)
+        for attacker in attackers:
+            for _ in range(30):
+                attacker.sendAsap(resolution)
+        sent = 30 * len(attackers)
+
+        def floodAnswered() -> int:
+            return sum(len(a.messages.pending) for a in attackers)
+
+        between: list[int] = []
+        for _ in range(LEGITIMATE):
+            await deferLater(reactor, 1.0, lambda: None)
+            before = floodAnswered()
+            answer = await Deferred.fromCoroutine(user.request(resolution)).addTimeout(20, reactor)
+            between.append(floodAnswered() - before)
+            assert isinstance(answer, asap.HandleResolutionResponse)
+            assert [e.pe_identifier for e in answer.pool_elements] == [0x2001]
+        # Every answer of the user came before the flood's backlog was answered, and
+        # (as a rule) with few flood answers in between, not one per flooder.
+        assert floodAnswered() < sent
+        assert statistics.median(between) < len(attackers) // 4, between
+        counters = await self.counters()
+        assert counters.get("requests_delayed", 0) > 0
+        assert counters.get("rate_limited_connections", 0) >= 2
+        log = readLog(self.server.log)
+        assert "Rate limit (anonymous rate): pausing reading from" in log
+
+        def paused(client: AsapClient) -> bool:
+            assert client.transport is not None
+            host = client.transport.getHost()
+            assert isinstance(host, address.IPv4Address)
+            return f"pausing reading from {LOOPBACK}:{host.port} " in log
+
+        assert not paused(user)
+        assert sum(paused(a) for a in attackers) >= 2
