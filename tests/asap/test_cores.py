@@ -22,6 +22,7 @@ from twisted_rserpool.asap.registration import (
     AdoptHome,
     Deregistered,
     HuntForServer,
+    HuntInParallel,
     Refused,
     Registered,
     RegistrationCore,
@@ -174,17 +175,15 @@ def test_registration_sends_and_starts_t2() -> None:
 
 
 def test_t2_expiry_hunts_and_reports_after_max_reg_attempt() -> None:
-    """T2 expiry starts a server hunt; past MAX-REG-ATTEMPT the failure is reported once."""
+    """T2 expiry sends the registration again to the same server and hunts in parallel
+    (RFC 5352 3.7.2); at MAX-REG-ATTEMPT the failure is reported once."""
     core = RegistrationCore(POOL, ELEMENT, TIMERS)
     core.home_connected(0.0)
-    assert core.handle_timer(30.0) == [
-        HuntForServer("no ASAP_REGISTRATION_RESPONSE within T2-registration")
-    ]
-    core.home_connected(31.0)
-    actions = core.handle_timer(61.0)
-    assert isinstance(actions[0], HuntForServer) and actions[1] == ReportFailure(2)
-    core.home_connected(62.0)
-    assert len(core.handle_timer(92.0)) == 1  # reported only once
+    hunt = HuntInParallel("no ASAP_REGISTRATION_RESPONSE within T2-registration")
+    send = SendToHome(asap.Registration(POOL, ELEMENT))
+    assert core.handle_timer(30.0) == [send, hunt]
+    assert core.handle_timer(60.0) == [ReportFailure(2), send, hunt]
+    assert core.handle_timer(core.next_deadline() or 0.0) == [send, hunt]  # reported once
 
 
 def test_t4_reregisters_with_the_same_identifier() -> None:
@@ -224,7 +223,12 @@ def test_t3_deregistration() -> None:
     assert isinstance(send, SendToHome)
     assert send.message == asap.Deregistration(POOL, ELEMENT.pe_identifier)
     assert core.next_deadline() == 40.0
-    assert core.handle_timer(40.0) == [Deregistered(False)]
+    # T3 expiry: sent again to the same server, hunting in parallel, MAX-REQUEST-RETRANSMIT
+    # times; then given up.
+    hunt = HuntInParallel("no ASAP_DEREGISTRATION_RESPONSE within T3-deregistration")
+    assert core.handle_timer(40.0) == [send, hunt]
+    assert core.handle_timer(70.0) == [send, hunt]
+    assert core.handle_timer(100.0) == [Deregistered(False)]
     core = registered_core()
     core.deregister(10.0)
     answer = asap.DeregistrationResponse(POOL, ELEMENT.pe_identifier)
@@ -367,6 +371,15 @@ class FakeLink:
     def huntFor(self, reason: str) -> None:
         self.hunts.append(reason)
 
+    def huntInParallel(self, reason: str) -> None:
+        self.hunts.append(f"in parallel: {reason}")
+
+    def endHunt(self) -> None:
+        pass
+
+    def releasePrevious(self) -> None:
+        pass
+
     def stop(self) -> None:
         pass
 
@@ -380,14 +393,16 @@ def offline_user(clock: Clock, **options: Any) -> tuple[PoolUser, FakeLink]:
 
 
 def test_pool_user_t1_retransmits_via_hunt_then_fails() -> None:
-    """A resolution unanswered for T1 starts a hunt; after MAX-REQUEST-RETRANSMIT more
-    T1 periods it fails with RequestTimedOut."""
+    """A resolution unanswered for T1 is sent again to the same server and a hunt starts
+    in parallel; after MAX-REQUEST-RETRANSMIT more T1 periods it fails with
+    RequestTimedOut."""
     clock = Clock()
     user, link = offline_user(clock)
     d = user.resolve(POOL)
     assert link.sent == [asap.HandleResolution(POOL)]
     clock.advance(15.0)
-    assert link.hunts == ["T1-ENRPrequest expired"]
+    assert link.hunts == ["in parallel: T1-ENRPrequest expired"]
+    assert link.sent == [asap.HandleResolution(POOL)] * 2
     clock.advance(15.0)
     assert not d.called
     clock.advance(15.0)

@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_rserpool.asap.errors import AsapError, RegistrationRefused
+from twisted_rserpool.asap.errors import AsapError, RegistrationRefused, RequestTimedOut
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
 from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
 from twisted_rserpool.asap.registration import (
@@ -36,6 +36,7 @@ from twisted_rserpool.asap.registration import (
     AdoptHome,
     Deregistered,
     HuntForServer,
+    HuntInParallel,
     Refused,
     Registered,
     RegistrationCore,
@@ -45,7 +46,7 @@ from twisted_rserpool.asap.registration import (
     SendToPeer,
 )
 from twisted_rserpool.asap.timers import AsapTimers
-from twisted_rserpool.asap.user import _reactor, clientEndpoints
+from twisted_rserpool.asap.user import _listenAnnouncements, _reactor, clientEndpoints
 from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
@@ -221,7 +222,8 @@ class PoolElementConnection(RSerPoolProtocol):
         if isinstance(message, asap.EndpointKeepAlive):
             pe._keepAliveOnUserTransport(self, message)
         elif isinstance(
-            message, asap.RegistrationResponse | asap.DeregistrationResponse
+            message,
+            asap.RegistrationResponse | asap.DeregistrationResponse | asap.ErrorMessage,
         ) and pe._isHome(self):
             pe._fromHome(self, message)
         elif isinstance(message, asap.CookieEcho):
@@ -288,7 +290,12 @@ class PoolElement(Service):
     authenticated with an identity that ``authorizationPolicy`` gives the ``enrp-server``
     role (by default nobody: only the hunt finds new home servers).
 
-    Announced ENRP servers are used as the pool user's are (``announcedServer``).
+    Announced ENRP servers are used as the pool user's are (``announcedServer``, and
+    ``announceListen`` for announcements over UDP).
+
+    After MAX-REG-ATTEMPT registration timeouts in a row the failure is logged and
+    ``whenRegistered()`` errbacks with ``RequestTimedOut``; the attempts go on with a
+    back-off up to RETRAN-MAX unless ``stopAfterMaxRegAttempt``.
     """
 
     log = Logger()
@@ -315,6 +322,8 @@ class PoolElement(Service):
         ppid: int = 0,
         streaming: bool = False,
         announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
+        stopAfterMaxRegAttempt: bool = False,
+        announceListen: str | None = None,
     ) -> None:
         self.poolHandle = poolHandle
         self.factory = factory
@@ -339,6 +348,9 @@ class PoolElement(Service):
         self.ppid = ppid
         self.streaming = streaming
         self.announcedServer = announcedServer
+        self.stopAfterMaxRegAttempt = stopAfterMaxRegAttempt
+        self.announceListen = announceListen
+        self.announcements: IListeningPort | None = None
         self.core: RegistrationCore | None = None
         self.link: HomeServerLink | None = None
         self.port: IListeningPort | None = None
@@ -349,8 +361,10 @@ class PoolElement(Service):
             "keep_alives_refused": 0,
             "home_adoptions": 0,
             "cookie_echoes": 0,
+            "asap_errors": 0,
         }
         self._home: PoolElementConnection | None = None
+        self._huntBesideTakeover = False
         self._timer = DeadlineTimer(self._timerFired)
         self._registeredWaiters: list[Deferred[None]] = []
         self._deregistered: Deferred[None] | None = None
@@ -459,7 +473,12 @@ class PoolElement(Service):
             policy=self.policy,
             asap_transport=transport,
         )
-        self.core = RegistrationCore(self.poolHandle, element, self.timers)
+        self.core = RegistrationCore(
+            self.poolHandle,
+            element,
+            self.timers,
+            stop_after_max_reg_attempt=self.stopAfterMaxRegAttempt,
+        )
         self.log.info(
             "Pool element 0x{pe:08x} of pool {pool!r} serving on {address}:{port}",
             pe=self.peIdentifier,
@@ -482,6 +501,7 @@ class PoolElement(Service):
             role=f"pool element 0x{self.peIdentifier:08x}",
         )
         self.link.start()
+        self.announcements = _listenAnnouncements(self.reactor, self.announceListen, self.link)
 
     def stopService(self) -> Deferred[None]:
         """Deregister (waiting at most T3), then stop listening and close every session."""
@@ -503,6 +523,9 @@ class PoolElement(Service):
         self._cancelTimer()
         if self.link is not None:
             self.link.stop()
+        if self.announcements is not None:
+            self.announcements.stopListening()
+            self.announcements = None
         home, self._home = self._home, None
         if home is not None:
             home.close()
@@ -524,15 +547,36 @@ class PoolElement(Service):
         if self.core is None:
             return
         if self._home is not None:
-            # A takeover server already adopted us on the user transport; keep it.
-            if self.link is not None:
-                self.link.release()
-            return
+            if not self._huntBesideTakeover:
+                # A takeover server already adopted us on the user transport; keep it.
+                if self.link is not None:
+                    self.link.release()
+                return
+            # The takeover server did not answer our registration: the server the hunt
+            # found is the home now.
+            self._home = None
+        self._huntBesideTakeover = False
         self._perform(self.core.home_connected(self.clock.seconds()), connection)
 
     def _linkMessage(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
-        if self.core is not None:
-            self._perform(self.core.message_from_home(message, self.clock.seconds()), connection)
+        if self.core is None:
+            return
+        home = self.link is not None and self.link.isHome(connection)
+        if isinstance(message, asap.ErrorMessage):
+            self._asapError(connection, message)
+        self._perform(
+            self.core.message_from_home(message, self.clock.seconds(), from_home=home),
+            connection,
+        )
+
+    def _asapError(self, connection: RSerPoolProtocol, message: asap.ErrorMessage) -> None:
+        self.counters["asap_errors"] += 1
+        self.log.warn(
+            "Pool element 0x{pe:08x}: ASAP_ERROR from ENRP server {peer}: causes {causes}",
+            pe=self.peIdentifier,
+            peer=connection.peer,
+            causes=[c.code for c in message.error.causes],
+        )
 
     def _linkLost(self, connection: EnrpServerConnection) -> None:
         if self.core is not None and self._home is None:
@@ -540,6 +584,8 @@ class PoolElement(Service):
 
     def _fromHome(self, connection: PoolElementConnection, message: asap.AsapMessage) -> None:
         if self.core is not None:
+            if isinstance(message, asap.ErrorMessage):
+                self._asapError(connection, message)
             self._perform(self.core.message_from_home(message, self.clock.seconds()), connection)
 
     def _keepAliveOnUserTransport(
@@ -598,35 +644,52 @@ class PoolElement(Service):
                     identity=origin.securityContext.identity if origin.securityContext else None,
                 )
                 self._home = origin
+                self._huntBesideTakeover = False
                 if self.link is not None:
                     self.link.release()
             elif isinstance(action, HuntForServer):
                 self._home = None
                 if self.link is not None and self.running:
                     self.link.huntFor(action.reason)
+            elif isinstance(action, HuntInParallel):
+                if self.link is not None and self.running:
+                    # A takeover home on the user transport stays until the hunt finds a
+                    # server; the link has no connection then, so this is a plain hunt.
+                    self._huntBesideTakeover = self._home is not None
+                    self.link.huntInParallel(action.reason)
             elif isinstance(action, Registered):
-                self.log.info(
-                    "Pool element 0x{pe:08x} registered in pool {pool!r} (life {life} s)",
-                    pe=self.peIdentifier,
-                    pool=self.poolHandle,
-                    life=action.life,
-                )
-                for waiter in self._takeWaiters():
-                    waiter.callback(None)
+                self._registered(action, origin)
             elif isinstance(action, Refused):
                 error = RegistrationRefused(self.poolHandle, action.error)
-                self.log.error(
-                    "Pool element 0x{pe:08x}: {error}", pe=self.peIdentifier, error=str(error)
-                )
+                if action.by_error:
+                    self.log.error(
+                        "Pool element 0x{pe:08x}: the ENRP server answered the registration "
+                        "with ASAP_ERROR (cause {cause}); it cannot succeed as sent, so no "
+                        "more attempts until the registration is corrected",
+                        pe=self.peIdentifier,
+                        cause=action.error.code if action.error is not None else None,
+                    )
+                else:
+                    self.log.error(
+                        "Pool element 0x{pe:08x}: {error}", pe=self.peIdentifier, error=str(error)
+                    )
                 for waiter in self._takeWaiters():
                     waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
             elif isinstance(action, ReportFailure):
                 self.log.error(
-                    "Pool element 0x{pe:08x}: {attempts} registration attempts timed out; "
-                    "still hunting for an ENRP server",
+                    "Pool element 0x{pe:08x}: {attempts} registration attempts timed out "
+                    "(MAX-REG-ATTEMPT); {next}",
                     pe=self.peIdentifier,
                     attempts=action.attempts,
+                    next="no more attempts"
+                    if action.stopped
+                    else "still trying, backing off up to RETRAN-MAX",
                 )
+                timedOut = RequestTimedOut(
+                    f"{action.attempts} registrations in pool {self.poolHandle!r} unanswered"
+                )
+                for waiter in self._takeWaiters():
+                    waiter.errback(Failure(timedOut))  # type: ignore[no-untyped-call]
             elif isinstance(action, Deregistered):
                 self.log.info(
                     "Pool element 0x{pe:08x} deregistered ({how})",
@@ -637,6 +700,32 @@ class PoolElement(Service):
                 if done is not None and not done.called:
                     done.callback(None)
         self._armTimer()
+
+    def _registered(self, action: Registered, origin: RSerPoolProtocol | None) -> None:
+        if action.life_known:
+            self.log.info(
+                "Pool element 0x{pe:08x} registered in pool {pool!r} (life {life} s)",
+                pe=self.peIdentifier,
+                pool=self.poolHandle,
+                life=action.life,
+            )
+        else:
+            self.log.warn(
+                "Pool element 0x{pe:08x} registered in pool {pool!r} with a warning (cause "
+                "{cause}) that does not say the life granted: assuming {life} s",
+                pe=self.peIdentifier,
+                pool=self.poolHandle,
+                cause=action.warning.code if action.warning is not None else None,
+                life=action.life,
+            )
+        link = self.link
+        if link is not None and origin is not None and link.isHome(origin):
+            # The home answered: no other server is needed, nor the ones hunted away from
+            # (the new home owns our registration now, RFC 5352 3.1 rule 4).
+            link.endHunt()
+            link.releasePrevious()
+        for waiter in self._takeWaiters():
+            waiter.callback(None)
 
     def _takeWaiters(self) -> list[Deferred[None]]:
         waiters, self._registeredWaiters = self._registeredWaiters, []

@@ -7,6 +7,9 @@ gives each round T5-Serverhunt seconds; when T5 expires it doubles T5 up to RETR
 (SH5.1), abandons the attempt under way (SH5.2) and starts a new round. A connection that
 was established resets T5 (SH3). Whether an established connection counts (the server
 authenticated) is for the caller to decide before it calls :meth:`ServerHunt.succeeded`.
+
+A hunt begun while the home server is still connected (RFC 5352 3.7.2: a request timed out
+and is being sent again to it) excludes that server, so that the hunt finds another one.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class ServerHunt(Generic[K]):
         self._tried: set[K] = set()
         self._current: K | None = None
         self._next_index = 0
+        self._exclude: K | None = None
         self.rounds = 0
 
     @property
@@ -69,14 +73,28 @@ class ServerHunt(Generic[K]):
         if server not in self._configured:
             self._announced[server] = now + self.timers.t7_enrp_outdate
 
-    def begin(self, now: float) -> HuntStep[K]:
-        """Start hunting (SH1, SH2); does nothing if a hunt is already under way."""
+    def begin(self, now: float, exclude: K | None = None) -> HuntStep[K]:
+        """Start hunting (SH1, SH2); does nothing if a hunt is already under way.
+        ``exclude``: a server not to try in this hunt (the home server, still connected)."""
         if self.hunting:
             return HuntStep()
         self._deadline = now + self._t5
         self.rounds = 1
         self._tried.clear()
+        self._exclude = exclude
         return HuntStep(attempt=self._pick(now))
+
+    def include_all(self) -> None:
+        """The excluded home server is gone too: the hunt may try it again."""
+        self._exclude = None
+
+    def abandon(self) -> HuntStep[K]:
+        """End a hunt that is no longer needed (the home server answered after all)."""
+        cancel, self._current = self._current, None
+        self._deadline = None
+        self._exclude = None
+        self._tried.clear()
+        return HuntStep(cancel=cancel)
 
     def failed(self, server: K, now: float) -> HuntStep[K]:
         """An attempt failed (refused, TLS failed, not authenticated): try another (SH4).
@@ -91,6 +109,7 @@ class ServerHunt(Generic[K]):
         """The connection to ``server`` is up and trusted: the hunt is over (SH3, SH6)."""
         self._deadline = None
         self._current = None
+        self._exclude = None
         self._t5 = self.timers.t5_server_hunt
         self._tried.clear()
 
@@ -118,7 +137,7 @@ class ServerHunt(Generic[K]):
             return None
         ordered = candidates[self._next_index % len(candidates) :]
         ordered += candidates[: self._next_index % len(candidates)]
-        untried = [k for k in ordered if k not in self._tried]
+        untried = [k for k in ordered if k not in self._tried and k != self._exclude]
         if avoid is not None and len(untried) > 1:
             untried = [k for k in untried if k != avoid]
         if not untried:

@@ -5,6 +5,12 @@ TLS, and runs the server hunt (:class:`~twisted_rserpool.asap.hunt.ServerHunt`) 
 clock it is given: at start, when the connection closes, and when its owner asks (a request
 timed out). A connection counts only once the server authenticated (RFC 5355 2.6: a PSK it
 knows, or a certificate that verified); until then nothing is sent on it.
+
+When a request times out the owner sends it again to the same server and calls
+:meth:`HomeServerLink.huntInParallel` (RFC 5352 3.7.2): the home connection stays up while
+another server is looked for. If one is found it becomes the home; the old one is kept as a
+*previous* connection (at most three connections in all, SH1) whose answers still reach the
+owner, until the owner releases it.
 """
 
 from __future__ import annotations
@@ -110,6 +116,9 @@ class HomeServerLink:
         self.announcedEndpoint = announcedEndpoint
         self.role = role
         self.connection: EnrpServerConnection | None = None
+        #: Former home connections kept open after a hunt in parallel (their late answers
+        #: still count), oldest first.
+        self.previous: list[EnrpServerConnection] = []
         self._attempt: Deferred[Any] | None = None
         self._attemptProtocol: EnrpServerConnection | None = None
         self._timer = DeadlineTimer(self._timerFired)
@@ -132,6 +141,7 @@ class HomeServerLink:
         self._running = False
         self._cancelTimer()
         self._abandonAttempt()
+        self.releasePrevious()
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.close()
@@ -141,8 +151,20 @@ class HomeServerLink:
         connection, self.connection = self.connection, None
         if connection is not None:
             connection.close()
+        self.releasePrevious()
+        self.hunt.abandon()
         self._abandonAttempt()
         self._cancelTimer()
+
+    def releasePrevious(self) -> None:
+        """Close the former home connections a hunt in parallel left open."""
+        previous, self.previous = self.previous, []
+        for connection in previous:
+            connection.close()
+
+    def isHome(self, connection: object) -> bool:
+        """Whether ``connection`` is the home connection (not a previous one)."""
+        return connection is self.connection
 
     def send(self, message: asap.AsapMessage) -> bool:
         """Send to the home server; ``False`` if there is no ready home connection."""
@@ -161,6 +183,40 @@ class HomeServerLink:
             return False
         return True
 
+    def huntInParallel(self, reason: str) -> None:
+        """Look for another server while keeping the home connection (RFC 5352 3.7.2); the
+        server found becomes the home. Without a ready home this is :meth:`huntFor`."""
+        if not self._running:
+            return
+        home = self.connection
+        if home is None or not home.ready:
+            self.huntFor(reason)
+            return
+        if self.hunt.hunting:
+            return
+        others = [s for s in self.hunt.candidates(self.clock.seconds()) if s is not home.server]
+        if not others:
+            log.info(
+                "{role}: {reason}; no other ENRP server to hunt for, waiting for {peer}",
+                role=self.role,
+                reason=reason,
+                peer=home.peer,
+            )
+            return
+        self.huntsStarted += 1
+        log.info(
+            "{role}: hunting for another ENRP server in parallel ({reason}); keeping {peer}",
+            role=self.role,
+            reason=reason,
+            peer=home.peer,
+        )
+        self._step(self.hunt.begin(self.clock.seconds(), exclude=home.server))
+
+    def endHunt(self) -> None:
+        """The home server answered: a hunt in parallel is no longer needed."""
+        if self.hunt.hunting and self.ready:
+            self._step(self.hunt.abandon())
+
     def huntFor(self, reason: str) -> None:
         """Drop the home connection (if any) and hunt for a server (again)."""
         if not self._running:
@@ -169,6 +225,7 @@ class HomeServerLink:
         if connection is not None:
             connection.close()
         if self.hunt.hunting:
+            self.hunt.include_all()
             return
         self.huntsStarted += 1
         log.info("{role}: hunting for an ENRP server ({reason})", role=self.role, reason=reason)
@@ -237,6 +294,13 @@ class HomeServerLink:
         self.hunt.succeeded(connection.server)
         self._cancelTimer()
         self._armTimer()
+        old = self.connection
+        if old is not None:
+            # Found by a hunt in parallel: the old home may still answer (SH1: at most
+            # three connections, so the oldest previous one goes).
+            self.previous.append(old)
+            while len(self.previous) > 2:
+                self.previous.pop(0).close()
         self.connection = connection
         log.info(
             "{role}: home ENRP server is {peer} ({security})",
@@ -247,14 +311,17 @@ class HomeServerLink:
         self.onReady(connection, context)
 
     def _message(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
-        if connection is not self.connection:
+        if connection is not self.connection and connection not in self.previous:
             return
         if isinstance(message, asap.ServerAnnounce):
-            self._announcement(message)
+            self.announcementReceived(message)
             return
         self.onMessage(connection, message)
 
-    def _announcement(self, message: asap.ServerAnnounce) -> None:
+    def announcementReceived(self, message: asap.ServerAnnounce) -> None:
+        """An ASAP_SERVER_ANNOUNCE (from the home connection or the announcement receiver):
+        its TCP transports become hint candidates for T7-ENRPoutdate (RFC 5352 3.6), used
+        only through ``announcedEndpoint`` and only once they authenticate."""
         if self.announcedEndpoint is None:
             return
         for transport in message.transports:
@@ -273,6 +340,9 @@ class HomeServerLink:
         self._armTimer()
 
     def _lost(self, connection: EnrpServerConnection) -> None:
+        if connection in self.previous:
+            self.previous.remove(connection)
+            return
         if connection is self._attemptProtocol:
             self._attemptProtocol = None
             if self._running:

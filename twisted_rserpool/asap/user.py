@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.interfaces import (
+    IListeningPort,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
@@ -36,7 +38,14 @@ from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.ratelimit import Rate, RateLimiter
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.wire import asap
-from twisted_rserpool.wire.parameters import PoolElementParameter, TcpTransport
+from twisted_rserpool.wire.errors import CauseCode
+from twisted_rserpool.wire.parameters import (
+    OperationError,
+    PoolElementParameter,
+    RoundRobinPolicy,
+    SelectionPolicy,
+    TcpTransport,
+)
 
 __all__ = ["DEFAULT_SESSION_MAPPING", "PoolUser", "clientEndpoints"]
 
@@ -66,6 +75,35 @@ def clientEndpoints(
     ]
 
 
+def _listenAnnouncements(
+    reactor: Any, description: str | None, link: HomeServerLink
+) -> IListeningPort | None:
+    """Listen for ASAP_SERVER_ANNOUNCE as ``description`` says (``None``: not at all)."""
+    if description is None:
+        return None
+    from twisted_rserpool.asap.announcements import (  # noqa: PLC0415
+        AnnouncementReceiver,
+        listenForAnnouncements,
+        parseAnnounceListen,
+    )
+
+    receiver = AnnouncementReceiver(link.announcementReceived)
+    return listenForAnnouncements(_reactor(reactor), parseAnnounceListen(description), receiver)
+
+
+def overallPolicy(
+    elements: Iterable[PoolElementParameter], overall: SelectionPolicy | None
+) -> list[PoolElementParameter]:
+    """A handle resolution response's PEs under its overall policy (RFC 5352 2.2.6): absent,
+    round robin is assumed; a PE's policy of another type is ignored (replaced by the
+    overall one), one of that type keeps its values (load, weight)."""
+    policy = overall if overall is not None else RoundRobinPolicy()
+    return [
+        pe if pe.policy.policy_type == policy.policy_type else replace(pe, policy=policy)
+        for pe in elements
+    ]
+
+
 class PoolUser(Service):
     """Resolves pool handles at a home ENRP server and connects sessions to pool elements.
 
@@ -83,6 +121,8 @@ class PoolUser(Service):
     ASAP_SERVER_ANNOUNCE messages are hints: with ``announcedServer(transport)`` (an endpoint
     with our credentials, or ``None`` to ignore it) an announced server joins the hunt's
     candidates for T7-ENRPoutdate and, like any other, is used only once it authenticates.
+    They arrive on the home connection, and over UDP with ``announceListen``
+    (``[ADDRESS:]PORT``; a multicast ADDRESS such as ``224.0.1.185:3863`` is joined).
 
     Override :meth:`choosePoolElement` to pick among the candidates the policy ordered.
     """
@@ -110,6 +150,7 @@ class PoolUser(Service):
         resolutionItems: int | None = None,
         announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
         rng: random.Random | None = None,
+        announceListen: str | None = None,
     ) -> None:
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else _reactor(reactor)
@@ -129,6 +170,8 @@ class PoolUser(Service):
         self.requireAuthenticatedServer = requireAuthenticatedServer
         self.resolutionItems = resolutionItems
         self.announcedServer = announcedServer
+        self.announceListen = announceListen
+        self.announcements: IListeningPort | None = None
         self.cache = PoolUserCache(
             self.timers.stale_cache_value,
             discard_timeout=max(60.0, self.timers.stale_cache_value),
@@ -155,8 +198,12 @@ class PoolUser(Service):
             "unreachable_sent": 0,
             "unreachable_suppressed": 0,
             "failovers": 0,
+            "asap_errors": 0,
+            "cache_discards": 0,
         }
         self.failoverTimes: list[float] = []
+        #: The latest Operational Errors of ASAP_ERROR messages from ENRP servers (at most 16).
+        self.asapErrors: list[OperationError] = []
 
     # ------------------------------------------------------------------ service
 
@@ -176,6 +223,7 @@ class PoolUser(Service):
             role="pool user",
         )
         self.link.start()
+        self.announcements = _listenAnnouncements(self.reactor, self.announceListen, self.link)
 
     def stopService(self) -> Deferred[None]:
         """Close every session and the ENRP server connection; fires when the pool element
@@ -186,6 +234,9 @@ class PoolUser(Service):
             session.abortConnection()
         if self.link is not None:
             self.link.stop()
+        if self.announcements is not None:
+            self.announcements.stopListening()
+            self.announcements = None
         self._cancelTimer()
         for handle in list(self._waiting):
             self._fail(handle, RequestTimedOut("the pool user stopped"))
@@ -219,6 +270,8 @@ class PoolUser(Service):
     # ------------------------------------------------------------------ ENRP
 
     def _homeReady(self, connection: EnrpServerConnection, context: SecurityContext) -> None:
+        # A new home (at start, after a loss, or found by a hunt in parallel): the pending
+        # requests go to it (RFC 5352 3.7.2: adopt the server that responds).
         now = self.clock.seconds()
         for handle in self._requests:
             self._sendResolution(handle)
@@ -230,11 +283,17 @@ class PoolUser(Service):
             self.link.huntFor("the home ENRP server connection closed")
 
     def _homeMessage(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
+        # Answers count from the home and from servers hunted away from (a slow server's
+        # late answer is still an answer).
         if isinstance(message, asap.HandleResolutionResponse):
             self._resolutionResponse(message)
         elif isinstance(message, asap.ErrorMessage):
+            self.counters["asap_errors"] += 1
+            self.asapErrors.append(message.error)
+            del self.asapErrors[:-16]
             self.log.warn(
-                "ASAP_ERROR from the ENRP server: causes {causes}",
+                "Pool user: ASAP_ERROR from ENRP server {peer}: causes {causes}",
+                peer=getattr(connection, "peer", None),
                 causes=[c.code for c in message.error.causes],
             )
 
@@ -252,17 +311,58 @@ class PoolUser(Service):
             self.cache.invalidate(handle)
             self._fail(handle, ResolutionFailed(handle, message.error))
         else:
-            self.cache.update(handle, message.pool_elements, now=now)
+            elements = overallPolicy(message.pool_elements, message.policy)
+            self.cache.update(handle, elements, now=now)
             waiters = self._waiting.pop(handle, [])
-            elements = self._cached(handle)
+            cached = self._cached(handle)
             for waiter in waiters:
-                waiter.callback(elements)
+                waiter.callback(cached)
+        if not len(self._requests) and self.link is not None:
+            # Nothing waits for an answer: no other server is needed, nor the ones a hunt
+            # in parallel moved away from.
+            self.link.endHunt()
+            self.link.releasePrevious()
         self._armTimer()
 
     def _fail(self, handle: bytes, error: Exception) -> None:
         self._requests.answered(handle)
         for waiter in self._waiting.pop(handle, []):
             waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+
+    def businessCardReceived(self, card: asap.BusinessCard) -> None:
+        """BC1 (RFC 5352 3.9): a business card names a pool the cache has no entry for:
+        resolve it (the answer fills the cache; failures are only logged)."""
+        if self._stopped or self.cache.state(card.pool_handle, self.clock.seconds()) is not (
+            CacheState.MISSING
+        ):
+            return
+        resolving = self.resolve(card.pool_handle)
+
+        def failed(failure: Failure) -> None:
+            self.log.info(
+                "Pool user: resolving business card pool {pool!r} failed: {error}",
+                pool=card.pool_handle,
+                error=failure.getErrorMessage(),
+            )
+
+        resolving.addCallbacks(lambda _: None, failed)
+
+    def purgeCache(self, poolHandle: bytes | None = None) -> None:
+        """CachePurgeRequest (RFC 5352 6.4): forget what the cache holds for
+        ``poolHandle`` (every pool when ``None``); the next use resolves it again."""
+        handles = (
+            [poolHandle]
+            if poolHandle is not None
+            else [pool.handle for pool in self.cache.handlespace.pools()]
+        )
+        for handle in handles:
+            self.cache.invalidate(handle)
+        self._armTimer()
+
+    def populateCache(self, poolHandle: bytes) -> Deferred[list[PoolElementParameter]]:
+        """CachePopulateRequest (RFC 5352 6.3): resolve ``poolHandle`` now, whatever the
+        cache holds, and store the answer."""
+        return self.resolve(poolHandle, refresh=True)
 
     def _cached(self, handle: bytes) -> list[PoolElementParameter]:
         pool = self.cache.handlespace.find_pool(handle)
@@ -305,17 +405,29 @@ class PoolUser(Service):
     async def _select(
         self, poolHandle: bytes, exclude: set[int], preferred: Sequence[PoolElementParameter]
     ) -> PoolElementParameter:
+        # BC2: a business card's order comes first, whether or not the cache lists those
+        # PEs (answers carry only some of a pool's PEs); the card carries their transports.
+        for element in preferred:
+            if element.pe_identifier not in exclude and self._reachable(element):
+                cached = self.cache.handlespace.get(poolHandle, element.pe_identifier)
+                return cached.element if cached is not None else element
         for attempt in range(2):
-            await self.resolve(poolHandle, refresh=attempt > 0)
+            try:
+                await self.resolve(poolHandle, refresh=attempt > 0)
+            except ResolutionFailed as e:
+                if e.error is not None and e.error.code == CauseCode.UNKNOWN_POOL_HANDLE:
+                    # The pool is gone: for whoever wants one of its PEs, none is left.
+                    raise NoPoolElementAvailable(
+                        poolHandle, "the ENRP server knows no such pool"
+                    ) from e
+                raise
             candidates = self._ordered(poolHandle, exclude)
             if candidates:
-                preferredIds = [pe.pe_identifier for pe in preferred]
-                byId = {pe.pe_identifier: pe for pe in candidates}
-                for identifier in preferredIds:
-                    if identifier in byId:
-                        return byId[identifier]
                 return self.choosePoolElement(poolHandle, candidates)
         raise NoPoolElementAvailable(poolHandle)
+
+    def _reachable(self, element: PoolElementParameter) -> bool:
+        return self._peEndpoint is not None or isinstance(element.user_transport, TcpTransport)
 
     def _ordered(self, poolHandle: bytes, exclude: set[int]) -> list[PoolElementParameter]:
         pool = self.cache.handlespace.find_pool(poolHandle)
@@ -328,8 +440,7 @@ class PoolUser(Service):
         return [
             e.element
             for e in entries
-            if e.pe_identifier not in exclude
-            and (self._peEndpoint is not None or isinstance(e.element.user_transport, TcpTransport))
+            if e.pe_identifier not in exclude and self._reachable(e.element)
         ]
 
     def selectPoolElement(
@@ -468,23 +579,35 @@ class PoolUser(Service):
     # ------------------------------------------------------------------ timers
 
     def _armTimer(self) -> None:
-        self._timer.arm(self.clock, None if self._stopped else self._requests.next_deadline())
+        deadlines = [
+            d for d in (self._requests.next_deadline(), self.cache.next_deadline()) if d is not None
+        ]
+        self._timer.arm(self.clock, None if self._stopped or not deadlines else min(deadlines))
 
     def _cancelTimer(self) -> None:
         self._timer.cancel()
 
     def _timerFired(self) -> None:
-        for action in self._requests.handle_timer(self.clock.seconds()):
+        now = self.clock.seconds()
+        discarded = {event.pool_handle for event in self.cache.expire(now)}
+        for handle in sorted(discarded):
+            # Stale for the discard timeout with nobody refreshing it: forgotten.
+            self.counters["cache_discards"] += 1
+            self.log.debug("Pool user: stale cache entry of {pool!r} discarded", pool=handle)
+        for action in self._requests.handle_timer(now):
             if isinstance(action, Retransmit):
                 self.log.info(
                     "No answer to the handle resolution of {pool!r} within T1: "
-                    "retransmission {count}, hunting for an ENRP server in parallel",
+                    "retransmission {count} to the same server, hunting for another in "
+                    "parallel",
                     pool=action.key,
                     count=action.count,
                 )
-                if self.link is not None and self.link.ready:
-                    self.link.huntFor("T1-ENRPrequest expired")
-                # Sent again as soon as a home server is ready (_homeReady).
+                # RFC 5352 3.7.2: send again and hunt in parallel; the home connection
+                # stays, so its late answer still counts.
+                self._sendResolution(action.key)
+                if self.link is not None:
+                    self.link.huntInParallel("T1-ENRPrequest expired")
             elif isinstance(action, GiveUp):
                 self._fail(
                     action.key,

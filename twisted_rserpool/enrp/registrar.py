@@ -174,6 +174,16 @@ def overall_policy(policy: SelectionPolicy) -> SelectionPolicy:
     return cls(*([0] * values))
 
 
+#: Removals a PE still connected here is told of with ASAP_DEREGISTRATION_RESPONSE.
+_TOLD_REMOVALS = frozenset(
+    {
+        RemovalReason.REGISTRATION_EXPIRED,
+        RemovalReason.KEEP_ALIVE_TIMEOUT,
+        RemovalReason.UNREACHABLE,
+    }
+)
+
+
 class Registrar:
     """The ASAP server core of an ENRP server: registrations, handle resolution, keep-alives.
 
@@ -474,7 +484,10 @@ class Registrar:
         )
         warning = None
         if life != element.registration_life:
-            warning = OperationError.single(CauseCode.INVALID_VALUES, b"")
+            # RFC 5354 3.12.4: the offending TLV goes with the cause; here the PE parameter
+            # as granted, so that the PE re-registers before the life it really has ends.
+            granted = replace(element, registration_life=life, owner_identity=None)
+            warning = OperationError.single(CauseCode.INVALID_VALUES, granted.encode())
         self._send(
             state.number,
             asap.RegistrationResponse(handle, element.pe_identifier, error=warning),
@@ -719,7 +732,7 @@ class Registrar:
     def _handlespace_changed(self, event: HandlespaceEvent) -> None:
         if isinstance(event, PoolElementRemoved):
             registered_here = event.element.home_server_identifier == self.config.server_identifier
-            if event.reason is RemovalReason.REGISTRATION_EXPIRED and registered_here:
+            if event.reason in _TOLD_REMOVALS and registered_here:
                 self._expired(event)
             self._forget((event.pool_handle, event.element.pe_identifier))
         elif (
@@ -765,7 +778,9 @@ class Registrar:
             self.counters["dynamic_updates"] += 1
 
     def _expired(self, event: PoolElementRemoved) -> None:
-        """RFC 5352 2.2.4: tell the PE its registration life ran out."""
+        """RFC 5352 2.2.4 and 3.2: tell the PE it was removed (its registration life ran
+        out, or a keep-alive went unanswered), so that it registers again at once if it is
+        alive after all."""
         registered = self._registered.get((event.pool_handle, event.element.pe_identifier))
         if registered is not None and registered.connection in self._connections:
             self._send(
@@ -805,6 +820,12 @@ class Registrar:
     ) -> None:
         key = (message.pool_handle, message.pe_identifier)
         registered = self._registered.get(key)
+        if registered is None and self.handlespace.get(*key) is None:
+            # A late answer from a PE we removed (its keep-alive timed out): tell it, as for
+            # an expiry, so that it registers again instead of waiting for its T4.
+            self.counters["keep_alive_acks_unmatched"] += 1
+            self._send(state.number, asap.DeregistrationResponse(*key))
+            return
         if registered is None or registered.connection != state.number:
             # Only the PE's own association may vouch for it.
             self.counters["keep_alive_acks_ignored"] += 1
