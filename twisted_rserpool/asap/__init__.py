@@ -1,9 +1,16 @@
 """ASAP endpoints for applications (RFC 5352): pool elements, pool users, sessions with
 failover and the failover notifier (RFC 5355 section 2.9). See ``docs/asap.md``."""
 
+from twisted_rserpool.asap.delivery import (
+    PoolElementHandle,
+    ReceivedMessage,
+    SendOptions,
+    UndeliveredMessage,
+)
 from twisted_rserpool.asap.element import PoolElement, PoolElementConnection, PoolElementTransport
 from twisted_rserpool.asap.errors import (
     AsapError,
+    DeliveryFailed,
     FailoverRefused,
     NoPoolElementAvailable,
     RegistrationRefused,
@@ -11,6 +18,7 @@ from twisted_rserpool.asap.errors import (
     ResolutionFailed,
     SessionClosed,
 )
+from twisted_rserpool.asap.fanout import FanOutReport
 from twisted_rserpool.asap.notifier import (
     FailoverDecision,
     FailoverEvent,
@@ -24,19 +32,25 @@ from twisted_rserpool.asap.user import PoolUser
 __all__ = [
     "AsapError",
     "AsapTimers",
+    "DeliveryFailed",
     "FailoverDecision",
     "FailoverEvent",
     "FailoverRefused",
+    "FanOutReport",
     "IFailoverObserver",
     "IPoolUserSession",
     "NoPoolElementAvailable",
     "PoolElement",
     "PoolElementConnection",
+    "PoolElementHandle",
     "PoolElementTransport",
     "PoolUser",
+    "ReceivedMessage",
     "RegistrationRefused",
     "RequestTimedOut",
     "ResolutionFailed",
+    "SendOptions",
     "Session",
     "SessionClosed",
+    "UndeliveredMessage",
 ]

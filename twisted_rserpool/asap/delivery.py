@@ -80,4 +80,3 @@ class ReceivedMessage:
     sender: PoolElementHandle | None = None
     peer: Any = None
     resent: bool = False
-    unordered: bool = False

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_rserpool.asap.delivery import PoolElementHandle, ReceivedMessage
 from twisted_rserpool.asap.errors import AsapError, RegistrationRefused, RequestTimedOut
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
 from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
@@ -185,6 +186,12 @@ class PoolElementConnection(RSerPoolProtocol):
         self.poolElement = poolElement
         self.application: IProtocol | None = None
         self.appTransport: PoolElementTransport | None = None
+        #: The pool user's own PE handle when it is also a PE and its business card named
+        #: it (RFC 5352 3.9, 6.6); ``None`` otherwise.
+        self.senderHandle: PoolElementHandle | None = None
+        #: Application messages still to come that the pool user sent before to a PE that
+        #: failed (ASAP_COOKIE_ECHO's resent count).
+        self.resentRemaining = 0
 
     def close(self) -> None:
         """Close now."""
@@ -230,10 +237,13 @@ class PoolElementConnection(RSerPoolProtocol):
             application = self._session()
             if application is not None:
                 pe.counters["cookie_echoes"] += 1
-                _call(application, "cookieEchoReceived", message.cookie)
+                self.resentRemaining = message.resent or 0
+                if message.cookie:  # empty: the failed PE sent none, only the count came
+                    _call(application, "cookieEchoReceived", message.cookie)
         elif isinstance(message, asap.BusinessCard):
             application = self._session()
             if application is not None:
+                self.senderHandle = self._cardSender(message)
                 _call(application, "businessCardReceived", message)
         elif isinstance(message, asap.ErrorMessage):
             log.warn(
@@ -248,10 +258,40 @@ class PoolElementConnection(RSerPoolProtocol):
                 peer=self.peer,
             )
 
+    def _cardSender(self, card: asap.BusinessCard) -> PoolElementHandle | None:
+        """The PE a PU/PE's card names first, if it is where the connection comes from
+        (the card is the peer's claim: its address must at least match)."""
+        if not card.pool_elements:
+            return None
+        first = card.pool_elements[0]
+        address = getattr(first.user_transport, "address", None)
+        peer = self.transport.getPeer() if self.transport is not None else None
+        host = getattr(peer, "host", None)
+        if address is not None and not address.is_unspecified and str(address) != host:
+            log.info(
+                "Business card from {peer} names PE 0x{pe:08x} at {address}: not its sender",
+                peer=self.peer,
+                pe=first.pe_identifier,
+                address=str(address),
+            )
+            return None
+        return PoolElementHandle.of(card.pool_handle, first)
+
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
-        """An application message from the pool user."""
+        """An application message from the pool user: to ``messageReceived`` (a
+        :class:`~twisted_rserpool.asap.delivery.ReceivedMessage`) if the application has
+        it, else to ``dataReceived``."""
         application = self._session()
-        if application is not None:
+        if application is None:
+            return
+        resent = self.resentRemaining > 0
+        if resent:
+            self.resentRemaining -= 1
+        receive = getattr(application, "messageReceived", None)
+        if callable(receive):
+            peer = self.transport.getPeer() if self.transport is not None else None
+            receive(ReceivedMessage(data, ppid, self.senderHandle, peer, resent))
+        else:
             application.dataReceived(data)
 
     def dataAcknowledged(self, sent: SentData) -> None:

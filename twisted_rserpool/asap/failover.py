@@ -198,7 +198,9 @@ class FailoverCore:
         ]
         keep = [m for m in pending if not m.options & SendOptions.SEND_NO_FAILOVER]
         refuse = [m for m in pending if m.options & SendOptions.SEND_NO_FAILOVER]
-        actions: list[Action] = [] if asked else [ReportUnreachable(element)]
+        # A send by transport address bypasses ASAP (6.5.4): there is no pool to report to.
+        report = not asked and bool(self.pool_handle)
+        actions: list[Action] = [ReportUnreachable(element)] if report else []
         explicit = any(m.options & SendOptions.SEND_FAILOVER for m in keep)
         failover = self.can_fail_over and (
             asked or self.default & SendOptions.SEND_FAILOVER or explicit

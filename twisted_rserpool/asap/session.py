@@ -354,6 +354,25 @@ class Session:
             connection.transport.loseConnection()
         self._end(Failure(ConnectionDone("session closed")))  # type: ignore[no-untyped-call]
 
+    def _started(self) -> None:
+        """The session's first connection is attached: a PU/PE sends its card (3.9)."""
+        self._sendOwnCard()
+
+    def _sendOwnCard(self) -> None:
+        """RFC 5352 3.9: a PU that is part of a PU/PE combination sends a business card with
+        its own pool handle, its own PE first, so that the PE learns who it serves (6.6)."""
+        connection = self.connection
+        own = [
+            (pe.poolHandle, pe.element, pe.failoverOrder)
+            for pe in self.user.ownPoolElements
+            if pe.element is not None
+        ]
+        if not own or connection is None or not connection.ready:
+            return
+        pool, _, order = own[0]
+        elements = tuple(element for handle, element, _ in own if handle == pool)
+        connection.sendAsap(asap.BusinessCard(pool, (*elements, *order)))
+
     def _attach(self, connection: SessionConnection) -> None:
         self.connection = connection
         self.poolElement = connection.element
@@ -370,6 +389,7 @@ class Session:
         elif isinstance(message, asap.BusinessCard):
             self.businessCard = message
             self._core.preferred = message.pool_elements
+            self.user.businessCardReceived(message)  # BC1
             _call(self.protocol, "businessCardReceived", message)
         elif isinstance(message, asap.ErrorMessage):
             log.warn(
@@ -399,8 +419,12 @@ class Session:
             self.protocol.dataReceived(data)
 
     def _acknowledged(self, connection: SessionConnection) -> None:
-        if connection is self.connection and len(self._outbox):
+        if connection is not self.connection:
+            return
+        if len(self._outbox):
             self._schedulePump()
+        elif self._closing:
+            self._maybeFinishClosing()  # the last ACK a graceful close waited for
 
     def _connectionLost(self, connection: SessionConnection) -> None:
         if connection is not self.connection or self.closed:
@@ -545,6 +569,7 @@ class Session:
         self._outbox.put_first(
             (m.data, m.ppid, int(m.options) | (_RESENT if m.resent else 0)) for m in action.resend
         )
+        self._sendOwnCard()
         self.user.failoverCompleted(event, self.user.clock.seconds() - self._failoverStarted)
         log.info("Session to pool {pool!r}: {event}", pool=self.poolHandle, event=event.describe())
         self._pump()

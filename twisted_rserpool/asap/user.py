@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from twisted.application.service import Service
@@ -21,14 +21,17 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_rserpool.asap.delivery import PoolElementHandle, SendOptions
 from twisted_rserpool.asap.errors import (
+    AsapError,
     NoPoolElementAvailable,
     RequestTimedOut,
     ResolutionFailed,
     SessionClosed,
 )
+from twisted_rserpool.asap.fanout import FanOutReport, addressElement, sendToAll
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
-from twisted_rserpool.asap.notifier import FailoverEvent, IFailoverObserver
+from twisted_rserpool.asap.notifier import FailoverEvent, IFailoverObserver, describePE
 from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
 from twisted_rserpool.asap.session import Session, SessionConnection
 from twisted_rserpool.asap.timers import AsapTimers
@@ -46,6 +49,9 @@ from twisted_rserpool.wire.parameters import (
     SelectionPolicy,
     TcpTransport,
 )
+
+if TYPE_CHECKING:
+    from twisted_rserpool.asap.element import PoolElement
 
 __all__ = ["DEFAULT_SESSION_MAPPING", "PoolUser", "clientEndpoints"]
 
@@ -188,6 +194,10 @@ class PoolUser(Service):
         self._timer = DeadlineTimer(self._timerFired)
         self.link: HomeServerLink | None = None
         self.sessions: set[Session] = set()
+        #: Our own pool elements when this pool user is part of a PU/PE combination: their
+        #: business card goes to each PE a session reaches (3.9), and ASAP_SEND_TO_ALL
+        #: skips them unless SEND_TO_SELF.
+        self.ownPoolElements: list[PoolElement] = []
         self._stopped = False
         self._connections: set[SessionConnection] = set()
         self._pendingHolders: list[list[SessionConnection]] = []
@@ -514,15 +524,24 @@ class PoolUser(Service):
 
     def connect(
         self,
-        poolHandle: bytes,
+        destination: bytes | PoolElementHandle | TcpTransport,
         protocolFactory: IProtocolFactory,
         *,
         ppid: int = 0,
         streaming: bool = False,
+        options: SendOptions = SendOptions.SEND_FAILOVER,
     ) -> Deferred[IProtocol]:
-        """A session to a pool element of ``poolHandle``: fires with the application
-        protocol (built by ``protocolFactory``) connected through a
+        """A session to ``destination``: fires with the application protocol (built by
+        ``protocolFactory``) connected through a
         :class:`~twisted_rserpool.asap.session.Session`.
+
+        ``destination`` is a pool handle (a PE chosen by the pool's policy, 6.5.1), a
+        :class:`~twisted_rserpool.asap.delivery.PoolElementHandle` (that PE, 6.5.3; with
+        SEND_FAILOVER another of its pool if it cannot be reached or fails), or a
+        ``TcpTransport`` (that address, 6.5.4: no failover, the session is
+        SEND_NO_FAILOVER). ``options`` is the session's delivery default: SEND_FAILOVER
+        (at least once across failovers) or SEND_NO_FAILOVER (the session ends when its PE
+        fails, its error report carrying what was not delivered).
 
         Each ``write`` is one application message unless ``streaming``: then writes made in
         one reactor turn are merged into messages of up to 60 000 bytes, as TCP would merge
@@ -531,42 +550,106 @@ class PoolUser(Service):
             self._ensureRunning()
         except SessionClosed as e:
             return fail(e)
-        return Deferred.fromCoroutine(self._connect(poolHandle, protocolFactory, ppid, streaming))
+        return Deferred.fromCoroutine(
+            self._connect(destination, protocolFactory, ppid, streaming, SendOptions(options))
+        )
 
     async def _connect(
-        self, poolHandle: bytes, protocolFactory: IProtocolFactory, ppid: int, streaming: bool
+        self,
+        destination: bytes | PoolElementHandle | TcpTransport,
+        protocolFactory: IProtocolFactory,
+        ppid: int,
+        streaming: bool,
+        options: SendOptions,
     ) -> IProtocol:
+        fixed: PoolElementParameter | None = None
+        if isinstance(destination, TcpTransport):
+            poolHandle, fixed = b"", addressElement(destination)
+            options = SendOptions.SEND_NO_FAILOVER
+        elif isinstance(destination, PoolElementHandle):
+            poolHandle = destination.pool_handle
+            fixed = await self._elementFor(destination)
+        else:
+            poolHandle = destination
         tried: set[int] = set()
         for _ in range(self.maxFailoverAttempts):
-            element = await self.selectPoolElement(poolHandle, tried)
+            if fixed is not None:
+                element, fixed = fixed, None
+            else:
+                if not poolHandle or (tried and options & SendOptions.SEND_NO_FAILOVER):
+                    break
+                element = await self.selectPoolElement(poolHandle, tried)
             tried.add(element.pe_identifier)
             protocol = protocolFactory.buildProtocol(None)  # type: ignore[arg-type]
             if protocol is None:
                 raise NoPoolElementAvailable(poolHandle, "the protocol factory built nothing")
-            session = Session(self, poolHandle, protocol, ppid, streaming)
+            session = Session(
+                self,
+                poolHandle,
+                protocol,
+                ppid,
+                streaming,
+                options=options,
+                canFailOver=bool(poolHandle),
+            )
             try:
                 connection = await session._open(element)
             except Exception as e:
                 self.log.info(
-                    "Pool {pool!r}: PE 0x{pe:08x} unreachable: {error}",
+                    "Pool {pool!r}: {pe} unreachable: {error}",
                     pool=poolHandle,
-                    pe=element.pe_identifier,
+                    pe=describePE(element),
                     error=str(e),
                 )
-                self.reportUnreachable(poolHandle, element.pe_identifier)
-                self.forgetPoolElement(poolHandle, element.pe_identifier)
+                if poolHandle:
+                    self.reportUnreachable(poolHandle, element.pe_identifier)
+                    self.forgetPoolElement(poolHandle, element.pe_identifier)
                 continue
             self.sessions.add(session)
             session._attach(connection)
             protocol.makeConnection(session)
+            session._started()
             self.log.info(
-                "Session to pool {pool!r} on PE 0x{pe:08x} ({security})",
+                "Session to pool {pool!r} on {pe} ({security})",
                 pool=poolHandle,
-                pe=element.pe_identifier,
+                pe=describePE(element),
                 security=session.securityContext.describe() if session.securityContext else "?",
             )
             return protocol
         raise NoPoolElementAvailable(poolHandle, f"{len(tried)} pool element(s) tried")
+
+    async def _elementFor(self, handle: PoolElementHandle) -> PoolElementParameter:
+        """The cached PE of ``handle`` (resolved when absent or stale, 6.5.3 B), or one built
+        from the handle's TCP transport."""
+        for refresh in (False, True):
+            try:
+                await self.resolve(handle.pool_handle, refresh=refresh)
+            except AsapError:
+                if handle.transport is None:
+                    raise
+                break
+            entry = self.cache.handlespace.get(handle.pool_handle, handle.pe_identifier)
+            if entry is not None:
+                return entry.element
+        if isinstance(handle.transport, TcpTransport):
+            return addressElement(handle.transport, handle.pe_identifier)
+        raise NoPoolElementAvailable(
+            handle.pool_handle, f"PE 0x{handle.pe_identifier:08x} is not in the pool"
+        )
+
+    def sendToAll(
+        self,
+        poolHandle: bytes,
+        data: bytes,
+        options: SendOptions = SendOptions.SEND_TO_ALL,
+        *,
+        ppid: int = 0,
+    ) -> Deferred[FanOutReport]:
+        """Send a copy of ``data`` to every PE of ``poolHandle`` (ASAP_SEND_TO_ALL, 6.5.5),
+        except our own PEs (:attr:`ownPoolElements`) unless ``options`` has SEND_TO_SELF;
+        fires with a :class:`~twisted_rserpool.asap.fanout.FanOutReport` once each copy
+        was acknowledged or failed (copies are never failed over)."""
+        return Deferred.fromCoroutine(sendToAll(self, poolHandle, data, SendOptions(options), ppid))
 
     def failoverCompleted(self, event: FailoverEvent, seconds: float) -> None:
         """A session resumed on a new pool element ``seconds`` after leaving the old one."""
