@@ -13,11 +13,15 @@ import statistics
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.logger import ILogObserver, Logger, LogLevel, formatEvent
+from zope.interface import implementer
 
+from twisted_rserpool.security import ratelimit
 from twisted_rserpool.security.ratelimit import FairShare, Rate, RequestLimiter
 
 #: The defaults of ``twistd enrp``: per connection, and for all anonymous peers together.
@@ -143,16 +147,45 @@ def test_headroom_is_half_of_what_the_burst_has_beyond_one_request() -> None:
     ]
 
 
+def test_waits_of_their_own_rate_do_not_bunch_requests_beyond_the_shared_burst() -> None:
+    """Eight connections each ask twice at once: their own rate (1/s) defers the second
+    requests by a second, far longer than the shared burst (1 at 100/s) lasts. Each took
+    its shared token for the time it is served, so they are not all served at once."""
+    rates: RequestLimiter[int] = RequestLimiter(Rate(1.0, 1.0), Rate(100.0, 1.0), Rate(100.0, 1.0))
+    served = [0.0 + rates.admit(c, None, 0.0) for c in range(8) for _ in range(2)]
+    assert within(served, Rate(100.0, 1.0))
+    assert Counter(served).most_common(1)[0][1] == 1
+
+
+def test_a_connection_rate_too_low_for_the_shared_burst_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a wait of the connection rate outlasts what the shared burst has beyond its
+    headroom, the limiter says so when it is made, and which burst would do."""
+    warnings: list[str] = []
+
+    @implementer(ILogObserver)
+    class Warnings:
+        def __call__(self, event: dict[str, Any]) -> None:
+            if event.get("log_level") is LogLevel.warn:
+                warnings.append(formatEvent(event))
+
+    monkeypatch.setattr(ratelimit, "log", Logger(observer=Warnings()))
+    RequestLimiter(CONNECTION, ANONYMOUS, ANONYMOUS)
+    assert warnings == []
+    RequestLimiter(Rate(10.0, 10.0), ANONYMOUS, Rate(500.0, 20.0))
+    assert len(warnings) == 1
+    assert "anonymous rate (500.0/s, burst 20.0)" in warnings[0]
+    assert "burst of 101 or more" in warnings[0]
+
+
 @st.composite
 def arrivals(draw: st.DrawFn) -> tuple[Rate, Rate, bool, list[tuple[int, float, bool]]]:
-    shared = Rate(draw(st.floats(1.0, 1000.0)), float(draw(st.integers(1, 40))))
-    own = Rate(draw(st.floats(1.0, 2000.0)), float(draw(st.integers(1, 40))))
-    events = draw(
-        st.lists(
-            st.tuples(st.integers(0, 7), st.floats(0.0, 0.05), st.booleans()),
-            max_size=150,
-        )
-    )
+    # Rates from 1 to 1000 a second on a log scale; requests often at the same instant.
+    shared = Rate(10 ** draw(st.floats(0.0, 3.0)), float(draw(st.integers(1, 40))))
+    own = Rate(10 ** draw(st.floats(0.0, 3.0)), float(draw(st.integers(1, 40))))
+    gaps = st.one_of(st.just(0.0), st.floats(0.0, 0.05))
+    events = draw(st.lists(st.tuples(st.integers(0, 7), gaps, st.booleans()), max_size=150))
     return shared, own, draw(st.booleans()), events
 
 

@@ -13,13 +13,18 @@ before the backlog of those over theirs.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from twisted.logger import Logger
+
 _K = TypeVar("_K", bound=Hashable)
 _V = TypeVar("_V")
+
+log = Logger()
 
 #: Tokens a bucket may lack and still count as full enough: refilling over the exact wait
 #: it announced must not leave it a rounding error short.
@@ -181,6 +186,27 @@ class FairShare(TokenBucket):
         return max(1.0, self.headroom - self.tokens) / self.rate.per_second
 
 
+def _checkDeferral(connection: Rate, name: str, shared: Rate) -> None:
+    """Warn when a wait that the connection rate causes (up to ``1/connection``) outlasts
+    what the shared burst leaves beyond its headroom: such a request then holds back
+    shared tokens (:meth:`TokenBucket.take`), and other connections wait for them."""
+    tokens = shared.per_second / connection.per_second
+    headroom = FairShare(shared, 0.0).headroom
+    if tokens <= shared.burst - 1.0 - headroom:
+        return
+    log.warn(
+        "A request that the connection rate ({connection}/s) makes wait holds back up to "
+        "{tokens:.0f} tokens of the {name} rate ({rate}/s, burst {burst}): other "
+        "connections may wait for them. A {name} burst of {needed} or more avoids it.",
+        connection=connection.per_second,
+        tokens=tokens,
+        name=name,
+        rate=shared.per_second,
+        burst=shared.burst,
+        needed=2 * math.ceil(tokens) + 1,
+    )
+
+
 @dataclass(slots=True)
 class _Connection:
     """What :class:`RequestLimiter` keeps of one connection."""
@@ -251,6 +277,8 @@ class RequestLimiter(Generic[_K]):
         self._anonymous = FairShare(anonymous_rate, now)
         self.delayed = 0
         self.limited_by: str | None = None
+        for name, shared in (("identity", identity_rate), ("anonymous", anonymous_rate)):
+            _checkDeferral(connection_rate, name, shared)
 
     def admit(self, connection: _K, identity: str | None, now: float) -> float:
         """Count a request of ``connection`` (whose peer authenticated as ``identity``, or
