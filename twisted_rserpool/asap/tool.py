@@ -4,6 +4,8 @@ The live demo, the examples' helpers, the benchmarks and the process tests start
 elements this way (and kill them with SIGKILL). Two applications are built in:
 
 - ``echo``: answers every message with the same bytes.
+- ``mark``: answers every message with its bytes and `` resent`` or `` fresh``: whether
+  the pool user had sent it to a pool element that failed before acknowledging it.
 - ``counter``: answers ``incr`` with the session's count, and after each answer sends an
   ASAP_COOKIE holding the count, signed with HMAC-SHA256 under ``--cookie-key`` (a key the
   pool's elements share, RFC 5355 2.16); a pool element that receives the cookie echoed
@@ -24,12 +26,20 @@ from collections.abc import Sequence
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from twisted_rserpool.asap.delivery import ReceivedMessage
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Grant, Role
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.wire.parameters import LeastUsedPolicy, RoundRobinPolicy
 
-__all__ = ["CounterProtocol", "EchoProtocol", "main", "signCookie", "verifyCookie"]
+__all__ = [
+    "CounterProtocol",
+    "EchoProtocol",
+    "MarkingEchoProtocol",
+    "main",
+    "signCookie",
+    "verifyCookie",
+]
 
 log = Logger()
 
@@ -59,6 +69,14 @@ class EchoProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
+
+
+class MarkingEchoProtocol(Protocol):
+    """Answers every message with itself and whether it was resent after a failover."""
+
+    def messageReceived(self, message: ReceivedMessage) -> None:
+        assert self.transport is not None
+        self.transport.write(message.data + (b" resent" if message.resent else b" fresh"))
 
 
 class CounterProtocol(Protocol):
@@ -96,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pe.add_argument("--pool", default="echo", help="pool handle")
     pe.add_argument("--enrp", action="append", required=True, help="ENRP server client string")
     pe.add_argument("--listen", required=True, help="user transport server string")
-    pe.add_argument("--app", choices=("echo", "counter"), default="echo")
+    pe.add_argument("--app", choices=("echo", "mark", "counter"), default="echo")
     pe.add_argument("--name", default="", help="a name the counter puts in its answers")
     pe.add_argument("--cookie-key", default="00" * 32, help="hex HMAC key for counter cookies")
     pe.add_argument("--load", type=int, default=None, help="register with least-used policy")
@@ -124,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     factory: Factory
     if arguments.app == "echo":
         factory = Factory.forProtocol(EchoProtocol)
+    elif arguments.app == "mark":
+        factory = Factory.forProtocol(MarkingEchoProtocol)
     else:
         factory = Factory.forProtocol(lambda: CounterProtocol(key, arguments.name))
     policy = LeastUsedPolicy(arguments.load) if arguments.load is not None else RoundRobinPolicy()
