@@ -24,7 +24,7 @@ from typing import TypeAlias
 from twisted.logger import Logger
 
 from twisted_rserpool.enrp.peers import PeerCore
-from twisted_rserpool.enrp.peertable import HomeKeepAlive, PeerAction
+from twisted_rserpool.enrp.peertable import AskPoolElement, HomeKeepAlive, PeerAction
 from twisted_rserpool.enrp.registrar import Action, Close, Registrar, Send
 from twisted_rserpool.enrp.takeover import TakeoverRegistrar, takeover_security
 from twisted_rserpool.handlespace import Handlespace
@@ -78,7 +78,7 @@ class EnrpCore:
         actions: list[CoreAction] = []
         if self.peers is not None:
             actions.extend(self.peers.start(now))
-        return self._settle(actions)
+        return self._settle(actions, now)
 
     def close(self) -> None:
         """Stop observing the handlespace."""
@@ -108,12 +108,12 @@ class EnrpCore:
             # The PE we took over answered our H keep-alive: it stays.
             self.peers.home_keep_alive_acknowledged(message.pool_handle, message.pe_identifier)
         actions.extend(self.registrar.message_received(number, message, now))
-        return self._settle(actions)
+        return self._settle(actions, now)
 
     def asap_connection_lost(self, number: int, now: float) -> list[CoreAction]:
         """An ASAP connection closed: the PEs registered over it are removed."""
         self._home.pop(number, None)
-        return self._settle(list(self.registrar.connection_lost(number, now)))
+        return self._settle(list(self.registrar.connection_lost(number, now)), now)
 
     def home_connection_ready(
         self,
@@ -156,7 +156,7 @@ class EnrpCore:
                 ),
             )
         )
-        return self._settle(actions)
+        return self._settle(actions, now)
 
     # ------------------------------------------------------------------ ENRP connections
 
@@ -166,7 +166,7 @@ class EnrpCore:
         """A peer connection finished TLS and the TCP mapping INIT exchange."""
         peers = self._require_peers()
         return self._settle(
-            list(peers.connection_ready(number, security, outgoing=outgoing, now=now))
+            list(peers.connection_ready(number, security, outgoing=outgoing, now=now)), now
         )
 
     def enrp_message_received(
@@ -174,13 +174,13 @@ class EnrpCore:
     ) -> list[CoreAction]:
         """One decoded ENRP message from peer connection ``number``."""
         peers = self._require_peers()
-        return self._settle(list(peers.message_received(number, message, now)))
+        return self._settle(list(peers.message_received(number, message, now)), now)
 
     def enrp_connection_lost(self, number: int, now: float) -> list[CoreAction]:
         """A peer connection closed."""
         if self.peers is None:
             return []
-        return self._settle(list(self.peers.connection_lost(number, now)))
+        return self._settle(list(self.peers.connection_lost(number, now)), now)
 
     def home_keep_alive_acknowledged(
         self, pool_handle: bytes, pe_identifier: int
@@ -213,7 +213,7 @@ class EnrpCore:
             if state is None or not state.pool_elements:
                 # No PE re-registered over it: nothing keeps this connection.
                 actions.append(Close(number, "no PE re-registered over the takeover connection"))
-        return self._settle(actions)
+        return self._settle(actions, now)
 
     def take_actions(self) -> list[CoreAction]:
         """Actions caused by handlespace changes made outside the core."""
@@ -226,15 +226,23 @@ class EnrpCore:
             raise RuntimeError("this ENRP server was built without peering (no PeerCore)")
         return self.peers
 
-    def _settle(self, actions: list[CoreAction]) -> list[CoreAction]:
+    def _settle(self, actions: list[CoreAction], now: float | None = None) -> list[CoreAction]:
         """Add what each side's outbox holds until neither has anything more."""
         while True:
             more: list[CoreAction] = list(self.registrar.take_actions())
             if self.peers is not None:
                 more.extend(self.peers.take_actions())
+                for question in self.peers.take_questions():
+                    more.extend(self._ask(question, now))
             if not more:
                 return actions
             actions.extend(more)
+
+    def _ask(self, action: AskPoolElement, now: float | None) -> list[CoreAction]:
+        """Ask a PE registered here with a keep-alive over its own connection."""
+        if now is not None:
+            self.registrar.probe(action.pool_handle, action.pe_identifier, now)
+        return list(self.registrar.take_actions())
 
 
 __all__ = ["CoreAction", "EnrpCore"]

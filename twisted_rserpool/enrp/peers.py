@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from twisted_rserpool.enrp.bindings import ServerIdentifierBindings
 from twisted_rserpool.enrp.peertable import (
+    AskPoolElement,
     CloseLink,
     HomeKeepAlive,
     Link,
@@ -259,6 +260,7 @@ class PeerCore:
         self.takeovers.expire(now)
         self.sync.handle_timer(now)
         self.takeovers.drain_due(now)
+        self.updates.homes.expire(now)
         return table.take()
 
     # ------------------------------------------------------------------ plumbing
@@ -267,12 +269,18 @@ class PeerCore:
         """Actions caused by handlespace changes made elsewhere (the registrar)."""
         return self.table.take()
 
+    def take_questions(self) -> list[AskPoolElement]:
+        """PEs registered here to ask with a keep-alive over their own connection (a peer
+        claims the owner re-registered there, RFC 5352 3.1 rule 4)."""
+        return self.updates.homes.take_questions()
+
     def links(self) -> Iterator[int]:
         """The numbers of the ready peer connections."""
         return iter(self.table.links)
 
 
 __all__ = [
+    "AskPoolElement",
     "CloseLink",
     "HomeKeepAlive",
     "Peer",

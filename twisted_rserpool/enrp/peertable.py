@@ -77,6 +77,19 @@ class PeerHint:
     server_information: ServerInformation
 
 
+@dataclass(frozen=True, slots=True)
+class AskPoolElement:
+    """Ask a PE registered here with a keep-alive over its own ASAP connection: another
+    server announced the PE's owner re-registered there (RFC 5352 3.1 rule 4); unanswered,
+    the keep-alive timeout removes the PE and the move completes.
+    :class:`~twisted_rserpool.enrp.core.EnrpCore` takes these from
+    :meth:`~twisted_rserpool.enrp.peers.PeerCore.take_questions` and has the registrar
+    send the keep-alive; the adapter never sees them."""
+
+    pool_handle: bytes
+    pe_identifier: int
+
+
 PeerAction: TypeAlias = SendEnrp | CloseLink | HomeKeepAlive | PeerHint
 
 
@@ -570,6 +583,7 @@ class PeerTable:
 
 
 __all__ = [
+    "AskPoolElement",
     "CloseLink",
     "HomeKeepAlive",
     "Link",

@@ -891,6 +891,12 @@ class Registrar:
             )
         self._probe(key, now, urgent=reached)
 
+    def probe(self, pool_handle: bytes, pe_identifier: int, now: float) -> None:
+        """Ask a PE registered here with a keep-alive over its own connection, within its
+        keep-alive rate; unanswered, the keep-alive timeout removes it (RFC 5352 3.5). The
+        peer side asks when another server says the PE's owner re-registered there."""
+        self._probe((pool_handle, pe_identifier), now, urgent=True)
+
     def _probe(self, key: _PoolElementKey, now: float, *, urgent: bool) -> None:
         """Ask the PE with a keep-alive; unanswered, the keep-alive timeout removes it."""
         entry = self.handlespace.get(*key)

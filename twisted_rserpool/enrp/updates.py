@@ -2,14 +2,18 @@
 
 :class:`HandleUpdates` announces every change of a PE this server owns with an
 ENRP_HANDLE_UPDATE and applies its peers' updates; :class:`Authority` decides what a peer
-may change in our handlespace, for updates and for handle table pages alike.
+may change in our handlespace, for updates and for handle table pages alike;
+:class:`HomeChanges` has the old home of a PE that moved while the old home lives (RFC
+5352 3.1 rule 4) ask the PE whether it is still there.
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 from twisted.logger import Logger
 
-from twisted_rserpool.enrp.peertable import Link, Peer, PeerTable
+from twisted_rserpool.enrp.peertable import AskPoolElement, Link, Peer, PeerTable, PoolElementKey
 from twisted_rserpool.handlespace import (
     HandlespaceError,
     HandlespaceEvent,
@@ -102,12 +106,88 @@ class Authority:
         return None
 
 
+class HomeChanges:
+    """A PE's move to a new home while the old home lives (RFC 5352 3.1 rule 4, RFC 5353
+    3.3.1 step 3), within RFC 5355 2.3 and 2.17.
+
+    The new home's ADD_PE is refused while the old home lives: only the old home may let
+    the PE go. Owner identities travel in ENRP, so an ADD_PE naming the right owner proves
+    nothing (any insider knows it), and only the PE's own association to its old home
+    decides. So when such an ADD_PE (sender named home, the PE's owner named) reaches the
+    old home, it asks the PE at once with a keep-alive over the PE's own connection
+    (:class:`AskPoolElement`; within the PE's keep-alive rate, at most once per
+    :attr:`HOLD_OFF` seconds per PE, so a claimant cannot make us pester the PE):
+
+    - a PE that answers stays ours (a claim is no reason to drop a PE that vouches for
+      its registration here);
+    - a PE whose association is gone, or that does not answer within the keep-alive
+      timeout, is removed as any unanswered keep-alive removes it (RFC 5352 3.5); so is
+      one that de-registers here. The DEL_PE frees the PE at every peer, and the new
+      home's ADD_PE (at its next registration) or the audit of its PEs (its next
+      presence) brings it back homed there, with its owner.
+    """
+
+    #: How long after a question no new one is asked about the same PE.
+    HOLD_OFF = 30.0
+
+    def __init__(self, table: PeerTable) -> None:
+        self.table = table
+        self._asked: dict[PoolElementKey, float] = {}
+        #: Questions for the registrar's side to send (bounded: nobody may drain them).
+        self._asks: deque[AskPoolElement] = deque(maxlen=1024)
+
+    def take_questions(self) -> list[AskPoolElement]:
+        """The PEs to ask since the last call."""
+        asks = list(self._asks)
+        self._asks.clear()
+        return asks
+
+    def claimed(
+        self, sender: int, handle: bytes, element: PoolElementParameter, now: float
+    ) -> None:
+        """A peer's ADD_PE for a PE whose live home is another server (or us) was refused:
+        if we are the home and it is a move by the owner, ask the PE."""
+        table = self.table
+        key = (handle, element.pe_identifier)
+        entry = table.handlespace.get(handle, element.pe_identifier)
+        if (
+            entry is None
+            or entry.home_server_identifier != table.server_identifier
+            or entry.identity is None
+            or element.home_server_identifier != sender
+            or entry.owner_identity is None
+            or element.owner_identity != entry.owner_identity
+        ):
+            return
+        if now < self._asked.get(key, -self.HOLD_OFF) + self.HOLD_OFF:
+            return
+        self._asked[key] = now
+        table.counters["home_change_questions"] += 1
+        log.info(
+            "ENRP server 0x{server:08x} says PE 0x{pe:08x} of pool {pool!r} (owner"
+            " {owner!r}) registered there: asking the PE with a keep-alive over its own"
+            " connection; it stays ours if it answers",
+            server=sender,
+            pe=element.pe_identifier,
+            pool=handle,
+            owner=entry.owner_identity,
+        )
+        self._asks.append(AskPoolElement(handle, element.pe_identifier))
+
+    def expire(self, now: float) -> None:
+        """Forget questions older than the hold-off."""
+        for key, asked in list(self._asked.items()):
+            if asked + self.HOLD_OFF <= now:
+                del self._asked[key]
+
+
 class HandleUpdates:
     """ENRP_HANDLE_UPDATE out for our own PEs, and in from peers within :class:`Authority`."""
 
     def __init__(self, table: PeerTable, authority: Authority) -> None:
         self.table = table
         self.authority = authority
+        self.homes = HomeChanges(table)
         self._subscription = table.handlespace.subscribe(self._handlespace_changed)
 
     def close(self) -> None:
@@ -130,6 +210,7 @@ class HandleUpdates:
             refusal = self.authority.check_add(sender, handle, element, vouched=False, now=now)
             if refusal is not None:
                 self._refuse(link, message, refusal)
+                self.homes.claimed(sender, handle, element, now)
                 return
             try:
                 table.handlespace.register(
