@@ -429,3 +429,68 @@ def test_to_all_options_are_refused_on_a_session() -> None:
         assert "sendToAll" in str(e)
     else:
         raise AssertionError("SEND_TO_ALL was accepted on a session")
+
+
+def test_application_failover_moves_resends_and_reports() -> None:
+    """``session.failover()`` (the application's Transport.Failure, 6.9.2) leaves the PE,
+    reports it, resends what it had not acknowledged (marked) and fires once resumed."""
+    lab = Lab()
+    a, b = lab.pe(0xA), lab.pe(0xB)
+    user = lab.pu()
+    client = lab.connect(user, POOL)
+    s = session(client)
+    first, [second] = onPe(lab, s, a, b)
+    lab.hold(first)
+    s.write(b"x")
+    lab.network.run()
+    resumed = s.failover()
+    lab.network.run()
+    assert fired(resumed) is None
+    assert s.poolElement is not None and s.poolElement.pe_identifier == second.peIdentifier
+    assert lab.registry.unreachable == [first.peIdentifier]
+    assert [(m.data, m.resent) for m in lab.worker(second.peIdentifier).messages] == [(b"x", True)]
+    assert "application asked" in s.failovers[0].reason
+
+
+def test_stopping_the_pool_user_during_a_failover_reports_the_messages() -> None:
+    """The pool user stopping while an observer decides ends the session with the
+    messages in its report."""
+    lab = Lab()
+    a, b = lab.pe(0xA), lab.pe(0xB)
+    answer: Deferred[bool] = Deferred()
+    user = lab.pu(failoverObservers=[Observer(answer)])
+    client = lab.connect(user, POOL)
+    s = session(client)
+    first, _ = onPe(lab, s, a, b)
+    lab.hold(first)
+    s.write(b"held")
+    lab.network.run()
+    lab.kill(first)
+    assert s.failingOver
+    user.stopService()
+    lab.network.run()
+    answer.callback(True)
+    lab.network.run()
+    assert s.closed
+    assert [(m.data, m.sent) for m in s.undelivered] == [(b"held", True)]
+
+
+def test_abort_during_a_failover_fails_the_waiter_and_keeps_the_messages() -> None:
+    """An abort while ``failover()`` is pending errbacks it and leaves the messages the
+    failover held in ``undelivered``."""
+    lab = Lab()
+    a, b = lab.pe(0xA), lab.pe(0xB)
+    answer: Deferred[bool] = Deferred()
+    user = lab.pu(failoverObservers=[Observer(answer)])
+    s = session(lab.connect(user, POOL))
+    first, _ = onPe(lab, s, a, b)
+    lab.hold(first)
+    s.write(b"kept")
+    lab.network.run()
+    waiting = s.failover()
+    lab.network.run()
+    s.abortConnection()
+    failures: list[object] = []
+    waiting.addErrback(failures.append)
+    assert len(failures) == 1
+    assert [(m.data, m.sent, m.resent) for m in s.undelivered] == [(b"kept", True, False)]

@@ -202,11 +202,14 @@ def test_transport_address_session_never_fails_over_nor_reports() -> None:
     assert len(end.error.undelivered) == 2
 
 
-def test_application_failover_is_not_reported() -> None:
-    """A failover the application asked for sends no unreachable report (6.9.2 is for
-    failures) and happens even in a NO_FAILOVER session."""
+def test_application_failover_is_reported_and_happens_without_failover_default() -> None:
+    """A failover the application asked for (6.9.2 Transport.Failure) reports the PE and
+    happens even in a NO_FAILOVER session."""
     core = attached(default=SendOptions.SEND_NO_FAILOVER)
-    assert core.lost("asked", [], [], asked=True) == [Select(frozenset({1}), ())]
+    assert core.lost("asked", [], [], asked=True) == [
+        ReportUnreachable(A),
+        Select(frozenset({1}), ()),
+    ]
 
 
 def test_stale_answers_are_ignored() -> None:
@@ -244,3 +247,13 @@ def test_resent_count_travels_in_cookie_echo() -> None:
     assert asap.decode(encoded) == asap.CookieEcho(b"c", 7)
     assert b"\x8e\x02" in encoded
     assert asap.decode(asap.CookieEcho(b"c").encode()) == asap.CookieEcho(b"c", None)
+
+
+def test_close_returns_what_the_failover_held() -> None:
+    """Closing the session mid-failover (abort, pool user stopped) hands back the held
+    messages and ignores later answers."""
+    core = attached()
+    core.lost("reset", SENT, QUEUED)
+    core.candidate(B)
+    assert [m.data for m in core.close()] == [b"one", b"two", b"three"]
+    assert core.connected(B, CONTEXT) == [] and state(core) is FailoverState.CLOSED

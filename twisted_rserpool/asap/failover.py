@@ -198,9 +198,9 @@ class FailoverCore:
         ]
         keep = [m for m in pending if not m.options & SendOptions.SEND_NO_FAILOVER]
         refuse = [m for m in pending if m.options & SendOptions.SEND_NO_FAILOVER]
-        # A send by transport address bypasses ASAP (6.5.4): there is no pool to report to.
-        report = not asked and bool(self.pool_handle)
-        actions: list[Action] = [ReportUnreachable(element)] if report else []
+        # Asked or not, the PE failed for us (6.9.2 Transport.Failure reports it too); a
+        # send by transport address bypasses ASAP (6.5.4): there is no pool to report to.
+        actions: list[Action] = [ReportUnreachable(element)] if self.pool_handle else []
         explicit = any(m.options & SendOptions.SEND_FAILOVER for m in keep)
         failover = self.can_fail_over and (
             asked or self.default & SendOptions.SEND_FAILOVER or explicit
@@ -223,7 +223,7 @@ class FailoverCore:
             error = DeliveryFailed(PoolElementHandle.of(self.pool_handle, element), reason)
             error.undelivered = tuple(refuse)
             actions.append(ReturnUndelivered(error))
-        self._resend = tuple(replace(m, resent=True) for m in keep if m.sent)
+        self._resend = tuple(m for m in keep if m.sent)
         self._queued = tuple(m for m in keep if not m.sent)
         self._tried = {element.pe_identifier}
         self._attempts = 0
@@ -287,7 +287,8 @@ class FailoverCore:
         self.element, self.context = self._candidate, self._candidate_context
         self.failovers += 1
         self.state = FailoverState.ATTACHED
-        resend, self._resend = self._resend, ()
+        resend = tuple(replace(m, resent=True) for m in self._resend)
+        self._resend = ()
         queued, self._queued = self._queued, ()
         echo = None
         if self.cookie is not None or resend:
@@ -296,6 +297,14 @@ class FailoverCore:
                 len(resend) if resend else None,
             )
         return [Resume(event, echo, resend + queued)]
+
+    def close(self) -> tuple[UndeliveredMessage, ...]:
+        """The session closes for another reason (the application or the pool user ended
+        it): forget the failover, returning the messages it held."""
+        held = self._resend + self._queued
+        self._resend = self._queued = ()
+        self.state = FailoverState.CLOSED
+        return held
 
     def stop(self, error: AsapError) -> list[Action]:
         """The pool user stopped: end with ``error`` whatever the state."""

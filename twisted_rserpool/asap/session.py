@@ -1,13 +1,15 @@
-"""The pool user's side of the RSerPool session layer (RFC 5352 sections 3.8, 3.9 and 6.9).
+"""The pool user's side of the RSerPool session layer (RFC 5352 sections 3.8, 3.9, 6.5-6.7
+and 6.9): the Twisted adapter of the sans-IO :mod:`~twisted_rserpool.asap.failover` core.
 
 A :class:`Session` is the transport an application protocol gets from
 :meth:`~twisted_rserpool.asap.user.PoolUser.connect`. Application messages and ASAP
 control (cookies, business cards) share one TCP mapping connection to a pool element
 (RFC 5355 2.16). When that pool element fails (the connection is lost, the mapping's
-heartbeat times out, or the application calls :meth:`Session.failover`), the session
-reports the pool element unreachable, selects another one, connects, lets the failover
-observers decide, sends ASAP_COOKIE_ECHO with the last cookie, sends again the
-application messages the old pool element had not acknowledged, then resumes.
+heartbeat times out, or the application calls :meth:`Session.failover`), the core decides
+and the session carries out: report the pool element unreachable, select another one,
+connect, let the failover observers decide, send ASAP_COOKIE_ECHO (the last cookie and the
+count of messages sent before), send again the messages the old pool element had not
+acknowledged, then resume; or end, the error report carrying what was not delivered.
 """
 
 from __future__ import annotations
@@ -585,11 +587,7 @@ class Session:
             *error.undelivered,
             *(_undelivered(d, p, m) for d, p, m in self._outbox.drain()),
         )
-        failure = Failure(error)  # type: ignore[no-untyped-call]
-        self._end(failure)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            waiter.errback(failure)
+        self._end(Failure(error))  # type: ignore[no-untyped-call]
 
     def _open(self, element: PoolElementParameter) -> Deferred[SessionConnection]:
         """Connect to ``element`` and wait until the connection is ready."""
@@ -649,11 +647,16 @@ class Session:
         if call is not None and call.active():
             call.cancel()
         connection, self.connection = self.connection, None
+        candidate, self._candidate = self._candidate, None
+        if candidate is not None:
+            candidate.close()
+        held = self._core.close()
         if isinstance(reason.value, AsapError):
             self.undelivered = reason.value.undelivered
         else:
             # Closed by the application or the pool user: still say what did not arrive.
             self.undelivered = (
+                *held,
                 *(connection.undelivered() if connection is not None else ()),
                 *(_undelivered(d, p, m) for d, p, m in self._outbox.drain()),
             )
@@ -672,6 +675,9 @@ class Session:
             self.protocol.connectionLost(reason)
         except Exception:
             log.failure("connectionLost of {protocol!r} raised", protocol=self.protocol)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(reason)  # failover() callers learn it closed instead
 
 
 def _call(target: object, name: str, *args: object) -> None:
