@@ -7,6 +7,7 @@ from ipaddress import IPv4Address
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
 from tests.asap.delivery_support import POOL, Client, Lab, Observer, fired
 from twisted_rserpool.asap import (
@@ -494,3 +495,47 @@ def test_abort_during_a_failover_fails_the_waiter_and_keeps_the_messages() -> No
     waiting.addErrback(failures.append)
     assert len(failures) == 1
     assert [(m.data, m.sent, m.resent) for m in s.undelivered] == [(b"kept", True, False)]
+
+
+def test_unknown_pe_handle_and_unknown_pool_fail_with_the_reason() -> None:
+    """A PE handle whose PE is not in the pool (and gives no transport) fails with
+    NoPoolElementAvailable; TO_ALL to an unknown pool fails carrying the message."""
+    lab = Lab()
+    lab.pe(0xA)
+    user = lab.pu()
+    result: list[object] = []
+    user.connect(PoolElementHandle(POOL, 0xDEAD), Factory.forProtocol(Client)).addBoth(
+        result.append
+    )
+    lab.network.run()
+    [failure] = result
+    assert isinstance(failure, Failure) and failure.check(NoPoolElementAvailable)
+    assert "0x0000dead" in failure.getErrorMessage()
+    result.clear()
+    user.sendToAll(b"nobody", b"lost?").addBoth(result.append)
+    lab.network.run()
+    [failure] = result
+    assert isinstance(failure, Failure) and isinstance(failure.value, AsapError)
+    assert [m.data for m in failure.value.undelivered] == [b"lost?"]
+
+
+def test_business_card_names_our_own_pool() -> None:
+    """RFC 5352 3.9: a PU/PE's card names its own pool and PE; a plain PU has none to
+    send."""
+    lab = Lab()
+    lab.pe(0xA)
+    mine = lab.pe(0x5E, pool=b"mine")
+    user = lab.pu()
+    s = session(lab.connect(user, POOL))
+    try:
+        s.sendBusinessCard()
+    except ValueError as e:
+        assert "PU/PE" in str(e)
+    else:
+        raise AssertionError("a plain pool user sent a business card")
+    user.ownPoolElements.append(mine)
+    s.sendBusinessCard()
+    lab.network.run()
+    [card] = lab.worker(0xA).cards
+    assert card.pool_handle == b"mine"
+    assert [pe.pe_identifier for pe in card.pool_elements] == [0x5E]

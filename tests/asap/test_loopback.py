@@ -380,12 +380,13 @@ class BusinessCardTests(TestCase):
         client = await user.connect(POOL, Recording(Collector))
         assert isinstance(client, Collector) and isinstance(client.transport, Session)
         session = client.transport
-        session.sendBusinessCard()
+        session.sendBusinessCard(poolHandle=b"ours")
         session.write(b"hi")
         await waitFor(lambda: client.received == [b"hi"])
         assert session.businessCard is not None
         assert [e.pe_identifier for e in session.businessCard.pool_elements] == [preferredId]
-        assert CardEcho.cards == [asap.BusinessCard(POOL)]
+        # RFC 5352 3.9: the card names the sender's own pool (it used to name the target).
+        assert CardEcho.cards == [asap.BusinessCard(b"ours")]
         await harness.pe([server.portNumber], peIdentifier=otherId)
         await harness.pe([server.portNumber], peIdentifier=preferredId)
         for connection in list(first.connections):

@@ -78,7 +78,12 @@ async def sendToAll(
     with SEND_TO_SELF (a loop-back through our own user transport, like any PU's)."""
     from twisted_rserpool.asap.session import Session  # noqa: PLC0415 (session imports us)
 
-    elements = list(await user.resolve(poolHandle, refresh=True))
+    message = UndeliveredMessage(bytes(data), ppid, options)
+    try:
+        elements = list(await user.resolve(poolHandle, refresh=True))
+    except AsapError as e:
+        e.undelivered = (message,)  # the report still carries the message (6.7)
+        raise
     own = _own(user, poolHandle)
     ownIds = {pe.pe_identifier for pe in own}
     if options & SendOptions.SEND_TO_SELF:
@@ -86,7 +91,6 @@ async def sendToAll(
         elements += [pe for pe in own if pe.pe_identifier not in known]
     else:
         elements = [pe for pe in elements if pe.pe_identifier not in ownIds]
-    message = UndeliveredMessage(bytes(data), ppid, options)
 
     async def one(element: PoolElementParameter) -> DeliveryFailed | None:
         handle = PoolElementHandle.of(poolHandle, element)

@@ -154,6 +154,14 @@ class IPoolUserSession(Interface):
     securityContext = Attribute("The SecurityContext of the current connection, or None.")
     cookie = Attribute("The last cookie received from a pool element, or None.")
     failovers = Attribute("The failovers this session made so far (FailoverEvent list).")
+    options = Attribute("The session's delivery default: SEND_FAILOVER or SEND_NO_FAILOVER.")
+    peHandle = Attribute("The current pool element's PoolElementHandle, or None.")
+    undelivered = Attribute(
+        "Once closed: the UndeliveredMessage values the session did not deliver (RFC 5352 6.7)."
+    )
+
+    def send(data: bytes, options: Any) -> None:  # noqa: N805
+        """Send one application message with RFC 5352 6.5.5 options (SendOptions)."""
 
     def failover() -> Deferred[None]:
         """Leave the current pool element now and resume on another one."""

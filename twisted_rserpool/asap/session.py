@@ -311,11 +311,30 @@ class Session:
         return waiter
 
     def sendBusinessCard(
-        self, elements: tuple[PoolElementParameter, ...] = (), policy: SelectionPolicy | None = None
+        self,
+        elements: tuple[PoolElementParameter, ...] = (),
+        policy: SelectionPolicy | None = None,
+        *,
+        poolHandle: bytes | None = None,
     ) -> None:
-        """Send an ASAP_BUSINESS_CARD (RFC 5352 3.9: only when the PU is also a PE)."""
+        """Send an ASAP_BUSINESS_CARD with a new failover order (RFC 5352 3.9: only a PU
+        that is also a PE sends one). It names our own pool: that of the pool user's first
+        own PE (``PoolUser.ownPoolElements``), or ``poolHandle`` when our PE lives
+        elsewhere; ``elements`` default to our own PEs."""
+        if poolHandle is None:
+            own = [pe for pe in self.user.ownPoolElements if pe.element is not None]
+            if not own:
+                raise ValueError(
+                    "RFC 5352 3.9: a pool user sends a business card only as part of a PU/PE "
+                    "combination (add the PE to PoolUser.ownPoolElements, or name its pool)"
+                )
+            poolHandle = own[0].poolHandle
+            if not elements:
+                elements = tuple(
+                    pe.element for pe in own if pe.poolHandle == poolHandle and pe.element
+                )
         if self.connection is not None and self.connection.ready:
-            self.connection.sendAsap(asap.BusinessCard(self.poolHandle, elements, policy))
+            self.connection.sendAsap(asap.BusinessCard(poolHandle, elements, policy))
 
     def pending(self) -> int:
         """Application messages queued and not yet handed to a connection."""
