@@ -509,7 +509,7 @@ def test_unknown_pe_handle_and_unknown_pool_fail_with_the_reason() -> None:
     )
     lab.network.run()
     [failure] = result
-    assert isinstance(failure, Failure) and failure.check(NoPoolElementAvailable)
+    assert isinstance(failure, Failure) and isinstance(failure.value, NoPoolElementAvailable)
     assert "0x0000dead" in failure.getErrorMessage()
     result.clear()
     user.sendToAll(b"nobody", b"lost?").addBoth(result.append)
