@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
@@ -65,17 +66,18 @@ class Blackhole:
 
         factory = portforward.ProxyFactory(LOOPBACK, target)
         factory.protocol = ServerSide
-        port = reactor.listenTCP(0, factory, interface=LOOPBACK)  # type: ignore[attr-defined]
+        port = reactor.listenTCP(0, factory, interface=LOOPBACK)  # type: ignore[arg-type]
         self.ports.append(port)
-        number: int = port.getHost().port
-        return number
+        address = port.getHost()
+        assert isinstance(address, IPv4Address)
+        return address.port
 
     def carry(self, proxy: portforward.Proxy, data: bytes) -> None:
         if self.cut:
             self.dropped += len(data)
             return
         self.forwarded += len(data)
-        portforward.Proxy.dataReceived(proxy, data)
+        portforward.Proxy.dataReceived(proxy, data)  # type: ignore[no-untyped-call]
 
     def close(self) -> Deferred[None]:
         for port in self.ports:
