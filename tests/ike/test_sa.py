@@ -503,7 +503,9 @@ def test_initiator_rejects_widened_selectors(monkeypatch: pytest.MonkeyPatch) ->
     from twisted_rserpool.ike.tasks import child_create
 
     # The responder ignores what was offered and answers its whole policy ("any").
-    monkeypatch.setattr(child_create, "narrow", lambda offered, allowed: tuple(allowed[:1]))
+    monkeypatch.setattr(
+        child_create, "narrow", lambda offered, allowed, limit=None: tuple(allowed[:1])
+    )
     pair.establish()
     (failed,) = of(pair.cl_events, ChildSaFailed)
     assert isinstance(failed, ChildSaFailed) and "match" in failed.reason
@@ -1075,11 +1077,17 @@ def test_rekey_interval_and_refusal() -> None:
     """With rekey_interval the IKE SA rekeys itself when due; a refused rekey keeps the SA
     and tries again a tenth of the interval later."""
     suites = parse_ike_suites("aes128-sha256-x25519")
-    pair = Pair(cl_config=config("client@test", rekey_interval=100.0, ike_suites=suites))
+    # No liveness checks here: they would be due first and move the timers.
+    pair = Pair(
+        config("gw@test", liveness_interval=None),
+        config("client@test", rekey_interval=100.0, ike_suites=suites, liveness_interval=None),
+    )
     spi = pair.establish()
     assert pair.cl.get_timer() == 100.0
     (gw_sa,) = list(pair.gw)
-    gw_sa.config = config("gw@test", ike_suites=parse_ike_suites("aes256-sha512-ecp384"))
+    gw_sa.config = config(
+        "gw@test", ike_suites=parse_ike_suites("aes256-sha512-ecp384"), liveness_interval=None
+    )
     pair.tick(100.0)
     pair.pump(100.0)
     assert not of(pair.cl_events, IkeSaRekeyed) and pair.cl.get(spi) is not None

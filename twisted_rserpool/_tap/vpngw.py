@@ -30,6 +30,8 @@ from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.config import (
     DEFAULT_CHILD_SUITES,
     DEFAULT_IKE_SUITES,
+    DEFAULT_LIVENESS_INTERVAL,
+    DEFAULT_MAX_TRAFFIC_SELECTORS,
     Identity,
     IkeConfig,
     PskTable,
@@ -67,6 +69,21 @@ def _positive_float(value: str) -> float:
     if number <= 0:
         raise ValueError("must be positive")
     return number
+
+
+def _at_least_one(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _interval_or_off(value: str) -> float | None:
+    """Seconds, or None for 0 (disabled)."""
+    number = float(value)
+    if number < 0:
+        raise ValueError("must be 0 (off) or positive")
+    return number or None
 
 
 def _addresses(value: str) -> frozenset[str]:
@@ -215,10 +232,21 @@ class Options(usage.Options):
         [
             "liveness-interval",
             None,
-            None,
+            DEFAULT_LIVENESS_INTERVAL,
             "Seconds of silence from a client after which we send a liveness check "
-            "(RFC 7296 section 2.4). Default: never.",
-            _positive_float,
+            "(RFC 7296 section 2.4); unanswered after every retransmission (about a minute "
+            "with the default retransmit timers), the IKE SA and its CHILD_SAs are "
+            "deleted. 0 disables the checks (an SA whose client vanished then stays).",
+            _interval_or_off,
+        ],
+        [
+            "max-traffic-selectors",
+            None,
+            DEFAULT_MAX_TRAFFIC_SELECTORS,
+            "Traffic selectors per TSi or TSr a CHILD_SA takes. A request with more is "
+            "narrowed to the first ones within policy (RFC 7296 section 2.9); one with none "
+            "within policy gets TS_UNACCEPTABLE for that CHILD_SA only, the IKE SA stays.",
+            _at_least_one,
         ],
         [
             "rekey-interval",
@@ -473,6 +501,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_half_open=options["max-half-open"],
         half_open_timeout=options["half-open-timeout"],
         liveness_interval=options["liveness-interval"],
+        max_traffic_selectors=options["max-traffic-selectors"],
         rekey_interval=options["rekey-interval"],
         redirected_from_allowed=options["from_allowed"],
         redirect_delete_timeout=options["redirect-delete-timeout"],

@@ -84,21 +84,27 @@ def describe(ts: AnyTrafficSelector) -> str:
 
 
 def narrow(
-    offered: Sequence[AnyTrafficSelector], allowed: Sequence[TrafficSelector]
+    offered: Sequence[AnyTrafficSelector],
+    allowed: Sequence[TrafficSelector],
+    limit: int | None = None,
 ) -> tuple[TrafficSelector, ...]:
     """The offered selectors narrowed to what our policy allows (RFC 7296 section 2.9).
 
     Each offered selector is intersected with each allowed one; empty intersections and
     selectors of unknown types are dropped, duplicates removed. Empty means TS_UNACCEPTABLE.
+    With ``limit``, only the first ``limit`` results in the offer's order are kept (a
+    subset is still a narrowing, and the initiator's first choice stays first).
     """
-    result: list[TrafficSelector] = []
+    result: dict[TrafficSelector, None] = {}
     for ts in offered:
         if not isinstance(ts, TrafficSelector):
             continue
         for policy in allowed:
             narrowed = intersect(ts, policy)
-            if narrowed is not None and narrowed not in result:
-                result.append(narrowed)
+            if narrowed is not None:
+                result[narrowed] = None
+                if limit is not None and len(result) >= limit:
+                    return tuple(result)
     return tuple(result)
 
 

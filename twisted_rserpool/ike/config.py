@@ -20,6 +20,8 @@ from twisted_rserpool.ike.proposals import (
 __all__ = [
     "DEFAULT_CHILD_SUITES",
     "DEFAULT_IKE_SUITES",
+    "DEFAULT_LIVENESS_INTERVAL",
+    "DEFAULT_MAX_TRAFFIC_SELECTORS",
     "Identity",
     "IkeConfig",
     "PskTable",
@@ -29,6 +31,10 @@ DEFAULT_IKE_SUITES = IKE_ALGORITHMS
 """Any combination of the IKE transforms we implement, strong first (docs/ike.md)."""
 DEFAULT_CHILD_SUITES = ESP_ALGORITHMS
 """Any combination of the ESP transforms we negotiate, strong first (docs/ike.md)."""
+DEFAULT_LIVENESS_INTERVAL = 30.0
+"""Seconds of silence after which an established IKE SA checks that its peer is alive."""
+DEFAULT_MAX_TRAFFIC_SELECTORS = 64
+"""Traffic selectors per TSi or TSr a CHILD_SA takes; more are narrowed to the first ones."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,16 @@ class IkeConfig:
     and a failed scheduled rekey is retried after ``rekey_interval * rekey_retry_fraction``,
     at least ``rekey_retry_min`` seconds.
 
+    Liveness (RFC 7296 section 2.4): after ``liveness_interval`` seconds without a message
+    from the peer, an established IKE SA sends an empty INFORMATIONAL request; when it goes
+    unanswered after every retransmission the IKE SA is deleted (``"peer unreachable"``).
+    None disables the checks (an SA whose peer vanished then stays until deleted).
+
+    Traffic selectors: a CHILD_SA's TSi and TSr are narrowed to our ``local_ts`` and
+    ``remote_ts`` (RFC 7296 section 2.9), keeping at most ``max_traffic_selectors`` of each,
+    the first in the initiator's order; a request of which nothing is within our policy is
+    refused with TS_UNACCEPTABLE, for that CHILD_SA only (the IKE SA stays).
+
     ``random(n)`` returns ``n`` random octets for nonces, SPIs, IVs, cookie secrets and
     Diffie-Hellman private values (default ``os.urandom``; tests pass a seeded source to
     replay an exchange octet for octet; never do that in production).
@@ -163,7 +179,7 @@ class IkeConfig:
     half_open_timeout: float = 30.0
     retransmit_timeout: float = 2.0
     retransmit_tries: int = 5
-    liveness_interval: float | None = None
+    liveness_interval: float | None = DEFAULT_LIVENESS_INTERVAL
     nonce_length: int = 32
     initial_contact: bool = True
     rekey_interval: float | None = None
@@ -178,6 +194,7 @@ class IkeConfig:
     max_rekey_attempts: int = 2
     rekey_retry_fraction: float = 0.1
     rekey_retry_min: float = 10.0
+    max_traffic_selectors: int = DEFAULT_MAX_TRAFFIC_SELECTORS
     random: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self) -> None:
@@ -187,3 +204,7 @@ class IkeConfig:
             raise ValueError("at least one IKE suite is needed")
         if self.retransmit_tries < 1 or self.retransmit_timeout <= 0:
             raise ValueError("retransmission needs a positive timeout and at least one try")
+        if self.liveness_interval is not None and self.liveness_interval <= 0:
+            raise ValueError("liveness_interval must be positive (None disables the checks)")
+        if self.max_traffic_selectors < 1:
+            raise ValueError("max_traffic_selectors must be at least 1")

@@ -28,7 +28,11 @@ Address = tuple[str, int]
 
 @dataclass(frozen=True)
 class IkeSaEstablished:
-    """IKE_AUTH completed: both sides are authenticated and the IKE SA is usable."""
+    """IKE_AUTH completed: both sides are authenticated and the IKE SA is usable.
+
+    ``authentication`` names how the peer's AUTH was verified, with the IKE suite
+    (``"PSK, <suite>"``).
+    """
 
     spi_i: bytes
     spi_r: bytes
@@ -39,6 +43,7 @@ class IkeSaEstablished:
     suite: IkeSuite
     peer_behind_nat: bool
     local_behind_nat: bool
+    authentication: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +132,8 @@ class IkeSaRedirected:
     ``"INFORMATIONAL"``. ``new_spi_i`` is the SPIi of the IKE SA started with the new
     gateway, or None when ``new_gateway`` is an FQDN the caller must resolve (then call
     ``IkeEndpoint.follow_redirect``). ``peer_id`` is the old gateway's authenticated
-    identity (None in IKE_SA_INIT, where nothing is authenticated yet).
+    identity (None in IKE_SA_INIT, where nothing is authenticated yet), ``authentication``
+    how its AUTH was verified, with the IKE suite (``"PSK, <suite>"``; None in IKE_SA_INIT).
     """
 
     spi_i: bytes
@@ -137,6 +143,7 @@ class IkeSaRedirected:
     exchange: str
     new_spi_i: bytes | None
     peer_id: Identity | None = None
+    authentication: str | None = None
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,8 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         if isinstance(event, IkeSaRedirected):
             self._redirected(event)
         elif isinstance(event, IkeSaEstablished):
-            self._suites[event.spi_i] = f"PSK, {event.suite}"
+            if event.authentication is not None:
+                self._suites[event.spi_i] = event.authentication
             move = self._moves.pop(event.spi_i, None)
             if move is not None:
                 self._report(move, event)
@@ -194,7 +195,9 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
 
     def _redirected(self, event: IkeSaRedirected) -> None:
         """Carry the waiting Deferreds over to the IKE SA with the new gateway."""
-        auth = self._suites.get(event.spi_i, "none")
+        # The old gateway's AUTH was verified before an IKE_AUTH or INFORMATIONAL redirect;
+        # in IKE_SA_INIT nothing was.
+        auth = event.authentication or self._suites.get(event.spi_i, "none")
         if event.new_spi_i is None:
             self._resolve(event, auth)
             return
@@ -261,7 +264,7 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
             old_identity=str(redirect.peer_id) if redirect.peer_id is not None else None,
             new_identity=str(event.peer_id),
             old_authentication=move.old_authentication,
-            new_authentication=f"PSK, {event.suite}",
+            new_authentication=event.authentication or "none",
             reason=f"redirected in {redirect.exchange}",
             number=len(self.redirects) + 1,
         )

@@ -139,6 +139,7 @@ class Succession:
     redirect_supported: bool
     redirect_times: tuple[float, ...]
     children: list[ChildSa] = field(default_factory=list)
+    peer_auth_verified: str | None = None
 
 
 class IkeSa:
@@ -179,6 +180,8 @@ class IkeSa:
         self.init_request = b""
         self.init_response = b""
         self.peer_id: Identity | None = None
+        self.peer_auth_verified: str | None = None
+        """How the peer's AUTH was verified (``"PSK"``); None until it is."""
         self.peer_childless = False
         self.peer_behind_nat = False
         self.local_behind_nat = False
@@ -207,6 +210,7 @@ class IkeSa:
         self.nonce_i, self.nonce_r = succession.nonces
         self._use_keys(succession.keys)
         self.peer_id = succession.peer_id
+        self.peer_auth_verified = succession.peer_auth_verified
         self.peer_behind_nat, self.local_behind_nat = succession.nat
         self.client = succession.client
         self.redirect_supported = succession.redirect_supported
@@ -415,6 +419,12 @@ class IkeSa:
             ),
         )
 
+    def authentication(self) -> str | None:
+        """The peer's verified authentication and the IKE suite (``"PSK, <suite>"``), or None."""
+        if self.peer_auth_verified is None or self.suite is None:
+            return None
+        return f"{self.peer_auth_verified}, {self.suite}"
+
     def establish(self) -> None:
         """IKE_AUTH completed: the SA is ESTABLISHED (and one it replaces is deleted)."""
         assert self.suite is not None and self.peer_id is not None
@@ -440,6 +450,7 @@ class IkeSa:
                 self.suite,
                 self.peer_behind_nat,
                 self.local_behind_nat,
+                self.authentication(),
             )
         )
         old, self.replaces = self.replaces, None
@@ -636,6 +647,7 @@ class IkeSa:
                 self.redirect_supported,
                 self.redirect_times,
                 children,
+                self.peer_auth_verified,
             ),
         )
         self.rekeyed_to = new

@@ -43,7 +43,10 @@ MAX_TRANSFORMS = 128
 MAX_SA_TRANSFORMS = 256
 MAX_DELETE_SPIS = 512
 MAX_TRANSFORM_ATTRIBUTES = 4
-MAX_TRAFFIC_SELECTORS = 64
+# The Number of TSs field is one octet: the decoder takes all it can carry, so a long list
+# never tears down an IKE SA. The CHILD_SA policy bounds what we accept
+# (IkeConfig.max_traffic_selectors: narrowed, RFC 7296 section 2.9).
+MAX_TRAFFIC_SELECTORS = 255
 MAX_CONFIG_ATTRIBUTES = 128
 
 

@@ -126,10 +126,24 @@ def negotiate_child(
     if selected is None:
         return Refusal(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable ESP proposal")
     chosen, suite = selected
-    ts_i = narrow(tsi.selectors, config.remote_ts)
-    ts_r = narrow(tsr.selectors, config.local_ts)
+    # RFC 7296 2.9: narrow to our policy, and to at most the configured count (a subset
+    # is a narrowing too); never a teardown. Only an offer wholly outside it is refused.
+    limit = config.max_traffic_selectors
+    ts_i = narrow(tsi.selectors, config.remote_ts, limit)
+    ts_r = narrow(tsr.selectors, config.local_ts, limit)
     if not ts_i or not ts_r:
         return Refusal(NotifyType.TS_UNACCEPTABLE, "traffic selectors unacceptable")
+    if len(tsi.selectors) > limit or len(tsr.selectors) > limit:
+        log.info(
+            "CHILD_SA request from {peer} offers {count_i}/{count_r} traffic selectors: "
+            "narrowed to {kept_i}/{kept_r} (max_traffic_selectors {limit})",
+            peer=sa.peer_address,
+            count_i=len(tsi.selectors),
+            count_r=len(tsr.selectors),
+            kept_i=len(ts_i),
+            kept_r=len(ts_r),
+            limit=limit,
+        )
     transport = has_notify(payloads, NotifyType.USE_TRANSPORT_MODE)
     peer_spi = next(p.spi for p in sa_payload.proposals if p.number == chosen.number)
     child = make_child(

@@ -137,6 +137,7 @@ class IkeAuth(Task):
             sa.fail(f"AUTH of {peer_id} is wrong", NotifyType.AUTHENTICATION_FAILED)
             return
         sa.peer_id = peer_id
+        sa.peer_auth_verified = "PSK"
         redirect = next(
             (n for n in notifies(payloads) if n.notify_type == NotifyType.REDIRECT), None
         )
@@ -199,6 +200,7 @@ class IkeAuthResponder:
             )
             return
         sa.peer_id = peer_id
+        sa.peer_auth_verified = "PSK"
         idr = IdResponderPayload(local.id_type, local.data)
         answer: list[Payload] = [
             idr,

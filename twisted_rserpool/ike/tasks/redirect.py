@@ -98,7 +98,14 @@ def _follow(
         exchange=exchange,
     )
     return IkeSaRedirected(
-        sa.spi_i, sa.spi_r, sa.peer_address, gateway, exchange, new_spi, sa.peer_id
+        sa.spi_i,
+        sa.spi_r,
+        sa.peer_address,
+        gateway,
+        exchange,
+        new_spi,
+        sa.peer_id,
+        sa.authentication(),
     )
 
 
