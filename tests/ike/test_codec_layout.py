@@ -38,6 +38,7 @@ MODULES = [
     "traffic_selectors",
     "configuration",
     "encrypted",
+    "fragment",
     "chain",
     "message",
     "redirect",

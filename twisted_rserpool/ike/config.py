@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from twisted_rserpool.ike.child import any_selector
 from twisted_rserpool.ike.codec import TrafficSelector
 from twisted_rserpool.ike.constants import IdType
+from twisted_rserpool.ike.fragments import MIN_FRAGMENT_SIZE, FragmentLimits
 from twisted_rserpool.ike.proposals import (
     ESP_ALGORITHMS,
     IKE_ALGORITHMS,
@@ -160,6 +161,12 @@ class IkeConfig:
     the first in the initiator's order; a request of which nothing is within our policy is
     refused with TS_UNACCEPTABLE, for that CHILD_SA only (the IKE SA stays).
 
+    Fragmentation (RFC 7383): with ``fragmentation`` we announce
+    N(IKEV2_FRAGMENTATION_SUPPORTED) in IKE_SA_INIT; when the peer does too, a protected
+    message of ours whose IP datagram would exceed ``fragment_size`` octets (None: 576 over
+    IPv4, 1280 over IPv6, RFC 7383 2.5.1) goes out as IKE Fragment messages, and the peer's
+    fragments are reassembled within ``fragment_limits``.
+
     ``random(n)`` returns ``n`` random octets for nonces, SPIs, IVs, cookie secrets and
     Diffie-Hellman private values (default ``os.urandom``; tests pass a seeded source to
     replay an exchange octet for octet; never do that in production).
@@ -190,6 +197,9 @@ class IkeConfig:
     redirected_from_allowed: frozenset[str] | None = None
     redirect_delete_timeout: float = 30.0
     redirect_port: int = 500
+    fragmentation: bool = True
+    fragment_size: int | None = None
+    fragment_limits: FragmentLimits = field(default_factory=FragmentLimits)
     max_init_attempts: int = 4
     max_rekey_attempts: int = 2
     rekey_retry_fraction: float = 0.1
@@ -204,6 +214,8 @@ class IkeConfig:
             raise ValueError("at least one IKE suite is needed")
         if self.retransmit_tries < 1 or self.retransmit_timeout <= 0:
             raise ValueError("retransmission needs a positive timeout and at least one try")
+        if self.fragment_size is not None and not MIN_FRAGMENT_SIZE <= self.fragment_size <= 65535:
+            raise ValueError(f"fragment_size must be {MIN_FRAGMENT_SIZE} to 65535 octets")
         if self.liveness_interval is not None and self.liveness_interval <= 0:
             raise ValueError("liveness_interval must be positive (None disables the checks)")
         if self.max_traffic_selectors < 1:

@@ -479,6 +479,7 @@ def aead_open(encr: Encryption, key_and_salt: bytes, iv: bytes, sealed: bytes, a
 
 # Payload type number of SK (RFC 7296 section 3.2).
 _SK_PAYLOAD = 46
+_SKF_PAYLOAD = 53
 _IKE_HEADER_LENGTH = 28
 
 
@@ -513,6 +514,8 @@ class SkCipher:
         inner_next_payload: int,
         inner_payloads: bytes,
         iv: bytes | None = None,
+        *,
+        fragment: tuple[int, int] | None = None,
     ) -> bytes:
         """A whole message: ``header`` (28 octets) followed by one SK payload.
 
@@ -520,18 +523,23 @@ class SkCipher:
         payload's Next Payload is ``inner_next_payload``, the type of the first inner payload.
         ``iv`` is the IV to use (default: random; AEAD IVs must never repeat under one key).
         AEAD ciphers get no padding (RFC 7634 section 3 says SHOULD; RFC 5282 allows it).
+
+        With ``fragment`` (Fragment Number, Total Fragments) the payload is an SKF instead
+        (RFC 7383 2.5): its two fields precede the IV and are protected like the header.
         """
         if len(header) != _IKE_HEADER_LENGTH:
             raise CryptoError("IKE header must be 28 octets")
         padding, body = self._overhead(len(inner_payloads))
-        sk_length = 4 + body
+        fields = b"" if fragment is None else struct.pack("!HH", *fragment)
+        sk_length = 4 + len(fields) + body
         total = _IKE_HEADER_LENGTH + sk_length
         head = (
             header[:16]
-            + bytes([_SK_PAYLOAD])
+            + bytes([_SK_PAYLOAD if fragment is None else _SKF_PAYLOAD])
             + header[17:24]
             + struct.pack("!I", total)
             + struct.pack("!BBH", inner_next_payload, 0, sk_length)
+            + fields
         )
         plaintext = inner_payloads + bytes(padding) + bytes([padding])
         if iv is None:
@@ -546,20 +554,23 @@ class SkCipher:
         protected = head + iv + ciphertext
         return protected + self.integrity.compute(self.integrity_key, protected)
 
-    def open(self, message: bytes, sk_offset: int) -> bytes:
+    def open(self, message: bytes, sk_offset: int, *, fragment: bool = False) -> bytes:
         """The plaintext inner payload chain of the SK payload at ``sk_offset`` in ``message``.
 
         ``message`` is the whole IKE message (header first) and the SK payload must be its
-        last payload. Raises IcvMismatchError when the ICV or tag does not verify, and
-        CryptoError when the payload is too short or the padding is inconsistent.
+        last payload (an SKF payload with ``fragment``: RFC 7383's two fields precede its
+        IV). Raises IcvMismatchError when the ICV or tag does not verify, and CryptoError
+        when the payload is too short or the padding is inconsistent.
         """
-        if sk_offset + 4 > len(message):
+        fields = 4 if fragment else 0
+        if sk_offset + 4 + fields > len(message):
             raise CryptoError("SK payload header truncated")
         (sk_length,) = struct.unpack_from("!H", message, sk_offset + 2)
         end = sk_offset + sk_length
-        if end != len(message):
+        if end != len(message) or sk_length < 4 + fields:
             raise CryptoError("SK payload is not the last payload of the message")
-        body_start = sk_offset + 4
+        sk_length -= fields
+        body_start = sk_offset + 4 + fields
         iv_length = self.encryption.iv_length
         if self.encryption.aead:
             if sk_length < 4 + iv_length + 16 + 1:

@@ -18,6 +18,7 @@ from twisted_rserpool.ike.codec import (
     MAX_TRAFFIC_SELECTORS,
     MAX_TRANSFORM_ATTRIBUTES,
     MAX_TRANSFORMS,
+    SKF_FIELDS_SIZE,
     AnyTrafficSelector,
     AuthenticationPayload,
     CertificatePayload,
@@ -62,6 +63,7 @@ from twisted_rserpool.ike.codec import (
     redirect_supported_notify,
     redirected_from_notify,
     scan_init_for_redirect,
+    split_chunks,
     strip_non_esp_marker,
 )
 
@@ -77,6 +79,7 @@ __all__ = [
     "MAX_TRAFFIC_SELECTORS",
     "MAX_TRANSFORMS",
     "MAX_TRANSFORM_ATTRIBUTES",
+    "SKF_FIELDS_SIZE",
     "AnyTrafficSelector",
     "AuthenticationPayload",
     "CertificatePayload",
@@ -121,5 +124,6 @@ __all__ = [
     "redirect_supported_notify",
     "redirected_from_notify",
     "scan_init_for_redirect",
+    "split_chunks",
     "strip_non_esp_marker",
 ]

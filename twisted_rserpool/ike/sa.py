@@ -10,6 +10,12 @@ are tasks (``twisted_rserpool.ike.tasks``), one per exchange, as strongSwan's ta
 has them: a request of ours is a ``Task`` that builds it when the window has room and
 processes the answer; a request of the peer goes to the responder of its exchange.
 
+Fragmentation (RFC 7383, ``twisted_rserpool.ike.fragments``): once both sides announced
+it, a protected message of ours too large for the threshold goes out as IKE Fragment
+messages (sent and resent together, cached together as a response); the peer's are
+reassembled per direction, each verified before it is stored, and the message they make
+is processed only when complete, as if it had come whole.
+
 A rekey of the IKE SA (either side starting it) creates a successor ``IkeSa`` in
 ESTABLISHED that takes the CHILD_SAs; the old one goes to DELETING and CLOSED.
 
@@ -26,6 +32,7 @@ INFORMATIONAL redirect is a request of ours; both delete the SA after
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
@@ -36,6 +43,8 @@ from twisted.logger import Logger
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller
 from twisted_rserpool.ike.codec import (
+    EncryptedFragmentPayload,
+    EncryptedPayload,
     GatewayIdentity,
     IkeHeader,
     IkeMessage,
@@ -46,6 +55,7 @@ from twisted_rserpool.ike.codec import (
 )
 from twisted_rserpool.ike.config import Identity, IkeConfig
 from twisted_rserpool.ike.constants import (
+    IKE_HEADER_SIZE,
     ExchangeType,
     HeaderFlag,
     NotifyType,
@@ -61,6 +71,14 @@ from twisted_rserpool.ike.events import (
     IkeSaEstablished,
     IkeSaFailed,
     IkeSaRekeyed,
+)
+from twisted_rserpool.ike.fragments import (
+    Reassembler,
+    Verdict,
+    chunk_size,
+    datagram_limit,
+    datagram_overhead,
+    fragment_message,
 )
 from twisted_rserpool.ike.proposals import IkeSuite, OfferedProposal
 from twisted_rserpool.ike.redirect import RedirectDecision
@@ -202,6 +220,13 @@ class IkeSa:
         self.replaces: IkeSa | None = None
         self.redirect_supported = False
         self.redirect_delete_at: float | None = None
+        self.fragmentation = False
+        """Both sides announced IKE fragmentation (RFC 7383) in IKE_SA_INIT."""
+        self.fragment_verdicts: Counter[str] = Counter()
+        """What became of the peer's IKE Fragment messages, by ``Verdict`` value."""
+        self._request_fragments = Reassembler(config.fragment_limits)
+        self._response_fragments = Reassembler(config.fragment_limits)
+        self._reassembled: tuple[IkeMessage, bytes] | None = None
         if succession is None:
             self._machine = StateMachine(State.INIT_SENT if initiator else State.INIT_DONE)
             return
@@ -250,6 +275,10 @@ class IkeSa:
         retransmit = self.window.deadline()
         if retransmit is not None:
             times.append(retransmit)
+        for reassembler in (self._request_fragments, self._response_fragments):
+            expiry = reassembler.deadline()
+            if expiry is not None:
+                times.append(expiry)
         state = self.state
         if state == State.INIT_DONE:
             times.append(self.half_open_deadline)
@@ -264,6 +293,13 @@ class IkeSa:
 
     def on_timer(self, now: float) -> None:
         """Retransmit, give up, time out a half-open SA, or start a liveness check."""
+        for reassembler in (self._request_fragments, self._response_fragments):
+            if reassembler.expire(now):
+                self.fragment_verdicts["timed out"] += 1
+                self.log.info(
+                    "discarding incomplete IKE fragments from {peer}: reassembly timed out",
+                    peer=self.peer_address,
+                )
         resend, given_up = self.window.on_timer(now)
         if given_up:
             self._give_up(given_up[0].task, given_up[0].message_id, given_up[0].tries)
@@ -276,7 +312,8 @@ class IkeSa:
                 peer=self.peer_address,
                 tries=request.tries,
             )
-            self.host.send(request.data, self.peer_address)
+            for datagram in request.datagrams:
+                self.host.send(datagram, self.peer_address)
         if self.state == State.INIT_DONE and now >= self.half_open_deadline:
             self.log.info(
                 "half-open IKE SA {spi} from {peer} timed out",
@@ -350,8 +387,41 @@ class IkeSa:
     ) -> None:
         """Answer the peer's request ``message_id`` (cached for its retransmissions)."""
         data = self.seal(exchange, message_id, True, payloads)
-        self.window.answered(message_id, request, data)
-        self.host.send(data, self.peer_address)
+        fragments = self.fragment(data, payloads)
+        self.window.answered(message_id, request, data, fragments)
+        for datagram in fragments or (data,):
+            self.host.send(datagram, self.peer_address)
+
+    def fragment(self, data: bytes, payloads: Sequence[Payload]) -> tuple[bytes, ...]:
+        """The IKE Fragment messages to send instead of our protected message ``data``
+        (whose inner payloads are ``payloads``), or () to send it whole.
+
+        It goes whole unless both sides announced fragmentation and its IP datagram would
+        exceed the threshold (``config.fragment_size``, else RFC 7383 2.5.1's default).
+        """
+        cipher = self.cipher_out
+        if not self.fragmentation or cipher is None or data[16] != PayloadType.SK:
+            return ()
+        ipv6 = ":" in self.peer_address[0]
+        limit = datagram_limit(self.config.fragment_size, ipv6)
+        if len(data) + datagram_overhead(ipv6) <= limit:
+            return ()
+        first, chain = encode_payload_chain(list(payloads))
+        fragments = fragment_message(
+            cipher,
+            data[:IKE_HEADER_SIZE],
+            first,
+            chain,
+            chunk_size(cipher, limit, ipv6),
+            self.config.random,
+        )
+        self.log.debug(
+            "sending message {mid} to {peer} as {count} IKE fragments",
+            mid=int.from_bytes(data[20:24], "big"),
+            peer=self.peer_address,
+            count=len(fragments),
+        )
+        return fragments
 
     def queue(self, task: Task, now: float) -> None:
         """Start the exchange ``task`` now, or when the requests before it are answered."""
@@ -379,8 +449,10 @@ class IkeSa:
         if message_id is None:
             message_id = self.window.allocate()
         data = task.encode(message_id, payloads)
-        self.window.sent(message_id, task.exchange, data, task, now)
-        self.host.send(data, self.peer_address)
+        fragments = self.fragment(data, payloads)
+        self.window.sent(message_id, task.exchange, data, task, now, fragments)
+        for datagram in fragments or (data,):
+            self.host.send(datagram, self.peer_address)
         self.host.reschedule(self)
 
     # --- life cycle ---------------------------------------------------------------------
@@ -650,6 +722,7 @@ class IkeSa:
                 self.peer_auth_verified,
             ),
         )
+        new.fragmentation = self.fragmentation
         self.rekeyed_to = new
         self.host.adopt(new)
         self.host.emit(
@@ -701,11 +774,97 @@ class IkeSa:
                 "dropping a message with our own I flag from {peer}", peer=self.peer_address
             )
             return
-        if message.response:
+        last = message.payloads[-1] if message.payloads else None
+        if isinstance(last, EncryptedFragmentPayload):
+            self._receive_fragment(message, last, raw, now)
+        elif message.response:
             self._receive_response(message, raw, now)
         else:
             self._receive_request(message, raw, now)
         self.host.reschedule(self)
+
+    def _receive_fragment(
+        self, message: IkeMessage, fragment: EncryptedFragmentPayload, raw: bytes, now: float
+    ) -> None:
+        """One IKE Fragment message (RFC 7383 2.6): kept once authentic; the message a
+        complete set makes is processed as if it had come whole, never before."""
+        message_id = message.message_id
+        if not self.fragmentation:
+            self.log.debug(
+                "dropping an IKE fragment from {peer}: fragmentation not negotiated",
+                peer=self.peer_address,
+            )
+            return
+        if message.response:
+            if self.window.match(message_id, message.exchange_type) is None:
+                return
+            reassembler = self._response_fragments
+        else:
+            verdict = self.window.classify(message_id, raw)
+            if verdict == PeerRequest.RETRANSMITTED:
+                # Fragment 1 of the request we answered (2.6.1): the others are ignored.
+                for datagram in self.window.cached_datagrams():
+                    self.host.send(datagram, self.peer_address)
+                return
+            exchange = message.exchange_type
+            if (
+                verdict == PeerRequest.DROP
+                or exchange == ExchangeType.IKE_SA_INIT
+                or (not self.established and not self._machine.peer_may_request(exchange))
+            ):
+                return
+            reassembler = self._request_fragments
+        if not self.initiator and not self._complete_keys():
+            return
+        cipher = self.cipher_in
+        if cipher is None:
+            return
+        offset = len(raw) - len(fragment.data) - 8
+
+        def open_fragment() -> bytes | None:
+            try:
+                return cipher.open(raw, offset, fragment=True)
+            except crypto.CryptoError:
+                return None
+
+        outcome = reassembler.add(message_id, fragment, raw, open_fragment, now)
+        self.fragment_verdicts[outcome.verdict.value] += 1
+        if outcome.verdict in (Verdict.INVALID, Verdict.FORGED, Verdict.OVER_LIMIT):
+            self.log.info(
+                "dropping IKE fragment of message {mid} from {peer}: {reason}",
+                mid=message_id,
+                peer=self.peer_address,
+                reason=outcome.reason,
+            )
+            if outcome.verdict == Verdict.OVER_LIMIT and self.state == State.INIT_DONE:
+                # RFC 7383 5: an attack or a broken sender; drop the half-open SA.
+                self.fail(outcome.reason, None)
+            return
+        if outcome.verdict == Verdict.DUPLICATE:
+            return
+        self.last_heard = now
+        whole = outcome.message
+        if whole is None:
+            return
+        rebuilt = IkeMessage(
+            message.spi_i,
+            message.spi_r,
+            message.exchange_type,
+            message_id,
+            (EncryptedPayload(whole.first_payload_type, b""),),
+            message.initiator,
+            message.response,
+            message.higher_version,
+            message.minor_version,
+        )
+        self._reassembled = (rebuilt, whole.plaintext)
+        try:
+            if message.response:
+                self._receive_response(rebuilt, whole.first_fragment, now)
+            else:
+                self._receive_request(rebuilt, whole.first_fragment, now)
+        finally:
+            self._reassembled = None
 
     def _receive_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
         request = self.window.match(message.message_id, message.exchange_type)
@@ -723,7 +882,8 @@ class IkeSa:
         message_id = message.message_id
         verdict = self.window.classify(message_id, raw)
         if verdict == PeerRequest.RETRANSMITTED:
-            self.host.send(self.window.cached_response(), self.peer_address)
+            for datagram in self.window.cached_datagrams():
+                self.host.send(datagram, self.peer_address)
             return
         if verdict == PeerRequest.DROP:
             if message_id != self.window.peer_next_message_id - 1:
@@ -761,9 +921,12 @@ class IkeSa:
         if encrypted is None or self.cipher_in is None:
             self.log.debug("dropping an unprotected message from {peer}", peer=self.peer_address)
             return None
-        offset = len(raw) - len(encrypted.data) - 4
+        reassembled = self._reassembled
         try:
-            plaintext = self.cipher_in.open(raw, offset)
+            if reassembled is not None and reassembled[0] is message:
+                plaintext = reassembled[1]  # each of its fragments was verified and opened
+            else:
+                plaintext = self.cipher_in.open(raw, len(raw) - len(encrypted.data) - 4)
         except crypto.CryptoError as e:
             self.log.info(
                 "dropping message {mid} from {peer}: {error}",

@@ -5,7 +5,8 @@
 behind them, and their retransmission: a request is resent after ``timeout``, then after
 twice that, and so on, ``tries`` sends in all, then it is given up. It owns the peer's
 side too: the Message ID expected next and the response cache, so a retransmitted
-request is answered with the very bytes of our first answer.
+request is answered with the very bytes of our first answer. A message sent as IKE
+Fragment messages (RFC 7383) is resent, or answered again, as all its fragments.
 
 Times are the caller's ``now`` (seconds); the window never reads a clock.
 """
@@ -35,6 +36,13 @@ class Outstanding(Generic[_T]):
     sent_at: float
     tries: int
     deadline: float
+    fragments: tuple[bytes, ...] = ()
+    """The IKE Fragment messages sent instead of ``data``, when it was fragmented."""
+
+    @property
+    def datagrams(self) -> tuple[bytes, ...]:
+        """What goes on the wire for this request, at each (re)transmission."""
+        return self.fragments or (self.data,)
 
 
 class PeerRequest(enum.Enum):
@@ -52,6 +60,7 @@ class PeerRequest(enum.Enum):
 class _Cached:
     request: bytes
     response: bytes
+    fragments: tuple[bytes, ...] = ()
 
 
 class RequestWindow(Generic[_T]):
@@ -87,10 +96,19 @@ class RequestWindow(Generic[_T]):
         """No request of ours is outstanding."""
         return not self._outstanding
 
-    def sent(self, message_id: int, exchange: int, data: bytes, task: _T, now: float) -> None:
-        """Record the first send of request ``message_id`` at ``now``."""
+    def sent(
+        self,
+        message_id: int,
+        exchange: int,
+        data: bytes,
+        task: _T,
+        now: float,
+        fragments: tuple[bytes, ...] = (),
+    ) -> None:
+        """Record the first send of request ``message_id`` at ``now`` (as ``fragments``, if
+        it was fragmented)."""
         self._outstanding[message_id] = Outstanding(
-            message_id, exchange, data, task, now, now, 1, now + self.timeout
+            message_id, exchange, data, task, now, now, 1, now + self.timeout, fragments
         )
 
     def queue(self, task: _T) -> None:
@@ -169,7 +187,15 @@ class RequestWindow(Generic[_T]):
         assert self._cache is not None
         return self._cache.response
 
-    def answered(self, message_id: int, request: bytes, response: bytes) -> None:
-        """We answered the peer's request ``message_id``: cache it, expect the next one."""
-        self._cache = _Cached(request, response)
+    def cached_datagrams(self) -> tuple[bytes, ...]:
+        """What to send again for the peer's last request: our answer, or its fragments."""
+        assert self._cache is not None
+        return self._cache.fragments or (self._cache.response,)
+
+    def answered(
+        self, message_id: int, request: bytes, response: bytes, fragments: tuple[bytes, ...] = ()
+    ) -> None:
+        """We answered the peer's request ``message_id`` (``request``: its octets, or those of
+        its first IKE Fragment message): cache it, expect the next one."""
+        self._cache = _Cached(request, response, fragments)
         self.peer_next_message_id = message_id + 1

@@ -12,7 +12,8 @@ bytes``. Every payload is an immutable value with ``encode()``; malformed input 
     notify                Notify, Delete, Vendor ID (3.10-3.12)
     traffic_selectors     TSi, TSr (3.13)
     configuration         CP (3.15)
-    encrypted             SK and SKF, opaque (3.14, RFC 7383)
+    encrypted             SK, opaque (3.14)
+    fragment              SKF, opaque, and the cutting of a plaintext into chunks (RFC 7383)
     chain                 payload chains, unknown payloads (2.5), the Payload union
     message               whole messages
     redirect              RFC 5685 notify data and the stateless IKE_SA_INIT redirect
@@ -49,8 +50,12 @@ from twisted_rserpool.ike.codec.configuration import (
     ConfigurationPayload,
 )
 from twisted_rserpool.ike.codec.encrypted import (
-    EncryptedFragmentPayload,
     EncryptedPayload,
+)
+from twisted_rserpool.ike.codec.fragment import (
+    SKF_FIELDS_SIZE,
+    EncryptedFragmentPayload,
+    split_chunks,
 )
 from twisted_rserpool.ike.codec.framing import (
     add_non_esp_marker,
@@ -119,6 +124,7 @@ __all__ = [
     "MAX_TRAFFIC_SELECTORS",
     "MAX_TRANSFORMS",
     "MAX_TRANSFORM_ATTRIBUTES",
+    "SKF_FIELDS_SIZE",
     "AnyTrafficSelector",
     "AuthenticationPayload",
     "CertificatePayload",
@@ -163,5 +169,6 @@ __all__ = [
     "redirect_supported_notify",
     "redirected_from_notify",
     "scan_init_for_redirect",
+    "split_chunks",
     "strip_non_esp_marker",
 ]

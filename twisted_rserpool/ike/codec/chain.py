@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from twisted_rserpool.ike.codec.base import (
     _CRITICAL,
     _GENERIC,
-    _U16U16,
     DEFAULT_LIMITS,
     DecodeLimits,
     _check_uint,
@@ -20,7 +19,8 @@ from twisted_rserpool.ike.codec.base import (
     _PayloadBase,
 )
 from twisted_rserpool.ike.codec.configuration import ConfigurationPayload, _decode_cp
-from twisted_rserpool.ike.codec.encrypted import EncryptedFragmentPayload, EncryptedPayload
+from twisted_rserpool.ike.codec.encrypted import EncryptedPayload
+from twisted_rserpool.ike.codec.fragment import EncryptedFragmentPayload, _decode_skf
 from twisted_rserpool.ike.codec.identity import (
     AuthenticationPayload,
     CertificatePayload,
@@ -192,14 +192,7 @@ def _decode_chain(
             if payload_type == PayloadType.SK:
                 payloads.append(EncryptedPayload(_named(PayloadType, following), body, critical))
             else:
-                if len(body) < 4:
-                    raise _fail("truncated SKF payload")
-                number, total = _U16U16.unpack_from(body)
-                payloads.append(
-                    EncryptedFragmentPayload(
-                        number, total, _named(PayloadType, following), body[4:], critical
-                    )
-                )
+                payloads.append(_decode_skf(body, following, critical))
             return tuple(payloads)
         decoder = _DECODERS.get(payload_type)
         if decoder is not None:

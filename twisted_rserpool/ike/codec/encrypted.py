@@ -1,22 +1,21 @@
-"""SK and SKF payloads, kept opaque for the crypto layer (RFC 7296 3.14, RFC 7383)."""
+"""The SK payload, kept opaque for the crypto layer (RFC 7296 3.14; SKF is in ``fragment``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import ClassVar
 
-from twisted_rserpool.ike.codec.base import _U16U16, _check_uint, _generic_header, _PayloadBase
+from twisted_rserpool.ike.codec.base import _check_uint, _generic_header, _PayloadBase
 from twisted_rserpool.ike.constants import (
     PayloadType,
 )
 
 __all__ = [
-    "EncryptedFragmentPayload",
     "EncryptedPayload",
 ]
 
 
-# --- Encrypted payloads (RFC 7296 section 3.14, RFC 7383) ------------------------------------
+# --- Encrypted payload (RFC 7296 section 3.14) ------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,31 +40,3 @@ class EncryptedPayload(_PayloadBase):
     def encode(self, next_payload: int = PayloadType.NO_NEXT_PAYLOAD) -> bytes:
         """The payload; its Next Payload field is the first inner payload's type."""
         return _generic_header(self.first_payload_type, self.critical, len(self.data)) + self.data
-
-
-@dataclass(frozen=True, slots=True)
-class EncryptedFragmentPayload(_PayloadBase):
-    """SKF: one fragment of an encrypted message (RFC 7383 section 2.5).
-
-    ``first_payload_type`` is the first inner payload's type in fragment 1 and 0 in others.
-    """
-
-    payload_type: ClassVar[PayloadType] = PayloadType.SKF
-    fragment_number: int
-    total_fragments: int
-    first_payload_type: int
-    data: bytes
-    critical: bool = False
-
-    def __post_init__(self) -> None:
-        _check_uint("fragment number", self.fragment_number, 16)
-        _check_uint("total fragments", self.total_fragments, 16)
-        _check_uint("first payload type", self.first_payload_type, 8)
-
-    def encode_body(self) -> bytes:
-        return _U16U16.pack(self.fragment_number, self.total_fragments) + self.data
-
-    def encode(self, next_payload: int = PayloadType.NO_NEXT_PAYLOAD) -> bytes:
-        """The payload; its Next Payload field is the first inner payload's type (or 0)."""
-        body = self.encode_body()
-        return _generic_header(self.first_payload_type, self.critical, len(body)) + body

@@ -132,6 +132,11 @@ def accept_init(
         payloads.extend(nat_notifies(sa, sa.spi_r))
     if sa.config.childless != "never":
         payloads.append(NotifyPayload(NotifyType.CHILDLESS_IKEV2_SUPPORTED))
+    fragments = request.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+    if sa.config.fragmentation and fragments:
+        # RFC 7383 2.3: both sides announced it, so either may fragment from IKE_AUTH on.
+        sa.fragmentation = True
+        payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
     response = IkeMessage(
         sa.spi_i,
         sa.spi_r,
@@ -177,6 +182,8 @@ class IkeSaInit(Task):
             NoncePayload(sa.nonce_i),
             *nat_notifies(sa, ZERO_SPI),
         ]
+        if sa.config.fragmentation:
+            payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
         if sa.redirected_from is not None:
             payloads.append(redirected_from_notify(sa.redirected_from))
         elif sa.config.follow_redirects:
@@ -261,6 +268,10 @@ class IkeSaInit(Task):
         sa.nonce_r = nonce.data
         sa.init_response = raw
         sa.peer_childless = message.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED) is not None
+        sa.fragmentation = (
+            config.fragmentation
+            and message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
+        )
         check_nat(sa, message, message.spi_r)
         sa.derive(shared)
         sa.transition(StateEvent.INIT_ANSWERED)
