@@ -550,10 +550,8 @@ class IkeEndpoint:
             self._drop("IKE SA limit reached", address)
             return
         offered = [from_payload(p) for p in sa_payload.proposals]
-        suites = config.ike_suites
-        selected = select_ike(offered, [s for s in suites if s.dh == ke.dh_group]) or select_ike(
-            offered, suites
-        )
+        # The config's tuple is indexed once; prefer_dh avoids a filtered list per request.
+        selected = select_ike(offered, config.ike_suites, prefer_dh=ke.dh_group)
         if selected is None:
             self.counters["no_proposal_sent"] += 1
             self._answer_init(header, address, NotifyType.NO_PROPOSAL_CHOSEN)

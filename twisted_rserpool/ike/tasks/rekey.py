@@ -269,11 +269,8 @@ def respond_ike_rekey(
     assert sa.keys is not None
     config = sa.config
     offered = [from_payload(p) for p in sa_payload.proposals if len(p.spi) == 8]
-    suites = config.ike_suites
     group_id = ke.dh_group if ke is not None else None
-    selected = select_ike(offered, [s for s in suites if s.dh == group_id]) or select_ike(
-        offered, suites
-    )
+    selected = select_ike(offered, config.ike_suites, prefer_dh=group_id)
     if selected is None:
         return Refusal(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable IKE proposal for the rekey")
     chosen, suite = selected
