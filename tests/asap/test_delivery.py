@@ -161,6 +161,7 @@ def test_pending_observer_holds_everything_then_resumes() -> None:
     s.write(b"two")
     lab.network.run()
     assert s.failingOver and lab.workers.get(second.peIdentifier, []) == []
+    assert s.pending() == 2  # one held by the failover, one written during it
     answer.callback(True)
     lab.network.run()
     assert [(m.data, m.resent) for m in lab.worker(second.peIdentifier).messages] == [

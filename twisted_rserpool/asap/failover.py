@@ -165,6 +165,11 @@ class FailoverCore:
         self._queued: tuple[UndeliveredMessage, ...] = ()
         self._event: FailoverEvent | None = None
 
+    @property
+    def held(self) -> int:
+        """Messages the failover under way holds for the next pool element."""
+        return len(self._resend) + len(self._queued)
+
     # ------------------------------------------------------------------ inputs
 
     def attached(self, element: PoolElementParameter, context: SecurityContext) -> None:

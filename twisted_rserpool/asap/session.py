@@ -341,8 +341,9 @@ class Session:
             self.connection.sendAsap(asap.BusinessCard(poolHandle, elements, policy))
 
     def pending(self) -> int:
-        """Application messages queued and not yet handed to a connection."""
-        return len(self._outbox)
+        """Application messages queued and not yet handed to a connection (during a
+        failover: also those it will send to the next pool element)."""
+        return len(self._outbox) + self._core.held
 
     async def _raiseClosed(self) -> None:
         raise SessionClosed("the session is closed")
