@@ -540,3 +540,16 @@ def test_business_card_names_our_own_pool() -> None:
     [card] = lab.worker(0xA).cards
     assert card.pool_handle == b"mine"
     assert [pe.pe_identifier for pe in card.pool_elements] == [0x5E]
+
+
+def test_unreachable_pe_handle_fails_over_within_its_pool() -> None:
+    """SEND_FAILOVER to a PE handle whose PE does not answer: it is reported and the
+    session starts on another PE of the same pool (6.5.5)."""
+    lab = Lab()
+    lab.pe(0xA)
+    b = lab.pe(0xB)
+    user = lab.pu()
+    lab.network.listeners.pop(lab.portOf(b))
+    s = session(lab.connect(user, PoolElementHandle(POOL, 0xB)))
+    assert s.poolElement is not None and s.poolElement.pe_identifier == 0xA
+    assert lab.registry.unreachable == [0xB]
