@@ -12,8 +12,12 @@ from collections.abc import Callable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.python import usage
 
+from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_sa import CL, GW, Forged, Pair, config, of
+from tests.ike.test_tap import parse
+from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.codec import (
     EncryptedFragmentPayload,
@@ -35,6 +39,7 @@ from twisted_rserpool.ike.fragments import (
     datagram_overhead,
     fragment_message,
 )
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol
 from twisted_rserpool.ike.proposals import parse_ike_suites
 from twisted_rserpool.ike.sa import IkeSa
 
@@ -549,3 +554,32 @@ def test_fragment_message_round_trip(plaintext: bytes, limit: int, ipv6: bool) -
     first[40] ^= 0x80
     with pytest.raises(crypto.CryptoError):
         receiver.open(bytes(first), 28, fragment=True)
+
+
+# --- twistd vpngw --fragment-size ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "fragmentation", "size"),
+    [
+        ([], True, None),
+        (["--fragment-size", "1400"], True, 1400),
+        (["--fragment-size", "0"], False, None),
+    ],
+)
+def test_vpngw_fragment_size(args: list[str], fragmentation: bool, size: int | None) -> None:
+    """``--fragment-size`` sets the threshold; 0 turns fragmentation off; by default it is
+    on with RFC 7383's per-family sizes; sizes below 200 are refused."""
+    reactor = FakeReactor()
+    service = vpngw.makeService(parse(*args), reactor)
+    service.startService()  # type: ignore[no-untyped-call]
+    try:
+        ((_, protocol, _, _),) = reactor.listened
+        assert isinstance(protocol, IkeGatewayProtocol)
+        config = protocol.endpoint.config
+        assert (config.fragmentation, config.fragment_size) == (fragmentation, size)
+    finally:
+        service.stopService()  # type: ignore[no-untyped-call]
+    with pytest.raises(usage.UsageError):
+        parse("--fragment-size", "199")
+    assert "--fragment-size=" in str(vpngw.Options())  # type: ignore[no-untyped-call]

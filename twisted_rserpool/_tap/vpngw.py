@@ -37,6 +37,7 @@ from twisted_rserpool.ike.config import (
     PskTable,
 )
 from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.fragments import MIN_FRAGMENT_SIZE
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
 from twisted_rserpool.ike.proposals import (
     ProposalError,
@@ -61,6 +62,14 @@ def _positive_int(value: str) -> int:
     number = int(value)
     if number < 0:
         raise ValueError("must not be negative")
+    return number
+
+
+def _fragment_size(value: str) -> int:
+    """Octets of an IP datagram, or 0 (fragmentation off)."""
+    number = int(value)
+    if number != 0 and not MIN_FRAGMENT_SIZE <= number <= 65535:
+        raise ValueError(f"must be 0 (off) or {MIN_FRAGMENT_SIZE} to 65535")
     return number
 
 
@@ -263,6 +272,18 @@ class Options(usage.Options):
             "allow",
             "Childless IKE SAs (RFC 6023): 'allow' accepts IKE_AUTH without a CHILD_SA from "
             "clients that announce support, 'never' refuses them.",
+        ],
+        [
+            "fragment-size",
+            None,
+            None,
+            "IKE fragmentation (RFC 7383), announced to every client in IKE_SA_INIT: when the "
+            "client supports it too, a protected message (IKE_AUTH, CREATE_CHILD_SA, ...) whose "
+            "IP datagram would exceed this many octets goes as IKE Fragment messages, so it "
+            "crosses paths that drop IP fragments. Default: 576 over IPv4 and 1280 over IPv6 "
+            "(RFC 7383 section 2.5.1). At least 200; 0 turns fragmentation off (not "
+            "announced; large messages are then fragmented by IP).",
+            _fragment_size,
         ],
         [
             "redirect-to",
@@ -505,6 +526,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         rekey_interval=options["rekey-interval"],
         redirected_from_allowed=options["from_allowed"],
         redirect_delete_timeout=options["redirect-delete-timeout"],
+        fragmentation=options["fragment-size"] != 0,
+        fragment_size=options["fragment-size"] or None,
     )
     service = MultiService()  # type: ignore[no-untyped-call]
     protocols: list[IkeGatewayProtocol] = []
