@@ -20,6 +20,7 @@ from twisted_rserpool.asap import (
     SendOptions,
     Session,
 )
+from twisted_rserpool.handlespace import CacheState
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.wire.parameters import PoolElementParameter, TcpTransport
 
@@ -553,3 +554,19 @@ def test_unreachable_pe_handle_fails_over_within_its_pool() -> None:
     s = session(lab.connect(user, PoolElementHandle(POOL, 0xB)))
     assert s.poolElement is not None and s.poolElement.pe_identifier == 0xA
     assert lab.registry.unreachable == [0xB]
+
+
+def test_cache_populate_resolves_whatever_the_cache_holds() -> None:
+    """6.3 CachePopulateRequest: each call sends a handle resolution and stores the
+    answer, even while the cache entry is fresh."""
+    lab = Lab()
+    lab.pe(0xA)
+    user = lab.pu()
+    user.cache.stale_timeout = 60.0
+    before = user.counters["resolutions_sent"]
+    for count in (1, 2):
+        answer = user.populateCache(POOL)
+        lab.network.run()
+        assert [pe.pe_identifier for pe in fired(answer)] == [0xA]
+        assert user.counters["resolutions_sent"] == before + count
+        assert user.cache.state(POOL, lab.clock.seconds()) is CacheState.FRESH
