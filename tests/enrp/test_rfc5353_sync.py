@@ -55,7 +55,9 @@ def run(core: PeerCore, until: float, now: float) -> tuple[float, list[PeerActio
         assert deadline >= now
         now = deadline
         for number, server in ((5, MENTOR), (6, BACKUP)):
-            core.message_received(number, enrp.Presence(server, US, 0), now)
+            # The checksum we hold for it: no audit of our own making.
+            checksum = core.handlespace.pe_checksum(server)
+            core.message_received(number, enrp.Presence(server, US, checksum), now)
         actions += core.handle_timer(now)
     return now, actions
 
@@ -179,3 +181,24 @@ def test_a_pe_gone_during_the_resync_is_still_swept() -> None:
     core.message_received(5, last, 0.3)
     assert {entry.pe_identifier for entry in handlespace.elements()} == {1}
     assert core.counters["resync_swept"] == 1
+
+
+def test_a_resync_timeout_after_the_initial_sync_does_not_restart_it() -> None:
+    """The mentor served the download; later an audit's W=1 request to it goes unanswered:
+    that request is given up, and the server stays synchronised (it does not go looking
+    for a mentor again, nor download everything anew)."""
+    core, handlespace = joining()
+    last = enrp.HandleTableResponse(MENTOR, US, (enrp.PoolEntry(POOL, (element(2, MENTOR),)),))
+    core.message_received(5, last, 0.4)
+    assert core.synchronised
+    other = Handlespace()
+    other.register(POOL, element(9, MENTOR), now=0.0)
+    actions = core.message_received(5, enrp.Presence(MENTOR, 0, other.pe_checksum(MENTOR)), 0.5)
+    assert sent(actions, enrp.HandleTableRequest) == [
+        (5, enrp.HandleTableRequest(US, MENTOR, own_children_only=True))
+    ]
+    now, actions = run(core, 3.0, 0.5)
+    assert core.counters["table_requests_timed_out"] == 1
+    assert core.synchronised
+    assert sent(actions, enrp.ListRequest) == []
+    assert {entry.pe_identifier for entry in handlespace.elements()} == {1, 2}

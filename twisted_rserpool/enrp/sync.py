@@ -276,6 +276,8 @@ class Synchroniser:
         if initial:
             self.phase = SyncPhase.DONE
             self._mentor_deadline = None
+            # Done with it: later requests to that peer are audits like any other.
+            self._mentor = None
             table.counters["initial_syncs"] += 1
             log.info(
                 "Synchronised with mentor 0x{server:08x}: {count} PEs known",
@@ -448,7 +450,10 @@ class Synchroniser:
         # Ask again only after the peer dropped its half-served session, or its next
         # page would continue the old one (and a resync would sweep what it skipped).
         peer.resync_after = now + 2 * self.table.config.max_time_no_response
-        if peer.server_identifier == self._mentor:
+        if peer.server_identifier == self._mentor and self.phase in (
+            SyncPhase.LIST,
+            SyncPhase.TABLE,
+        ):
             self._drop_mentor("it did not answer", now)
 
     def handle_timer(self, now: float) -> None:
