@@ -197,7 +197,7 @@ def test_a_resync_timeout_after_the_initial_sync_does_not_restart_it() -> None:
     assert sent(actions, enrp.HandleTableRequest) == [
         (5, enrp.HandleTableRequest(US, MENTOR, own_children_only=True))
     ]
-    now, actions = run(core, 3.0, 0.5)
+    _, actions = run(core, 3.0, 0.5)
     assert core.counters["table_requests_timed_out"] == 1
     assert core.synchronised
     assert sent(actions, enrp.ListRequest) == []
