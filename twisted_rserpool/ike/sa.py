@@ -415,7 +415,7 @@ class IkeSa:
             chunk_size(cipher, limit, ipv6),
             self.config.random,
         )
-        self.log.debug(
+        self.log.info(
             "sending message {mid} to {peer} as {count} IKE fragments",
             mid=int.from_bytes(data[20:24], "big"),
             peer=self.peer_address,
@@ -846,6 +846,13 @@ class IkeSa:
         whole = outcome.message
         if whole is None:
             return
+        self.log.info(
+            "reassembled message {mid} from {peer} out of {count} IKE fragments ({size} octets)",
+            mid=message_id,
+            peer=self.peer_address,
+            count=whole.fragments,
+            size=len(whole.plaintext),
+        )
         rebuilt = IkeMessage(
             message.spi_i,
             message.spi_r,
