@@ -495,14 +495,17 @@ def test_business_card_of_an_uncached_pool_is_resolved() -> None:
 
 
 def test_announcement_receiver_feeds_the_hints() -> None:
-    """A datagram with ASAP_SERVER_ANNOUNCE adds its TCP transport to the hunt for T7;
-    other datagrams are dropped and counted."""
+    """A datagram with ASAP_SERVER_ANNOUNCE adds its TCP transport to the hunt for T7 and,
+    the hunt having nothing to try, is tried at once; other datagrams are dropped and
+    counted."""
     clock = Clock()
     made: list[TcpTransport] = []
+    servers: list[StubServer] = []
 
     def endpoint(transport: TcpTransport) -> Any:
         made.append(transport)
-        return StubServer(f"announced:{transport.port}")
+        servers.append(StubServer(f"announced:{transport.port}"))
+        return servers[-1]
 
     user = user_with([], clock, announcedServer=endpoint)
     assert user.link is not None
@@ -512,6 +515,7 @@ def test_announcement_receiver_feeds_the_hints() -> None:
     receiver.datagramReceived(b"\x0a\x00", ("127.0.0.9", 1))
     receiver.datagramReceived(asap.HandleResolution(POOL).encode(), ("127.0.0.9", 1))
     assert made == [transport]
+    assert len(servers[0].connections) == 1  # tried without waiting for T5
     assert receiver.counters == {"announcements": 1, "dropped": 2}
     assert [repr(s) for s in user.link.hunt.candidates(clock.seconds())] == [
         "<server announced:3864>"

@@ -84,6 +84,13 @@ class ServerHunt(Generic[K]):
         self._exclude = exclude
         return HuntStep(attempt=self._pick(now))
 
+    def retry(self, now: float) -> HuntStep[K]:
+        """A candidate appeared (an announcement): if the round has nothing under way, try
+        it now instead of waiting for T5 to expire."""
+        if not self.hunting or self._current is not None:
+            return HuntStep()
+        return HuntStep(attempt=self._pick(now))
+
     def include_all(self) -> None:
         """The excluded home server is gone too: the hunt may try it again."""
         self._exclude = None

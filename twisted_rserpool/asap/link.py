@@ -337,6 +337,9 @@ class HomeServerLink:
                     continue
                 self._announced[key] = endpoint
             self.hunt.announced(endpoint, self.clock.seconds())
+        if self._running and self._attempt is None and self._attemptProtocol is None:
+            self._step(self.hunt.retry(self.clock.seconds()))
+            return
         self._armTimer()
 
     def _lost(self, connection: EnrpServerConnection) -> None:
@@ -346,6 +349,17 @@ class HomeServerLink:
         if connection is self._attemptProtocol:
             self._attemptProtocol = None
             if self._running:
+                # Closed before it was ready: the TLS handshake failed (a certificate that
+                # did not verify, an unknown PSK) or the server went away.
+                log.info(
+                    "{role}: connection to ENRP server {server} closed before it was ready "
+                    "({error}): trying another",
+                    role=self.role,
+                    server=connection.server,
+                    error=connection.lostReason.getErrorMessage()
+                    if connection.lostReason is not None
+                    else "closed",
+                )
                 self._step(self.hunt.failed(connection.server, self.clock.seconds()))
             return
         if connection is not self.connection:

@@ -72,13 +72,17 @@ class ServerAnnouncer(Service):
     def startService(self) -> None:
         """Open the socket and start announcing."""
         super().startService()  # type: ignore[no-untyped-call]
-        port = self.reactor.listenUDP(0, self._protocol, self.interface, 8192)
-        self._port = port
         if ip_address(self.destination[0]).is_multicast:
-            transport = port
-            transport.setTTL(1)  # type: ignore[attr-defined]
+            # A multicast port (a plain UDP port has no TTL or outgoing interface to set).
+            port = self.reactor.listenMulticast(  # type: ignore[attr-defined]
+                0, self._protocol, self.interface, 8192
+            )
+            port.setTTL(1)
             if self.interface:
-                transport.setOutgoingInterface(self.interface)  # type: ignore[attr-defined]
+                port.setOutgoingInterface(self.interface)
+        else:
+            port = self.reactor.listenUDP(0, self._protocol, self.interface, 8192)
+        self._port = port
         loop = LoopingCall(self.announce)
         loop.clock = self.clock
         self._loop = loop
