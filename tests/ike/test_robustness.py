@@ -17,15 +17,23 @@ from tests.ike.test_sa import config as sa_config
 from tests.ike.test_tap import parse
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.child import any_selector, narrow, selector_from_network
-from twisted_rserpool.ike.codec import TrafficSelector
+from twisted_rserpool.ike.codec import (
+    KeyExchangePayload,
+    SecurityAssociationPayload,
+    TrafficSelector,
+    decode_message,
+)
 from twisted_rserpool.ike.config import (
+    DEFAULT_IKE_SUITES,
+    DEFAULT_INITIATOR_IKE_SUITES,
     DEFAULT_LIVENESS_INTERVAL,
     DEFAULT_MAX_TRAFFIC_SELECTORS,
     Identity,
     IkeConfig,
     PskTable,
 )
-from twisted_rserpool.ike.constants import NotifyType
+from twisted_rserpool.ike.constants import NotifyType, TransformType
+from twisted_rserpool.ike.crypto import DhGroupId, IntegrityId, PrfId
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     ChildSaEstablished,
@@ -38,6 +46,7 @@ from twisted_rserpool.ike.events import (
 )
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol, IkeGatewayProtocol
 from twisted_rserpool.ike.initiator import IkeInitiatorProtocol
+from twisted_rserpool.ike.proposals import child_proposal, parse_child_suites, parse_ike_suites
 
 
 def _redirecting_pair(in_auth: bool) -> tuple[IkeInitiatorProtocol, Wire, Observer]:
@@ -238,7 +247,7 @@ def test_vpngw_options(args: list[str], interval: float | None, limit: int) -> N
     reactor = FakeReactor()
     service = vpngw.makeService(options, reactor)
     service.startService()  # type: ignore[no-untyped-call]
-    ((_, protocol, _, _),) = reactor.listened
+    protocol = reactor.listened[0][1]  # port 500 (the NAT-T port may follow)
     assert isinstance(protocol, IkeGatewayProtocol)
     config = protocol.endpoint.config
     assert (config.liveness_interval, config.max_traffic_selectors) == (interval, limit)
@@ -250,3 +259,75 @@ def test_vpngw_bad_values(args: list[str]) -> None:
     """Negative intervals and a zero selector limit are usage errors."""
     with pytest.raises(usage.UsageError):
         parse(*args)
+
+
+# --- our initiator's own defaults ----------------------------------------------------------
+
+
+def _offered_transforms(data: bytes) -> set[tuple[int, int]]:
+    message = decode_message(data)
+    sa_payload = message.find(SecurityAssociationPayload)
+    assert sa_payload is not None
+    return {(t.transform_type, t.transform_id) for p in sa_payload.proposals for t in p.transforms}
+
+
+def test_initiator_default_offers_no_sha1_and_guesses_x25519() -> None:
+    """A default initiator sends KE X25519 first and offers no SHA-1 PRF or SHA1_96
+    integrity in IKE or ESP, while a default gateway still accepts them (RFC 8247 MUST-)."""
+    cl_config = sa_config("client@test")
+    assert cl_config.ike_suites == DEFAULT_IKE_SUITES
+    assert cl_config.offered_ike_suites == DEFAULT_INITIATOR_IKE_SUITES
+    assert cl_config.offered_ike_suites[0].dh == DhGroupId.CURVE25519
+    assert not any(s.legacy for s in cl_config.offered_ike_suites)
+    assert not any(s.legacy for s in cl_config.offered_child_suites)
+    assert any(s.legacy for s in cl_config.ike_suites)  # still accepted as a responder
+    pair = Pair(sa_config("gw@test"), cl_config)
+    pair.cl.initiate(GW, 0.0)
+    ((init, _),) = pair.cl.datagrams_to_send()
+    ke = decode_message(init).find(KeyExchangePayload)
+    assert ke is not None and ke.dh_group == DhGroupId.CURVE25519
+    offered = _offered_transforms(init)
+    assert (TransformType.PRF, PrfId.HMAC_SHA1) not in offered
+    assert (TransformType.INTEG, IntegrityId.HMAC_SHA1_96) not in offered
+    esp = {
+        (t.type, t.id)
+        for p in child_proposal(cl_config.offered_child_suites, b"\0\0\0\1")
+        for t in p.transforms
+    }
+    assert (TransformType.INTEG, IntegrityId.HMAC_SHA1_96) not in esp
+    pair.gw.receive_datagram(init, CL, 0.0)
+    pair.pump()
+    (up,) = of(pair.cl_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished) and up.suite.dh == DhGroupId.CURVE25519
+    (child,) = of(pair.cl_events, ChildSaEstablished)
+    assert isinstance(child, ChildSaEstablished) and not child.child.suite.legacy
+
+
+def test_default_gateway_still_accepts_a_sha1_initiator() -> None:
+    """An initiator configured for legacy SHA-1 (ike_suites given: offered as given) is
+    accepted by a default gateway."""
+    legacy = parse_ike_suites("aes128-sha1-modp2048")
+    pair = Pair(
+        sa_config("gw@test"),
+        sa_config("client@test", ike_suites=legacy, child_suites=parse_child_suites("aes128-sha1")),
+    )
+    pair.establish()
+    (up,) = of(pair.gw_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished) and up.suite == legacy[0] and up.suite.legacy
+    (child,) = of(pair.gw_events, ChildSaEstablished)
+    assert isinstance(child, ChildSaEstablished) and child.child.suite.legacy
+
+
+def test_initiator_suites_can_be_set_apart() -> None:
+    """initiator_ike_suites / initiator_child_suites override what we offer only."""
+    mine = parse_ike_suites("aes256gcm16-prfsha384-ecp384")
+    esp = parse_child_suites("aes256gcm16")
+    cfg = sa_config("client@test", initiator_ike_suites=mine, initiator_child_suites=esp)
+    assert (cfg.offered_ike_suites, cfg.offered_child_suites) == (mine, esp)
+    assert cfg.ike_suites == DEFAULT_IKE_SUITES
+    pair = Pair(sa_config("gw@test"), cfg)
+    pair.establish()
+    (up,) = of(pair.cl_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished) and up.suite == mine[0]
+    with pytest.raises(ValueError, match="initiator_ike_suites"):
+        sa_config("client@test", initiator_ike_suites=())

@@ -1070,7 +1070,7 @@ def test_rekey_invalid_ke_retry() -> None:
                 message.encrypted.first_payload_type, gw_sa.cipher_in.open(data, 28)
             )
             kes += [p.dh_group for p in inner if isinstance(p, KeyExchangePayload)]
-    assert kes == [config("client@test").ike_suites[0].dh, DhGroupId.ECP_256]
+    assert kes == [config("client@test").offered_ike_suites[0].dh, DhGroupId.ECP_256]
 
 
 def test_rekey_interval_and_refusal() -> None:

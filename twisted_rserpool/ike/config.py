@@ -10,17 +10,25 @@ from dataclasses import dataclass, field
 from twisted_rserpool.ike.child import any_selector
 from twisted_rserpool.ike.codec import TrafficSelector
 from twisted_rserpool.ike.constants import IdType
+from twisted_rserpool.ike.crypto import DhGroupId, IntegrityId, PrfId
 from twisted_rserpool.ike.fragments import MIN_FRAGMENT_SIZE, FragmentLimits
 from twisted_rserpool.ike.proposals import (
+    DH_PREFERENCE,
     ESP_ALGORITHMS,
     IKE_ALGORITHMS,
+    INTEGRITY_PREFERENCE,
+    PRF_PREFERENCE,
     ChildSuite,
     IkeSuite,
+    child_suite_set,
+    ike_suite_set,
 )
 
 __all__ = [
     "DEFAULT_CHILD_SUITES",
     "DEFAULT_IKE_SUITES",
+    "DEFAULT_INITIATOR_CHILD_SUITES",
+    "DEFAULT_INITIATOR_IKE_SUITES",
     "DEFAULT_LIVENESS_INTERVAL",
     "DEFAULT_MAX_TRAFFIC_SELECTORS",
     "Identity",
@@ -32,6 +40,17 @@ DEFAULT_IKE_SUITES = IKE_ALGORITHMS
 """Any combination of the IKE transforms we implement, strong first (docs/ike.md)."""
 DEFAULT_CHILD_SUITES = ESP_ALGORITHMS
 """Any combination of the ESP transforms we negotiate, strong first (docs/ike.md)."""
+DEFAULT_INITIATOR_IKE_SUITES = ike_suite_set(
+    prfs=[p for p in PRF_PREFERENCE if p != PrfId.HMAC_SHA1],
+    integrities=[i for i in INTEGRITY_PREFERENCE if i != IntegrityId.HMAC_SHA1_96],
+    groups=[DhGroupId.CURVE25519, *(g for g in DH_PREFERENCE if g != DhGroupId.CURVE25519)],
+)
+"""What our initiator offers by default: no legacy SHA-1 (RFC 8247), X25519 as the first KE
+guess (cheap, and what most gateways take first), then the other groups strong first."""
+DEFAULT_INITIATOR_CHILD_SUITES = child_suite_set(
+    integrities=[i for i in INTEGRITY_PREFERENCE if i != IntegrityId.HMAC_SHA1_96]
+)
+"""The ESP suites our initiator offers by default: no legacy SHA-1 (RFC 8221)."""
 DEFAULT_LIVENESS_INTERVAL = 30.0
 """Seconds of silence after which an established IKE SA checks that its peer is alive."""
 DEFAULT_MAX_TRAFFIC_SELECTORS = 64
@@ -135,6 +154,13 @@ class IkeConfig:
     an established IKE SA that often (default: never; peers such as strongSwan rekey on
     their own schedule). Times are in seconds.
 
+    Proposals: ``ike_suites`` and ``child_suites`` are what we accept as a responder, most
+    preferred first. As an initiator we offer ``initiator_ike_suites`` and
+    ``initiator_child_suites`` (see ``offered_ike_suites``); None means the same as we
+    accept, except that for the default sets the initiator offers
+    ``DEFAULT_INITIATOR_IKE_SUITES`` / ``DEFAULT_INITIATOR_CHILD_SUITES`` (no SHA-1, X25519
+    as the first KE guess).
+
     Redirects (RFC 5685): ``follow_redirects`` makes an initiator send
     N(REDIRECT_SUPPORTED) and follow a valid N(REDIRECT), at most ``max_redirects`` times
     within ``redirect_window`` seconds, and only to gateways in ``redirect_targets`` (their
@@ -176,6 +202,8 @@ class IkeConfig:
     psks: PskTable
     ike_suites: tuple[IkeSuite, ...] = DEFAULT_IKE_SUITES
     child_suites: tuple[ChildSuite, ...] = DEFAULT_CHILD_SUITES
+    initiator_ike_suites: tuple[IkeSuite, ...] | None = None
+    initiator_child_suites: tuple[ChildSuite, ...] | None = None
     remote_id: Identity | None = None
     local_ts: tuple[TrafficSelector, ...] = (any_selector(4), any_selector(6))
     remote_ts: tuple[TrafficSelector, ...] = (any_selector(4), any_selector(6))
@@ -220,3 +248,23 @@ class IkeConfig:
             raise ValueError("liveness_interval must be positive (None disables the checks)")
         if self.max_traffic_selectors < 1:
             raise ValueError("max_traffic_selectors must be at least 1")
+        if self.initiator_ike_suites == ():
+            raise ValueError("initiator_ike_suites must hold a suite (None: the default)")
+
+    @property
+    def offered_ike_suites(self) -> tuple[IkeSuite, ...]:
+        """The IKE suites we offer when we initiate (IKE_SA_INIT, IKE SA rekey)."""
+        if self.initiator_ike_suites is not None:
+            return self.initiator_ike_suites
+        if self.ike_suites is DEFAULT_IKE_SUITES or self.ike_suites == DEFAULT_IKE_SUITES:
+            return DEFAULT_INITIATOR_IKE_SUITES
+        return self.ike_suites
+
+    @property
+    def offered_child_suites(self) -> tuple[ChildSuite, ...]:
+        """The ESP suites we offer when we request a CHILD_SA (IKE_AUTH, CHILD_SA rekey)."""
+        if self.initiator_child_suites is not None:
+            return self.initiator_child_suites
+        if self.child_suites is DEFAULT_CHILD_SUITES or self.child_suites == DEFAULT_CHILD_SUITES:
+            return DEFAULT_INITIATOR_CHILD_SUITES
+        return self.child_suites

@@ -81,7 +81,7 @@ class IkeAuth(Task):
         config = self.sa.config
         if config.childless == "force" and self.sa.peer_childless:
             return False
-        return bool(config.child_suites)
+        return bool(config.offered_child_suites)
 
     def build(self, now: float) -> Sequence[Payload] | None:
         sa = self.sa
@@ -100,8 +100,8 @@ class IkeAuth(Task):
             payloads.append(NotifyPayload(NotifyType.INITIAL_CONTACT))
         if self._want_child():
             spi = config.random(4)
-            proposals = child_proposal(config.child_suites, spi)
-            self.offered_child = (spi, config.child_suites)
+            proposals = child_proposal(config.offered_child_suites, spi)
+            self.offered_child = (spi, config.offered_child_suites)
             self.offered_ts = (config.local_ts, config.remote_ts)
             payloads += [
                 SecurityAssociationPayload(tuple(to_payload(p) for p in proposals)),

@@ -161,7 +161,7 @@ class IkeSaInit(Task):
     def __init__(self, sa: IkeSa, dh_group: int | None = None) -> None:
         super().__init__(sa)
         config = sa.config
-        self.group = dh_group if dh_group is not None else config.ike_suites[0].dh
+        self.group = dh_group if dh_group is not None else config.offered_ike_suites[0].dh
         self.key = key_pair(self.group, config.random)
         self.cookie: bytes | None = None
         self.attempts = 0
@@ -176,7 +176,7 @@ class IkeSaInit(Task):
             payloads.append(NotifyPayload(NotifyType.COOKIE, self.cookie))
         payloads += [
             SecurityAssociationPayload(
-                tuple(to_payload(p) for p in ike_proposal(sa.config.ike_suites))
+                tuple(to_payload(p) for p in ike_proposal(sa.config.offered_ike_suites))
             ),
             KeyExchangePayload(self.group, self.key.public_value),
             NoncePayload(sa.nonce_i),
@@ -224,7 +224,7 @@ class IkeSaInit(Task):
         invalid_ke = message.notify(NotifyType.INVALID_KE_PAYLOAD)
         if invalid_ke is not None:
             wanted = int.from_bytes(invalid_ke.data[:2], "big") if len(invalid_ke.data) >= 2 else 0
-            ours = {s.dh for s in config.ike_suites}
+            ours = {s.dh for s in config.offered_ike_suites}
             if wanted in ours and wanted != self.group and self.attempts < config.max_init_attempts:
                 self.log.info(
                     "{peer} asks for DH group {group}; retrying",
@@ -248,7 +248,7 @@ class IkeSaInit(Task):
             sa.fail("IKE_SA_INIT response lacks SA, KE or Nr", NotifyType.INVALID_SYNTAX)
             return
         suite = suite_from_proposal(from_payload(sa_payload.proposals[0]))
-        if suite is None or suite not in config.ike_suites or suite.dh != ke.dh_group:
+        if suite is None or suite not in config.offered_ike_suites or suite.dh != ke.dh_group:
             sa.fail("responder chose a proposal we did not offer", NotifyType.NO_PROPOSAL_CHOSEN)
             return
         if ke.dh_group != self.group or message.spi_r == ZERO_SPI:

@@ -88,7 +88,7 @@ class IkeRekey(Task):
         assert sa.suite is not None
         current = sa.suite
         group = self.group
-        ordered = [current, *(s for s in sa.config.ike_suites if s != current)]
+        ordered = [current, *(s for s in sa.config.offered_ike_suites if s != current)]
         suites = [s for s in ordered if s.dh == group] + [s for s in ordered if s.dh != group]
         self.spi = sa.host.new_spi()
         self.nonce = sa.config.random(sa.config.nonce_length)
@@ -121,7 +121,7 @@ class IkeRekey(Task):
         for notify in notifies(payloads):
             if notify.notify_type == NotifyType.INVALID_KE_PAYLOAD and len(notify.data) >= 2:
                 wanted = int.from_bytes(notify.data[:2], "big")
-                groups = {s.dh for s in config.ike_suites}
+                groups = {s.dh for s in config.offered_ike_suites}
                 if (
                     wanted in groups
                     and wanted != self.group
@@ -195,7 +195,7 @@ class ChildRekey(Task):
             payloads.append(NotifyPayload(NotifyType.USE_TRANSPORT_MODE))
         payloads += [
             SecurityAssociationPayload(
-                tuple(to_payload(p) for p in child_proposal(config.child_suites, self.spi))
+                tuple(to_payload(p) for p in child_proposal(config.offered_child_suites, self.spi))
             ),
             NoncePayload(self.nonce),
             TsInitiatorPayload(ts_i),
@@ -209,7 +209,7 @@ class ChildRekey(Task):
         """The new CHILD_SA is up: delete the old one (RFC 7296 section 2.8)."""
         sa = self.sa
         new = child_response(
-            sa, payloads, self.spi, sa.config.child_suites, self._selectors(), self.nonce
+            sa, payloads, self.spi, sa.config.offered_child_suites, self._selectors(), self.nonce
         )
         if new is None:
             return
