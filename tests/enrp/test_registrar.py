@@ -299,7 +299,8 @@ def test_resolution_of_unknown_pool() -> None:
 
 
 def test_resolution_items() -> None:
-    """Three PEs by default; RSPLIB's item count is honoured up to 128."""
+    """All PEs by default (RFC 5352 3.3 SHOULD list all); RSPLIB's item count is honoured
+    up to 128, and --handle-resolution-items 3 gives RSPLIB's default."""
     h = Harness()
     c = h.connect(psk("pe-1"))
     for pe in range(1, 11):
@@ -307,12 +308,18 @@ def test_resolution_items() -> None:
     user = h.connect(ANONYMOUS_TLS)
     default = h.only(h.send(user, asap.HandleResolution(b"echo")))
     assert isinstance(default, asap.HandleResolutionResponse)
-    assert len(default.pool_elements) == 3
+    assert len(default.pool_elements) == 10
     assert default.policy is None  # round robin is not announced
     wanted = h.only(h.send(user, asap.HandleResolution(b"echo", items=7)))
     assert isinstance(wanted, asap.HandleResolutionResponse)
     assert len(wanted.pool_elements) == 7
     assert len({pe.pe_identifier for pe in wanted.pool_elements}) == 7
+    rsplib = Harness(handle_resolution_items=3)
+    c = rsplib.connect(psk("pe-1"))
+    for pe in range(1, 11):
+        rsplib.register(c, pe=pe, port=7000 + pe)
+    three = rsplib.only(rsplib.send(rsplib.connect(ANONYMOUS_TLS), asap.HandleResolution(b"echo")))
+    assert isinstance(three, asap.HandleResolutionResponse) and len(three.pool_elements) == 3
 
 
 def test_resolution_announces_adaptive_policy() -> None:

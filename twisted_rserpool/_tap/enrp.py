@@ -136,8 +136,9 @@ class Options(usage.Options):
         [
             "handle-resolution-items",
             None,
-            "3",
-            "PEs per handle resolution answer unless the PU asks (max 128).",
+            "128",
+            "PEs per handle resolution answer unless the PU asks (max 128; the default "
+            "lists all of a pool up to 128, as RFC 5352 3.3 says; RSPLIB answers 3).",
         ],
         [
             "request-rate",

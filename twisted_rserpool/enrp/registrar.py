@@ -106,7 +106,10 @@ class RegistrarConfig:
     #: default) and then some, so a PU repeating its report cannot count again before the
     #: PE has been asked twice.
     unreachable_report_window: float = 30.0
-    handle_resolution_items: int = 3
+    #: PEs per handle resolution answer when the PU does not say (RSPLIB's items
+    #: parameter): all of the pool, as RFC 5352 3.3 SHOULD, up to the maximum (RSPLIB
+    #: answers 3 by default).
+    handle_resolution_items: int = 128
     max_handle_resolution_items: int = 128
     #: Longest registration life granted, in seconds (longer ones, and -1, are cut to it).
     max_registration_life: int = 3600
