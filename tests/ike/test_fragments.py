@@ -328,6 +328,23 @@ def test_retransmitted_request_answered_from_cache() -> None:
     assert sa.fragment_verdicts[Verdict.DUPLICATE.value] == 1
 
 
+def test_refragmented_retransmission_answered_only_when_authentic() -> None:
+    """A retransmission cut anew (other octets: RFC 7383 2.5.2) is answered from the cache
+    when its fragment 1 is authentic; a forged fragment 1 and later fragments are not."""
+    pair = big_pair()
+    fragments = start(pair)
+    first_answer = deliver_to_gw(pair, fragments)
+    (cl_sa,) = pair.cl._sas.values()
+    assert cl_sa.cipher_out is not None
+    cut_anew = fragment_message(
+        cl_sa.cipher_out, fragments[0][:28], PayloadType.IDI, b"x" * 900, 400, bytes
+    )
+    assert len(cut_anew) == 3 and cut_anew[0] != fragments[0]
+    assert deliver_to_gw(pair, [_flip_icv(cut_anew[0]), cut_anew[1], cut_anew[2]], 2.0) == []
+    assert deliver_to_gw(pair, [cut_anew[0]], 2.0) == first_answer
+    assert len(of(pair.gw_events, IkeSaEstablished)) == 1
+
+
 def test_fragments_not_negotiated_are_dropped() -> None:
     """A peer that never announced fragmentation cannot make us store fragments."""
     pair = Pair(config(LONG_GATEWAY, fragmentation=False), config(LONG_CLIENT))

@@ -801,7 +801,9 @@ class IkeSa:
             reassembler = self._response_fragments
         else:
             verdict = self.window.classify(message_id, raw)
-            if verdict == PeerRequest.RETRANSMITTED:
+            if verdict == PeerRequest.RETRANSMITTED or self._first_fragment_again(
+                message, fragment, raw
+            ):
                 # Fragment 1 of the request we answered (2.6.1): the others are ignored.
                 for datagram in self.window.cached_datagrams():
                     self.host.send(datagram, self.peer_address)
@@ -872,6 +874,25 @@ class IkeSa:
                 self._receive_request(rebuilt, whole.first_fragment, now)
         finally:
             self._reassembled = None
+
+    def _first_fragment_again(
+        self, message: IkeMessage, fragment: EncryptedFragmentPayload, raw: bytes
+    ) -> bool:
+        """Whether ``raw`` is an authentic fragment 1 of the request we answered last, cut
+        anew by the peer (RFC 7383 2.5.2), so not the octets we cached: answer it again."""
+        cipher = self.cipher_in
+        if (
+            fragment.fragment_number != 1
+            or cipher is None
+            or message.exchange_type == ExchangeType.IKE_SA_INIT
+            or message.message_id != self.window.peer_next_message_id - 1
+        ):
+            return False
+        try:
+            cipher.open(raw, len(raw) - len(fragment.data) - 8, fragment=True)
+        except crypto.CryptoError:
+            return False
+        return True
 
     def _receive_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
         request = self.window.match(message.message_id, message.exchange_type)
