@@ -77,6 +77,54 @@ class ProcedureTests(TestCase):
         self.addCleanup(element.stopService)
         return element
 
+    async def test_a_slow_servers_answers_count(self) -> None:
+        """RFC 5352 3.7.2 against a real server frozen for 1.5 x T1 (pool user) and 1.3 x T2
+        (pool element): the request is sent again on the same connection and a hunt runs in
+        parallel (to a configured server that is down); the late answers count and the home
+        connection is the same one (it used to be torn down: ConnectionNotReady,
+        RequestTimedOut, and the PE's registrations dropped by the server)."""
+        creds = credentials(self)
+        enrp = await startEnrp(self, creds)
+        pe = self.pe(creds, enrp.port)
+        await pe.whenRegistered()
+        down = freePort()
+        user = PoolUser(
+            [creds.puClient(enrp.port), creds.puClient(down)],
+            peTrustRoots=loadCertificates(creds.caFile),
+            timers=FAST,
+            sessionMappingConfig=FAST_MAPPING,
+        )
+        user.startService()
+        self.addCleanup(user.stopService)
+        assert [e.pe_identifier for e in await user.resolve(POOL)] == [pe.peIdentifier]
+        assert user.link is not None
+        home = user.link.connection
+        user.purgeCache(POOL)
+        os.kill(enrp.process.pid, signal.SIGSTOP)
+        try:
+            answer = user.resolve(POOL)
+            await sleep(FAST.t1_enrp_request * 1.5)
+        finally:
+            os.kill(enrp.process.pid, signal.SIGCONT)
+        assert [e.pe_identifier for e in await answer] == [pe.peIdentifier]
+        assert user.link.connection is home
+        assert user.counters["resolutions_sent"] >= 3  # first, the retransmission, the second
+        assert user.link.huntsStarted >= 2  # the start, and the hunt in parallel
+
+        registrations = len(_registrations(enrp.log, pe.peIdentifier))
+        os.kill(enrp.process.pid, signal.SIGSTOP)
+        try:
+            assert pe.core is not None
+            pe._perform(pe.core.update(pe.clock.seconds()), None)  # re-register now
+            await sleep(FAST.t2_registration * 1.3)
+        finally:
+            os.kill(enrp.process.pid, signal.SIGCONT)
+        await pe.whenRegistered()
+        peers = set(_registrations(enrp.log, pe.peIdentifier))
+        assert len(peers) == 1  # every registration over the one connection
+        assert len(_registrations(enrp.log, pe.peIdentifier)) >= registrations + 1
+        assert "its ASAP connection" not in enrp.log.read_text()
+
     async def test_t4_follows_a_life_the_server_shortened(self) -> None:
         """R2.3 with --max-registration-life 3 and a PE asking for 60 s: the PE re-registers
         within the 3 s it was granted, so its registration never expires (it used to guess
