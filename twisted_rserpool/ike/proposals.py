@@ -766,6 +766,8 @@ def _single(proposal: OfferedProposal) -> dict[int, OfferedTransform] | None:
     for transform in proposal.transforms:
         if transform.type in by_type:
             return None
+        if transform.type != ENCR and transform.key_length is not None:
+            return None  # an attribute we never send (RFC 7296 3.3.6: returned unmodified)
         by_type[transform.type] = transform
     return by_type
 
@@ -794,7 +796,7 @@ def suite_from_proposal(proposal: OfferedProposal) -> IkeSuite | None:
             IntegrityId(integ.id) if integ is not None and integ.id != 0 else None,
             DhGroupId(by_type[DH].id),
         )
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, UnsupportedTransformError):
         return None
     if (suite.integrity is None) != encr.aead:
         return None
@@ -820,7 +822,7 @@ def child_suite_from_proposal(proposal: OfferedProposal) -> ChildSuite | None:
             IntegrityId(integ.id) if integ is not None and integ.id != 0 else None,
             bool(esn.id) if esn is not None else False,
         )
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, UnsupportedTransformError):
         return None
     if (suite.integrity is None) != encr.aead:
         return None

@@ -16,13 +16,14 @@ from twisted_rserpool.ike.codec import (
     Transform,
     TransformAttribute,
 )
-from twisted_rserpool.ike.constants import NotifyType
+from twisted_rserpool.ike.constants import NotifyType, TransformAttributeType
 from twisted_rserpool.ike.crypto import DhGroupId
 from twisted_rserpool.ike.proposals import ENCR, OfferedProposal, OfferedTransform
 
 __all__ = [
     "MAX_NONCE",
     "MIN_NONCE",
+    "UNACCEPTABLE_KEY_LENGTH",
     "ZERO_SPI",
     "Refusal",
     "find",
@@ -101,21 +102,40 @@ def to_payload(proposal: OfferedProposal) -> Proposal:
     )
 
 
+UNACCEPTABLE_KEY_LENGTH = -1
+"""Key Length of an offered transform we must consider unacceptable (RFC 7296 3.3.6): it
+matches none of ours, yet its type still counts as offered."""
+
+
+def _offered_transform(transform: Transform) -> OfferedTransform:
+    """A transform as offered; an attribute we do not understand, or a Key Length on a
+    transform type that takes none (PRF, INTEG, DH, ESN: RFC 7296 3.3.5), makes it
+    unacceptable, while other transforms of its type are processed as usual (3.3.6)."""
+    key_length: int | None = None
+    for attribute in transform.attributes:
+        if (
+            attribute.attribute_type != TransformAttributeType.KEY_LENGTH
+            or not isinstance(attribute.value, int)  # Key Length is TV only
+            or key_length is not None
+            or transform.transform_type != ENCR
+        ):
+            key_length = UNACCEPTABLE_KEY_LENGTH
+            break
+        key_length = attribute.value
+    return OfferedTransform(transform.transform_type, transform.transform_id, key_length)
+
+
 @functools.lru_cache(maxsize=1024)
 def from_payload(proposal: Proposal) -> OfferedProposal:
-    """A proposal of ``proposals`` from a decoded codec Proposal (cached: both immutable)."""
+    """A proposal of ``proposals`` from a decoded codec Proposal (cached: both immutable).
+
+    Transforms RFC 7296 3.3.6 makes unacceptable keep ``UNACCEPTABLE_KEY_LENGTH``.
+    """
     return OfferedProposal(
         proposal.number,
         proposal.protocol_id,
         proposal.spi,
-        tuple(
-            OfferedTransform(
-                t.transform_type,
-                t.transform_id,
-                t.key_length if t.transform_type == ENCR else None,
-            )
-            for t in proposal.transforms
-        ),
+        tuple(_offered_transform(t) for t in proposal.transforms),
     )
 
 
