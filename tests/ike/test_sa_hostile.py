@@ -184,7 +184,7 @@ def test_endless_cookies_give_up() -> None:
                 AuthenticationPayload, AuthenticationPayload(AuthMethod.RSA_DIGITAL_SIGNATURE, b"x")
             ),
             "cannot verify AUTH method",
-            None,
+            NotifyType.AUTHENTICATION_FAILED,
         ),
     ],
 )

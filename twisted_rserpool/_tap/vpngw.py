@@ -14,7 +14,6 @@ the Least Used value), and ``--redirect-pool`` takes the targets from such a poo
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -24,6 +23,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool._tap.vpngw_auth import (
+    AUTH_FLAGS,
+    AUTH_PARAMETERS,
+    auth_config,
+    check_auth,
+    client_hint,
+)
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
 from twisted_rserpool.ike.codec import GatewayIdentity
@@ -32,9 +38,7 @@ from twisted_rserpool.ike.config import (
     DEFAULT_IKE_SUITES,
     DEFAULT_LIVENESS_INTERVAL,
     DEFAULT_MAX_TRAFFIC_SELECTORS,
-    Identity,
     IkeConfig,
-    PskTable,
 )
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.fragments import MIN_FRAGMENT_SIZE
@@ -134,6 +138,7 @@ class Options(usage.Options):
     )
 
     optFlags: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
+        *AUTH_FLAGS,
         [
             "redirect-always",
             None,
@@ -174,16 +179,19 @@ class Options(usage.Options):
         [
             "identity",
             "i",
-            "vpngw@localhost",
-            "Our IKE identity (IDr): an IP address, user@domain (RFC 822) or @fqdn.",
+            None,
+            "Our IKE identity (IDr): an IP address, user@domain (RFC 822) or @fqdn. Default: "
+            "vpngw@localhost, or from --certificate.",
         ],
+        *AUTH_PARAMETERS,
         [
             "secrets",
             "s",
             None,
             "File of pre-shared keys, one 'client-identity : secret' per line ('*' for any "
             'identity, "quoted" or 0xHEX secrets, # comments). Default: generate one key '
-            "for any identity and log it.",
+            "for any identity and log it (unless --certificate and --client-auth other than "
+            "psk need no key).",
         ],
         [
             "proposals",
@@ -398,10 +406,6 @@ class Options(usage.Options):
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError("--port must be 0 to 65535")
         try:
-            self["identity"] = Identity.parse(self["identity"])
-        except ValueError as e:
-            raise usage.UsageError(f"--identity: {e}") from None
-        try:
             self["ike_suites"] = (
                 parse_ike_suites(self["proposals"]) if self["proposals"] else DEFAULT_IKE_SUITES
             )
@@ -443,39 +447,15 @@ class Options(usage.Options):
             raise usage.UsageError("redirect rules need --redirect-to gateways")
         if self["pool"] is not None and not self["pool-enrp"]:
             raise usage.UsageError("--pool needs --pool-enrp")
-        self["generated_psk"] = None
-        if self["secrets"] is None:
-            psk = secrets.token_urlsafe(24)
-            self["generated_psk"] = psk
-            self["psks"] = PskTable(default=psk.encode("ascii"))
-        else:
-            try:
-                with open(self["secrets"], encoding="utf-8") as f:
-                    self["psks"] = PskTable.parse(f.read())
-            except (OSError, ValueError) as e:
-                raise usage.UsageError(f"--secrets: {e}") from None
+        check_auth(self)
 
 
 def _connect_hint(options: Options) -> str:
-    host, port = options["addresses"][0], options["port"]
-    lines = [
-        "connect with strongSwan (swanctl.conf):",
-        "  connections { vpngw { version = 2  remote_addrs = " + host,
-    ]
-    if port != 500:
-        lines.append(f"    remote_port = {port}")
     ike = "default" if options["ike_suites"] == DEFAULT_IKE_SUITES else options["ike_suites"][0]
     esp = (
         "default" if options["child_suites"] == DEFAULT_CHILD_SUITES else options["child_suites"][0]
     )
-    lines += [
-        f"    proposals = {ike}",
-        "    local { auth = psk  id = client@localhost }",
-        f"    remote {{ auth = psk  id = {options['identity']} }}",
-        f"    children {{ net {{ esp_proposals = {esp} }} }} }} }}",
-        f'  secrets {{ ike-vpngw {{ secret = "{options["generated_psk"]}" }} }}',
-    ]
-    return "\n".join(lines)
+    return client_hint(options, str(ike), str(esp))
 
 
 def makePolicy(
@@ -526,6 +506,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         rekey_interval=options["rekey-interval"],
         redirected_from_allowed=options["from_allowed"],
         redirect_delete_timeout=options["redirect-delete-timeout"],
+        **auth_config(options),
         fragmentation=options["fragment-size"] != 0,
         fragment_size=options["fragment-size"] or None,
     )
@@ -577,6 +558,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "vpngw: no --secrets given; any client identity may connect with the generated "
             "pre-shared key {psk}\n{hint}",
             psk=options["generated_psk"],
+            hint=_connect_hint(options),
+        )
+    else:
+        log.info(
+            "vpngw: {identity} authenticates with {method}, clients with {client_auth}\n{hint}",
+            identity=str(options["identity"]),
+            method="its certificate" if options["credentials"] is not None else "a PSK",
+            client_auth=options["client-auth"],
             hint=_connect_hint(options),
         )
     return service

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from twisted_rserpool.ike.child import any_selector
 from twisted_rserpool.ike.codec import TrafficSelector
@@ -24,6 +26,10 @@ from twisted_rserpool.ike.proposals import (
     ike_suite_set,
 )
 
+if TYPE_CHECKING:
+    from twisted_rserpool.ike.auth.certificates import Credentials, TrustAnchors
+    from twisted_rserpool.ike.auth.eap import IEapAuthenticator
+
 __all__ = [
     "DEFAULT_CHILD_SUITES",
     "DEFAULT_IKE_SUITES",
@@ -31,6 +37,7 @@ __all__ = [
     "DEFAULT_INITIATOR_IKE_SUITES",
     "DEFAULT_LIVENESS_INTERVAL",
     "DEFAULT_MAX_TRAFFIC_SELECTORS",
+    "PEER_AUTH_METHODS",
     "Identity",
     "IkeConfig",
     "PskTable",
@@ -40,6 +47,8 @@ DEFAULT_IKE_SUITES = IKE_ALGORITHMS
 """Any combination of the IKE transforms we implement, strong first (docs/ike.md)."""
 DEFAULT_CHILD_SUITES = ESP_ALGORITHMS
 """Any combination of the ESP transforms we negotiate, strong first (docs/ike.md)."""
+PEER_AUTH_METHODS = ("psk", "certificate", "eap-mschapv2")
+"""What an IKE endpoint may demand of its peer's authentication (``IkeConfig.peer_auth``)."""
 DEFAULT_INITIATOR_IKE_SUITES = ike_suite_set(
     prfs=[p for p in PRF_PREFERENCE if p != PrfId.HMAC_SHA1],
     integrities=[i for i in INTEGRITY_PREFERENCE if i != IntegrityId.HMAC_SHA1_96],
@@ -193,6 +202,17 @@ class IkeConfig:
     IPv4, 1280 over IPv6, RFC 7383 2.5.1) goes out as IKE Fragment messages, and the peer's
     fragments are reassembled within ``fragment_limits``.
 
+    Authentication (RFC 7296 sections 2.15-2.16, 3.5-3.8; RFC 7427): we sign our AUTH with
+    ``credentials`` (certificate chain and RSA or ECDSA key) when given, else as an
+    initiator with ``eap_peer`` (EAP-MSCHAPv2 user name and password) we leave AUTH out and
+    run EAP, else we use the pre-shared key. ``peer_auth`` is what we demand of the peer:
+    ``"psk"``, ``"certificate"`` (verified against ``trust``, the CA certificates, with
+    the peer's identity in its certificate; checked at ``wall_time()``) or
+    ``"eap-mschapv2"`` (responder only: the ``eap`` authenticator checks the client, in
+    at most ``max_eap_rounds`` IKE_AUTH rounds). ``send_cert`` says when our CERT payloads
+    go out (``"ifasked"``: when the peer sent a CERTREQ). With ``rsa_pss`` an RSA key signs
+    with RSASSA-PSS instead of PKCS#1 v1.5 (when the peer supports RFC 7427).
+
     ``random(n)`` returns ``n`` random octets for nonces, SPIs, IVs, cookie secrets and
     Diffie-Hellman private values (default ``os.urandom``; tests pass a seeded source to
     replay an exchange octet for octet; never do that in production).
@@ -233,6 +253,15 @@ class IkeConfig:
     rekey_retry_fraction: float = 0.1
     rekey_retry_min: float = 10.0
     max_traffic_selectors: int = DEFAULT_MAX_TRAFFIC_SELECTORS
+    credentials: Credentials | None = None
+    trust: TrustAnchors | None = None
+    peer_auth: str = "psk"
+    send_cert: str = "ifasked"
+    rsa_pss: bool = False
+    eap: IEapAuthenticator | None = None
+    eap_peer: tuple[bytes, str] | None = None
+    max_eap_rounds: int = 8
+    wall_time: Callable[[], float] = time.time
     random: Callable[[int], bytes] = os.urandom
 
     def __post_init__(self) -> None:
@@ -248,6 +277,16 @@ class IkeConfig:
             raise ValueError("liveness_interval must be positive (None disables the checks)")
         if self.max_traffic_selectors < 1:
             raise ValueError("max_traffic_selectors must be at least 1")
+        if self.peer_auth not in PEER_AUTH_METHODS:
+            raise ValueError(f"peer_auth must be one of {', '.join(PEER_AUTH_METHODS)}")
+        if self.peer_auth == "certificate" and self.trust is None:
+            raise ValueError("peer_auth 'certificate' needs trust (the CA certificates)")
+        if self.peer_auth == "eap-mschapv2" and self.eap is None:
+            raise ValueError("peer_auth 'eap-mschapv2' needs an eap authenticator")
+        if self.send_cert not in ("always", "ifasked", "never"):
+            raise ValueError("send_cert must be always, ifasked or never")
+        if self.max_eap_rounds < 1:
+            raise ValueError("max_eap_rounds must be at least 1")
         if self.initiator_ike_suites == ():
             raise ValueError("initiator_ike_suites must hold a suite (None: the default)")
 

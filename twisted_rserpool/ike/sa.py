@@ -201,6 +201,10 @@ class IkeSa:
         self.peer_auth_verified: str | None = None
         """How the peer's AUTH was verified (``"PSK"``); None until it is."""
         self.peer_childless = False
+        self.peer_signature_hashes: frozenset[int] | None = None
+        """What the peer announced in SIGNATURE_HASH_ALGORITHMS (RFC 7427); None: nothing."""
+        self.peer_certreq = False
+        """Whether the peer sent a CERTREQ for X.509 certificates (we then send CERT)."""
         self.peer_behind_nat = False
         self.local_behind_nat = False
         self.children: dict[bytes, ChildSa] = {}

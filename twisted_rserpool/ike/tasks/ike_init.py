@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike.auth import signature
 from twisted_rserpool.ike.codec import (
+    CertificateRequestPayload,
     IkeMessage,
     KeyExchangePayload,
     NoncePayload,
@@ -28,7 +30,7 @@ from twisted_rserpool.ike.codec import (
     redirect_supported_notify,
     redirected_from_notify,
 )
-from twisted_rserpool.ike.constants import ExchangeType, NotifyType
+from twisted_rserpool.ike.constants import CertEncoding, ExchangeType, NotifyType
 from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,
@@ -52,7 +54,14 @@ from twisted_rserpool.ike.window import Outstanding
 if TYPE_CHECKING:
     from twisted_rserpool.ike.sa import IkeSa
 
-__all__ = ["DeferredKeys", "IkeSaInit", "accept_init", "check_nat", "nat_notifies"]
+__all__ = [
+    "DeferredKeys",
+    "IkeSaInit",
+    "accept_init",
+    "check_nat",
+    "nat_notifies",
+    "offer_signatures",
+]
 
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -99,6 +108,40 @@ class DeferredKeys:
         return self.key.shared_secret(self.peer_public_value)
 
 
+def offer_signatures(sa: IkeSa, peer: Sequence[Payload] | None) -> list[Payload]:
+    """Note the peer's SIGNATURE_HASH_ALGORITHMS and CERTREQ (RFC 7427 section 4, RFC 7296
+    section 3.7) from its IKE_SA_INIT ``peer``; ours to send when we sign or verify signatures.
+
+    The responder's CERTREQ (only when it demands a certificate) goes with its response.
+    """
+    if peer is not None:
+        for payload in peer:
+            if isinstance(payload, NotifyPayload) and (
+                payload.notify_type == NotifyType.SIGNATURE_HASH_ALGORITHMS
+            ):
+                try:
+                    sa.peer_signature_hashes = signature.decode_hash_algorithms(payload.data)
+                except signature.AuthDataError:
+                    sa.peer_signature_hashes = None
+            elif isinstance(payload, CertificateRequestPayload) and (
+                payload.encoding == CertEncoding.X509_SIGNATURE
+            ):
+                sa.peer_certreq = True
+    config = sa.config
+    ours: list[Payload] = []
+    if config.credentials is None and config.trust is None:
+        return ours
+    if not sa.initiator and config.trust is not None and config.peer_auth == "certificate":
+        ours.append(
+            CertificateRequestPayload(CertEncoding.X509_SIGNATURE, config.trust.certreq_data())
+        )
+    if sa.initiator or peer is None or sa.peer_signature_hashes is not None:
+        ours.append(
+            NotifyPayload(NotifyType.SIGNATURE_HASH_ALGORITHMS, signature.encode_hash_algorithms())
+        )
+    return ours
+
+
 def accept_init(
     sa: IkeSa,
     request: IkeMessage,
@@ -128,6 +171,7 @@ def accept_init(
         KeyExchangePayload(suite.dh, key.public_value),
         NoncePayload(sa.nonce_r),
     ]
+    payloads.extend(offer_signatures(sa, request.payloads))
     if request.notify(NotifyType.NAT_DETECTION_SOURCE_IP) is not None:
         payloads.extend(nat_notifies(sa, sa.spi_r))
     if sa.config.childless != "never":
@@ -181,6 +225,7 @@ class IkeSaInit(Task):
             KeyExchangePayload(self.group, self.key.public_value),
             NoncePayload(sa.nonce_i),
             *nat_notifies(sa, ZERO_SPI),
+            *offer_signatures(sa, None),
         ]
         if sa.config.fragmentation:
             payloads.append(NotifyPayload(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED))
@@ -268,6 +313,7 @@ class IkeSaInit(Task):
         sa.nonce_r = nonce.data
         sa.init_response = raw
         sa.peer_childless = message.notify(NotifyType.CHILDLESS_IKEV2_SUPPORTED) is not None
+        offer_signatures(sa, message.payloads)
         sa.fragmentation = (
             config.fragmentation
             and message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None

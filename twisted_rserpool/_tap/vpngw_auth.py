@@ -1,0 +1,232 @@
+"""The authentication options of ``twisted vpngw``: certificates, client authentication
+(PSK, certificates, EAP-MSCHAPv2), and the strongSwan client configuration it logs."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from twisted.python import usage
+
+from twisted_rserpool.ike.auth.certificates import (
+    Credentials,
+    TrustAnchors,
+    identity_in_certificate,
+    identity_of_certificate,
+)
+from twisted_rserpool.ike.auth.eap import MsChapV2Authenticator, UsersFile
+from twisted_rserpool.ike.config import PEER_AUTH_METHODS, Identity, PskTable
+from twisted_rserpool.ike.constants import IdType
+
+__all__ = ["AUTH_FLAGS", "AUTH_PARAMETERS", "auth_config", "check_auth", "client_hint"]
+
+DEFAULT_IDENTITY = "vpngw@localhost"
+
+AUTH_FLAGS: list[Any] = [
+    [
+        "rsa-pss",
+        None,
+        "Sign with RSASSA-PSS instead of PKCS#1 v1.5 when --private-key is RSA and the client "
+        "supports RFC 7427 signatures.",
+    ],
+]
+
+AUTH_PARAMETERS: list[Any] = [
+    [
+        "certificate",
+        None,
+        None,
+        "PEM file with the gateway's certificate (then any intermediate CA certificates): "
+        "the gateway authenticates with it (RFC 7427 digital signatures with RSA or ECDSA, "
+        "or RFC 7296/4754 methods 1 and 9-11 for clients that do not announce RFC 7427) "
+        "instead of a pre-shared key. Needs --private-key. --identity must be in it (as a "
+        "dNSName, rfc822Name or iPAddress subjectAltName, or the subject DN); without "
+        "--identity it is the first dNSName, else the subject DN.",
+    ],
+    ["private-key", None, None, "PEM file with the private key (RSA or ECDSA) of --certificate."],
+    [
+        "ca",
+        None,
+        None,
+        "PEM file of the CA certificates that issue client certificates (for --client-auth "
+        "certificate); the gateway names them in CERTREQ (SHA-1 of their public keys).",
+    ],
+    [
+        "client-auth",
+        None,
+        "psk",
+        "How clients authenticate: 'psk' (--secrets), 'certificate' (a certificate chaining "
+        "to --ca that contains the client's IKE identity) or 'eap-mschapv2' (EAP-MSCHAPv2, "
+        "RFC 7296 section 2.16, with the users of --eap-users; the gateway authenticates "
+        "itself with --certificate, or a pre-shared key when there is none).",
+    ],
+    [
+        "eap-users",
+        None,
+        None,
+        "File of EAP-MSCHAPv2 users, one 'name : EAP \"password\"' per line, as strongSwan's "
+        "ipsec.secrets writes them (# comments).",
+    ],
+    [
+        "send-cert",
+        None,
+        "ifasked",
+        "When the gateway sends its certificate (CERT payloads): 'ifasked' (the client sent "
+        "a CERTREQ), 'always' or 'never'.",
+    ],
+    [
+        "max-eap-rounds",
+        None,
+        8,
+        "IKE_AUTH requests an EAP conversation may take before the client is refused "
+        "(AUTHENTICATION_FAILED).",
+        int,
+    ],
+]
+
+
+def _read(path: str, option: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise usage.UsageError(f"--{option}: {e}") from None
+
+
+def check_auth(options: usage.Options) -> None:
+    """Load and check the authentication options (sets identity, psks, credentials, ...)."""
+    if options["client-auth"] not in PEER_AUTH_METHODS:
+        raise usage.UsageError(f"--client-auth must be one of {', '.join(PEER_AUTH_METHODS)}")
+    if options["send-cert"] not in ("ifasked", "always", "never"):
+        raise usage.UsageError("--send-cert must be ifasked, always or never")
+    if options["max-eap-rounds"] < 1:
+        raise usage.UsageError("--max-eap-rounds must be at least 1")
+    credentials: Credentials | None = None
+    if (options["certificate"] is None) != (options["private-key"] is None):
+        raise usage.UsageError("give --certificate and --private-key together")
+    if options["certificate"] is not None:
+        try:
+            credentials = Credentials.load(
+                _read(options["certificate"], "certificate"),
+                _read(options["private-key"], "private-key"),
+            )
+        except ValueError as e:
+            raise usage.UsageError(f"--certificate/--private-key: {e}") from None
+    options["credentials"] = credentials
+    try:
+        if options["identity"] is not None:
+            identity = Identity.parse(options["identity"])
+        elif credentials is not None:
+            identity = identity_of_certificate(credentials.certificate)
+        else:
+            identity = Identity.parse(DEFAULT_IDENTITY)
+    except ValueError as e:
+        raise usage.UsageError(f"--identity: {e}") from None
+    if credentials is not None and not identity_in_certificate(identity, credentials.certificate):
+        raise usage.UsageError(
+            f"--identity {identity} is not in the certificate of "
+            f"{credentials.certificate.subject.rfc4514_string()}"
+        )
+    options["identity"] = identity
+    trust: TrustAnchors | None = None
+    if options["ca"] is not None:
+        try:
+            trust = TrustAnchors.load(_read(options["ca"], "ca"))
+        except ValueError as e:
+            raise usage.UsageError(f"--ca: {e}") from None
+    elif options["client-auth"] == "certificate":
+        raise usage.UsageError("--client-auth certificate needs --ca")
+    options["trust"] = trust
+    options["eap"] = None
+    if options["client-auth"] == "eap-mschapv2":
+        if options["eap-users"] is None:
+            raise usage.UsageError("--client-auth eap-mschapv2 needs --eap-users")
+        try:
+            users = UsersFile.parse(_read(options["eap-users"], "eap-users").decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise usage.UsageError(f"--eap-users: {e}") from None
+        options["eap"] = MsChapV2Authenticator(users)
+        options["eap_users"] = users
+    options["generated_psk"] = None
+    if options["secrets"] is not None:
+        try:
+            with open(options["secrets"], encoding="utf-8") as f:
+                options["psks"] = PskTable.parse(f.read())
+        except (OSError, ValueError) as e:
+            raise usage.UsageError(f"--secrets: {e}") from None
+    elif options["client-auth"] == "psk" or credentials is None:
+        # Someone needs a key: the clients (psk), or the gateway itself (no certificate).
+        psk = secrets.token_urlsafe(24)
+        options["generated_psk"] = psk
+        options["psks"] = PskTable(default=psk.encode("ascii"))
+    else:
+        options["psks"] = PskTable()
+
+
+def auth_config(options: usage.Options) -> dict[str, Any]:
+    """The IkeConfig fields of the authentication options."""
+    return {
+        "credentials": options["credentials"],
+        "trust": options["trust"],
+        "peer_auth": options["client-auth"],
+        "eap": options["eap"],
+        "send_cert": options["send-cert"],
+        "rsa_pss": bool(options["rsa-pss"]),
+        "max_eap_rounds": options["max-eap-rounds"],
+    }
+
+
+def _swan_id(identity: Identity) -> str:
+    if identity.id_type == IdType.ID_FQDN:
+        return "@" + str(identity)
+    if identity.id_type == IdType.ID_DER_ASN1_DN:
+        return '"asn1dn:#' + identity.data.hex() + '"'
+    return str(identity)
+
+
+def client_hint(options: usage.Options, proposals: str, esp_proposals: str) -> str:
+    """A ready-to-paste strongSwan swanctl.conf for a client of these options."""
+    host, port = options["addresses"][0], options["port"]
+    credentials: Credentials | None = options["credentials"]
+    client_auth = options["client-auth"]
+    lines = [
+        "connect with strongSwan (swanctl.conf):",
+        "  connections { vpngw { version = 2  remote_addrs = " + host,
+    ]
+    if port != 500:
+        lines.append(f"    remote_port = {port}")
+    lines.append(f"    proposals = {proposals}")
+    if client_auth == "certificate":
+        lines.append(
+            "    local { auth = pubkey  certs = client.pem  id = client@localhost }"
+            "  # client.pem issued by a CA of --ca, with client@localhost as a subjectAltName"
+        )
+    elif client_auth == "eap-mschapv2":
+        users: UsersFile = options["eap_users"]
+        user = next(iter(users.users), b"user").decode("utf-8", "replace")
+        lines.append(f"    local {{ auth = eap-mschapv2  eap_id = {user} }}")
+    else:
+        lines.append("    local { auth = psk  id = client@localhost }")
+    identity = _swan_id(options["identity"])
+    if credentials is not None:
+        issuer = credentials.certificate.issuer.rfc4514_string()
+        lines.append(
+            f"    remote {{ auth = pubkey  id = {identity} }}"
+            f"  # put the CA certificate of {issuer} into /etc/swanctl/x509ca/"
+        )
+    else:
+        lines.append(f"    remote {{ auth = psk  id = {identity} }}")
+    lines.append(f"    children {{ net {{ esp_proposals = {esp_proposals} }} }} }} }}")
+    psk = options["generated_psk"]
+    secret_lines = []
+    if psk is not None:
+        secret_lines.append(f'ike-vpngw {{ secret = "{psk}" }}')
+    elif credentials is None or client_auth == "psk":
+        secret_lines.append('ike-vpngw { secret = "<the key in --secrets>" }')
+    if client_auth == "eap-mschapv2":
+        users = options["eap_users"]
+        user = next(iter(users.users), b"user").decode("utf-8", "replace")
+        secret_lines.append(f'eap-vpngw {{ id = {user}  secret = "<{user}\'s password>" }}')
+    if secret_lines:
+        lines.append("  secrets { " + "  ".join(secret_lines) + " }")
+    return "\n".join(lines)
