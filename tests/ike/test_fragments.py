@@ -376,6 +376,22 @@ def test_fragmented_informational_on_an_established_sa_both_ways() -> None:
         assert task.answers == [()]
 
 
+def test_rekeyed_ike_sa_keeps_fragmentation() -> None:
+    """The IKE SA made by a rekey inherits the negotiated support (no new IKE_SA_INIT)."""
+    pair = Pair()
+    spi = pair.establish()
+    assert pair.cl.rekey_ike_sa(spi, 1.0)
+    pair.pump(1.0)
+    (new,) = (sa for sa in pair.cl._sas.values() if sa.local_spi != spi)
+    assert new.fragmentation
+    before = len(pair.sent)
+    task = Forged(new, ExchangeType.INFORMATIONAL, (VendorIdPayload(b"v" * 3000),))
+    new.queue(task, 2.0)
+    pair.pump(2.0)
+    assert all(skf(d) is not None for _, d in pair.sent[before:-1])
+    assert task.answers == [()]
+
+
 # --- the reassembler alone -----------------------------------------------------------------
 
 
