@@ -14,7 +14,7 @@ from twisted_rserpool.ike.events import (
     IkeSaEstablished,
     LivenessConfirmed,
 )
-from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeNatTraversalProtocol, IkeUdpService
 from twisted_rserpool.ike.initiator import IkeInitiatorProtocol, IkeSaSetupFailed
 
 GW = ("127.0.0.2", 500)
@@ -144,16 +144,23 @@ class FakePort:
 
 
 class FakeReactor(Clock):
+    """A clock that records UDP listens: IKE ports in ``listened``, NAT traversal ports
+    (``IkeNatTraversalProtocol``) in ``nat_listened``."""
+
     def __init__(self) -> None:
         super().__init__()
         self.listened: list[tuple[int, object, str, int]] = []
+        self.nat_listened: list[tuple[int, object, str, int]] = []
         self.ports: list[FakePort] = []
 
     def listenUDP(
         self, port: int, protocol: object, interface: str, maxPacketSize: int
     ) -> FakePort:
-        self.listened.append((port, protocol, interface, maxPacketSize))
-        self.ports.append(FakePort(port or 40000))
+        nat = isinstance(protocol, IkeNatTraversalProtocol)
+        (self.nat_listened if nat else self.listened).append(
+            (port, protocol, interface, maxPacketSize)
+        )
+        self.ports.append(FakePort(port or (41000 if nat else 40000)))
         return self.ports[-1]
 
 

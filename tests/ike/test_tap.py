@@ -49,7 +49,8 @@ def test_options_converted(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.write_text('alice@test : "a-key"\n')
     options = parse(
-        "--listen", "127.0.0.9, 127.0.0.10", "--port", "4500", "--identity", "@gw.example",
+        "--listen", "127.0.0.9, 127.0.0.10", "--port", "4500", "--nat-t-port", "4501",
+        "--nat-keepalive-interval", "15", "--identity", "@gw.example",
         "--secrets", str(secrets), "--proposals", "aes256gcm16-prfsha384-ecp384",
         "--esp-proposals", "aes256-sha512", "--cookie-threshold", "0", "--max-sas", "7",
         "--max-half-open", "3", "--half-open-timeout", "5", "--liveness-interval", "9",
@@ -65,7 +66,13 @@ def test_options_converted(tmp_path: Path) -> None:
     service.startService()  # type: ignore[no-untyped-call]
     ((port, protocol, interface, _), (_, other, interface2, _)) = reactor.listened
     assert (port, interface, interface2) == (4500, "127.0.0.9", "127.0.0.10")
+    assert [(p, i) for p, _, i, _ in reactor.nat_listened] == [
+        (4501, "127.0.0.9"),
+        (4501, "127.0.0.10"),
+    ]
     assert isinstance(protocol, IkeGatewayProtocol) and isinstance(other, IkeGatewayProtocol)
+    assert protocol.endpoint.nat_t_port == 4501
+    assert protocol.endpoint.config.nat_keepalive_interval == 15.0
     assert other.endpoint is not protocol.endpoint
     config = protocol.endpoint.config
     assert config.local_id == Identity.parse("@gw.example")
@@ -86,6 +93,9 @@ def test_options_converted(tmp_path: Path) -> None:
         ["--listen", "127.0.0.1,127.0.0.1"],
         ["--listen", ","],
         ["--port", "70000"],
+        ["--nat-t-port", "70000"],
+        ["--port", "4500"],
+        ["--nat-keepalive-interval", "-1"],
         ["--identity", " "],
         ["--proposals", "des-md5-modp768"],
         ["--esp-proposals", "aes128"],
@@ -121,6 +131,7 @@ def test_default_service_logs_how_to_connect() -> None:
     assert isinstance(service, MultiService)
     service.startService()  # type: ignore[no-untyped-call]
     assert [(p, i) for p, _, i, _ in reactor.listened] == [(500, "127.0.0.1")]
+    assert [(p, i) for p, _, i, _ in reactor.nat_listened] == [(4500, "127.0.0.1")]
     (hint,) = [e for e in events if e.get("psk") == options["generated_psk"]]
     assert "remote_addrs = 127.0.0.1" in hint["hint"] and "id = vpngw@localhost" in hint["hint"]
     assert options["generated_psk"] in hint["hint"]

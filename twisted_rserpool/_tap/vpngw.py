@@ -177,6 +177,26 @@ class Options(usage.Options):
             int,
         ],
         [
+            "nat-t-port",
+            None,
+            4500,
+            "UDP port for NAT traversal (RFC 7296 section 2.23, RFC 3948), on each --listen "
+            "address beside --port: a client that detects a NAT (or forces UDP encapsulation, "
+            "strongSwan's encap = yes) moves there after IKE_SA_INIT; IKE on it carries the "
+            "4-octet non-ESP marker, ESP packets on it are counted and dropped (no ESP data "
+            "plane), NAT-keepalives ignored. An IKE SA follows its client to a new address or "
+            "port only on an authenticated new request. 0 disables NAT traversal.",
+            int,
+        ],
+        [
+            "nat-keepalive-interval",
+            None,
+            20.0,
+            "Seconds between the NAT-keepalives (RFC 3948 section 4) an IKE SA sends when "
+            "NAT detection finds this gateway behind a NAT; 0 sends none.",
+            float,
+        ],
+        [
             "identity",
             "i",
             None,
@@ -405,6 +425,12 @@ class Options(usage.Options):
         self["addresses"] = addresses
         if not 0 <= self["port"] <= 65535:
             raise usage.UsageError("--port must be 0 to 65535")
+        if not 0 <= self["nat-t-port"] <= 65535:
+            raise usage.UsageError("--nat-t-port must be 0 (disabled) to 65535")
+        if self["nat-t-port"] and self["nat-t-port"] == self["port"]:
+            raise usage.UsageError("--nat-t-port must differ from --port (or be 0)")
+        if self["nat-keepalive-interval"] < 0:
+            raise usage.UsageError("--nat-keepalive-interval must not be negative")
         try:
             self["ike_suites"] = (
                 parse_ike_suites(self["proposals"]) if self["proposals"] else DEFAULT_IKE_SUITES
@@ -502,6 +528,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         max_half_open=options["max-half-open"],
         half_open_timeout=options["half-open-timeout"],
         liveness_interval=options["liveness-interval"],
+        nat_keepalive_interval=options["nat-keepalive-interval"] or None,
         max_traffic_selectors=options["max-traffic-selectors"],
         rekey_interval=options["rekey-interval"],
         redirected_from_allowed=options["from_allowed"],
@@ -543,7 +570,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         endpoint = IkeEndpoint(config, (address, options["port"]), redirect_policy=policy)
         protocol = IkeGatewayProtocol(endpoint, reactor)
         protocols.append(protocol)
-        udp = IkeUdpService(protocol, address, options["port"], reactor)
+        udp = IkeUdpService(
+            protocol,
+            address,
+            options["port"],
+            reactor,
+            natTraversalPort=options["nat-t-port"] or None,
+        )
         udp.setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["admin"] is not None:
         from twisted.web.server import Site  # noqa: PLC0415 (only with --admin)

@@ -191,6 +191,10 @@ class IkeConfig:
     unanswered after every retransmission the IKE SA is deleted (``"peer unreachable"``).
     None disables the checks (an SA whose peer vanished then stays until deleted).
 
+    NAT traversal (RFC 7296 section 2.23, RFC 3948): an established IKE SA that detected
+    that we are behind a NAT sends a NAT-keepalive every ``nat_keepalive_interval``
+    seconds (None: never) to keep the NAT's mapping.
+
     Traffic selectors: a CHILD_SA's TSi and TSr are narrowed to our ``local_ts`` and
     ``remote_ts`` (RFC 7296 section 2.9), keeping at most ``max_traffic_selectors`` of each,
     the first in the initiator's order; a request of which nothing is within our policy is
@@ -235,6 +239,7 @@ class IkeConfig:
     retransmit_timeout: float = 2.0
     retransmit_tries: int = 5
     liveness_interval: float | None = DEFAULT_LIVENESS_INTERVAL
+    nat_keepalive_interval: float | None = 20.0
     nonce_length: int = 32
     initial_contact: bool = True
     rekey_interval: float | None = None
@@ -275,6 +280,8 @@ class IkeConfig:
             raise ValueError(f"fragment_size must be {MIN_FRAGMENT_SIZE} to 65535 octets")
         if self.liveness_interval is not None and self.liveness_interval <= 0:
             raise ValueError("liveness_interval must be positive (None disables the checks)")
+        if self.nat_keepalive_interval is not None and self.nat_keepalive_interval <= 0:
+            raise ValueError("nat_keepalive_interval must be positive (None: no keepalives)")
         if self.max_traffic_selectors < 1:
             raise ValueError("max_traffic_selectors must be at least 1")
         if self.peer_auth not in PEER_AUTH_METHODS:

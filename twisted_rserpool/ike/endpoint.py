@@ -46,6 +46,8 @@ from twisted_rserpool.ike.config import IkeConfig
 from twisted_rserpool.ike.constants import (
     IKE_MAJOR_VERSION,
     IKE_PORT,
+    NAT_KEEPALIVE,
+    NAT_T_PORT,
     NON_ESP_MARKER,
     ExchangeType,
     NotifyType,
@@ -69,9 +71,13 @@ _ZERO_SPI = bytes(8)
 class IkeEndpoint:
     """The IKE SAs of one local UDP address (see the module docstring for the calls).
 
-    ``local_address`` is the address and port the socket is bound to; it feeds the NAT
-    detection hashes (none are sent when the host is a wildcard) and decides whether
-    messages carry the RFC 3948 non-ESP marker (when neither port is 500).
+    ``local_address`` is the address and port the main socket is bound to; it feeds the
+    NAT detection hashes (none are sent when the host is a wildcard). ``nat_t_port`` is our
+    second UDP port for NAT traversal (4500; None: none): every IKE message on it carries the
+    RFC 3948 non-ESP marker, a datagram on it without the marker is ESP (counted in
+    ``counters["esp_dropped"]`` and dropped: there is no ESP data plane here) and a single
+    0xFF octet is a NAT-keepalive (ignored). On the main port, messages carry the marker only
+    when neither port is 500. ``twisted_rserpool.ike.nat`` moves SAs between the ports.
     """
 
     log = Logger()
@@ -84,9 +90,13 @@ class IkeEndpoint:
         installer: IChildSAInstaller | None = None,
         cookie_secret: bytes | None = None,
         redirect_policy: IRedirectPolicy | None = None,
+        nat_t_port: int | None = None,
     ) -> None:
         self.config = config
         self.local_address = local_address
+        self.nat_t_port = nat_t_port
+        self._arrival_port = local_address[1]
+        self._init_keys: dict[bytes, tuple[bytes, Address]] = {}
         self.installer: IChildSAInstaller = (
             installer if installer is not None else RecordingChildSAInstaller()
         )
@@ -96,7 +106,7 @@ class IkeEndpoint:
         self._timers: list[tuple[float, int, bytes]] = []
         self._scheduled: dict[bytes, float] = {}
         self._sequence = 0
-        self._datagrams: list[tuple[bytes, Address]] = []
+        self._datagrams: list[tuple[bytes, Address, int]] = []
         self._events: list[IkeEvent] = []
         self._cookie_version = 1
         self._cookie_secrets = {1: cookie_secret or config.random(32)}
@@ -108,6 +118,8 @@ class IkeEndpoint:
             "dropped": 0,
             "redirected_from": 0,
             "redirected_from_refused": 0,
+            "esp_dropped": 0,
+            "nat_keepalives": 0,
         }
         self.redirect_policy = redirect_policy
         self.redirects: Counter[str] = Counter()
@@ -117,13 +129,20 @@ class IkeEndpoint:
 
     # --- the sans-IO surface ------------------------------------------------------------
 
-    def receive_datagram(self, data: bytes, address: Address, now: float) -> list[IkeEvent]:
-        """Process one UDP datagram from ``address``; returns the events it caused."""
+    def receive_datagram(
+        self, data: bytes, address: Address, now: float, local_port: int | None = None
+    ) -> list[IkeEvent]:
+        """Process one UDP datagram from ``address`` that arrived on our ``local_port``
+        (default: the main port); returns the events it caused."""
         data = bytes(data)
-        if self._framed(address):
+        port = self.local_address[1] if local_port is None else local_port
+        self._arrival_port = port
+        if self._framed(address, port):
             if is_nat_keepalive(data):
+                self.counters["nat_keepalives"] += 1
                 return self._drain()
             if data[:4] != NON_ESP_MARKER:
+                self.counters["esp_dropped"] += 1
                 self._drop("ESP packet (no ESP data plane here)", address)
                 return self._drain()
             data = data[4:]
@@ -150,7 +169,9 @@ class IkeEndpoint:
         if sa is None or sa.initiator == header.initiator:
             self._drop(f"no IKE SA for SPIs {header.spi_i.hex()}/{header.spi_r.hex()}", address)
             return self._drain()
-        if sa.peer_address != address:
+        if header.response and sa.peer_address != address:
+            # A request from elsewhere may be the peer's float or a NAT rebinding: the SA
+            # moves only if it authenticates as new (nat.follow). Responses never move it.
             self._drop(f"IKE SA {sa.local_spi.hex()} belongs to {sa.peer_address}", address)
             return self._drain()
         try:
@@ -158,11 +179,21 @@ class IkeEndpoint:
         except InvalidIkeMessage as e:
             self._drop(e.reason, address)
             return self._drain()
-        sa.receive(message, data, now)
+        sa.receive(message, data, now, (address, port))
         return self._drain()
 
-    def datagrams_to_send(self) -> list[tuple[bytes, Address]]:
-        """The datagrams to send now (framed for their port), oldest first."""
+    def datagrams_to_send(self, local_port: int | None = None) -> list[tuple[bytes, Address]]:
+        """The datagrams to send now from our ``local_port`` (default: from every port),
+        framed for their ports, oldest first."""
+        if local_port is None:
+            datagrams, self._datagrams = self._datagrams, []
+            return [(data, address) for data, address, _ in datagrams]
+        chosen = [(d, a) for d, a, p in self._datagrams if p == local_port]
+        self._datagrams = [item for item in self._datagrams if item[2] != local_port]
+        return chosen
+
+    def datagrams_by_port(self) -> list[tuple[bytes, Address, int]]:
+        """The datagrams to send now with the local port each goes from, oldest first."""
         datagrams, self._datagrams = self._datagrams, []
         return datagrams
 
@@ -197,8 +228,12 @@ class IkeEndpoint:
         redirected_from: IPv4Address | IPv6Address | None = None,
         redirect_times: tuple[float, ...] = (),
         replaces: bytes | None = None,
+        peer_nat_t_port: int = NAT_T_PORT,
     ) -> bytes:
         """Start an IKE SA with ``peer_address``; returns its SPIi (our SPI).
+
+        When IKE_SA_INIT detects a NAT the SA floats to the peer's ``peer_nat_t_port``
+        (RFC 7296 section 2.23), from our ``nat_t_port``.
 
         After a redirect, ``redirected_from`` is the gateway that redirected us (sent in
         N(REDIRECTED_FROM)), ``redirect_times`` when the redirects of this chain happened
@@ -217,6 +252,7 @@ class IkeEndpoint:
         )
         sa.redirected_from = redirected_from
         sa.redirect_times = redirect_times
+        sa.peer_nat_t_port = peer_nat_t_port
         if replaces is not None:
             sa.replaces = self._sas.get(replaces)
         self._sas[sa.spi_i] = sa
@@ -350,11 +386,17 @@ class IkeEndpoint:
 
     # --- IkeSaHost ----------------------------------------------------------------------
 
-    def send(self, data: bytes, address: Address) -> None:
-        """Queue an IKE message for ``address``, with the non-ESP marker where needed."""
-        if self._framed(address):
+    def send(self, data: bytes, address: Address, local_port: int | None = None) -> None:
+        """Queue an IKE message for ``address`` from our ``local_port`` (default: the main
+        port), with the non-ESP marker where needed."""
+        port = self.local_address[1] if local_port is None else local_port
+        if self._framed(address, port):
             data = NON_ESP_MARKER + data
-        self._datagrams.append((data, address))
+        self._datagrams.append((data, address, port))
+
+    def send_keepalive(self, address: Address, local_port: int) -> None:
+        """Queue a NAT-keepalive (one 0xFF octet, RFC 3948 section 2.3) for ``address``."""
+        self._datagrams.append((NAT_KEEPALIVE, address, local_port))
 
     def emit(self, event: IkeEvent) -> None:
         """Queue an event for the caller."""
@@ -377,10 +419,9 @@ class IkeEndpoint:
         """Forget a closed SA."""
         self._sas.pop(sa.local_spi, None)
         self._scheduled.pop(sa.local_spi, None)
-        if not sa.initiator:
-            key = (sa.spi_i, sa.peer_address)
-            if self._init_index.get(key) is sa:
-                del self._init_index[key]
+        key = self._init_keys.pop(sa.local_spi, None)
+        if key is not None and self._init_index.get(key) is sa:
+            del self._init_index[key]
 
     def half_open_finished(self, sa: IkeSa) -> None:
         """A responder SA is no longer half-open."""
@@ -393,8 +434,11 @@ class IkeEndpoint:
 
     # --- internals ----------------------------------------------------------------------
 
-    def _framed(self, address: Address) -> bool:
-        return self.local_address[1] != IKE_PORT and address[1] != IKE_PORT
+    def _framed(self, address: Address, local_port: int) -> bool:
+        """Whether IKE between our ``local_port`` and ``address`` has the non-ESP marker."""
+        if self.nat_t_port is not None and local_port == self.nat_t_port:
+            return True
+        return local_port != IKE_PORT and address[1] != IKE_PORT
 
     def _drain(self) -> list[IkeEvent]:
         events, self._events = self._events, []
@@ -430,7 +474,7 @@ class IkeEndpoint:
             initiator=False,
             response=True,
         )
-        self.send(message.encode(), address)
+        self.send(message.encode(), address, self._arrival_port)
 
     def _cookie(self, version: int, nonce: bytes, address: Address, spi_i: bytes) -> bytes | None:
         secret = self._cookie_secrets.get(version)
@@ -444,7 +488,7 @@ class IkeEndpoint:
         existing = self._init_index.get((header.spi_i, address))
         if existing is not None:
             if data == existing.init_request and existing.init_response:
-                self.send(existing.init_response, address)
+                self.send(existing.init_response, address, self._arrival_port)
             else:
                 self._drop("second IKE_SA_INIT for a known SPIi", address)
             return
@@ -570,7 +614,7 @@ class IkeEndpoint:
             initiator=False,
             spi_i=header.spi_i,
             spi_r=self.new_spi(),
-            local_address=self.local_address,
+            local_address=(self.local_address[0], self._arrival_port),
             peer_address=address,
             now=now,
         )
@@ -583,8 +627,9 @@ class IkeEndpoint:
         sa.redirect_supported = supported
         self._sas[sa.spi_r] = sa
         self._init_index[(sa.spi_i, address)] = sa
+        self._init_keys[sa.spi_r] = (sa.spi_i, address)
         self._half_open += 1
-        self.send(response, address)
+        self.send(response, address, self._arrival_port)
         self.reschedule(sa)
 
     def _send_init_redirect(
@@ -592,7 +637,11 @@ class IkeEndpoint:
     ) -> None:
         """HDR(SPIi, 0), N(REDIRECT, gateway, Ni): the stateless IKE_SA_INIT redirect."""
         self.redirects[decision.reason] += 1
-        self.send(init_redirect_response(header.spi_i, decision.gateway, nonce), address)
+        self.send(
+            init_redirect_response(header.spi_i, decision.gateway, nonce),
+            address,
+            self._arrival_port,
+        )
         self.emit(
             ClientRedirected(
                 address, decision.gateway, decision.reason, "IKE_SA_INIT", header.spi_i, _ZERO_SPI

@@ -18,6 +18,7 @@ __all__ = [
     "IkeSaDeleted",
     "IkeSaEstablished",
     "IkeSaFailed",
+    "IkeSaMoved",
     "IkeSaRedirected",
     "IkeSaRekeyed",
     "LivenessConfirmed",
@@ -147,6 +148,23 @@ class IkeSaRedirected:
 
 
 @dataclass(frozen=True)
+class IkeSaMoved:
+    """An IKE SA moved to a new path (RFC 7296 section 2.23): the float to UDP port 4500,
+    or a NAT rebinding the peer's authenticated request revealed.
+
+    ``peer_address`` is where our messages now go, from our ``local_port``.
+    """
+
+    spi_i: bytes
+    spi_r: bytes
+    initiator: bool
+    old_address: Address
+    peer_address: Address
+    local_port: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class ClientRedirected:
     """We (a gateway) redirected a client to ``gateway`` for ``reason``."""
 
@@ -168,5 +186,6 @@ IkeEvent = (
     | ChildSaDeleted
     | LivenessConfirmed
     | IkeSaRedirected
+    | IkeSaMoved
     | ClientRedirected
 )

@@ -3,6 +3,8 @@
 ``IkeDatagramProtocol`` maps the sans-IO endpoint onto a UDP port and a clock: datagrams
 in, datagrams out, one ``callLater`` for the endpoint's earliest timer. ``IkeGatewayProtocol``
 is the responder (the VPN gateway); ``twisted_rserpool.ike.initiator`` has the initiator.
+A second UDP port for NAT traversal (4500, RFC 7296 section 2.23) feeds the same endpoint
+through ``IkeNatTraversalProtocol`` (``IkeDatagramProtocol.listenNatTraversal``).
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet.defer import gatherResults, maybeDeferred
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_rserpool.ike.constants import NAT_T_PORT
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     ChildSaEstablished,
@@ -24,7 +28,12 @@ from twisted_rserpool.ike.events import (
     IkeSaFailed,
 )
 
-__all__ = ["IkeDatagramProtocol", "IkeGatewayProtocol", "IkeUdpService"]
+__all__ = [
+    "IkeDatagramProtocol",
+    "IkeGatewayProtocol",
+    "IkeNatTraversalProtocol",
+    "IkeUdpService",
+]
 
 
 class IkeDatagramProtocol(DatagramProtocol):
@@ -40,16 +49,36 @@ class IkeDatagramProtocol(DatagramProtocol):
         self.clock = clock
         self._timer: IDelayedCall | None = None
         self._timerAt: float | None = None
+        self.natTraversal: IkeNatTraversalProtocol | None = None
+        """The socket on the endpoint's ``nat_t_port``, once listening."""
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
-        """Hand a datagram to the endpoint."""
-        events = self.endpoint.receive_datagram(datagram, addr, self.clock.seconds())
+        """Hand a datagram that arrived on the main port to the endpoint."""
+        self.receive(datagram, addr, None)
+
+    def receive(self, datagram: bytes, addr: tuple[str, int], localPort: int | None) -> None:
+        """Hand a datagram that arrived on ``localPort`` (None: the main port) to the endpoint."""
+        events = self.endpoint.receive_datagram(datagram, addr, self.clock.seconds(), localPort)
         self.flush(events)
+
+    def listenNatTraversal(
+        self, reactor: IReactorUDP, port: int = NAT_T_PORT, interface: str = ""
+    ) -> IListeningPort:
+        """Listen on UDP ``port`` for NAT traversal (RFC 3948 framing) for this endpoint."""
+        protocol = IkeNatTraversalProtocol(self)
+        listening = reactor.listenUDP(port, protocol, interface=interface, maxPacketSize=65535)
+        self.endpoint.nat_t_port = listening.getHost().port  # type: ignore[attr-defined]
+        self.natTraversal = protocol
+        return listening
 
     def flush(self, events: list[IkeEvent] | None = None) -> None:
         """Send queued datagrams, deliver events and re-arm the timer."""
         for event in (events or []) + self.endpoint.events():
             self.ikeEventReceived(event)
+        natTraversal, natPort = self.natTraversal, self.endpoint.nat_t_port
+        if natTraversal is not None and natTraversal.transport is not None and natPort is not None:
+            for data, address in self.endpoint.datagrams_to_send(natPort):
+                natTraversal.transport.write(data, address)
         if self.transport is not None:
             for data, address in self.endpoint.datagrams_to_send():
                 self.transport.write(data, address)
@@ -126,6 +155,18 @@ class IkeDatagramProtocol(DatagramProtocol):
                 )
 
 
+class IkeNatTraversalProtocol(DatagramProtocol):
+    """The NAT traversal socket (UDP 4500) of an ``IkeDatagramProtocol``: its datagrams go
+    to the same endpoint, with the port they arrived on; the owner sends through it."""
+
+    def __init__(self, owner: IkeDatagramProtocol) -> None:
+        self.owner = owner
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        """Hand a datagram that arrived on the NAT traversal port to the endpoint."""
+        self.owner.receive(datagram, addr, self.owner.endpoint.nat_t_port)
+
+
 class IkeGatewayProtocol(IkeDatagramProtocol):
     """The VPN gateway: answers IKE_SA_INIT/IKE_AUTH, INFORMATIONAL and liveness checks."""
 
@@ -133,9 +174,10 @@ class IkeGatewayProtocol(IkeDatagramProtocol):
 class IkeUdpService(Service):
     """Listens on a UDP address with an ``IkeDatagramProtocol`` while the service runs.
 
-    When started with port 0, the endpoint learns the port the system chose. The cookie
-    secret is replaced every ``cookieSecretLifetime`` seconds (RFC 7296 section 2.6); a
-    cookie stays valid for up to two lifetimes.
+    When started with port 0, the endpoint learns the port the system chose. With
+    ``natTraversalPort`` (4500; 0 picks a free one) it listens there too, for NAT traversal.
+    The cookie secret is replaced every ``cookieSecretLifetime`` seconds (RFC 7296 section
+    2.6); a cookie stays valid for up to two lifetimes.
     """
 
     log = Logger()
@@ -147,13 +189,16 @@ class IkeUdpService(Service):
         port: int,
         reactor: Any,
         cookieSecretLifetime: float = 300.0,
+        natTraversalPort: int | None = None,
     ) -> None:
         self.protocol = protocol
         self.interface = interface
         self.port = port
         self.reactor = reactor
         self.cookieSecretLifetime = cookieSecretLifetime
+        self.natTraversalPort = natTraversalPort
         self.listeningPort: IListeningPort | None = None
+        self.natListeningPort: IListeningPort | None = None
         self._rotation: LoopingCall | None = None
 
     def startService(self) -> None:
@@ -170,6 +215,15 @@ class IkeUdpService(Service):
             host=self.interface,
             port=address.port,  # type: ignore[attr-defined]
         )
+        if self.natTraversalPort is not None:
+            self.natListeningPort = self.protocol.listenNatTraversal(
+                udp, self.natTraversalPort, self.interface
+            )
+            self.log.info(
+                "IKEv2 NAT traversal (RFC 3948 framing) on udp {host}:{port}",
+                host=self.interface,
+                port=self.protocol.endpoint.nat_t_port,
+            )
         self._rotation = LoopingCall(self.protocol.endpoint.rotate_cookie_secret)
         self._rotation.clock = self.reactor
         self._rotation.start(self.cookieSecretLifetime, now=False)
@@ -180,7 +234,10 @@ class IkeUdpService(Service):
         if self._rotation is not None and self._rotation.running:
             self._rotation.stop()
         self._rotation = None
-        if self.listeningPort is not None:
-            port, self.listeningPort = self.listeningPort, None
-            return port.stopListening()
-        return None
+        stopping = []
+        for port in (self.natListeningPort, self.listeningPort):
+            if port is not None:
+                stopping.append(maybeDeferred(port.stopListening))
+        self.natListeningPort = self.listeningPort = None
+        self.protocol.natTraversal = None
+        return gatherResults(stopping) if stopping else None

@@ -40,7 +40,7 @@ from typing import Protocol
 
 from twisted.logger import Logger
 
-from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike import crypto, nat
 from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller
 from twisted_rserpool.ike.codec import (
     EncryptedFragmentPayload,
@@ -56,6 +56,7 @@ from twisted_rserpool.ike.codec import (
 from twisted_rserpool.ike.config import Identity, IkeConfig
 from twisted_rserpool.ike.constants import (
     IKE_HEADER_SIZE,
+    NAT_T_PORT,
     ExchangeType,
     HeaderFlag,
     NotifyType,
@@ -109,9 +110,15 @@ class IkeSaHost(Protocol):
     """What an IKE SA needs from the endpoint that owns it."""
 
     installer: IChildSAInstaller
+    nat_t_port: int | None
+    """Our UDP port for NAT traversal (4500), or None without one."""
 
-    def send(self, data: bytes, address: Address) -> None:
-        """Send an IKE message (the endpoint adds the non-ESP marker where needed)."""
+    def send(self, data: bytes, address: Address, local_port: int | None = None) -> None:
+        """Send an IKE message from ``local_port`` (default: the main port); the endpoint
+        adds the non-ESP marker where needed."""
+
+    def send_keepalive(self, address: Address, local_port: int) -> None:
+        """Send a NAT-keepalive (RFC 3948 section 2.3)."""
 
     def emit(self, event: IkeEvent) -> None:
         """Report an event to the user."""
@@ -207,6 +214,12 @@ class IkeSa:
         """Whether the peer sent a CERTREQ for X.509 certificates (we then send CERT)."""
         self.peer_behind_nat = False
         self.local_behind_nat = False
+        self.peer_nat_t_port = NAT_T_PORT
+        """The peer's NAT traversal port an initiator floats to (RFC 7296 section 2.23)."""
+        self.keepalive_due: float | None = None
+        """When our next NAT-keepalive goes out (only while we are behind a NAT)."""
+        self._source: tuple[Address, int] | None = None
+        self._reply_to: tuple[Address, int] | None = None
         self.children: dict[bytes, ChildSa] = {}
         """Our CHILD_SAs by the SPI we chose (inbound)."""
         self._by_outbound: dict[bytes, ChildSa] = {}
@@ -293,6 +306,8 @@ class IkeSa:
                 times.append(self._rekey_due)
             if self.redirect_delete_at is not None:
                 times.append(self.redirect_delete_at)
+            if self.keepalive_due is not None:
+                times.append(self.keepalive_due)
         return min(times) if times else None
 
     def on_timer(self, now: float) -> None:
@@ -317,7 +332,7 @@ class IkeSa:
                 tries=request.tries,
             )
             for datagram in request.datagrams:
-                self.host.send(datagram, self.peer_address)
+                self.transmit(datagram)
         if self.state == State.INIT_DONE and now >= self.half_open_deadline:
             self.log.info(
                 "half-open IKE SA {spi} from {peer} timed out",
@@ -348,6 +363,8 @@ class IkeSa:
         ):
             delete_redirected(self)
             return
+        if self.state == State.ESTABLISHED:
+            nat.send_keepalive(self, now)
         self.host.reschedule(self)
 
     def _give_up(self, task: Task, message_id: int, tries: int) -> None:
@@ -394,7 +411,13 @@ class IkeSa:
         fragments = self.fragment(data, payloads)
         self.window.answered(message_id, request, data, fragments)
         for datagram in fragments or (data,):
-            self.host.send(datagram, self.peer_address)
+            self.transmit(datagram, self._reply_to)
+
+    def transmit(self, datagram: bytes, to: tuple[Address, int] | None = None) -> None:
+        """Send one datagram on the SA's path (``peer_address`` from our local port), or to
+        ``to`` (address, our port): where the request being answered came from."""
+        address, port = to if to is not None else (self.peer_address, self.local_address[1])
+        self.host.send(datagram, address, port)
 
     def fragment(self, data: bytes, payloads: Sequence[Payload]) -> tuple[bytes, ...]:
         """The IKE Fragment messages to send instead of our protected message ``data``
@@ -456,7 +479,7 @@ class IkeSa:
         fragments = self.fragment(data, payloads)
         self.window.sent(message_id, task.exchange, data, task, now, fragments)
         for datagram in fragments or (data,):
-            self.host.send(datagram, self.peer_address)
+            self.transmit(datagram)
         self.host.reschedule(self)
 
     # --- life cycle ---------------------------------------------------------------------
@@ -535,9 +558,14 @@ class IkeSa:
             self.host.reschedule(old)
 
     def _start_life(self, now: float) -> None:
-        """The SA became usable at ``now``: schedule its rekey when configured."""
+        """The SA became usable at ``now``: schedule its rekey when configured, and its
+        NAT-keepalives when we are behind a NAT."""
         interval = self.config.rekey_interval
         self._rekey_due = now + interval if interval is not None else None
+        keepalive = self.config.nat_keepalive_interval
+        self.keepalive_due = (
+            now + keepalive if self.local_behind_nat and keepalive is not None else None
+        )
 
     # --- key material -------------------------------------------------------------------
 
@@ -769,10 +797,22 @@ class IkeSa:
 
     # --- receiving ----------------------------------------------------------------------
 
-    def receive(self, message: IkeMessage, raw: bytes, now: float) -> None:
-        """Process a message the endpoint routed to this SA."""
+    def receive(
+        self,
+        message: IkeMessage,
+        raw: bytes,
+        now: float,
+        source: tuple[Address, int] | None = None,
+    ) -> None:
+        """Process a message the endpoint routed to this SA.
+
+        ``source`` is where it came from: the peer's address and our local port (default:
+        the SA's path). A new authenticated request from elsewhere moves the SA
+        (``twisted_rserpool.ike.nat.follow``); every response goes where its request came from.
+        """
         if self.state == State.CLOSED:
             return
+        self._source = source
         if message.initiator == self.initiator:
             self.log.debug(
                 "dropping a message with our own I flag from {peer}", peer=self.peer_address
@@ -810,7 +850,7 @@ class IkeSa:
             ):
                 # Fragment 1 of the request we answered (2.6.1): the others are ignored.
                 for datagram in self.window.cached_datagrams():
-                    self.host.send(datagram, self.peer_address)
+                    self.transmit(datagram, self._source)
                 return
             exchange = message.exchange_type
             if (
@@ -914,8 +954,9 @@ class IkeSa:
         message_id = message.message_id
         verdict = self.window.classify(message_id, raw)
         if verdict == PeerRequest.RETRANSMITTED:
+            # Answered where it came from; only a new request may move the SA.
             for datagram in self.window.cached_datagrams():
-                self.host.send(datagram, self.peer_address)
+                self.transmit(datagram, self._source)
             return
         if verdict == PeerRequest.DROP:
             if message_id != self.window.peer_next_message_id - 1:
@@ -935,6 +976,9 @@ class IkeSa:
         if payloads is None:
             return
         self.last_heard = now
+        self._reply_to = self._source
+        if self._source is not None:
+            nat.follow(self, self._source[0], self._source[1], now)
         if exchange == ExchangeType.IKE_AUTH:
             if self._auth_responder is not None and self.state == State.INIT_DONE:
                 self._auth_responder.on_request(message_id, payloads, raw, now)

@@ -2,7 +2,9 @@
 
 Initiator: ``IkeSaInit`` sends SA, KE, Ni and the NAT detection notifies, follows a COOKIE
 or INVALID_KE_PAYLOAD answer at most ``max_init_attempts`` times, hands a REDIRECT to
-``redirect``, and on a valid answer derives the keys and queues IKE_AUTH.
+``redirect``, and on a valid answer checks the NAT detection notifies (floating to port
+4500 when a NAT is found, ``twisted_rserpool.ike.nat``), derives the keys and queues
+IKE_AUTH.
 
 Responder: the endpoint has made the stateless checks; ``accept_init`` answers with our
 KE and Nr and keeps the Diffie-Hellman work for the first IKE_AUTH (``DeferredKeys``), so
@@ -31,6 +33,7 @@ from twisted_rserpool.ike.codec import (
     redirected_from_notify,
 )
 from twisted_rserpool.ike.constants import CertEncoding, ExchangeType, NotifyType
+from twisted_rserpool.ike.nat import float_to_nat_t
 from twisted_rserpool.ike.proposals import (
     IkeSuite,
     OfferedProposal,
@@ -64,6 +67,7 @@ __all__ = [
 ]
 
 _WILDCARDS = ("0.0.0.0", "::", "")
+_log = Logger()
 
 
 def nat_notifies(sa: IkeSa, spi_r: bytes) -> tuple[NotifyPayload, ...]:
@@ -81,7 +85,13 @@ def nat_notifies(sa: IkeSa, spi_r: bytes) -> tuple[NotifyPayload, ...]:
 
 
 def check_nat(sa: IkeSa, message: IkeMessage, spi_r: bytes) -> None:
-    """Set ``sa``'s NAT flags from the peer's NAT detection notifies."""
+    """Set ``sa``'s NAT flags from the peer's NAT detection notifies (RFC 7296 2.23).
+
+    The peer is behind a NAT when none of its NAT_DETECTION_SOURCE_IP hashes is that of
+    the address and port its message came from; we are, when its
+    NAT_DETECTION_DESTINATION_IP is not the hash of our address and port. Without the
+    notifies (or, for our side, bound to a wildcard address) the flags stay False.
+    """
     sources = [
         n.data for n in message.notifies if n.notify_type == NotifyType.NAT_DETECTION_SOURCE_IP
     ]
@@ -94,6 +104,14 @@ def check_nat(sa: IkeSa, message: IkeMessage, spi_r: bytes) -> None:
     if destination is not None and host not in _WILDCARDS:
         expected = crypto.nat_detection_hash(sa.spi_i, spi_r, host, port)
         sa.local_behind_nat = destination.data != expected
+    if sa.peer_behind_nat or sa.local_behind_nat:
+        _log.info(
+            "NAT detected with {peer}: peer behind a NAT: {peer_nat}, "
+            "we are behind a NAT: {local_nat}",
+            peer=sa.peer_address,
+            peer_nat=sa.peer_behind_nat,
+            local_nat=sa.local_behind_nat,
+        )
 
 
 @dataclass(frozen=True)
@@ -319,6 +337,7 @@ class IkeSaInit(Task):
             and message.notify(NotifyType.IKEV2_FRAGMENTATION_SUPPORTED) is not None
         )
         check_nat(sa, message, message.spi_r)
+        float_to_nat_t(sa, now)  # before IKE_AUTH, which goes on port 4500 (RFC 7296 2.23)
         sa.derive(shared)
         sa.transition(StateEvent.INIT_ANSWERED)
         sa.queue(IkeAuth(sa), now)
