@@ -14,6 +14,8 @@ need_apt=()
 command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 [ -x /usr/lib/ipsec/charon ] || need_apt+=(strongswan-charon libcharon-extra-plugins libstrongswan-standard-plugins)
 command -v swanctl >/dev/null 2>&1 || need_apt+=(strongswan-swanctl)
+# tests/interop/test_auth.py: strongSwan's EAP-MSCHAPv2 client (eap-mschapv2 plugin).
+[ -e /usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so ] || need_apt+=(libcharon-extauth-plugins)
 # tests/interop/test_fragments.py builds network namespaces and drops IP fragments in them.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
