@@ -197,6 +197,26 @@ def test_t1_hunt_finds_a_server_which_becomes_home_while_the_old_one_may_answer(
     assert old.closed and not new.closed and link.previous == []
 
 
+def test_sh1_never_more_than_three_connections() -> None:
+    """SH1: home, one previous connection and one attempt at most; a second switch closes
+    the oldest."""
+    clock = Clock()
+    a, b, c = StubServer("a"), StubServer("b"), StubServer("c")
+    user = user_with([a, b, c], clock)
+    link = user.link
+    assert link is not None
+    first = ready(link, a)
+    user.resolve(POOL)
+    clock.advance(10.0)
+    second = ready(link, b)
+    clock.advance(10.0)  # the second T1 expiry: a hunt beside b
+    attempts = [conn for server in (a, c) for conn in server.connections if not conn.closed]
+    assert len(attempts) == 2  # the previous (a) and the attempt (c): three with b
+    ready(link, c)
+    assert first.closed and not second.closed
+    assert link.previous == [second]  # type: ignore[comparison-overlap]
+
+
 def test_t1_alone_waits_for_the_only_server() -> None:
     """With no other server to hunt for, the request is only sent again."""
     clock = Clock()

@@ -299,7 +299,7 @@ class HomeServerLink:
             # Found by a hunt in parallel: the old home may still answer (SH1: at most
             # three connections, so the oldest previous one goes).
             self.previous.append(old)
-            while len(self.previous) > 2:
+            while len(self.previous) > 1:
                 self.previous.pop(0).close()
         self.connection = connection
         log.info(
