@@ -54,12 +54,24 @@ class EnrpCore:
     and ENRP connections must not share one.
     """
 
+    #: A timer this many seconds later than the deadline the core gave means the process
+    #: did not run (stopped, swapped out, starved): answers may wait unread in its sockets.
+    STALL = 1.0
+    #: How long the core then waits before it expires anything. Zero is enough: the
+    #: adapter arms a timer due now, and a reactor polls its sockets once before it runs a
+    #: timer armed by a timer (after SIGCONT, epoll_wait fails with EINTR, so Twisted runs
+    #: the due timers before it reads what arrived while the process was stopped).
+    STALL_GRACE = 0.0
+
     def __init__(self, registrar: Registrar, peers: PeerCore | None = None) -> None:
         if peers is not None and peers.handlespace is not registrar.handlespace:
             raise ValueError("the registrar and the peer core must share one handlespace")
         self.registrar = registrar
         self.peers = peers
         self._home: dict[int, _HomeConnection] = {}
+        #: The deadline we last announced, and the end of a grace after a stall.
+        self._announced: float | None = None
+        self._resume_at: float | None = None
 
     @property
     def handlespace(self) -> Handlespace:
@@ -194,14 +206,40 @@ class EnrpCore:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work, or ``None``."""
+        if self._resume_at is not None:
+            self._announced = self._resume_at
+            return self._resume_at
         deadlines = [self.registrar.next_deadline()]
         if self.peers is not None:
             deadlines.append(self.peers.next_deadline())
         deadlines.extend(home.idle_at for home in self._home.values())
-        return min((d for d in deadlines if d is not None), default=None)
+        self._announced = min((d for d in deadlines if d is not None), default=None)
+        return self._announced
 
     def handle_timer(self, now: float) -> list[CoreAction]:
-        """Expiries, keep-alives, heartbeats, probes, takeovers, idle takeover connections."""
+        """Expiries, keep-alives, heartbeats, probes, takeovers, idle takeover connections.
+
+        Called more than :attr:`STALL` seconds after the deadline :meth:`next_deadline`
+        gave, it does nothing yet and asks to be called again (at once, by default):
+        keep-alive answers and presences that arrived while the process did not run must
+        be read before their timers remove PEs or declare peers dead.
+        """
+        if (
+            self._resume_at is None
+            and self._announced is not None
+            and now - self._announced > self.STALL
+        ):
+            self._resume_at = now + self.STALL_GRACE
+            self.registrar.counters["timers_stalled"] += 1
+            log.info(
+                "Timers ran {late:.1f} s late (the process did not run): reading pending"
+                " input before expiring anything",
+                late=now - self._announced,
+            )
+            return []
+        if self._resume_at is not None and now < self._resume_at:
+            return []
+        self._resume_at = None
         actions: list[CoreAction] = list(self.registrar.handle_timer(now))
         if self.peers is not None:
             actions.extend(self.peers.handle_timer(now))
