@@ -19,20 +19,25 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import itertools
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import requireTool
-from tests.interop.charon import CHARON, Charon
+from tests.interop.charon import CHARON, Charon, free_loopback_500
 from tests.interop.test_strongswan import require_strongswan
+from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
+from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.events import IkeEvent, IkeSaEstablished
 
 pytestmark = pytest.mark.interop
 
@@ -152,6 +157,14 @@ class NamespacedGateway:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not in the vpngw log:\n{log}")
             time.sleep(0.05)
+        return log
+
+    def wait_for(self, done: Callable[[str], bool], timeout: float = 15.0) -> str:
+        deadline = time.monotonic() + timeout
+        while not done(log := self.log):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"the vpngw log never got there:\n{log[-3000:]}")
+            time.sleep(0.02)
         return log
 
     def stop(self) -> None:
@@ -275,3 +288,139 @@ def test_gateway_without_fragmentation_loses_its_response(
         assert "ESTABLISHED" not in charon.swanctl("--list-sas")
         assert "IKE fragments" not in gateway.log
     assert path.dropped(path.client) >= 2
+
+
+# --- a hostile peer against a real twistd vpngw (loopback, no namespaces) -------------------
+
+
+class LoopbackGateway(NamespacedGateway):
+    """``twistd -n vpngw`` on a free 127.0.0.x, port 500, any identity with the PSK."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.host = free_loopback_500()
+        self.logfile = tmp / "vpngw.log"
+        secrets = tmp / "secrets"
+        secrets.write_text(f'* : "{PSK}"\n')
+        twistd = Path(sys.executable).parent / "twistd"
+        self.process = subprocess.Popen(
+            [str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw", "--listen",
+             self.host, "--port", "500", "--secrets", str(secrets), "--identity", "gw@test"],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.wait_for_log("IKEv2 on udp")
+
+
+class SocketClient:
+    """Our sans-IO endpoint as the initiator, on a real UDP socket; the test decides what
+    of its output is sent."""
+
+    def __init__(self, identity: str, gateway: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.gateway = (gateway, 500)
+        config = IkeConfig(
+            Identity.parse(identity), PskTable(default=PSK.encode()), childless="force"
+        )
+        self.endpoint = IkeEndpoint(config, self.sock.getsockname())
+        self.events: list[IkeEvent] = []
+
+    def output(self) -> list[bytes]:
+        return [data for data, _ in self.endpoint.datagrams_to_send()]
+
+    def send(self, datagrams: list[bytes]) -> None:
+        for data in datagrams:
+            self.sock.sendto(data, self.gateway)
+
+    def receive(self, wait: float) -> list[bytes]:
+        """Every datagram the gateway sends within ``wait`` seconds, fed to the endpoint."""
+        got: list[bytes] = []
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data, _ = self.sock.recvfrom(65535)
+            except TimeoutError:
+                break
+            got.append(data)
+            self.events += self.endpoint.receive_datagram(data, self.gateway, time.monotonic())
+        return got
+
+    def ike_auth(self) -> list[bytes]:
+        """Run IKE_SA_INIT; return our IKE_AUTH datagrams, not sent."""
+        self.endpoint.initiate(self.gateway, time.monotonic())
+        self.send(self.output())
+        deadline = time.monotonic() + 10
+        while not (auth := self.output()):
+            assert time.monotonic() < deadline, "no IKE_SA_INIT response"
+            self.receive(0.2)
+        return auth
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def loopback_gateway(tmp_path: Path) -> Iterator[LoopbackGateway]:
+    require_strongswan()  # root, for port 500
+    gateway = LoopbackGateway(tmp_path)
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+def test_hostile_fragments_against_vpngw(loopback_gateway: LoopbackGateway) -> None:
+    """RFC 7383 section 5 against a real twistd vpngw: (1) a peer that completed IKE_SA_INIT
+    sends authentic fragments of a 20,000-octet IKE_AUTH: past 16,384 octets the set is
+    discarded and the half-open SA dropped, and nothing was answered; (2) 300 forged
+    fragments (bad ICV; half with a larger Total Fragments, which would restart the set)
+    amid a genuine fragmented IKE_AUTH: each forged one is dropped, the set is undisturbed,
+    nothing is answered before the last genuine fragment, and then exactly one answer comes
+    and the client is established."""
+    gateway = loopback_gateway
+    hostile = SocketClient("h" * 20000, gateway.host)
+    try:
+        fragments = hostile.ike_auth()
+        assert len(fragments) > 36  # 20,000 octets at 576 per datagram
+        hostile.send(fragments)
+        log = gateway.wait_for_log("exceed 16384 octets")
+        assert "failed: fragments of message 1 exceed 16384 octets" in log
+        assert hostile.receive(1.0) == []  # no answer, per fragment or at all
+    finally:
+        hostile.close()
+    genuine = SocketClient("client." + "c" * 3000, gateway.host)
+    try:
+        fragments = genuine.ike_auth()
+        assert len(fragments) == 7
+        forged: list[bytes] = []
+        for n in range(300):
+            data = bytearray(fragments[3 + n % 4])  # numbers 4 to 7, not stored yet
+            data[-1] ^= 0x55  # the ICV
+            if n % 2:
+                data[34:36] = (9).to_bytes(2, "big")  # Total Fragments 9: would restart
+            forged.append(bytes(data))
+        genuine.send(fragments[:3])
+        for start in range(0, 300, 20):
+            genuine.send(forged[start : start + 20])
+            # Paced by the gateway's log, so its socket buffer never overflows.
+            gateway.wait_for(functools.partial(_logged, "bad ICV", start + 20))
+        genuine.send(fragments[3:6])
+        assert genuine.receive(0.5) == []  # nothing before the set is complete
+        genuine.send(fragments[6:])
+        answer = genuine.receive(3.0)
+        assert len(answer) == 1 and of_type(genuine.events, IkeSaEstablished)
+        log = gateway.wait_for_log("established with client.ccc")
+        assert log.count("bad ICV") == 300
+        assert "reassembled message 1 from" in log
+    finally:
+        genuine.close()
+
+
+def _logged(text: str, count: int, log: str) -> bool:
+    return log.count(text) >= count
+
+
+def of_type(events: list[IkeEvent], kind: type[IkeEvent]) -> list[IkeEvent]:
+    return [e for e in events if isinstance(e, kind)]
