@@ -558,3 +558,38 @@ def test_announce_listen_addresses() -> None:
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_a_pool_element_resolves_over_its_registration_connection() -> None:
+    """3.3 NR3: a PE resolves a handle at its home over the registration connection, with
+    T1 (sent again on expiry) and the cache (C4: a fresh entry answers at once)."""
+    clock = Clock()
+    a = StubServer("a")
+    pe = element_with([a], clock)
+    home = ready(pe.link, a)  # type: ignore[arg-type]
+    pe._linkMessage(home, asap.RegistrationResponse(POOL, ELEMENT.pe_identifier))  # type: ignore[arg-type]
+    d = pe.resolve(b"other")
+    assert home.sent[-1] == asap.HandleResolution(b"other")
+    clock.advance(10.0)
+    assert home.sent[-2:] == [asap.HandleResolution(b"other")] * 2 and not home.closed
+    pe._linkMessage(home, asap.HandleResolutionResponse(b"other", (ELEMENT,)))  # type: ignore[arg-type]
+    assert result(d) == [ELEMENT]
+    assert result(pe.resolve(b"other")) == [ELEMENT]
+    assert home.sent.count(asap.HandleResolution(b"other")) == 2
+
+
+def test_a_pool_element_resolves_the_pool_of_a_card_it_receives() -> None:
+    """BC1 at the PE: a PU/PE's card for a pool the PE has no entry for is resolved."""
+    clock = Clock()
+    a = StubServer("a")
+    pe = element_with([a], clock)
+    home = ready(pe.link, a)  # type: ignore[arg-type]
+    pe.businessCardReceived(asap.BusinessCard(b"users", (ELEMENT,)))
+    assert home.sent[-1] == asap.HandleResolution(b"users")
+    pe._linkMessage(home, asap.HandleResolutionResponse(b"users", (ELEMENT,)))  # type: ignore[arg-type]
+    pe.businessCardReceived(asap.BusinessCard(b"users", (ELEMENT,)))
+    assert home.sent.count(asap.HandleResolution(b"users")) == 1
+    unknown = OperationError.single(CauseCode.UNKNOWN_POOL_HANDLE)
+    pe.businessCardReceived(asap.BusinessCard(b"gone"))
+    pe._linkMessage(home, asap.HandleResolutionResponse(b"gone", error=unknown))  # type: ignore[arg-type]
+    assert pe.cache.state(b"gone", clock.seconds()) is CacheState.MISSING

@@ -29,7 +29,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_rserpool.asap.delivery import PoolElementHandle, ReceivedMessage
-from twisted_rserpool.asap.errors import AsapError, RegistrationRefused, RequestTimedOut
+from twisted_rserpool.asap.errors import (
+    AsapError,
+    RegistrationRefused,
+    RequestTimedOut,
+    ResolutionFailed,
+)
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
 from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
 from twisted_rserpool.asap.registration import (
@@ -46,9 +51,16 @@ from twisted_rserpool.asap.registration import (
     SendToHome,
     SendToPeer,
 )
+from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
 from twisted_rserpool.asap.timers import AsapTimers
-from twisted_rserpool.asap.user import _listenAnnouncements, _reactor, clientEndpoints
+from twisted_rserpool.asap.user import (
+    _listenAnnouncements,
+    _reactor,
+    clientEndpoints,
+    overallPolicy,
+)
 from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.handlespace import CacheState, PoolUserCache
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.connection import MappingConfig
@@ -230,7 +242,10 @@ class PoolElementConnection(RSerPoolProtocol):
             pe._keepAliveOnUserTransport(self, message)
         elif isinstance(
             message,
-            asap.RegistrationResponse | asap.DeregistrationResponse | asap.ErrorMessage,
+            asap.RegistrationResponse
+            | asap.DeregistrationResponse
+            | asap.HandleResolutionResponse
+            | asap.ErrorMessage,
         ) and pe._isHome(self):
             pe._fromHome(self, message)
         elif isinstance(message, asap.CookieEcho):
@@ -244,6 +259,7 @@ class PoolElementConnection(RSerPoolProtocol):
             application = self._session()
             if application is not None:
                 self.senderHandle = self._cardSender(message)
+                pe.businessCardReceived(message)  # BC1
                 _call(application, "businessCardReceived", message)
         elif isinstance(message, asap.ErrorMessage):
             log.warn(
@@ -405,6 +421,15 @@ class PoolElement(Service):
         }
         self._home: PoolElementConnection | None = None
         self._huntBesideTakeover = False
+        #: Handle resolutions of this PE (RFC 5352 3.3: "a PE or PU may wish to resolve a
+        #: handle"), cached as a pool user's are.
+        self.cache = PoolUserCache(
+            self.timers.stale_cache_value, discard_timeout=max(60.0, self.timers.stale_cache_value)
+        )
+        self._requests: PendingRequests[bytes] = PendingRequests(
+            self.timers.t1_enrp_request, self.timers.max_request_retransmit
+        )
+        self._resolving: dict[bytes, list[Deferred[list[PoolElementParameter]]]] = {}
         self._timer = DeadlineTimer(self._timerFired)
         self._registeredWaiters: list[Deferred[None]] = []
         self._deregistered: Deferred[None] | None = None
@@ -465,6 +490,71 @@ class PoolElement(Service):
         return context.authenticated and self.authorizationPolicy.may(
             context.identity, Role.ENRP_SERVER
         )
+
+    def resolve(
+        self, poolHandle: bytes, *, refresh: bool = False
+    ) -> Deferred[list[PoolElementParameter]]:
+        """Resolve a pool handle at the home server, over the registration connection
+        (RFC 5352 3.3 NR3), with the pool user's cache rules (C1-C4) and T1 (sent again
+        and a hunt in parallel on expiry, 3.7.2). Errbacks with ``ResolutionFailed`` or
+        ``RequestTimedOut``."""
+        now = self.clock.seconds()
+        state = self.cache.state(poolHandle, now)
+        if state is CacheState.FRESH and not refresh:
+            return succeed(self._cached(poolHandle))
+        if poolHandle not in self._requests:
+            self._requests.sent(poolHandle, now)
+            self._sendHome(asap.HandleResolution(poolHandle))
+            self._armTimer()
+        if state is CacheState.STALE and not refresh:
+            return succeed(self._cached(poolHandle))
+        waiter: Deferred[list[PoolElementParameter]] = Deferred()
+        self._resolving.setdefault(poolHandle, []).append(waiter)
+        return waiter
+
+    def businessCardReceived(self, card: asap.BusinessCard) -> None:
+        """BC1 (RFC 5352 3.9): a card from a PU/PE combination names a pool the cache has no
+        entry for: resolve it (failures are only logged)."""
+        if self.cache.state(card.pool_handle, self.clock.seconds()) is not CacheState.MISSING:
+            return
+        resolving = self.resolve(card.pool_handle)
+
+        def failed(failure: Failure) -> None:
+            self.log.info(
+                "Pool element 0x{pe:08x}: resolving business card pool {pool!r} failed: {error}",
+                pe=self.peIdentifier,
+                pool=card.pool_handle,
+                error=failure.getErrorMessage(),
+            )
+
+        resolving.addCallbacks(lambda _: None, failed)
+
+    def _cached(self, poolHandle: bytes) -> list[PoolElementParameter]:
+        pool = self.cache.handlespace.find_pool(poolHandle)
+        return [] if pool is None else [entry.element for entry in pool]
+
+    def _resolutionResponse(self, message: asap.HandleResolutionResponse) -> None:
+        handle = message.pool_handle
+        if not self._requests.answered(handle) and handle not in self._resolving:
+            return  # not asked (or given up): nothing to do
+        waiters = self._resolving.pop(handle, [])
+        if message.error is not None:
+            self.cache.invalidate(handle)
+            for waiter in waiters:
+                waiter.errback(Failure(ResolutionFailed(handle, message.error)))  # type: ignore[no-untyped-call]
+            return
+        self.cache.update(
+            handle, overallPolicy(message.pool_elements, message.policy), now=self.clock.seconds()
+        )
+        cached = self._cached(handle)
+        for waiter in waiters:
+            waiter.callback(cached)
+
+    def _failResolutions(self, error: Exception, handles: list[bytes] | None = None) -> None:
+        for handle in list(self._resolving) if handles is None else handles:
+            self._requests.answered(handle)
+            for waiter in self._resolving.pop(handle, []):
+                waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
 
     def businessCard(self) -> asap.BusinessCard | None:
         """What is sent to each new pool user (RFC 5352 3.9); ``None`` sends nothing."""
@@ -566,6 +656,7 @@ class PoolElement(Service):
         if self.announcements is not None:
             self.announcements.stopListening()
             self.announcements = None
+        self._failResolutions(RequestTimedOut("the pool element stopped"))
         home, self._home = self._home, None
         if home is not None:
             home.close()
@@ -596,12 +687,21 @@ class PoolElement(Service):
             # found is the home now.
             self._home = None
         self._huntBesideTakeover = False
+        now = self.clock.seconds()
+        for handle in self._requests:
+            # Pending resolutions go to the new home (RFC 5352 3.7.2).
+            self._requests.resent(handle, now)
+            connection.sendAsap(asap.HandleResolution(handle))
         self._perform(self.core.home_connected(self.clock.seconds()), connection)
 
     def _linkMessage(self, connection: EnrpServerConnection, message: asap.AsapMessage) -> None:
         if self.core is None:
             return
         home = self.link is not None and self.link.isHome(connection)
+        if isinstance(message, asap.HandleResolutionResponse):
+            self._resolutionResponse(message)
+            self._armTimer()
+            return
         if isinstance(message, asap.ErrorMessage):
             self._asapError(connection, message)
         self._perform(
@@ -623,6 +723,10 @@ class PoolElement(Service):
             self._perform(self.core.home_lost(self.clock.seconds()), None)
 
     def _fromHome(self, connection: PoolElementConnection, message: asap.AsapMessage) -> None:
+        if isinstance(message, asap.HandleResolutionResponse):
+            self._resolutionResponse(message)
+            self._armTimer()
+            return
         if self.core is not None:
             if isinstance(message, asap.ErrorMessage):
                 self._asapError(connection, message)
@@ -774,11 +878,34 @@ class PoolElement(Service):
     # ------------------------------------------------------------------ timers
 
     def _armTimer(self) -> None:
-        self._timer.arm(self.clock, None if self.core is None else self.core.next_deadline())
+        deadlines = [
+            d
+            for d in (
+                None if self.core is None else self.core.next_deadline(),
+                self._requests.next_deadline(),
+                self.cache.next_deadline(),
+            )
+            if d is not None
+        ]
+        self._timer.arm(self.clock, min(deadlines) if deadlines else None)
 
     def _cancelTimer(self) -> None:
         self._timer.cancel()
 
     def _timerFired(self) -> None:
+        now = self.clock.seconds()
+        self.cache.expire(now)
+        for action in self._requests.handle_timer(now):
+            if isinstance(action, Retransmit):
+                self._sendHome(asap.HandleResolution(action.key))
+                if self._home is None and self.link is not None and self.running:
+                    self.link.huntInParallel("T1-ENRPrequest expired")
+            elif isinstance(action, GiveUp):
+                self._failResolutions(
+                    RequestTimedOut(f"no answer to the handle resolution of {action.key!r}"),
+                    [action.key],
+                )
         if self.core is not None:
-            self._perform(self.core.handle_timer(self.clock.seconds()), None)
+            self._perform(self.core.handle_timer(now), None)
+        else:
+            self._armTimer()
