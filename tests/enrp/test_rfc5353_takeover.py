@@ -13,7 +13,11 @@ from twisted_rserpool.handlespace import Handlespace
 from twisted_rserpool.security.authorization import AuthorizationPolicy
 from twisted_rserpool.wire import enrp
 
-TIMERS: dict[str, Any] = {"peer_heartbeat_cycle": 0.5, "max_time_last_heard": 1.5, "max_time_no_response": 1.0}
+TIMERS: dict[str, Any] = {
+    "peer_heartbeat_cycle": 0.5,
+    "max_time_last_heard": 1.5,
+    "max_time_no_response": 1.0,
+}
 
 
 class Partitioned(Network):
