@@ -202,3 +202,37 @@ def test_a_resync_timeout_after_the_initial_sync_does_not_restart_it() -> None:
     assert core.synchronised
     assert sent(actions, enrp.ListRequest) == []
     assert {entry.pe_identifier for entry in handlespace.elements()} == {1, 2}
+
+
+def test_a_mentor_with_too_many_downloads_rejects_another() -> None:
+    """RFC 5353 3.2.3: a mentor serving ``max_download_sessions`` full downloads rejects
+    the next one with the R flag; a W=1 resync is still served, and once a download is
+    done another one may start."""
+    handlespace = Handlespace()
+    for pe in range(1, 6):
+        handlespace.register(POOL, element(pe, US), now=0.0, identity="pe")
+    core = PeerCore(
+        PeerConfig(US, handle_table_page=2, max_download_sessions=2),
+        handlespace,
+        AuthorizationPolicy(),
+    )
+    core.start(0.0)
+    for number, server in ((5, 7), (6, 8), (7, 9)):
+        core.connection_ready(number, tls(f"enrp-{server}"), outgoing=False, now=0.0)
+        core.message_received(
+            number, enrp.Presence(server, 0, handlespace.pe_checksum(server)), 0.0
+        )
+
+    def ask(number: int, server: int, own: bool = False) -> enrp.HandleTableResponse:
+        actions = core.message_received(number, enrp.HandleTableRequest(server, US, own), 0.1)
+        ((_, answer),) = sent(actions, enrp.HandleTableResponse)
+        assert isinstance(answer, enrp.HandleTableResponse)
+        return answer
+
+    assert ask(5, 7).more_to_send and ask(6, 8).more_to_send
+    assert ask(7, 9).reject
+    assert core.counters["table_requests_rejected"] == 1
+    assert not ask(7, 9, own=True).reject
+    while ask(5, 7).more_to_send:
+        pass
+    assert not ask(7, 9).reject

@@ -117,6 +117,10 @@ class PeerConfig:
     mentor_discovery: float = 5.0
     #: PEs per ENRP_HANDLE_TABLE_RESPONSE page (each PE is about 6 TLVs; 2048 TLVs a message).
     handle_table_page: int = 200
+    #: Full handle table downloads (W=0) we serve at once; more are rejected with the R
+    #: flag (RFC 5353 3.2.3: "too many download sessions open"), and the new server asks
+    #: a backup mentor or again later.
+    max_download_sessions: int = 8
     #: ASAP_ENDPOINT_KEEP_ALIVEs with the H flag after a takeover (RFC 5355 2.14).
     home_keep_alive_rate: Rate = field(default_factory=lambda: Rate(100.0, 100.0))
     #: How long a PE taken over has to acknowledge the H keep-alive before it is removed.

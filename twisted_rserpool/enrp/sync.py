@@ -153,8 +153,16 @@ class Synchroniser:
         ):
             session = None
         if session is None:
-            if not message.own_children_only and not self.synchronised:
-                # RFC 5353 3.2.3: a server still initialising rejects a full download.
+            downloads = sum(
+                not other.own_children_only
+                for number, other in self._sessions.items()
+                if number != link.number and not (other.expires and other.expires < now)
+            )
+            if not message.own_children_only and (
+                not self.synchronised or downloads >= table.config.max_download_sessions
+            ):
+                # RFC 5353 3.2.3: a server still initialising, or serving too many
+                # downloads already, rejects a full download.
                 table.counters["table_requests_rejected"] += 1
                 table.send(
                     link.number,
