@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/test: prepares everything they need.
-#  - system packages the tests and the demo use (tshark, strongSwan), with apt-get when root;
+#  - system packages the tests and the demo use (tshark, strongSwan), with apt-get when root,
+#    and libreswan unpacked beside strongSwan into .cache/libreswan;
 #  - a local virtual environment in .venv with the package (editable) and its test tools.
 # Safe to run again: it only does work when something is missing or pyproject.toml changed.
 set -euo pipefail
@@ -19,6 +20,8 @@ command -v swanctl >/dev/null 2>&1 || need_apt+=(strongswan-swanctl)
 # tests/interop/test_fragments.py builds network namespaces and drops IP fragments in them.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
+# tests/interop/test_nat.py: a masquerading NAT namespace whose mappings it flushes (rebinding).
+command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
@@ -33,6 +36,35 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         say "missing system packages (${need_apt[*]}); run as root to install them with apt-get"
     fi
 fi
+
+# tests/interop/test_libreswan.py runs libreswan's pluto. Debian's package conflicts with
+# strongSwan's, so only its dependencies are installed and the package itself is unpacked
+# into .cache/libreswan/root beside strongSwan (../shared/interop/libreswan/README.md).
+LIBRESWAN_ROOT="$ROOT/.cache/libreswan/root"
+if [ ! -x "$LIBRESWAN_ROOT/usr/libexec/ipsec/pluto" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "unpacking libreswan into $LIBRESWAN_ROOT"
+        export DEBIAN_FRONTEND=noninteractive
+        lsw_cache="$ROOT/.cache/libreswan"
+        mkdir -p "$lsw_cache"
+        rm -f "$lsw_cache"/libreswan_*.deb
+        if ! (cd "$lsw_cache" && apt-get download -qq libreswan >/dev/null 2>&1); then
+            apt-get update -qq >/dev/null
+            (cd "$lsw_cache" && apt-get download -qq libreswan >/dev/null 2>&1)
+        fi
+        lsw_deb=$(ls "$lsw_cache"/libreswan_*.deb)
+        # Its Depends, first alternatives without versions, and certutil for the NSS database.
+        lsw_deps=$(dpkg-deb -f "$lsw_deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e 's/,/ /g')
+        # shellcheck disable=SC2086 # one word per package
+        apt-get install -y -qq --no-install-recommends $lsw_deps libnss3-tools >/dev/null
+        rm -rf "$LIBRESWAN_ROOT.tmp"
+        dpkg-deb -x "$lsw_deb" "$LIBRESWAN_ROOT.tmp"
+        mv "$LIBRESWAN_ROOT.tmp" "$LIBRESWAN_ROOT"
+    else
+        say "libreswan is not unpacked in $LIBRESWAN_ROOT; run as root to fetch it with apt-get"
+    fi
+fi
+export TWISTED_RSERPOOL_LIBRESWAN="$LIBRESWAN_ROOT"
 
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
     say "Python 3.11 or newer is required (found $("$PYTHON" --version 2>&1))"
