@@ -207,3 +207,19 @@ def test_a_claim_for_a_pe_homed_elsewhere_is_only_refused() -> None:
     a.take(a.core.enrp_message_received(a.c, update, a.now))
     entry = a.handlespace.get(POOL, 0x77)
     assert entry is not None and entry.home_server_identifier == C
+
+
+def test_a_resync_page_claiming_the_pe_asks_it_too() -> None:
+    """The new home's claim may come in a W=1 resync page (the audit of C's PEs) rather
+    than an ADD_PE: the old home refuses the entry and asks the PE the same way."""
+    a = OldHome()
+    other = Handlespace()
+    other.register(POOL, element(PE, C, 7002), now=0.0)
+    presence = enrp.Presence(C, 0, other.pe_checksum(C))
+    a.take(a.core.enrp_message_received(a.c, presence, a.now))
+    page = enrp.HandleTableResponse(C, A, (enrp.PoolEntry(POOL, (element(PE, C, 7002),)),))
+    told = a.to_pe(a.core.enrp_message_received(a.c, page, a.now))
+    (question,) = keep_alives(told)
+    assert question.pe_identifier == PE
+    a.run(TIMEOUT + 0.1)
+    assert a.view() is None

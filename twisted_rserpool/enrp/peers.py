@@ -87,7 +87,9 @@ class PeerCore:
         self.table = PeerTable(config, handlespace, policy, self.counters, self.allowPeer, bindings)
         self.authority = Authority(self.table)
         self.updates = HandleUpdates(self.table, self.authority)
-        self.sync = Synchroniser(self.table, self.authority, expect_mentor=expect_mentor)
+        self.sync = Synchroniser(
+            self.table, self.authority, expect_mentor=expect_mentor, homes=self.updates.homes
+        )
         self.takeovers = Takeovers(self.table)
         self._handlers: dict[type[enrp.EnrpMessage], _Handler] = {
             enrp.Presence: self._presence_received,

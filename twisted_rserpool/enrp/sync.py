@@ -22,7 +22,7 @@ from twisted_rserpool.enrp.peertable import (
     PoolElementKey,
     TableRequest,
 )
-from twisted_rserpool.enrp.updates import Authority
+from twisted_rserpool.enrp.updates import Authority, HomeChanges
 from twisted_rserpool.handlespace import HandlespaceError, RemovalReason
 from twisted_rserpool.wire import enrp
 from twisted_rserpool.wire.parameters import PoolElementParameter
@@ -56,9 +56,19 @@ class Synchroniser:
     mentor for MENTOR-DISCOVERY seconds before it serves alone (RFC 5353 3.2.2.1).
     """
 
-    def __init__(self, table: PeerTable, authority: Authority, *, expect_mentor: bool) -> None:
+    def __init__(
+        self,
+        table: PeerTable,
+        authority: Authority,
+        *,
+        expect_mentor: bool,
+        homes: HomeChanges | None = None,
+    ) -> None:
         self.table = table
         self.authority = authority
+        #: Told of a resync page's PE that names its sender as the new home of a PE we
+        #: refused to move (the old home then asks the PE, as for an ADD_PE).
+        self.homes = homes
         self.phase = SyncPhase.SEARCHING if expect_mentor else SyncPhase.DONE
         self._expect_mentor = expect_mentor
         self._mentor: int | None = None
@@ -316,6 +326,8 @@ class Synchroniser:
                 identity=link.identity,
                 reason=refusal,
             )
+            if self.homes is not None and pending.own_children_only:
+                self.homes.claimed(sender, pool_handle, element, now)
             return
         pending.marked.discard((pool_handle, element.pe_identifier))
         try:
