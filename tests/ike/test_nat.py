@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import Clock
 
+from tests.ike.test_gateway import FakeReactor
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import NON_ESP_MARKER, ExchangeType, NotifyType
 from twisted_rserpool.ike.endpoint import IkeEndpoint
@@ -28,6 +31,8 @@ from twisted_rserpool.ike.events import (
     IkeSaRekeyed,
     LivenessConfirmed,
 )
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol
+from twisted_rserpool.ike.initiator import IkeInitiatorProtocol
 from twisted_rserpool.ike.payloads import decode_header, decode_message
 from twisted_rserpool.ike.sa import IkeSa
 
@@ -460,6 +465,59 @@ def test_keepalives_disabled() -> None:
     net.establish()
     net.tick(100.0)
     assert not [s for s in net.sent if s.data == b"\xff"]
+
+
+# --- the Twisted adapters: two sockets per side ------------------------------------------
+
+
+class Wire:
+    """A fake UDP transport that records what its protocol writes."""
+
+    def __init__(self) -> None:
+        self.written: list[tuple[bytes, Address]] = []
+
+    def write(self, data: bytes, addr: Address) -> None:
+        self.written.append((data, addr))
+
+
+def test_adapters_float_through_nat_t_sockets() -> None:
+    """Through the Twisted adapters: our IkeInitiatorProtocol behind a NAT writes IKE_SA_INIT
+    on its main socket, then IKE_AUTH on its NAT traversal socket (listenNatTraversal) to the
+    gateway's; the gateway's IkeNatTraversalProtocol hands it to the same endpoint and the
+    answer goes out of the gateway's 4500 socket; ``initiate`` fires."""
+    clock = Clock()
+    reactor = FakeReactor()
+    gw = IkeGatewayProtocol(IkeEndpoint(config("gw@test"), (GATEWAY, 500)), clock)
+    cl = IkeInitiatorProtocol(IkeEndpoint(config("client@test"), (CLIENT, 500)), clock)
+    wires: dict[tuple[str, int], Wire] = {}
+    protocols: dict[tuple[str, int], DatagramProtocol] = {}
+    for host, protocol in ((GATEWAY, gw), (CLIENT, cl)):
+        protocol.makeConnection(wire := Wire())  # type: ignore[arg-type]
+        wires[(host, 500)], protocols[(host, 500)] = wire, protocol
+        protocol.listenNatTraversal(reactor, 4500, host)  # type: ignore[arg-type]
+        nat_t = protocol.natTraversal
+        assert nat_t is not None and protocol.endpoint.nat_t_port == 4500
+        nat_t.makeConnection(wire := Wire())  # type: ignore[arg-type]
+        wires[(host, 4500)], protocols[(host, 4500)] = wire, nat_t
+    nat = Masquerade(NAT_PUBLIC)
+    done: list[object] = []
+    cl.initiate((GATEWAY, 500)).addBoth(done.append)
+    log: list[tuple[Address, Address]] = []
+    for _ in range(20):
+        for (host, port), wire in wires.items():
+            for data, destination in wire.written:
+                log.append(((host, port), destination))
+                if host == CLIENT:
+                    protocols[destination].datagramReceived(data, nat.out((host, port)))
+                else:
+                    inside = nat.back(destination)
+                    assert inside is not None
+                    protocols[inside].datagramReceived(data, (host, port))
+            wire.written.clear()
+    (up,) = done
+    assert isinstance(up, IkeSaEstablished) and up.local_behind_nat
+    assert log[:2] == [((CLIENT, 500), (GATEWAY, 500)), ((GATEWAY, 500), (NAT_PUBLIC, 40000))]
+    assert log[2:4] == [((CLIENT, 4500), (GATEWAY, 4500)), ((GATEWAY, 4500), (NAT_PUBLIC, 40001))]
 
 
 # --- fuzzing the port-4500 receive path -------------------------------------------------

@@ -23,6 +23,7 @@ from twisted_rserpool.asap.notifier import (
     IFailoverObserver,
     decide,
 )
+from twisted_rserpool.ike.constants import NAT_T_PORT
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     ChildSaEstablished,
@@ -96,9 +97,16 @@ class IkeInitiatorProtocol(IkeDatagramProtocol):
         self._rekeyed: dict[bytes, list[Deferred[IkeSaRekeyed]]] = {}
         self._childRekeyed: dict[bytes, list[Deferred[ChildSaEstablished]]] = {}
 
-    def initiate(self, peer: Address) -> Deferred[IkeSaEstablished]:
-        """Start an IKE SA with ``peer``; fires once IKE_AUTH completes."""
-        spi = self.endpoint.initiate(peer, self.clock.seconds())
+    def initiate(
+        self, peer: Address, natTraversalPort: int = NAT_T_PORT
+    ) -> Deferred[IkeSaEstablished]:
+        """Start an IKE SA with ``peer``; fires once IKE_AUTH completes.
+
+        When IKE_SA_INIT detects a NAT the SA floats to the peer's ``natTraversalPort``
+        (RFC 7296 section 2.23), from our NAT traversal socket when there is one
+        (``listenNatTraversal``).
+        """
+        spi = self.endpoint.initiate(peer, self.clock.seconds(), peer_nat_t_port=natTraversalPort)
         d: Deferred[IkeSaEstablished] = Deferred()
         self._established[spi] = d
         self.flush()
