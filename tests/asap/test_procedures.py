@@ -593,3 +593,19 @@ def test_a_pool_element_resolves_the_pool_of_a_card_it_receives() -> None:
     pe.businessCardReceived(asap.BusinessCard(b"gone"))
     pe._linkMessage(home, asap.HandleResolutionResponse(b"gone", error=unknown))  # type: ignore[arg-type]
     assert pe.cache.state(b"gone", clock.seconds()) is CacheState.MISSING
+
+
+def test_announced_hints_are_bounded() -> None:
+    """RFC 5355 2.12: anyone may announce, so at most 16 announced servers are hints at a
+    time; more are counted and ignored until the old hints expire (T7)."""
+    clock = Clock()
+    user = user_with([], clock, announcedServer=lambda t: StubServer(f"s{t.port}"))
+    link = user.link
+    assert link is not None
+    many = tuple(TcpTransport(4000 + i, IPv4Address("127.0.0.1")) for i in range(40))
+    link.announcementReceived(asap.ServerAnnounce(1, many))
+    assert len(link.hunt.candidates(clock.seconds())) == 16
+    assert link.announcementsIgnored == 24
+    clock.advance(TIMERS.t7_enrp_outdate)
+    link.announcementReceived(asap.ServerAnnounce(1, many[-1:]))
+    assert [repr(s) for s in link.hunt.candidates(clock.seconds())] == ["<server s4039>"]

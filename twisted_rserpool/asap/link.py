@@ -124,6 +124,9 @@ class HomeServerLink:
         self._timer = DeadlineTimer(self._timerFired)
         self._running = False
         self._announced: dict[tuple[str, int], IStreamClientEndpoint] = {}
+        #: At most this many announced servers are hints at a time (RFC 5355 2.12).
+        self.maxAnnouncedServers = 16
+        self.announcementsIgnored = 0
         self.huntsStarted = 0
 
     @property
@@ -324,6 +327,7 @@ class HomeServerLink:
         only through ``announcedEndpoint`` and only once they authenticate."""
         if self.announcedEndpoint is None:
             return
+        now = self.clock.seconds()
         for transport in message.transports:
             if not isinstance(transport, TcpTransport) or not isinstance(
                 transport.address, IPv4Address
@@ -331,14 +335,32 @@ class HomeServerLink:
                 continue
             key = (str(transport.address), transport.port)
             endpoint = self._announced.get(key)
+            if endpoint is None and len(self._announced) >= self.maxAnnouncedServers:
+                # Forget hints that expired; anyone may announce (RFC 5355 2.12), so the
+                # number of servers we remember is bounded.
+                live = self.hunt.candidates(now)
+                self._announced = {k: e for k, e in self._announced.items() if e in live}
+                if len(self._announced) >= self.maxAnnouncedServers:
+                    self.announcementsIgnored += 1
+                    if self.announcementsIgnored in (1, 10, 100) or not (
+                        self.announcementsIgnored % 1000
+                    ):
+                        log.warn(
+                            "{role}: {count} announced servers ignored: already "
+                            "{limit} hints within T7-ENRPoutdate",
+                            role=self.role,
+                            count=self.announcementsIgnored,
+                            limit=self.maxAnnouncedServers,
+                        )
+                    continue
             if endpoint is None:
                 endpoint = self.announcedEndpoint(transport)
                 if endpoint is None:
                     continue
                 self._announced[key] = endpoint
-            self.hunt.announced(endpoint, self.clock.seconds())
+            self.hunt.announced(endpoint, now)
         if self._running and self._attempt is None and self._attemptProtocol is None:
-            self._step(self.hunt.retry(self.clock.seconds()))
+            self._step(self.hunt.retry(now))
             return
         self._armTimer()
 
