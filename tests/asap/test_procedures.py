@@ -152,9 +152,9 @@ def element_with(servers: list[StubServer], clock: Clock, **options: Any) -> Poo
 def test_hunt_in_parallel_excludes_the_home_server() -> None:
     """A hunt begun beside a live home server tries only the others, and none if alone."""
     hunt: ServerHunt[str] = ServerHunt(["a", "b"], TIMERS)
-    assert hunt.begin(0.0, exclude="a").attempt == "b"
+    assert hunt.begin(0.0, exclude=["a"]).attempt == "b"
     alone: ServerHunt[str] = ServerHunt(["a"], TIMERS)
-    assert alone.begin(0.0, exclude="a").attempt is None
+    assert alone.begin(0.0, exclude=["a"]).attempt is None
 
 
 def test_t1_expiry_resends_to_the_same_server_and_its_late_answer_counts() -> None:
@@ -215,6 +215,23 @@ def test_sh1_never_more_than_three_connections() -> None:
     ready(link, c)
     assert first.closed and not second.closed
     assert link.previous == [second]  # type: ignore[comparison-overlap]
+
+
+def test_a_parallel_hunt_skips_servers_still_connected() -> None:
+    """A second hunt in parallel does not dial the server it moved away from (still
+    connected as the previous home): with no other server it only sends again."""
+    clock = Clock()
+    a, b = StubServer("a"), StubServer("b")
+    user = user_with([a, b], clock)
+    link = user.link
+    assert link is not None
+    ready(link, a)
+    user.resolve(POOL)
+    clock.advance(10.0)
+    home = ready(link, b)
+    clock.advance(10.0)
+    assert len(a.connections) == 1 and len(b.connections) == 1
+    assert home.sent == [asap.HandleResolution(POOL)] * 2
 
 
 def test_t1_alone_waits_for_the_only_server() -> None:

@@ -9,12 +9,13 @@ was established resets T5 (SH3). Whether an established connection counts (the s
 authenticated) is for the caller to decide before it calls :meth:`ServerHunt.succeeded`.
 
 A hunt begun while the home server is still connected (RFC 5352 3.7.2: a request timed out
-and is being sent again to it) excludes that server, so that the hunt finds another one.
+and is being sent again to it) excludes that server (and the ones still connected from
+earlier such hunts), so that the hunt finds another one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -45,7 +46,7 @@ class ServerHunt(Generic[K]):
         self._tried: set[K] = set()
         self._current: K | None = None
         self._next_index = 0
-        self._exclude: K | None = None
+        self._exclude: frozenset[K] = frozenset()
         self.rounds = 0
 
     @property
@@ -73,15 +74,15 @@ class ServerHunt(Generic[K]):
         if server not in self._configured:
             self._announced[server] = now + self.timers.t7_enrp_outdate
 
-    def begin(self, now: float, exclude: K | None = None) -> HuntStep[K]:
+    def begin(self, now: float, exclude: Iterable[K] = ()) -> HuntStep[K]:
         """Start hunting (SH1, SH2); does nothing if a hunt is already under way.
-        ``exclude``: a server not to try in this hunt (the home server, still connected)."""
+        ``exclude``: servers not to try in this hunt (the home server, still connected)."""
         if self.hunting:
             return HuntStep()
         self._deadline = now + self._t5
         self.rounds = 1
         self._tried.clear()
-        self._exclude = exclude
+        self._exclude = frozenset(exclude)
         return HuntStep(attempt=self._pick(now))
 
     def retry(self, now: float) -> HuntStep[K]:
@@ -92,14 +93,14 @@ class ServerHunt(Generic[K]):
         return HuntStep(attempt=self._pick(now))
 
     def include_all(self) -> None:
-        """The excluded home server is gone too: the hunt may try it again."""
-        self._exclude = None
+        """The excluded servers are gone too: the hunt may try them again."""
+        self._exclude = frozenset()
 
     def abandon(self) -> HuntStep[K]:
         """End a hunt that is no longer needed (the home server answered after all)."""
         cancel, self._current = self._current, None
         self._deadline = None
-        self._exclude = None
+        self._exclude = frozenset()
         self._tried.clear()
         return HuntStep(cancel=cancel)
 
@@ -116,7 +117,7 @@ class ServerHunt(Generic[K]):
         """The connection to ``server`` is up and trusted: the hunt is over (SH3, SH6)."""
         self._deadline = None
         self._current = None
-        self._exclude = None
+        self._exclude = frozenset()
         self._t5 = self.timers.t5_server_hunt
         self._tried.clear()
 
@@ -144,7 +145,7 @@ class ServerHunt(Generic[K]):
             return None
         ordered = candidates[self._next_index % len(candidates) :]
         ordered += candidates[: self._next_index % len(candidates)]
-        untried = [k for k in ordered if k not in self._tried and k != self._exclude]
+        untried = [k for k in ordered if k not in self._tried and k not in self._exclude]
         if avoid is not None and len(untried) > 1:
             untried = [k for k in untried if k != avoid]
         if not untried:

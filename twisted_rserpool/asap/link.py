@@ -197,7 +197,8 @@ class HomeServerLink:
             return
         if self.hunt.hunting:
             return
-        others = [s for s in self.hunt.candidates(self.clock.seconds()) if s is not home.server]
+        connected = [home.server, *(c.server for c in self.previous)]
+        others = [s for s in self.hunt.candidates(self.clock.seconds()) if s not in connected]
         if not others:
             log.info(
                 "{role}: {reason}; no other ENRP server to hunt for, waiting for {peer}",
@@ -213,7 +214,7 @@ class HomeServerLink:
             reason=reason,
             peer=home.peer,
         )
-        self._step(self.hunt.begin(self.clock.seconds(), exclude=home.server))
+        self._step(self.hunt.begin(self.clock.seconds(), exclude=connected))
 
     def endHunt(self) -> None:
         """The home server answered: a hunt in parallel is no longer needed."""
