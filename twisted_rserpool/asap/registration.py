@@ -174,10 +174,7 @@ def granted_life(warning: OperationError, pe_identifier: int) -> int | None:
             parameter = decode_parameter(cause.information)
         except MalformedMessage:
             continue
-        if (
-            isinstance(parameter, PoolElementParameter)
-            and parameter.pe_identifier == pe_identifier
-        ):
+        if isinstance(parameter, PoolElementParameter) and parameter.pe_identifier == pe_identifier:
             return parameter.registration_life
     return None
 
