@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+from ipaddress import IPv4Address
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.ike.pki import IkePki
+from tests.ike.test_redirect import CL, A, B, ByIdentity, Net
 from tests.ike.test_sa import Pair, config, exchange_of, of
 from tests.ike.test_sa_hostile import failure
 from twisted_rserpool.ike.auth import mschapv2
@@ -41,8 +43,14 @@ from twisted_rserpool.ike.auth.eap import (
 )
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
-from twisted_rserpool.ike.events import ChildSaEstablished, IkeSaEstablished
+from twisted_rserpool.ike.events import (
+    ChildSaEstablished,
+    ClientRedirected,
+    IkeSaEstablished,
+    IkeSaRedirected,
+)
 from twisted_rserpool.ike.payloads import decode_message
+from twisted_rserpool.ike.redirect import StaticGateways
 
 # RFC 2759 section 9.2 / RFC 3079 section 3.5.3.
 USER = b"User"
@@ -422,3 +430,31 @@ def test_custom_authenticator_plugs_in() -> None:
     pair = Pair(gw, config("client@test", eap_peer=(b"alice", "x")))
     pair.establish()
     assert failure(pair.cl_events).reason.startswith("EAP failed")
+
+
+def test_redirect_after_the_final_eap_round() -> None:
+    """RFC 5685 section 6: gateway A redirects in the IKE_AUTH that follows EAP Success, with
+    its MSK AUTH and N(REDIRECT) and no CHILD_SA; our client verifies that AUTH, follows to
+    B, runs EAP-MSCHAPv2 again there and establishes with B."""
+    net = Net(client())
+    policy = ByIdentity(StaticGateways([IPv4Address(B[0])]), always=True, in_auth=True)
+    gw_a = net.add(A, gateway(), policy=policy)
+    net.add(B, gateway())
+    net.client.initiate(A, 0.0)
+    net.pump()
+    (moved,) = net.of(CL, IkeSaRedirected)
+    assert isinstance(moved, IkeSaRedirected) and moved.exchange == "IKE_AUTH"
+    (sent,) = net.of(A, ClientRedirected)
+    assert isinstance(sent, ClientRedirected) and sent.exchange == "IKE_AUTH"
+    assert not net.of(A, IkeSaEstablished) and not net.of(A, ChildSaEstablished)
+    to_a = {
+        m.message_id
+        for m in net.messages(CL, A)
+        if m.exchange_type == ExchangeType.IKE_AUTH and not m.response
+    }
+    assert to_a == {1, 2, 3, 4, 5}  # the redirect came with the last, MSK AUTH round
+    (up,) = net.of(B, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished)
+    assert str(up.authentication).startswith("EAP-MSCHAPv2 alice")
+    assert [u.peer_address for u in net.of(CL, IkeSaEstablished)] == [B]  # type: ignore[attr-defined]
+    assert len(gw_a) == 0 and gw_a.redirects == {"static": 1}

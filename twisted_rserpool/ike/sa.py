@@ -531,11 +531,13 @@ class IkeSa:
         self._auth_responder = None
         self._start_life(self.last_heard)
         self.log.info(
-            "IKE SA {spi_i}/{spi_r} established with {peer_id} at {peer} ({suite})",
+            "IKE SA {spi_i}/{spi_r} established with {peer_id} at {peer}, verified by "
+            "{authentication} ({suite})",
             spi_i=self.spi_i.hex(),
             spi_r=self.spi_r.hex(),
             peer_id=str(self.peer_id),
             peer=self.peer_address,
+            authentication=self.peer_auth_verified,
             suite=str(self.suite),
         )
         self.host.emit(
