@@ -42,6 +42,12 @@ class Liveness(Task):
         self, payloads: tuple[Payload, ...], request: Outstanding[Task], now: float
     ) -> None:
         sa = self.sa
+        log.debug(
+            "liveness check of IKE SA {spi_i}/{spi_r} answered by {peer}",
+            spi_i=sa.spi_i.hex(),
+            spi_r=sa.spi_r.hex(),
+            peer=sa.peer_address,
+        )
         sa.host.emit(LivenessConfirmed(sa.spi_i, sa.spi_r, now - request.first_sent_at))
 
 
@@ -117,4 +123,11 @@ def respond(
         reason = "rekeyed" if sa.rekeyed_to is not None else "deleted by peer"
         sa.close(StateEvent.DELETED, sa.deleted_event(reason))
         return
+    if not payloads:
+        log.debug(
+            "answering a liveness check of IKE SA {spi_i}/{spi_r} from {peer}",
+            spi_i=sa.spi_i.hex(),
+            spi_r=sa.spi_r.hex(),
+            peer=sa.peer_address,
+        )
     sa.respond(ExchangeType.INFORMATIONAL, message_id, answer, raw)
