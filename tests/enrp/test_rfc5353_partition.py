@@ -115,13 +115,14 @@ def _sleep(seconds: float) -> Deferred[None]:
 
 
 class PartitionTests(TestCase):
-    timeout = 90
+    timeout = 120
 
     async def test_a_blackholed_server_takes_over_nobody(self) -> None:
         """Server 1's ENRP links are blackholed for 15 s while every server and PE runs.
         Server 1 finds both others dead but gets no majority: it completes no takeover,
         sends no H keep-alive, and the PEs of servers 2 and 3 stay homed there at every
-        server; the majority (2 of 3) takes server 1 over."""
+        server; the majority (2 of 3) takes server 1 over. When the partition heals, the
+        three agree again (the PE of server 1 stays with its new home)."""
         directory = Path(tempfile.mkdtemp(prefix="enrp-partition-"))
         self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
         hole = Blackhole()
@@ -172,9 +173,22 @@ class PartitionTests(TestCase):
         assert "Took over ENRP server 0x00000001" in logs
         homes = {two.elements().get(elements[1]), three.elements().get(elements[1])}
         assert len(homes) == 1 and homes <= {2, 3}, homes
+        moved = homes.pop()
+        # The partition heals: the links reconnect and all three agree again.
+        hole.cut = False
+        healed = time.monotonic()
+
+        def agreed() -> bool:
+            views = [s.elements() for s in pool.servers]
+            owners = [s.admin()["owners"] for s in pool.servers]
+            return all(v == views[0] for v in views) and all(o == owners[0] for o in owners)
+
+        await waitUntil(agreed, 30, "agreement after the partition healed")
+        assert one.elements() == {elements[1]: moved, elements[2]: 2, elements[3]: 3}
         print(
-            f"blackhole of server 1 for {time.monotonic() - cut:.1f} s: {hole.dropped} bytes"
-            f" dropped; server 1 took over nobody; its PE moved to 0x{homes.pop():08x}"
+            f"blackhole of server 1 for {healed - cut:.1f} s: {hole.dropped} bytes dropped;"
+            f" server 1 took over nobody; its PE moved to 0x{moved:08x}; all three agreed"
+            f" {time.monotonic() - healed:.1f} s after the heal"
         )
 
     def tearDown(self) -> Any:
