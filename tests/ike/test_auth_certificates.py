@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import ipaddress
+from collections.abc import Sequence
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -30,8 +31,11 @@ from twisted_rserpool.ike.constants import AuthMethod, CertEncoding, IdType, Not
 from twisted_rserpool.ike.events import IkeSaEstablished
 from twisted_rserpool.ike.payloads import (
     CertificateRequestPayload,
+    Payload,
     decode_message,
 )
+from twisted_rserpool.ike.sa import IkeSa
+from twisted_rserpool.ike.tasks import ike_init
 
 PKI = IkePki()
 OTHER = IkePki("another CA")
@@ -382,3 +386,42 @@ def test_mangled_algorithm_identifiers(scheme: tuple[str, int], position: int, j
     except signature.AuthDataError:
         return
     assert parsed in signature.SCHEMES.values()
+
+
+@pytest.mark.parametrize(
+    ("kind", "scheme"),
+    [
+        ("rsa2048", "RSA PKCS#1 v1.5 SHA-1 (method 1)"),
+        ("p256", "ECDSA P-256 SHA-256 (method 9)"),
+        ("p384", "ECDSA P-384 SHA-384 (method 10)"),
+        ("p521", "ECDSA P-521 SHA-512 (method 11)"),
+    ],
+)
+def test_classic_methods_end_to_end(
+    kind: str, scheme: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that announces no SIGNATURE_HASH_ALGORITHMS (as older clients do): both
+    sides sign with the classic method of their key and verify the other's."""
+    offer = ike_init.offer_signatures
+
+    def silent_client(sa: IkeSa, peer: Sequence[Payload] | None) -> list[Payload]:
+        ours = offer(sa, peer)
+        return [] if sa.initiator else ours
+
+    monkeypatch.setattr(ike_init, "offer_signatures", silent_client)
+    gw_creds = PKI.issue("gw", dns=["gw.test"], key_kind=kind)
+    cl_creds = PKI.issue("client", emails=["client@test"], key_kind=kind)
+    pair = Pair(
+        gateway(gw_creds, peer_auth="certificate", trust=PKI.trust()),
+        client(credentials=cl_creds),
+    )
+    pair.establish()
+    assert scheme in str(established(pair.cl_events).authentication)  # type: ignore[arg-type]
+    assert scheme in str(established(pair.gw_events).authentication)  # type: ignore[arg-type]
+
+
+@given(st.binary(max_size=400), st.lists(st.binary(max_size=100), max_size=3))
+def test_certificate_chains_from_the_wire_never_crash(leaf: bytes, others: list[bytes]) -> None:
+    """Whatever a peer puts in its CERT payloads, verification ends in ValueError."""
+    with pytest.raises(ValueError, match="certificate"):
+        PKI.trust().verify(leaf, others, NOW)
