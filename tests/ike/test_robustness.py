@@ -12,16 +12,21 @@ from twisted.python import usage
 from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_redirect import CL, A, B, config, static
 from tests.ike.test_redirect_initiator import Observer, Resolver, Wire
-from tests.ike.test_sa import GW, Pair, of
+from tests.ike.test_sa import GW, Pair, forge, of
 from tests.ike.test_sa import config as sa_config
 from tests.ike.test_tap import parse
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.child import any_selector, narrow, selector_from_network
 from twisted_rserpool.ike.codec import (
     KeyExchangePayload,
+    NoncePayload,
+    NotifyPayload,
     SecurityAssociationPayload,
     TrafficSelector,
+    TsInitiatorPayload,
+    TsResponderPayload,
     decode_message,
+    decode_payload_chain,
 )
 from twisted_rserpool.ike.config import (
     DEFAULT_IKE_SUITES,
@@ -32,7 +37,7 @@ from twisted_rserpool.ike.config import (
     IkeConfig,
     PskTable,
 )
-from twisted_rserpool.ike.constants import NotifyType, TransformType
+from twisted_rserpool.ike.constants import ExchangeType, NotifyType, TransformType
 from twisted_rserpool.ike.crypto import DhGroupId, IntegrityId, PrfId
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
@@ -46,7 +51,13 @@ from twisted_rserpool.ike.events import (
 )
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol, IkeGatewayProtocol
 from twisted_rserpool.ike.initiator import IkeInitiatorProtocol
-from twisted_rserpool.ike.proposals import child_proposal, parse_child_suites, parse_ike_suites
+from twisted_rserpool.ike.proposals import (
+    OfferedProposal,
+    child_proposal,
+    parse_child_suites,
+    parse_ike_suites,
+)
+from twisted_rserpool.ike.tasks.common import to_payload
 
 
 def _redirecting_pair(in_auth: bool) -> tuple[IkeInitiatorProtocol, Wire, Observer]:
@@ -154,6 +165,55 @@ def test_many_selectors_outside_policy_get_ts_unacceptable() -> None:
     pair.cl.check_liveness(up.spi_i, 1.0)
     pair.pump(1.0)
     assert of(pair.cl_events, LivenessConfirmed)
+
+
+def test_create_child_sa_with_255_selectors() -> None:
+    """CREATE_CHILD_SA on an established IKE SA with 255 selectors in TSi and TSr (all a TS
+    payload can carry): answered with a CHILD_SA of the first 64 of each, and a second
+    request wholly outside policy gets TS_UNACCEPTABLE; the IKE SA stays both times."""
+    pair = Pair(
+        # Whole messages (no RFC 7383 fragments), so the answer can be read here.
+        sa_config(
+            "gw@test", remote_ts=(selector_from_network("10.5.0.0/16"),), fragmentation=False
+        ),
+        sa_config("client@test", fragmentation=False),
+    )
+    spi = pair.establish()
+    sa = pair.cl.get(spi)
+    assert sa is not None and sa.cipher_in is not None
+    esp = SecurityAssociationPayload(
+        (
+            to_payload(
+                OfferedProposal(1, 3, b"many", parse_child_suites("aes128gcm16")[0].transforms())
+            ),
+        )
+    )
+    many_i, many_r = _hosts("10.5.0.1", 255), _hosts("10.6.0.1", 255)
+    outside = _hosts("10.7.0.1", 255)
+    for tsi, accepted in ((many_i, True), (outside, False)):
+        payloads = (
+            esp,
+            NoncePayload(b"n" * 32),
+            TsInitiatorPayload(tsi),
+            TsResponderPayload(many_r),
+        )
+        forge(sa, ExchangeType.CREATE_CHILD_SA, payloads, 1.0)
+        pair.pump(1.0)
+        answer = pair.sent[-1][1]
+        message = decode_message(answer)
+        assert message.encrypted is not None and message.response
+        inner = decode_payload_chain(
+            message.encrypted.first_payload_type, sa.cipher_in.open(answer, 28)
+        )
+        if accepted:
+            (ts_i,) = [p for p in inner if isinstance(p, TsInitiatorPayload)]
+            (ts_r,) = [p for p in inner if isinstance(p, TsResponderPayload)]
+            assert ts_i.selectors == many_i[:64] and ts_r.selectors == many_r[:64]
+        else:
+            assert [type(p) for p in inner] == [NotifyPayload]
+            assert inner[0].notify_type == NotifyType.TS_UNACCEPTABLE  # type: ignore[union-attr]
+    assert len(pair.gw) == 1 and not of(pair.gw_events, IkeSaFailed)
+    assert pair.cl.get(spi) is not None
 
 
 def test_narrowing_stops_at_the_limit() -> None:
