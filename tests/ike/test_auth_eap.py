@@ -458,3 +458,32 @@ def test_redirect_after_the_final_eap_round() -> None:
     assert str(up.authentication).startswith("EAP-MSCHAPv2 alice")
     assert [u.peer_address for u in net.of(CL, IkeSaEstablished)] == [B]  # type: ignore[attr-defined]
     assert len(gw_a) == 0 and gw_a.redirects == {"static": 1}
+
+
+@pytest.mark.parametrize(
+    "step",
+    [EapStep(None), EapStep(EapMessage(EAP_SUCCESS, 1).encode(), "success", None)],
+    ids=["no-packet", "no-msk"],
+)
+def test_broken_authenticator_refused(step: EapStep) -> None:
+    """An IEapAuthenticator that answers no packet, or success without an MSK (a method
+    RFC 7296 2.16 would need SK_p for, which we do not support): AUTHENTICATION_FAILED."""
+
+    @implementer(IEapSession)
+    class Broken:
+        def begin(self) -> bytes:
+            return EapMessage(EAP_REQUEST, 1, TYPE_IDENTITY).encode()
+
+        def receive(self, response: bytes) -> EapStep:
+            return step
+
+    @implementer(IEapAuthenticator)
+    class Store:
+        def start(self, peer: Identity) -> IEapSession:
+            return Broken()
+
+    gw = config("@gw.test", peer_auth="eap-mschapv2", eap=Store())
+    pair = Pair(gw, config("client@test", eap_peer=(b"alice", "x")))
+    pair.establish()
+    assert "ended without a packet or an MSK" in failure(pair.gw_events).reason
+    assert failure(pair.cl_events).notify_type == NotifyType.AUTHENTICATION_FAILED

@@ -297,6 +297,8 @@ class IkeAuth(Task):
             sa.queue(IkeAuthEap(self, None, step.msk), now)
         elif step.message is not None:
             sa.queue(IkeAuthEap(self, step.message, None), now)
+        else:
+            sa.fail("EAP produced no Response", NotifyType.AUTHENTICATION_FAILED)
 
     def finish(self, payloads: Sequence[Payload], now: float) -> None:
         """The responder is authenticated: follow a REDIRECT, or establish with the CHILD_SA."""
@@ -476,7 +478,15 @@ class IkeAuthResponder:
             )
             return
         step = self.eap.receive(eap.data)
-        assert step.message is not None
+        if step.message is None or (step.outcome == "success" and not step.msk):
+            # A session that breaks its contract; methods without an MSK are not supported.
+            self._refuse(
+                message_id,
+                raw,
+                NotifyType.AUTHENTICATION_FAILED,
+                f"EAP of {self.peer_id} ended without a packet or an MSK",
+            )
+            return
         if step.outcome == "failure":
             self.log.info(
                 "EAP authentication of {peer_id} at {peer} failed: {reason}",
