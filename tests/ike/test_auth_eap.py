@@ -13,6 +13,8 @@ from ipaddress import IPv4Address
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.internet.testing import FakeDatagramTransport
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -37,18 +39,21 @@ from twisted_rserpool.ike.auth.eap import (
     MsChapV2Authenticator,
     MsChapV2Packet,
     MsChapV2Peer,
+    PendingEapStep,
     UsersFile,
     decode_eap,
     decode_mschapv2,
 )
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import ExchangeType, NotifyType
+from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
     ChildSaEstablished,
     ClientRedirected,
     IkeSaEstablished,
     IkeSaRedirected,
 )
+from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 from twisted_rserpool.ike.payloads import decode_message
 from twisted_rserpool.ike.redirect import StaticGateways
 
@@ -333,6 +338,7 @@ class OtherMsk:
 
     def receive(self, response: bytes) -> EapStep:
         step = self.session.receive(response)
+        assert isinstance(step, EapStep)
         if step.msk is None:
             return step
         return dataclasses.replace(step, msk=bytes(32))
@@ -487,3 +493,98 @@ def test_broken_authenticator_refused(step: EapStep) -> None:
     pair.establish()
     assert "ended without a packet or an MSK" in failure(pair.gw_events).reason
     assert failure(pair.cl_events).notify_type == NotifyType.AUTHENTICATION_FAILED
+
+
+@implementer(IEapSession)
+class Later:
+    """A session whose answers arrive later, as a RADIUS back end's would."""
+
+    def __init__(self, session: IEapSession, waiting: list[tuple[PendingEapStep, EapStep]]) -> None:
+        self.session = session
+        self.waiting = waiting
+
+    def begin(self) -> bytes:
+        return self.session.begin()
+
+    def receive(self, response: bytes) -> EapStep | PendingEapStep:
+        step = self.session.receive(response)
+        assert isinstance(step, EapStep)
+        pending = PendingEapStep()
+        self.waiting.append((pending, step))
+        return pending
+
+
+@implementer(IEapAuthenticator)
+class LaterAuthenticator:
+    def __init__(self) -> None:
+        self.waiting: list[tuple[PendingEapStep, EapStep]] = []
+
+    def start(self, peer: Identity) -> IEapSession:
+        return Later(MsChapV2Authenticator(USERS).start(peer), self.waiting)
+
+
+def test_asynchronous_back_end() -> None:
+    """An IEapAuthenticator that answers later (PendingEapStep): the gateway answers each
+    EAP round when the back end delivers, ignores the client's retransmissions meanwhile,
+    and wakes its adapter; the SA establishes."""
+    back_end = LaterAuthenticator()
+    gw_config = config("@gw.test", peer_auth="eap-mschapv2", eap=back_end, half_open_timeout=1000.0)
+    pair = Pair(gw_config, config("client@test", eap_peer=(b"alice", "alice's password")))
+    woken: list[int] = []
+    pair.gw.on_wake = lambda: woken.append(1)
+    pair.establish()
+    now = 0.0
+    for _ in range(3):  # EAP Identity, MS-CHAPv2 Response, MS-CHAPv2 Success
+        assert len(back_end.waiting) == 1 and not of(pair.gw_events, IkeSaEstablished)
+        sent = len(pair.sent)
+        now += 3.0
+        pair.tick(now)  # the client retransmits; the gateway must not process it again
+        pair.pump(now)
+        assert [n for n, _ in pair.sent[sent:]] and {n for n, _ in pair.sent[sent:]} == {"cl"}
+        assert len(back_end.waiting) == 1
+        pending, step = back_end.waiting.pop()
+        before = len(woken)
+        pending.deliver(step)
+        assert len(woken) == before + 1
+        pair.pump(now)
+    (up,) = of(pair.gw_events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished)
+    assert str(up.authentication).startswith("EAP-MSCHAPv2 alice")
+    assert len(of(pair.cl_events, IkeSaEstablished)) == 1
+
+
+def test_late_delivery_after_the_sa_ended_is_ignored() -> None:
+    back_end = LaterAuthenticator()
+    gw_config = config("@gw.test", peer_auth="eap-mschapv2", eap=back_end, half_open_timeout=5.0)
+    pair = Pair(gw_config, config("client@test", eap_peer=(b"alice", "alice's password")))
+    pair.establish()
+    pair.tick(6.0)  # the half-open SA times out while the back end works
+    assert "half-open timeout" in failure(pair.gw_events).reason
+    pending, step = back_end.waiting.pop()
+    sent = len(pair.sent)
+    pending.deliver(step)
+    pair.pump(6.0)
+    assert not [n for n, _ in pair.sent[sent:] if n == "gw"]
+    with pytest.raises(ValueError, match="once"):
+        pending.deliver(step)
+
+
+def test_pending_step_delivers_to_late_callbacks() -> None:
+    pending = PendingEapStep()
+    seen: list[EapStep] = []
+    step = EapStep(b"x")
+    pending.then(seen.append)
+    pending.deliver(step)
+    pending.then(seen.append)
+    assert seen == [step, step]
+
+
+def test_adapter_flushes_when_woken() -> None:
+    """IkeDatagramProtocol flushes (sends queued datagrams) when its endpoint is woken."""
+    endpoint = IkeEndpoint(config("@gw.test"), ("127.0.0.2", 500))
+    protocol = IkeDatagramProtocol(endpoint, Clock())
+    transport = FakeDatagramTransport()  # type: ignore[no-untyped-call]
+    protocol.makeConnection(transport)
+    endpoint.send(b"late answer", ("127.0.0.1", 1500))
+    endpoint.wake()
+    assert transport.written == [(b"late answer", ("127.0.0.1", 1500))]

@@ -20,7 +20,7 @@ import heapq
 import hmac
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from ipaddress import IPv4Address, IPv6Address
 
 from twisted.logger import Logger
@@ -126,6 +126,9 @@ class IkeEndpoint:
         """Redirects we sent, by reason (``"load"``, ``"drain"``, ``"admin"``...)."""
         self.redirected_from: Counter[str] = Counter()
         """Clients that arrived with N(REDIRECTED_FROM), by the gateway they name."""
+        self.on_wake: Callable[[], None] | None = None
+        """Called when datagrams or events are queued outside ``receive_datagram`` and
+        ``handle_timer`` (an asynchronous EAP back end answered); adapters flush then."""
 
     # --- the sans-IO surface ------------------------------------------------------------
 
@@ -401,6 +404,11 @@ class IkeEndpoint:
     def emit(self, event: IkeEvent) -> None:
         """Queue an event for the caller."""
         self._events.append(event)
+
+    def wake(self) -> None:
+        """Tell the adapter that output waits (``on_wake``)."""
+        if self.on_wake is not None:
+            self.on_wake()
 
     def reschedule(self, sa: IkeSa) -> None:
         """Track a change of ``sa``'s deadline."""

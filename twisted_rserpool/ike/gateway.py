@@ -51,6 +51,7 @@ class IkeDatagramProtocol(DatagramProtocol):
         self._timerAt: float | None = None
         self.natTraversal: IkeNatTraversalProtocol | None = None
         """The socket on the endpoint's ``nat_t_port``, once listening."""
+        endpoint.on_wake = self.flush
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         """Hand a datagram that arrived on the main port to the endpoint."""

@@ -150,6 +150,10 @@ class IkeSaHost(Protocol):
     def adopt(self, sa: IkeSa) -> None:
         """Add an SA made by a rekey to the SA table."""
 
+    def wake(self) -> None:
+        """Output or events wait outside a receive or timer call (an asynchronous EAP back
+        end answered): the adapter should send and deliver them now."""
+
 
 @dataclass
 class Succession:

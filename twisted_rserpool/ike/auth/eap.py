@@ -6,7 +6,8 @@ ends with Success (and the MSK, the shared secret of the final AUTH payloads) or
 ``MsChapV2Authenticator`` is the default implementation: EAP-Identity, then MS-CHAP-V2
 (RFC 2759) checked against a ``UsersFile`` (or any object with a ``password(name)``
 method). Plug in RADIUS or another store by providing ``IEapAuthenticator``; a session's
-``receive`` must answer at once (an asynchronous back end is not supported yet).
+``receive`` answers at once, or returns a ``PendingEapStep`` that an asynchronous back end
+delivers when its answer arrives.
 
 ``MsChapV2Peer`` is the client side, for our own initiator.
 """
@@ -41,7 +42,9 @@ __all__ = [
     "MsChapV2Authenticator",
     "MsChapV2Packet",
     "MsChapV2Peer",
+    "MsChapV2Session",
     "PasswordLookup",
+    "PendingEapStep",
     "UsersFile",
     "decode_eap",
     "decode_mschapv2",
@@ -168,14 +171,44 @@ class EapStep:
     reason: str = ""
 
 
+class PendingEapStep:
+    """An ``EapStep`` an asynchronous back end (a RADIUS round trip) delivers later.
+
+    The session returns it from ``receive`` and calls ``deliver`` once, when the answer is
+    known; the IKE SA answers the client's request then (its retransmissions meanwhile are
+    not processed again). A step delivered after the SA ended is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.step: EapStep | None = None
+        self._callbacks: list[Callable[[EapStep], None]] = []
+
+    def deliver(self, step: EapStep) -> None:
+        """The back end's answer."""
+        if self.step is not None:
+            raise ValueError("an EAP step is delivered once")
+        self.step = step
+        callbacks, self._callbacks = self._callbacks, []
+        for callback in callbacks:
+            callback(step)
+
+    def then(self, callback: Callable[[EapStep], None]) -> None:
+        """Call ``callback`` with the step (at once if it was delivered already)."""
+        if self.step is not None:
+            callback(self.step)
+        else:
+            self._callbacks.append(callback)
+
+
 class IEapSession(Interface):
     """The EAP conversation with one client (authenticator side)."""
 
     def begin() -> bytes:
         """The first EAP Request."""
 
-    def receive(response: bytes) -> EapStep:  # noqa: N805 (zope Interface)
-        """The client's EAP Response: the next Request, or Success/Failure and the outcome."""
+    def receive(response: bytes) -> EapStep | PendingEapStep:  # noqa: N805 (zope Interface)
+        """The client's EAP Response: the next Request, or Success/Failure and the outcome
+        (or a ``PendingEapStep`` that delivers them later)."""
 
 
 class IEapAuthenticator(Interface):
@@ -242,13 +275,15 @@ class MsChapV2Authenticator:
         self.server_name = server_name
         self.random = random
 
-    def start(self, peer: Identity) -> IEapSession:
+    def start(self, peer: Identity) -> MsChapV2Session:
         """A new session for the client ``peer``."""
-        return _MsChapV2Session(self)
+        return MsChapV2Session(self)
 
 
 @implementer(IEapSession)
-class _MsChapV2Session:
+class MsChapV2Session:
+    """One client's EAP-Identity and EAP-MSCHAPv2 conversation (authenticator side)."""
+
     def __init__(self, authenticator: MsChapV2Authenticator) -> None:
         self.authenticator = authenticator
         self.identifier = authenticator.random(1)[0]

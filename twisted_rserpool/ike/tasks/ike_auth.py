@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.auth import signature
 from twisted_rserpool.ike.auth.certificates import identity_in_certificate
-from twisted_rserpool.ike.auth.eap import IEapSession, MsChapV2Peer
+from twisted_rserpool.ike.auth.eap import EapStep, IEapSession, MsChapV2Peer, PendingEapStep
 from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.codec import (
     AuthenticationPayload,
@@ -44,7 +44,7 @@ from twisted_rserpool.ike.config import Identity
 from twisted_rserpool.ike.constants import AuthMethod, CertEncoding, ExchangeType, NotifyType
 from twisted_rserpool.ike.events import ChildSaFailed, ClientRedirected
 from twisted_rserpool.ike.proposals import ChildSuite, child_proposal
-from twisted_rserpool.ike.state import StateEvent
+from twisted_rserpool.ike.state import State, StateEvent
 from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.tasks.child_create import child_response, negotiate_child
 from twisted_rserpool.ike.tasks.common import Refusal, find, notifies, notify_name, to_payload
@@ -379,6 +379,8 @@ class IkeAuthResponder:
         self.eap_identity = b""
         self.msk: bytes | None = None
         self.rounds = 0
+        self.pending: int | None = None
+        """The Message ID of the request an asynchronous EAP back end is answering."""
 
     def _refuse(
         self,
@@ -397,6 +399,8 @@ class IkeAuthResponder:
         self, message_id: int, payloads: tuple[Payload, ...], raw: bytes, now: float
     ) -> None:
         """Verify the initiator's AUTH or run an EAP round; answer each round."""
+        if self.pending == message_id:
+            return  # a retransmission while the EAP back end works on the request
         if self.first is None:
             self._first_round(message_id, payloads, raw, now)
         elif self.msk is None:
@@ -478,6 +482,25 @@ class IkeAuthResponder:
             )
             return
         step = self.eap.receive(eap.data)
+        if isinstance(step, PendingEapStep):
+            # An asynchronous back end: answer when it delivers (see on_request).
+            self.pending = message_id
+            step.then(lambda done: self._delivered(message_id, raw, done))
+            return
+        self._eap_step(message_id, raw, step)
+
+    def _delivered(self, message_id: int, raw: bytes, step: EapStep) -> None:
+        """A pending EAP step arrived: answer the request it belongs to, and wake the host."""
+        sa = self.sa
+        if self.pending != message_id or sa.state != State.INIT_DONE:
+            return  # the SA ended (half-open timeout, deleted) meanwhile
+        self.pending = None
+        self._eap_step(message_id, raw, step)
+        sa.host.reschedule(sa)
+        sa.host.wake()
+
+    def _eap_step(self, message_id: int, raw: bytes, step: EapStep) -> None:
+        sa = self.sa
         if step.message is None or (step.outcome == "success" and not step.msk):
             # A session that breaks its contract; methods without an MSK are not supported.
             self._refuse(
