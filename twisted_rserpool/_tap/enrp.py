@@ -206,17 +206,24 @@ class Options(usage.Options):
             "announce",
             None,
             None,
-            "Send ASAP_SERVER_ANNOUNCE to HOST[:PORT] (e.g. the ASAP group 224.0.1.185; "
-            "off by default). Announcements are hints: clients still authenticate the server.",
+            "Send ASAP_SERVER_ANNOUNCE to HOST[:PORT] or [IPV6]:PORT (e.g. the ASAP groups "
+            "224.0.1.185 and ff02::133; off by default). Announcements are hints: clients "
+            "still authenticate the server.",
         ],
         ["announce-interval", None, "2", "Seconds between server announcements."],
-        ["announce-interface", None, "", "Local address to send announcements from."],
+        [
+            "announce-interface",
+            None,
+            "",
+            "Local address to send announcements from, or, for an IPv6 group, the name or "
+            "index of the interface to send them on (e.g. eth0).",
+        ],
         [
             "announce-transport",
             None,
             None,
-            "HOST:PORT announced as this server's ASAP transport (default: the default "
-            "listener 127.0.0.1:3864).",
+            "HOST:PORT or [IPV6]:PORT announced as this server's ASAP transport (default: "
+            "the default listener 127.0.0.1:3864).",
         ],
         [
             "admin",
@@ -689,22 +696,22 @@ def _announcer(options: Options, reactor: Any, serverIdentifier: int) -> IServic
             if options["asap"]:
                 raise ValueError("give --announce-transport with --asap listeners")
             announced = f"127.0.0.1:{DEFAULT_PORT}"
-        host, _, port = announced.rpartition(":")
-        transport = TcpTransport(int(port), ip_address(host))
+        host, port = parseAnnounceAddress(announced, defaultPort=None)
+        transport = TcpTransport(port, ip_address(host))
         interval = float(options["announce-interval"])
         if interval <= 0:
             raise ValueError("--announce-interval must be positive")
+        return ServerAnnouncer(
+            reactor,
+            reactor,
+            serverIdentifier,
+            [transport],
+            destination,
+            interval=interval,
+            interface=options["announce-interface"],
+        )
     except ValueError as e:
         raise usage.UsageError(str(e)) from e
-    return ServerAnnouncer(
-        reactor,
-        reactor,
-        serverIdentifier,
-        [transport],
-        destination,
-        interval=interval,
-        interface=options["announce-interface"],
-    )
 
 
 def _outgoingEndpoints(reactor: Any, options: Options, pskFile: str | None) -> Any:

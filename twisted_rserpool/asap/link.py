@@ -16,7 +16,6 @@ owner, until the owner releases it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from ipaddress import IPv4Address
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -330,10 +329,8 @@ class HomeServerLink:
             return
         now = self.clock.seconds()
         for transport in message.transports:
-            if not isinstance(transport, TcpTransport) or not isinstance(
-                transport.address, IPv4Address
-            ):
-                continue
+            if not isinstance(transport, TcpTransport):
+                continue  # SCTP, UDP, DCCP: nothing here speaks them
             key = (str(transport.address), transport.port)
             endpoint = self._announced.get(key)
             if endpoint is None and len(self._announced) >= self.maxAnnouncedServers:

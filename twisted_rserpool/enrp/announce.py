@@ -1,13 +1,16 @@
 """ASAP_SERVER_ANNOUNCE over UDP (RFC 5352 section 3.6): optional, off by default.
 
 An ENRP server may announce itself every T6-Serverannounce seconds to the ASAP multicast
-group (224.0.1.185 or FF0X::133, port 3863) so that PEs and PUs learn where to reach it.
+group (224.0.1.185 or FF0X::133, port 3863) or a unicast address, over IPv4 or IPv6, so
+that PEs and PUs learn where to reach it. Multicast goes with TTL / hop limit 1: it stays
+on the link, which is why ff02::133 (link-local scope) is the IPv6 group to use.
 Announcements are hints only: a PE or PU uses an announced server only after it
 authenticated over TLS (RFC 5355 2.12), so an attacker's announcement gains nothing.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 from ipaddress import ip_address
 
@@ -27,24 +30,52 @@ ASAP_MULTICAST_GROUP = "224.0.1.185"
 ASAP_ANNOUNCE_PORT = 3863
 
 
-def parseAnnounceAddress(description: str) -> tuple[str, int]:
-    """``HOST[:PORT]`` (an IPv4 address; the port defaults to 3863) as a (host, port) pair."""
-    host, _, port = description.partition(":")
+def parseAnnounceAddress(
+    description: str, defaultPort: int | None = ASAP_ANNOUNCE_PORT
+) -> tuple[str, int]:
+    """``HOST[:PORT]`` as a (host, port) pair: an IPv4 address, or an IPv6 one bare
+    (``ff02::133``) or in brackets (``[::1]:4000``). Without a port, ``defaultPort`` (the
+    ASAP announcement port 3863; ``None``: the port is required)."""
+    if description.startswith("["):
+        host, bracket, rest = description[1:].partition("]")
+        port = rest[1:] if bracket and rest.startswith(":") else None
+        if not bracket or (rest and port is None):
+            raise ValueError(f"bad announce address {description!r}: use [IPV6-ADDRESS]:PORT")
+    elif description.count(":") > 1:
+        host, port = description, ""  # a bare IPv6 address
+    else:
+        host, _, port = description.partition(":")
     try:
         ip_address(host)
-        number = int(port) if port else ASAP_ANNOUNCE_PORT
+        if not port and defaultPort is None:
+            raise ValueError("a port is required")
+        number = int(port) if port else defaultPort
     except ValueError as e:
         raise ValueError(f"bad announce address {description!r}: {e}") from e
+    assert number is not None
     if not 0 < number < 65536:
         raise ValueError(f"bad announce port in {description!r}")
     return host, number
 
 
+def _interfaceIndex(interface: str) -> int:
+    """The index of the interface named ``interface`` (or given as digits)."""
+    if interface.isdigit():
+        return int(interface)
+    try:
+        return socket.if_nametoindex(interface)
+    except OSError as e:
+        raise ValueError(f"no network interface {interface!r}") from e
+
+
 class ServerAnnouncer(Service):
     """Sends ASAP_SERVER_ANNOUNCE with this server's ASAP transports every ``interval`` s.
 
-    ``destination`` is a multicast group (sent with TTL 1, on ``interface`` when given) or a
-    unicast address. Counts what it sent in ``sent``.
+    ``destination`` is a multicast group (sent with TTL or hop limit 1, from ``interface``
+    when given) or a unicast address, IPv4 or IPv6. ``interface`` is the local address to
+    send from; for an IPv6 group it may instead be an interface name or index (IPv6 names
+    the outgoing interface so; a link-local group such as ff02::133 needs one when the
+    host has several). Counts what it sent in ``sent``.
     """
 
     def __init__(
@@ -64,6 +95,11 @@ class ServerAnnouncer(Service):
         self.destination = destination
         self.interval = interval
         self.interface = interface
+        if interface and ip_address(destination[0]).version == 6:
+            try:
+                ip_address(interface)
+            except ValueError:
+                _interfaceIndex(interface)  # an unknown interface fails here, not at start
         self.sent = 0
         self._protocol = DatagramProtocol()
         self._port: object = None
@@ -72,7 +108,10 @@ class ServerAnnouncer(Service):
     def startService(self) -> None:
         """Open the socket and start announcing."""
         super().startService()  # type: ignore[no-untyped-call]
-        if ip_address(self.destination[0]).is_multicast:
+        destination = ip_address(self.destination[0])
+        if destination.version == 6:
+            self._port = self._listen6(destination.is_multicast)
+        elif destination.is_multicast:
             # A multicast port (a plain UDP port has no TTL or outgoing interface to set).
             port = self.reactor.listenMulticast(  # type: ignore[attr-defined]
                 0, self._protocol, self.interface, 8192
@@ -80,19 +119,38 @@ class ServerAnnouncer(Service):
             port.setTTL(1)
             if self.interface:
                 port.setOutgoingInterface(self.interface)
+            self._port = port
         else:
-            port = self.reactor.listenUDP(0, self._protocol, self.interface, 8192)
-        self._port = port
+            self._port = self.reactor.listenUDP(0, self._protocol, self.interface, 8192)
         loop = LoopingCall(self.announce)
         loop.clock = self.clock
         self._loop = loop
         loop.start(self.interval, now=True)
+        host, port = self.destination
         log.info(
-            "Announcing ENRP server to {host}:{port} every {interval} s",
-            host=self.destination[0],
-            port=self.destination[1],
+            "Announcing ENRP server to {destination} every {interval} s",
+            destination=f"[{host}]:{port}" if destination.version == 6 else f"{host}:{port}",
             interval=self.interval,
         )
+
+    def _listen6(self, multicast: bool) -> object:
+        """An IPv6 socket bound to ``interface`` when it is an address, else to ``::``; for
+        a group, with hop limit 1 and the named outgoing interface."""
+        try:
+            bind = str(ip_address(self.interface)) if self.interface else "::"
+            outgoing = 0
+        except ValueError:
+            bind, outgoing = "::", _interfaceIndex(self.interface)
+        if not multicast:
+            return self.reactor.listenUDP(0, self._protocol, bind, 8192)
+        port = self.reactor.listenMulticast(  # type: ignore[attr-defined]
+            0, self._protocol, bind, 8192
+        )
+        # Twisted's setTTL sets the IPv4 option only.
+        port.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 1)
+        if outgoing:
+            port.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, outgoing)
+        return port
 
     def announce(self) -> None:
         """Send one announcement."""
