@@ -6,9 +6,12 @@ messages go to the next pool element (marked as sent before), which go back to t
 application (``ASAP_SEND_NO_FAILOVER``), which pool elements to try, when to ask the failover
 observers, and how the session ends when nothing is left. Its inputs are the events of the
 session (the pool element was lost, a candidate was selected or none is left, a connection
-came up or failed, the observers decided); its outputs are :class:`Action` values that the
-Twisted adapter (:class:`~twisted_rserpool.asap.session.Session`) carries out. It never
-touches a socket, a Deferred or a clock.
+came up or failed, the observers decided, and the time); its outputs are :class:`Action`
+values that the Twisted adapter (:class:`~twisted_rserpool.asap.session.Session`) carries
+out. It never touches a socket, a Deferred or a clock: its two timers (a candidate's
+connection must be ready within ``connect_timeout``, the observers must answer within
+``decision_timeout``) are deadlines the adapter reads with :meth:`FailoverCore.next_deadline`
+and reports with :meth:`FailoverCore.handle_timer`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.parameters import PoolElementParameter
 
 __all__ = [
+    "Abandon",
     "Action",
     "AskObservers",
     "Connect",
@@ -41,6 +45,7 @@ __all__ = [
     "Resume",
     "ReturnUndelivered",
     "Select",
+    "TimedOut",
 ]
 
 
@@ -79,6 +84,25 @@ class Connect:
 
 
 @dataclass(frozen=True, slots=True)
+class Abandon:
+    """Close the connection (or the attempt) to ``element`` and ignore what it does next:
+    the core has moved on."""
+
+    element: PoolElementParameter
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut:
+    """A failover timer expired: ``what`` (``"connect"``: ``element``'s connection was not
+    ready in time; ``"decision"``: the observers did not answer about ``element``) after
+    ``seconds``. For the log; the actions that follow say what happens."""
+
+    what: str
+    element: PoolElementParameter
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class AskObservers:
     """Ask the failover observers about ``event``; answer :meth:`FailoverCore.decided`.
     Nothing flows to the new pool element before."""
@@ -113,7 +137,15 @@ class End:
 
 
 Action: TypeAlias = (
-    ReportUnreachable | Select | Connect | AskObservers | Resume | ReturnUndelivered | End
+    ReportUnreachable
+    | Select
+    | Connect
+    | Abandon
+    | TimedOut
+    | AskObservers
+    | Resume
+    | ReturnUndelivered
+    | End
 )
 
 
@@ -129,6 +161,12 @@ class FailoverCore:
     ``default`` is the session's delivery option (SEND_FAILOVER or SEND_NO_FAILOVER);
     ``can_fail_over`` is false for a session to a transport address (6.5.4: no failover).
     At most ``max_attempts`` candidates are tried per failover.
+
+    A candidate whose connection is not ready ``connect_timeout`` seconds after
+    :class:`Connect` is abandoned, reported unreachable and the next one selected. Observers
+    that have not answered ``decision_timeout`` seconds after :class:`AskObservers` count
+    as a veto (failing closed, as an observer that raises): the session ends with
+    :class:`FailoverRefused` carrying the undelivered messages. ``None`` disables a timer.
     """
 
     def __init__(
@@ -138,15 +176,22 @@ class FailoverCore:
         default: SendOptions = SendOptions.SEND_FAILOVER,
         can_fail_over: bool = True,
         max_attempts: int = 5,
+        connect_timeout: float | None = None,
+        decision_timeout: float | None = None,
     ) -> None:
         if default & SendOptions.SEND_FAILOVER and default & SendOptions.SEND_NO_FAILOVER:
             raise ValueError("SEND_FAILOVER and SEND_NO_FAILOVER exclude each other")
+        for name, value in (("connect", connect_timeout), ("decision", decision_timeout)):
+            if value is not None and not value > 0:
+                raise ValueError(f"the {name} timeout must be positive, not {value}")
         self.pool_handle = pool_handle
         self.default = (
             default if default & SendOptions.SEND_NO_FAILOVER else SendOptions.SEND_FAILOVER
         )
         self.can_fail_over = can_fail_over
         self.max_attempts = max_attempts
+        self.connect_timeout = connect_timeout
+        self.decision_timeout = decision_timeout
         self.state = FailoverState.CLOSED
         self.element: PoolElementParameter | None = None
         self.context: SecurityContext | None = None
@@ -164,6 +209,7 @@ class FailoverCore:
         self._resend: tuple[UndeliveredMessage, ...] = ()
         self._queued: tuple[UndeliveredMessage, ...] = ()
         self._event: FailoverEvent | None = None
+        self._deadline: float | None = None
 
     @property
     def held(self) -> int:
@@ -235,13 +281,14 @@ class FailoverCore:
         actions.extend(self._next())
         return actions
 
-    def candidate(self, element: PoolElementParameter) -> list[Action]:
-        """The selection answered with ``element``."""
+    def candidate(self, element: PoolElementParameter, now: float = 0.0) -> list[Action]:
+        """The selection answered with ``element`` at ``now``."""
         if self.state is not FailoverState.SELECTING:
             return []
         self._tried.add(element.pe_identifier)
         self._candidate = element
         self.state = FailoverState.CONNECTING
+        self._deadline = _after(now, self.connect_timeout)
         return [Connect(element)]
 
     def no_candidate(self, error: Exception) -> list[Action]:
@@ -253,8 +300,10 @@ class FailoverCore:
             detail += f"; {error}"
         return self._end(NoPoolElementAvailable(self.pool_handle, detail))
 
-    def connected(self, element: PoolElementParameter, context: SecurityContext) -> list[Action]:
-        """The connection to ``element`` is ready: ask the observers."""
+    def connected(
+        self, element: PoolElementParameter, context: SecurityContext, now: float = 0.0
+    ) -> list[Action]:
+        """The connection to ``element`` is ready at ``now``: ask the observers."""
         if self.state is not FailoverState.CONNECTING or element != self._candidate:
             return []
         assert self.element is not None and self.context is not None
@@ -271,6 +320,7 @@ class FailoverCore:
             resend=len(self._resend),
         )
         self.state = FailoverState.DECIDING
+        self._deadline = _after(now, self.decision_timeout)
         return [AskObservers(self._event)]
 
     def connect_failed(self, element: PoolElementParameter, why: str) -> list[Action]:
@@ -289,6 +339,7 @@ class FailoverCore:
         assert event is not None and self._candidate is not None
         if not allowed:
             return self._end(FailoverRefused(event, reason))
+        self._deadline = None
         self.element, self.context = self._candidate, self._candidate_context
         self.failovers += 1
         self.state = FailoverState.ATTACHED
@@ -309,6 +360,7 @@ class FailoverCore:
         held = self._resend + self._queued
         self._resend = self._queued = ()
         self.state = FailoverState.CLOSED
+        self._deadline = None
         return held
 
     def stop(self, error: AsapError) -> list[Action]:
@@ -316,6 +368,44 @@ class FailoverCore:
         if self.state is FailoverState.CLOSED:
             return []
         return self._end(error)
+
+    # ------------------------------------------------------------------ time
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`handle_timer` has work: the candidate's connect deadline or the
+        observers' decision deadline."""
+        return self._deadline
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """The time is ``now``: a candidate not ready in time is abandoned, reported and the
+        next selected; observers that did not answer in time veto (fail closed)."""
+        if self._deadline is None or now < self._deadline:
+            return []
+        self._deadline = None
+        candidate = self._candidate
+        if candidate is None:
+            return []
+        if self.state is FailoverState.CONNECTING:
+            assert self.connect_timeout is not None
+            return [
+                TimedOut("connect", candidate, self.connect_timeout),
+                Abandon(candidate),
+                ReportUnreachable(candidate),
+                *self._next(),
+            ]
+        if self.state is FailoverState.DECIDING:
+            assert self._event is not None and self.decision_timeout is not None
+            seconds = self.decision_timeout
+            return [
+                TimedOut("decision", candidate, seconds),
+                Abandon(candidate),
+                *self._end(
+                    FailoverRefused(
+                        self._event, f"the failover observers did not answer within {seconds:g} s"
+                    )
+                ),
+            ]
+        return []
 
     # ------------------------------------------------------------------ internals
 
@@ -328,11 +418,17 @@ class FailoverCore:
             )
         self._attempts += 1
         self._candidate = None
+        self._deadline = None
         self.state = FailoverState.SELECTING
         return [Select(frozenset(self._tried), self.preferred)]
 
     def _end(self, error: AsapError) -> list[Action]:
         self.state = FailoverState.CLOSED
+        self._deadline = None
         error.undelivered = self._resend + self._queued
         self._resend = self._queued = ()
         return [End(error)]
+
+
+def _after(now: float, timeout: float | None) -> float | None:
+    return None if timeout is None else now + timeout

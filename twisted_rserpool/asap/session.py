@@ -32,6 +32,7 @@ from twisted_rserpool.asap.delivery import (
 )
 from twisted_rserpool.asap.errors import AsapError, SessionClosed
 from twisted_rserpool.asap.failover import (
+    Abandon,
     Action,
     AskObservers,
     Connect,
@@ -42,6 +43,7 @@ from twisted_rserpool.asap.failover import (
     Resume,
     ReturnUndelivered,
     Select,
+    TimedOut,
 )
 from twisted_rserpool.asap.notifier import (
     FailoverDecision,
@@ -51,6 +53,7 @@ from twisted_rserpool.asap.notifier import (
     describePE,
 )
 from twisted_rserpool.asap.outbox import Outbox
+from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.events import HeartbeatTimeout, SentData
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -210,7 +213,12 @@ class Session:
             default=options,
             can_fail_over=canFailOver,
             max_attempts=user.maxFailoverAttempts,
+            connect_timeout=user.connectTimeout,
+            decision_timeout=user.failoverDecisionTimeout,
         )
+        self._timer = DeadlineTimer(self._timerFired)
+        #: The failover's connection attempt under way (the core times it out).
+        self._attempt: Deferred[SessionConnection] | None = None
         self._outbox = Outbox(streaming)
         self._pumpCall: IDelayedCall | None = None
         self._waiters: list[Deferred[None]] = []
@@ -480,30 +488,58 @@ class Session:
         )
         self._perform(self._core.lost(reason, unacknowledged, queued, asked=asked))
 
+    def _timerFired(self) -> None:
+        if not self.closed:
+            self._perform(self._core.handle_timer(self.user.clock.seconds()))
+
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:
-            if isinstance(action, ReportUnreachable):
-                self.user.reportUnreachable(self.poolHandle, action.element.pe_identifier)
-                self.user.forgetPoolElement(self.poolHandle, action.element.pe_identifier)
-            elif isinstance(action, Select):
-                self._select(action)
-            elif isinstance(action, Connect):
-                self._connect(action.element)
-            elif isinstance(action, AskObservers):
-                self._ask(action.event)
-            elif isinstance(action, Resume):
-                self._resume(action)
-            elif isinstance(action, ReturnUndelivered):
-                log.warn(
-                    "Session to pool {pool!r}: {count} message(s) sent with "
-                    "ASAP_SEND_NO_FAILOVER returned to the application: {error}",
-                    pool=self.poolHandle,
-                    count=len(action.error.undelivered),
-                    error=str(action.error),
-                )
-                _call(self.protocol, "deliveryFailed", action.error)
-            elif isinstance(action, End):
-                self._fail(action.error)
+            self._carryOut(action)
+        if not self.closed:
+            self._timer.arm(self.user.clock, self._core.next_deadline())
+
+    def _carryOut(self, action: Action) -> None:
+        if isinstance(action, ReportUnreachable):
+            self.user.reportUnreachable(self.poolHandle, action.element.pe_identifier)
+            self.user.forgetPoolElement(self.poolHandle, action.element.pe_identifier)
+        elif isinstance(action, Select):
+            self._select(action)
+        elif isinstance(action, Connect):
+            self._connect(action.element)
+        elif isinstance(action, Abandon):
+            self._abandon(action.element)
+        elif isinstance(action, TimedOut):
+            log.warn(
+                "Session to pool {pool!r}: {what} within {seconds:g} s: {outcome}",
+                pool=self.poolHandle,
+                what=(
+                    f"the failover observers did not decide about {describePE(action.element)}"
+                    if action.what == "decision"
+                    else f"{describePE(action.element)} was not ready"
+                ),
+                seconds=action.seconds,
+                outcome=(
+                    "refused (failing closed)"
+                    if action.what == "decision"
+                    else "abandoned, trying another"
+                ),
+                timeout=action.what,
+            )
+        elif isinstance(action, AskObservers):
+            self._ask(action.event)
+        elif isinstance(action, Resume):
+            self._resume(action)
+        elif isinstance(action, ReturnUndelivered):
+            log.warn(
+                "Session to pool {pool!r}: {count} message(s) sent with "
+                "ASAP_SEND_NO_FAILOVER returned to the application: {error}",
+                pool=self.poolHandle,
+                count=len(action.error.undelivered),
+                error=str(action.error),
+            )
+            _call(self.protocol, "deliveryFailed", action.error)
+        elif isinstance(action, End):
+            self._fail(action.error)
 
     def _select(self, action: Select) -> None:
         if self.closed:
@@ -514,7 +550,7 @@ class Session:
 
         def found(element: PoolElementParameter) -> None:
             if not self.closed:
-                self._perform(self._core.candidate(element))
+                self._perform(self._core.candidate(element, self.user.clock.seconds()))
 
         def none(failure: Failure) -> None:
             if not self.closed:
@@ -538,7 +574,9 @@ class Session:
                 return
             self._candidate = connection
             assert connection.securityContext is not None
-            self._perform(self._core.connected(element, connection.securityContext))
+            self._perform(
+                self._core.connected(element, connection.securityContext, self.user.clock.seconds())
+            )
 
         def failed(failure: Failure) -> None:
             log.info(
@@ -550,7 +588,24 @@ class Session:
             if not self.closed:
                 self._perform(self._core.connect_failed(element, failure.getErrorMessage()))
 
-        self._open(element).addCallbacks(ready, failed)
+        attempt = self._attempt = self._open(element, timed=False)
+
+        def done(result: object) -> object:
+            if self._attempt is attempt:
+                self._attempt = None
+            return result
+
+        attempt.addBoth(done).addCallbacks(ready, failed)
+
+    def _abandon(self, element: PoolElementParameter) -> None:
+        """The core gave up on ``element``: stop the attempt, or close its connection."""
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None and not attempt.called:
+            attempt.cancel()
+        candidate = self._candidate
+        if candidate is not None and candidate.element == element:
+            self._candidate = None
+            candidate.close()
 
     def _ask(self, event: FailoverEvent) -> None:
         user = self.user
@@ -613,8 +668,12 @@ class Session:
         )
         self._end(Failure(error))  # type: ignore[no-untyped-call]
 
-    def _open(self, element: PoolElementParameter) -> Deferred[SessionConnection]:
-        """Connect to ``element`` and wait until the connection is ready."""
+    def _open(
+        self, element: PoolElementParameter, *, timed: bool = True
+    ) -> Deferred[SessionConnection]:
+        """Connect to ``element`` and wait until the connection is ready; cancelling gives
+        up. ``timed``: give up after the pool user's ``connectTimeout`` (the first
+        connection; a failover's attempts are timed by the core)."""
         user = self.user
         endpoint = user.endpointForPoolElement(element)
         holder: list[SessionConnection] = []
@@ -626,17 +685,22 @@ class Session:
 
         factory = RSerPoolFactory(build, user.clock, mappingConfig=user.sessionMappingConfig)
         user._connectionOpened(holder)
-        result: Deferred[SessionConnection] = Deferred()
-        timeout = user.clock.callLater(user.connectTimeout, lambda: giveUp("timed out"))
+        result: Deferred[SessionConnection] = Deferred(lambda _: giveUp("abandoned"))
+        timeout = (
+            user.clock.callLater(user.connectTimeout, lambda: giveUp("timed out"))
+            if timed
+            else None
+        )
 
         def giveUp(why: str) -> None:
-            if timeout.active():
+            if timeout is not None and timeout.active():
                 timeout.cancel()
             if result.called:
                 return
+            # Fail first: closing the connection comes back here through whenReady.
+            result.errback(ConnectFailed(f"connecting to {describePE(element)} {why}"))
             if holder:
                 holder[0].close()
-            result.errback(ConnectFailed(f"connecting to {describePE(element)} {why}"))
 
         def connected(protocol: object) -> None:
             if result.called:
@@ -646,7 +710,7 @@ class Session:
             holder[0].whenReady.addCallbacks(ready, lambda f: giveUp(f.getErrorMessage()))
 
         def ready(connection: SessionConnection) -> None:
-            if timeout.active():
+            if timeout is not None and timeout.active():
                 timeout.cancel()
             if not result.called:
                 result.callback(connection)
@@ -654,8 +718,6 @@ class Session:
                 connection.close()
 
         def failed(reason: Failure) -> None:
-            if timeout.active():
-                timeout.cancel()
             giveUp(f"failed: {reason.getErrorMessage()}")
 
         endpoint.connect(factory).addCallbacks(connected, failed)
@@ -667,6 +729,10 @@ class Session:
         self.closed = True
         self.disconnecting = True
         self.closeReason = reason
+        self._timer.cancel()
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None and not attempt.called:
+            attempt.cancel()
         call, self._pumpCall = self._pumpCall, None
         if call is not None and call.active():
             call.cancel()

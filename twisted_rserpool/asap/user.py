@@ -121,7 +121,10 @@ class PoolUser(Service):
 
     Failover observers (:class:`~twisted_rserpool.asap.notifier.IFailoverObserver`) hear of
     every failover and may veto it; a failover to weaker security is refused unless
-    ``refuseWeakerFailover`` is false. ENDPOINT_UNREACHABLE reports are sent at most once
+    ``refuseWeakerFailover`` is false. Observers that have not answered within
+    ``failoverDecisionTimeout`` seconds veto (failing closed). A pool element's connection
+    must be ready within ``connectTimeout`` seconds, else the next one is tried (up to
+    ``maxFailoverAttempts``). ENDPOINT_UNREACHABLE reports are sent at most once
     per pool element per ``unreachableInterval`` seconds and within ``unreachableRate``.
 
     ASAP_SERVER_ANNOUNCE messages are hints: with ``announcedServer(transport)`` (an endpoint
@@ -152,6 +155,7 @@ class PoolUser(Service):
         mappingConfig: MappingConfig | None = None,
         connectTimeout: float = 5.0,
         maxFailoverAttempts: int = 5,
+        failoverDecisionTimeout: float = 10.0,
         requireAuthenticatedServer: bool = True,
         resolutionItems: int | None = None,
         announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
@@ -173,6 +177,9 @@ class PoolUser(Service):
         self.mappingConfig = mappingConfig
         self.connectTimeout = connectTimeout
         self.maxFailoverAttempts = maxFailoverAttempts
+        if not failoverDecisionTimeout > 0:
+            raise ValueError("failoverDecisionTimeout must be positive")
+        self.failoverDecisionTimeout = failoverDecisionTimeout
         self.requireAuthenticatedServer = requireAuthenticatedServer
         self.resolutionItems = resolutionItems
         self.announcedServer = announcedServer
