@@ -73,6 +73,8 @@ class ReceivedMessage:
     address of the connection it came on (6.6 B). ``resent`` is true when the pool user sent
     it to a pool element before that failed without acknowledging it: that pool element
     may have processed it already (at-least-once delivery across a failover).
+    ``unordered`` is the TCP mapping's U flag of its DATA chunk (the sender's
+    ASAP_SCTP_UNORDER); TCP delivers it in order all the same.
     """
 
     data: bytes
@@ -80,3 +82,4 @@ class ReceivedMessage:
     sender: PoolElementHandle | None = None
     peer: Any = None
     resent: bool = False
+    unordered: bool = False

@@ -294,9 +294,13 @@ class PoolElementConnection(RSerPoolProtocol):
         return PoolElementHandle.of(card.pool_handle, first)
 
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
+        """An application message without the U flag (see applicationMessageReceived)."""
+        self.applicationMessageReceived(ppid, data, False)
+
+    def applicationMessageReceived(self, ppid: int, data: bytes, unordered: bool) -> None:
         """An application message from the pool user: to ``messageReceived`` (a
-        :class:`~twisted_rserpool.asap.delivery.ReceivedMessage`) if the application has
-        it, else to ``dataReceived``."""
+        :class:`~twisted_rserpool.asap.delivery.ReceivedMessage`, with the TCP mapping's U
+        flag as ``unordered``) if the application has it, else to ``dataReceived``."""
         application = self._session()
         if application is None:
             return
@@ -306,7 +310,7 @@ class PoolElementConnection(RSerPoolProtocol):
         receive = getattr(application, "messageReceived", None)
         if callable(receive):
             peer = self.transport.getPeer() if self.transport is not None else None
-            receive(ReceivedMessage(data, ppid, self.senderHandle, peer, resent))
+            receive(ReceivedMessage(data, ppid, self.senderHandle, peer, resent, unordered))
         else:
             application.dataReceived(data)
 

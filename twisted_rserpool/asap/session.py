@@ -132,9 +132,13 @@ class SessionConnection(RSerPoolProtocol):
         """Cookies, business cards and errors go to the session."""
         self._route(lambda: self.session._asapReceived(self, message))
 
+    def applicationMessageReceived(self, ppid: int, data: bytes, unordered: bool) -> None:
+        """Application data goes to the application protocol (with the U flag)."""
+        self._route(lambda: self.session._dataReceived(self, ppid, data, unordered))
+
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
-        """Application data goes to the application protocol."""
-        self._route(lambda: self.session._dataReceived(self, ppid, data))
+        """Application data without the U flag goes to the application protocol."""
+        self.applicationMessageReceived(ppid, data, False)
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """Room for more queued messages."""
@@ -438,7 +442,9 @@ class Session:
                 pe=describePE(connection.element),
             )
 
-    def _dataReceived(self, connection: SessionConnection, ppid: int, data: bytes) -> None:
+    def _dataReceived(
+        self, connection: SessionConnection, ppid: int, data: bytes, unordered: bool = False
+    ) -> None:
         if self.closed:
             return
         receive = getattr(self.protocol, "messageReceived", None)
@@ -446,7 +452,11 @@ class Session:
             peer = connection.transport.getPeer() if connection.transport is not None else None
             receive(
                 ReceivedMessage(
-                    data, ppid, PoolElementHandle.of(self.poolHandle, connection.element), peer
+                    data,
+                    ppid,
+                    PoolElementHandle.of(self.poolHandle, connection.element),
+                    peer,
+                    unordered=unordered,
                 )
             )
         else:

@@ -97,7 +97,8 @@ class RSerPoolProtocol(Protocol):
     """One RSerPool connection over the TCP mapping; subclass it and override the hooks.
 
     Hooks, each called only after :meth:`connectionReady`: :meth:`asapMessageReceived`,
-    :meth:`enrpMessageReceived`, :meth:`applicationDataReceived`,
+    :meth:`enrpMessageReceived`, :meth:`applicationMessageReceived` (by default passing
+    the data on to :meth:`applicationDataReceived`, without the U flag),
     :meth:`malformedMessageReceived` (except for a broken mapping, reported whenever it
     happens), :meth:`dataAcknowledged`. A hook that raises is logged; the message still
     counts as delivered (it is acknowledged) and the connection goes on. Before each DATA
@@ -192,6 +193,13 @@ class RSerPoolProtocol(Protocol):
 
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
         """The peer sent application data with a PPID other than 11 and 12."""
+
+    def applicationMessageReceived(self, ppid: int, data: bytes, unordered: bool) -> None:
+        """The peer sent application data with a PPID other than 11 and 12 in a DATA chunk
+        whose U flag was ``unordered``. Calls :meth:`applicationDataReceived` unless
+        overridden: override this hook to see the flag, that one (as before) when it does
+        not matter."""
+        self.applicationDataReceived(ppid, data)
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """The peer acknowledged delivery of a message we sent."""
@@ -594,7 +602,9 @@ class RSerPoolProtocol(Protocol):
         elif ppid == ENRP_PPID:
             self._deliverMessage(event, enrp.decode, self.enrpMessageReceived)
         else:
-            self._callHook(self.applicationDataReceived, ppid, event.user_data)
+            self._callHook(
+                self.applicationMessageReceived, ppid, event.user_data, event.chunk.unordered
+            )
         assert self.mapping is not None
         self.mapping.acknowledge(event)
 
