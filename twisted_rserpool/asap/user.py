@@ -131,7 +131,8 @@ class PoolUser(Service):
     with our credentials, or ``None`` to ignore it) an announced server joins the hunt's
     candidates for T7-ENRPoutdate and, like any other, is used only once it authenticates.
     They arrive on the home connection, and over UDP with ``announceListen``
-    (``[ADDRESS:]PORT``; a multicast ADDRESS such as ``224.0.1.185:3863`` is joined).
+    (``[ADDRESS:]PORT``; a multicast ADDRESS such as ``224.0.1.185:3863`` is joined; IPv6 in
+    brackets, ``[ff02::133]:3863:eth0`` joining on an interface).
 
     Override :meth:`choosePoolElement` to pick among the candidates the policy ordered.
     """
