@@ -113,8 +113,6 @@ class Pki:
         self.clients: dict[str, Credentials] = {}
         self.users = directory / "eap-users"
         self.users.write_text(f'{EAP_USER} : EAP "{EAP_PASSWORD}"\n')
-        self.secrets = directory / "secrets"
-        self.secrets.write_text(f'* : "{PSK}"\n')
 
     def kind(self, kind: str) -> dict[str, str]:
         """Paths of ``ca``, ``cert`` and ``key`` (the gateway's) for key ``kind``."""
@@ -141,17 +139,30 @@ class Pki:
 
 
 class VpnGw:
-    """``twistd -n vpngw`` with limits raised, in a subprocess, authenticating by ``method``."""
+    """``twistd -n vpngw`` with limits raised, in a subprocess, authenticating by ``method``
+    (certificates from ``pki``); ``extra`` adds options (benchmarks/redirect.py)."""
 
     name = "vpngw"
 
-    def __init__(self, tmp: Path, method: Method, pki: Pki) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        host: str = GATEWAY_HOST,
+        *extra: str,
+        method: Method = PSK_METHOD,
+        pki: Pki | None = None,
+    ) -> None:
         self.port = free_udp_port()
-        self.logfile = tmp / "vpngw.log"
+        self.logfile = tmp / f"vpngw-{host}.log"
+        # twistd appends: an old run's "IKEv2 on udp" would pass for this one's start.
+        self.logfile.unlink(missing_ok=True)
         auth: list[str]
         if method.gateway_key is None:
-            auth = ["--identity", "gw@bench", "--secrets", str(pki.secrets)]
+            secrets = tmp / "secrets"
+            secrets.write_text(f'* : "{PSK}"\n')
+            auth = ["--identity", "gw@bench", "--secrets", str(secrets)]
         else:
+            assert pki is not None, "certificates need a Pki"
             files = pki.kind(method.gateway_key)
             auth = ["--certificate", files["cert"], "--private-key", files["key"]]
             auth += ["--identity", f"@{GATEWAY_ID}", "--client-auth", method.client]
@@ -163,11 +174,11 @@ class VpnGw:
         self.process = subprocess.Popen(
             [
                 str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw",
-                "--listen", GATEWAY_HOST, "--port", str(self.port),
+                "--listen", host, "--port", str(self.port),
                 "--nat-t-port", str(free_udp_port()), *auth,
                 "--proposals", SUITES,
                 "--cookie-threshold", "10000000", "--max-sas", "10000000",
-                "--max-half-open", "10000000", "--half-open-timeout", "30",
+                "--max-half-open", "10000000", "--half-open-timeout", "30", *extra,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -179,7 +190,7 @@ class VpnGw:
                 self.stop()
                 raise RuntimeError(f"vpngw did not start:\n{self.log}")
             time.sleep(0.05)
-        self.address = (GATEWAY_HOST, self.port)
+        self.address = (host, self.port)
         self.pid = self.process.pid
 
     @property
@@ -206,13 +217,14 @@ class StrongSwan:
 
     name = "charon"
 
-    def __init__(self, tmp: Path, method: Method, pki: Pki) -> None:
+    def __init__(self, tmp: Path, method: Method = PSK_METHOD, pki: Pki | None = None) -> None:
         key: str | None = None
         if method.gateway_key is None:
             local = "auth = psk\n    id = gw@bench"
             remote = "auth = psk"
             secrets = f'ike-any {{ secret = "{PSK}" }}'
         else:
+            assert pki is not None, "certificates need a Pki"
             files = pki.kind(method.gateway_key)
             key = files["key"]
             local = f"auth = pubkey\n    id = {GATEWAY_ID}\n    certs = {files['cert']}"
@@ -456,7 +468,7 @@ def run(
                 for gateway_class in (VpnGw, StrongSwan):
                     # A fresh gateway for every run: no half-open SAs left over.
                     with tempfile.TemporaryDirectory(prefix="ikebench-") as tmp:
-                        gateway = gateway_class(Path(tmp), case.method, pki)
+                        gateway = gateway_class(Path(tmp), method=case.method, pki=pki)
                         try:
                             args = (gateway.address, case.group, case.method, pki)
                             case.measure(*args, warmup, window)
