@@ -165,7 +165,8 @@ class IChildSAInstaller(Interface):
     """The data plane: installs and removes negotiated CHILD_SAs."""
 
     def install(child: ChildSa) -> bool:  # noqa: N805 (zope Interface)
-        """Install both directions of ``child``; False when the data plane refused it."""
+        """Install both directions of ``child``: True when a data plane now carries it,
+        False when nothing was installed (a data plane that refused it, or none at all)."""
 
     def remove(child: ChildSa) -> None:  # noqa: N805 (zope Interface)
         """Remove both directions of ``child`` (it was deleted or its IKE SA went away)."""
@@ -185,7 +186,7 @@ class RecordingChildSAInstaller:
         self.installed: dict[bytes, ChildSa] = {}
 
     def install(self, child: ChildSa) -> bool:
-        """Record ``child`` by its inbound SPI and log it."""
+        """Record ``child`` by its inbound SPI and log it; False: nothing was installed."""
         self.installed[child.inbound_spi] = child
         self.log.info(
             "CHILD_SA {inbound}/{outbound} {suite} {local_ts} === {remote_ts} with {peer} "
@@ -197,7 +198,7 @@ class RecordingChildSAInstaller:
             remote_ts=", ".join(map(describe, child.remote_ts)),
             peer=child.peer_address,
         )
-        return True
+        return False
 
     def remove(self, child: ChildSa) -> None:
         """Forget ``child`` and log it."""

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import TYPE_CHECKING
 
 from twisted_rserpool.ike.child import any_selector
@@ -27,6 +28,7 @@ from twisted_rserpool.ike.proposals import (
 )
 
 if TYPE_CHECKING:
+    from twisted_rserpool.ike.addresspool import AddressPool
     from twisted_rserpool.ike.auth.certificates import Credentials, TrustAnchors
     from twisted_rserpool.ike.auth.eap import IEapAuthenticator
 
@@ -217,6 +219,13 @@ class IkeConfig:
     go out (``"ifasked"``: when the peer sent a CERTREQ). With ``rsa_pss`` an RSA key signs
     with RSASSA-PSS instead of PKCS#1 v1.5 (when the peer supports RFC 7427).
 
+    Virtual IPs (RFC 7296 sections 2.19, 3.15; ``twisted_rserpool.ike.tasks.configuration``):
+    a gateway with an ``address_pool`` answers CP(CFG_REQUEST) with an address leased to the
+    client's identity, the ``dns_servers`` and the protected subnets (``local_ts``), and
+    narrows the client's TSi to that address; a CHILD_SA of a client holding no address is
+    then refused with FAILED_CP_REQUIRED. An initiator with ``request_addresses`` asks for
+    them in IKE_AUTH (``0.0.0.0`` or ``::``: any address of that family).
+
     ``random(n)`` returns ``n`` random octets for nonces, SPIs, IVs, cookie secrets and
     Diffie-Hellman private values (default ``os.urandom``; tests pass a seeded source to
     replay an exchange octet for octet; never do that in production).
@@ -266,6 +275,9 @@ class IkeConfig:
     eap: IEapAuthenticator | None = None
     eap_peer: tuple[bytes, str] | None = None
     max_eap_rounds: int = 8
+    address_pool: AddressPool | None = None
+    dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
+    request_addresses: tuple[IPv4Address | IPv6Address, ...] = ()
     wall_time: Callable[[], float] = time.time
     random: Callable[[int], bytes] = os.urandom
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 
 from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.codec import GatewayIdentity
@@ -32,7 +33,8 @@ class IkeSaEstablished:
     """IKE_AUTH completed: both sides are authenticated and the IKE SA is usable.
 
     ``authentication`` names how the peer's AUTH was verified, with the IKE suite
-    (``"PSK, <suite>"``).
+    (``"PSK, <suite>"``). ``virtual_ips`` are the client's addresses from the
+    configuration payloads (RFC 7296 2.19): leased by the gateway, assigned to the client.
     """
 
     spi_i: bytes
@@ -45,6 +47,7 @@ class IkeSaEstablished:
     peer_behind_nat: bool
     local_behind_nat: bool
     authentication: str | None = None
+    virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,12 @@ class IkeSaRekeyed:
 
 @dataclass(frozen=True)
 class ChildSaEstablished:
-    """A CHILD_SA was negotiated (and handed to the installer; ``installed`` is its answer)."""
+    """A CHILD_SA was negotiated and handed to the installer.
+
+    ``installed`` is the installer's answer: whether a data plane now carries the CHILD_SA
+    (False with ``RecordingChildSAInstaller``, which only records it). The IKE SA keeps the
+    CHILD_SA either way, so the peer's DELETE and rekeys of it are answered.
+    """
 
     child: ChildSa
     installed: bool

@@ -169,6 +169,8 @@ class Succession:
     redirect_times: tuple[float, ...]
     children: list[ChildSa] = field(default_factory=list)
     peer_auth_verified: str | None = None
+    virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
+    dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
 
 
 class IkeSa:
@@ -248,6 +250,11 @@ class IkeSa:
         self._request_fragments = Reassembler(config.fragment_limits)
         self._response_fragments = Reassembler(config.fragment_limits)
         self._reassembled: tuple[IkeMessage, bytes] | None = None
+        self.virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
+        """The client's virtual IPs (RFC 7296 2.19): leased by us as a gateway from
+        ``config.address_pool``, or assigned to us as a client in the CFG_REPLY."""
+        self.dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
+        """The DNS servers a gateway's CFG_REPLY named (client side)."""
         if succession is None:
             self._machine = StateMachine(State.INIT_SENT if initiator else State.INIT_DONE)
             return
@@ -261,6 +268,7 @@ class IkeSa:
         self.client = succession.client
         self.redirect_supported = succession.redirect_supported
         self.redirect_times = succession.redirect_times
+        self.virtual_ips, self.dns_servers = succession.virtual_ips, succession.dns_servers
         for child in succession.children:
             self.children[child.inbound_spi] = child
             self._by_outbound[child.outbound_spi] = child
@@ -502,9 +510,23 @@ class IkeSa:
             self.host.installer.remove(child)
         self.children.clear()
         self._by_outbound.clear()
+        self._release_addresses()
         if event is not None:
             self.host.emit(event)
         self.host.closed(self)
+
+    def _release_addresses(self) -> None:
+        """Give the virtual IPs this SA holds back to the pool (kept by other SAs of the
+        same identity, or by the successor of a rekey)."""
+        pool = self.config.address_pool
+        if pool is None:
+            return
+        for address in pool.release(self):
+            self.log.info(
+                "virtual IP {address} of {peer_id} released",
+                address=str(address),
+                peer_id=str(self.peer_id),
+            )
 
     def fail(self, reason: str, notify_type: int | None) -> None:
         """The SA failed before it was established (or while deleting it): close it."""
@@ -556,6 +578,7 @@ class IkeSa:
                 self.peer_behind_nat,
                 self.local_behind_nat,
                 self.authentication(),
+                self.virtual_ips,
             )
         )
         old, self.replaces = self.replaces, None
@@ -614,11 +637,14 @@ class IkeSa:
     # --- CHILD_SAs ----------------------------------------------------------------------
 
     def add_child(self, child: ChildSa) -> None:
-        """Install a negotiated CHILD_SA and report it."""
+        """Keep a negotiated CHILD_SA, hand it to the installer and report what it said.
+
+        The CHILD_SA is kept whether or not a data plane now carries it: the peer believes
+        in it, so its DELETE and rekeys must be answered.
+        """
         installed = bool(self.host.installer.install(child))
-        if installed:
-            self.children[child.inbound_spi] = child
-            self._by_outbound[child.outbound_spi] = child
+        self.children[child.inbound_spi] = child
+        self._by_outbound[child.outbound_spi] = child
         self.host.emit(ChildSaEstablished(child, installed))
 
     def child_by_outbound(self, spi: bytes) -> ChildSa | None:
@@ -758,8 +784,12 @@ class IkeSa:
                 self.redirect_times,
                 children,
                 self.peer_auth_verified,
+                self.virtual_ips,
+                self.dns_servers,
             ),
         )
+        if self.config.address_pool is not None:
+            self.config.address_pool.transfer(self, new)  # the lease outlives the rekey
         new.fragmentation = self.fragmentation
         self.rekeyed_to = new
         self.host.adopt(new)

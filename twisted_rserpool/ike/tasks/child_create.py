@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from twisted_rserpool.ike import crypto
-from twisted_rserpool.ike.child import ChildSa, covers, narrow, split_keymat
+from twisted_rserpool.ike.child import (
+    ChildSa,
+    covers,
+    narrow,
+    selector_from_network,
+    split_keymat,
+)
 from twisted_rserpool.ike.codec import (
     KeyExchangePayload,
     NoncePayload,
@@ -126,10 +132,19 @@ def negotiate_child(
     if selected is None:
         return Refusal(NotifyType.NO_PROPOSAL_CHOSEN, "no acceptable ESP proposal")
     chosen, suite = selected
+    if config.address_pool is not None and not sa.virtual_ips:
+        # RFC 7296 2.19: the client's selectors must be its leased address.
+        return Refusal(NotifyType.FAILED_CP_REQUIRED, "CHILD_SA of a client without a virtual IP")
     # RFC 7296 2.9: narrow to our policy, and to at most the configured count (a subset
     # is a narrowing too); never a teardown. Only an offer wholly outside it is refused.
     limit = config.max_traffic_selectors
-    ts_i = narrow(tsi.selectors, config.remote_ts, limit)
+    # A client with virtual IPs (2.19) gets TSi narrowed to them, whatever it offered.
+    peer_policy = (
+        tuple(selector_from_network(f"{ip}/{ip.max_prefixlen}") for ip in sa.virtual_ips)
+        if sa.virtual_ips and not sa.initiator
+        else config.remote_ts
+    )
+    ts_i = narrow(tsi.selectors, peer_policy, limit)
     ts_r = narrow(tsr.selectors, config.local_ts, limit)
     if not ts_i or not ts_r:
         return Refusal(NotifyType.TS_UNACCEPTABLE, "traffic selectors unacceptable")

@@ -48,6 +48,7 @@ from twisted_rserpool.ike.state import State, StateEvent
 from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.tasks.child_create import child_response, negotiate_child
 from twisted_rserpool.ike.tasks.common import Refusal, find, notifies, notify_name, to_payload
+from twisted_rserpool.ike.tasks.configuration import address_request, answer_request, apply_reply
 from twisted_rserpool.ike.tasks.redirect import auth_redirect
 from twisted_rserpool.ike.window import Outstanding
 
@@ -244,6 +245,9 @@ class IkeAuth(Task):
             proposals = child_proposal(config.offered_child_suites, spi)
             self.offered_child = (spi, config.offered_child_suites)
             self.offered_ts = (config.local_ts, config.remote_ts)
+            request = address_request(sa)
+            if request is not None:
+                payloads.append(request)  # RFC 7296 2.19: before the SA payload
             payloads += [
                 SecurityAssociationPayload(tuple(to_payload(p) for p in proposals)),
                 TsInitiatorPayload(config.local_ts),
@@ -309,6 +313,9 @@ class IkeAuth(Task):
         if redirect is not None:
             auth_redirect(sa, redirect, now)
             return
+        wrong = apply_reply(sa, payloads)
+        if wrong is not None:
+            self.log.info("IKE SA with {peer}: {problem}", peer=sa.peer_address, problem=wrong)
         sa.establish()
         if self.offered_child is not None:
             spi, suites = self.offered_child
@@ -604,7 +611,11 @@ class IkeAuthResponder:
                 )
                 return
         else:
-            outcome = negotiate_child(sa, payloads, sa_payload)
+            # RFC 7296 2.19: the CP of the request that carries the SA payload.
+            cp_reply, cp_refusal = answer_request(sa, payloads, self.eap_identity)
+            if cp_reply is not None:
+                answer.append(cp_reply)  # before the SA payload
+            outcome = cp_refusal or negotiate_child(sa, payloads, sa_payload)
             if isinstance(outcome, Refusal):
                 child_failure = outcome
                 answer.append(NotifyPayload(outcome.notify_type))

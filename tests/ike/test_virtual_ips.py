@@ -1,0 +1,306 @@
+"""Virtual IPs (RFC 7296 2.19, 3.15): leases in CFG_REPLY, TSi narrowed, leases released.
+
+Two in-memory endpoints (``tests.ike.test_sa.Pair``): our initiator asks for addresses with
+``request_addresses``, the gateway leases them from its ``address_pool``.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
+
+from tests.ike.test_sa import Pair, config, of
+from twisted_rserpool.ike.addresspool import AddressPool
+from twisted_rserpool.ike.child import selector_from_network
+from twisted_rserpool.ike.codec.configuration import ConfigurationPayload, attribute_value
+from twisted_rserpool.ike.config import IkeConfig
+from twisted_rserpool.ike.constants import CfgType, ConfigAttributeType, NotifyType
+from twisted_rserpool.ike.events import (
+    ChildSaEstablished,
+    ChildSaFailed,
+    IkeEvent,
+    IkeSaDeleted,
+    IkeSaEstablished,
+)
+from twisted_rserpool.ike.payloads import decode_message, decode_payload_chain
+from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
+from twisted_rserpool.ike.sa import State
+
+PROTECTED = (selector_from_network("198.51.100.0/24"), selector_from_network("2001:db8:99::/64"))
+ANY4 = IPv4Address("0.0.0.0")
+ANY6 = IPv6Address("::")
+
+
+def gateway(pool: AddressPool, **kw: object) -> IkeConfig:
+    return config(
+        "gw@test",
+        address_pool=pool,
+        dns_servers=(ip_address("10.8.0.53"), ip_address("fd00:8::53")),
+        local_ts=PROTECTED,
+        **kw,
+    )
+
+
+def client(identity: str = "client@test", *addresses: IPv4Address | IPv6Address) -> IkeConfig:
+    return config(identity, request_addresses=addresses or (ANY4,))
+
+
+def pool4(network: str = "10.8.0.0/24") -> AddressPool:
+    return AddressPool([ip_network(network)])
+
+
+def established(events: list[IkeEvent]) -> IkeSaEstablished:
+    (up,) = of(events, IkeSaEstablished)
+    assert isinstance(up, IkeSaEstablished)
+    return up
+
+
+def child(events: list[IkeEvent]) -> ChildSaEstablished:
+    (done,) = of(events, ChildSaEstablished)
+    assert isinstance(done, ChildSaEstablished)
+    return done
+
+
+def reply_attributes(pair: Pair) -> list[tuple[int, object]]:
+    """The CFG_REPLY the gateway sent in its last IKE_AUTH response, decrypted."""
+    (cl_sa,) = list(pair.cl)
+    for name, data in reversed(pair.sent):
+        message = decode_message(data)
+        if name == "gw" and message.exchange_type == 35:
+            assert cl_sa.cipher_in is not None
+            encrypted = message.encrypted
+            assert encrypted is not None
+            plain = cl_sa.cipher_in.open(data, len(data) - len(encrypted.data) - 4)
+            payloads = decode_payload_chain(encrypted.first_payload_type, plain)
+            (cp,) = [p for p in payloads if isinstance(p, ConfigurationPayload)]
+            assert cp.cfg_type == CfgType.CFG_REPLY
+            return [(a.attribute_type, attribute_value(a)) for a in cp.attributes]
+    raise AssertionError("no IKE_AUTH response")
+
+
+def test_lease_in_cfg_reply_and_tsi_narrowed() -> None:
+    """The first address of the pool comes back in CFG_REPLY with the DNS server and the
+    protected subnet; both sides' CHILD_SA has TSi = that address alone, TSr = --subnet."""
+    pool = pool4()
+    pair = Pair(gateway(pool), client())
+    pair.establish()
+    assert established(pair.cl_events).virtual_ips == (IPv4Address("10.8.0.1"),)
+    assert established(pair.gw_events).virtual_ips == (IPv4Address("10.8.0.1"),)
+    attributes = reply_attributes(pair)
+    assert (ConfigAttributeType.INTERNAL_IP4_ADDRESS, ip_address("10.8.0.1")) in [
+        (k, getattr(v, "ip", v)) for k, v in attributes
+    ]
+    assert (ConfigAttributeType.INTERNAL_IP4_DNS, ip_address("10.8.0.53")) in attributes
+    assert (ConfigAttributeType.INTERNAL_IP4_SUBNET, ip_network("198.51.100.0/24")) in attributes
+    assert (ConfigAttributeType.INTERNAL_IP6_SUBNET, ip_network("2001:db8:99::/64")) in attributes
+    # No IPv6 address was asked for: no IPv6 DNS server either.
+    assert all(k != ConfigAttributeType.INTERNAL_IP6_DNS for k, _ in attributes)
+    for events in (pair.cl_events, pair.gw_events):
+        made = child(events).child
+        assert made.ts_i == (selector_from_network("10.8.0.1/32"),)
+        assert made.ts_r == PROTECTED
+    (cl_sa,) = list(pair.cl)
+    assert cl_sa.dns_servers == (ip_address("10.8.0.53"),)
+    assert [lease.address for lease in pool] == [IPv4Address("10.8.0.1")]
+
+
+def test_recording_installer_reports_nothing_installed() -> None:
+    """ChildSaEstablished says the recording installer installed nothing; the CHILD_SA is
+    still kept (its DELETE is answered)."""
+    pair = Pair()
+    spi = pair.establish()
+    done = child(pair.cl_events)
+    assert done.installed is False and child(pair.gw_events).installed is False
+    (cl_sa,) = list(pair.cl)
+    assert list(cl_sa.children) == [done.child.inbound_spi]
+    assert pair.cl.delete_child_sa(spi, done.child.inbound_spi, 1.0)
+
+
+def test_released_on_delete() -> None:
+    """Deleting the IKE SA (either side) returns the address to the pool."""
+    for deleter in ("cl", "gw"):
+        pool = pool4()
+        pair = Pair(gateway(pool), client())
+        spi = pair.establish()
+        assert len(pool) == 1
+        if deleter == "cl":
+            pair.cl.delete_ike_sa(spi, 1.0)
+        else:
+            (gw_sa,) = list(pair.gw)
+            pair.gw.delete_ike_sa(gw_sa.spi_r, 1.0)
+        pair.pump(1.0)
+        assert of(pair.gw_events, IkeSaDeleted)
+        assert len(pool) == 0
+
+
+def test_released_on_liveness_failure() -> None:
+    """A client that stops answering is declared unreachable: its address is free again."""
+    pool = pool4()
+    pair = Pair(gateway(pool, liveness_interval=10.0), client())
+    pair.establish()
+    now = 0.0
+    while (deadline := pair.gw.get_timer()) is not None and now < 1000:
+        now = deadline
+        pair.gw_events += pair.gw.handle_timer(now)
+        pair.gw.datagrams_to_send()  # the client never hears them
+    (gone,) = of(pair.gw_events, IkeSaDeleted)
+    assert gone.reason == "peer unreachable"  # type: ignore[attr-defined]
+    assert len(pool) == 0 and pool.lease_of(IPv4Address("10.8.0.1")) is None
+
+
+def test_released_on_informational_redirect() -> None:
+    """A client redirected away (INFORMATIONAL REDIRECT) frees its address once its IKE SA
+    here goes; an IKE_AUTH redirect never leases one."""
+    pool = pool4()
+    policy = RedirectPolicy(StaticGateways([parse_gateway("192.0.2.77")]))
+    pair = Pair(gateway(pool), client())
+    pair.gw.redirect_policy = policy
+    pair.establish()
+    assert len(pool) == 1
+    (gw_sa,) = list(pair.gw)
+    assert gw_sa.redirect(parse_gateway("192.0.2.77"), "admin", 1.0)
+    pair.pump(1.0)
+    # Our client follows (the pair delivers its IKE_SA_INIT for the new gateway here too,
+    # where it stays half-open); the gateway's redirect_delete_timeout ends the old IKE SA.
+    assert len(pool) == 1
+    pair.tick(100.0)
+    assert gw_sa.state == State.CLOSED and len(pool) == 0
+
+    in_auth = pool4()
+    pair = Pair(gateway(in_auth), client())
+    pair.gw.redirect_policy = RedirectPolicy(
+        StaticGateways([parse_gateway("192.0.2.77")]), always=True, in_auth=True
+    )
+    pair.establish()
+    assert len(in_auth) == 0
+
+
+def test_exhaustion_answered_with_internal_address_failure() -> None:
+    """A pool of one address: the second client gets INTERNAL_ADDRESS_FAILURE and no
+    CHILD_SA, yet its IKE SA is established and stays."""
+    pool = AddressPool([ip_network("10.8.0.4/31")], reserved=[IPv4Address("10.8.0.5")])
+    gw = gateway(pool)
+    first = Pair(gw, client("a@test"))
+    first.establish()
+    assert len(pool) == 1
+    second = Pair(gw, client("b@test"))
+    second.establish()
+    established(second.cl_events)
+    (failed,) = of(second.cl_events, ChildSaFailed)
+    assert failed.notify_type == NotifyType.INTERNAL_ADDRESS_FAILURE  # type: ignore[attr-defined]
+    (gw_failed,) = of(second.gw_events, ChildSaFailed)
+    assert gw_failed.notify_type == NotifyType.INTERNAL_ADDRESS_FAILURE  # type: ignore[attr-defined]
+    assert not of(second.cl_events, ChildSaEstablished)
+    assert len(list(second.cl)) == 1 and len(list(second.gw)) == 1
+    assert len(pool) == 1
+
+
+def test_requested_address_honoured_or_refused() -> None:
+    """A free address of the pool that the client asks for is its; one taken by another
+    identity, or outside the pool, is not (the client gets another)."""
+    pool = pool4()
+    gw = gateway(pool)
+    a = Pair(gw, client("a@test", IPv4Address("10.8.0.42")))
+    a.establish()
+    assert established(a.cl_events).virtual_ips == (IPv4Address("10.8.0.42"),)
+    b = Pair(gw, client("b@test", IPv4Address("10.8.0.42")))
+    b.establish()
+    (got,) = established(b.cl_events).virtual_ips
+    assert got != IPv4Address("10.8.0.42") and got in ip_network("10.8.0.0/24")
+    c = Pair(gw, client("c@test", IPv4Address("192.0.2.9")))
+    c.establish()
+    (outside,) = established(c.cl_events).virtual_ips
+    assert outside in ip_network("10.8.0.0/24")
+    assert len({got, outside, IPv4Address("10.8.0.42")}) == 3
+
+
+def test_reconnect_with_same_identity_gets_same_address() -> None:
+    """A client that reconnects while its old IKE SA exists gets its address back; the
+    address is freed only when both IKE SAs are gone."""
+    pool = pool4()
+    gw = gateway(pool)
+    pair = Pair(gw, client("a@test"))
+    old = pair.establish()
+    (first,) = established(pair.cl_events).virtual_ips
+    pair.cl_events.clear()
+    new = pair.establish(1.0)
+    assert established(pair.cl_events).virtual_ips == (first,)
+    assert len(pool) == 1
+    pair.cl.delete_ike_sa(old, 2.0)
+    pair.pump(2.0)
+    assert pool.lease_of(first) is not None
+    pair.cl.delete_ike_sa(new, 3.0)
+    pair.pump(3.0)
+    assert len(pool) == 0
+
+
+def test_lease_survives_ike_sa_rekey() -> None:
+    """The successor of a rekeyed IKE SA holds the lease; deleting it frees the address."""
+    pool = pool4()
+    pair = Pair(gateway(pool), client())
+    spi = pair.establish()
+    assert pair.cl.rekey_ike_sa(spi, 1.0)
+    pair.pump(1.0)
+    (cl_sa,) = list(pair.cl)
+    (gw_sa,) = list(pair.gw)
+    assert cl_sa.spi_i != spi and gw_sa.virtual_ips == (IPv4Address("10.8.0.1"),)
+    assert pool.held_by(gw_sa) == (IPv4Address("10.8.0.1"),)
+    pair.cl.delete_ike_sa(cl_sa.spi_i, 2.0)
+    pair.pump(2.0)
+    assert len(pool) == 0
+
+
+def test_ipv6_and_dual_stack() -> None:
+    """IPv6 pools lease an address with its prefix; asking for both families gets both,
+    and TSi holds both addresses."""
+    pool = AddressPool([ip_network("10.8.0.0/24"), ip_network("fd00:8::/64")])
+    pair = Pair(gateway(pool), client("a@test", ANY4, ANY6))
+    pair.cl.config = config(  # the client offers both families in TSi
+        "a@test", request_addresses=(ANY4, ANY6)
+    )
+    pair.establish()
+    assert established(pair.cl_events).virtual_ips == (
+        IPv4Address("10.8.0.1"),
+        IPv6Address("fd00:8::1"),
+    )
+    attributes = reply_attributes(pair)
+    (v6,) = [v for k, v in attributes if k == ConfigAttributeType.INTERNAL_IP6_ADDRESS]
+    assert str(v6) == "fd00:8::1/64"
+    assert (ConfigAttributeType.INTERNAL_IP6_DNS, ip_address("fd00:8::53")) in attributes
+    assert set(child(pair.gw_events).child.ts_i) == {
+        selector_from_network("10.8.0.1/32"),
+        selector_from_network("fd00:8::1/128"),
+    }
+
+
+def test_ipv6_only_pool_ignores_ipv4_request() -> None:
+    """A request for an IPv4 address of an IPv6-only gateway is ignored (3.15.4): asking
+    for both gets the IPv6 address only; asking for IPv4 alone gets INTERNAL_ADDRESS_FAILURE."""
+    pool = AddressPool([ip_network("fd00:8::/120")])
+    pair = Pair(gateway(pool), client("a@test", ANY4, ANY6))
+    pair.establish()
+    assert established(pair.cl_events).virtual_ips == (IPv6Address("fd00:8::1"),)
+    only4 = Pair(gateway(pool), client("b@test", ANY4))
+    only4.establish()
+    (failed,) = of(only4.cl_events, ChildSaFailed)
+    assert failed.notify_type == NotifyType.INTERNAL_ADDRESS_FAILURE  # type: ignore[attr-defined]
+
+
+def test_cp_required_with_a_pool() -> None:
+    """With a pool, a client that sends no CP(CFG_REQUEST) gets FAILED_CP_REQUIRED for its
+    CHILD_SA (it could otherwise claim any inner address); its IKE SA stays."""
+    pool = pool4()
+    pair = Pair(gateway(pool), config("client@test"))
+    pair.establish()
+    established(pair.cl_events)
+    (failed,) = of(pair.cl_events, ChildSaFailed)
+    assert failed.notify_type == NotifyType.FAILED_CP_REQUIRED  # type: ignore[attr-defined]
+    assert len(pool) == 0 and len(list(pair.gw)) == 1
+
+
+def test_without_pool_no_cfg_reply() -> None:
+    """A gateway without a pool (and no DNS servers) ignores the address request: no
+    CFG_REPLY, the CHILD_SA as before (TSi not narrowed to an address)."""
+    pair = Pair(config("gw@test"), client())
+    pair.establish()
+    assert established(pair.cl_events).virtual_ips == ()
+    assert child(pair.cl_events).child.ts_i == config("x@test").local_ts
