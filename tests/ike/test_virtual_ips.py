@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 
+import pytest
+from twisted.python import usage
+
+from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_sa import Pair, config, of
+from tests.ike.test_tap import parse
+from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.addresspool import AddressPool
 from twisted_rserpool.ike.child import selector_from_network
 from twisted_rserpool.ike.codec.configuration import ConfigurationPayload, attribute_value
@@ -21,6 +27,7 @@ from twisted_rserpool.ike.events import (
     IkeSaDeleted,
     IkeSaEstablished,
 )
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol
 from twisted_rserpool.ike.payloads import decode_message, decode_payload_chain
 from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
 from twisted_rserpool.ike.sa import State
@@ -304,3 +311,34 @@ def test_without_pool_no_cfg_reply() -> None:
     pair.establish()
     assert established(pair.cl_events).virtual_ips == ()
     assert child(pair.cl_events).child.ts_i == config("x@test").local_ts
+
+
+def test_vpngw_options() -> None:
+    """--address-pool, --subnet and --dns (each repeatable) reach the gateway's IkeConfig,
+    one pool shared by every listen address; bad values are usage errors."""
+    options = parse(
+        "--listen", "127.0.0.9,127.0.0.10",
+        "--address-pool", "10.8.0.0/24", "--address-pool", "fd00:8::/64",
+        "--subnet", "198.51.100.0/24", "--subnet", "2001:db8:99::/64",
+        "--dns", "10.8.0.53", "--dns", "fd00:8::53",
+    )  # fmt: skip
+    reactor = FakeReactor()
+    service = vpngw.makeService(options, reactor)
+    service.startService()  # type: ignore[no-untyped-call]
+    try:
+        (_, first, _, _), (_, second, _, _) = reactor.listened
+        assert isinstance(first, IkeGatewayProtocol) and isinstance(second, IkeGatewayProtocol)
+        config_a, config_b = first.endpoint.config, second.endpoint.config
+        pool = config_a.address_pool
+        assert pool is not None and pool is config_b.address_pool
+        assert pool.networks == (ip_network("10.8.0.0/24"), ip_network("fd00:8::/64"))
+        assert config_a.local_ts == PROTECTED
+        assert config_a.dns_servers == (ip_address("10.8.0.53"), ip_address("fd00:8::53"))
+    finally:
+        service.stopService()  # type: ignore[no-untyped-call]
+    default = vpngw.makeService(parse(), FakeReactor())
+    assert default is not None
+    assert parse()["vip"] == {"address_pool": None, "dns_servers": ()}
+    for bad in (["--address-pool", "10.8.0.1/24"], ["--subnet", "x"], ["--dns", "10.8.0.0/24"]):
+        with pytest.raises(usage.UsageError):
+            parse(*bad)

@@ -30,6 +30,7 @@ from twisted_rserpool._tap.vpngw_auth import (
     check_auth,
     client_hint,
 )
+from twisted_rserpool._tap.vpngw_vip import VIP_HELP, check_vip, vip_config
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
 from twisted_rserpool.ike.codec import GatewayIdentity
@@ -410,6 +411,21 @@ class Options(usage.Options):
         tlspsk:host=127.0.0.1:port=3864:caCertificate=enrp.pem (repeatable)."""
         self.setdefault("redirect-pool-enrp", []).append(endpoint)
 
+    def opt_address_pool(self, network: str) -> None:
+        self.setdefault("address-pool", []).append(network)
+
+    opt_address_pool.__doc__ = VIP_HELP["address-pool"]
+
+    def opt_subnet(self, network: str) -> None:
+        self.setdefault("subnet", []).append(network)
+
+    opt_subnet.__doc__ = VIP_HELP["subnet"]
+
+    def opt_dns(self, address: str) -> None:
+        self.setdefault("dns", []).append(address)
+
+    opt_dns.__doc__ = VIP_HELP["dns"]
+
     def postOptions(self) -> None:
         """Check and convert the options."""
         self.setdefault("pool-enrp", [])
@@ -474,6 +490,7 @@ class Options(usage.Options):
         if self["pool"] is not None and not self["pool-enrp"]:
             raise usage.UsageError("--pool needs --pool-enrp")
         check_auth(self)
+        check_vip(self)
 
 
 def _connect_hint(options: Options) -> str:
@@ -536,6 +553,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         **auth_config(options),
         fragmentation=options["fragment-size"] != 0,
         fragment_size=options["fragment-size"] or None,
+        **vip_config(options),
     )
     service = MultiService()  # type: ignore[no-untyped-call]
     protocols: list[IkeGatewayProtocol] = []
