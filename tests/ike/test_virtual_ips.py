@@ -12,12 +12,16 @@ import pytest
 from twisted.python import usage
 
 from tests.ike.test_gateway import FakeReactor
-from tests.ike.test_sa import Pair, config, of
+from tests.ike.test_sa import ANY_TS, Pair, config, create_child_sa, esp_offer, of
 from tests.ike.test_tap import parse
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.addresspool import AddressPool
 from twisted_rserpool.ike.child import selector_from_network
-from twisted_rserpool.ike.codec.configuration import ConfigurationPayload, attribute_value
+from twisted_rserpool.ike.codec.configuration import (
+    ConfigurationAttribute,
+    ConfigurationPayload,
+    attribute_value,
+)
 from twisted_rserpool.ike.config import IkeConfig
 from twisted_rserpool.ike.constants import CfgType, ConfigAttributeType, NotifyType
 from twisted_rserpool.ike.events import (
@@ -28,9 +32,15 @@ from twisted_rserpool.ike.events import (
     IkeSaEstablished,
 )
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol
-from twisted_rserpool.ike.payloads import decode_message, decode_payload_chain
+from twisted_rserpool.ike.payloads import (
+    NoncePayload,
+    TsInitiatorPayload,
+    decode_message,
+    decode_payload_chain,
+)
 from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
 from twisted_rserpool.ike.sa import State
+from twisted_rserpool.ike.tasks import ike_auth
 
 PROTECTED = (selector_from_network("198.51.100.0/24"), selector_from_network("2001:db8:99::/64"))
 ANY4 = IPv4Address("0.0.0.0")
@@ -342,3 +352,76 @@ def test_vpngw_options() -> None:
     for bad in (["--address-pool", "10.8.0.1/24"], ["--subnet", "x"], ["--dns", "10.8.0.0/24"]):
         with pytest.raises(usage.UsageError):
             parse(*bad)
+
+
+def test_later_child_sas_narrowed_to_the_lease() -> None:
+    """An additional CHILD_SA (CREATE_CHILD_SA) gets TSi narrowed to the lease too, also
+    after the gateway rekeyed the IKE SA (then the new IKE SA's initiator is the gateway)."""
+    pool = pool4()
+    pair = Pair(gateway(pool), client())
+    spi = pair.establish()
+    (gw_sa,) = list(pair.gw)
+    assert gw_sa.rekey(1.0)
+    pair.pump(1.0)
+    (gw_sa,) = list(pair.gw)
+    (cl_sa,) = list(pair.cl)
+    assert gw_sa.initiator and cl_sa.spi_i != spi
+    answer = create_child_sa(
+        pair, cl_sa.local_spi, (esp_offer(b"wxyz"), NoncePayload(b"i" * 32), *ANY_TS), 2.0
+    )
+    (tsi,) = [p for p in answer if isinstance(p, TsInitiatorPayload)]
+    assert tsi.selectors == (selector_from_network("10.8.0.1/32"),)
+    assert pool.held_by(gw_sa) == (IPv4Address("10.8.0.1"),)
+
+
+def send_cp(monkeypatch: pytest.MonkeyPatch, cp: ConfigurationPayload) -> Pair:
+    """A pair whose client sends ``cp`` in IKE_AUTH instead of its own request."""
+    monkeypatch.setattr(ike_auth, "address_request", lambda sa: cp)
+    pair = Pair(gateway(pool4()), config("client@test"))
+    pair.establish()
+    return pair
+
+
+def test_unknown_malformed_and_version_attributes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown and malformed attributes are ignored, a requested address of the wrong
+    length is treated as a request for any address, APPLICATION_VERSION is declined with
+    an empty string, the netmask is given when asked."""
+    cp = ConfigurationPayload(
+        CfgType.CFG_REQUEST,
+        (
+            ConfigurationAttribute(0x7ABC, b"whatever"),
+            ConfigurationAttribute(ConfigAttributeType.INTERNAL_IP4_ADDRESS, b"\x0a\x08"),
+            ConfigurationAttribute(ConfigAttributeType.INTERNAL_IP4_NETMASK),
+            ConfigurationAttribute(ConfigAttributeType.APPLICATION_VERSION),
+            ConfigurationAttribute(ConfigAttributeType.SUPPORTED_ATTRIBUTES),
+        ),
+    )
+    pair = send_cp(monkeypatch, cp)
+    attributes = reply_attributes(pair)
+    assert (ConfigAttributeType.INTERNAL_IP4_ADDRESS, IPv4Address("10.8.0.1")) in attributes
+    assert (ConfigAttributeType.INTERNAL_IP4_NETMASK, IPv4Address("255.255.255.0")) in attributes
+    assert (ConfigAttributeType.APPLICATION_VERSION, None) in attributes
+    assert {k for k, _ in attributes} <= {
+        ConfigAttributeType.INTERNAL_IP4_ADDRESS,
+        ConfigAttributeType.INTERNAL_IP4_NETMASK,
+        ConfigAttributeType.INTERNAL_IP4_DNS,
+        ConfigAttributeType.INTERNAL_IP4_SUBNET,
+        ConfigAttributeType.INTERNAL_IP6_SUBNET,
+        ConfigAttributeType.APPLICATION_VERSION,
+    }
+    assert child(pair.gw_events).child.ts_i == (selector_from_network("10.8.0.1/32"),)
+
+
+def test_cfg_set_accepts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CFG_SET is accepted for nothing: no CFG_ACK (RFC 7296 3.15.1), no lease, and with a
+    pool the CHILD_SA is FAILED_CP_REQUIRED; the IKE SA stays."""
+    cp = ConfigurationPayload(
+        CfgType.CFG_SET,
+        (ConfigurationAttribute(ConfigAttributeType.INTERNAL_IP4_ADDRESS, bytes(4)),),
+    )
+    pair = send_cp(monkeypatch, cp)
+    with pytest.raises(ValueError):
+        reply_attributes(pair)
+    (failed,) = of(pair.gw_events, ChildSaFailed)
+    assert failed.notify_type == NotifyType.FAILED_CP_REQUIRED  # type: ignore[attr-defined]
+    established(pair.cl_events)

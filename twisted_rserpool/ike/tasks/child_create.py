@@ -141,7 +141,7 @@ def negotiate_child(
     # A client with virtual IPs (2.19) gets TSi narrowed to them, whatever it offered.
     peer_policy = (
         tuple(selector_from_network(f"{ip}/{ip.max_prefixlen}") for ip in sa.virtual_ips)
-        if sa.virtual_ips and not sa.initiator
+        if sa.virtual_ips and not sa.client
         else config.remote_ts
     )
     ts_i = narrow(tsi.selectors, peer_policy, limit)
