@@ -16,6 +16,7 @@ from tests.ike.test_sa import ANY_TS, Pair, config, create_child_sa, esp_offer, 
 from tests.ike.test_tap import parse
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.addresspool import AddressPool
+from twisted_rserpool.ike.admin import gatewayStatus
 from twisted_rserpool.ike.child import selector_from_network
 from twisted_rserpool.ike.codec.configuration import (
     ConfigurationAttribute,
@@ -425,3 +426,20 @@ def test_cfg_set_accepts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     (failed,) = of(pair.gw_events, ChildSaFailed)
     assert failed.notify_type == NotifyType.FAILED_CP_REQUIRED  # type: ignore[attr-defined]
     established(pair.cl_events)
+
+
+def test_admin_status_shows_leases() -> None:
+    """The admin status lists each IKE SA's virtual IPs and the pool's leases."""
+    pool = pool4()
+    pair = Pair(gateway(pool), client())
+    pair.establish()
+    status = gatewayStatus([IkeGatewayProtocol(pair.gw, FakeReactor())], None)
+    (sa,) = status["endpoints"][0]["sas"]
+    assert sa["virtual_ips"] == ["10.8.0.1"]
+    assert status["address_pool"] == {
+        "networks": ["10.8.0.0/24"],
+        "leased": {"10.8.0.1": "client@test"},
+    }
+    assert (
+        gatewayStatus([IkeGatewayProtocol(Pair().gw, FakeReactor())], None)["address_pool"] is None
+    )

@@ -55,6 +55,7 @@ def gatewayStatus(
                 "peer_id": str(sa.peer_id) if sa.peer_id is not None else None,
                 "state": sa.state.value,
                 "redirect_supported": sa.redirect_supported,
+                "virtual_ips": [str(a) for a in sa.virtual_ips],
             }
             for sa in endpoint
         ]
@@ -79,8 +80,17 @@ def gatewayStatus(
         if listed is not None
         else None
     )
+    address_pool = protocols[0].endpoint.config.address_pool if protocols else None
     return {
         "pool": pool,
+        "address_pool": (
+            {
+                "networks": [str(n) for n in address_pool.networks],
+                "leased": {str(lease.address): str(lease.identity) for lease in address_pool},
+            }
+            if address_pool is not None
+            else None
+        ),
         "ike_sas": total,
         "load": load() if load is not None else total,
         "draining": policy.draining if policy is not None else False,
