@@ -11,6 +11,7 @@ from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 import pytest
 from twisted.python import usage
 
+from tests.ike import test_auth_eap as eap
 from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_sa import ANY_TS, Pair, config, create_child_sa, esp_offer, of
 from tests.ike.test_tap import parse
@@ -443,3 +444,20 @@ def test_admin_status_shows_leases() -> None:
     assert (
         gatewayStatus([IkeGatewayProtocol(Pair().gw, FakeReactor())], None)["address_pool"] is None
     )
+
+
+def test_eap_leases_by_eap_identity() -> None:
+    """After EAP the lease belongs to the EAP identity, not the IDi: two users behind one
+    IDi get two addresses, and the CP of the first IKE_AUTH request is answered in the last
+    round, with the CHILD_SA."""
+    pool = pool4()
+    gw = eap.gateway(address_pool=pool)
+    alice = Pair(gw, eap.client(request_addresses=(ANY4,)))
+    alice.establish()
+    other = Pair(gw, eap.client(eap.USER, eap.PASSWORD, request_addresses=(ANY4,)))
+    other.establish()
+    (a,) = established(alice.cl_events).virtual_ips
+    (b,) = established(other.cl_events).virtual_ips
+    assert a != b
+    assert {str(lease.identity) for lease in pool} == {"EAP alice", f"EAP {eap.USER.decode()}"}
+    assert child(alice.gw_events).child.ts_i == (selector_from_network(f"{a}/32"),)
