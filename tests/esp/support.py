@@ -33,6 +33,7 @@ def child_pair(
     ts_i: tuple[TrafficSelector, ...] = CLIENT_TS,
     ts_r: tuple[TrafficSelector, ...] = GATEWAY_TS,
     seed: bytes = b"keymat",
+    spis: tuple[bytes, bytes] = (SPI_I, SPI_R),
 ) -> tuple[ChildSa, ChildSa]:
     """The initiator's and the responder's view of one negotiated CHILD_SA."""
     keymat = hashlib.shake_256(seed + str(suite).encode()).digest(2 * suite.keymat_length)
@@ -53,16 +54,16 @@ def child_pair(
         initiator=True,
         local_address="192.0.2.2",
         peer_address="192.0.2.1",
-        inbound_spi=SPI_I,
-        outbound_spi=SPI_R,
+        inbound_spi=spis[0],
+        outbound_spi=spis[1],
         **common,  # type: ignore[arg-type]
     )
     responder = ChildSa(
         initiator=False,
         local_address="192.0.2.1",
         peer_address="192.0.2.2",
-        inbound_spi=SPI_R,
-        outbound_spi=SPI_I,
+        inbound_spi=spis[1],
+        outbound_spi=spis[0],
         **common,  # type: ignore[arg-type]
     )
     return initiator, responder

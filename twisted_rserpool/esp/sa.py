@@ -29,7 +29,7 @@ from enum import Enum
 from twisted.logger import Logger
 
 from twisted_rserpool.esp.ciphers import EspCipher, Randomness, make_cipher
-from twisted_rserpool.esp.inner import InnerPacket, Selectors, inner_length, parse_inner
+from twisted_rserpool.esp.inner import Selectors, inner_length, parse_inner
 from twisted_rserpool.esp.replay import DEFAULT_WINDOW, ReplayVerdict, ReplayWindow
 from twisted_rserpool.ike.child import ChildSa
 
@@ -423,9 +423,10 @@ class EspSa:
         )
         return cls(outbound, inbound, selectors, child)
 
-    def covers(self, packet: InnerPacket) -> bool:
-        """Whether this CHILD_SA's selectors let ``packet`` (from our side) out."""
-        return self.selectors.outbound(packet)
+    def covers(self, packet: bytes) -> bool:
+        """Whether this CHILD_SA's selectors let the inner ``packet`` (from our side) out."""
+        fields = parse_inner(packet)
+        return fields is not None and self.selectors.outbound(fields)
 
     def seal(self, packet: bytes, now: float, *, tfc_padding: int = 0) -> bytes | Dropped:
         """``OutboundSa.seal`` (the caller chose this SA by its selectors)."""
