@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Interface, IPv6Network
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from twisted_rserpool.ike.addresspool import AddressPool
 from twisted_rserpool.ike.codec.configuration import (
     ConfigurationAttribute,
     ConfigurationPayload,
@@ -19,9 +21,11 @@ from twisted_rserpool.ike.codec.configuration import (
     internal_netmask,
     internal_subnet,
 )
+from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.constants import CfgType, ConfigAttributeType, PayloadType
 from twisted_rserpool.ike.errors import InvalidIkeMessage
 from twisted_rserpool.ike.payloads import decode_payload_chain, encode_payload_chain
+from twisted_rserpool.ike.tasks.configuration import answer_request
 
 V4 = st.integers(0, 2**32 - 1).map(IPv4Address)
 V6 = st.integers(0, 2**128 - 1).map(IPv6Address)
@@ -135,3 +139,53 @@ def test_cp_payload_round_trip(attributes: list[ConfigurationAttribute], cfg: Cf
     (back,) = decode_payload_chain(first, chain)
     assert isinstance(back, ConfigurationPayload)
     assert back.cfg_type == cfg and back.attributes == payload.attributes
+
+
+class FakeSa:
+    """What ``answer_request`` reads of an IKE SA (hashable, as a lease holder)."""
+
+    def __init__(self, config: IkeConfig) -> None:
+        self.config = config
+        self.peer_id = Identity.parse("c@test")
+        self.peer_address = ("192.0.2.1", 500)
+        self.virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
+
+
+ATTRIBUTE_TYPES = st.sampled_from([int(t) for t in T]) | st.integers(0, 2**15 - 1)
+
+
+@given(
+    st.lists(
+        st.builds(ConfigurationAttribute, ATTRIBUTE_TYPES, st.binary(max_size=20)), max_size=12
+    ),
+    st.sampled_from(list(CfgType)),
+)
+def test_fuzzed_requests_to_the_gateway(
+    attributes: list[ConfigurationAttribute], cfg: CfgType
+) -> None:
+    """Whatever a client puts in its CP, the gateway answers without an exception: at most
+    one address per family, each leased from the pool to this SA, or a refusal; nothing
+    but a CFG_REQUEST gets a reply or a lease."""
+    pool = AddressPool([IPv4Network("10.8.0.0/29"), IPv6Network("fd00:8::/125")])
+    config = IkeConfig(
+        Identity.parse("gw@test"),
+        PskTable(),
+        address_pool=pool,
+        dns_servers=(IPv4Address("10.8.0.53"),),
+    )
+    sa: Any = FakeSa(config)
+    reply, refusal = answer_request(sa, [ConfigurationPayload(cfg, tuple(attributes))])
+    if cfg != CfgType.CFG_REQUEST:
+        assert reply is None and refusal is None and len(pool) == 0
+        return
+    assert refusal is None or reply is None
+    assert len({a.version for a in sa.virtual_ips}) == len(sa.virtual_ips)
+    assert set(pool.held_by(sa)) == set(sa.virtual_ips)
+    if reply is not None:
+        assert reply.cfg_type == CfgType.CFG_REPLY
+        addresses = [
+            a
+            for a in reply.attributes
+            if a.attribute_type in (T.INTERNAL_IP4_ADDRESS, T.INTERNAL_IP6_ADDRESS)
+        ]
+        assert len(addresses) == len(sa.virtual_ips)
