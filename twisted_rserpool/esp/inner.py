@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from twisted_rserpool.ike.codec import TrafficSelector
 
@@ -25,6 +25,10 @@ __all__ = ["InnerPacket", "Selectors", "inner_length", "parse_inner"]
 
 _H = struct.Struct(">H")
 _PORTS = struct.Struct(">HH")
+# IPv4: flags and fragment offset, protocol, source, destination (one unpack per packet).
+_IPV4 = struct.Struct(">6xH1xB2xLL")
+# IPv6: next header, then each address as two 64-bit halves.
+_IPV6 = struct.Struct(">6xB1xQQQQ")
 # Upper-layer protocols whose first four octets are source and destination port.
 _PORT_PROTOCOLS = frozenset((6, 17, 132, 136))
 _ICMP = frozenset((1, 58))
@@ -49,8 +53,7 @@ def inner_length(packet: bytes) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class InnerPacket:
+class InnerPacket(NamedTuple):
     """The selector fields of an inner packet; ports are None when OPAQUE."""
 
     version: int
@@ -71,17 +74,15 @@ def parse_inner(packet: bytes) -> InnerPacket | None:
         header = (packet[0] & 0xF) * 4
         if header < 20 or header > length:
             return None
-        protocol = packet[9]
-        source = int.from_bytes(packet[12:16], "big")
-        destination = int.from_bytes(packet[16:20], "big")
-        fragment = _H.unpack_from(packet, 6)[0] & 0x1FFF
-        offset = header if fragment == 0 else None
+        fragment, protocol, source, destination = _IPV4.unpack_from(packet)
+        offset = header if fragment & 0x1FFF == 0 else None
     elif version == 6:
         if length < 40:
             return None
-        source = int.from_bytes(packet[8:24], "big")
-        destination = int.from_bytes(packet[24:40], "big")
-        protocol, offset = _upper_layer(packet, packet[6], 40)
+        next_header, s_high, s_low, d_high, d_low = _IPV6.unpack_from(packet)
+        source = s_high << 64 | s_low
+        destination = d_high << 64 | d_low
+        protocol, offset = _upper_layer(packet, next_header, 40)
     else:
         return None
     source_port = destination_port = None
