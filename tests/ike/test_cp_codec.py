@@ -149,6 +149,8 @@ class FakeSa:
         self.peer_id = Identity.parse("c@test")
         self.peer_address = ("192.0.2.1", 500)
         self.virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
+        self.lease_owner: object = None
+        self.client = False
 
 
 ATTRIBUTE_TYPES = st.sampled_from([int(t) for t in T]) | st.integers(0, 2**15 - 1)

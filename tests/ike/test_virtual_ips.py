@@ -13,7 +13,7 @@ from twisted.python import usage
 
 from tests.ike import test_auth_eap as eap
 from tests.ike.test_gateway import FakeReactor
-from tests.ike.test_sa import ANY_TS, Pair, config, create_child_sa, esp_offer, of
+from tests.ike.test_sa import ANY_TS, Pair, config, create_child_sa, esp_offer, forge, of
 from tests.ike.test_tap import parse
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.addresspool import AddressPool
@@ -25,7 +25,12 @@ from twisted_rserpool.ike.codec.configuration import (
     attribute_value,
 )
 from twisted_rserpool.ike.config import IkeConfig
-from twisted_rserpool.ike.constants import CfgType, ConfigAttributeType, NotifyType
+from twisted_rserpool.ike.constants import (
+    CfgType,
+    ConfigAttributeType,
+    ExchangeType,
+    NotifyType,
+)
 from twisted_rserpool.ike.events import (
     ChildSaEstablished,
     ChildSaFailed,
@@ -36,6 +41,7 @@ from twisted_rserpool.ike.events import (
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol
 from twisted_rserpool.ike.payloads import (
     NoncePayload,
+    NotifyPayload,
     TsInitiatorPayload,
     decode_message,
     decode_payload_chain,
@@ -461,3 +467,50 @@ def test_eap_leases_by_eap_identity() -> None:
     assert a != b
     assert {str(lease.identity) for lease in pool} == {"EAP alice", f"EAP {eap.USER.decode()}"}
     assert child(alice.gw_events).child.ts_i == (selector_from_network(f"{a}/32"),)
+
+
+def test_retry_in_informational_after_exhaustion() -> None:
+    """RFC 7296 3.15.4: a client refused for want of addresses retries its CP in an
+    INFORMATIONAL exchange once one is free, gets it, and then a CHILD_SA narrowed to it;
+    APPLICATION_VERSION there is declined with an empty string (2.20)."""
+    pool = AddressPool([ip_network("10.8.0.4/31")], reserved=[IPv4Address("10.8.0.5")])
+    gw = gateway(pool)
+    first = Pair(gw, client("a@test"))
+    first_spi = first.establish()
+    second = Pair(gw, client("b@test"))
+    spi = second.establish()
+    (cl_sa,) = list(second.cl)
+    request = ConfigurationPayload(
+        CfgType.CFG_REQUEST,
+        (
+            ConfigurationAttribute(ConfigAttributeType.INTERNAL_IP4_ADDRESS),
+            ConfigurationAttribute(ConfigAttributeType.APPLICATION_VERSION),
+        ),
+    )
+    still_full = forge(cl_sa, ExchangeType.INFORMATIONAL, (request,), 1.0)
+    second.pump(1.0)
+    ((notify,),) = still_full.answers
+    assert isinstance(notify, NotifyPayload)
+    assert notify.notify_type == NotifyType.INTERNAL_ADDRESS_FAILURE
+    first.cl.delete_ike_sa(first_spi, 2.0)
+    first.pump(2.0)
+    assert len(pool) == 0
+    retry = forge(cl_sa, ExchangeType.INFORMATIONAL, (request,), 3.0)
+    second.pump(3.0)
+    ((cp,),) = retry.answers
+    assert isinstance(cp, ConfigurationPayload) and cp.cfg_type == CfgType.CFG_REPLY
+    values = {a.attribute_type: attribute_value(a) for a in cp.attributes}
+    assert values[ConfigAttributeType.INTERNAL_IP4_ADDRESS] == IPv4Address("10.8.0.4")
+    assert values[ConfigAttributeType.APPLICATION_VERSION] is None  # empty: declined
+    (gw_sa,) = [sa for sa in second.gw if sa.spi_i == spi]
+    assert gw_sa.virtual_ips == (IPv4Address("10.8.0.4"),)
+    answer = create_child_sa(
+        second, spi, (esp_offer(b"wxyz"), NoncePayload(b"i" * 32), *ANY_TS), 4.0
+    )
+    (tsi,) = [p for p in answer if isinstance(p, TsInitiatorPayload)]
+    assert tsi.selectors == (selector_from_network("10.8.0.4/32"),)
+    # Asking again changes nothing: the same address, still one lease.
+    again = forge(cl_sa, ExchangeType.INFORMATIONAL, (request,), 5.0)
+    second.pump(5.0)
+    ((cp,),) = again.answers
+    assert isinstance(cp, ConfigurationPayload) and len(pool) == 1

@@ -33,7 +33,7 @@ INFORMATIONAL redirect is a request of ours; both delete the SA after
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
@@ -171,6 +171,7 @@ class Succession:
     peer_auth_verified: str | None = None
     virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
     dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
+    lease_owner: Hashable | None = None
 
 
 class IkeSa:
@@ -255,6 +256,8 @@ class IkeSa:
         ``config.address_pool``, or assigned to us as a client in the CFG_REPLY."""
         self.dns_servers: tuple[IPv4Address | IPv6Address, ...] = ()
         """The DNS servers a gateway's CFG_REPLY named (client side)."""
+        self.lease_owner: Hashable | None = None
+        """Gateway: the client identity its address leases belong to, once it asked."""
         if succession is None:
             self._machine = StateMachine(State.INIT_SENT if initiator else State.INIT_DONE)
             return
@@ -269,6 +272,7 @@ class IkeSa:
         self.redirect_supported = succession.redirect_supported
         self.redirect_times = succession.redirect_times
         self.virtual_ips, self.dns_servers = succession.virtual_ips, succession.dns_servers
+        self.lease_owner = succession.lease_owner
         for child in succession.children:
             self.children[child.inbound_spi] = child
             self._by_outbound[child.outbound_spi] = child
@@ -786,6 +790,7 @@ class IkeSa:
                 self.peer_auth_verified,
                 self.virtual_ips,
                 self.dns_servers,
+                self.lease_owner,
             ),
         )
         if self.config.address_pool is not None:

@@ -12,7 +12,8 @@ in a request are ignored. When the client asks for addresses and none can be ass
 pool is exhausted, or has no address of the families asked for), the CHILD_SA is refused with
 INTERNAL_ADDRESS_FAILURE and the IKE SA stays (3.15.4). With a pool configured, a CHILD_SA of
 an IKE SA holding no address is refused with FAILED_CP_REQUIRED (2.19): its traffic selectors
-could otherwise claim another client's address.
+could otherwise claim another client's address. A CP(CFG_REQUEST) in an INFORMATIONAL
+request is answered the same way (``answer_informational``, 3.15.4's retry and 2.20).
 
 Our initiator asks for ``IkeConfig.request_addresses`` and keeps what the reply assigns.
 """
@@ -26,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
-from twisted_rserpool.ike.codec import Payload, TrafficSelector
+from twisted_rserpool.ike.codec import NotifyPayload, Payload, TrafficSelector
 from twisted_rserpool.ike.codec.configuration import (
     ConfigurationAttribute,
     ConfigurationPayload,
@@ -43,7 +44,13 @@ from twisted_rserpool.ike.tasks.common import Refusal
 if TYPE_CHECKING:
     from twisted_rserpool.ike.sa import IkeSa
 
-__all__ = ["address_request", "answer_request", "apply_reply", "lease_identity"]
+__all__ = [
+    "address_request",
+    "answer_informational",
+    "answer_request",
+    "apply_reply",
+    "lease_identity",
+]
 
 log = Logger()
 
@@ -124,7 +131,8 @@ def answer_request(
     pool = config.address_pool
     leased: list[IPAddress] = []
     if pool is not None and wanted:
-        owner = lease_identity(sa, eap_identity)
+        owner = sa.lease_owner if sa.lease_owner is not None else lease_identity(sa, eap_identity)
+        sa.lease_owner = owner
         for family, requested in sorted(wanted.items()):
             if family not in pool.families():
                 continue  # RFC 7296 3.15.4: a family we do not serve is ignored
@@ -144,7 +152,7 @@ def answer_request(
                 f"no virtual IP for {owner}: the address pool has none left of IPv"
                 + "/".join(str(f) for f in sorted(wanted)),
             )
-    sa.virtual_ips = tuple(leased)
+    sa.virtual_ips = pool.held_by(sa) if pool is not None else ()
     families = {a.version for a in leased} | dns_wanted
     attributes: list[ConfigurationAttribute] = []
     for address in leased:
@@ -161,6 +169,20 @@ def answer_request(
     if not attributes:
         return None, None
     return ConfigurationPayload(CfgType.CFG_REPLY, tuple(attributes)), None
+
+
+def answer_informational(sa: IkeSa, payloads: Sequence[Payload]) -> list[Payload]:
+    """Gateway: what answers a CP(CFG_REQUEST) in an INFORMATIONAL request (RFC 7296 2.20,
+    3.15.4): the CFG_REPLY (an address leased now if the client had none, its addresses
+    otherwise; an empty APPLICATION_VERSION), or N(INTERNAL_ADDRESS_FAILURE); [] without
+    a request, or on the client side."""
+    if sa.client or _request(payloads) is None:
+        return []
+    reply, refusal = answer_request(sa, payloads)
+    if refusal is not None:
+        log.info("{reason}", reason=refusal.reason)
+        return [NotifyPayload(refusal.notify_type)]
+    return [reply] if reply is not None else []
 
 
 def address_request(sa: IkeSa) -> ConfigurationPayload | None:

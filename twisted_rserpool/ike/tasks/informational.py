@@ -18,6 +18,7 @@ from twisted_rserpool.ike.events import ChildSaDeleted, LivenessConfirmed
 from twisted_rserpool.ike.state import State, StateEvent
 from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.tasks.common import notifies
+from twisted_rserpool.ike.tasks.configuration import answer_informational
 from twisted_rserpool.ike.tasks.redirect import informational_redirect
 from twisted_rserpool.ike.window import Outstanding
 
@@ -123,6 +124,7 @@ def respond(
         reason = "rekeyed" if sa.rekeyed_to is not None else "deleted by peer"
         sa.close(StateEvent.DELETED, sa.deleted_event(reason))
         return
+    answer += answer_informational(sa, payloads)
     if not payloads:
         log.debug(
             "answering a liveness check of IKE SA {spi_i}/{spi_r} from {peer}",
