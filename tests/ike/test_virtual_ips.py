@@ -514,3 +514,13 @@ def test_retry_in_informational_after_exhaustion() -> None:
     second.pump(5.0)
     ((cp,),) = again.answers
     assert isinstance(cp, ConfigurationPayload) and len(pool) == 1
+
+
+def test_logged_hint_asks_for_addresses() -> None:
+    """With --address-pool the logged swanctl.conf asks for an address of each pool family
+    and routes the --subnet networks; without, it is unchanged."""
+    options = parse("--address-pool", "fd00:8::/64", "--subnet", "198.51.100.0/24")
+    hint = vpngw._connect_hint(options)
+    assert "    vips = ::\n" in hint
+    assert "children { net { remote_ts = 198.51.100.0/24  esp_proposals" in hint
+    assert "vips" not in vpngw._connect_hint(parse())

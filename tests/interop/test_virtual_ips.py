@@ -10,12 +10,22 @@ address in vpngw.
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.interop.charon import Charon, running
-from tests.interop.test_strongswan import PSK, Gateway, gateway_factory, require_strongswan
+from tests.interop.charon import Charon, free_loopback_500, running
+from tests.interop.test_strongswan import (
+    PSK,
+    ROOT,
+    Gateway,
+    gateway_factory,
+    require_strongswan,
+)
 
 pytestmark = pytest.mark.interop
 
@@ -80,3 +90,43 @@ def test_strongswan_gets_virtual_ip(
         charon.swanctl("--terminate", "--ike", "vip", "--timeout", "10", check=False)
         for address in expected:
             gw.wait_for_log(f"virtual IP {address} of client@test released")
+
+
+def test_logged_configuration_gets_a_virtual_ip(tmp_path: Path) -> None:
+    """The swanctl.conf that vpngw logs with --address-pool (vips, remote_ts from --subnet,
+    the generated key) is enough: charon loaded with it (one setting per line) gets a
+    virtual IP."""
+    require_strongswan()
+    host = free_loopback_500()
+    logfile = tmp_path / "vpngw.log"
+    twistd = Path(sys.executable).parent / "twistd"
+    process = subprocess.Popen(
+        [
+            str(twistd), "-n", "--pidfile=", f"--logfile={logfile}", "vpngw",
+            "--listen", host, "--address-pool", "10.9.0.0/24", "--subnet", "198.51.100.0/24",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while "IKEv2 on udp" not in (log := logfile.read_text() if logfile.exists() else ""):
+            assert process.poll() is None and time.monotonic() < deadline, log
+            time.sleep(0.05)
+        hint = log.split("connect with strongSwan (swanctl.conf):\n", 1)[1]
+        # The hint puts several settings on a line, two spaces apart; swanctl.conf wants
+        # one per line (pasted as is: "invalid value for: version").
+        conf = "\n".join(
+            re.sub(r"(?<=\S)  +(?=\S)", "\n", line.strip())
+            for line in hint.splitlines()[:7]
+            if line.startswith("\t")
+        )
+        assert "vips = 0.0.0.0" in conf and "remote_ts = 198.51.100.0/24" in conf
+        with running(Charon(conf)) as charon:
+            charon.swanctl("--initiate", "--child", "net", "--timeout", "10", check=False)
+            charon.wait_for_log("installing new virtual IP 10.9.0.1")
+            assert "[10.9.0.1]" in charon.swanctl("--list-sas")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

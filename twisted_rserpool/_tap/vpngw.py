@@ -30,7 +30,7 @@ from twisted_rserpool._tap.vpngw_auth import (
     check_auth,
     client_hint,
 )
-from twisted_rserpool._tap.vpngw_vip import VIP_HELP, check_vip, vip_config
+from twisted_rserpool._tap.vpngw_vip import VIP_HELP, check_vip, vip_config, vip_hint
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
 from twisted_rserpool.ike.codec import GatewayIdentity
@@ -498,7 +498,7 @@ def _connect_hint(options: Options) -> str:
     esp = (
         "default" if options["child_suites"] == DEFAULT_CHILD_SUITES else options["child_suites"][0]
     )
-    return client_hint(options, str(ike), str(esp))
+    return vip_hint(options, client_hint(options, str(ike), str(esp)))
 
 
 def makePolicy(

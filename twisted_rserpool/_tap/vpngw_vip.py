@@ -16,7 +16,7 @@ from twisted.python import usage
 from twisted_rserpool.ike.addresspool import AddressPool, parse_pool
 from twisted_rserpool.ike.child import selector_from_network
 
-__all__ = ["VIP_HELP", "check_vip", "vip_config"]
+__all__ = ["VIP_HELP", "check_vip", "vip_config", "vip_hint"]
 
 VIP_HELP = {
     "address-pool": (
@@ -54,3 +54,27 @@ def check_vip(options: Any) -> None:
 def vip_config(options: Any) -> dict[str, Any]:
     """The IkeConfig fields of the virtual IP options."""
     return dict(options["vip"])
+
+
+def vip_hint(options: Any, hint: str) -> str:
+    """The swanctl.conf ``hint`` with ``vips`` for the pool's families and the child's
+    ``remote_ts`` from --subnet, when the options lease addresses."""
+    pool: AddressPool | None = options["vip"]["address_pool"]
+    if pool is None:
+        return hint
+    vips = ", ".join("0.0.0.0" if v == 4 else "::" for v in sorted(pool.families()))
+    lines = hint.split("\n")
+    for number, line in enumerate(lines):
+        if line.startswith("    proposals = "):
+            lines.insert(number + 1, f"    vips = {vips}")
+            break
+    subnets = options.get("subnet", [])
+    if subnets:
+        remote = ", ".join(t.strip() for t in subnets)
+        lines = [
+            line.replace("esp_proposals = ", f"remote_ts = {remote}  esp_proposals = ", 1)
+            if "children { net {" in line
+            else line
+            for line in lines
+        ]
+    return "\n".join(lines)
