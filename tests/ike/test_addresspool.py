@@ -66,6 +66,12 @@ def test_parse_and_overlap() -> None:
     with pytest.raises(ValueError):
         AddressPool([ip_network("10.8.0.0/24"), ip_network("10.8.0.128/25")])
     assert AddressPool([ip_network("10.8.0.9/32")]).acquire("s", "a", 4) == ip_address("10.8.0.9")
+    pair = AddressPool([parse_pool("10.8.0.8/31")])
+    assert [pair.acquire(h, h, 4) for h in "abc"] == [
+        ip_address("10.8.0.8"),
+        ip_address("10.8.0.9"),
+        None,
+    ]
 
 
 def test_large_pool_is_cheap() -> None:

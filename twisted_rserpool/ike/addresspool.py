@@ -37,13 +37,11 @@ IPNetwork = IPv4Network | IPv6Network
 
 
 def parse_pool(text: str) -> IPNetwork:
-    """A pool network such as ``10.8.0.0/24`` or ``fd00:8::/64`` (host bits are an error)."""
-    network = ipaddress.ip_network(text.strip(), strict=True)
-    if network.num_addresses < (4 if network.version == 4 else 2) and network.prefixlen < (
-        32 if network.version == 4 else 128
-    ):
-        raise ValueError(f"{network} holds no address to lease")
-    return network
+    """A pool network such as ``10.8.0.0/24`` or ``fd00:8::/64`` (host bits are an error).
+
+    Every network has an address to lease: a /31 both (RFC 3021), a /32 its one.
+    """
+    return ipaddress.ip_network(text.strip(), strict=True)
 
 
 @dataclass
