@@ -154,3 +154,15 @@ class PoolMachine(RuleBasedStateMachine):
 
 PoolMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestPoolMachine = PoolMachine.TestCase
+
+
+def test_filling_a_pool() -> None:
+    """A /21 leases its 2,046 host addresses (one reserved: 2,045), each once, then none;
+    one release makes exactly that address the next lease."""
+    pool = AddressPool([ip_network("10.8.0.0/21")], reserved=[IPv4Address("10.8.0.1")])
+    leased = [pool.acquire(n, n, 4) for n in range(2045)]
+    assert None not in leased and len(set(leased)) == 2045
+    assert IPv4Address("10.8.0.1") not in leased
+    assert pool.acquire("late", "late", 4) is None
+    assert pool.release(7) == (leased[7],)
+    assert pool.acquire("late", "late", 4) == leased[7]

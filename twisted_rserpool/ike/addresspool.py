@@ -72,6 +72,11 @@ class AddressPool:
         # Next offset to try in each network: new leases go round the pool, so a released
         # address is not handed to the next client at once.
         self._cursor: dict[IPNetwork, int] = dict.fromkeys(self.networks, 0)
+        # Addresses taken (leased or reserved) per network: exhaustion is known at once.
+        self._taken: dict[IPNetwork, int] = {
+            n: sum(1 for r in self.reserved if r.version == n.version and self._usable(n, r))
+            for n in self.networks
+        }
 
     # --- queries --------------------------------------------------------------------------
 
@@ -142,6 +147,7 @@ class AddressPool:
             assert network is not None
             lease = Lease(address, network, identity)
             self._leases[address] = lease
+            self._taken[network] += 1
             self._by_identity[(identity, version)] = lease
         if holder not in lease.holders:
             lease.holders.add(holder)
@@ -156,6 +162,7 @@ class AddressPool:
             if not lease.holders:
                 del self._leases[lease.address]
                 del self._by_identity[(lease.identity, lease.address.version)]
+                self._taken[lease.network] -= 1
                 freed.append(lease.address)
         return tuple(freed)
 
@@ -186,6 +193,8 @@ class AddressPool:
         return int(network.network_address) + (1 if skip else 0)
 
     def _usable(self, network: IPNetwork, address: IPAddress) -> bool:
+        if address.version != network.version:
+            return False
         offset = int(address) - self._first(network)
         return 0 <= offset < self._span(network)
 
@@ -211,11 +220,7 @@ class AddressPool:
     def _next_free(self, network: IPNetwork) -> IPAddress | None:
         span = self._span(network)
         first = self._first(network)
-        taken = sum(
-            1
-            for a in (*self._leases, *self.reserved)
-            if a.version == network.version and a in network and self._usable(network, a)
-        )
+        taken = self._taken[network]
         if taken >= span:
             return None
         start = self._cursor[network]
