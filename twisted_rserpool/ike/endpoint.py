@@ -75,7 +75,7 @@ class IkeEndpoint:
     NAT detection hashes (none are sent when the host is a wildcard). ``nat_t_port`` is our
     second UDP port for NAT traversal (4500; None: none): every IKE message on it carries the
     RFC 3948 non-ESP marker, a datagram on it without the marker is ESP (counted in
-    ``counters["esp_dropped"]`` and dropped: there is no ESP data plane here) and a single
+    ``counters["esp_dropped"]`` and dropped, unless ``esp_receiver`` takes it) and a single
     0xFF octet is a NAT-keepalive (ignored). On the main port, messages carry the marker only
     when neither port is 500. ``twisted_rserpool.ike.nat`` moves SAs between the ports.
     """
@@ -119,6 +119,7 @@ class IkeEndpoint:
             "redirected_from": 0,
             "redirected_from_refused": 0,
             "esp_dropped": 0,
+            "esp_received": 0,
             "nat_keepalives": 0,
         }
         self.redirect_policy = redirect_policy
@@ -126,6 +127,9 @@ class IkeEndpoint:
         """Redirects we sent, by reason (``"load"``, ``"drain"``, ``"admin"``...)."""
         self.redirected_from: Counter[str] = Counter()
         """Clients that arrived with N(REDIRECTED_FROM), by the gateway they name."""
+        self.esp_receiver: Callable[[bytes, Address, float], None] | None = None
+        """Where ESP datagrams on the NAT-T port go (RFC 3948: the data plane), with their
+        source address and ``now``; None: they are counted in ``esp_dropped`` and dropped."""
         self.on_wake: Callable[[], None] | None = None
         """Called when datagrams or events are queued outside ``receive_datagram`` and
         ``handle_timer`` (an asynchronous EAP back end answered); adapters flush then."""
@@ -145,6 +149,10 @@ class IkeEndpoint:
                 self.counters["nat_keepalives"] += 1
                 return self._drain()
             if data[:4] != NON_ESP_MARKER:
+                if self.esp_receiver is not None:
+                    self.counters["esp_received"] += 1
+                    self.esp_receiver(data, address, now)
+                    return self._drain()
                 self.counters["esp_dropped"] += 1
                 self._drop("ESP packet (no ESP data plane here)", address)
                 return self._drain()
