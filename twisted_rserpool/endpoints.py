@@ -10,7 +10,12 @@ Client::
     tlspsk:host=127.0.0.1:port=3864:identity=pe-17:pskFile=keys.psk
     tlspsk:host=enrp.example.net:port=3864:caCertificate=ca.pem
 
-Every option is described in ``docs/security-tls.md``. The parsers are Twisted endpoint
+Pool (client only; a session to a pool element of pool ``echo``, with failover)::
+
+    rserpool:pool=echo:enrp=tlspsk\\:host=127.0.0.1\\:port=3863\\:caCertificate=ca.pem:caCertificate=ca.pem
+
+Every ``tlspsk`` option is described in ``docs/security-tls.md``, the ``rserpool`` ones in
+:class:`RSerPoolClientParser` and ``docs/asap.md``. The parsers are Twisted endpoint
 plugins (``twisted/plugins/twisted_rserpool_plugins.py``), so ``serverFromString`` and
 ``clientFromString`` understand the prefix. This module imports neither the reactor nor
 OpenSSL until a string is parsed, as plugin modules must stay cheap.
@@ -19,6 +24,7 @@ OpenSSL until a string is parsed, as plugin modules must stay cheap.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import (
@@ -43,6 +49,7 @@ if TYPE_CHECKING:
     )
 
     from twisted_rserpool.security.tls import TlsVersion
+    from twisted_rserpool.wire.parameters import PoolElementParameter
 
 PREFIX = "tlspsk"
 
@@ -121,11 +128,13 @@ def _strings(kwargs: dict[str, object]) -> dict[str, str]:
     return {name: str(value) for name, value in kwargs.items()}
 
 
-def _checkNames(given: dict[str, str], allowed: frozenset[str], side: str) -> None:
+def _checkNames(
+    given: dict[str, str], allowed: frozenset[str], side: str, prefix: str = PREFIX
+) -> None:
     unknown = sorted(set(given) - allowed)
     if unknown:
         raise ValueError(
-            f"unknown {PREFIX}: {side} option(s) {', '.join(unknown)}; "
+            f"unknown {prefix}: {side} option(s) {', '.join(unknown)}; "
             f"known: {', '.join(sorted(allowed))}"
         )
 
@@ -140,13 +149,13 @@ def _port(value: str) -> int:
     return port
 
 
-def _positive(name: str, value: str, kind: type[int] | type[float]) -> float:
+def _positive(name: str, value: str, kind: type[int] | type[float], prefix: str = PREFIX) -> float:
     try:
         number = kind(value)
     except ValueError:
-        raise ValueError(f"{PREFIX}: {name} {value!r} is not a number") from None
+        raise ValueError(f"{prefix}: {name} {value!r} is not a number") from None
     if number <= 0:
-        raise ValueError(f"{PREFIX}: {name} must be positive")
+        raise ValueError(f"{prefix}: {name} must be positive")
     return number
 
 
@@ -160,20 +169,22 @@ def _version(name: str, value: str | None, default: TlsVersion) -> TlsVersion:
     raise ValueError(f"{PREFIX}: {name} must be 1.2 or 1.3, not {value!r}")
 
 
-def _yesNo(name: str, value: str | None) -> bool:
+def _yesNo(name: str, value: str | None, prefix: str = PREFIX) -> bool:
     if value is None or value == "no":
         return False
     if value == "yes":
         return True
-    raise ValueError(f"{PREFIX}: {name} must be yes or no, not {value!r}")
+    raise ValueError(f"{prefix}: {name} must be yes or no, not {value!r}")
 
 
-def _positional(args: tuple[str, ...], names: tuple[str, ...], kwargs: dict[str, str]) -> None:
+def _positional(
+    args: tuple[str, ...], names: tuple[str, ...], kwargs: dict[str, str], prefix: str = PREFIX
+) -> None:
     if len(args) > len(names):
-        raise ValueError(f"{PREFIX}: too many positional arguments {args!r}")
+        raise ValueError(f"{prefix}: too many positional arguments {args!r}")
     for name, value in zip(names, args, strict=False):
         if name in kwargs:
-            raise ValueError(f"{PREFIX}: {name} given twice")
+            raise ValueError(f"{prefix}: {name} given twice")
         kwargs[name] = value
 
 
@@ -189,9 +200,9 @@ def _isIPv4(address: str) -> bool:
     return isIPAddress(address)
 
 
-def _fileOption(name: str, value: str) -> str:
+def _fileOption(name: str, value: str, prefix: str = PREFIX) -> str:
     if not value:
-        raise ValueError(f"{PREFIX}: {name} is empty")
+        raise ValueError(f"{prefix}: {name} is empty")
     return os.path.expanduser(value)
 
 
@@ -373,3 +384,196 @@ class TlsPskClientParser:
         else:
             wrapped = HostnameEndpoint(reactor, host, port, timeout, bindAddress)
         return TlsClientEndpoint(wrapped, creator)
+
+
+POOL_PREFIX = "rserpool"
+
+_POOL_OPTIONS = frozenset(
+    {
+        "pool",
+        "caCertificate",
+        "pskFile",
+        "identity",
+        "insecure",
+        "failover",
+        "ppid",
+        "streaming",
+        "connectTimeout",
+        "maxFailoverAttempts",
+    }
+)
+
+
+def _enrpIndex(name: str) -> int | None:
+    """1 for ``enrp``, N for ``enrpN`` (N >= 2), else ``None``."""
+    if name == "enrp":
+        return 1
+    digits = name[4:]
+    if name.startswith("enrp") and digits.isdigit() and int(digits) >= 2 and digits[0] != "0":
+        return int(digits)
+    return None
+
+
+@implementer(IPlugin, IStreamClientEndpointStringParserWithReactor)
+class RSerPoolClientParser:
+    """Parses ``rserpool:pool=NAME:enrp=DESCRIPTION:...`` into a
+    :class:`~twisted_rserpool.asap.endpoint.PoolEndpoint` with a pool user of its own.
+
+    Options:
+
+    - ``pool`` (also positional): the pool handle (UTF-8).
+    - ``enrp``, then ``enrp2``, ``enrp3``...: the ENRP servers, hunted in that order, each a
+      client endpoint description (``tlspsk:...``) whose colons are escaped with a
+      backslash (``twisted.internet.endpoints.quoteStringArgument`` does it).
+    - How sessions reach pool elements: ``caCertificate`` (PEM trust roots; a PE's
+      certificate must name its IP address), or ``pskFile`` (and ``identity`` unless the
+      file holds one), or ``insecure=yes`` for plain TCP. One of them is required.
+    - ``failover``: ``yes`` (default; the protocol sees one session across pool element
+      failures) or ``no`` (the session ends with its pool element).
+    - ``ppid`` (the application's payload protocol identifier, default 0),
+      ``streaming`` (``yes`` merges the writes of one reactor turn), ``connectTimeout``
+      (seconds, default 5), ``maxFailoverAttempts`` (default 5).
+
+    Every mistake is a ``ValueError`` naming the option.
+    """
+
+    prefix = POOL_PREFIX
+
+    def parseStreamClient(
+        self, reactor: IReactorCore, *args: object, **kwargs: object
+    ) -> IStreamClientEndpoint:
+        """The endpoint an ``rserpool:`` string describes; ValueError if it is wrong."""
+        from twisted.internet.endpoints import clientFromString  # noqa: PLC0415
+
+        from twisted_rserpool.asap.endpoint import PoolEndpoint  # noqa: PLC0415
+        from twisted_rserpool.asap.user import PoolUser  # noqa: PLC0415
+        from twisted_rserpool.security.tls import loadCertificates  # noqa: PLC0415
+        from twisted_rserpool.wire.tcpmapping import ASAP_PPID, ENRP_PPID  # noqa: PLC0415
+
+        p = POOL_PREFIX
+        options = _strings(kwargs)
+        _positional(tuple(str(a) for a in args), ("pool",), options, p)
+        servers: dict[int, str] = {}
+        for name in list(options):
+            index = _enrpIndex(name)
+            if index is not None:
+                servers[index] = options.pop(name)
+        _checkNames(options, _POOL_OPTIONS | {"enrp", "enrpN"}, "client", p)
+        pool = options.get("pool", "")
+        if not pool:
+            raise ValueError(f"{p}: pool is missing (the pool handle, e.g. pool=echo)")
+        if not servers:
+            raise ValueError(
+                f"{p}: enrp is missing (an ENRP server's client description, colons escaped)"
+            )
+        missing = [n for n in range(1, max(servers) + 1) if n not in servers]
+        if missing:
+            raise ValueError(f"{p}: enrp{missing[0]} is missing (enrpN numbers have no gaps)")
+        enrpEndpoints: list[IStreamClientEndpoint] = []
+        for index in sorted(servers):
+            name = "enrp" if index == 1 else f"enrp{index}"
+            description = servers[index]
+            if not description:
+                raise ValueError(f"{p}: {name} is empty")
+            try:
+                enrpEndpoints.append(clientFromString(reactor, description))  # type: ignore[no-untyped-call]
+            except (ValueError, TypeError, KeyError, OSError) as e:
+                raise ValueError(f"{p}: {name} {description!r}: {e}") from None
+
+        failover = options.get("failover", "yes")
+        if failover not in ("yes", "no"):
+            raise ValueError(f"{p}: failover must be yes or no, not {failover!r}")
+        streaming = _yesNo("streaming", options.get("streaming"), p)
+        insecure = _yesNo("insecure", options.get("insecure"), p)
+        try:
+            ppid = int(options.get("ppid", "0"))
+        except ValueError:
+            raise ValueError(f"{p}: ppid {options['ppid']!r} is not a number") from None
+        if not 0 <= ppid < 2**32:
+            raise ValueError(f"{p}: ppid {ppid} is not a 32-bit unsigned number")
+        if ppid in (ASAP_PPID, ENRP_PPID):
+            raise ValueError(f"{p}: ppid {ppid} is reserved for ASAP/ENRP")
+        connectTimeout = _positive("connectTimeout", options.get("connectTimeout", "5"), float, p)
+        attempts = int(
+            _positive("maxFailoverAttempts", options.get("maxFailoverAttempts", "5"), int, p)
+        )
+
+        caFile = options.get("caCertificate")
+        pskFile = options.get("pskFile")
+        chosen = [n for n, on in (("caCertificate", caFile), ("pskFile", pskFile)) if on]
+        if insecure:
+            chosen.append("insecure")
+        if len(chosen) != 1:
+            raise ValueError(
+                f"{p}: give exactly one of caCertificate, pskFile and insecure=yes for the "
+                f"sessions to pool elements (given: {', '.join(chosen) or 'none'})"
+            )
+        if "identity" in options and pskFile is None:
+            raise ValueError(f"{p}: identity needs pskFile")
+        roots: list[x509.Certificate] | None = None
+        peEndpoint = None
+        if caFile is not None:
+            roots = loadCertificates(_fileOption("caCertificate", caFile, p))
+        elif pskFile is not None:
+            peEndpoint = _pskPoolElementEndpoint(
+                reactor, _fileOption("pskFile", pskFile, p), options.get("identity"), connectTimeout
+            )
+        user = PoolUser(
+            enrpEndpoints,
+            peEndpoint=peEndpoint,
+            peTrustRoots=roots,
+            reactor=reactor,
+            connectTimeout=connectTimeout,
+            maxFailoverAttempts=attempts,
+        )
+        return PoolEndpoint(
+            user,
+            pool.encode("utf-8"),
+            failover=failover == "yes",
+            ppid=ppid,
+            streaming=streaming,
+            ownsPoolUser=True,
+            reactor=reactor,
+        )
+
+
+def _pskPoolElementEndpoint(
+    reactor: IReactorCore, path: str, identity: str | None, timeout: float
+) -> Callable[[PoolElementParameter], IStreamClientEndpoint]:
+    """TLS-PSK to a pool element's TCP user transport with ``identity``'s key from ``path``."""
+    from twisted_rserpool.security.psk import loadPskFile  # noqa: PLC0415
+    from twisted_rserpool.security.tls import PskClientCreator  # noqa: PLC0415
+
+    keys = loadPskFile(path)
+    if identity is None:
+        if len(keys) != 1:
+            raise ValueError(
+                f"{POOL_PREFIX}: {keys.path} holds {len(keys)} identities; choose one with "
+                "identity="
+            )
+        (identity,) = keys
+    if identity not in keys:
+        raise ValueError(f"{POOL_PREFIX}: identity {identity!r} is not in {keys.path}")
+    creator = PskClientCreator(identity, keys[identity])
+
+    def endpoint(element: PoolElementParameter) -> IStreamClientEndpoint:
+        from twisted.internet.endpoints import (  # noqa: PLC0415
+            TCP4ClientEndpoint,
+            TCP6ClientEndpoint,
+        )
+
+        from twisted_rserpool.asap.errors import NoPoolElementAvailable  # noqa: PLC0415
+        from twisted_rserpool.wire.parameters import TcpTransport  # noqa: PLC0415
+
+        transport = element.user_transport
+        if not isinstance(transport, TcpTransport):
+            raise NoPoolElementAvailable(b"", f"PE 0x{element.pe_identifier:08x} is not on TCP")
+        host = str(transport.address)
+        tcp: IStreamClientEndpoint
+        if transport.address.version == 6:
+            tcp = TCP6ClientEndpoint(reactor, host, transport.port, timeout)  # type: ignore[no-untyped-call]
+        else:
+            tcp = TCP4ClientEndpoint(reactor, host, transport.port, timeout)
+        return TlsClientEndpoint(tcp, creator)
+
+    return endpoint

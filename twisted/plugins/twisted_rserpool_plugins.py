@@ -2,7 +2,11 @@
 
 from twisted.application.service import ServiceMaker
 
-from twisted_rserpool.endpoints import TlsPskClientParser, TlsPskServerParser
+from twisted_rserpool.endpoints import (
+    RSerPoolClientParser,
+    TlsPskClientParser,
+    TlsPskServerParser,
+)
 
 vpngw = ServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool IKEv2 gateway",
@@ -14,6 +18,8 @@ vpngw = ServiceMaker(  # type: ignore[no-untyped-call]
 # tlspsk: endpoint strings (the parsers import OpenSSL only when a string is parsed).
 tlspsk_server = TlsPskServerParser()
 tlspsk_client = TlsPskClientParser()
+# rserpool: client strings, a pool as an endpoint (the pool user is imported when parsed).
+rserpool_client = RSerPoolClientParser()
 
 enrp = ServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool ENRP server",
