@@ -44,7 +44,10 @@ def hint_of(options: vpngw.Options) -> str:
     finally:
         globalLogPublisher.removeObserver(collect)
     (hint,) = [e["hint"] for e in events if "hint" in e]
-    return str(hint)
+    lines = str(hint).splitlines()
+    # One setting per line, as swanctl wants; compared here with the whitespace folded.
+    assert all(line.count(" = ") <= 1 for line in lines), hint
+    return " ".join(" ".join(lines).split())
 
 
 def test_help_explains_the_auth_options() -> None:
@@ -75,8 +78,8 @@ def test_certificate_gateway_with_client_certificates(tmp_path: Path) -> None:
     service = vpngw.makeService(options, FakeReactor())
     assert service is not None
     hint = hint_of(options)
-    assert "local { auth = pubkey  certs = client.pem" in hint
-    assert "remote { auth = pubkey  id = @vpn.example }" in hint
+    assert "local { auth = pubkey certs = client.pem" in hint
+    assert "remote { auth = pubkey id = @vpn.example }" in hint
     assert "secret" not in hint
 
 
@@ -89,7 +92,7 @@ def test_eap_gateway(tmp_path: Path) -> None:
     assert isinstance(options["eap"], MsChapV2Authenticator)
     assert options["eap_users"] == UsersFile({b"alice": "alice secret", b"bob": "hunter2"})
     hint = hint_of(options)
-    assert "local { auth = eap-mschapv2  eap_id = alice }" in hint
+    assert "local { auth = eap-mschapv2 eap_id = alice }" in hint
     assert "eap-vpngw { id = alice" in hint
 
 

@@ -498,7 +498,7 @@ def _connect_hint(options: Options) -> str:
     esp = (
         "default" if options["child_suites"] == DEFAULT_CHILD_SUITES else options["child_suites"][0]
     )
-    return vip_hint(options, client_hint(options, str(ike), str(esp)))
+    return client_hint(options, str(ike), str(esp), **vip_hint(options))
 
 
 def makePolicy(

@@ -184,49 +184,79 @@ def _swan_id(identity: Identity) -> str:
     return str(identity)
 
 
-def client_hint(options: usage.Options, proposals: str, esp_proposals: str) -> str:
-    """A ready-to-paste strongSwan swanctl.conf for a client of these options."""
+#: A swanctl.conf section: settings (``str``) and subsections (``dict``), in order.
+Section = dict[str, "str | Section"]
+
+
+def render_swanctl(section: Section, indent: str = "") -> list[str]:
+    """``section`` as swanctl.conf lines, one setting per line (swanctl refuses two)."""
+    lines: list[str] = []
+    for name, value in section.items():
+        if isinstance(value, dict):
+            lines.append(f"{indent}{name} {{")
+            lines.extend(render_swanctl(value, indent + "  "))
+            lines.append(f"{indent}}}")
+        else:
+            lines.append(f"{indent}{name} = {value}")
+    return lines
+
+
+def client_hint(
+    options: usage.Options,
+    proposals: str,
+    esp_proposals: str,
+    *,
+    vips: str | None = None,
+    remote_ts: str | None = None,
+) -> str:
+    """A ready-to-paste strongSwan swanctl.conf for a client of these options.
+
+    ``vips`` and ``remote_ts`` are the client's virtual IP request and protected subnets,
+    when the gateway leases addresses.
+    """
     host, port = options["addresses"][0], options["port"]
     credentials: Credentials | None = options["credentials"]
     client_auth = options["client-auth"]
-    lines = [
-        "connect with strongSwan (swanctl.conf):",
-        "  connections { vpngw { version = 2  remote_addrs = " + host,
-    ]
+    notes: list[str] = []
+    connection: Section = {"version": "2", "remote_addrs": str(host)}
     if port != 500:
-        lines.append(f"    remote_port = {port}")
-    lines.append(f"    proposals = {proposals}")
+        connection["remote_port"] = str(port)
+    connection["proposals"] = proposals
+    if vips is not None:
+        connection["vips"] = vips
+    users: UsersFile | None = options["eap_users"] if client_auth == "eap-mschapv2" else None
+    user = None if users is None else next(iter(users.users), b"user").decode("utf-8", "replace")
     if client_auth == "certificate":
-        lines.append(
-            "    local { auth = pubkey  certs = client.pem  id = client@localhost }"
-            "  # client.pem issued by a CA of --ca, with client@localhost as a subjectAltName"
+        connection["local"] = {"auth": "pubkey", "certs": "client.pem", "id": "client@localhost"}
+        notes.append(
+            "client.pem: issued by a CA of --ca, with client@localhost as a subjectAltName"
         )
-    elif client_auth == "eap-mschapv2":
-        users: UsersFile = options["eap_users"]
-        user = next(iter(users.users), b"user").decode("utf-8", "replace")
-        lines.append(f"    local {{ auth = eap-mschapv2  eap_id = {user} }}")
+    elif user is not None:
+        connection["local"] = {"auth": "eap-mschapv2", "eap_id": user}
     else:
-        lines.append("    local { auth = psk  id = client@localhost }")
+        connection["local"] = {"auth": "psk", "id": "client@localhost"}
     identity = _swan_id(options["identity"])
     if credentials is not None:
+        connection["remote"] = {"auth": "pubkey", "id": identity}
         issuer = credentials.certificate.issuer.rfc4514_string()
-        lines.append(
-            f"    remote {{ auth = pubkey  id = {identity} }}"
-            f"  # put the CA certificate of {issuer} into /etc/swanctl/x509ca/"
-        )
+        notes.append(f"the CA certificate of {issuer} goes into /etc/swanctl/x509ca/")
     else:
-        lines.append(f"    remote {{ auth = psk  id = {identity} }}")
-    lines.append(f"    children {{ net {{ esp_proposals = {esp_proposals} }} }} }} }}")
+        connection["remote"] = {"auth": "psk", "id": identity}
+    child: Section = {} if remote_ts is None else {"remote_ts": remote_ts}
+    child["esp_proposals"] = esp_proposals
+    connection["children"] = {"net": child}
+    secrets: Section = {}
     psk = options["generated_psk"]
-    secret_lines = []
     if psk is not None:
-        secret_lines.append(f'ike-vpngw {{ secret = "{psk}" }}')
+        secrets["ike-vpngw"] = {"secret": f'"{psk}"'}
     elif credentials is None or client_auth == "psk":
-        secret_lines.append('ike-vpngw { secret = "<the key in --secrets>" }')
-    if client_auth == "eap-mschapv2":
-        users = options["eap_users"]
-        user = next(iter(users.users), b"user").decode("utf-8", "replace")
-        secret_lines.append(f'eap-vpngw {{ id = {user}  secret = "<{user}\'s password>" }}')
-    if secret_lines:
-        lines.append("  secrets { " + "  ".join(secret_lines) + " }")
+        secrets["ike-vpngw"] = {"secret": '"<the key in --secrets>"'}
+    if user is not None:
+        secrets["eap-vpngw"] = {"id": user, "secret": f'"<{user}\'s password>"'}
+    document: Section = {"connections": {"vpngw": connection}}
+    if secrets:
+        document["secrets"] = secrets
+    lines = ["connect with strongSwan (swanctl.conf):"]
+    lines.extend(f"# {note}" for note in notes)
+    lines.extend(render_swanctl(document))
     return "\n".join(lines)

@@ -56,25 +56,14 @@ def vip_config(options: Any) -> dict[str, Any]:
     return dict(options["vip"])
 
 
-def vip_hint(options: Any, hint: str) -> str:
-    """The swanctl.conf ``hint`` with ``vips`` for the pool's families and the child's
-    ``remote_ts`` from --subnet, when the options lease addresses."""
+def vip_hint(options: Any) -> dict[str, str]:
+    """The swanctl.conf settings a client of these options needs for virtual IPs:
+    ``vips`` for the pool's families and ``remote_ts`` from --subnet (none without a pool)."""
     pool: AddressPool | None = options["vip"]["address_pool"]
     if pool is None:
-        return hint
-    vips = ", ".join("0.0.0.0" if v == 4 else "::" for v in sorted(pool.families()))
-    lines = hint.split("\n")
-    for number, line in enumerate(lines):
-        if line.startswith("    proposals = "):
-            lines.insert(number + 1, f"    vips = {vips}")
-            break
+        return {}
+    settings = {"vips": ", ".join("0.0.0.0" if v == 4 else "::" for v in sorted(pool.families()))}
     subnets = options.get("subnet", [])
     if subnets:
-        remote = ", ".join(t.strip() for t in subnets)
-        lines = [
-            line.replace("esp_proposals = ", f"remote_ts = {remote}  esp_proposals = ", 1)
-            if "children { net {" in line
-            else line
-            for line in lines
-        ]
-    return "\n".join(lines)
+        settings["remote_ts"] = ", ".join(t.strip() for t in subnets)
+    return settings
