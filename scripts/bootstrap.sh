@@ -22,6 +22,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 # tests/interop/test_nat.py: a masquerading NAT namespace whose mappings it flushes (rebinding).
 command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
+# tests/enrp/test_status_page_chromium.py: the admin status page in headless Chromium.
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi

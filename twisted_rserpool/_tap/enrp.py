@@ -229,7 +229,16 @@ class Options(usage.Options):
             "admin",
             None,
             None,
-            "Endpoint of the JSON admin interface, e.g. tcp:8864:interface=127.0.0.1.",
+            "Endpoint of the admin interface (JSON, HTML status page, Prometheus /metrics), "
+            "e.g. tcp:8864. Bound to 127.0.0.1 unless it names an interface; off loopback "
+            "every request needs the bearer token.",
+        ],
+        [
+            "admin-token-file",
+            None,
+            None,
+            "File with the admin bearer token (default: admin.token in the state directory, "
+            "generated with mode 0600 if missing).",
         ],
         [
             "peer-heartbeat-cycle",
@@ -576,10 +585,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if options["announce"] is not None:
         services.append(_announcer(options, reactor, server.serverIdentifier))
     if options["admin"] is not None:
-        from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
-
-        adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
-        services.append(StreamServerEndpointService(adminEndpoint, adminSite(server)))  # type: ignore[no-untyped-call]
+        services.append(_adminService(options, reactor, server))
     if not services:
         return server
     top = MultiService()  # type: ignore[no-untyped-call]
@@ -587,6 +593,51 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)  # type: ignore[no-untyped-call]
     return top
+
+
+#: The file in the state directory that keeps the admin interface's bearer token.
+ADMIN_TOKEN_FILE = "admin.token"
+
+
+def _adminService(options: Options, reactor: Any, server: ENRPServer) -> IService:
+    """The admin web site on --admin: loopback by default, the token from the state directory."""
+    from twisted_rserpool._admin import (  # noqa: PLC0415
+        AdminConfigError,
+        adminEndpoint,
+        loadOrCreateToken,
+    )
+    from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
+
+    endpoint = adminEndpoint(options["admin"])
+    if options["admin-token-file"] is not None:
+        tokenFile = Path(options["admin-token-file"])
+    else:
+        state = Path(options["state-dir"])
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tokenFile = state / ADMIN_TOKEN_FILE
+    try:
+        token = loadOrCreateToken(tokenFile)
+    except AdminConfigError as e:
+        raise usage.UsageError(f"--admin-token-file: {e}") from None
+    if endpoint.loopback:
+        log.info(
+            "Admin interface on {endpoint}; requests that change something need the bearer "
+            "token in {tokenFile}",
+            endpoint=endpoint.description,
+            tokenFile=str(tokenFile),
+        )
+    else:
+        log.warn(
+            "Admin interface on {endpoint} is not on loopback ({where}): every request needs "
+            "the bearer token in {tokenFile}, and it travels without TLS; prefer loopback "
+            "and an SSH tunnel",
+            endpoint=endpoint.description,
+            where=endpoint.where,
+            tokenFile=str(tokenFile),
+        )
+    listening = serverFromString(reactor, endpoint.description)  # type: ignore[no-untyped-call]
+    site = adminSite(server, token, tokenForReads=not endpoint.loopback)
+    return StreamServerEndpointService(listening, site)  # type: ignore[no-untyped-call]
 
 
 def _descriptorBudget(options: Options, peering: bool) -> tuple[int, int]:

@@ -1,31 +1,41 @@
-"""The ENRP server's admin interface: JSON over HTTP (twisted.web), read only.
+"""The ENRP server's admin interface over HTTP (twisted.web): JSON, an HTML page, metrics.
 
-``GET /`` (or ``/status``) answers with the server identifier and mode, every pool with its
-PEs (home ENRP server, identity that registered it, transports, policy, expiry), the ENRP
-peers, the open connections with their security, and the counters of refusals and
-rate-limit drops. ``GET /summary`` leaves out the pools, PEs and connections (cheap with
-many thousands of PEs). Serve it on loopback only
-(``--admin tcp:8864:interface=127.0.0.1``).
+Routes (every other path is 404):
+
+- ``GET /`` and ``GET /status``: the server identifier, version, uptime and mode, every pool
+  with its PEs (home ENRP server, identity that registered it, owner identity, transports,
+  policy, expiry), the ENRP peers, the open connections with their security, and the
+  counters. JSON, or the HTML status page when the client asks for ``text/html`` (a browser).
+- ``GET /summary``: the same without pools, PEs and connections (cheap with many PEs).
+- ``GET /metrics``: Prometheus metrics (:mod:`twisted_rserpool.enrp.metrics`).
+
+The interface changes nothing today; any other method needs the bearer token (and POST
+bodies must be JSON), and off loopback every request needs it (:mod:`twisted_rserpool._admin`).
+Times are ISO 8601 (UTC) and checksums ``0x%04x``.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable
+from html import escape
 from typing import Any
 
-from twisted.web.resource import Resource
+from prometheus_client.exposition import choose_encoder
 from twisted.web.server import Request, Site
 
+from twisted_rserpool import __version__
+from twisted_rserpool._admin import AdminResource, Reply, checksumText, isoTime, wantsHtml
+from twisted_rserpool.enrp.metrics import metricsRegistry
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import PoolElementEntry
 from twisted_rserpool.wire.parameters import SelectionPolicy, Transport
 
 
-def _handle(handle: bytes) -> str:
-    try:
-        return handle.decode("utf-8")
-    except UnicodeDecodeError:
-        return "0x" + handle.hex()
+def handleText(handle: bytes) -> str:
+    """A pool handle as text: itself when printable ASCII, else ``0x`` and its hex."""
+    if handle and all(0x20 <= b < 0x7F for b in handle):
+        return handle.decode("ascii")
+    return "0x" + handle.hex()
 
 
 def _transport(transport: Transport | None) -> dict[str, Any] | None:
@@ -56,7 +66,7 @@ def _element(entry: PoolElementEntry) -> dict[str, Any]:
         "identity": entry.identity,
         "owner_identity": entry.owner_identity,
         "registration_life": element.registration_life,
-        "expires_at": entry.expires_at,
+        "expires_at": isoTime(entry.expires_at),
         "user_transport": _transport(element.user_transport),
         "asap_transport": _transport(element.asap_transport),
         "policy": _policy(element.policy),
@@ -64,30 +74,61 @@ def _element(entry: PoolElementEntry) -> dict[str, Any]:
     }
 
 
-def summary(server: ENRPServer) -> dict[str, Any]:
-    """Identifier, mode, sizes and counters: what stays cheap however large the handlespace."""
-    registrar = server.registrar
-    handlespace = registrar.handlespace
+def _peer(row: dict[str, Any]) -> dict[str, Any]:
+    """A peer table row with the admin formats (ISO 8601 time, ``0x%04x`` checksums)."""
+    formatted = dict(row)
+    if isinstance(row.get("last_heard"), (int, float)):
+        formatted["last_heard"] = isoTime(row["last_heard"])
+    for name in ("checksum", "local_checksum"):
+        if isinstance(row.get(name), int):
+            formatted[name] = checksumText(row[name])
+    return formatted
+
+
+def _header(server: ENRPServer, startedAt: float | None) -> dict[str, Any]:
+    now = server.clock.seconds()
+    started = now if startedAt is None else startedAt
     return {
         "server_identifier": f"0x{server.serverIdentifier:08x}",
-        "secure": registrar.config.secure,
-        "pool_count": sum(1 for _ in handlespace.pools()),
-        "pool_element_count": len(handlespace),
-        "connection_count": len(registrar.connections),
-        "counters": dict(sorted(registrar.counters.items())),
+        "version": __version__,
+        "started_at": isoTime(started),
+        "uptime_seconds": round(now - started, 3),
+        "now": isoTime(now),
+        "secure": server.registrar.config.secure,
     }
 
 
-def status(server: ENRPServer) -> dict[str, Any]:
+def _counters(server: ENRPServer) -> dict[str, Any]:
+    peering = server.peering
+    return {
+        "counters": dict(sorted(server.registrar.counters.items())),
+        "peer_counters": dict(sorted(peering.counters.items())) if peering is not None else {},
+    }
+
+
+def summary(server: ENRPServer, startedAt: float | None = None) -> dict[str, Any]:
+    """Identifier, version, uptime, sizes and counters: cheap however large the handlespace."""
+    registrar = server.registrar
+    handlespace = registrar.handlespace
+    return {
+        **_header(server, startedAt),
+        "pool_count": sum(1 for _ in handlespace.pools()),
+        "pool_element_count": len(handlespace),
+        "connection_count": len(registrar.connections),
+        "peer_count": len(server.peerStatus()),
+        **_counters(server),
+    }
+
+
+def status(server: ENRPServer, startedAt: float | None = None) -> dict[str, Any]:
     """Everything the admin interface shows, as plain JSON-ready values."""
     registrar = server.registrar
     handlespace = registrar.handlespace
     return {
-        "server_identifier": f"0x{server.serverIdentifier:08x}",
-        "secure": registrar.config.secure,
+        **_header(server, startedAt),
         "pools": [
             {
-                "pool_handle": _handle(pool.handle),
+                "pool_handle": handleText(pool.handle),
                 "policy": _policy(pool.policy),
                 "pool_elements": [_element(entry) for entry in pool],
             }
@@ -97,44 +138,241 @@ def status(server: ENRPServer) -> dict[str, Any]:
         "owners": {
             f"0x{owner:08x}": {
                 "pool_elements": handlespace.owned_count(owner),
-                "pe_checksum": f"0x{handlespace.pe_checksum(owner):04x}",
+                "pe_checksum": checksumText(handlespace.pe_checksum(owner)),
             }
             for owner in handlespace.owners()
         },
-        "peers": server.peerStatus(),
+        "peers": [_peer(row) for row in server.peerStatus()],
         "connections": [
             {
                 "number": number,
                 "peer": state.describe(),
                 "security": state.security.describe(),
                 "pool_elements": len(state.pool_elements),
-                "subscriptions": [_handle(h) for h in state.subscriptions],
+                "subscriptions": [handleText(h) for h in state.subscriptions],
             }
             for number, state in sorted(registrar.connections.items())
         ],
-        "counters": dict(sorted(registrar.counters.items())),
+        **_counters(server),
     }
 
 
-class StatusResource(Resource):
-    """``GET`` returns :func:`status` as JSON."""
+# ---------------------------------------------------------------------- HTML status page
 
-    isLeaf = True
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.4em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
+th { background: #eef; } code { font-size: 0.95em; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
+dt { font-weight: bold; } .empty { color: #777; font-style: italic; }
+.state-active { color: #060; } .state-probing, .state-taking_over { color: #a60; }
+.state-inactive { color: #900; }
+"""
 
-    def __init__(self, server: ENRPServer) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return '<td class="empty">-</td>'
+    return f"<td>{escape(str(value))}</td>"
+
+
+def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], rowClass: str = "") -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        f'<tr class="{escape(rowClass)}">' + "".join(_cell(v) for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _policyText(policy: dict[str, Any]) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in policy.items() if k not in ("type", "policy_type"))
+    return str(policy["type"]) + (f" ({extra})" if extra else "")
+
+
+def _transportText(transport: dict[str, Any] | None) -> str | None:
+    if transport is None:
+        return None
+    addresses = ", ".join(transport["addresses"])
+    return f"{transport['type']} {addresses} port {transport['port']}"
+
+
+def statusPage(document: dict[str, Any]) -> bytes:
+    """The HTML status page of a :func:`status` document (no scripts; everything escaped)."""
+    server = document["server_identifier"]
+    facts = [
+        ("Server identifier", server),
+        ("Version", f"twisted_rserpool {document['version']}"),
+        ("Mode", "secure (RFC 5355)" if document["secure"] else "INSECURE"),
+        ("Started", document["started_at"]),
+        ("Uptime", f"{document['uptime_seconds']:.0f} s"),
+        ("Pools", len(document["pools"])),
+        ("Pool elements", document["pool_element_count"]),
+        ("ASAP connections", len(document["connections"])),
+        ("Peers", len(document["peers"])),
+    ]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>ENRP server {escape(server)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>ENRP server <code>{escape(server)}</code></h1>",
+        '<dl id="summary">'
+        + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
+        + "</dl>",
+        '<h2 id="pools">Pools</h2>',
+    ]
+    if not document["pools"]:
+        parts.append('<p class="empty">No pools.</p>')
+    for pool in document["pools"]:
+        handle = pool["pool_handle"]
+        parts.append(
+            f'<section class="pool"><h3>Pool <code class="pool-handle">{escape(handle)}</code>'
+            f" &mdash; {escape(_policyText(pool['policy']))}</h3>"
+        )
+        parts.append(
+            _table(
+                (
+                    "PE identifier",
+                    "Home ENRP server",
+                    "Registered by",
+                    "Owner identity",
+                    "User transport",
+                    "Policy",
+                    "Expires",
+                    "Unreachable reports",
+                ),
+                (
+                    (
+                        pe["pe_identifier"],
+                        pe["home_server_identifier"],
+                        pe["identity"],
+                        pe["owner_identity"],
+                        _transportText(pe["user_transport"]),
+                        _policyText(pe["policy"]),
+                        pe["expires_at"],
+                        pe["unreachable_reports"],
+                    )
+                    for pe in pool["pool_elements"]
+                ),
+                "pool-element",
+            )
+            + "</section>"
+        )
+    parts.append('<h2 id="peers">ENRP peers</h2>')
+    if document["peers"]:
+        head = (
+            "Server",
+            "Identity",
+            "State",
+            "Connections",
+            "Last heard",
+            "Checksum",
+            "Local checksum",
+            "PEs",
+            "Resynchronising",
+        )
+        body = "".join(
+            f'<tr class="peer state-{escape(str(p["state"]).replace(" ", "_"))}">'
+            + "".join(
+                _cell(p.get(k))
+                for k in (
+                    "server",
+                    "identity",
+                    "state",
+                    "connections",
+                    "last_heard",
+                    "checksum",
+                    "local_checksum",
+                    "pool_elements",
+                    "resynchronising",
+                )
+            )
+            + "</tr>"
+            for p in document["peers"]
+        )
+        parts.append(
+            "<table><thead><tr>"
+            + "".join(f"<th>{escape(h)}</th>" for h in head)
+            + f"</tr></thead><tbody>{body}</tbody></table>"
+        )
+    else:
+        parts.append('<p class="empty">No peers.</p>')
+    parts.append('<h2 id="connections">ASAP connections</h2>')
+    parts.append(
+        _table(
+            ("Number", "Peer", "Security", "PEs", "Subscriptions"),
+            (
+                (
+                    c["number"],
+                    c["peer"],
+                    c["security"],
+                    c["pool_elements"],
+                    ", ".join(c["subscriptions"]),
+                )
+                for c in document["connections"]
+            ),
+        )
+    )
+    parts.append('<h2 id="counters">Counters</h2>')
+    parts.append(_table(("Registrar counter", "Value"), document["counters"].items()))
+    if document["peer_counters"]:
+        parts.append(_table(("Peering counter", "Value"), document["peer_counters"].items()))
+    parts.append(
+        '<p><a href="/status">JSON</a> (<code>curl /status</code>) &middot; '
+        '<a href="/metrics">Prometheus metrics</a></p></body></html>\n'
+    )
+    return "\n".join(parts).encode("utf-8")
+
+
+# ---------------------------------------------------------------------- the resource
+
+
+class StatusResource(AdminResource):
+    """The ENRP admin API (see the module docstring for its routes).
+
+    ``token`` authorizes requests that need it; without one they are all refused.
+    ``tokenForReads``: every request needs the token (the listener is not loopback).
+    """
+
+    def __init__(self, server: ENRPServer, token: str = "", *, tokenForReads: bool = False) -> None:
         self.enrpServer = server
+        self.startedAt = server.clock.seconds()
+        self.registry = metricsRegistry(server, self.startedAt)
+        super().__init__(
+            token,
+            {
+                "/": self._status,
+                "/status": self._status,
+                "/summary": self._summary,
+                "/metrics": self._metrics,
+            },
+            tokenForReads=tokenForReads,
+        )
 
-    def render_GET(self, request: Request) -> bytes:
-        """The status document."""
-        request.setHeader(b"content-type", b"application/json")  # type: ignore[no-untyped-call]
-        if request.postpath and request.postpath[0] == b"summary":
-            document = summary(self.enrpServer)
-        else:
-            document = status(self.enrpServer)
-        return json.dumps(document, indent=2).encode("utf-8") + b"\n"
+    def _status(self, request: Request) -> Reply:
+        document = status(self.enrpServer, self.startedAt)
+        if wantsHtml(request):
+            return Reply(statusPage(document), b"text/html; charset=utf-8")
+        return Reply.json(document)
+
+    def _summary(self, request: Request) -> Reply:
+        return Reply.json(summary(self.enrpServer, self.startedAt))
+
+    def _metrics(self, request: Request) -> Reply:
+        accept = request.getHeader(b"accept") or b""
+        encoder, contentType = choose_encoder(accept.decode("latin-1"))
+        return Reply(encoder(self.registry), contentType.encode("ascii"))
+
+    render_GET = AdminResource.render
 
 
-def adminSite(server: ENRPServer) -> Site:
+def adminSite(server: ENRPServer, token: str = "", *, tokenForReads: bool = False) -> Site:
     """The admin web site of ``server``."""
-    return Site(StatusResource(server))  # type: ignore[no-untyped-call]
+    site = Site(StatusResource(server, token, tokenForReads=tokenForReads))  # type: ignore[no-untyped-call]
+    site.noisy = False
+    return site
+
+
+__all__ = ["StatusResource", "adminSite", "handleText", "status", "statusPage", "summary"]
