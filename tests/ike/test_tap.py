@@ -36,12 +36,12 @@ def test_defaults() -> None:
 
 
 def test_every_option_is_explained() -> None:
-    """--help describes every option, and the long description says there is no ESP."""
+    """--help describes every option, and the long description says when ESP is carried."""
     text = str(vpngw.Options())  # type: ignore[no-untyped-call]
     for name, _short, _default, help_text, *_ in vpngw.Options.optParameters:
         assert f"--{name}=" in text
         assert len(help_text) > 30
-    assert "no ESP data plane" in vpngw.Options.longdesc
+    assert "With --tun it carries their traffic" in vpngw.Options.longdesc
 
 
 def test_options_converted(tmp_path: Path) -> None:

@@ -30,6 +30,13 @@ from twisted_rserpool._tap.vpngw_auth import (
     check_auth,
     client_hint,
 )
+from twisted_rserpool._tap.vpngw_tun import (
+    TUN_HELP,
+    TUN_PARAMETERS,
+    check_tun,
+    tun_installer,
+    tun_service,
+)
 from twisted_rserpool._tap.vpngw_vip import VIP_HELP, check_vip, vip_config, vip_hint
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
@@ -133,9 +140,10 @@ class Options(usage.Options):
     longdesc = (
         "An IKEv2 (RFC 7296) VPN gateway with pre-shared key authentication. It negotiates "
         "IKE SAs and CHILD_SAs (or childless IKE SAs, RFC 6023) with clients such as "
-        "strongSwan. The CHILD_SAs are recorded and logged, not installed into a kernel: "
-        "there is no ESP data plane. Without options it listens on 127.0.0.1 port 500 with "
-        "a generated pre-shared key and logs how to connect."
+        "strongSwan. With --tun it carries their traffic (userspace ESP in UDP 4500 and a "
+        "TUN device); without, the CHILD_SAs are only recorded and logged. Without options "
+        "it listens on 127.0.0.1 port 500 with a generated pre-shared key and logs how to "
+        "connect."
     )
 
     optFlags: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
@@ -399,6 +407,7 @@ class Options(usage.Options):
             "Endpoint of the JSON-over-HTTP admin interface (status, drain, redirect, "
             "targets), such as tcp:8500:interface=127.0.0.1.",
         ],
+        *TUN_PARAMETERS,
     ]
 
     def opt_pool_enrp(self, endpoint: str) -> None:
@@ -425,6 +434,16 @@ class Options(usage.Options):
         self.setdefault("dns", []).append(address)
 
     opt_dns.__doc__ = VIP_HELP["dns"]
+
+    def opt_tun_address(self, address: str) -> None:
+        self.setdefault("tun-address", []).append(address)
+
+    opt_tun_address.__doc__ = TUN_HELP["tun-address"]
+
+    def opt_tun_route(self, network: str) -> None:
+        self.setdefault("tun-route", []).append(network)
+
+    opt_tun_route.__doc__ = TUN_HELP["tun-route"]
 
     def postOptions(self) -> None:
         """Check and convert the options."""
@@ -491,6 +510,7 @@ class Options(usage.Options):
             raise usage.UsageError("--pool needs --pool-enrp")
         check_auth(self)
         check_vip(self)
+        check_tun(self)
 
 
 def _connect_hint(options: Options) -> str:
@@ -584,10 +604,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             service
         )  # type: ignore[no-untyped-call]
     policy = makePolicy(options, load, source)
+    planes = []
     for address in options["addresses"]:
-        endpoint = IkeEndpoint(config, (address, options["port"]), redirect_policy=policy)
+        plane = tun_installer(options)
+        endpoint = IkeEndpoint(
+            config, (address, options["port"]), redirect_policy=policy, installer=plane
+        )
         protocol = IkeGatewayProtocol(endpoint, reactor)
         protocols.append(protocol)
+        if plane is not None:
+            planes.append((protocol, plane))
         udp = IkeUdpService(
             protocol,
             address,
@@ -596,6 +622,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             natTraversalPort=options["nat-t-port"] or None,
         )
         udp.setServiceParent(service)  # type: ignore[no-untyped-call]
+    if planes:
+        tun_service(options, planes, reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["admin"] is not None:
         from twisted.web.server import Site  # noqa: PLC0415 (only with --admin)
 

@@ -1,8 +1,9 @@
 """The operator interface of ``twistd vpngw``: JSON over HTTP (twisted.web).
 
-``GET /status`` reports every listen address: its IKE SAs, load, redirects sent by reason
-and clients received by REDIRECTED_FROM gateway, plus the redirect targets and whether the
-gateway drains. Commands are ``POST`` requests with a JSON object body:
+``GET /status`` reports every listen address: its IKE SAs (each with its CHILD_SAs and,
+when the ESP data plane carries them, their packet, octet and drop counters), load,
+redirects sent by reason and clients received by REDIRECTED_FROM gateway, plus the redirect
+targets and whether the gateway drains. Commands are ``POST`` requests with a JSON object body:
 
 - ``/drain`` ``{"drain": true, "move": true}``: start (or stop) draining; with ``move``,
   established clients are moved at once with gateway-initiated redirects.
@@ -26,6 +27,8 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from twisted_rserpool.esp.dataplane import DataPlaneInstaller
+from twisted_rserpool.ike.child import ChildSa, describe
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways, parse_gateway
 
@@ -34,6 +37,23 @@ __all__ = ["AdminResource", "gatewayStatus"]
 
 class _CommandError(Exception):
     """A command the operator got wrong (answered 400)."""
+
+
+def _childStatus(installer: object, child: ChildSa) -> dict[str, Any]:
+    """A CHILD_SA's SPIs and selectors, and, when a data plane carries it, its counters."""
+    status: dict[str, Any] = {
+        "inbound_spi": child.inbound_spi.hex(),
+        "outbound_spi": child.outbound_spi.hex(),
+        "suite": str(child.suite),
+        "local_ts": [describe(ts) for ts in child.local_ts],
+        "remote_ts": [describe(ts) for ts in child.remote_ts],
+        "installed": False,
+    }
+    counters = installer.child_status(child) if isinstance(installer, DataPlaneInstaller) else None
+    if counters is not None:
+        status["installed"] = True
+        status["esp"] = counters
+    return status
 
 
 def gatewayStatus(
@@ -56,6 +76,7 @@ def gatewayStatus(
                 "state": sa.state.value,
                 "redirect_supported": sa.redirect_supported,
                 "virtual_ips": [str(a) for a in sa.virtual_ips],
+                "child_sas": [_childStatus(endpoint.installer, c) for c in sa.children.values()],
             }
             for sa in endpoint
         ]
@@ -71,6 +92,11 @@ def gatewayStatus(
                 "redirects": dict(endpoint.redirects),
                 "redirected_from": dict(endpoint.redirected_from),
                 "counters": dict(endpoint.counters),
+                "data_plane": (
+                    endpoint.installer.status()
+                    if isinstance(endpoint.installer, DataPlaneInstaller)
+                    else None
+                ),
             }
         )
     source = policy.source if policy is not None else None

@@ -1,0 +1,126 @@
+"""The Twisted side of the ESP data plane: a TUN device joined to IKE endpoints' NAT-T ports.
+
+``TunnelService`` opens and configures the TUN device when it starts. Inner packets read
+from it (a batch per wakeup) are sealed by the first endpoint's ``DataPlaneInstaller``
+whose CHILD_SAs' selectors let them out and sent from that endpoint's UDP 4500 socket to
+the client (RFC 3948); ESP datagrams arriving there (``IkeEndpoint.esp_receiver``) are
+opened, checked against the selectors and written to the TUN device.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from twisted_rserpool.esp.dataplane import Address, DataPlaneInstaller
+from twisted_rserpool.esp.tun import TunDevice, configure_tun, open_tun
+from twisted_rserpool.ike.child import ChildSa
+from twisted_rserpool.ike.constants import NAT_T_PORT
+from twisted_rserpool.ike.endpoint import IkeEndpoint
+from twisted_rserpool.ike.gateway import IkeDatagramProtocol
+
+__all__ = ["TunnelService", "endpoint_resolver"]
+
+
+def endpoint_resolver(endpoint: IkeEndpoint) -> Callable[[ChildSa], Address | None]:
+    """Where a CHILD_SA's ESP goes: its IKE SA's current peer address when the IKE SA is on
+    the NAT-T port (so the address follows NAT rebindings), else the peer's port 4500."""
+
+    def resolve(child: ChildSa) -> Address | None:
+        sa = endpoint.get(child.ike_spi_r) or endpoint.get(child.ike_spi_i)
+        if sa is None:
+            return None
+        if sa.local_address[1] == endpoint.nat_t_port:
+            return sa.peer_address
+        return (sa.peer_address[0], NAT_T_PORT)
+
+    return resolve
+
+
+class TunnelService(Service):
+    """Carries the traffic of the ``DataPlaneInstaller`` of each IKE protocol through one
+    TUN device ``name``, configured with ``mtu``, ``addresses`` and ``routes``."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        name: str,
+        planes: Sequence[tuple[IkeDatagramProtocol, DataPlaneInstaller]],
+        reactor: Any,
+        *,
+        mtu: int = 1400,
+        addresses: Sequence[str] = (),
+        routes: Sequence[str] = (),
+        configure: Callable[..., object] = configure_tun,
+        opener: Callable[[str], tuple[int, str]] = open_tun,
+    ) -> None:
+        self.deviceName = name
+        self.planes = list(planes)
+        self.reactor = reactor
+        self.mtu = mtu
+        self.addresses = list(addresses)
+        self.routes = list(routes)
+        self.configure = configure
+        self.opener = opener
+        self.device: TunDevice | None = None
+        self.counters = {"no_child_sa": 0}
+
+    def startService(self) -> None:
+        """Open and configure the TUN device and join it to the endpoints."""
+        super().startService()  # type: ignore[no-untyped-call]
+        fd, name = self.opener(self.deviceName)
+        self.deviceName = name
+        try:
+            self.configure(name, mtu=self.mtu, addresses=self.addresses, routes=self.routes)
+        except Exception:
+            os.close(fd)
+            raise
+        self.device = TunDevice(fd, self.reactor, self.packetsReceived, mtu=self.mtu, name=name)
+        for protocol, plane in self.planes:
+            protocol.endpoint.esp_receiver = self._receiver(plane)
+        self.device.startReading()
+        self.log.info(
+            "ESP data plane on TUN {name} (MTU {mtu}, addresses {addresses}, routes {routes})",
+            name=name,
+            mtu=self.mtu,
+            addresses=", ".join(self.addresses) or "none",
+            routes=", ".join(self.routes) or "none",
+        )
+
+    def stopService(self) -> None:
+        """Detach from the endpoints and close the TUN device."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        for protocol, _ in self.planes:
+            protocol.endpoint.esp_receiver = None
+        if self.device is not None:
+            self.device.close()
+            self.device = None
+
+    def _receiver(self, plane: DataPlaneInstaller) -> Callable[[bytes, Address, float], None]:
+        def received(datagram: bytes, address: Address, now: float) -> None:
+            packet = plane.open(datagram, now)
+            if packet is not None and self.device is not None:
+                self.device.write(packet)
+
+        return received
+
+    def packetsReceived(self, packets: list[bytes]) -> None:
+        """Seal inner packets read from the TUN device and send them to their clients."""
+        now = self.reactor.seconds()
+        planes = self.planes
+        for packet in packets:
+            for protocol, plane in planes:
+                if len(planes) > 1 and plane.sad.lookup(packet) is None:
+                    continue
+                sealed = plane.seal(packet, now)
+                nat = protocol.natTraversal
+                if sealed is not None and nat is not None and nat.transport is not None:
+                    nat.transport.write(sealed[0], sealed[1])
+                break
+            else:
+                self.counters["no_child_sa"] += 1
