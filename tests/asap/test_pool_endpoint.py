@@ -4,7 +4,10 @@ element processes killed with SIGKILL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from ipaddress import ip_address
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -304,3 +307,39 @@ class ProcessTests(TestCase):
         assert session.poolElement.pe_identifier == survivor.peIdentifier
         assert client.reason is None and len(built.built) == 1
         assert endpoint.poolUser.counters["failovers"] == 1
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_example_runs_and_docs_show_it() -> None:
+    """examples/pool_endpoint.py answers through the other PE after the first leaves, and
+    docs/asap.md ("Pools as endpoints") holds that very program."""
+    example = ROOT / "examples" / "pool_endpoint.py"
+    assert example.read_text() in (ROOT / "docs" / "asap.md").read_text()
+    result = subprocess.run(
+        [sys.executable, str(example)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("client endpoint: rserpool:pool=echo:enrp=tlspsk\\:host=")
+    assert lines[1] == "  <- hello" and lines[3] == "  <- still there?"
+    left = lines[2].removeprefix("pool element ").removesuffix(" leaves")
+    answered = lines[4].removeprefix("answered by ")
+    assert left.startswith("0x") and answered.startswith("0x") and left != answered
+
+
+def test_plugin_module_stays_cheap() -> None:
+    """Importing the endpoint plugins imports neither the reactor, OpenSSL nor the ASAP
+    package: the rserpool: parser loads them when a string is parsed."""
+    probe = (
+        "import sys, twisted.plugins.twisted_rserpool_plugins as p; "
+        "assert p.rserpool_client.prefix == 'rserpool'; "
+        "print(sorted(m for m in sys.modules if m.startswith(('twisted_rserpool.asap', "
+        "'OpenSSL', 'twisted.internet.reactor'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ from twisted_rserpool.asap.delivery import (
     UndeliveredMessage,
 )
 from twisted_rserpool.asap.element import PoolElement, PoolElementConnection, PoolElementTransport
+from twisted_rserpool.asap.endpoint import PoolEndpoint, PoolListeningPort, PoolServerEndpoint
 from twisted_rserpool.asap.errors import (
     AsapError,
     DeliveryFailed,
@@ -44,6 +45,9 @@ __all__ = [
     "PoolElementConnection",
     "PoolElementHandle",
     "PoolElementTransport",
+    "PoolEndpoint",
+    "PoolListeningPort",
+    "PoolServerEndpoint",
     "PoolUser",
     "ReceivedMessage",
     "RegistrationRefused",

@@ -182,6 +182,10 @@ class PoolServerEndpoint:
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen, register as a pool element serving ``protocolFactory``; fires with the
         :class:`PoolListeningPort` once listening (errbacks if listening failed)."""
+        return self.listenPool(protocolFactory).addCallback(lambda port: port)
+
+    def listenPool(self, protocolFactory: IProtocolFactory) -> Deferred[PoolListeningPort]:
+        """:meth:`listen`, typed for callers that want the pool element."""
         endpoint = self.listeningEndpoint
         if isinstance(endpoint, str):
             from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
