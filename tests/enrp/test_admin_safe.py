@@ -32,7 +32,7 @@ from twisted_rserpool._admin import (
     loadOrCreateToken,
 )
 from twisted_rserpool._tap.enrp import Options, _adminService
-from twisted_rserpool.enrp.admin import StatusResource, handleText
+from twisted_rserpool.enrp.admin import StatusResource, handleText, status, statusPage
 
 TOKEN = "s3cret-token"
 
@@ -238,6 +238,28 @@ def test_pool_handles_are_printable_or_hex() -> None:
     assert handleText(b"<b>\x00") == "0x3c623e00"
     assert handleText("caf\u00e9".encode()) == "0x636166c3a9"
     assert handleText(b"") == "0x"
+
+
+def test_status_page_escapes_everything_and_runs_no_script() -> None:
+    """Identities and transports reach the HTML page escaped; it has no script at all, and
+    the page's Content-Security-Policy would not run one."""
+    server = make_server(Clock(), secure=False)
+    Client(server).send(registration())
+    document = status(server)
+    hostile = "<script>alert(1)</script>&"
+    document["pools"][0]["pool_elements"][0]["owner_identity"] = hostile
+    document["counters"][hostile] = 1
+    page = statusPage(document).decode()
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;&amp;" in page
+    dummy = request("/", headers={b"accept": b"text/html,application/xhtml+xml,*/*;q=0.8"})
+    code, body = answer(StatusResource(server), dummy)
+    assert code == 200 and body.startswith(b"<!DOCTYPE html>")
+    assert dummy.responseHeaders.getRawHeaders(b"content-type") == [b"text/html; charset=utf-8"]
+    [policy] = dummy.responseHeaders.getRawHeaders(b"content-security-policy") or []
+    assert b"default-src 'none'" in policy and b"script-src" not in policy
+    # Without text/html in Accept (curl, scripts) the same URL is JSON.
+    plain = request("/", headers={b"accept": b"*/*"})
+    assert json.loads(answer(StatusResource(server), plain)[1])["pools"]
 
 
 # ---------------------------------------------------------------------- a real twistd enrp
