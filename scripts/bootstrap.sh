@@ -17,6 +17,11 @@ command -v tshark >/dev/null 2>&1 || need_apt+=(tshark)
 command -v swanctl >/dev/null 2>&1 || need_apt+=(strongswan-swanctl)
 # tests/interop/test_auth.py: strongSwan's EAP-MSCHAPv2 client (eap-mschapv2 plugin).
 [ -e /usr/lib/ipsec/plugins/libstrongswan-eap-mschapv2.so ] || need_apt+=(libcharon-extauth-plugins)
+# tests/interop/test_tunnel.py: strongSwan's userspace ESP (kernel-libipsec), ping and curl
+# through the tunnel to a host behind vpngw --tun.
+[ -e /usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so ] || need_apt+=(libcharon-extra-plugins)
+command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # tests/interop/test_fragments.py builds network namespaces and drops IP fragments in them.
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)

@@ -1,0 +1,333 @@
+"""A real tunnel: strongSwan 5.9.8 with kernel-libipsec reaches a protected host through
+``twistd -n vpngw --tun``.
+
+The test builds three network namespaces whose names carry the pid, as in
+../shared/interop/strongswan-libipsec/run.sh: "client" (charon with kernel-libipsec, its
+userspace ESP on TUN ipsec0; 192.0.2.2) -- veth -- "gateway" (vpngw on 192.0.2.1, ports
+500 and 4500, TUN vpngw0, address pool 10.99.0.0/24; 198.51.100.1) -- veth -- "server"
+(198.51.100.2, an HTTP server, default route via the gateway). The client's only route to
+198.51.100.0/24 is charon's through the tunnel. charon gets its virtual IP, pings the server
+and fetches a file whose digest must match; the server must have seen the virtual IP; then
+vpngw's per-CHILD_SA counters (admin status) must equal charon's, packet for packet, in
+both directions. Processes are stopped by PID and the namespaces deleted whatever happens.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import interopRequired, requireTool
+from tests.interop.test_fragments import NamespacedCharon
+from tests.interop.test_strongswan import require_strongswan
+
+pytestmark = pytest.mark.interop
+
+ROOT = Path(__file__).resolve().parents[2]
+PSK = "libipsec-test-psk"
+LIBIPSEC = Path("/usr/lib/ipsec/plugins/libstrongswan-kernel-libipsec.so")
+CLIENT, GATEWAY, GATEWAY_INSIDE, SERVER = "192.0.2.2", "192.0.2.1", "198.51.100.1", "198.51.100.2"
+VIRTUAL_IP = "10.99.0.1"
+_serial = itertools.count()
+
+# kernel-libipsec must be loaded before kernel-netlink (else xfrm is used, and fails here).
+PLUGINS = (
+    "random nonce openssl pem pkcs1 x509 revocation constraints pubkey kdf socket-default "
+    "kernel-libipsec kernel-netlink vici"
+)
+CLIENT_STRONGSWAN_CONF = """\
+charon {{
+  port = 500
+  port_nat_t = 4500
+  install_routes = yes
+  install_virtual_ip = yes
+  retransmit_tries = 2
+  retransmit_timeout = 2
+  load = {plugins}
+  filelog {{
+    test {{
+      path = {dir}/charon.log
+      time_format = %T
+      default = 1
+      ike = 2
+      knl = 2
+      esp = 1
+      flush_line = yes
+    }}
+  }}
+  syslog {{ daemon {{ default = -1 }} }}
+  plugins {{
+    vici {{ socket = unix://{dir}/charon.vici }}
+    socket-default {{ use_ipv6 = no }}
+  }}
+}}
+swanctl {{
+  socket = unix://{dir}/charon.vici
+  load = pem pkcs1 x509 revocation constraints pubkey openssl random
+}}
+"""
+
+
+def client_conf(esp: str) -> str:
+    return f"""connections {{ home {{
+  version = 2
+  mobike = no
+  encap = yes
+  local_addrs = {CLIENT}
+  remote_addrs = {GATEWAY}
+  vips = 0.0.0.0
+  proposals = aes128-sha256-x25519
+  local {{ auth = psk
+    id = client@test }}
+  remote {{ auth = psk
+    id = gw@test }}
+  children {{ net {{ remote_ts = 198.51.100.0/24
+    esp_proposals = {esp} }} }}
+}} }}
+secrets {{ ike-gw {{ id = gw@test
+  secret = "{PSK}" }} }}
+"""
+
+
+def _run(*args: str, check: bool = True, timeout: float = 20) -> str:
+    return subprocess.run(args, check=check, capture_output=True, text=True, timeout=timeout).stdout
+
+
+class Network:
+    """client -- gateway -- server namespaces, deleted on exit (and at exit)."""
+
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100000}{next(_serial)}"
+        self.client, self.gateway, self.server = (f"e3{r}{tag}" for r in "cgs")
+        self._made: list[str] = []
+
+    def __enter__(self) -> Network:
+        atexit.register(self.remove)
+        try:
+            for ns in (self.client, self.gateway, self.server):
+                _run("ip", "netns", "add", ns)
+                self._made.append(ns)
+                _run("ip", "-n", ns, "link", "set", "lo", "up")
+            # Created inside the namespaces: the names never exist in the host's.
+            _run("ip", "link", "add", "c-gw", "netns", self.client, "type", "veth",
+                 "peer", "name", "gw-c", "netns", self.gateway)  # fmt: skip
+            _run("ip", "link", "add", "gw-s", "netns", self.gateway, "type", "veth",
+                 "peer", "name", "s-gw", "netns", self.server)  # fmt: skip
+            for ns, device, address in (
+                (self.client, "c-gw", CLIENT),
+                (self.gateway, "gw-c", GATEWAY),
+                (self.gateway, "gw-s", GATEWAY_INSIDE),
+                (self.server, "s-gw", SERVER),
+            ):
+                _run("ip", "-n", ns, "addr", "add", f"{address}/24", "dev", device)
+                _run("ip", "-n", ns, "link", "set", device, "up")
+            _run("ip", "-n", self.server, "route", "add", "default", "via", GATEWAY_INSIDE)
+            _run("ip", "netns", "exec", self.gateway, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        while self._made:
+            ns = self._made.pop()
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+class LibipsecCharon(NamespacedCharon):
+    """charon with kernel-libipsec: its virtual IP and routes on its own TUN (ipsec0)."""
+
+    def __init__(self, ns: str, swanctl_conf: str) -> None:
+        super().__init__(ns, swanctl_conf)
+        self.conf.write_text(CLIENT_STRONGSWAN_CONF.format(dir=self.dir, plugins=PLUGINS))
+
+
+class Process:
+    """A command in a namespace, stopped by its PID."""
+
+    def __init__(self, ns: str, args: list[str], logfile: Path) -> None:
+        self.logfile = logfile
+        with logfile.open("ab") as out:
+            self.process = subprocess.Popen(
+                ["ip", "netns", "exec", ns, *args],
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def log(self) -> str:
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in (log := self.log):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in {self.logfile.name}:\n{log}")
+            time.sleep(0.05)
+        return log
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def require_tunnel_tools() -> None:
+    require_strongswan()
+    for tool in ("ip", "ping", "curl", "ss"):
+        requireTool(tool)
+    problem = None
+    if not LIBIPSEC.exists():
+        problem = "strongSwan's kernel-libipsec plugin (libcharon-extra-plugins) is missing"
+    elif not Path("/dev/net/tun").exists():
+        problem = "no /dev/net/tun"
+    if problem is not None:
+        if interopRequired():
+            pytest.fail(problem)
+        pytest.skip(problem)
+
+
+def client_counters(listing: str) -> dict[str, tuple[int, int]]:
+    """charon's CHILD_SA counters from ``swanctl --list-sas``: direction -> (bytes, packets)."""
+    found = {
+        direction: (int(octets), int(packets))
+        for direction, octets, packets in re.findall(
+            r"^\s+(in|out)\s+[0-9a-f]{8}[^,]*,\s+(\d+) bytes,\s+(\d+) packets", listing, re.M
+        )
+    }
+    assert set(found) == {"in", "out"}, listing
+    return found
+
+
+@pytest.mark.parametrize("esp", ["aes128gcm16", "chacha20poly1305"])
+def test_strongswan_reaches_the_protected_host_through_vpngw(esp: str) -> None:
+    """Virtual IP, ping and HTTP through the tunnel; vpngw's counters equal charon's."""
+    require_tunnel_tools()
+    with tempfile.TemporaryDirectory(prefix="e3-tunnel-") as tmp, Network() as net:
+        work = Path(tmp)
+        www = work / "www"
+        www.mkdir()
+        blob = os.urandom(256 * 1024)
+        (www / "blob.bin").write_bytes(blob)
+        secrets = work / "secrets"
+        secrets.write_text(f'client@test : "{PSK}"\n')
+        admin = work / "admin.sock"
+        twistd = str(Path(sys.executable).parent / "twistd")
+        processes: list[Process] = []
+        charon = LibipsecCharon(net.client, client_conf(esp))
+        try:
+            http = Process(
+                net.server,
+                [sys.executable, "-m", "http.server", "8080", "--bind", SERVER,
+                 "--directory", str(www)],
+                work / "http.log",
+            )  # fmt: skip
+            processes.append(http)
+            gateway = Process(
+                net.gateway,
+                [twistd, "-n", "--pidfile=", f"--logfile={work / 'vpngw.log'}", "vpngw",
+                 "--listen", GATEWAY, "--port", "500", "--secrets", str(secrets),
+                 "--identity", "gw@test", "--address-pool", "10.99.0.0/24",
+                 "--subnet", "198.51.100.0/24", "--tun", "vpngw0", "--admin", f"unix:{admin}"],
+                work / "vpngw.stdout",
+            )  # fmt: skip
+            processes.append(gateway)
+            gateway.logfile = work / "vpngw.log"
+            gateway.wait_for_log("ESP data plane on TUN vpngw0")
+            gateway.wait_for_log("NAT traversal (RFC 3948 framing) on udp")
+            wait_for(
+                lambda: bool(
+                    _run("ip", "netns", "exec", net.server, "ss", "-Hltn", "sport = :8080")
+                ),
+                "the HTTP server",
+            )
+            charon.start()
+            charon.swanctl("--initiate", "--child", "net", "--timeout", "20")
+            charon.wait_for_log(f"installing new virtual IP {VIRTUAL_IP}")
+            gateway.wait_for_log("installed in the ESP data plane")
+
+            ping = subprocess.run(
+                ["ip", "netns", "exec", net.client, "ping", "-c", "3", "-W", "5", SERVER],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert ping.returncode == 0, ping.stdout + ping.stderr
+            assert "3 received" in ping.stdout
+            fetched = work / "got.bin"
+            subprocess.run(
+                ["ip", "netns", "exec", net.client, "curl", "-sf", "--max-time", "20",
+                 "-o", str(fetched), f"http://{SERVER}:8080/blob.bin"],
+                check=True, timeout=30,
+            )  # fmt: skip
+            assert hashlib.sha256(fetched.read_bytes()).digest() == hashlib.sha256(blob).digest()
+            assert re.search(rf"^{re.escape(VIRTUAL_IP)} .*GET /blob.bin", http.log, re.M), http.log
+
+            # What charon sent is what vpngw received and the other way round, packet for
+            # packet (3 pings each way and the TCP connection), once the last packets of
+            # the connection's close have arrived.
+            def counters() -> tuple[dict[str, Any], dict[str, int], dict[str, int]]:
+                status = json.loads(
+                    _run("curl", "-sf", "--unix-socket", str(admin), "http://vpngw/status")
+                )
+                theirs = client_counters(charon.swanctl("--list-sas"))
+                ((ike_sa,),) = [e["sas"] for e in status["endpoints"]]
+                (child,) = ike_sa["child_sas"]
+                ours = child["esp"]
+                seen = {
+                    "packets_in": theirs["out"][1],
+                    "bytes_in": theirs["out"][0],
+                    "packets_out": theirs["in"][1],
+                    "bytes_out": theirs["in"][0],
+                }
+                return status, {k: ours[k] for k in seen}, seen
+
+            deadline = time.monotonic() + 10
+            while True:
+                status, ours, seen = counters()
+                if ours == seen or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert ours == seen
+            assert seen["packets_in"] >= 3 + 1
+            assert seen["packets_out"] >= 3 + len(blob) // 1400
+            ((ike_sa,),) = [e["sas"] for e in status["endpoints"]]
+            assert ike_sa["virtual_ips"] == [VIRTUAL_IP]
+            (child,) = ike_sa["child_sas"]
+            assert child["installed"] and child["remote_ts"] == [VIRTUAL_IP]
+            assert child["esp"]["peer"] == f"{CLIENT}:4500"
+            assert child["esp"]["drops"] == {}
+            (plane,) = [e["data_plane"] for e in status["endpoints"]]
+            assert plane["counters"]["in_dropped"] == 0
+        finally:
+            charon.stop()
+            for process in reversed(processes):
+                process.stop()
