@@ -6,17 +6,26 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.application.internet import ClientService
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, clientFromString, quoteStringArgument
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocol,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
+from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from tests.asap.processes import startEnrp, startPe
@@ -33,7 +42,7 @@ from tests.asap.support import (
     waitFor,
 )
 from tests.security.support import KEY_A, pskFile
-from twisted_rserpool.asap import NoPoolElementAvailable, PoolUser, Session
+from twisted_rserpool.asap import NoPoolElementAvailable, PoolUser, RequestTimedOut, Session
 from twisted_rserpool.asap.endpoint import PoolEndpoint, PoolListeningPort, PoolServerEndpoint
 from twisted_rserpool.endpoints import TlsClientEndpoint
 from twisted_rserpool.security.tls import loadCertificates
@@ -343,3 +352,51 @@ def test_plugin_module_stays_cheap() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+@implementer(IStreamClientEndpoint)
+class Unanswered:
+    """An ENRP server endpoint whose connection attempts never end."""
+
+    def connect(self, protocolFactory: object) -> Deferred[IProtocol]:
+        return Deferred()
+
+
+class Triggers:
+    """The reactor's system event triggers, recorded."""
+
+    def __init__(self) -> None:
+        self.triggers: list[tuple[str, str, Callable[[], object]]] = []
+
+    def addSystemEventTrigger(self, phase: str, event: str, call: Callable[[], object]) -> None:
+        self.triggers.append((phase, event, call))
+
+
+class OwnershipTests(TestCase):
+    """Who stops the pool user of an endpoint."""
+
+    def test_owned_pool_user_stops_before_shutdown(self) -> None:
+        """An endpoint owning its pool user starts it at the first connect and stops it
+        before the reactor shuts down; the pending connect then errbacks."""
+        triggers = Triggers()
+        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers)
+        endpoint = PoolEndpoint(user, POOL, ownsPoolUser=True, reactor=triggers)
+        pending = endpoint.connect(Recording(Collector))
+        endpoint.connect(Recording(Collector)).addErrback(lambda _: None)
+        assert user.running and len(triggers.triggers) == 1
+        [(phase, event, call)] = triggers.triggers
+        assert (phase, event) == ("before", "shutdown")
+        call()
+        assert not user.running
+        failure = self.failureResultOf(pending)  # type: ignore[no-untyped-call]
+        assert failure.check(RequestTimedOut), failure
+        call()  # a second stop (the application stopped it too) is harmless
+
+    def test_pool_user_of_the_application_is_left_alone(self) -> None:
+        """Without ownsPoolUser no trigger is added."""
+        triggers = Triggers()
+        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers)
+        endpoint = PoolEndpoint(user, POOL, reactor=triggers)
+        endpoint.connect(Recording(Collector)).addErrback(lambda _: None)
+        assert triggers.triggers == []
+        user.stopService()

@@ -75,6 +75,9 @@ class PoolEndpoint:
         pool = self.poolHandle.decode("utf-8", "backslashreplace")
         return f"<PoolEndpoint pool={pool} failover={'yes' if self.failover else 'no'}>"
 
+    def _stopUser(self) -> Deferred[None] | None:
+        return self.poolUser.stopService() if self.poolUser.running else None
+
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """A session to a pool element; fires with ``protocolFactory``'s protocol connected
         (its transport a :class:`~twisted_rserpool.asap.session.Session`), or errbacks with
@@ -82,12 +85,10 @@ class PoolEndpoint:
         :class:`~twisted_rserpool.asap.errors.ResolutionFailed` or
         :class:`~twisted_rserpool.asap.errors.RequestTimedOut`."""
         if self.ownsPoolUser and not self._shutdownTrigger:
-            # A pool user no application owns still deregisters nothing, but its ENRP
-            # connection and sessions must close before the reactor stops.
+            # No application runs this pool user as a service: its ENRP connection and
+            # sessions are closed before the reactor stops.
             self._shutdownTrigger = True
-            _reactor(self._reactor).addSystemEventTrigger(
-                "before", "shutdown", self.poolUser.stopService
-            )
+            _reactor(self._reactor).addSystemEventTrigger("before", "shutdown", self._stopUser)
         options = SendOptions.SEND_FAILOVER if self.failover else SendOptions.SEND_NO_FAILOVER
         return self.poolUser.connect(
             self.poolHandle,
