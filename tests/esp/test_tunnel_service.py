@@ -4,6 +4,7 @@ on the NAT-T port is opened, checked and written to the TUN. And the vpngw optio
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -11,11 +12,12 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.python import usage
 
-from tests.ike.test_sa import config
+from tests.ike.test_sa import Pair, config
 from twisted_rserpool._tap.vpngw import Options, makeService
 from twisted_rserpool.esp import EspSa
 from twisted_rserpool.esp.dataplane import DataPlaneInstaller
 from twisted_rserpool.esp.service import TunnelService
+from twisted_rserpool.ike.child import selector_from_network
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeNatTraversalProtocol
 
@@ -129,3 +131,42 @@ def test_vpngw_options() -> None:
     ):
         with pytest.raises(usage.UsageError):
             Options().parseOptions(args)  # type: ignore[no-untyped-call]
+
+
+def test_soft_limit_rekeys_the_child_sa_through_its_ike_sa() -> None:
+    """Outbound sequence numbers at the soft limit: the gateway starts a CHILD_SA rekey
+    (CREATE_CHILD_SA), and once it completes the successor is installed, the old one gone."""
+    pair = Pair(
+        gw_config=config("gw@test", local_ts=(selector_from_network("10.2.0.0/16"),)),
+        cl_config=config("client@test", local_ts=(selector_from_network("10.1.0.0/16"),)),
+    )
+    plane = DataPlaneInstaller(soft_limit=3)
+    pair.gw.installer = plane
+    pair.cl.installer = DataPlaneInstaller()
+    pair.establish()
+    (old,) = [c for sa in pair.gw for c in sa.children.values()]
+    reactor = FakeReactor()
+    protocol = IkeGatewayProtocol(pair.gw, reactor)
+    transport = FakeTransport()
+    protocol.transport = transport  # type: ignore[assignment]
+    service = TunnelService(
+        "t0",
+        [(protocol, plane)],
+        reactor,
+        configure=lambda name, **kw: None,
+        opener=lambda name: (os.open(os.devnull, os.O_RDWR), name),
+    )
+    service.startService()
+    answer = ipv4(source="10.2.0.7", destination="10.1.0.5")
+    service.packetsReceived([answer, answer])
+    assert transport.written == []  # below the limit
+    service.packetsReceived([answer, answer])
+    ((request, _),) = transport.written  # the CREATE_CHILD_SA request
+    pair.cl.receive_datagram(request, pair.gw.local_address, 1.0)
+    pair.pump(1.0)
+    (new,) = [c for sa in pair.gw for c in sa.children.values()]
+    assert new.inbound_spi != old.inbound_spi
+    assert plane.child_status(old) is None and plane.child_status(new) is not None
+    service.packetsReceived([answer] * 5)
+    assert plane.rekeys_due() == []
+    service.stopService()

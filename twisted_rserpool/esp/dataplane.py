@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from twisted_rserpool.esp.replay import DEFAULT_WINDOW
-from twisted_rserpool.esp.sa import Dropped, EspSa, EspSad
+from twisted_rserpool.esp.sa import Dropped, EspSa, EspSad, RekeyRequired
 from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller, describe
 from twisted_rserpool.ike.constants import NAT_T_PORT
 
@@ -37,7 +37,9 @@ class DataPlaneInstaller:
 
     ``resolve`` gives the peer's current UDP address for a CHILD_SA; without it (or when it
     answers None) the address seen when the CHILD_SA was installed is used: the peer's
-    address on ``peer_port``. ``replay_window`` is the anti-replay window of every inbound SA.
+    address on ``peer_port``. ``replay_window`` is the anti-replay window of every inbound SA,
+    ``soft_limit`` the outbound sequence number at which a rekey is asked for (``rekeys_due``;
+    default: the ESP core's, the last sixteenth of the sequence space).
     """
 
     log = Logger()
@@ -49,13 +51,16 @@ class DataPlaneInstaller:
         random: Callable[[int], bytes] = os.urandom,
         replay_window: int = DEFAULT_WINDOW,
         peer_port: int = NAT_T_PORT,
+        soft_limit: int | None = None,
     ) -> None:
         self.sad = EspSad()
         self.resolve = resolve
         self.random = random
         self.replay_window = replay_window
         self.peer_port = peer_port
+        self.soft_limit = soft_limit
         self._sas: dict[bytes, EspSa] = {}
+        self._by_outbound: dict[bytes, ChildSa] = {}
         self._peers: dict[bytes, Address] = {}
         self.counters: dict[str, int] = {
             "sealed": 0,
@@ -74,7 +79,12 @@ class DataPlaneInstaller:
         """Install ``child`` into the SAD; False (and a warning) when it cannot be."""
         spi = child.inbound_spi
         try:
-            sa = EspSa.from_child(child, random=self.random, replay_window=self.replay_window)
+            sa = EspSa.from_child(
+                child,
+                random=self.random,
+                replay_window=self.replay_window,
+                soft_limit=self.soft_limit,
+            )
             self.sad.add(sa)
         except ValueError as e:
             self.log.warn(
@@ -85,6 +95,7 @@ class DataPlaneInstaller:
             )
             return False
         self._sas[spi] = sa
+        self._by_outbound[child.outbound_spi] = child
         peer = self.resolve(child) if self.resolve is not None else None
         self._peers[spi] = peer if peer is not None else (child.peer_address, self.peer_port)
         self.log.info(
@@ -105,6 +116,7 @@ class DataPlaneInstaller:
         if sa is None:
             return
         self._peers.pop(child.inbound_spi, None)
+        self._by_outbound.pop(child.outbound_spi, None)
         self.sad.remove(sa)
         self.log.info(
             "CHILD_SA {inbound}/{outbound} removed from the ESP data plane "
@@ -142,6 +154,17 @@ class DataPlaneInstaller:
             return None
         self.counters["opened"] += 1
         return result.packet
+
+    def rekeys_due(self) -> list[ChildSa]:
+        """The installed CHILD_SAs whose outbound sequence numbers reached the soft limit
+        since the last call (each once): the IKE layer must rekey them (RFC 4303 3.3.3)."""
+        due = []
+        for event in self.sad.take_events():
+            if isinstance(event, RekeyRequired):
+                child = self._by_outbound.get(event.spi)
+                if child is not None:
+                    due.append(child)
+        return due
 
     # --- status ---------------------------------------------------------------------------
 

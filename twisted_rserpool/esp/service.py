@@ -4,7 +4,8 @@
 from it (a batch per wakeup) are sealed by the first endpoint's ``DataPlaneInstaller``
 whose CHILD_SAs' selectors let them out and sent from that endpoint's UDP 4500 socket to
 the client (RFC 3948); ESP datagrams arriving there (``IkeEndpoint.esp_receiver``) are
-opened, checked against the selectors and written to the TUN device.
+opened, checked against the selectors and written to the TUN device. A CHILD_SA whose
+outbound sequence numbers reach the soft limit is rekeyed through its IKE SA.
 """
 
 from __future__ import annotations
@@ -124,3 +125,23 @@ class TunnelService(Service):
                 break
             else:
                 self.counters["no_child_sa"] += 1
+        for protocol, plane in planes:
+            due = plane.rekeys_due()
+            if due:
+                self._rekey(protocol, due, now)
+
+    def _rekey(self, protocol: IkeDatagramProtocol, due: list[ChildSa], now: float) -> None:
+        endpoint = protocol.endpoint
+        for child in due:
+            for sa in endpoint:
+                if child.inbound_spi in sa.children:
+                    started = endpoint.rekey_child_sa(sa.local_spi, child.inbound_spi, now)
+                    self.log.info(
+                        "CHILD_SA {inbound}/{outbound} near its last sequence number: "
+                        "rekey {started}",
+                        inbound=child.inbound_spi.hex(),
+                        outbound=child.outbound_spi.hex(),
+                        started="started" if started else "already under way",
+                    )
+                    break
+        protocol.flush()
