@@ -7,7 +7,8 @@
   ``HEAD`` open on loopback, everything else (and everything off loopback) needs
   ``Authorization: Bearer <token>``; ``POST`` bodies must be JSON objects
   (``Content-Type: application/json``, which a web page cannot send cross-origin without
-  a CORS preflight that this resource never answers); unknown paths are 404.
+  a CORS preflight that this resource never answers); unknown paths are 404; on loopback
+  the ``Host`` header must name a loopback address (no DNS rebinding).
 - :func:`isoTime` and :func:`checksumText`: the one format for times and checksums.
 """
 
@@ -218,6 +219,10 @@ class AdminResource(Resource):
 
     def _route(self, request: Request) -> Reply:
         method = request.method
+        if not self.tokenForReads and not loopbackHost(request.getHeader(b"host")):
+            # DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches a loopback
+            # listener, but its browser still names the page's host.
+            return Reply.error(403, "the Host header must name a loopback address")
         path = "/" + "/".join(p.decode("utf-8", "replace") for p in request.postpath or [])
         path = path.rstrip("/") or "/"
         reading = method in (b"GET", b"HEAD")
@@ -261,6 +266,26 @@ class AdminResource(Resource):
         return b"" if request.method == b"HEAD" else reply.body
 
 
+def loopbackHost(host: bytes | None) -> bool:
+    """Whether an HTTP Host header names this host (``localhost`` or a loopback address).
+
+    A request without one (HTTP/1.0 tools) passes: browsers always send it.
+    """
+    if host is None:
+        return True
+    name = host.decode("ascii", "replace").strip().lower()
+    if name.startswith("["):
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name in ("localhost", "localhost.") or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def wantsHtml(request: Request) -> bool:
     """Whether the client prefers HTML (a browser) to JSON, from its Accept header."""
     accept = (request.getHeader(b"accept") or b"").lower()
@@ -276,5 +301,6 @@ __all__ = [
     "checksumText",
     "isoTime",
     "loadOrCreateToken",
+    "loopbackHost",
     "wantsHtml",
 ]

@@ -166,6 +166,21 @@ def test_changes_need_the_token_even_on_loopback() -> None:
     assert dummy.responseHeaders.getRawHeaders(b"allow") == [b"GET, HEAD"]
 
 
+def test_loopback_admin_refuses_other_host_names() -> None:
+    """DNS rebinding: a page of evil.example resolved to 127.0.0.1 is refused by its Host
+    header; 127.0.0.1, [::1] and localhost (with ports) are served. Off loopback the token
+    decides instead."""
+    resource = StatusResource(make_server(Clock()), TOKEN)
+    for host in (b"evil.example", b"evil.example:8864", b"10.0.0.1:8864", b"127.0.0.1.nip.io"):
+        code, body = answer(resource, request("/summary", headers={b"host": host}))
+        assert code == 403 and b"loopback" in body, host
+    for host in (b"127.0.0.1:8864", b"[::1]:8864", b"localhost", b"LOCALHOST:1", b"127.0.0.2"):
+        assert answer(resource, request("/summary", headers={b"host": host}))[0] == 200, host
+    remote = StatusResource(make_server(Clock()), TOKEN, tokenForReads=True)
+    dummy = request("/summary", headers={b"host": b"enrp.example.org", **BEARER})
+    assert answer(remote, dummy)[0] == 200
+
+
 def test_no_token_configured_means_no_change_is_ever_authorized() -> None:
     """Without a token (the library default) even ``Bearer `` with nothing is refused."""
     resource = StatusResource(make_server(Clock()))
