@@ -1,14 +1,13 @@
 """twistd plugins and endpoint parsers of twisted-rserpool (cheap: nothing heavy imported)."""
 
-from twisted.application.service import ServiceMaker
-
+from twisted_rserpool._tap import CommandServiceMaker
 from twisted_rserpool.endpoints import (
     RSerPoolClientParser,
     TlsPskClientParser,
     TlsPskServerParser,
 )
 
-vpngw = ServiceMaker(  # type: ignore[no-untyped-call]
+vpngw = CommandServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool IKEv2 gateway",
     "twisted_rserpool._tap.vpngw",
     "An IKEv2 VPN gateway that redirects clients (RFC 5685) to gateways of an RSerPool pool",
@@ -21,7 +20,7 @@ tlspsk_client = TlsPskClientParser()
 # rserpool: client strings, a pool as an endpoint (the pool user is imported when parsed).
 rserpool_client = RSerPoolClientParser()
 
-enrp = ServiceMaker(  # type: ignore[no-untyped-call]
+enrp = CommandServiceMaker(  # type: ignore[no-untyped-call]
     "twisted-rserpool ENRP server",
     "twisted_rserpool._tap.enrp",
     "An ENRP server (RSerPool registrar) secured with TLS (PSK and certificates)",

@@ -369,7 +369,11 @@ class Options(usage.Options):
             "keep-alive-rate",
             "home-keep-alive-rate",
         ):
-            self[name] = _rate(self[name])
+            try:
+                self[name] = _rate(self[name])
+            except usage.UsageError as e:
+                raise usage.UsageError(f"--{name}: {e}") from None
+        name = ""
         try:
             for name in (
                 "keep-alive-interval",
@@ -401,7 +405,10 @@ class Options(usage.Options):
                 if self[name] <= 0:
                     raise ValueError(f"--{name} must be positive")
         except ValueError as e:
-            raise usage.UsageError(str(e)) from e
+            message = str(e)
+            if not message.startswith("--"):
+                message = f"--{name}: {message}"
+            raise usage.UsageError(message) from None
         if not self["insecure"]:
             for description in self["asap"] + self["enrp"]:
                 kind = description.split(":", 1)[0].strip().lower()
@@ -445,7 +452,26 @@ def _prepareStateDirectory(options: Options) -> tuple[str, str, str]:
         log.info(
             "Created self-signed certificate {path} (localhost, 127.0.0.1, ::1)", path=certificate
         )
+    _checkFile("--psk-file", pskFile, psk=True)
+    _checkFile("--certificate", certificate)
+    _checkFile("--private-key", privateKey)
     return pskFile, certificate, privateKey
+
+
+def _checkFile(option: str, path: str, psk: bool = False) -> None:
+    """A UsageError naming ``option`` if ``path`` cannot be read (or, a PSK file, is unsafe)."""
+    from twisted_rserpool.security.psk import loadPskFile  # noqa: PLC0415
+
+    try:
+        if psk:
+            loadPskFile(path)
+        else:
+            with open(path, "rb"):
+                pass
+    except OSError as e:
+        raise usage.UsageError(f"{option}: {path}: {e.strerror or e}") from None
+    except ValueError as e:  # PskFileError: its message names the file
+        raise usage.UsageError(f"{option}: {e}") from None
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
@@ -462,7 +488,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             else AuthorizationPolicy()
         )
     except PolicyError as e:
-        raise usage.UsageError(str(e)) from e
+        raise usage.UsageError(f"--policy: {e}") from None
 
     if options["server-id"] is None:
         options["server-id"] = (
@@ -501,6 +527,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     enrpPskFile: str | None = None
     if options.peering:
         enrpPskFile = options["enrp-psk-file"] or options["psk-file"]
+        if options["enrp-psk-file"] is not None:
+            _checkFile("--enrp-psk-file", options["enrp-psk-file"], psk=True)
         if enrpPskFile is None:
             enrpPskFile, _, _ = _prepareStateDirectory(options)
         peering = PeerCore(
@@ -562,12 +590,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             certificate=certificate,
         )
     for description in descriptions:
-        server.listenASAP(serverFromString(reactor, description))  # type: ignore[no-untyped-call]
+        server.listenASAP(
+            _fromString(serverFromString, reactor, description, _option(options, "asap"))
+        )
     if peering is not None and enrpPskFile is not None:
         for description in options.enrpListeners(enrpPskFile):
-            server.listenENRP(serverFromString(reactor, description))  # type: ignore[no-untyped-call]
+            server.listenENRP(
+                _fromString(serverFromString, reactor, description, _option(options, "enrp"))
+            )
         for description in options["peer"]:
-            server.addPeer(clientFromString(reactor, description))  # type: ignore[no-untyped-call]
+            server.addPeer(_fromString(clientFromString, reactor, description, "--peer"))
         log.info(
             "ENRP peering: {listeners} listener(s), {peers} configured peer(s), outgoing "
             "identity {identity!r}",
@@ -593,6 +625,26 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     for service in services:
         service.setServiceParent(top)  # type: ignore[no-untyped-call]
     return top
+
+
+def _option(options: Options, name: str) -> str:
+    """The option(s) a listener comes from: --NAME, or the files of the default one."""
+    if options[name]:
+        return f"--{name}"
+    if name == "asap":
+        return "--psk-file/--certificate"
+    return "--enrp-psk-file/--psk-file"
+
+
+def _fromString(parse: Any, reactor: Any, description: str, option: str) -> Any:
+    """The endpoint ``description`` names; a bad string or file: UsageError naming ``option``."""
+    try:
+        return parse(reactor, description)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise usage.UsageError(f"{option}: {where}{e.strerror or e}") from None
+    except ValueError as e:  # also PskFileError and the endpoint parsers' errors
+        raise usage.UsageError(f"{option}: {e}") from None
 
 
 #: The file in the state directory that keeps the admin interface's bearer token.
