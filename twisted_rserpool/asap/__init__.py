@@ -17,6 +17,7 @@ from twisted_rserpool.asap.errors import (
     RegistrationRefused,
     RequestTimedOut,
     ResolutionFailed,
+    ServerHuntFailed,
     SessionClosed,
 )
 from twisted_rserpool.asap.fanout import FanOutReport
@@ -54,6 +55,7 @@ __all__ = [
     "RequestTimedOut",
     "ResolutionFailed",
     "SendOptions",
+    "ServerHuntFailed",
     "Session",
     "SessionClosed",
     "UndeliveredMessage",

@@ -34,6 +34,7 @@ from twisted_rserpool.asap.errors import (
     RegistrationRefused,
     RequestTimedOut,
     ResolutionFailed,
+    ServerHuntFailed,
 )
 from twisted_rserpool.asap.link import EnrpServerConnection, HomeServerLink
 from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
@@ -458,7 +459,10 @@ class PoolElement(Service):
 
     def whenRegistered(self) -> Deferred[None]:
         """Fires when the (next) registration is granted; errbacks with
-        :class:`~twisted_rserpool.asap.errors.RegistrationRefused` on a rejection."""
+        :class:`~twisted_rserpool.asap.errors.RegistrationRefused` on a rejection, and with
+        :class:`~twisted_rserpool.asap.errors.ServerHuntFailed` (naming each server and why
+        it could not be used, e.g. its TLS error) after ``timers.max_hunt_rounds`` rounds of
+        the server hunt without a home server."""
         if self.registered:
             return succeed(None)
         waiter: Deferred[None] = Deferred()
@@ -633,6 +637,7 @@ class PoolElement(Service):
             mappingConfig=self.mappingConfig,
             announcedEndpoint=self.announcedServer,
             role=f"pool element 0x{self.peIdentifier:08x}",
+            onHuntFailed=self._huntFailed,
         )
         self.link.start()
         self.announcements = _listenAnnouncements(self.reactor, self.announceListen, self.link)
@@ -721,6 +726,15 @@ class PoolElement(Service):
             peer=connection.peer,
             causes=[c.code for c in message.error.causes],
         )
+
+    def _huntFailed(self, error: ServerHuntFailed) -> None:
+        # No home after timers.max_hunt_rounds rounds: the registration and resolutions
+        # waiting for one fail with the servers' reasons (the hunt goes on).
+        if self._home is not None:
+            return
+        for waiter in self._takeWaiters():
+            waiter.errback(Failure(error))  # type: ignore[no-untyped-call]
+        self._failResolutions(error)
 
     def _linkLost(self, connection: EnrpServerConnection) -> None:
         if self.core is not None and self._home is None:

@@ -19,6 +19,7 @@ __all__ = [
     "RegistrationRefused",
     "RequestTimedOut",
     "ResolutionFailed",
+    "ServerHuntFailed",
     "SessionClosed",
 ]
 
@@ -64,6 +65,24 @@ class RegistrationRefused(AsapError):
 
 class RequestTimedOut(AsapError):
     """No ENRP server answered a request within T1 after MAX-REQUEST-RETRANSMIT retries."""
+
+
+class ServerHuntFailed(RequestTimedOut):
+    """No ENRP server could be used for ``rounds`` rounds of the server hunt.
+
+    ``reasons`` maps each server tried (as ``host:port``) to why it could not be used,
+    e.g. the TLS alert or certificate error of its handshake. The hunt goes on; the next
+    server that authenticates is used.
+    """
+
+    def __init__(self, rounds: int, reasons: dict[str, str]) -> None:
+        self.rounds = rounds
+        self.reasons = dict(reasons)
+        why = "; ".join(f"{server}: {reason}" for server, reason in reasons.items())
+        super().__init__(
+            f"no ENRP server could be used after {rounds} server hunt rounds"
+            + (f" ({why})" if why else " (no answer)")
+        )
 
 
 class NoPoolElementAvailable(AsapError):

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_rserpool.asap.errors import ServerHuntFailed
 from twisted_rserpool.asap.hunt import HuntStep, ServerHunt
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.deadline import DeadlineTimer
@@ -35,6 +36,39 @@ from twisted_rserpool.wire.parameters import TcpTransport
 __all__ = ["EnrpServerConnection", "HomeServerLink"]
 
 log = Logger()
+
+
+def describeServer(server: object) -> str:
+    """An ENRP server's client endpoint as ``host:port`` (its repr if it has no address)."""
+    endpoint = getattr(server, "wrappedEndpoint", server)
+    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
+    port = getattr(endpoint, "_port", None)
+    if isinstance(host, str) and isinstance(port, int):
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return repr(server)
+
+
+def describeFailure(reason: Failure | None) -> str:
+    """Why a connection attempt failed, readably: the TLS alert or verify error if any."""
+    if reason is None:
+        return "closed by the server"
+    args = getattr(reason.value, "args", ())
+    # OpenSSL.SSL.Error carries [(library, function, reason), ...].
+    if (
+        args
+        and isinstance(args[0], list)
+        and all(isinstance(entry, tuple) and len(entry) == 3 for entry in args[0])
+    ):
+        text = "; ".join(str(entry[2]) for entry in args[0]) or "TLS handshake failed"
+        if "certificate verify failed" in text:
+            text += (
+                " (the server's certificate did not verify against our trust roots; "
+                "with a PSK endpoint: the server did not accept our PSK identity)"
+            )
+        elif "alert" in text:
+            text += " (the server refused the TLS handshake)"
+        return f"TLS: {text}"
+    return reason.getErrorMessage()
 
 
 class EnrpServerConnection(RSerPoolProtocol):
@@ -103,6 +137,7 @@ class HomeServerLink:
         mappingConfig: MappingConfig | None = None,
         announcedEndpoint: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
         role: str = "ASAP endpoint",
+        onHuntFailed: Callable[[ServerHuntFailed], None] | None = None,
     ) -> None:
         self.clock = clock
         self.timers = timers
@@ -127,6 +162,13 @@ class HomeServerLink:
         self.maxAnnouncedServers = 16
         self.announcementsIgnored = 0
         self.huntsStarted = 0
+        #: Called at the end of every hunt round without a home after
+        #: ``timers.max_hunt_rounds`` such rounds in a row (the hunt goes on).
+        self.onHuntFailed = onHuntFailed
+        #: Why each server tried since the last home could not be used.
+        self.failures: dict[str, str] = {}
+        #: Hunt rounds in a row that ended without a home.
+        self.failedRounds = 0
 
     @property
     def ready(self) -> bool:
@@ -184,6 +226,10 @@ class HomeServerLink:
             )
             return False
         return True
+
+    def huntFailure(self) -> ServerHuntFailed:
+        """The failure of the hunt so far: the rounds without a home and each server's reason."""
+        return ServerHuntFailed(self.failedRounds, self.failures)
 
     def huntInParallel(self, reason: str) -> None:
         """Look for another server while keeping the home connection (RFC 5352 3.7.2); the
@@ -260,11 +306,13 @@ class HomeServerLink:
             if self._attempt is not attempt:
                 return
             self._attempt = None
+            error = describeFailure(reason)
+            self.failures[describeServer(server)] = error
             log.info(
                 "{role}: could not reach ENRP server {server}: {error}",
                 role=self.role,
-                server=server,
-                error=reason.getErrorMessage(),
+                server=describeServer(server),
+                error=error,
             )
             self._step(self.hunt.failed(server, self.clock.seconds()))
 
@@ -285,6 +333,9 @@ class HomeServerLink:
             return
         self._attemptProtocol = None
         if self.requireAuthentication and not context.authenticated:
+            self.failures[describeServer(connection.server)] = (
+                f"did not authenticate ({context.describe()})"
+            )
             log.warn(
                 "{role}: ENRP server {peer} did not authenticate ({security}): not used",
                 role=self.role,
@@ -295,6 +346,8 @@ class HomeServerLink:
             self._step(self.hunt.failed(connection.server, self.clock.seconds()))
             return
         self.hunt.succeeded(connection.server)
+        self.failures.clear()
+        self.failedRounds = 0
         self._cancelTimer()
         self._armTimer()
         old = self.connection
@@ -371,14 +424,14 @@ class HomeServerLink:
             if self._running:
                 # Closed before it was ready: the TLS handshake failed (a certificate that
                 # did not verify, an unknown PSK) or the server went away.
-                log.info(
-                    "{role}: connection to ENRP server {server} closed before it was ready "
-                    "({error}): trying another",
+                error = describeFailure(connection.lostReason)
+                self.failures[describeServer(connection.server)] = error
+                log.warn(
+                    "{role}: connection to ENRP server {server} failed before it was ready: "
+                    "{error}; trying another",
                     role=self.role,
-                    server=connection.server,
-                    error=connection.lostReason.getErrorMessage()
-                    if connection.lostReason is not None
-                    else "closed",
+                    server=describeServer(connection.server),
+                    error=error,
                 )
                 self._step(self.hunt.failed(connection.server, self.clock.seconds()))
             return
@@ -401,4 +454,16 @@ class HomeServerLink:
                 role=self.role,
                 t5=self.hunt.t5,
             )
+            if not self.ready:
+                self._roundFailed()
         self._step(step)
+
+    def _roundFailed(self) -> None:
+        self.failedRounds += 1
+        if self.failedRounds < self.timers.max_hunt_rounds:
+            return
+        error = self.huntFailure()
+        if self.failedRounds == self.timers.max_hunt_rounds:
+            log.error("{role}: {error}; still hunting", role=self.role, error=str(error))
+        if self.onHuntFailed is not None:
+            self.onHuntFailed(error)

@@ -34,6 +34,10 @@ class AsapTimers:
     max_reg_attempt: int = 2
     #: RETRAN-MAX: the ceiling of the doubling T5-Serverhunt.
     retran_max: float = 60.0
+    #: Rounds of the server hunt without a usable ENRP server after which the pending
+    #: registration and requests fail with ServerHuntFailed (not in RFC 5352; the hunt
+    #: goes on).
+    max_hunt_rounds: int = 3
     #: stale_cache_value: how long a handle resolution stays fresh in a pool user's cache.
     stale_cache_value: float = 5.0
 
@@ -51,6 +55,8 @@ class AsapTimers:
                 raise ValueError(f"{name} must be positive")
         if self.max_request_retransmit < 0 or self.max_reg_attempt < 1:
             raise ValueError("max_request_retransmit >= 0 and max_reg_attempt >= 1 required")
+        if self.max_hunt_rounds < 1:
+            raise ValueError("max_hunt_rounds must be at least 1")
         if self.stale_cache_value < 0:
             raise ValueError("stale_cache_value must not be negative")
 

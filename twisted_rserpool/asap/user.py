@@ -27,6 +27,7 @@ from twisted_rserpool.asap.errors import (
     NoPoolElementAvailable,
     RequestTimedOut,
     ResolutionFailed,
+    ServerHuntFailed,
     SessionClosed,
 )
 from twisted_rserpool.asap.fanout import FanOutReport, addressElement, sendToAll
@@ -239,6 +240,7 @@ class PoolUser(Service):
             mappingConfig=self.mappingConfig,
             announcedEndpoint=self.announcedServer,
             role="pool user",
+            onHuntFailed=self._huntFailed,
         )
         self.link.start()
         self.announcements = _listenAnnouncements(self.reactor, self.announceListen, self.link)
@@ -295,6 +297,12 @@ class PoolUser(Service):
             self._sendResolution(handle)
             self._requests.resent(handle, now)
         self._armTimer()
+
+    def _huntFailed(self, error: ServerHuntFailed) -> None:
+        # No home after timers.max_hunt_rounds rounds: waiting resolutions fail with the
+        # servers' reasons (the hunt goes on; a later resolve tries again).
+        for handle in list(self._waiting):
+            self._fail(handle, error)
 
     def _homeLost(self, connection: EnrpServerConnection) -> None:
         if self.link is not None:
