@@ -113,8 +113,8 @@ def test_bad_options(args: list[str]) -> None:
 
 
 def test_default_service_logs_how_to_connect() -> None:
-    """makeService with no options listens on 127.0.0.1:500 and logs the generated key
-    with a strongSwan configuration that connects."""
+    """makeService with no options listens on 127.0.0.1:500 and logs where the generated
+    key is, with a strongSwan configuration that connects."""
     events: list[dict[str, Any]] = []
 
     @implementer(ILogObserver)
@@ -132,9 +132,9 @@ def test_default_service_logs_how_to_connect() -> None:
     service.startService()  # type: ignore[no-untyped-call]
     assert [(p, i) for p, _, i, _ in reactor.listened] == [(500, "127.0.0.1")]
     assert [(p, i) for p, _, i, _ in reactor.nat_listened] == [(4500, "127.0.0.1")]
-    (hint,) = [e for e in events if e.get("psk") == options["generated_psk"]]
+    (hint,) = [e for e in events if e.get("keyFile") == str(options["generated_psk_file"])]
     assert "remote_addrs = 127.0.0.1" in hint["hint"] and "id = vpngw@localhost" in hint["hint"]
-    assert options["generated_psk"] in hint["hint"]
+    assert options["generated_psk"] not in hint["hint"]
     service.stopService()  # type: ignore[no-untyped-call]
 
 

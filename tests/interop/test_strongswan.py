@@ -226,14 +226,15 @@ def test_strongswan_rekeys_ike_sa_and_adds_child_sa(
 
 
 def test_default_vpngw_with_generated_key(tmp_path: Path) -> None:
-    """`twistd -n vpngw` with no options listens on 127.0.0.1 port 500 and logs a generated
-    key and a strongSwan configuration; strongSwan connects with exactly that key."""
+    """`twistd -n vpngw` with no options listens on 127.0.0.1 port 500, writes a generated
+    key to vpngw-state/generated.secrets (never to the log) and logs a strongSwan
+    configuration; strongSwan connects with exactly that key."""
     require_strongswan()
     logfile = tmp_path / "vpngw.log"
     twistd = Path(sys.executable).parent / "twistd"
     process = subprocess.Popen(
         [str(twistd), "-n", "--pidfile=", f"--logfile={logfile}", "vpngw"],
-        cwd=ROOT,
+        cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
     )
@@ -244,7 +245,10 @@ def test_default_vpngw_with_generated_key(tmp_path: Path) -> None:
         ):
             assert process.poll() is None and time.monotonic() < deadline, log
             time.sleep(0.05)
-        secret = log.split('secret = "', 1)[1].split('"', 1)[0]
+        keyFile = tmp_path / "vpngw-state" / "generated.secrets"
+        assert f'secret = "<the key in {keyFile}>"' in log
+        secret = keyFile.read_text().split('"', 2)[1]
+        assert secret not in log
         assert "remote_addrs = 127.0.0.1" in log and "id = vpngw@localhost" in log
         conf = f"""connections {{ ini {{
   version = 2

@@ -29,6 +29,7 @@ from twisted_rserpool._tap.vpngw_auth import (
     auth_config,
     check_auth,
     client_hint,
+    write_generated_psk,
 )
 from twisted_rserpool._tap.vpngw_tun import (
     TUN_HELP,
@@ -632,11 +633,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         site = Site(AdminResource(protocols, policy, reactor, load))  # type: ignore[no-untyped-call]
         adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
         StreamServerEndpointService(adminEndpoint, site).setServiceParent(service)  # type: ignore[no-untyped-call]
-    if options["generated_psk"] is not None:
+    keyFile = write_generated_psk(options)
+    if keyFile is not None:
         log.info(
             "vpngw: no --secrets given; any client identity may connect with the generated "
-            "pre-shared key {psk}\n{hint}",
-            psk=options["generated_psk"],
+            "pre-shared key in {keyFile} (mode 0600)\n{hint}",
+            keyFile=str(keyFile),
             hint=_connect_hint(options),
         )
     else:
