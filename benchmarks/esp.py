@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.interop import test_tunnel as tunnel
+from tests.interop import tunnel_support as support
 
 SUITES = ("aes128gcm16", "chacha20poly1305")
 GATEWAYS = ("vpngw", "strongswan")
@@ -153,7 +154,7 @@ def gateway(net: tunnel.Network, work: Path, which: str) -> Iterator[int]:
         twistd = str(Path(sys.executable).parent / "twistd")
         log = work / "vpngw.log"
         log.unlink(missing_ok=True)
-        process = tunnel.Process(
+        process = support.Process(
             net.gateway,
             [twistd, "-n", "--pidfile=", f"--logfile={log}", "vpngw", "--listen",
              tunnel.GATEWAY, "--port", "500", "--secrets", str(secrets), "--identity",
@@ -168,7 +169,7 @@ def gateway(net: tunnel.Network, work: Path, which: str) -> Iterator[int]:
         finally:
             process.stop()
         return
-    charon = tunnel.LibipsecCharon(net.gateway, GW_SWANCTL)
+    charon = support.LibipsecCharon(net.gateway, GW_SWANCTL)
     charon.conf.write_text(
         charon.conf.read_text().replace("install_virtual_ip = yes", "install_virtual_ip = no")
     )
@@ -185,7 +186,7 @@ def measure(suite: str, which: str, args: argparse.Namespace, result: Result) ->
     with tempfile.TemporaryDirectory(prefix="esp-bench-") as tmp, tunnel.Network() as net:
         work = Path(tmp)
         with gateway(net, work, which) as pid:
-            client = tunnel.LibipsecCharon(net.client, tunnel.client_conf(suite, tunnel.Family(4)))
+            client = support.LibipsecCharon(net.client, tunnel.client_conf(suite, tunnel.Family(4)))
             try:
                 client.start()
                 client.swanctl("--initiate", "--child", "net", "--timeout", "20")

@@ -9,7 +9,7 @@ import argparse
 import pytest
 
 from benchmarks.esp import GATEWAYS, run, table
-from tests.interop.test_tunnel import require_tunnel_tools
+from tests.interop.tunnel_support import require_tunnel_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
 
