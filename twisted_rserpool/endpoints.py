@@ -522,6 +522,7 @@ class RSerPoolClientParser:
             enrpEndpoints,
             peEndpoint=peEndpoint,
             peTrustRoots=roots,
+            insecure=insecure,
             reactor=reactor,
             connectTimeout=connectTimeout,
             maxFailoverAttempts=attempts,

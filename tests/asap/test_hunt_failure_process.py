@@ -64,6 +64,7 @@ class HuntFailureTests(TestCase):
             "tcp:0:interface=127.0.0.1",
             timers=TIMERS,
             reactor=reactor,
+            insecure=True,  # the user transport is not what these tests are about
         )
         element.startService()
         self.addCleanup(element.stopService)

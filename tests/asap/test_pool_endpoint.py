@@ -379,7 +379,7 @@ class OwnershipTests(TestCase):
         """An endpoint owning its pool user starts it at the first connect and stops it
         before the reactor shuts down; the pending connect then errbacks."""
         triggers = Triggers()
-        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers)
+        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers, insecure=True)
         endpoint = PoolEndpoint(user, POOL, ownsPoolUser=True, reactor=triggers)
         pending = endpoint.connect(Recording(Collector))
         endpoint.connect(Recording(Collector)).addErrback(lambda _: None)
@@ -395,7 +395,7 @@ class OwnershipTests(TestCase):
     def test_pool_user_of_the_application_is_left_alone(self) -> None:
         """Without ownsPoolUser no trigger is added."""
         triggers = Triggers()
-        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers)
+        user = PoolUser([Unanswered()], clock=Clock(), reactor=triggers, insecure=True)
         endpoint = PoolEndpoint(user, POOL, reactor=triggers)
         endpoint.connect(Recording(Collector)).addErrback(lambda _: None)
         assert triggers.triggers == []

@@ -600,6 +600,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             policy=LeastUsedPolicy(0),
             registrationLife=30,
             reactor=reactor,
+            # Nothing is served on it (the gateway's clients speak IKE over UDP): only the
+            # registration needs a stream listener, so plain TCP carries no data.
+            insecure=True,
         )
         GatewayRegistration(element, load, reactor, options["pool-interval"]).setServiceParent(
             service

@@ -31,6 +31,7 @@ from zope.interface import implementer
 from twisted_rserpool.asap.delivery import PoolElementHandle, ReceivedMessage
 from twisted_rserpool.asap.errors import (
     AsapError,
+    PlaintextRefused,
     RegistrationRefused,
     RequestTimedOut,
     ResolutionFailed,
@@ -92,6 +93,15 @@ def _call(target: object, name: str, *args: object) -> None:
             method(*args)
         except Exception:
             log.failure("{name} of {target!r} raised", name=name, target=target)
+
+
+#: Endpoint string types that run TLS (a PE's user transport must be one of them).
+TLS_ENDPOINT_TYPES = ("tlspsk", "ssl", "tls", "txtls")
+
+
+def _plaintext(description: str) -> bool:
+    """Whether a server endpoint string listens without TLS."""
+    return description.split(":", 1)[0].strip().lower() not in TLS_ENDPOINT_TYPES
 
 
 @implementer(ITransport)
@@ -354,6 +364,9 @@ class PoolElement(Service):
     Announced ENRP servers are used as the pool user's are (``announcedServer``, and
     ``announceListen`` for announcements over UDP).
 
+    A ``listen`` string without TLS (``tcp:``, ``unix:``...) is refused with
+    :class:`~twisted_rserpool.asap.errors.PlaintextRefused` unless ``insecure=True``.
+
     After MAX-REG-ATTEMPT registration timeouts in a row the failure is logged and
     ``whenRegistered()`` errbacks with ``RequestTimedOut``; the attempts go on with a
     back-off up to RETRAN-MAX unless ``stopAfterMaxRegAttempt``.
@@ -385,7 +398,15 @@ class PoolElement(Service):
         announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
         stopAfterMaxRegAttempt: bool = False,
         announceListen: str | None = None,
+        insecure: bool = False,
     ) -> None:
+        if isinstance(listen, str) and not insecure and _plaintext(listen):
+            raise PlaintextRefused(
+                f"pool element user transport {listen!r} has no TLS: pool users would talk "
+                "to it in plaintext, unauthenticated; listen with tlspsk: or ssl:, or pass "
+                "insecure=True to allow it"
+            )
+        self.insecure = insecure
         self.poolHandle = poolHandle
         self.factory = factory
         self.reactor = reactor

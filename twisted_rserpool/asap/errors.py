@@ -16,6 +16,7 @@ __all__ = [
     "DeliveryFailed",
     "FailoverRefused",
     "NoPoolElementAvailable",
+    "PlaintextRefused",
     "RegistrationRefused",
     "RequestTimedOut",
     "ResolutionFailed",
@@ -83,6 +84,12 @@ class ServerHuntFailed(RequestTimedOut):
             f"no ENRP server could be used after {rounds} server hunt rounds"
             + (f" ({why})" if why else " (no answer)")
         )
+
+
+class PlaintextRefused(AsapError, ValueError):
+    """A pool element or pool user would talk to the other without TLS, and the application
+    did not ask for that with ``insecure=True`` (RFC 5355 2.7, 2.8: PU-PE traffic is
+    protected like the rest)."""
 
 
 class NoPoolElementAvailable(AsapError):

@@ -25,6 +25,7 @@ from twisted_rserpool.asap.delivery import PoolElementHandle, SendOptions
 from twisted_rserpool.asap.errors import (
     AsapError,
     NoPoolElementAvailable,
+    PlaintextRefused,
     RequestTimedOut,
     ResolutionFailed,
     ServerHuntFailed,
@@ -118,7 +119,9 @@ class PoolUser(Service):
     order; the server must authenticate (a certificate that verifies, or a PSK) unless
     ``requireAuthenticatedServer`` is false. Pool elements are reached through
     ``peEndpoint(element)``; by default TLS verifying the pool element's certificate against
-    ``peTrustRoots`` (for its IP address), or plain TCP when no roots are given.
+    ``peTrustRoots`` (for its IP address). Without roots (and without ``peEndpoint``)
+    ``connect`` fails with :class:`~twisted_rserpool.asap.errors.PlaintextRefused` unless
+    ``insecure=True`` asks for plain TCP.
 
     Failover observers (:class:`~twisted_rserpool.asap.notifier.IFailoverObserver`) hear of
     every failover and may veto it; a failover to weaker security is refused unless
@@ -163,7 +166,9 @@ class PoolUser(Service):
         announcedServer: Callable[[TcpTransport], IStreamClientEndpoint | None] | None = None,
         rng: random.Random | None = None,
         announceListen: str | None = None,
+        insecure: bool = False,
     ) -> None:
+        self.insecure = insecure
         self.reactor = reactor
         self.clock: IReactorTime = clock if clock is not None else _reactor(reactor)
         self.timers = timers if timers is not None else AsapTimers()
@@ -566,6 +571,14 @@ class PoolUser(Service):
             self._ensureRunning()
         except SessionClosed as e:
             return fail(e)
+        if self._peEndpoint is None and self.peTrustRoots is None and not self.insecure:
+            return fail(
+                PlaintextRefused(
+                    "a session to a pool element would be plaintext and unauthenticated "
+                    "(no peTrustRoots): give peTrustRoots (or peEndpoint), or pass "
+                    "insecure=True to allow it"
+                )
+            )
         return Deferred.fromCoroutine(
             self._connect(destination, protocolFactory, ppid, streaming, SendOptions(options))
         )
