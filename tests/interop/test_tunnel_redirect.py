@@ -10,8 +10,9 @@ each pool goes via the gateway that owns it). A redirects the client to B in IKE
 gateway-initiated INFORMATIONAL ordered through A's admin ``POST /redirect``. Then the
 client holds B's virtual IP, pings the server and fetches a file through the tunnel, B's
 CHILD_SA counters equal charon's, and A holds no IKE or CHILD_SA and its data plane counts
-nothing more. (The IKE_AUTH form is not here: strongSwan 5.9.8 accepts the redirect in
-IKE_AUTH but never sends the new IKE_SA_INIT to B; see test_redirect_strongswan.py.)
+nothing more. (The IKE_AUTH form is in test_tunnel_redirect_auth.py, with our own initiator
+as the client: strongSwan 5.9.8 accepts the redirect in IKE_AUTH but never sends the new
+IKE_SA_INIT to B; see test_redirect_strongswan.py.)
 """
 
 from __future__ import annotations
