@@ -589,15 +589,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             port=DEFAULT_PORT,
             certificate=certificate,
         )
+    listeners: list[Any] = []
     for description in descriptions:
-        server.listenASAP(
+        listeners.append(
             _fromString(serverFromString, reactor, description, _option(options, "asap"))
         )
+        server.listenASAP(listeners[-1])
     if peering is not None and enrpPskFile is not None:
         for description in options.enrpListeners(enrpPskFile):
-            server.listenENRP(
+            listeners.append(
                 _fromString(serverFromString, reactor, description, _option(options, "enrp"))
             )
+            server.listenENRP(listeners[-1])
         for description in options["peer"]:
             server.addPeer(_fromString(clientFromString, reactor, description, "--peer"))
         log.info(
@@ -613,6 +616,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "allowed; this ENRP server gives up every RFC 5355 defence"
         )
 
+    _reloadService(options, reactor, server, listeners).setServiceParent(server)  # type: ignore[no-untyped-call]
     services: list[IService] = []
     if options["announce"] is not None:
         services.append(_announcer(options, reactor, server.serverIdentifier))
@@ -645,6 +649,32 @@ def _fromString(parse: Any, reactor: Any, description: str, option: str) -> Any:
         raise usage.UsageError(f"{option}: {where}{e.strerror or e}") from None
     except ValueError as e:  # also PskFileError and the endpoint parsers' errors
         raise usage.UsageError(f"{option}: {e}") from None
+
+
+def _reloadService(
+    options: Options, reactor: Any, server: ENRPServer, listeners: list[Any]
+) -> IService:
+    """SIGHUP re-reads the listeners' PSK files and --policy (a bad file keeps the old)."""
+    from twisted_rserpool.enrp.reload import Reloader, ReloadOnSignal  # noqa: PLC0415
+    from twisted_rserpool.security.psk import PskTable  # noqa: PLC0415
+    from twisted_rserpool.security.tls import TlsServerCreator  # noqa: PLC0415
+
+    creators: list[tuple[str, TlsServerCreator]] = []
+    for listener in listeners:
+        creator = getattr(listener, "creator", None)
+        if not isinstance(creator, TlsServerCreator):
+            continue
+        keys = creator.keys
+        if isinstance(keys, PskTable) and keys.path is not None:
+            creators.append((keys.path, creator))
+
+    def applyPolicy(policy: AuthorizationPolicy) -> None:
+        server.registrar.policy = policy
+        if server.peering is not None:
+            server.peering.policy = policy
+            server.peering.table.policy = policy
+
+    return ReloadOnSignal(Reloader(creators, options["policy"], applyPolicy), reactor)
 
 
 #: The file in the state directory that keeps the admin interface's bearer token.

@@ -269,6 +269,17 @@ class TlsServerCreator:
             SSL.Connection, weakref.ref[TLSMemoryBIOProtocol]
         ] = weakref.WeakKeyDictionary()
 
+    @property
+    def keys(self) -> Mapping[str, bytes] | None:
+        """The pre-shared keys the next handshakes use (``None``: certificate only)."""
+        return self._keys
+
+    def replaceKeys(self, keys: Mapping[str, bytes]) -> None:
+        """Use ``keys`` from the next handshake on (a reload; open connections stay)."""
+        if self._keys is None:
+            raise ValueError("this server was built without pre-shared keys")
+        self._keys = keys
+
     def _peer(self, connection: SSL.Connection) -> str:
         reference = self._protocols.get(connection)
         protocol = None if reference is None else reference()
