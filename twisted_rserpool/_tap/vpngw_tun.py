@@ -3,8 +3,9 @@
 
 With ``--tun NAME`` the gateway installs its CHILD_SAs into a userspace ESP data plane
 (``esp.dataplane.DataPlaneInstaller``) and carries their traffic between UDP 4500 and the
-TUN device NAME, which it creates: MTU ``--tun-mtu``, the ``--tun-address`` addresses, and
-routes to the ``--address-pool`` networks and each ``--tun-route``.
+TUN device NAME, which it creates: MTU ``--tun-mtu`` (else from the path to the clients,
+``esp.pathmtu``), the ``--tun-address`` addresses, and routes to the ``--address-pool``
+networks and each ``--tun-route``.
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ TUN_PARAMETERS: list[list[Any]] = [
         "this TUN device, created by the gateway (needs CAP_NET_ADMIN and --nat-t-port). "
         "Without it the CHILD_SAs are negotiated and only recorded.",
     ],
-    ["tun-mtu", None, 1400, "MTU of the TUN device (inner packets).", int],
+    [
+        "tun-mtu",
+        None,
+        None,
+        "MTU of the TUN device (inner packets). Default: from the path, the MTU of the "
+        "interface of each --listen address less the overhead of ESP in UDP with the "
+        "costliest ESP transform (1406 behind a 1500-octet IPv4 path), logged at start.",
+        int,
+    ],
 ]
 
 
@@ -60,7 +69,7 @@ def check_tun(options: Any) -> None:
         if addresses or routes:
             raise usage.UsageError("--tun-address and --tun-route need --tun")
     else:
-        if not 576 <= options["tun-mtu"] <= 65535:
+        if options["tun-mtu"] is not None and not 576 <= options["tun-mtu"] <= 65535:
             raise usage.UsageError("--tun-mtu must be 576 to 65535")
         if not options["nat-t-port"]:
             raise usage.UsageError(
@@ -91,6 +100,7 @@ def tun_service(
         planes,
         reactor,
         mtu=options["tun-mtu"],
+        listen=options["addresses"],
         addresses=options["tun_addresses"],
         routes=options["tun_routes"],
     )

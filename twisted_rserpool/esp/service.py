@@ -11,6 +11,7 @@ outbound sequence numbers reach the soft limit is rekeyed through its IKE SA.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from twisted_rserpool.esp.dataplane import Address, DataPlaneInstaller
+from twisted_rserpool.esp.pathmtu import path_mtu, tun_mtu
 from twisted_rserpool.esp.tun import TunDevice, configure_tun, open_tun
 from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.constants import NAT_T_PORT
@@ -44,7 +46,10 @@ def endpoint_resolver(endpoint: IkeEndpoint) -> Callable[[ChildSa], Address | No
 
 class TunnelService(Service):
     """Carries the traffic of the ``DataPlaneInstaller`` of each IKE protocol through one
-    TUN device ``name``, configured with ``mtu``, ``addresses`` and ``routes``."""
+    TUN device ``name``, configured with ``mtu``, ``addresses`` and ``routes``. With ``mtu``
+    None the MTU comes from the path: the smallest ``pathmtu.tun_mtu`` over the interfaces
+    of the ``listen`` addresses (``probe`` finds one's interface and MTU), 1500 assumed for
+    an address whose interface is unknown."""
 
     log = Logger()
 
@@ -54,16 +59,20 @@ class TunnelService(Service):
         planes: Sequence[tuple[IkeDatagramProtocol, DataPlaneInstaller]],
         reactor: Any,
         *,
-        mtu: int = 1400,
+        mtu: int | None = 1400,
         addresses: Sequence[str] = (),
         routes: Sequence[str] = (),
         configure: Callable[..., object] = configure_tun,
         opener: Callable[[str], tuple[int, str]] = open_tun,
+        listen: Sequence[str] = (),
+        probe: Callable[[str], tuple[str, int] | None] = path_mtu,
     ) -> None:
         self.deviceName = name
         self.planes = list(planes)
         self.reactor = reactor
         self.mtu = mtu
+        self.listen = list(listen)
+        self.probe = probe
         self.addresses = list(addresses)
         self.routes = list(routes)
         self.configure = configure
@@ -74,6 +83,8 @@ class TunnelService(Service):
     def startService(self) -> None:
         """Open and configure the TUN device and join it to the endpoints."""
         super().startService()  # type: ignore[no-untyped-call]
+        if self.mtu is None:
+            self.mtu = self.path_mtu()
         fd, name = self.opener(self.deviceName)
         self.deviceName = name
         try:
@@ -92,6 +103,28 @@ class TunnelService(Service):
             addresses=", ".join(self.addresses) or "none",
             routes=", ".join(self.routes) or "none",
         )
+
+    def path_mtu(self) -> int:
+        """The TUN MTU for the paths of the listen addresses (RFC 3948 UDP encapsulation,
+        every ESP transform), logged."""
+        mtus = []
+        for address in self.listen or ["0.0.0.0"]:
+            try:
+                found = self.probe(address)
+            except (OSError, ValueError, subprocess.CalledProcessError) as e:
+                self.log.warn("No path MTU for {address}: {error}", address=address, error=e)
+                found = None
+            interface, path = found if found is not None else ("unknown", 1500)
+            mtu = min(65535, max(576, tun_mtu(path, ipv6=":" in address)))
+            self.log.info(
+                "TUN MTU {mtu} for the path of {address} (interface {interface}, MTU {path})",
+                mtu=mtu,
+                address=address,
+                interface=interface,
+                path=path,
+            )
+            mtus.append(mtu)
+        return min(mtus)
 
     def stopService(self) -> None:
         """Detach from the endpoints and close the TUN device."""
