@@ -32,6 +32,7 @@ from twisted_rserpool._tap.vpngw_auth import (
     write_generated_psk,
 )
 from twisted_rserpool._tap.vpngw_tun import (
+    TUN_FLAGS,
     TUN_HELP,
     TUN_PARAMETERS,
     check_tun,
@@ -149,6 +150,7 @@ class Options(usage.Options):
 
     optFlags: list[Any] = [  # noqa: RUF012 (twisted.python.usage API)
         *AUTH_FLAGS,
+        *TUN_FLAGS,
         [
             "redirect-always",
             None,

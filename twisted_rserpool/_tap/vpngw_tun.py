@@ -20,7 +20,7 @@ from twisted_rserpool.esp.dataplane import DataPlaneInstaller
 from twisted_rserpool.esp.service import TunnelService, endpoint_resolver
 from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 
-__all__ = ["TUN_HELP", "TUN_PARAMETERS", "check_tun", "tun_installer", "tun_service"]
+__all__ = ["TUN_FLAGS", "TUN_HELP", "TUN_PARAMETERS", "check_tun", "tun_installer", "tun_service"]
 
 TUN_HELP = {
     "tun-address": (
@@ -32,6 +32,18 @@ TUN_HELP = {
         "clients' own subnets (repeatable)."
     ),
 }
+
+TUN_FLAGS: list[list[Any]] = [
+    [
+        "raw-esp",
+        None,
+        "With --tun, also carry ESP straight over IP (protocol 50, RFC 4303) on a raw socket "
+        "per --listen address (needs CAP_NET_RAW; without it an info line and UDP only): the "
+        "CHILD_SAs of an IKE SA that stayed on --port (no NAT detected, no float to 4500) "
+        "send raw ESP. Off by default because clients such as strongSwan's kernel-libipsec "
+        "accept ESP only in UDP 4500.",
+    ],
+]
 
 TUN_PARAMETERS: list[list[Any]] = [
     [
@@ -66,8 +78,8 @@ def check_tun(options: Any) -> None:
     except ValueError as e:
         raise usage.UsageError(f"TUN options: {e}") from None
     if options["tun"] is None:
-        if addresses or routes:
-            raise usage.UsageError("--tun-address and --tun-route need --tun")
+        if addresses or routes or options["raw-esp"]:
+            raise usage.UsageError("--tun-address, --tun-route and --raw-esp need --tun")
     else:
         if options["tun-mtu"] is not None and not 576 <= options["tun-mtu"] <= 65535:
             raise usage.UsageError("--tun-mtu must be 576 to 65535")
@@ -101,6 +113,7 @@ def tun_service(
         reactor,
         mtu=options["tun-mtu"],
         listen=options["addresses"],
+        raw_esp=bool(options["raw-esp"]),
         addresses=options["tun_addresses"],
         routes=options["tun_routes"],
     )

@@ -11,6 +11,7 @@ outbound sequence numbers reach the soft limit is rekeyed through its IKE SA.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 
 from twisted_rserpool.esp.dataplane import Address, DataPlaneInstaller
 from twisted_rserpool.esp.pathmtu import path_mtu, tun_mtu
+from twisted_rserpool.esp.raw import RawEspSocket, open_raw_esp
 from twisted_rserpool.esp.tun import TunDevice, configure_tun, open_tun
 from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.constants import NAT_T_PORT
@@ -29,9 +31,12 @@ from twisted_rserpool.ike.gateway import IkeDatagramProtocol
 __all__ = ["TunnelService", "endpoint_resolver"]
 
 
-def endpoint_resolver(endpoint: IkeEndpoint) -> Callable[[ChildSa], Address | None]:
+def endpoint_resolver(
+    endpoint: IkeEndpoint, *, raw_esp: bool = False
+) -> Callable[[ChildSa], Address | None]:
     """Where a CHILD_SA's ESP goes: its IKE SA's current peer address when the IKE SA is on
-    the NAT-T port (so the address follows NAT rebindings), else the peer's port 4500."""
+    the NAT-T port (so the address follows NAT rebindings), else the peer's port 4500, or
+    with ``raw_esp`` the peer's address with port 0: ESP over IP (protocol 50)."""
 
     def resolve(child: ChildSa) -> Address | None:
         sa = endpoint.get(child.ike_spi_r) or endpoint.get(child.ike_spi_i)
@@ -39,7 +44,7 @@ def endpoint_resolver(endpoint: IkeEndpoint) -> Callable[[ChildSa], Address | No
             return None
         if sa.local_address[1] == endpoint.nat_t_port:
             return sa.peer_address
-        return (sa.peer_address[0], NAT_T_PORT)
+        return (sa.peer_address[0], 0 if raw_esp else NAT_T_PORT)
 
     return resolve
 
@@ -66,6 +71,8 @@ class TunnelService(Service):
         opener: Callable[[str], tuple[int, str]] = open_tun,
         listen: Sequence[str] = (),
         probe: Callable[[str], tuple[str, int] | None] = path_mtu,
+        raw_esp: bool = False,
+        raw_opener: Callable[[str], socket.socket] = open_raw_esp,
     ) -> None:
         self.deviceName = name
         self.planes = list(planes)
@@ -73,6 +80,10 @@ class TunnelService(Service):
         self.mtu = mtu
         self.listen = list(listen)
         self.probe = probe
+        self.raw_esp = raw_esp
+        self.raw_opener = raw_opener
+        self.raw: dict[int, RawEspSocket] = {}
+        """The raw ESP socket of each plane (by index), when ``raw_esp`` could open it."""
         self.addresses = list(addresses)
         self.routes = list(routes)
         self.configure = configure
@@ -93,8 +104,10 @@ class TunnelService(Service):
             os.close(fd)
             raise
         self.device = TunDevice(fd, self.reactor, self.packetsReceived, mtu=self.mtu, name=name)
-        for protocol, plane in self.planes:
+        for index, (protocol, plane) in enumerate(self.planes):
             protocol.endpoint.esp_receiver = self._receiver(plane)
+            if self.raw_esp:
+                self._open_raw(index, protocol, plane)
         self.device.startReading()
         self.log.info(
             "ESP data plane on TUN {name} (MTU {mtu}, addresses {addresses}, routes {routes})",
@@ -126,9 +139,31 @@ class TunnelService(Service):
             mtus.append(mtu)
         return min(mtus)
 
+    def _open_raw(
+        self, index: int, protocol: IkeDatagramProtocol, plane: DataPlaneInstaller
+    ) -> None:
+        address = protocol.endpoint.local_address[0]
+        try:
+            sock = self.raw_opener(address)
+        except OSError as e:
+            self.log.info(
+                "No raw ESP (IP protocol 50) on {address}: {error}; ESP only in UDP",
+                address=address,
+                error=str(e),
+            )
+            return
+        raw = RawEspSocket(sock, self.reactor, self._receiver(plane))
+        self.raw[index] = raw
+        plane.resolve = endpoint_resolver(protocol.endpoint, raw_esp=True)
+        raw.startReading()
+        self.log.info("Raw ESP (IP protocol 50) on {address}", address=address)
+
     def stopService(self) -> None:
         """Detach from the endpoints and close the TUN device."""
         super().stopService()  # type: ignore[no-untyped-call]
+        for raw in self.raw.values():
+            raw.close()
+        self.raw = {}
         for protocol, _ in self.planes:
             protocol.endpoint.esp_receiver = None
         if self.device is not None:
@@ -148,12 +183,16 @@ class TunnelService(Service):
         now = self.reactor.seconds()
         planes = self.planes
         for packet in packets:
-            for protocol, plane in planes:
+            for index, (protocol, plane) in enumerate(planes):
                 if len(planes) > 1 and plane.sad.lookup(packet) is None:
                     continue
                 sealed = plane.seal(packet, now)
                 nat = protocol.natTraversal
-                if sealed is not None and nat is not None and nat.transport is not None:
+                if sealed is None:
+                    pass
+                elif sealed[1][1] == 0 and index in self.raw:
+                    self.raw[index].write(sealed[0], sealed[1])
+                elif nat is not None and nat.transport is not None:
                     nat.transport.write(sealed[0], sealed[1])
                 break
             else:
