@@ -1,6 +1,6 @@
 """Our IKEv2 initiator as a VPN client with a data plane, for the real-tunnel tests.
 
-Usage: python -m tests.interop.vpn_client LOCAL_HOST GATEWAY PSK SUBNET TUN
+Usage: python -m tests.interop.vpn_client LOCAL_HOST GATEWAY PSK SUBNET TUN [raw-esp]
 
 Run inside the client's network namespace. It opens an IKE SA with ``GATEWAY`` (UDP 500,
 ESP over UDP 4500 as RFC 3948 frames it), follows redirects, asks for a virtual IPv4
@@ -46,7 +46,7 @@ class Client(IkeInitiatorProtocol):
 
 
 async def main(argv: list[str]) -> None:
-    local_host, gateway, psk, subnet, tun = argv
+    local_host, gateway, psk, subnet, tun, *flags = argv
     config = IkeConfig(
         Identity.parse("client@test"),
         PskTable(default=psk.encode()),
@@ -69,7 +69,12 @@ async def main(argv: list[str]) -> None:
     host, port = up.peer_address
     say(event="established", peer=f"{host}:{port}", virtual_ip=str(vip), children=len(plane))
     tunnel = TunnelService(
-        tun, [(protocol, plane)], reactor, addresses=[f"{vip}/32"], routes=[subnet]
+        tun,
+        [(protocol, plane)],
+        reactor,
+        addresses=[f"{vip}/32"],
+        routes=[subnet],
+        raw_esp="raw-esp" in flags,  # ESP over IP (protocol 50) while IKE stays on port 500
     )
     tunnel.startService()
     say(event="tunnel", device=tunnel.deviceName)
@@ -77,7 +82,13 @@ async def main(argv: list[str]) -> None:
     def report() -> None:
         children = [status for sa in endpoint for c in sa.children.values()
                     if (status := plane.child_status(c)) is not None]  # fmt: skip
-        say(event="counters", plane=plane.counters, children=children)
+        say(
+            event="counters",
+            plane=plane.counters,
+            children=children,
+            esp_in_udp=endpoint.counters["esp_received"],
+            raw=[dict(raw.counters) for raw in tunnel.raw.values()],
+        )
 
     reactor.addSystemEventTrigger("before", "shutdown", report)
 
