@@ -365,7 +365,9 @@ def test_strongswan_gateway_liveness_rekey_and_delete() -> None:
             rekeyed = client.next()
             assert rekeyed["event"] == "rekeyed" and rekeyed["suite"] == "aes128-sha256-x25519"
             charon.wait_for_log("IKE_SA gw[2] rekeyed between")
-            charon.swanctl("--terminate", "--ike", "gw", "--timeout", "10")
+            # By unique id: the old gw[1] may still be listed while its deletion completes,
+            # and terminating it by name then fails with "ID 1 not found".
+            charon.swanctl("--terminate", "--ike-id", "2", "--timeout", "10")
             assert client.next() == {"event": "deleted", "reason": "deleted by peer"}
         finally:
             code = client.finish()
