@@ -29,6 +29,8 @@ command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)
 command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
 # tests/enrp/test_status_page_chromium.py: the admin status page in headless Chromium.
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# tests/enrp/test_attack_tls.py: openssl s_client, a TLS-PSK client we did not write.
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi

@@ -33,3 +33,17 @@ def requireTool(name: str) -> str:
             pytest.fail(f"{name} is required for this test (scripts/test installs it as root)")
         pytest.skip(f"{name} not installed; scripts/test installs it")
     return path
+
+
+def requireNamespaces() -> None:
+    """Root with unshare and ip, for a network namespace of the test's own; where interop is
+    required their absence is a failure, never a skip."""
+    problem = None
+    if os.geteuid() != 0:
+        problem = "needs root for a network namespace"
+    elif shutil.which("unshare") is None or shutil.which("ip") is None:
+        problem = "needs unshare and ip for a network namespace"
+    if problem is not None:
+        if interopRequired():
+            pytest.fail(problem)
+        pytest.skip(problem)

@@ -5,8 +5,6 @@ the test's own (a veth pair: Linux refuses IPv6 multicast routes over lo)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +21,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.asap.processes import TWISTD, _kill, freePort
 from tests.asap.support import FAST, FAST_MAPPING, Echo, Recording, credentials, waitFor
+from tests.conftest import requireNamespaces
 from twisted_rserpool.asap import PoolElement, PoolUser
 from twisted_rserpool.asap.announcements import (
     ASAP_MULTICAST_GROUP6,
@@ -222,8 +221,7 @@ class Ipv6AnnouncementTests(TestCase):
         and a pool user without configured servers joins ff02::133 on the other end
         (IPV6_JOIN_GROUP with the interface's index) and resolves at the announced server
         over IPv6."""
-        if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-            raise pytest.skip.Exception("needs root, unshare and ip for a network namespace")
+        requireNamespaces()
         root = Path(__file__).resolve().parents[2]
         done = subprocess.run(
             [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from tests.asap.support import (
     startServer,
     waitFor,
 )
+from tests.conftest import requireNamespaces
 from twisted_rserpool.asap import PoolElement, PoolUser
 from twisted_rserpool.asap.errors import RegistrationRefused
 from twisted_rserpool.asap.registration import RegistrationState
@@ -231,8 +231,7 @@ class ProcedureTests(TestCase):
         """In a namespace of its own (loopback multicast routed), a real twistd enrp
         announces to 224.0.1.185 and a pool user without configured servers joins the group
         and resolves at the announced server."""
-        if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-            raise pytest.skip.Exception("needs root, unshare and ip for a network namespace")
+        requireNamespaces()
         root = Path(__file__).resolve().parents[2]
         done = subprocess.run(
             [

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.conftest import requireTool
 from tests.enrp.support import (
     LOOPBACK,
     OTHER_KEY,
@@ -34,7 +35,6 @@ from twisted_rserpool.wire.tcpmapping import ChunkEncoder
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command"),
 ]
 
 #: How long one s_client run or one wait for a log line may take, at most.
@@ -78,6 +78,7 @@ class OpenSslClientTests(SynchronousTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
+        requireTool("openssl")
         cls.directory = Path(tempfile.mkdtemp(prefix="rserpool-attack-tls-"))
         cls.plainPort = freePort()
         server = EnrpProcess(cls.directory / "enrp")

@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from tests.conftest import interopRequired
 from twisted_rserpool._tap.vpngw import Options, makeService
 from twisted_rserpool.esp import EspSa
 from twisted_rserpool.esp.dataplane import DataPlaneInstaller
@@ -195,7 +196,7 @@ def test_raw_esp_option_needs_tun() -> None:
 def test_real_raw_sockets_on_the_loopback(address: str) -> None:
     """As root: ESP sent to the loopback with protocol 50 arrives whole at the reader
     (IPv4 header stripped by the adapter, none on IPv6), from the sender's address."""
-    if os.geteuid() != 0 and not os.environ.get("TWISTED_RSERPOOL_REQUIRE_INTEROP"):
+    if os.geteuid() != 0 and not interopRequired():
         pytest.skip("raw sockets need CAP_NET_RAW")
     sock = open_raw_esp(address)
     got: list[tuple[bytes, tuple[str, int], float]] = []
