@@ -6,5 +6,7 @@ re-exports it so that ``from twisted_rserpool.ike.payloads import ...`` keeps wo
 
 from __future__ import annotations
 
+from twisted_rserpool.ike import codec as _codec
 from twisted_rserpool.ike.codec import *  # noqa: F403  # the one export list is codec's
-from twisted_rserpool.ike.codec import __all__  # noqa: F401  # re-exported with the names
+
+__all__ = list(_codec.__all__)
