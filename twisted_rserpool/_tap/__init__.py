@@ -59,7 +59,7 @@ def commandOptions(tapname: str, base: type[usage.Options]) -> type[usage.Option
 
         def opt_version(self) -> None:
             """Display the version of twisted-rserpool (and of Twisted) and exit."""
-            print(_version())  # the command's own output, as Twisted's --version
+            sys.stdout.write(_version() + "\n")  # the command's own output, not a log line
             sys.exit(0)
 
     CommandOptions.__name__ = CommandOptions.__qualname__ = base.__name__
