@@ -8,8 +8,13 @@
   ``Authorization: Bearer <token>``; ``POST`` bodies must be JSON objects
   (``Content-Type: application/json``, which a web page cannot send cross-origin without
   a CORS preflight that this resource never answers); unknown paths are 404; on loopback
-  the ``Host`` header must name a loopback address (no DNS rebinding).
-- :func:`isoTime` and :func:`checksumText`: the one format for times and checksums.
+  the ``Host`` header must name a loopback address (no DNS rebinding; a UNIX socket, which
+  no web page reaches, is exempt).
+- :func:`isoTime` and :func:`checksumText`: the one format for times and checksums;
+  :func:`runningFields`: version, start time and uptime for a status document.
+- :func:`metricsReply`: a Prometheus scrape of a registry, in the format the scraper asks.
+- :func:`htmlTable`, :func:`htmlFacts`, :func:`htmlPage`: the plain HTML (no scripts,
+  everything escaped) of the status pages.
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import CollectorRegistry
+from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+
+from twisted_rserpool import __version__
 
 log = Logger()
 
@@ -147,6 +158,17 @@ def checksumText(value: int) -> str:
     return f"0x{value:04x}"
 
 
+def runningFields(now: float, startedAt: float | None) -> dict[str, Any]:
+    """``version``, ``started_at``, ``uptime_seconds`` and ``now`` of a status document."""
+    started = now if startedAt is None else startedAt
+    return {
+        "version": __version__,
+        "started_at": isoTime(started),
+        "uptime_seconds": round(now - started, 3),
+        "now": isoTime(now),
+    }
+
+
 @dataclass
 class Reply:
     """What a route answers: a status, a content type and a body."""
@@ -219,7 +241,8 @@ class AdminResource(Resource):
 
     def _route(self, request: Request) -> Reply:
         method = request.method
-        if not self.tokenForReads and not loopbackHost(request.getHeader(b"host")):
+        local = isinstance(request.getHost(), UNIXAddress)
+        if not (self.tokenForReads or local or loopbackHost(request.getHeader(b"host"))):
             # DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches a loopback
             # listener, but its browser still names the page's host.
             return Reply.error(403, "the Host header must name a loopback address")
@@ -292,15 +315,85 @@ def wantsHtml(request: Request) -> bool:
     return b"text/html" in accept
 
 
+def metricsReply(request: Request, registry: CollectorRegistry) -> Reply:
+    """One scrape of ``registry``: Prometheus text, or OpenMetrics when ``Accept`` asks."""
+    accept = request.getHeader(b"accept") or b""
+    encoder, contentType = choose_encoder(accept.decode("latin-1"))
+    return Reply(encoder(registry), contentType.encode("ascii"))
+
+
+# ---------------------------------------------------------------------- HTML status pages
+
+#: The style sheet of every status page (inline: the CSP allows inline styles only).
+PAGE_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.4em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
+th { background: #eef; } code { font-size: 0.95em; }
+dl { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
+dt { font-weight: bold; } .empty { color: #777; font-style: italic; }
+.state-active, .state-ESTABLISHED { color: #060; }
+.state-probing, .state-taking_over, .state-INIT_DONE, .state-DELETING { color: #a60; }
+.state-inactive, .draining { color: #900; }
+"""
+
+
+def htmlCell(value: Any) -> str:
+    """A table cell of ``value`` (escaped; None is a grey dash)."""
+    if value is None:
+        return '<td class="empty">-</td>'
+    return f"<td>{escape(str(value))}</td>"
+
+
+def htmlTable(headers: Iterable[str], rows: Iterable[Iterable[Any]], rowClass: str = "") -> str:
+    """A table with ``headers`` and one row per item of ``rows``, each of class ``rowClass``."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        f'<tr class="{escape(rowClass)}">' + "".join(htmlCell(v) for v in row) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def htmlFacts(facts: Iterable[tuple[str, Any]]) -> str:
+    """A definition list of (name, value) pairs: the summary at the top of a page."""
+    items = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
+    return f'<dl id="summary">{items}</dl>'
+
+
+def htmlPage(title: str, heading: str, parts: Iterable[str]) -> bytes:
+    """A whole status page: ``title``, an ``<h1>`` of ``heading`` (both escaped here), the
+    already escaped HTML ``parts``, and links to the JSON and the metrics."""
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>{escape(title)}</title><style>{PAGE_STYLE}</style></head><body>",
+            f"<h1>{escape(heading)}</h1>",
+            *parts,
+            '<p><a href="/status">JSON</a> (<code>curl /status</code>) &middot; '
+            '<a href="/metrics">Prometheus metrics</a></p></body></html>\n',
+        ]
+    ).encode("utf-8")
+
+
 __all__ = [
+    "PAGE_STYLE",
     "AdminConfigError",
     "AdminEndpoint",
     "AdminResource",
     "Reply",
     "adminEndpoint",
     "checksumText",
+    "htmlCell",
+    "htmlFacts",
+    "htmlPage",
+    "htmlTable",
     "isoTime",
     "loadOrCreateToken",
     "loopbackHost",
+    "metricsReply",
+    "runningFields",
     "wantsHtml",
 ]

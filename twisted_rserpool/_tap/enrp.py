@@ -7,13 +7,13 @@ import secrets
 from pathlib import Path
 from typing import Any, ClassVar
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
 from twisted.internet.endpoints import clientFromString, serverFromString
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool._tap.admin import TOKEN_FILE_OPTION, adminService
 from twisted_rserpool.enrp.bindings import (
     BindingFileError,
     FileBindingStore,
@@ -233,13 +233,7 @@ class Options(usage.Options):
             "e.g. tcp:8864. Bound to 127.0.0.1 unless it names an interface; off loopback "
             "every request needs the bearer token.",
         ],
-        [
-            "admin-token-file",
-            None,
-            None,
-            "File with the admin bearer token (default: admin.token in the state directory, "
-            "generated with mode 0600 if missing).",
-        ],
+        TOKEN_FILE_OPTION,
         [
             "peer-heartbeat-cycle",
             None,
@@ -674,52 +668,21 @@ def _reloadService(
             server.peering.policy = policy
             server.peering.table.policy = policy
 
-    return ReloadOnSignal(Reloader(creators, options["policy"], applyPolicy), reactor)
-
-
-#: The file in the state directory that keeps the admin interface's bearer token.
-ADMIN_TOKEN_FILE = "admin.token"
+    return ReloadOnSignal(
+        Reloader(creators, options["policy"], applyPolicy),
+        reactor,
+        "the pre-shared keys and the authorization policy",
+    )
 
 
 def _adminService(options: Options, reactor: Any, server: ENRPServer) -> IService:
     """The admin web site on --admin: loopback by default, the token from the state directory."""
-    from twisted_rserpool._admin import (  # noqa: PLC0415
-        AdminConfigError,
-        adminEndpoint,
-        loadOrCreateToken,
-    )
     from twisted_rserpool.enrp.admin import adminSite  # noqa: PLC0415
 
-    endpoint = adminEndpoint(options["admin"])
-    if options["admin-token-file"] is not None:
-        tokenFile = Path(options["admin-token-file"])
-    else:
-        state = Path(options["state-dir"])
-        state.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tokenFile = state / ADMIN_TOKEN_FILE
-    try:
-        token = loadOrCreateToken(tokenFile)
-    except AdminConfigError as e:
-        raise usage.UsageError(f"--admin-token-file: {e}") from None
-    if endpoint.loopback:
-        log.info(
-            "Admin interface on {endpoint}; requests that change something need the bearer "
-            "token in {tokenFile}",
-            endpoint=endpoint.description,
-            tokenFile=str(tokenFile),
-        )
-    else:
-        log.warn(
-            "Admin interface on {endpoint} is not on loopback ({where}): every request needs "
-            "the bearer token in {tokenFile}, and it travels without TLS; prefer loopback "
-            "and an SSH tunnel",
-            endpoint=endpoint.description,
-            where=endpoint.where,
-            tokenFile=str(tokenFile),
-        )
-    listening = serverFromString(reactor, endpoint.description)  # type: ignore[no-untyped-call]
-    site = adminSite(server, token, tokenForReads=not endpoint.loopback)
-    return StreamServerEndpointService(listening, site)  # type: ignore[no-untyped-call]
+    def makeSite(token: str, remote: bool) -> Any:
+        return adminSite(server, token, tokenForReads=remote)
+
+    return adminService(options, reactor, makeSite)
 
 
 def _descriptorBudget(options: Options, peering: bool) -> tuple[int, int]:

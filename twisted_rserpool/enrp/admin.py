@@ -16,15 +16,24 @@ Times are ISO 8601 (UTC) and checksums ``0x%04x``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from html import escape
 from typing import Any
 
-from prometheus_client.exposition import choose_encoder
 from twisted.web.server import Request, Site
 
-from twisted_rserpool import __version__
-from twisted_rserpool._admin import AdminResource, Reply, checksumText, isoTime, wantsHtml
+from twisted_rserpool._admin import (
+    AdminResource,
+    Reply,
+    checksumText,
+    htmlCell,
+    htmlFacts,
+    htmlPage,
+    htmlTable,
+    isoTime,
+    metricsReply,
+    runningFields,
+    wantsHtml,
+)
 from twisted_rserpool.enrp.metrics import metricsRegistry
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import PoolElementEntry
@@ -86,14 +95,9 @@ def _peer(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _header(server: ENRPServer, startedAt: float | None) -> dict[str, Any]:
-    now = server.clock.seconds()
-    started = now if startedAt is None else startedAt
     return {
         "server_identifier": f"0x{server.serverIdentifier:08x}",
-        "version": __version__,
-        "started_at": isoTime(started),
-        "uptime_seconds": round(now - started, 3),
-        "now": isoTime(now),
+        **runningFields(server.clock.seconds(), startedAt),
         "secure": server.registrar.config.secure,
     }
 
@@ -159,33 +163,6 @@ def status(server: ENRPServer, startedAt: float | None = None) -> dict[str, Any]
 
 # ---------------------------------------------------------------------- HTML status page
 
-_STYLE = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin-top: 1.6em; }
-table { border-collapse: collapse; margin: 0.4em 0 1em; }
-th, td { border: 1px solid #ccc; padding: 0.2em 0.6em; text-align: left; vertical-align: top; }
-th { background: #eef; } code { font-size: 0.95em; }
-dl { display: grid; grid-template-columns: max-content auto; gap: 0.1em 1em; }
-dt { font-weight: bold; } .empty { color: #777; font-style: italic; }
-.state-active { color: #060; } .state-probing, .state-taking_over { color: #a60; }
-.state-inactive { color: #900; }
-"""
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return '<td class="empty">-</td>'
-    return f"<td>{escape(str(value))}</td>"
-
-
-def _table(headers: Iterable[str], rows: Iterable[Iterable[Any]], rowClass: str = "") -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        f'<tr class="{escape(rowClass)}">' + "".join(_cell(v) for v in row) + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
 
 def _policyText(policy: dict[str, Any]) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in policy.items() if k not in ("type", "policy_type"))
@@ -213,16 +190,7 @@ def statusPage(document: dict[str, Any]) -> bytes:
         ("ASAP connections", len(document["connections"])),
         ("Peers", len(document["peers"])),
     ]
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>ENRP server {escape(server)}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>ENRP server <code>{escape(server)}</code></h1>",
-        '<dl id="summary">'
-        + "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts)
-        + "</dl>",
-        '<h2 id="pools">Pools</h2>',
-    ]
+    parts = [htmlFacts(facts), '<h2 id="pools">Pools</h2>']
     if not document["pools"]:
         parts.append('<p class="empty">No pools.</p>')
     for pool in document["pools"]:
@@ -232,7 +200,7 @@ def statusPage(document: dict[str, Any]) -> bytes:
             f" &mdash; {escape(_policyText(pool['policy']))}</h3>"
         )
         parts.append(
-            _table(
+            htmlTable(
                 (
                     "PE identifier",
                     "Home ENRP server",
@@ -276,7 +244,7 @@ def statusPage(document: dict[str, Any]) -> bytes:
         body = "".join(
             f'<tr class="peer state-{escape(str(p["state"]).replace(" ", "_"))}">'
             + "".join(
-                _cell(p.get(k))
+                htmlCell(p.get(k))
                 for k in (
                     "server",
                     "identity",
@@ -301,7 +269,7 @@ def statusPage(document: dict[str, Any]) -> bytes:
         parts.append('<p class="empty">No peers.</p>')
     parts.append('<h2 id="connections">ASAP connections</h2>')
     parts.append(
-        _table(
+        htmlTable(
             ("Number", "Peer", "Security", "PEs", "Subscriptions"),
             (
                 (
@@ -316,14 +284,10 @@ def statusPage(document: dict[str, Any]) -> bytes:
         )
     )
     parts.append('<h2 id="counters">Counters</h2>')
-    parts.append(_table(("Registrar counter", "Value"), document["counters"].items()))
+    parts.append(htmlTable(("Registrar counter", "Value"), document["counters"].items()))
     if document["peer_counters"]:
-        parts.append(_table(("Peering counter", "Value"), document["peer_counters"].items()))
-    parts.append(
-        '<p><a href="/status">JSON</a> (<code>curl /status</code>) &middot; '
-        '<a href="/metrics">Prometheus metrics</a></p></body></html>\n'
-    )
-    return "\n".join(parts).encode("utf-8")
+        parts.append(htmlTable(("Peering counter", "Value"), document["peer_counters"].items()))
+    return htmlPage(f"ENRP server {server}", f"ENRP server {server}", parts)
 
 
 # ---------------------------------------------------------------------- the resource
@@ -361,9 +325,7 @@ class StatusResource(AdminResource):
         return Reply.json(summary(self.enrpServer, self.startedAt))
 
     def _metrics(self, request: Request) -> Reply:
-        accept = request.getHeader(b"accept") or b""
-        encoder, contentType = choose_encoder(accept.decode("latin-1"))
-        return Reply(encoder(self.registry), contentType.encode("ascii"))
+        return metricsReply(request, self.registry)
 
     render_GET = AdminResource.render
 

@@ -10,15 +10,13 @@ Server identifier bindings (RFC 5355 2.5) are not reloaded: they are kept from t
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.logger import Logger
 
+from twisted_rserpool._reload import ReloadOnSignal, logKept, logKeysChanged
 from twisted_rserpool.security.authorization import AuthorizationPolicy, PolicyError
 from twisted_rserpool.security.psk import PskTable, loadPskFile
 from twisted_rserpool.security.tls import TlsServerCreator
@@ -62,7 +60,7 @@ class Reloader:
                 policy = AuthorizationPolicy.from_file(self.policyPath)
             except PolicyError as e:
                 self.failures += 1
-                log.error("Reload: kept the previous policy: {error}", error=str(e))
+                logKept("policy", str(e))
             else:
                 self.applyPolicy(policy)
                 log.info(
@@ -75,44 +73,7 @@ class Reloader:
         except (OSError, ValueError) as e:
             self.failures += 1
             reason = f"{path}: {e.strerror}" if isinstance(e, OSError) else str(e)
-            log.error("Reload: kept the previous pre-shared keys: {error}", error=reason)
+            logKept("pre-shared keys", reason)
             return None
-        before = dict(old) if old is not None else {}
-        added = sorted(set(table) - set(before))
-        removed = sorted(set(before) - set(table))
-        changed = sorted(i for i in table if i in before and before[i] != table[i])
-        log.info(
-            "Reload: {path}: {count} identities; added {added}, removed {removed}, "
-            "new key for {changed}",
-            path=str(Path(path)),
-            count=len(table),
-            added=added or "none",
-            removed=removed or "none",
-            changed=changed or "none",
-        )
+        logKeysChanged(str(Path(path)), dict(old) if old is not None else {}, table)
         return table
-
-
-class ReloadOnSignal(Service):
-    """Runs ``reloader.reload`` in the reactor on SIGHUP while running (never stops it)."""
-
-    def __init__(self, reloader: Reloader, reactor: Any) -> None:
-        self.reloader = reloader
-        self.reactor = reactor
-        self._previous: Any = None
-
-    def startService(self) -> None:
-        """Install the SIGHUP handler."""
-        super().startService()  # type: ignore[no-untyped-call]
-        self._previous = signal.signal(signal.SIGHUP, self._received)
-
-    def stopService(self) -> None:
-        """Restore the previous SIGHUP handler."""
-        if self._previous is not None:
-            signal.signal(signal.SIGHUP, self._previous)
-            self._previous = None
-        super().stopService()  # type: ignore[no-untyped-call]
-
-    def _received(self, number: int, frame: FrameType | None) -> None:
-        log.info("SIGHUP: reloading the pre-shared keys and the authorization policy")
-        self.reactor.callFromThread(self.reloader.reload)

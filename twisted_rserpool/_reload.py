@@ -1,0 +1,88 @@
+"""What every reload of this package shares: SIGHUP, and how a reload reports.
+
+- :class:`ReloadOnSignal`: runs a reloader in the reactor on each SIGHUP while the service
+  runs (SIGHUP's default action, ending the process, is never taken).
+- :func:`logKeysChanged`: one line for a keys file read again: how many identities, which
+  were added or removed and which got a new key; never a key.
+- :func:`logKept`: one line for a file that could not be used, whose previous contents
+  stay in force.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any, Protocol
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+__all__ = ["ReloadOnSignal", "Reloading", "keyChanges", "logKept", "logKeysChanged"]
+
+log = Logger()
+
+
+class Reloading(Protocol):
+    """Something that re-reads its files when asked."""
+
+    def reload(self) -> None:
+        """Re-read every file; keep what a bad one held, and log what changed."""
+
+
+class ReloadOnSignal(Service):
+    """Runs ``reloader.reload`` in the reactor on SIGHUP while running (never stops it).
+
+    ``what`` names what is reloaded, for the line logged when the signal arrives.
+    """
+
+    def __init__(self, reloader: Reloading, reactor: Any, what: str) -> None:
+        self.reloader = reloader
+        self.reactor = reactor
+        self.what = what
+        self._previous: Any = None
+
+    def startService(self) -> None:
+        """Install the SIGHUP handler."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._previous = signal.signal(signal.SIGHUP, self._received)
+
+    def stopService(self) -> None:
+        """Restore the previous SIGHUP handler."""
+        if self._previous is not None:
+            signal.signal(signal.SIGHUP, self._previous)
+            self._previous = None
+        super().stopService()  # type: ignore[no-untyped-call]
+
+    def _received(self, number: int, frame: FrameType | None) -> None:
+        log.info("SIGHUP: reloading {what}", what=self.what)
+        self.reactor.callFromThread(self.reloader.reload)
+
+
+def keyChanges(
+    before: Mapping[Any, Any], after: Mapping[Any, Any]
+) -> tuple[list[str], list[str], list[str]]:
+    """The identities added, removed, and kept with a new secret, as sorted text."""
+    added = sorted(str(i) for i in set(after) - set(before))
+    removed = sorted(str(i) for i in set(before) - set(after))
+    changed = sorted(str(i) for i in after if i in before and before[i] != after[i])
+    return added, removed, changed
+
+
+def logKeysChanged(path: str, before: Mapping[Any, Any], after: Mapping[Any, Any]) -> None:
+    """Log that ``path`` was read again and how its identities changed (no secret)."""
+    added, removed, changed = keyChanges(before, after)
+    log.info(
+        "Reload: {path}: {count} identities; added {added}, removed {removed}, "
+        "new key for {changed}",
+        path=path,
+        count=len(after),
+        added=added or "none",
+        removed=removed or "none",
+        changed=changed or "none",
+    )
+
+
+def logKept(what: str, reason: str) -> None:
+    """Log in one line that ``what`` stays as it was, because of ``reason``."""
+    log.error("Reload: kept the previous {what}: {error}", what=what, error=reason)
