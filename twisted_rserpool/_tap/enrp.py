@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from twisted_rserpool._tap.admin import TOKEN_FILE_OPTION, adminService
+from twisted_rserpool._tap.classes import namedSubclass
 from twisted_rserpool.enrp.bindings import (
     BindingFileError,
     FileBindingStore,
@@ -287,6 +288,16 @@ class Options(usage.Options):
             "PSK file holding --enrp-identity's key (default: --psk-file or the state "
             "directory's keys.psk).",
         ],
+        [
+            "registrar",
+            None,
+            None,
+            "The registrar class as package.module.Class: a subclass of "
+            "twisted_rserpool.enrp.Registrar (of TakeoverRegistrar with --peer or --enrp) "
+            "with decisions of its own, such as allowRegistration; built as "
+            "Class(config, handlespace, policy). Default: Registrar, TakeoverRegistrar "
+            "when peering (docs/developer.md).",
+        ],
     ]
     optFlags: ClassVar[list[list[Any]]] = [
         [
@@ -420,6 +431,12 @@ class Options(usage.Options):
                         "update from a peer without TLS (RFC 5355 section 2.15); use "
                         "--insecure to allow it"
                     )
+        if self["registrar"] is not None:
+            chosen = namedSubclass("--registrar", self["registrar"], Registrar)
+            problem = registrarProblem(chosen, self.peering)
+            if problem is not None:
+                raise usage.UsageError(f"--registrar: {self['registrar']}: {problem}")
+            self["registrar"] = chosen
 
 
 def _prepareStateDirectory(options: Options) -> tuple[str, str, str]:
@@ -468,8 +485,41 @@ def _checkFile(option: str, path: str, psk: bool = False) -> None:
         raise usage.UsageError(f"{option}: {e}") from None
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
-    """The ENRP server service tree that ``options`` describes."""
+def registrarProblem(registrarClass: type[Registrar], peering: bool) -> str | None:
+    """Why ``registrarClass`` cannot be the registrar of a server that (not) peers, or None."""
+    if issubclass(registrarClass, TakeoverRegistrar) or not peering:
+        return None
+    return (
+        "not a subclass of twisted_rserpool.enrp.TakeoverRegistrar, which a server with "
+        "--peer or --enrp needs (it admits the pool elements it takes over)"
+    )
+
+
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    *,
+    registrarClass: type[Registrar] | None = None,
+) -> IService:
+    """The ENRP server service tree that ``options`` describes, as ``twistd enrp`` runs it.
+
+    ``registrarClass`` is the class of the server's registrar, built as
+    ``registrarClass(config, handlespace, policy)``: a
+    :class:`~twisted_rserpool.enrp.Registrar` subclass whose hooks
+    (``allowRegistration``, ``allowResolution``) make decisions of its own, and a
+    :class:`~twisted_rserpool.enrp.TakeoverRegistrar` subclass when ``options`` peer
+    (``--peer``, ``--enrp``). Default: ``--registrar``, else ``Registrar``
+    (``TakeoverRegistrar`` when peering). A ``.tac`` file builds the same server as
+    ``twistd enrp`` this way (``examples/custom_registrar.tac``).
+
+    The result is the :class:`~twisted_rserpool.enrp.ENRPServer`, or, with ``--announce``
+    or ``--admin``, a ``MultiService`` holding it and those services. A problem with an
+    option or a file raises ``UsageError`` naming the option.
+    """
+    if registrarClass is not None:
+        problem = registrarProblem(registrarClass, options.peering)
+        if problem is not None:
+            raise TypeError(f"registrarClass {registrarClass.__qualname__}: {problem}")
     if reactor is None:
         from twisted.internet import reactor as _reactor  # noqa: PLC0415
 
@@ -544,7 +594,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
     outgoing = _outgoingEndpoints(reactor, options, enrpPskFile) if peering else None
     maxConnections, maxPeerConnections = _descriptorBudget(options, peering is not None)
-    registrarClass = TakeoverRegistrar if peering is not None else Registrar
+    if registrarClass is None:
+        registrarClass = options["registrar"] or (
+            TakeoverRegistrar if peering is not None else Registrar
+        )
     server = ENRPServer(
         registrarClass(config, handlespace, policy),
         clock,

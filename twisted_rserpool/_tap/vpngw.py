@@ -23,6 +23,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool._tap.classes import namedSubclass
 from twisted_rserpool._tap.vpngw_auth import (
     AUTH_FLAGS,
     AUTH_PARAMETERS,
@@ -333,6 +334,16 @@ class Options(usage.Options):
             "comma separated, taken in turn; 'gw=3' gives a gateway a weight of 3.",
         ],
         [
+            "redirect-policy",
+            None,
+            None,
+            "The redirect policy class as package.module.Class: a subclass of "
+            "twisted_rserpool.ike.RedirectPolicy whose hooks (allow_redirect, overloaded, "
+            "choose_gateway) decide; built as Class(source, always=..., max_ike_sas=..., "
+            "max_load=..., load=..., anycast=..., unicast=..., in_auth=...) from the other "
+            "redirect options, and asked even when they give no rule (docs/developer.md).",
+        ],
+        [
             "redirect-max-sas",
             None,
             None,
@@ -495,6 +506,10 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(f"redirect options: {e}") from None
+        if self["redirect-policy"] is not None:
+            self["redirect-policy"] = namedSubclass(
+                "--redirect-policy", self["redirect-policy"], RedirectPolicy
+            )
         wants_policy = (
             self["redirect-always"]
             or self["drain"]
@@ -525,18 +540,28 @@ def _connect_hint(options: Options) -> str:
 
 
 def makePolicy(
-    options: Options, load: Any, source: IGatewaySource | None = None
+    options: Options,
+    load: Any,
+    source: IGatewaySource | None = None,
+    policyClass: type[RedirectPolicy] | None = None,
 ) -> RedirectPolicy | None:
-    """The redirect policy the options describe (None: never redirect)."""
+    """The redirect policy the options describe (None: never redirect).
+
+    ``policyClass`` (default: ``--redirect-policy``, else ``RedirectPolicy``) is built with
+    the gateway source and the keyword arguments of ``RedirectPolicy``; a class given
+    either way is built even when the options name no gateway and no rule.
+    """
     gateways, weights = options["targets"]
+    policyClass = policyClass or options["redirect-policy"]
     if (
-        source is None
+        policyClass is None
+        and source is None
         and not gateways
         and options["unicast_gateway"] is None
         and not options["admin"]
     ):
         return None
-    policy = RedirectPolicy(
+    policy = (policyClass or RedirectPolicy)(
         source if source is not None else StaticGateways(gateways, weights),
         always=options["redirect-always"],
         max_ike_sas=options["redirect-max-sas"],
@@ -550,8 +575,17 @@ def makePolicy(
     return policy
 
 
-def makeService(options: Options, reactor: Any = None) -> IService:
-    """The gateway service: an IKE endpoint on a UDP port for each listen address."""
+def makeService(
+    options: Options,
+    reactor: Any = None,
+    *,
+    redirectPolicyClass: type[RedirectPolicy] | None = None,
+) -> IService:
+    """The gateway service: an IKE endpoint on a UDP port for each listen address.
+
+    ``redirectPolicyClass`` is the redirect policy's class (see ``makePolicy``), for a
+    ``.tac`` file that builds the gateway ``twistd vpngw`` runs with a policy of its own.
+    """
     if reactor is None:
         from twisted.internet import reactor as default_reactor  # noqa: PLC0415 (lazy)
 
@@ -609,7 +643,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         GatewayRegistration(element, load, reactor, options["pool-interval"]).setServiceParent(
             service
         )  # type: ignore[no-untyped-call]
-    policy = makePolicy(options, load, source)
+    policy = makePolicy(options, load, source, redirectPolicyClass)
     planes = []
     for address in options["addresses"]:
         plane = tun_installer(options)

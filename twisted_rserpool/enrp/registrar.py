@@ -191,7 +191,12 @@ class Registrar:
     """The ASAP server core of an ENRP server: registrations, handle resolution, keep-alives.
 
     Subclass and override :meth:`allowRegistration` / :meth:`allowResolution` to add
-    decisions of your own (the way twisted.names offers ``allowQuery``).
+    decisions of your own (the way twisted.names offers ``allowQuery``), then hand the
+    class to ``twistd enrp --registrar package.module.Class`` or to
+    ``twisted_rserpool.enrp.tap.makeService(options, registrarClass=Class)``, which build
+    it as ``Class(config, handlespace, policy)``. The hooks run in this sans-IO core for
+    every request they decide on: they answer at once (no I/O, no Deferreds); read what
+    they need beforehand, for example in ``__init__``.
     """
 
     def __init__(
@@ -229,15 +234,35 @@ class Registrar:
     ) -> bool:
         """Whether this connection may register ``element`` in ``pool_handle``.
 
-        The default applies the authorization policy (role pool-element for this pool).
-        Called only for authenticated peers, or for any peer when the server is insecure.
+        ``connection.identity`` is the peer's authenticated identity (its TLS-PSK identity
+        or certificate subject), ``connection.security`` its whole ``SecurityContext`` and
+        ``connection.peer_address`` its address; ``element`` is the PE parameter as sent
+        (its identifier, transports, policy and registration life). Called for every
+        registration, re-registrations included, and only for authenticated peers (any
+        peer when the server is insecure); not for a PE that re-registers over the
+        connection a new home server opened to it after a takeover
+        (:meth:`takeoverGranted`), which its first home admitted.
+
+        False refuses the registration with the ASAP cause "Rejected due to security
+        considerations" (logged, and counted as ``registrations_refused_...``); the PE
+        gets a rejecting ASAP_REGISTRATION_RESPONSE. The default applies the
+        authorization policy (role pool-element for this pool); call it from an override
+        to keep it.
         """
         if not self.config.secure and connection.identity is None:
             return True
         return self.policy.may(connection.identity, Role.POOL_ELEMENT, pool_handle)
 
     def allowResolution(self, connection: ConnectionState, pool_handle: bytes) -> bool:
-        """Whether this connection may resolve ``pool_handle`` (default: the policy)."""
+        """Whether this connection may resolve ``pool_handle`` and subscribe to its changes.
+
+        ``connection`` is as for :meth:`allowRegistration`, and ``connection.identity``
+        is None for a pool user that authenticated the server only. False answers the
+        ASAP_HANDLE_RESOLUTION with the cause "Rejected due to security considerations"
+        (logged, counted as ``resolutions_refused``). The default applies the policy: an
+        identity with the pool-user or pool-element role for the pool may, an
+        unauthenticated one unless anonymous pool users are refused.
+        """
         if connection.identity is None:
             return self.config.anonymous_pool_users or not self.config.secure
         return self.policy.may(connection.identity, Role.POOL_USER, pool_handle) or self.policy.may(
@@ -406,7 +431,9 @@ class Registrar:
         if self.config.secure and not state.security.authenticated:
             self._refuse_registration(state, message, security, "peer is not authenticated")
             return
-        if not self.allowRegistration(state, handle, element):
+        if not self.takeoverGranted(
+            state, handle, element.pe_identifier
+        ) and not self.allowRegistration(state, handle, element):
             self._refuse_registration(
                 state, message, security, "identity is not authorized for this pool"
             )

@@ -33,7 +33,6 @@ from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.ratelimit import TokenBucket
 from twisted_rserpool.wire import enrp
 from twisted_rserpool.wire.errors import CauseCode
-from twisted_rserpool.wire.parameters import PoolElementParameter
 
 log = Logger()
 
@@ -75,17 +74,6 @@ class TakeoverRegistrar(Registrar):
     def takeoverGranted(self, connection: ConnectionState, pool_handle: bytes, pe: int) -> bool:
         """Whether ``connection`` is our takeover connection to PE ``pe`` of ``pool_handle``."""
         return self._takeover_grants.get(connection.number) == (pool_handle, pe)
-
-    def allowRegistration(
-        self, connection: ConnectionState, pool_handle: bytes, element: PoolElementParameter
-    ) -> bool:
-        """The PE we took over may register over our connection to it; else the policy.
-
-        The PE keeps the owner identity it had (see ``Registrar.takeoverGranted``).
-        """
-        if self.takeoverGranted(connection, pool_handle, element.pe_identifier):
-            return True
-        return super().allowRegistration(connection, pool_handle, element)
 
 
 # ---------------------------------------------------------------------- ENRP takeover

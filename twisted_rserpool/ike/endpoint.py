@@ -58,6 +58,7 @@ from twisted_rserpool.ike.proposals import select_ike
 from twisted_rserpool.ike.redirect import (
     IRedirectPolicy,
     RedirectDecision,
+    RedirectPolicy,
     RedirectRequest,
     same_gateway,
 )
@@ -306,19 +307,21 @@ class IkeEndpoint:
         """The policy's answer for an authenticated client (see IkeSaHost)."""
         if self.redirect_policy is None:
             return None
-        decision = self.redirect_policy.decide(
-            RedirectRequest(
-                exchange,
-                sa.peer_address,
-                self.local_address,
-                len(self._sas) - 1,
-                now,
-                peer_id=str(sa.peer_id) if sa.peer_id is not None else None,
-            )
-        )
+        decision = self.redirect_policy.decide(self._established_request(sa, exchange, now))
         if decision is not None:
             self.redirects[decision.reason] += 1
         return decision
+
+    def _established_request(self, sa: IkeSa, exchange: str, now: float) -> RedirectRequest:
+        """What the redirect policy is told about the client of ``sa`` (not counted)."""
+        return RedirectRequest(
+            exchange,
+            sa.peer_address,
+            self.local_address,
+            len(self._sas) - 1,
+            now,
+            peer_id=str(sa.peer_id) if sa.peer_id is not None else None,
+        )
 
     def redirect(
         self, spi: bytes, gateway: GatewayIdentity, now: float, reason: str = "admin"
@@ -341,9 +344,11 @@ class IkeEndpoint:
             if sa.client or sa.state != State.ESTABLISHED or not sa.redirect_supported:
                 continue
             target = gateway
-            if target is None:
-                source = getattr(self.redirect_policy, "source", None)
-                target = source.pick([self.local_address[0]]) if source is not None else None
+            if target is None and isinstance(self.redirect_policy, RedirectPolicy):
+                # The policy's own choice (its choose_gateway hook), never this gateway.
+                target = self.redirect_policy.choose_gateway(
+                    self._established_request(sa, "INFORMATIONAL", now), [self.local_address[0]]
+                )
             if target is not None and self.redirect(sa.local_spi, target, now, reason):
                 moved += 1
         return moved

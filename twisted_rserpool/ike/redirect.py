@@ -4,10 +4,12 @@ The endpoint asks its ``IRedirectPolicy`` about every IKE_SA_INIT request from a
 that sent N(REDIRECT_SUPPORTED) or N(REDIRECTED_FROM), after the cookie check and before
 any state or Diffie-Hellman work. ``RedirectPolicy`` redirects when this gateway drains,
 when its IKE SA count or load is above a limit, always (a pure redirector), or when the
-request arrived on an anycast address; ``allow_redirect`` is the hook a user overrides
-(like ``allowQuery`` of twisted.names) to exempt or pick out clients. The targets come
-from an ``IGatewaySource``: a static list (round robin or weighted) here, or any other
-source with the same interface.
+request arrived on an anycast address. Its hooks are what a subclass overrides (like
+``allowQuery`` of twisted.names): ``allow_redirect`` exempts or picks out clients,
+``overloaded`` says when this gateway takes no more, ``choose_gateway`` picks the target.
+The targets come from an ``IGatewaySource``: a static list (round robin or weighted) here,
+a pool of gateways (``redirect_pool.PoolGateways``), or any other source with the same
+interface.
 """
 
 from __future__ import annotations
@@ -188,6 +190,12 @@ class RedirectPolicy:
     These rules apply to IKE_SA_INIT; with ``in_auth`` they apply in IKE_AUTH instead (the
     client is then authenticated and ``allow_redirect`` sees its identity, so a subclass can
     redirect by identity).
+
+    A subclass owns the decisions by overriding the hooks ``allow_redirect`` (whether),
+    ``overloaded`` (why this gateway takes no more clients) and ``choose_gateway`` (where
+    to); ``twistd vpngw --redirect-policy package.module.Class`` builds one with the
+    constructor's arguments from the command line. The hooks run in the IKE core, for
+    every request they decide on: they must answer at once (no I/O, no Deferreds).
     """
 
     def __init__(
@@ -213,11 +221,20 @@ class RedirectPolicy:
         self.draining = False
 
     def allow_redirect(self, request: RedirectRequest) -> bool:
-        """Whether this client may be redirected at all (override to exempt clients)."""
+        """Whether this client may be redirected at all (default: every client).
+
+        Override to exempt clients (False: they are served here whatever the load) or to
+        pick them out; ``request`` has the client's address, the address it reached, the
+        exchange and, in IKE_AUTH, its authenticated identity (``peer_id``).
+        """
         return True
 
     def overloaded(self, request: RedirectRequest) -> str | None:
-        """Why this gateway should not take the client (``"load"``, ``"drain"``...)."""
+        """Why this gateway should not take the client (``"load"``, ``"drain"``...), or None.
+
+        The reason is the redirect's reason (the endpoint counts redirects by it). Override
+        to add a measure of load of your own; call this one to keep drain and the limits.
+        """
         if self.draining:
             return "drain"
         if self.max_ike_sas is not None and request.ike_sas >= self.max_ike_sas:
@@ -226,8 +243,20 @@ class RedirectPolicy:
             return "load"
         return None
 
+    def choose_gateway(
+        self, request: RedirectRequest, exclude: Sequence[str]
+    ) -> GatewayIdentity | None:
+        """The gateway the client of ``request`` goes to, or None to serve it here.
+
+        ``exclude`` lists addresses the target must not have (the address the request
+        arrived on, and for an anycast request this gateway's own unicast identity when it
+        is overloaded). The default asks the source (``self.source.pick``); override to
+        choose by client, for example by ``request.peer_id`` or the client's address.
+        """
+        return self.source.pick(exclude)
+
     def decide(self, request: RedirectRequest) -> RedirectDecision | None:
-        """The redirect for ``request``, or None."""
+        """The redirect for ``request``, or None (see the hooks it calls)."""
         if request.exchange != ("IKE_AUTH" if self.in_auth else "IKE_SA_INIT"):
             return None
         if not self.allow_redirect(request):
@@ -238,11 +267,11 @@ class RedirectPolicy:
             if reason is None and self.unicast is not None:
                 return RedirectDecision(self.unicast, "anycast")
             exclude = [local] if self.unicast is None else [local, str(self.unicast)]
-            target = self.source.pick(exclude if reason is not None else [local])
+            target = self.choose_gateway(request, exclude if reason is not None else [local])
             return RedirectDecision(target, "anycast") if target is not None else None
         if reason is None and self.always:
             reason = "static"
         if reason is None:
             return None
-        target = self.source.pick([local])
+        target = self.choose_gateway(request, [local])
         return RedirectDecision(target, reason) if target is not None else None
