@@ -1,0 +1,242 @@
+"""The ``rserpool`` console script against real servers (issue 15, operator surfaces).
+
+Two real ``twistd -n enrp`` processes that peer, with a pool element registered at one,
+for ``rserpool pools``, ``pe`` and ``peers``; a real ``twistd -n vpngw --admin`` with an IKE
+SA of our own initiator for ``sas``, ``drain`` and ``redirect``. The command runs as the
+installed console script in a subprocess; its failures are one line on stderr and a nonzero
+status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from twisted.internet import reactor
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from tests.enrp.support import LOOPBACK, freePort
+from tests.enrp.test_pool_processes import Pool, waitUntil
+from twisted_rserpool.cli import execute
+from twisted_rserpool.cli.adminclient import AdminAddress, parseAdminAddress
+from twisted_rserpool.cli.enrp import policyText, transportText
+from twisted_rserpool.cli.table import formatTable
+
+RSERPOOL = Path(sys.executable).with_name("rserpool")
+
+
+async def rserpool(*args: str, cwd: Path, token: str | None = None) -> tuple[int, str, str]:
+    """Run the console script; its exit status, stdout and stderr."""
+    assert RSERPOOL.exists(), f"{RSERPOOL} is missing: pip install -e . installs the script"
+    env = {k: v for k, v in os.environ.items() if k != "RSERPOOL_ADMIN_TOKEN"}
+    if token is not None:
+        env["RSERPOOL_ADMIN_TOKEN"] = token
+    out, err, code = await getProcessOutputAndValue(  # type: ignore[no-untyped-call]
+        str(RSERPOOL), args, env=env, path=str(cwd), reactor=reactor
+    )
+    return code, out.decode(), err.decode()
+
+
+def assertOneLineError(code: int, out: str, err: str, *words: str) -> None:
+    """A failure: nonzero status, nothing on stdout, one line on stderr with ``words``."""
+    assert code != 0, (code, out, err)
+    assert out == "", out
+    assert err.count("\n") == 1 and err.startswith("rserpool: "), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, (word, err)
+
+
+# ---------------------------------------------------------------------- no server needed
+
+
+def test_admin_addresses() -> None:
+    """--admin takes a URL, HOST:PORT, a port, or the server's own --admin endpoint string
+    (loopback when it names no interface, as twistd binds it)."""
+    assert parseAdminAddress("8864") == AdminAddress("http", "127.0.0.1", 8864)
+    assert parseAdminAddress("tcp:8864") == AdminAddress("http", "127.0.0.1", 8864)
+    assert parseAdminAddress("tcp:port=1:interface=127.0.0.2").url("/s") == "http://127.0.0.2:1/s"
+    assert parseAdminAddress("tcp6:8864").url("/") == "http://[::1]:8864/"
+    assert parseAdminAddress("tcp:8864:interface=0.0.0.0").host == "127.0.0.1"
+    assert parseAdminAddress("[::1]:9").url("/x") == "http://[::1]:9/x"
+    assert parseAdminAddress("https://gw.example:8443/admin/").url("/status") == (
+        "https://gw.example:8443/admin/status"
+    )
+    assert parseAdminAddress("unix:/run/a.sock").unixSocket == "/run/a.sock"
+    for bad in ("ftp://x", "tcp:http", "tcp:70000", "http://:1", "unix:", "h:x"):
+        with pytest.raises(ValueError):
+            parseAdminAddress(bad)
+
+
+def test_table_aligns_columns_and_numbers() -> None:
+    """Columns line up; numeric columns are right-aligned; None is '-', booleans yes/no."""
+    text = formatTable(("NAME", "N", "OK"), [("echo", 2, True), ("a-longer-pool", 10, None)])
+    assert text.splitlines() == [
+        "NAME            N  OK",
+        "echo            2  yes",
+        "a-longer-pool  10  -",
+    ]
+
+
+def test_policy_and_transport_text() -> None:
+    """Loads are percentages of the RFC 5356 range; IPv6 addresses get brackets."""
+    half = {"type": "LeastUsedPolicy", "policy_type": 3, "load": 0x7FFFFFFF}
+    assert policyText(half) == "LeastUsed load 50.0%"
+    assert policyText({"type": "WeightedRoundRobinPolicy", "weight": 3}) == (
+        "WeightedRoundRobin weight 3"
+    )
+    six = {"type": "TcpTransport", "port": 7, "addresses": ["::1"], "transport_use": "DATA_ONLY"}
+    assert transportText(six) == "tcp [::1]:7"
+
+
+class _NotJson(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html>not the admin interface</html>")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class ErrorTests(TestCase):
+    """Failures without a twisted-rserpool server: one line, status 1 (2 for usage)."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.here = Path(tempfile.mkdtemp(prefix="rserpool-cli-"))  # no state directory in it
+        self.addCleanup(shutil.rmtree, self.here, ignore_errors=True)
+
+    async def test_connection_refused(self) -> None:
+        """Nothing listens: the line names the address and the --admin it expected."""
+        port = freePort()
+        result = await rserpool("pools", "--admin", f"tcp:{port}", cwd=self.here)
+        assertOneLineError(*result, f"127.0.0.1:{port}", "refused", "--admin")
+        assert result[0] == 1
+
+    async def test_answer_that_is_not_json(self) -> None:
+        """An HTTP server that is not an admin interface: 'not a JSON object'."""
+        server = HTTPServer((LOOPBACK, 0), _NotJson)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        admin = f"http://{LOOPBACK}:{server.server_address[1]}"
+        result = await rserpool("sas", "--admin", admin, cwd=self.here)
+        assertOneLineError(*result, "not a JSON object")
+
+    async def test_no_command(self) -> None:
+        """The console script without a command: one line, status 2."""
+        result = await rserpool(cwd=self.here)
+        assertOneLineError(*result, "a command is needed")
+        assert result[0] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("nonsense",), "Unknown command: nonsense"),
+        (("redirect", "--peer", "192.0.2.1", "--all"), "exactly one of"),
+        (("redirect", "--spi", "xyz"), "--spi: 'xyz' is not hexadecimal"),
+        (("drain", "--stop", "--move"), "exclude"),
+        (("pools", "--timeout", "soon"), "--timeout: could not convert"),
+        (("pe", "a", "b"), "Wrong number of arguments"),
+        (("pools", "--admin", "ftp://x"), "--admin: 'ftp://x' is not"),
+    ],
+)
+def test_usage_errors(args: tuple[str, ...], words: str) -> None:
+    """A wrong command line is one line naming the problem, and status 2 (nothing sent)."""
+    out, err = io.StringIO(), io.StringIO()
+    assert execute(args, out, err) == 2
+    assertOneLineError(1, out.getvalue(), err.getvalue(), words)
+
+
+# ---------------------------------------------------------------------- twistd enrp
+
+
+class EnrpTests(TestCase):
+    """``rserpool pools``, ``pe`` and ``peers`` against two peering ENRP servers."""
+
+    timeout = 60
+
+    async def test_pools_pe_and_peers(self) -> None:
+        """The tables and the JSON documents show the registered PE, its pool and the peer."""
+        directory = Path(tempfile.mkdtemp(prefix="rserpool-cli-"))
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        pool = Pool(directory, 2)
+        self.addCleanup(pool.stop)
+        pool.startAll()
+        one, two = pool.servers
+        # A real pool element process (it answers the keep-alives), registered at one.
+        _process, pe = pool.startElement(one, "cli")
+
+        def peered() -> bool:
+            return (
+                any(p["state"] == "active" for p in one.admin()["peers"]) and pe in two.elements()
+            )
+
+        await waitUntil(peered, 15, "peering and replication")
+        admin = ("--admin", f"tcp:{one.process.adminPort}")
+        cwd = one.process.directory
+
+        code, out, err = await rserpool("pools", *admin, cwd=cwd)
+        assert code == 0 and err == "", err
+        header, blank, columns, row = out.splitlines()
+        assert header.startswith("ENRP server 0x00000001 (twisted-rserpool") and not blank
+        assert columns.split() == ["POOL", "POLICY", "PES", "HOME", "ENRP", "SERVERS"]
+        assert row.split() == ["echo", "RoundRobin", "1", "0x00000001"]
+
+        code, out, err = await rserpool("pe", "echo", *admin, cwd=cwd)
+        assert code == 0 and err == "", err
+        columns, row = out.splitlines()[2:]
+        assert columns.split()[:3] == ["POOL", "PE", "TRANSPORT"]
+        fields = row.split()
+        assert fields[:3] == ["echo", f"0x{pe:08x}", "tcp"]
+        assert fields[3].startswith(f"{LOOPBACK}:") and fields[3] != f"{LOOPBACK}:0"
+        # its ASAP control traffic uses it too (RFC 5354 transport use), then policy, home,
+        # registered by (PSK identity), owner identity, life, expiry
+        assert fields[4:10] == ["(data+control)", "RoundRobin", "0x00000001", "pe", "pe", "30"]
+        assert "EXPIRES" in columns and " in " in row
+
+        code, out, err = await rserpool("pe", "--json", *admin, cwd=cwd)
+        document = json.loads(out)
+        (entry,) = document["pools"][0]["pool_elements"]
+        assert entry["pe_identifier"] == f"0x{pe:08x}" and entry["identity"] == "pe"
+        assert entry["policy"]["type"] == "RoundRobinPolicy" and entry["registration_life"] == 30
+
+        code, out, err = await rserpool("pe", "nosuch", *admin, cwd=cwd)
+        assertOneLineError(code, out, err, "no pool 'nosuch'", "pools: echo")
+
+        # The peer table of server 1 shows server 2, active, holding no PE of its own.
+        code, out, err = await rserpool("peers", *admin, cwd=cwd)
+        assert code == 0 and err == "", err
+        columns, row = out.splitlines()[2:]
+        assert columns.split()[:3] == ["SERVER", "IDENTITY", "STATE"]
+        fields = row.split()
+        assert fields[:3] == ["0x00000002", "enrp-2", "active"] and "ago" in row
+        code, out, err = await rserpool("peers", "--json", *admin, cwd=cwd)
+        (peer,) = json.loads(out)["peers"]
+        assert peer["server"] == "0x00000002" and peer["state"] == "active"
+
+        # Server 2 replicated the PE: its home is server 1.
+        code, out, err = await rserpool("pe", "--admin", str(two.process.adminPort), cwd=cwd)
+        assert code == 0 and f"0x{pe:08x}" in out and "0x00000001" in out
+
+        # The ENRP admin is not a gateway's: sas says so in one line, and a path that
+        # does not exist is the server's 404.
+        code, out, err = await rserpool("sas", *admin, cwd=cwd)
+        assertOneLineError(code, out, err, "not what twistd vpngw's admin interface sends")
+        wrong = f"http://{LOOPBACK}:{one.process.adminPort}/nothing"
+        code, out, err = await rserpool("pools", "--admin", wrong, cwd=cwd)
+        assertOneLineError(code, out, err, "404", "no such resource: /nothing/status")

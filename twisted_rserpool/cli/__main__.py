@@ -1,0 +1,5 @@
+"""``python -m twisted_rserpool.cli``: the ``rserpool`` command."""
+
+from twisted_rserpool.cli.main import run
+
+run()
