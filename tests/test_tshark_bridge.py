@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from twisted_rserpool import tshark
-from twisted_rserpool.tshark import (
+from tests.tools import tshark
+from tests.tools.tshark import (
     Packet,
     Tree,
     TsharkError,
@@ -19,8 +19,10 @@ from twisted_rserpool.tshark import (
     enrp_packet,
     field_values,
     find_tshark,
+    ike_packet,
     pcap_bytes,
     problems,
+    read_udp_datagrams,
     write_pcap,
 )
 
@@ -98,6 +100,30 @@ def test_pcapLayout(tmp_path: Path) -> None:
     assert frame.endswith(payload)
     write_pcap(tmp_path / "one.pcap", [Packet(payload, "udp")])
     assert (tmp_path / "one.pcap").read_bytes() == pcap_bytes([Packet(payload, "udp")])
+
+
+def test_readBackWhatWasWritten(tmp_path: Path) -> None:
+    """The capture reader finds every UDP datagram the writer framed, IPv4 and IPv6, and
+    skips the TCP and SCTP packets between them."""
+    written = [
+        ike_packet(b"IKE_SA_INIT", src="127.0.0.1", dst="127.0.0.2", sport=500, dport=500),
+        asap_packet(b"not UDP", "tcp"),
+        ike_packet(b"\0\0\0\0marked", src="2001:db8::1", dst="2001:db8::2", dport=4500),
+        enrp_packet(b"not UDP either", "sctp"),
+    ]
+    write_pcap(tmp_path / "mixed.pcap", written)
+    found = read_udp_datagrams(tmp_path / "mixed.pcap")
+    assert [(d.frame, str(d.source), str(d.destination)) for d in found] == [
+        (1, "127.0.0.1", "127.0.0.2"),
+        (3, "2001:db8::1", "2001:db8::2"),
+    ]
+    assert [(d.source_port, d.destination_port, d.payload) for d in found] == [
+        (500, 500, b"IKE_SA_INIT"),
+        (500, 4500, b"\0\0\0\0marked"),
+    ]
+    (tmp_path / "garbage.pcap").write_bytes(b"\x00" * 32)
+    with pytest.raises(ValueError, match="not a pcap or pcapng file"):
+        read_udp_datagrams(tmp_path / "garbage.pcap")
 
 
 def test_sctpDataChunk() -> None:
@@ -201,7 +227,7 @@ def test_findTshark() -> None:
 
 def test_fieldsKeepDocumentOrder() -> None:
     """fields() walks interleaved repeated names in document order; the mapping merges them."""
-    from twisted_rserpool.tshark import fields
+    from tests.tools.tshark import fields
 
     tree = Tree(
         [

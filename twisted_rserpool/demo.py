@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import TextIO
 
-from twisted_rserpool import tshark
+from tests.tools import tshark
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import (

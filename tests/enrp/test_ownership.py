@@ -17,13 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.logger import capturedLogs
 
+from tests.tools.tshark import dissect, enrp_packet, field_values, problems
 from tests.wire import strategies as s
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig, Send
 from twisted_rserpool.enrp.takeover import TakeoverRegistrar, takeover_security
 from twisted_rserpool.handlespace import Handlespace, RegistrationRefused
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Grant, Role
 from twisted_rserpool.security.context import SecurityContext
-from twisted_rserpool.tshark import dissect, enrp_packet, field_values, problems
 from twisted_rserpool.wire import asap, enrp
 from twisted_rserpool.wire import parameters as parameters_module
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage

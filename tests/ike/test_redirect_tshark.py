@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requireTool
-from tests.ike.pcapfile import ipv4_udp_packet, write_pcap
 from tests.ike.test_redirect import CL, A, B, ByIdentity, Net, static
 from tests.ike.test_tshark_decrypt import INTEGRITY_NAMES, encryption_name
+from tests.tools.tshark import ike_packet, write_pcap
 from twisted_rserpool.ike.redirect import StaticGateways, parse_gateway
 from twisted_rserpool.ike.sa import IkeSa
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.interop
 def decode(tshark: str, net: Net, path: Path, sa: IkeSa | None = None) -> str:
     """tshark's verbose decode of everything the network carried (decrypted with ``sa``)."""
     packets = [
-        ipv4_udp_packet(data, s[0], d[0], s[1], d[1])
+        ike_packet(data, src=s[0], dst=d[0], sport=s[1], dport=d[1])
         for s, d, data in net.log
         if ":" not in s[0] + d[0]
     ]

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import requireTool
-from tests.ike.pcapfile import ipv4_udp_packet, write_pcap
 from tests.ike.test_sa import CL, GW, Pair, config
+from tests.tools.tshark import ike_packet, write_pcap
 from twisted_rserpool.ike.crypto import EncryptionId, IntegrityId
 from twisted_rserpool.ike.proposals import IkeSuite, parse_ike_suites
 
@@ -62,7 +62,7 @@ def test_tshark_decrypts_our_messages(name: str, tmp_path: Path) -> None:
     packets = []
     for sender, data in pair.sent:
         (src, dst) = (CL, GW) if sender == "cl" else (GW, CL)
-        packets.append(ipv4_udp_packet(data, src[0], dst[0], src[1], dst[1]))
+        packets.append(ike_packet(data, src=src[0], dst=dst[0], sport=src[1], dport=dst[1]))
     capture = tmp_path / "ike.pcap"
     write_pcap(capture, packets)
     assert pair.cl.get(spi) is None and len(pair.gw) == 0

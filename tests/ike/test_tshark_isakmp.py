@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.conftest import requireTool
-from tests.ike.pcapfile import ipv4_udp_packet, write_pcap
+from tests.tools.tshark import ike_packet, write_pcap
 from twisted_rserpool.ike.constants import (
     AuthMethod,
     CertEncoding,
@@ -555,12 +555,8 @@ MESSAGES = built_messages()
 def dissected(tmp_path_factory: pytest.TempPathFactory) -> list[Pairs]:
     """tshark's view of the built messages (the last one framed for port 4500)."""
     tshark = requireTool("tshark")
-    packets = [ipv4_udp_packet(m.encode()) for m in MESSAGES]
-    packets.append(
-        ipv4_udp_packet(
-            add_non_esp_marker(MESSAGES[3].encode()), source_port=4500, destination_port=4500
-        )
-    )
+    packets = [ike_packet(m.encode()) for m in MESSAGES]
+    packets.append(ike_packet(add_non_esp_marker(MESSAGES[3].encode()), sport=4500, dport=4500))
     path = tmp_path_factory.mktemp("isakmp") / "built.pcap"
     write_pcap(path, packets)
     return dissect(tshark, path)
@@ -616,7 +612,7 @@ def test_tshark_agrees_on_random_messages(tmp_path: Path) -> None:
     tshark = requireTool("tshark")
     messages = random_messages(60)
     path = tmp_path / "random.pcap"
-    write_pcap(path, [ipv4_udp_packet(m.encode()) for m in messages])
+    write_pcap(path, [ike_packet(m.encode()) for m in messages])
     for message, layers in zip(messages, dissect(tshark, path), strict=True):
         check_message(message, layers)
 
@@ -634,7 +630,7 @@ def test_problem_detector_sees_malformed_packets(tmp_path: Path) -> None:
     bad_length = good[:-4] + b"\x00\x00\x00\x00"
     bad_length = bad_length[:24] + (len(good) + 40).to_bytes(4, "big") + bad_length[28:]
     path = tmp_path / "bad.pcap"
-    write_pcap(path, [ipv4_udp_packet(bad_cert), ipv4_udp_packet(bad_length)])
+    write_pcap(path, [ike_packet(bad_cert), ike_packet(bad_length)])
     for layers in dissect(tshark, path):
         assert problems(layers) != []
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ike.pcapfile import UdpDatagram, read_udp_datagrams
+from tests.tools.tshark import UdpDatagram, read_udp_datagrams
 from twisted_rserpool.ike.constants import (
     NAT_T_PORT,
     DhGroup,

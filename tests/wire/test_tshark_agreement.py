@@ -83,7 +83,7 @@ from typing import Any, Literal, TypeAlias
 
 import pytest
 
-from twisted_rserpool.tshark import (
+from tests.tools.tshark import (
     Packet,
     Tree,
     asap_packet,

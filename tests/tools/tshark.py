@@ -1,9 +1,11 @@
-"""A bridge to Wireshark's command-line dissector, tshark, for RSerPool payloads.
+"""Captures for Wireshark's command-line dissector, tshark, and a capture reader.
 
-Build classic pcap files from application payloads (ASAP and ENRP messages) wrapped in
+Build classic pcap files from application payloads (ASAP, ENRP and IKE messages) wrapped in
 synthetic Ethernet, IPv4 or IPv6, and UDP, TCP or SCTP headers with correct lengths and
-checksums, then let tshark dissect them: as JSON trees for tests that compare our codec with
-Wireshark's, or as tshark's human-readable detail text for demonstrations.
+checksums, then let tshark dissect them: as JSON trees for tests that compare our codecs with
+Wireshark's, or as tshark's human-readable detail text for demonstrations. Read the UDP
+datagrams of a pcap or pcapng capture back (:func:`read_udp_datagrams`), for the recorded
+test vectors.
 
 tshark 4.0 dissects ASAP on SCTP payload protocol identifier 11 and on SCTP, UDP and TCP
 port 3863, and ENRP on SCTP payload protocol identifier 12 and on SCTP and UDP port 9901;
@@ -31,9 +33,11 @@ __all__ = [
     "ASAP_PPID",
     "ENRP_PORT",
     "ENRP_PPID",
+    "IKE_PORT",
     "Packet",
     "Tree",
     "TsharkError",
+    "UdpDatagram",
     "asap_packet",
     "describe",
     "dissect",
@@ -41,8 +45,10 @@ __all__ = [
     "field_values",
     "fields",
     "find_tshark",
+    "ike_packet",
     "pcap_bytes",
     "problems",
+    "read_udp_datagrams",
     "write_pcap",
 ]
 
@@ -56,8 +62,18 @@ ASAP_PPID = 11
 """The SCTP payload protocol identifier of ASAP."""
 ENRP_PPID = 12
 """The SCTP payload protocol identifier of ENRP."""
+IKE_PORT = 500
+"""The IANA port of IKE (UDP)."""
 
 _LINKTYPE_ETHERNET = 1
+_LINKTYPE_RAW = 101
+_PCAP_MAGIC_USEC = 0xA1B2C3D4
+_PCAP_MAGIC_NSEC = 0xA1B23C4D
+_PCAPNG_SHB = 0x0A0D0D0A
+_PCAPNG_IDB = 0x00000001
+_PCAPNG_SPB = 0x00000003
+_PCAPNG_EPB = 0x00000006
+_PCAPNG_BYTE_ORDER = 0x1A2B3C4D
 _ETHERTYPE_IPV4 = 0x0800
 _ETHERTYPE_IPV6 = 0x86DD
 _PROTOCOL_NUMBERS: dict[str, int] = {"tcp": 6, "udp": 17, "sctp": 132}
@@ -129,6 +145,18 @@ def enrp_packet(
     """A packet that tshark dissects as ENRP: PPID 12 on SCTP, port 9901 on UDP."""
     ppid = ENRP_PPID if transport == "sctp" else 0
     return Packet(payload, transport, src, dst, sport, dport, ppid)
+
+
+def ike_packet(
+    payload: bytes,
+    *,
+    src: str = "127.0.0.1",
+    dst: str = "127.0.0.2",
+    sport: int = IKE_PORT,
+    dport: int = IKE_PORT,
+) -> Packet:
+    """A UDP packet that tshark dissects as IKE: port 500, or 4500 with the non-ESP marker."""
+    return Packet(payload, "udp", src, dst, sport, dport)
 
 
 # Checksums ---------------------------------------------------------------------------------
@@ -227,7 +255,7 @@ def _ip_packet(packet: Packet, segment: bytes, identification: int) -> tuple[int
     return _ETHERTYPE_IPV6, header + segment
 
 
-def _frames(packets: Iterable[Packet]) -> Iterable[bytes]:
+def _ethernet_frames(packets: Iterable[Packet]) -> Iterable[bytes]:
     sequences: dict[tuple[str, str, str, int, int], int] = {}
     for index, packet in enumerate(packets):
         flow = (packet.transport, packet.src, packet.dst, packet.sport, packet.dport)
@@ -246,8 +274,8 @@ def pcap_bytes(packets: Iterable[Packet]) -> bytes:
     Each packet becomes one Ethernet frame; TCP sequence numbers and SCTP TSNs continue
     within each flow, so consecutive packets of one flow form a clean stream.
     """
-    parts = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 0xFFFF, _LINKTYPE_ETHERNET)]
-    for index, frame in enumerate(_frames(packets)):
+    parts = [struct.pack("<IHHiIII", _PCAP_MAGIC_USEC, 2, 4, 0, 0, 0xFFFF, _LINKTYPE_ETHERNET)]
+    for index, frame in enumerate(_ethernet_frames(packets)):
         parts.append(struct.pack("<IIII", _BASE_TIME + index, 0, len(frame), len(frame)))
         parts.append(frame)
     return b"".join(parts)
@@ -256,6 +284,119 @@ def pcap_bytes(packets: Iterable[Packet]) -> bytes:
 def write_pcap(path: str | os.PathLike[str], packets: Iterable[Packet]) -> None:
     """Write ``packets`` to a classic pcap file at ``path`` (see :func:`pcap_bytes`)."""
     Path(path).write_bytes(pcap_bytes(packets))
+
+
+# Reading captures --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UdpDatagram:
+    """One UDP datagram found in a capture, with its frame number (1-based)."""
+
+    frame: int
+    source: ipaddress.IPv4Address | ipaddress.IPv6Address
+    destination: ipaddress.IPv4Address | ipaddress.IPv6Address
+    source_port: int
+    destination_port: int
+    payload: bytes
+
+
+def _captured_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(link type, frame octets) of every packet in a pcap or pcapng file."""
+    if struct.unpack_from("<I", data)[0] == _PCAPNG_SHB:
+        return _pcapng_frames(data)
+    for order in "<>":
+        magic = struct.unpack_from(order + "I", data)[0]
+        if magic in (_PCAP_MAGIC_USEC, _PCAP_MAGIC_NSEC):
+            linktype = struct.unpack_from(order + "I", data, 20)[0] & 0x0FFFFFFF
+            frames = []
+            offset = 24
+            while offset + 16 <= len(data):
+                captured = struct.unpack_from(order + "I", data, offset + 8)[0]
+                offset += 16
+                frames.append((linktype, data[offset : offset + captured]))
+                offset += captured
+            return frames
+    raise ValueError("not a pcap or pcapng file")
+
+
+def _pcapng_frames(data: bytes) -> list[tuple[int, bytes]]:
+    frames: list[tuple[int, bytes]] = []
+    interfaces: list[int] = []
+    order = "<"
+    offset = 0
+    while offset + 12 <= len(data):
+        block_type = struct.unpack_from(order + "I", data, offset)[0]
+        if block_type == _PCAPNG_SHB:
+            # The byte-order magic decides the endianness of this section.
+            order = (
+                "<" if struct.unpack_from("<I", data, offset + 8)[0] == _PCAPNG_BYTE_ORDER else ">"
+            )
+            interfaces = []
+        length = struct.unpack_from(order + "I", data, offset + 4)[0]
+        body = data[offset + 8 : offset + length - 4]
+        if block_type == _PCAPNG_IDB:
+            interfaces.append(struct.unpack_from(order + "H", body)[0])
+        elif block_type == _PCAPNG_EPB:
+            interface, _, _, captured, _ = struct.unpack_from(order + "IIIII", body)
+            frames.append((interfaces[interface], body[20 : 20 + captured]))
+        elif block_type == _PCAPNG_SPB:
+            original = struct.unpack_from(order + "I", body)[0]
+            frames.append((interfaces[0], body[4 : 4 + original]))
+        offset += length
+    return frames
+
+
+def _udp(linktype: int, frame: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(source, destination, UDP segment) of an IP/UDP frame, or None for anything else."""
+    if linktype == _LINKTYPE_ETHERNET:
+        ether_type = struct.unpack_from("!H", frame, 12)[0]
+        packet = frame[14:]
+        if ether_type == 0x8100:  # an 802.1Q VLAN tag
+            ether_type = struct.unpack_from("!H", frame, 16)[0]
+            packet = frame[18:]
+        if ether_type not in (_ETHERTYPE_IPV4, _ETHERTYPE_IPV6):
+            return None
+    elif linktype == _LINKTYPE_RAW:
+        packet = frame
+    else:
+        return None
+    version = packet[0] >> 4
+    udp = _PROTOCOL_NUMBERS["udp"]
+    if version == 4:
+        header_length = (packet[0] & 0x0F) * 4
+        if packet[9] != udp:
+            return None
+        total = struct.unpack_from("!H", packet, 2)[0]
+        return packet[12:16], packet[16:20], packet[header_length:total]
+    if version == 6:
+        if packet[6] != udp:
+            return None
+        length = struct.unpack_from("!H", packet, 4)[0]
+        return packet[8:24], packet[24:40], packet[40 : 40 + length]
+    return None
+
+
+def read_udp_datagrams(path: str | os.PathLike[str]) -> list[UdpDatagram]:
+    """Every UDP datagram in a pcap or pcapng capture (Ethernet or raw IP), in capture order."""
+    datagrams = []
+    for number, (linktype, frame) in enumerate(_captured_frames(Path(path).read_bytes()), 1):
+        found = _udp(linktype, frame)
+        if found is None:
+            continue
+        source, destination, segment = found
+        sport, dport, length = struct.unpack_from("!HHH", segment)
+        datagrams.append(
+            UdpDatagram(
+                number,
+                ipaddress.ip_address(source),
+                ipaddress.ip_address(destination),
+                sport,
+                dport,
+                segment[8:length],
+            )
+        )
+    return datagrams
 
 
 # Running tshark ----------------------------------------------------------------------------

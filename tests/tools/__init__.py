@@ -1,0 +1,1 @@
+"""Test drivers: tools the tests use that are no part of the runtime package."""
