@@ -64,6 +64,13 @@ CASES = [
         "No such file",
     ),
     (["enrp", "--no-such-option"], "--no-such-option", "not recognized"),
+    (["enrp", "--registrar", "no_such_module.Registrar"], "--registrar", "does not name"),
+    (["enrp", "--registrar", "twisted_rserpool.enrp.ENRPServer"], "--registrar", "not a subclass"),
+    (
+        ["vpngw", "--redirect-policy", "twisted_rserpool.ike.StaticGateways"],
+        "--redirect-policy",
+        "not a subclass of twisted_rserpool.ike.redirect.RedirectPolicy",
+    ),
     (["vpngw", "--port=abc"], "--port", "abc"),
     (["vpngw", "--secrets", "/nonexistent/ipsec.secrets"], "--secrets", "No such file"),
     (

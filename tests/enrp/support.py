@@ -78,6 +78,8 @@ class EnrpProcess:
     process: subprocess.Popen[bytes] | None = None
     #: RLIMIT_NOFILE (soft and hard) to run twistd under; ``None``: inherited.
     nofile: int | None = None
+    #: Environment variables set for twistd (beside the inherited ones).
+    environment: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.directory = self.directory.resolve()
@@ -101,19 +103,26 @@ class EnrpProcess:
         if not self.certificate.exists():
             createSelfSignedCertificate(self.certificate, self.directory / "server.key")
 
-    def start(self) -> None:
-        self.prepare()
+    def enrpOptions(self) -> list[str]:
+        """The ``twistd enrp`` options this server runs with."""
         listener = (
             f"tlspsk:{self.port}:interface={LOOPBACK}:pskFile={self.pskFile}"
             f":certificate={self.certificate}:privateKey={self.directory / 'server.key'}"
         )
-        command = [
-            TWISTD, "-n", "--pidfile=", f"--logfile={self.log}",
-            "enrp", "--server-id", "0x00e00001", "--asap", listener,
+        return [
+            "--server-id", "0x00e00001", "--asap", listener,
             "--admin", f"tcp:{self.adminPort}:interface={LOOPBACK}",
             "--keep-alive-interval", "1", "--keep-alive-timeout", "1",
             *self.extra,
         ]  # fmt: skip
+
+    def command(self) -> list[str]:
+        """The command line that runs the server (``twistd -n enrp ...``)."""
+        return [TWISTD, "-n", "--pidfile=", f"--logfile={self.log}", "enrp", *self.enrpOptions()]
+
+    def start(self) -> None:
+        self.prepare()
+        command = self.command()
         if self.nofile is not None:
             command = [sys.executable, "-c", _WITH_NOFILE, str(self.nofile), *command]
         self.process = subprocess.Popen(
@@ -122,7 +131,7 @@ class EnrpProcess:
             stdin=subprocess.DEVNULL,
             stdout=open(self.directory / "stdout.txt", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self.environment},
         )
         waitForPort(self.port, self.process, self.log)
         waitForPort(self.adminPort, self.process, self.log)

@@ -24,7 +24,8 @@ def namedSubclass(option: str, name: str, base: type[T]) -> type[T]:
     try:
         found = namedAny(name)  # type: ignore[no-untyped-call]
     except (ValueError, AttributeError) as e:  # InvalidName, ModuleNotFound, ObjectNotFound
-        raise usage.UsageError(f"{option}: {name}: {e}") from None
+        reason = str(e) if name in str(e) else f"{name}: {e}"
+        raise usage.UsageError(f"{option}: {reason}") from None
     except Exception as e:  # the module itself failed to import: say how, in one line
         raise usage.UsageError(
             f"{option}: {name}: importing it failed: {type(e).__name__}: {e}"
