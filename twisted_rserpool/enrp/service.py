@@ -10,7 +10,7 @@ and carries out the actions it returns.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from ipaddress import ip_address
 from typing import Any
 
@@ -356,14 +356,6 @@ class ENRPServer(MultiService):
         service._raiseSynchronously = True
         service.setServiceParent(self)  # type: ignore[no-untyped-call]
         return service
-
-    def listeningServices(self) -> Iterable[StreamServerEndpointService]:
-        """The ASAP listener services."""
-        return [
-            s
-            for s in self
-            if isinstance(s, StreamServerEndpointService) and s not in self._enrpListeners
-        ]
 
     def _requirePeering(self) -> PeerCore:
         if self.peering is None:

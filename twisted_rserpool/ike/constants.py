@@ -378,13 +378,3 @@ class GatewayIdentityType(IntEnum):
     IPV4_ADDRESS = 1
     IPV6_ADDRESS = 2
     FQDN = 3
-
-
-class HashAlgorithm(IntEnum):
-    """Hash algorithms in SIGNATURE_HASH_ALGORITHMS notify data (RFC 7427)."""
-
-    SHA1 = 1
-    SHA2_256 = 2
-    SHA2_384 = 3
-    SHA2_512 = 4
-    IDENTITY = 5

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted_rserpool.ike.constants import NotifyType
-
-if TYPE_CHECKING:
-    from twisted_rserpool.ike.codec import IkeHeader
 
 
 class InvalidIkeMessage(ValueError):
@@ -17,8 +12,6 @@ class InvalidIkeMessage(ValueError):
     INVALID_SYNTAX for structural faults, UNSUPPORTED_CRITICAL_PAYLOAD (with
     ``payload_type`` set to the offending type) for an unknown payload whose critical bit
     is set, INVALID_MAJOR_VERSION for a header whose major version is not 2.
-    ``header`` is the decoded IKE header when the fault lies after it, so that a caller can
-    address an answer (SPIs, message ID); it is None when the header itself is unusable.
     Whether to answer at all is the caller's decision (RFC 7296 section 2.21).
     """
 
@@ -28,13 +21,11 @@ class InvalidIkeMessage(ValueError):
         notify_type: int = NotifyType.INVALID_SYNTAX,
         *,
         payload_type: int | None = None,
-        header: IkeHeader | None = None,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.notify_type = notify_type
         self.payload_type = payload_type
-        self.header = header
 
     @property
     def notify_data(self) -> bytes:

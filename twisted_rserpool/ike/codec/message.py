@@ -134,20 +134,14 @@ def decode_message(data: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> IkeMes
         raise InvalidIkeMessage(
             f"IKE major version {header.major_version} is not 2",
             NotifyType.INVALID_MAJOR_VERSION,
-            header=header,
         )
     if header.length != len(data):
         raise InvalidIkeMessage(
-            f"header Length {header.length} differs from the {len(data)} octets received",
-            header=header,
+            f"header Length {header.length} differs from the {len(data)} octets received"
         )
-    try:
-        payloads = _decode_chain(
-            data, IKE_HEADER_SIZE, header.next_payload, limits, allow_encrypted=True
-        )
-    except InvalidIkeMessage as error:
-        error.header = header
-        raise
+    payloads = _decode_chain(
+        data, IKE_HEADER_SIZE, header.next_payload, limits, allow_encrypted=True
+    )
     return IkeMessage(
         header.spi_i,
         header.spi_r,
