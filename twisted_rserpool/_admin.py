@@ -25,7 +25,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -241,7 +241,7 @@ class AdminResource(Resource):
 
     def _route(self, request: Request) -> Reply:
         method = request.method
-        local = isinstance(request.getHost(), UNIXAddress)
+        local = isinstance(request.getHost(), UNIXAddress)  # type: ignore[no-untyped-call]
         if not (self.tokenForReads or local or loopbackHost(request.getHeader(b"host"))):
             # DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches a loopback
             # listener, but its browser still names the page's host.
@@ -346,11 +346,18 @@ def htmlCell(value: Any) -> str:
     return f"<td>{escape(str(value))}</td>"
 
 
-def htmlTable(headers: Iterable[str], rows: Iterable[Iterable[Any]], rowClass: str = "") -> str:
-    """A table with ``headers`` and one row per item of ``rows``, each of class ``rowClass``."""
+def htmlTable(
+    headers: Iterable[str],
+    rows: Iterable[Sequence[Any]],
+    rowClass: str | Callable[[Sequence[Any]], str] = "",
+) -> str:
+    """A table with ``headers`` and one row per item of ``rows``; each row's class is
+    ``rowClass``, or what ``rowClass(row)`` says."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
-        f'<tr class="{escape(rowClass)}">' + "".join(htmlCell(v) for v in row) + "</tr>"
+        f'<tr class="{escape(rowClass if isinstance(rowClass, str) else rowClass(row))}">'
+        + "".join(htmlCell(v) for v in row)
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

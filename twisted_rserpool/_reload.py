@@ -69,14 +69,24 @@ def keyChanges(
     return added, removed, changed
 
 
-def logKeysChanged(path: str, before: Mapping[Any, Any], after: Mapping[Any, Any]) -> None:
-    """Log that ``path`` was read again and how its identities changed (no secret)."""
+def logKeysChanged(
+    path: str,
+    before: Mapping[Any, Any],
+    after: Mapping[Any, Any],
+    *,
+    items: str = "identities",
+    secret: str = "key",
+) -> None:
+    """Log that ``path`` was read again and how its ``items`` changed (never a secret):
+    ``Reload: PATH: 3 identities; added [...], removed none, new key for none``."""
     added, removed, changed = keyChanges(before, after)
     log.info(
-        "Reload: {path}: {count} identities; added {added}, removed {removed}, "
-        "new key for {changed}",
+        "Reload: {path}: {count} {items}; added {added}, removed {removed}, "
+        "new {secret} for {changed}",
         path=path,
         count=len(after),
+        items=items,
+        secret=secret,
         added=added or "none",
         removed=removed or "none",
         changed=changed or "none",

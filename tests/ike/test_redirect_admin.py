@@ -1,4 +1,4 @@
-"""``twistd vpngw`` redirect options and the JSON admin interface (no sockets)."""
+"""``twistd vpngw`` redirect options and the admin interface's commands (no sockets)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from twisted.web.test.requesthelper import DummyRequest
 from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_redirect import B, C, Net
 from twisted_rserpool._tap import vpngw
-from twisted_rserpool.ike.admin import AdminResource
-from twisted_rserpool.ike.gateway import IkeGatewayProtocol
+from twisted_rserpool.ike.admin import GatewayAdminResource
+from twisted_rserpool.ike.gateway import IkeGatewayProtocol, IkeUdpService
 from twisted_rserpool.ike.redirect import RedirectPolicy, StaticGateways
 
 
@@ -38,7 +38,7 @@ def test_redirect_options() -> None:
     )  # fmt: skip
     service = vpngw.makeService(options, FakeReactor())
     assert isinstance(service, MultiService)
-    protocols = [s.protocol for s in service]
+    protocols = [s.protocol for s in service if isinstance(s, IkeUdpService)]
     policies = {id(p.endpoint.redirect_policy) for p in protocols}
     assert len(policies) == 1
     policy = protocols[0].endpoint.redirect_policy
@@ -56,7 +56,7 @@ def test_redirect_options() -> None:
 def test_no_policy_without_redirect_options() -> None:
     """Without redirect options the gateway never redirects."""
     service = vpngw.makeService(parse(), FakeReactor())
-    (udp,) = list(service)  # type: ignore[call-overload]
+    (udp,) = [s for s in service if isinstance(s, IkeUdpService)]  # type: ignore[attr-defined]
     assert udp.protocol.endpoint.redirect_policy is None
 
 
@@ -77,13 +77,20 @@ def test_bad_redirect_options(args: tuple[str, ...]) -> None:
         parse(*args)
 
 
-def request(resource: AdminResource, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    req: Any = DummyRequest([path.strip("/").encode()])
+TOKEN = "token-of-the-tests"
+
+
+def request(
+    resource: GatewayAdminResource, method: str, path: str, body: Any = None
+) -> tuple[int, Any]:
+    """One request with the token (and, for a POST, a JSON body): status and JSON answer."""
+    req: Any = DummyRequest([p.encode() for p in path.strip("/").split("/")])
     req.method = method.encode()
     req.path = path.encode()
+    req.requestHeaders.setRawHeaders(b"authorization", [b"Bearer " + TOKEN.encode()])
+    req.requestHeaders.setRawHeaders(b"content-type", [b"application/json"])
     req.content = BytesIO(json.dumps(body).encode() if body is not None else b"")
-    render = resource.render_GET if method == "GET" else resource.render_POST
-    data = render(req)
+    data = resource.render(req)
     return req.responseCode or 200, json.loads(data)
 
 
@@ -100,7 +107,7 @@ class Wire:
             self.net.events[address] += node.receive_datagram(data, B, 5.0)
 
 
-def admin_net() -> tuple[Net, AdminResource, RedirectPolicy]:
+def admin_net() -> tuple[Net, GatewayAdminResource, RedirectPolicy]:
     net = Net()
     policy = RedirectPolicy(StaticGateways([IPv4Address("127.0.0.4")]))
     gw = net.add(B, policy=policy)
@@ -111,7 +118,7 @@ def admin_net() -> tuple[Net, AdminResource, RedirectPolicy]:
     reactor.advance(5.0)
     protocol = IkeGatewayProtocol(gw, reactor)
     protocol.transport = Wire(net)  # type: ignore[assignment]
-    return net, AdminResource([protocol], policy, reactor), policy
+    return net, GatewayAdminResource([protocol], policy, reactor, token=TOKEN), policy
 
 
 def test_admin_status_and_redirect_one() -> None:
@@ -181,8 +188,9 @@ def test_pool_options() -> None:
     (source,) = [c for c in children if isinstance(c, PoolGateways)]
     (registration,) = [c for c in children if isinstance(c, GatewayRegistration)]
     assert source.poolHandle == b"vpngw" and registration.element.poolHandle == b"vpngw"
-    (udp,) = [c for c in children if hasattr(c, "protocol")]
-    assert udp.protocol.endpoint.redirect_policy.source is source
+    (udp,) = [c for c in children if isinstance(c, IkeUdpService)]
+    policy = udp.protocol.endpoint.redirect_policy
+    assert isinstance(policy, RedirectPolicy) and policy.source is source
     for bad in (
         ("--pool", "vpngw"),
         ("--redirect-pool", "vpngw"),

@@ -6,7 +6,8 @@ configuration that connects to it.
 
 Redirects (RFC 5685): ``--redirect-to`` lists the gateways clients are sent to, and
 ``--redirect-always``, ``--redirect-max-sas``, ``--redirect-max-load``, ``--anycast`` and
-``--drain`` say when; ``--admin`` serves status and commands as JSON over HTTP. With
+``--drain`` say when; ``--admin`` serves status (JSON, an HTML page, Prometheus metrics)
+and commands over HTTP, and SIGHUP reloads the secrets, certificates and targets files. With
 ``--pool`` the gateway registers itself as a pool element of an RSerPool pool (its load as
 the Least Used value), and ``--redirect-pool`` takes the targets from such a pool.
 """
@@ -16,13 +17,13 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
+from twisted_rserpool._reload import ReloadOnSignal
+from twisted_rserpool._tap.admin import TOKEN_FILE_OPTION, adminService
 from twisted_rserpool._tap.classes import namedSubclass
 from twisted_rserpool._tap.vpngw_auth import (
     AUTH_FLAGS,
@@ -43,7 +44,6 @@ from twisted_rserpool._tap.vpngw_tun import (
 from twisted_rserpool._tap.vpngw_vip import VIP_HELP, check_vip, vip_config, vip_hint
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser
-from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.config import (
     DEFAULT_CHILD_SUITES,
     DEFAULT_IKE_SUITES,
@@ -66,6 +66,7 @@ from twisted_rserpool.ike.redirect import (
     parse_gateway,
 )
 from twisted_rserpool.ike.redirect_pool import GatewayRegistration, PoolGateways
+from twisted_rserpool.ike.reload import GatewayReloader, loadTargets, parseTargets
 from twisted_rserpool.wire.parameters import LeastUsedPolicy
 
 __all__ = ["Options", "makeService"]
@@ -116,24 +117,6 @@ def _addresses(value: str) -> frozenset[str]:
         if item.strip():
             found.add(str(ipaddress.ip_address(item.strip())))
     return frozenset(found)
-
-
-def _targets(value: str) -> tuple[list[GatewayIdentity], list[int] | None]:
-    """``gw[=weight], ...`` as gateways and weights (None when no weight is given)."""
-    gateways: list[GatewayIdentity] = []
-    weights: list[int] = []
-    weighted = False
-    for raw in value.split(","):
-        item = raw.strip()
-        if not item:
-            continue
-        name, sep, weight = item.rpartition("=") if "=" in item else (item, "", "1")
-        weighted = weighted or bool(sep)
-        gateways.append(parse_gateway(name))
-        weights.append(int(weight))
-        if weights[-1] <= 0:
-            raise ValueError(f"the weight of {name} must be positive")
-    return gateways, weights if weighted else None
 
 
 class Options(usage.Options):
@@ -334,6 +317,13 @@ class Options(usage.Options):
             "comma separated, taken in turn; 'gw=3' gives a gateway a weight of 3.",
         ],
         [
+            "redirect-targets",
+            None,
+            None,
+            "File of redirect targets instead of --redirect-to: 'gw[=weight]' items, one a "
+            "line or comma separated (# comments); read again on SIGHUP.",
+        ],
+        [
             "redirect-policy",
             None,
             None,
@@ -418,9 +408,12 @@ class Options(usage.Options):
             "admin",
             None,
             None,
-            "Endpoint of the JSON-over-HTTP admin interface (status, drain, redirect, "
-            "targets), such as tcp:8500:interface=127.0.0.1.",
+            "Endpoint of the admin interface (JSON status, HTML status page, Prometheus "
+            "/metrics; POST drain, redirect, targets), such as tcp:8500. Bound to 127.0.0.1 "
+            "unless it names an interface; every POST, and off loopback every request, "
+            "needs the bearer token.",
         ],
+        TOKEN_FILE_OPTION,
         *TUN_PARAMETERS,
     ]
 
@@ -494,7 +487,7 @@ class Options(usage.Options):
         if self["childless"] not in ("allow", "never"):
             raise usage.UsageError("--childless must be 'allow' or 'never'")
         try:
-            self["targets"] = _targets(self["redirect-to"] or "")
+            self["targets"] = parseTargets(self["redirect-to"] or "")
             self["anycast_addresses"] = _addresses(self["anycast"] or "")
             self["unicast_gateway"] = (
                 parse_gateway(self["unicast"]) if self["unicast"] is not None else None
@@ -506,6 +499,13 @@ class Options(usage.Options):
             )
         except ValueError as e:
             raise usage.UsageError(f"redirect options: {e}") from None
+        if self["redirect-targets"] is not None:
+            if self["redirect-to"] is not None:
+                raise usage.UsageError("give --redirect-to or --redirect-targets, not both")
+            try:
+                self["targets"] = loadTargets(self["redirect-targets"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redirect-targets: {e}") from None
         if self["redirect-policy"] is not None:
             self["redirect-policy"] = namedSubclass(
                 "--redirect-policy", self["redirect-policy"], RedirectPolicy
@@ -559,6 +559,7 @@ def makePolicy(
         and not gateways
         and options["unicast_gateway"] is None
         and not options["admin"]
+        and options["redirect-targets"] is None
     ):
         return None
     policy = (policyClass or RedirectPolicy)(
@@ -664,14 +665,12 @@ def makeService(
         udp.setServiceParent(service)  # type: ignore[no-untyped-call]
     if planes:
         tun_service(options, planes, reactor).setServiceParent(service)  # type: ignore[no-untyped-call]
+    reloader = _reloader(options, protocols, policy, reactor)
+    hangUp = ReloadOnSignal(reloader, reactor, "the secrets, certificates and redirect targets")
+    hangUp.setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["admin"] is not None:
-        from twisted.web.server import Site  # noqa: PLC0415 (only with --admin)
-
-        from twisted_rserpool.ike.admin import AdminResource  # noqa: PLC0415
-
-        site = Site(AdminResource(protocols, policy, reactor, load))  # type: ignore[no-untyped-call]
-        adminEndpoint = serverFromString(reactor, options["admin"])  # type: ignore[no-untyped-call]
-        StreamServerEndpointService(adminEndpoint, site).setServiceParent(service)  # type: ignore[no-untyped-call]
+        admin = _adminService(options, reactor, protocols, policy, load, reloader)
+        admin.setServiceParent(service)  # type: ignore[no-untyped-call]
     keyFile = write_generated_psk(options)
     if keyFile is not None:
         log.info(
@@ -689,3 +688,42 @@ def makeService(
             hint=_connect_hint(options),
         )
     return service
+
+
+def _reloader(
+    options: Options, protocols: list[IkeGatewayProtocol], policy: Any, reactor: Any
+) -> GatewayReloader:
+    """What SIGHUP reads again: the files the options name (a generated key is not one)."""
+    source = policy.source if policy is not None else None
+    return GatewayReloader(
+        [p.endpoint for p in protocols],
+        options["identity"],
+        secrets=options["secrets"],
+        eapUsers=options["eap-users"] if options["eap"] is not None else None,
+        certificate=options["certificate"],
+        privateKey=options["private-key"],
+        ca=options["ca"],
+        targetsFile=options["redirect-targets"],
+        targets=source if isinstance(source, StaticGateways) else None,
+        clock=reactor.seconds,
+    )
+
+
+def _adminService(
+    options: Options,
+    reactor: Any,
+    protocols: list[IkeGatewayProtocol],
+    policy: RedirectPolicy | None,
+    load: Any,
+    reloader: GatewayReloader,
+) -> IService:
+    """The admin web site on --admin: loopback by default, the token from --state-dir."""
+    from twisted_rserpool.ike.admin import GatewayAdminResource, adminSite  # noqa: PLC0415
+
+    def makeSite(token: str, remote: bool) -> Any:
+        resource = GatewayAdminResource(
+            protocols, policy, reactor, load, token, tokenForReads=remote, reloader=reloader
+        )
+        return adminSite(resource)
+
+    return adminService(options, reactor, makeSite)

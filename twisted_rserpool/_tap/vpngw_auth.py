@@ -19,6 +19,7 @@ from twisted_rserpool.ike.auth.certificates import (
 from twisted_rserpool.ike.auth.eap import MsChapV2Authenticator, UsersFile
 from twisted_rserpool.ike.config import PEER_AUTH_METHODS, Identity, PskTable
 from twisted_rserpool.ike.constants import IdType
+from twisted_rserpool.ike.reload import loadCredentials, loadEapUsers, loadSecrets, loadTrust
 
 __all__ = [
     "AUTH_FLAGS",
@@ -49,8 +50,9 @@ AUTH_PARAMETERS: list[Any] = [
         "state-dir",
         None,
         "vpngw-state",
-        "Directory (mode 0700) for the pre-shared key generated when no --secrets is given: "
-        f"{GENERATED_PSK_FILE}, mode 0600, in the --secrets format. The key is never logged.",
+        "Directory (mode 0700) for the pre-shared key generated when no --secrets is given "
+        f"({GENERATED_PSK_FILE}, mode 0600, in the --secrets format; the key is never "
+        "logged) and the --admin bearer token (admin.token, mode 0600).",
     ],
     [
         "certificate",
@@ -105,14 +107,6 @@ AUTH_PARAMETERS: list[Any] = [
 ]
 
 
-def _read(path: str, option: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise usage.UsageError(f"--{option}: {e}") from None
-
-
 def check_auth(options: usage.Options) -> None:
     """Load and check the authentication options (sets identity, psks, credentials, ...)."""
     if options["client-auth"] not in PEER_AUTH_METHODS:
@@ -126,10 +120,7 @@ def check_auth(options: usage.Options) -> None:
         raise usage.UsageError("give --certificate and --private-key together")
     if options["certificate"] is not None:
         try:
-            credentials = Credentials.load(
-                _read(options["certificate"], "certificate"),
-                _read(options["private-key"], "private-key"),
-            )
+            credentials = loadCredentials(options["certificate"], options["private-key"])
         except ValueError as e:
             raise usage.UsageError(f"--certificate/--private-key: {e}") from None
     options["credentials"] = credentials
@@ -151,7 +142,7 @@ def check_auth(options: usage.Options) -> None:
     trust: TrustAnchors | None = None
     if options["ca"] is not None:
         try:
-            trust = TrustAnchors.load(_read(options["ca"], "ca"))
+            trust = loadTrust(options["ca"])
         except ValueError as e:
             raise usage.UsageError(f"--ca: {e}") from None
     elif options["client-auth"] == "certificate":
@@ -162,17 +153,16 @@ def check_auth(options: usage.Options) -> None:
         if options["eap-users"] is None:
             raise usage.UsageError("--client-auth eap-mschapv2 needs --eap-users")
         try:
-            users = UsersFile.parse(_read(options["eap-users"], "eap-users").decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as e:
+            users = loadEapUsers(options["eap-users"])
+        except ValueError as e:
             raise usage.UsageError(f"--eap-users: {e}") from None
         options["eap"] = MsChapV2Authenticator(users)
         options["eap_users"] = users
     options["generated_psk"] = None
     if options["secrets"] is not None:
         try:
-            with open(options["secrets"], encoding="utf-8") as f:
-                options["psks"] = PskTable.parse(f.read())
-        except (OSError, ValueError) as e:
+            options["psks"] = loadSecrets(options["secrets"])
+        except ValueError as e:
             raise usage.UsageError(f"--secrets: {e}") from None
     elif options["client-auth"] == "psk" or credentials is None:
         # Someone needs a key: the clients (psk), or the gateway itself (no certificate).

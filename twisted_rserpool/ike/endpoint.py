@@ -114,6 +114,7 @@ class IkeEndpoint:
         self.counters: dict[str, int] = {
             "init_requests": 0,
             "cookies_sent": 0,
+            "cookies_accepted": 0,
             "invalid_ke_sent": 0,
             "no_proposal_sent": 0,
             "dropped": 0,
@@ -572,6 +573,7 @@ class IkeEndpoint:
                 self.counters["cookies_sent"] += 1
                 self._answer_init(header, address, NotifyType.COOKIE, value)
                 return
+            self.counters["cookies_accepted"] += 1
         origin: IPv4Address | IPv6Address | None = None
         if redirected_from is not None:
             try:

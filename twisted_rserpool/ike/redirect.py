@@ -151,6 +151,10 @@ class StaticGateways:
         """The gateways of the list."""
         return list(self._gateways)
 
+    def weighted(self) -> list[tuple[GatewayIdentity, int]]:
+        """The gateways of the list with their weights (1 each when none were given)."""
+        return list(zip(self._gateways, self._weights, strict=True))
+
     def pick(self, exclude: Sequence[str]) -> GatewayIdentity | None:
         """The next gateway in turn that is not excluded."""
         allowed = [
