@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from twisted_rserpool.ike.gateway import IkeUdpService as IkeUdpService
     from twisted_rserpool.ike.initiator import IkeInitiatorProtocol as IkeInitiatorProtocol
     from twisted_rserpool.ike.initiator import IkeSaSetupFailed as IkeSaSetupFailed
+    from twisted_rserpool.ike.redirect import GatewayIdentity as GatewayIdentity
     from twisted_rserpool.ike.redirect import IGatewaySource as IGatewaySource
     from twisted_rserpool.ike.redirect import IRedirectPolicy as IRedirectPolicy
     from twisted_rserpool.ike.redirect import RedirectDecision as RedirectDecision
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 #: The module of each export. They are imported on first use: the codec and the crypto
 #: (which the ESP data plane and the tools import on their own) stay cheap to import.
 _EXPORTS = {
+    "GatewayIdentity": "redirect",
     "GatewayRegistration": "redirect_pool",
     "IGatewaySource": "redirect",
     "IRedirectPolicy": "redirect",
