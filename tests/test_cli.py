@@ -17,21 +17,25 @@ import sys
 import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pytest
-from twisted.internet import reactor
+from twisted.internet import reactor as _reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from tests.enrp.support import LOOPBACK, freePort
 from tests.enrp.test_pool_processes import Pool, waitUntil
-from twisted_rserpool.cli import execute
+from tests.ike.vpngw_process import IDENTITY, VpngwProcess, connect
+from twisted_rserpool.cli import execute, run
 from twisted_rserpool.cli.adminclient import AdminAddress, parseAdminAddress
 from twisted_rserpool.cli.enrp import policyText, transportText
 from twisted_rserpool.cli.table import formatTable
 
 RSERPOOL = Path(sys.executable).with_name("rserpool")
+reactor: Any = _reactor
 
 
 async def rserpool(*args: str, cwd: Path, token: str | None = None) -> tuple[int, str, str]:
@@ -57,6 +61,12 @@ def assertOneLineError(code: int, out: str, err: str, *words: str) -> None:
 
 
 # ---------------------------------------------------------------------- no server needed
+
+
+def test_console_script_is_declared() -> None:
+    """The installed distribution declares ``rserpool`` as twisted_rserpool.cli:run."""
+    (script,) = entry_points(group="console_scripts", name="rserpool")
+    assert script.value == "twisted_rserpool.cli:run" and script.load() is run
 
 
 def test_admin_addresses() -> None:
@@ -240,3 +250,86 @@ class EnrpTests(TestCase):
         wrong = f"http://{LOOPBACK}:{one.process.adminPort}/nothing"
         code, out, err = await rserpool("pools", "--admin", wrong, cwd=cwd)
         assertOneLineError(code, out, err, "404", "no such resource: /nothing/status")
+
+
+# ---------------------------------------------------------------------- twistd vpngw
+
+
+class VpngwTests(TestCase):
+    """``rserpool sas``, ``drain`` and ``redirect`` against a real ``twistd -n vpngw``
+    with one IKE SA (and its CHILD_SA) of our own initiator."""
+
+    timeout = 60
+
+    async def test_sas_drain_and_redirect(self) -> None:
+        """The SA is listed with its CHILD_SA; drain shows in the status; the token is
+        needed (and checked) for commands; an unknown client is one clear line; a
+        redirect of the client moves it."""
+        directory = Path(tempfile.mkdtemp(prefix="rserpool-cli-vpngw-"))
+        self.addCleanup(shutil.rmtree, directory, ignore_errors=True)
+        gateway = VpngwProcess(directory / "gateway", extra=("--redirect-to", "127.0.0.4"))
+        gateway.start()
+        self.addCleanup(gateway.stop)
+        up = await connect(gateway, "client@test", "client-secret", childless="allow")
+        admin = ("--admin", str(gateway.adminPort))
+        # The operator's directory: its vpngw-state/ is the gateway's state directory.
+        here = directory / "operator"
+        here.mkdir()
+        (here / "vpngw-state").symlink_to(gateway.stateDirectory)
+
+        code, out, err = await rserpool("sas", *admin, cwd=here)
+        assert code == 0 and err == "", err
+        lines = out.splitlines()
+        assert lines[0].startswith(f"VPN gateway {IDENTITY} (twisted-rserpool"), out
+        assert ": 1 IKE SA(s)" in lines[0] and "not draining; redirect targets: 127.0.0.4" in out
+        columns, sa = lines[1:3]
+        assert columns.split()[:4] == ["LISTEN", "PEER", "PEER", "ID"]
+        fields = sa.split()
+        assert fields[0] == f"{LOOPBACK}:{gateway.ikePort}" and fields[1].startswith(LOOPBACK)
+        assert fields[2:4] == [
+            "client@test",
+            "ESTABLISHED",
+        ]
+        assert fields[4] == up.spi_i.hex() and "ago" in sa
+        assert lines[3] == ""
+        assert lines[4].split()[:3] == ["IKE", "SA", "SPI_I"]
+        (child,) = lines[5:]
+        assert child.startswith(up.spi_i.hex()) and "0.0.0.0/0 ::/0" in child
+        assert child.endswith("not installed")  # no --tun: recorded, not carried
+
+        code, out, err = await rserpool("sas", "--json", *admin, cwd=here)
+        (listed,) = json.loads(out)["endpoints"][0]["sas"]
+        assert listed["spi_i"] == up.spi_i.hex() and len(listed["child_sas"]) == 1
+
+        # Commands need the token: refused without it, refused with a wrong one.
+        elsewhere = directory / "elsewhere"
+        elsewhere.mkdir()
+        code, out, err = await rserpool("drain", *admin, cwd=elsewhere)
+        assertOneLineError(code, out, err, "401", "--token-file", "RSERPOOL_ADMIN_TOKEN")
+        code, out, err = await rserpool("drain", *admin, cwd=here, token="wrong")
+        assertOneLineError(code, out, err, "401", "the admin token was refused")
+        assert gateway.status()["draining"] is False
+
+        # From the operator's directory the token is found in vpngw-state/admin.token.
+        code, out, err = await rserpool("drain", *admin, cwd=here)
+        assert (code, err) == (0, ""), err
+        assert out == "draining: new clients are redirected; 0 established client(s) moved\n"
+        code, out, err = await rserpool("sas", *admin, cwd=here)
+        assert ", draining; redirect targets: 127.0.0.4" in out.splitlines()[0], out
+        tokenFile = gateway.stateDirectory / "admin.token"
+        code, out, err = await rserpool(
+            "drain", "--stop", "--json", *admin, "--token-file", str(tokenFile), cwd=elsewhere
+        )
+        assert (code, err) == (0, "") and json.loads(out) == {"draining": False, "moved": 0}
+
+        # A client the gateway does not have: the gateway's reason, in one line.
+        code, out, err = await rserpool(
+            "redirect", "--peer", "192.0.2.99", "--target", "127.0.0.4", *admin, cwd=here
+        )
+        assertOneLineError(code, out, err, "400", "no established IKE SA of that client")
+        code, out, err = await rserpool(
+            "redirect", "--spi", up.spi_i.hex(), "--target", "127.0.0.4", *admin, cwd=here
+        )
+        assert (code, err) == (0, ""), err
+        assert out == f"redirected 1 client(s) (IKE SA {up.spi_i.hex()})\n"
+        assert gateway.status()["redirects"] == {"admin": 1}

@@ -6,10 +6,9 @@ another shape raises :class:`KeyError`, :class:`TypeError` or :class:`ValueError
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from twisted_rserpool.cli.table import formatTable
+from twisted_rserpool.cli.table import formatTable, isoTime, relativeTime, runningText
 
 #: The largest RFC 5356 load value (fully used).
 _FULL_LOAD = 0xFFFFFFFF
@@ -42,19 +41,6 @@ def transportText(transport: dict[str, Any] | None) -> str | None:
     return f"{kind} {' '.join(addresses)}{use}"
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
-
-
-def _relative(text: str | None, now: datetime | None) -> str | None:
-    """An ISO 8601 time as seconds from ``now``: ``in 25 s``, ``3.2 s ago``."""
-    when = _time(text)
-    if when is None or now is None:
-        return text
-    seconds = (when - now).total_seconds()
-    return f"in {seconds:.0f} s" if seconds >= 0 else f"{-seconds:.1f} s ago"
-
-
 def _life(seconds: int) -> str:
     return "infinite" if seconds < 0 else f"{seconds} s"
 
@@ -84,10 +70,10 @@ def selectPool(document: dict[str, Any], handle: str | None) -> list[dict[str, A
     return chosen
 
 
-def elementsTable(document: dict[str, Any], pools: list[dict[str, Any]]) -> str:
-    """One row per PE of ``pools``: identifier, transport, policy with its load, home
+def elementsTable(document: dict[str, Any]) -> str:
+    """One row per PE of the document's pools: identifier, transport, policy with its load, home
     ENRP server, the identity that registered it, its owner identity, and its life."""
-    now = _time(document.get("now"))
+    now = isoTime(document.get("now"))
     rows = [
         (
             pool["pool_handle"],
@@ -98,9 +84,9 @@ def elementsTable(document: dict[str, Any], pools: list[dict[str, Any]]) -> str:
             pe["identity"],
             pe["owner_identity"],
             _life(int(pe["registration_life"])),
-            _relative(pe["expires_at"], now),
+            relativeTime(pe["expires_at"], now),
         )
-        for pool in pools
+        for pool in document["pools"]
         for pe in pool["pool_elements"]
     ]
     if not rows:
@@ -114,14 +100,14 @@ def elementsTable(document: dict[str, Any], pools: list[dict[str, Any]]) -> str:
 def peersTable(document: dict[str, Any]) -> str:
     """One row per ENRP peer: identifier, identity, state, connections, when last heard,
     its checksum and ours of its PEs, how many PEs it owns here, resynchronisation."""
-    now = _time(document.get("now"))
+    now = isoTime(document.get("now"))
     rows = [
         (
             peer["server"],
             peer.get("identity"),
             peer["state"],
             peer.get("connections"),
-            _relative(peer.get("last_heard"), now),
+            relativeTime(peer.get("last_heard"), now),
             peer.get("checksum"),
             peer.get("local_checksum"),
             peer.get("pool_elements"),
@@ -141,12 +127,7 @@ def peersTable(document: dict[str, Any]) -> str:
 def serverLine(document: dict[str, Any]) -> str:
     """The server's identity in one line, above a table."""
     mode = "secure" if document.get("secure") else "INSECURE"
-    uptime = document.get("uptime_seconds")
-    up = f", up {float(uptime):.0f} s" if isinstance(uptime, int | float) else ""
-    return (
-        f"ENRP server {document['server_identifier']} (twisted-rserpool"
-        f" {document.get('version', '?')}, {mode}{up})\n"
-    )
+    return f"ENRP server {document['server_identifier']} ({runningText(document)}, {mode})\n"
 
 
 __all__ = [

@@ -107,13 +107,18 @@ class _Command(_ConnectionOptions):
         command = self.parent.subCommand if self.parent is not None else "COMMAND"
         return f"Usage: rserpool {command} {self.synopsis}"
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
-        """Do the command's request through ``client`` and write what it answered."""
+    def request(self, client: AdminClient) -> dict[str, Any]:
+        """The command's request: the server's status document, unless it says otherwise."""
+        return client.get("/status")
+
+    def render(self, document: dict[str, Any]) -> str:
+        """What the server answered, as text for the operator."""
         raise NotImplementedError
 
-
-def _emit(document: dict[str, Any], out: TextIO) -> None:
-    out.write(json.dumps(document, indent=2) + "\n")
+    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
+        """Make the request and write the answer: the table, or the JSON with ``asJson``."""
+        document = self.request(client)
+        out.write(json.dumps(document, indent=2) + "\n" if asJson else self.render(document))
 
 
 class PoolsOptions(_Command):
@@ -121,12 +126,8 @@ class PoolsOptions(_Command):
 
     server = ENRP
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
-        document = client.get("/status")
-        if asJson:
-            _emit(document, out)
-            return
-        out.write(enrp.serverLine(document) + "\n" + enrp.poolsTable(document))
+    def render(self, document: dict[str, Any]) -> str:
+        return enrp.serverLine(document) + "\n" + enrp.poolsTable(document)
 
 
 class ElementOptions(_Command):
@@ -141,19 +142,18 @@ class ElementOptions(_Command):
     def parseArgs(self, pool: str | None = None) -> None:
         self.pool = pool
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
+    def request(self, client: AdminClient) -> dict[str, Any]:
         document = client.get("/status")
         try:
-            pools = enrp.selectPool(document, self.pool)
+            return {**document, "pools": enrp.selectPool(document, self.pool)}
         except LookupError:
             known = ", ".join(p["pool_handle"] for p in document["pools"]) or "none"
             raise AdminError(
                 f"{client.address.url('/status')}: no pool {self.pool!r} (pools: {known})"
             ) from None
-        if asJson:
-            _emit({**document, "pools": pools}, out)
-            return
-        out.write(enrp.serverLine(document) + "\n" + enrp.elementsTable(document, pools))
+
+    def render(self, document: dict[str, Any]) -> str:
+        return enrp.serverLine(document) + "\n" + enrp.elementsTable(document)
 
 
 class PeersOptions(_Command):
@@ -161,12 +161,8 @@ class PeersOptions(_Command):
 
     server = ENRP
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
-        document = client.get("/status")
-        if asJson:
-            _emit(document, out)
-            return
-        out.write(enrp.serverLine(document) + "\n" + enrp.peersTable(document))
+    def render(self, document: dict[str, Any]) -> str:
+        return enrp.serverLine(document) + "\n" + enrp.peersTable(document)
 
 
 class SasOptions(_Command):
@@ -174,12 +170,8 @@ class SasOptions(_Command):
 
     server = VPNGW
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
-        document = client.get("/status")
-        if asJson:
-            _emit(document, out)
-            return
-        out.write(vpngw.sasTables(document))
+    def render(self, document: dict[str, Any]) -> str:
+        return vpngw.sasTables(document)
 
 
 class DrainOptions(_Command):
@@ -197,12 +189,11 @@ class DrainOptions(_Command):
         if self["stop"] and self["move"]:
             raise usage.UsageError("--stop and --move exclude each other")
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
-        answer = client.post("/drain", vpngw.drainBody(bool(self["stop"]), bool(self["move"])))
-        if asJson:
-            _emit(answer, out)
-        else:
-            out.write(vpngw.drainText(answer))
+    def request(self, client: AdminClient) -> dict[str, Any]:
+        return client.post("/drain", vpngw.drainBody(bool(self["stop"]), bool(self["move"])))
+
+    def render(self, document: dict[str, Any]) -> str:
+        return vpngw.drainText(document)
 
 
 class RedirectOptions(_Command):
@@ -232,13 +223,12 @@ class RedirectOptions(_Command):
             except ValueError:
                 raise usage.UsageError(f"--spi: {spi!r} is not hexadecimal") from None
 
-    def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
+    def request(self, client: AdminClient) -> dict[str, Any]:
         body = vpngw.redirectBody(self["peer"], self["spi"], bool(self["all"]), self["target"])
-        answer = client.post("/redirect", body)
-        if asJson:
-            _emit(answer, out)
-        else:
-            out.write(vpngw.redirectText(answer))
+        return client.post("/redirect", body)
+
+    def render(self, document: dict[str, Any]) -> str:
+        return vpngw.redirectText(document)
 
 
 class Options(_ConnectionOptions):

@@ -7,17 +7,21 @@ document of another shape raises :class:`KeyError`, :class:`TypeError` or
 
 from __future__ import annotations
 
+import re
+from ipaddress import ip_address, summarize_address_range
 from typing import Any
 
-from twisted_rserpool.cli.table import cell, formatTable
+from twisted_rserpool.cli.table import cell, formatTable, isoTime, relativeTime, runningText
 
 
 def gatewayLine(document: dict[str, Any]) -> str:
     """The gateway's totals in one line: IKE SAs, load, drain, redirect targets."""
     targets = ", ".join(map(str, document["targets"])) or "none"
     draining = "draining" if document["draining"] else "not draining"
+    identity = document.get("identity")
     line = (
-        f"gateway: {document['ike_sas']} IKE SA(s), load {cell(document.get('load'))},"
+        f"VPN gateway{f' {identity}' if identity else ''} ({runningText(document)}):"
+        f" {document['ike_sas']} IKE SA(s), load {cell(document.get('load'))},"
         f" {draining}; redirect targets: {targets}"
     )
     pool = document.get("pool")
@@ -25,6 +29,37 @@ def gatewayLine(document: dict[str, Any]) -> str:
         members = ", ".join(f"{g['address']} (load {cell(g.get('load'))})" for g in pool)
         line += f"; pool: {members}"
     return line + "\n"
+
+
+#: A selector as :func:`twisted_rserpool.ike.child.describe` writes it.
+_SELECTOR = re.compile(r"^(?P<addresses>[^/\[]+)(?:/(?P<protocol>\d+))?(?:\[(?P<ports>[^\]]*)\])?$")
+#: IP protocol numbers by the names swanctl shows.
+_PROTOCOLS = {"1": "icmp", "6": "tcp", "17": "udp", "58": "ipv6-icmp"}
+
+
+def selectorText(selector: str) -> str:
+    """A traffic selector as swanctl writes one: a range that is one network as that
+    network (``0.0.0.0-255.255.255.255`` is ``0.0.0.0/0``), then ``[tcp/80]`` when it
+    names a protocol or ports."""
+    match = _SELECTOR.match(selector)
+    if match is None:
+        return selector
+    addresses = match["addresses"]
+    first, dash, last = addresses.partition("-")
+    if dash:
+        try:
+            networks = list(summarize_address_range(ip_address(first), ip_address(last)))
+        except (ValueError, TypeError):
+            networks = []
+        if len(networks) == 1:
+            addresses = str(networks[0])
+    protocol, ports = match["protocol"], match["ports"]
+    if protocol is None and ports is None:
+        return addresses
+    start, _, end = (ports or "").partition("-")
+    portText = start if start == end else ports
+    name = _PROTOCOLS.get(protocol or "", protocol or "any")
+    return f"{addresses}[{name}{f'/{portText}' if portText else ''}]"
 
 
 def _espText(child: dict[str, Any]) -> str:
@@ -40,6 +75,7 @@ def _espText(child: dict[str, Any]) -> str:
 
 def sasTables(document: dict[str, Any]) -> str:
     """The IKE SAs of every listen address, then their CHILD_SAs, as two tables."""
+    now = isoTime(document.get("now"))
     ikeRows: list[tuple[object, ...]] = []
     childRows: list[tuple[object, ...]] = []
     for endpoint in document["endpoints"]:
@@ -56,6 +92,7 @@ def sasTables(document: dict[str, Any]) -> str:
                     sa.get("redirect_supported"),
                     " ".join(sa.get("virtual_ips") or []),
                     len(children),
+                    relativeTime(sa.get("created"), now),
                 )
             )
             childRows.extend(
@@ -64,8 +101,8 @@ def sasTables(document: dict[str, Any]) -> str:
                     child["inbound_spi"],
                     child["outbound_spi"],
                     child.get("suite"),
-                    " ".join(child.get("local_ts") or []),
-                    " ".join(child.get("remote_ts") or []),
+                    " ".join(map(selectorText, child.get("local_ts") or [])),
+                    " ".join(map(selectorText, child.get("remote_ts") or [])),
                     _espText(child),
                 )
                 for child in children
@@ -76,7 +113,7 @@ def sasTables(document: dict[str, Any]) -> str:
         return "".join(parts)
     headers = (
         "LISTEN", "PEER", "PEER ID", "STATE", "SPI_I", "SPI_R", "REDIRECT", "VIRTUAL IP",
-        "CHILD SAS",
+        "CHILD SAS", "SINCE",
     )  # fmt: skip
     parts.append(formatTable(headers, ikeRows))
     if childRows:
@@ -135,4 +172,5 @@ __all__ = [
     "redirectBody",
     "redirectText",
     "sasTables",
+    "selectorText",
 ]
