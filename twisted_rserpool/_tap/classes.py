@@ -23,9 +23,13 @@ def namedSubclass(option: str, name: str, base: type[T]) -> type[T]:
         )
     try:
         found = namedAny(name)  # type: ignore[no-untyped-call]
-    except (ValueError, AttributeError) as e:  # InvalidName, ModuleNotFound, ObjectNotFound
+    except ValueError as e:  # InvalidName, ModuleNotFound, ObjectNotFound
         reason = str(e) if name in str(e) else f"{name}: {e}"
-        raise usage.UsageError(f"{option}: {reason}") from None
+        raise usage.UsageError(
+            f"{option}: {reason} (is its module installed, or on PYTHONPATH?)"
+        ) from None
+    except AttributeError as e:  # the module imported, the attribute is missing
+        raise usage.UsageError(f"{option}: {name}: {e}") from None
     except Exception as e:  # the module itself failed to import: say how, in one line
         raise usage.UsageError(
             f"{option}: {name}: importing it failed: {type(e).__name__}: {e}"

@@ -598,6 +598,11 @@ def makeService(
         registrarClass = options["registrar"] or (
             TakeoverRegistrar if peering is not None else Registrar
         )
+    if registrarClass not in (Registrar, TakeoverRegistrar):
+        log.info(
+            "Registrar class {registrar}",
+            registrar=f"{registrarClass.__module__}.{registrarClass.__qualname__}",
+        )
     server = ENRPServer(
         registrarClass(config, handlespace, policy),
         clock,
