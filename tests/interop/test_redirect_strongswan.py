@@ -66,6 +66,7 @@ class VpnGw:
     def __init__(self, tmp: Path, host: str, *extra: str) -> None:
         self.host = host
         self.logfile = tmp / f"vpngw-{host}.log"
+        self.state = tmp / f"state-{host}"
         secrets = tmp / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
         twistd = Path(sys.executable).parent / "twistd"
@@ -73,7 +74,7 @@ class VpnGw:
             [
                 str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw",
                 "--listen", host, "--port", "500", "--secrets", str(secrets),
-                "--identity", "gw@test", *extra,
+                "--identity", "gw@test", "--state-dir", str(self.state), *extra,
             ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
@@ -83,6 +84,11 @@ class VpnGw:
     @property
     def log(self) -> str:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+    @property
+    def token(self) -> str:
+        """The admin bearer token (``--admin`` generates it into the state directory)."""
+        return (self.state / "admin.token").read_text().strip()
 
     def wait_for_log(self, text: str, timeout: float = 15.0) -> str:
         deadline = time.monotonic() + timeout
@@ -110,10 +116,13 @@ def gateways() -> Iterator[list[VpnGw]]:
         gw.stop()
 
 
-def admin(port: int, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One admin request (GET without a body, POST with one)."""
+def admin(
+    port: int, path: str, body: dict[str, Any] | None = None, token: str = ""
+) -> dict[str, Any]:
+    """One admin request (GET without a body, POST with one as JSON, with the token)."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, headers=headers)
     with urllib.request.urlopen(request, timeout=10) as answer:
         result: dict[str, Any] = json.loads(answer.read())
         return result
@@ -252,7 +261,7 @@ def test_strongswan_redirected_in_init_then_moved_by_admin(
             assert status["ike_sas"] == 1 and status["endpoints"][0]["redirected_from"] == {a: 1}
             (sa,) = status["endpoints"][0]["sas"]
             assert sa["redirect_supported"] and sa["state"] == "ESTABLISHED"
-            moved = admin(port, "/redirect", {"all": True, "target": c})
+            moved = admin(port, "/redirect", {"all": True, "target": c}, gw_b.token)
             assert moved == {"moved": 1}
             log = charon.wait_for_log(f"established between 127.0.0.1[client@test]...{c}[gw@test]")
             assert f"redirected to {c}" in log, log

@@ -170,7 +170,8 @@ def test_strongswan_reaches_the_protected_host_through_vpngw(esp: str, version: 
                 [twistd, "-n", "--pidfile=", f"--logfile={work / 'vpngw.log'}", "vpngw",
                  "--listen", GATEWAY, "--port", "500", "--secrets", str(secrets),
                  "--identity", "gw@test", "--address-pool", family.pool,
-                 "--subnet", family.subnet, "--tun", "vpngw0", "--admin", f"unix:{admin}"],
+                 "--subnet", family.subnet, "--tun", "vpngw0", "--admin", f"unix:{admin}",
+                 "--state-dir", str(work / "state")],
                 work / "vpngw.stdout",
             )  # fmt: skip
             processes.append(gateway)

@@ -131,6 +131,7 @@ class Gateway:
         secrets = work / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
         self.admin = work / f"admin-{name}.sock"
+        self.token = work / f"state-{name}" / "admin.token"
         self.tun = f"vpngw{name}"
         twistd = str(Path(sys.executable).parent / "twistd")
         self.process = Process(
@@ -138,7 +139,8 @@ class Gateway:
             [twistd, "-n", "--pidfile=", f"--logfile={work / f'vpngw-{name}.log'}", "vpngw",
              "--listen", address, "--port", "500", "--secrets", str(secrets),
              "--identity", "gw@test", "--address-pool", pool, "--subnet", SUBNET,
-             "--tun", self.tun, "--admin", f"unix:{self.admin}", *extra],
+             "--tun", self.tun, "--admin", f"unix:{self.admin}",
+             "--state-dir", str(work / f"state-{name}"), *extra],
             work / f"vpngw-{name}.stdout",
         )  # fmt: skip
         self.process.logfile = work / f"vpngw-{name}.log"
@@ -156,6 +158,7 @@ class Gateway:
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         command = ["curl", "-sf", "--unix-socket", str(self.admin)]
         command += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+        command += ["-H", f"Authorization: Bearer {self.token.read_text().strip()}"]
         result: dict[str, Any] = json.loads(run(*command, f"http://vpngw{path}"))
         return result
 
