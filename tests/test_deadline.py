@@ -1,17 +1,22 @@
-"""The delayed call the Twisted adapters keep at their core's next deadline."""
+"""The deadline queue of the sans-IO cores and the timer adapter of their Twisted side."""
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.deadline import DeadlineQueue, DeadlineTimer
 
 
 def test_arm_replaces_cancel_forgets_and_past_deadlines_fire_at_once() -> None:
     """One call at the last armed deadline; None or cancel leaves none; the past fires now."""
     clock = Clock()
     fired: list[float] = []
-    timer = DeadlineTimer(lambda: fired.append(clock.seconds()))
+    timer = DeadlineTimer(fired.append)
     timer.arm(clock, 5.0)
     timer.arm(clock, 3.0)
     clock.advance(2.9)
@@ -28,7 +33,199 @@ def test_arm_replaces_cancel_forgets_and_past_deadlines_fire_at_once() -> None:
     timer.cancel()
     clock.advance(5)
     assert fired == [3.0]
-    timer.arm(clock, 1.0)  # already past: fires on the next turn
+    timer.arm(clock, 1.0)  # already past: fires on the next turn, with the clock's time
     clock.advance(0)
     assert fired == [3.0, 18.0]
     assert clock.getDelayedCalls() == []
+
+
+def test_a_later_deadline_moves_the_call_on_without_firing() -> None:
+    """Arming later than the pending call keeps the call; it moves on when it comes."""
+    clock = Clock()
+    fired: list[float] = []
+    timer = DeadlineTimer(fired.append)
+    timer.arm(clock, 1.0)
+    for step in range(2, 11):
+        timer.arm(clock, float(step))  # as a heartbeat deadline moves with every read
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [1.0]
+    clock.advance(1.0)
+    assert fired == [] and timer.pending and timer.deadline == 10.0
+    clock.advance(8.9)
+    assert fired == []
+    clock.advance(0.1)
+    assert fired == [10.0]
+
+
+class EarlyClock(Clock):
+    """A clock whose calls come a microsecond early, as float rounding can make them."""
+
+    def callLater(self, delay: float, callable: Any, *args: object, **kw: object) -> Any:
+        return super().callLater(max(0.0, delay - 1e-6), callable, *args, **kw)
+
+
+def test_now_is_clamped_to_the_deadline() -> None:
+    """A call the clock runs early still sees its deadline reached, not the clock's time."""
+    clock = EarlyClock()
+    fired: list[float] = []
+    timer = DeadlineTimer(fired.append)
+    timer.arm(clock, 2.0)
+    clock.advance(2.0 - 1e-6)
+    assert fired == [2.0]
+
+
+def test_many_timers_share_one_delayed_call_and_one_callback() -> None:
+    """A thousand timers on one clock: one DelayedCall; those due together fire in one
+    callback, earliest first."""
+    clock = Clock()
+    fired: list[tuple[int, float]] = []
+    timers = [DeadlineTimer(lambda now, n=n: fired.append((n, now))) for n in range(1000)]
+    rng = random.Random(7)
+    deadlines = {n: rng.uniform(1.0, 2.0) for n in range(1000)}
+    for n, timer in enumerate(timers):
+        timer.arm(clock, deadlines[n])
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(3.0)  # one callback runs them all
+    assert sorted(n for n, _ in fired) == list(range(1000))
+    assert [n for n, _ in fired] == sorted(deadlines, key=deadlines.__getitem__)
+    assert all(now >= deadlines[n] for n, now in fired)
+    assert clock.getDelayedCalls() == []
+
+
+def test_slack_runs_close_deadlines_in_one_turn() -> None:
+    """With 10 ms of slack, deadlines within one 10 ms grid step fire together, late by
+    less than the slack and never early."""
+    clock = Clock()
+    turns: list[list[int]] = []
+    calls = [0]
+
+    def fire(n: int, now: float) -> None:
+        if not turns or turns[-1][0] != calls[0]:
+            turns.append([calls[0]])
+        turns[-1].append(n)
+
+    deadlines = [1.001, 1.004, 1.009, 1.012, 1.0195]
+    timers = [DeadlineTimer(lambda now, n=n: fire(n, now), slack=0.01) for n in range(5)]
+    for timer, deadline in zip(timers, deadlines, strict=True):
+        timer.arm(clock, deadline)
+    times = []
+    while clock.getDelayedCalls():
+        call = min(clock.getDelayedCalls(), key=lambda c: c.getTime())
+        times.append(call.getTime())
+        calls[0] += 1
+        clock.advance(call.getTime() - clock.seconds())
+    assert [turn[1:] for turn in turns] == [[0, 1, 2], [3, 4]]
+    assert all(0 <= times[0] - d < 0.01 + 1e-9 for d in deadlines[:3])
+    assert abs(times[1] - 1.02) < 1e-9
+
+
+def reactorTurn(clock: Clock) -> None:
+    """What a reactor does between two polls: run the calls due now, not those they add."""
+    due = [call for call in clock.getDelayedCalls() if call.getTime() <= clock.seconds()]
+    for call in due:
+        clock.calls.remove(call)
+        call.called = 1
+        call.func(*call.args, **call.kw)
+
+
+def test_a_timer_armed_for_the_past_by_a_callback_waits_for_the_next_turn() -> None:
+    """A timer re-armed for now from a timer callback runs on the reactor's next turn,
+    not in the same one: the reactor polls its sockets in between."""
+    clock = Clock()
+    order: list[str] = []
+    second = DeadlineTimer(lambda now: order.append("second"))
+
+    def first(now: float) -> None:
+        order.append("first")
+        second.arm(clock, now - 1.0)
+
+    DeadlineTimer(first).arm(clock, 1.0)
+    clock.rightNow = 1.0
+    reactorTurn(clock)
+    assert order == ["first"] and second.pending
+    reactorTurn(clock)
+    assert order == ["first", "second"]
+
+
+def test_one_failing_callback_does_not_stop_the_others() -> None:
+    """A callback that raises is logged; the timers due with it still fire."""
+    clock = Clock()
+    fired: list[float] = []
+
+    def broken(now: float) -> None:
+        raise RuntimeError("boom")
+
+    DeadlineTimer(broken).arm(clock, 1.0)
+    DeadlineTimer(fired.append).arm(clock, 1.0)
+    clock.advance(1.0)
+    assert fired == [1.0]
+
+
+def test_timers_on_different_clocks_are_independent() -> None:
+    """Each clock has its own call; moving a timer to another clock forgets the first."""
+    a, b = Clock(), Clock()
+    fired: list[float] = []
+    timer = DeadlineTimer(fired.append)
+    timer.arm(a, 1.0)
+    timer.arm(b, 2.0)
+    a.advance(5)
+    assert fired == []
+    b.advance(2)
+    assert fired == [2.0]
+
+
+def test_queue_orders_replaces_cancels_and_counts() -> None:
+    """Items come out in deadline order; rescheduling replaces, cancelling forgets, and
+    both storage modes (dictionary, token attribute) agree."""
+
+    class Item:
+        def __init__(self) -> None:
+            self.token = 0
+
+    plain: DeadlineQueue[str] = DeadlineQueue()
+    tokened: DeadlineQueue[Item] = DeadlineQueue(token="token")
+    items = {name: Item() for name in "abc"}
+    for queue, key in ((plain, lambda n: n), (tokened, items.__getitem__)):
+        queue.schedule(key("a"), 5.0)
+        queue.schedule(key("b"), 3.0)
+        queue.schedule(key("c"), 4.0)
+        queue.schedule(key("b"), 6.0)
+        queue.cancel(key("c"))
+        queue.cancel(key("c"))
+        assert len(queue) == 2 and key("a") in queue and key("c") not in queue
+        assert queue.next_deadline() == 5.0
+        assert list(queue.pop_due(5.5)) == [key("a")]
+        assert list(queue.pop_due(10.0)) == [key("b")]
+        assert queue.next_deadline() is None and len(queue) == 0
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["schedule", "cancel", "pop"]),
+            st.integers(0, 9),
+            st.floats(0, 100, allow_nan=False),
+        ),
+        max_size=200,
+    )
+)
+def test_queue_agrees_with_a_dictionary_model(operations: list[tuple[str, int, float]]) -> None:
+    """Any sequence of schedules, cancels and pops gives what a plain dictionary of
+    deadlines gives, in deadline order."""
+    queue: DeadlineQueue[int] = DeadlineQueue()
+    model: dict[int, float] = {}
+    for operation, item, when in operations:
+        if operation == "schedule":
+            queue.schedule(item, when)
+            model[item] = when
+        elif operation == "cancel":
+            queue.cancel(item)
+            model.pop(item, None)
+        else:
+            popped = list(queue.pop_due(when))
+            expected = sorted((d, i) for i, d in model.items() if d <= when)
+            assert [model[i] for i in popped] == [d for d, _ in expected]
+            assert set(popped) == {i for _, i in expected}
+            for i in popped:
+                del model[i]
+        assert len(queue) == len(model)
+        assert queue.next_deadline() == min(model.values(), default=None)

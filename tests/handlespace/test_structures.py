@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.handlespace import checksum
-from twisted_rserpool.handlespace.expiry import DeadlineQueue
 from twisted_rserpool.handlespace.sampling import UniformSampler, WeightedSampler
 from twisted_rserpool.handlespace.sortedlist import SortedList
 
@@ -193,10 +193,8 @@ class _Item:
 
 
 def test_token_deadline_queue_orders_replaces_and_cancels() -> None:
-    """The token queue behaves like DeadlineQueue and keeps its heap bounded."""
-    from twisted_rserpool.handlespace.expiry import TokenDeadlineQueue
-
-    queue: TokenDeadlineQueue[_Item] = TokenDeadlineQueue("token")
+    """With a token attribute the queue behaves the same and keeps its heap bounded."""
+    queue: DeadlineQueue[_Item] = DeadlineQueue(token="token")
     a, b, c = _Item("a"), _Item("b"), _Item("c")
     queue.schedule(a, 5.0)
     queue.schedule(b, 3.0)

@@ -931,8 +931,7 @@ class PoolElement(Service):
     def _cancelTimer(self) -> None:
         self._timer.cancel()
 
-    def _timerFired(self) -> None:
-        now = self.clock.seconds()
+    def _timerFired(self, now: float) -> None:
         self.cache.expire(now)
         for action in self._requests.handle_timer(now):
             if isinstance(action, Retransmit):

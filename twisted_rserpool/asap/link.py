@@ -446,8 +446,8 @@ class HomeServerLink:
     def _cancelTimer(self) -> None:
         self._timer.cancel()
 
-    def _timerFired(self) -> None:
-        step = self.hunt.handle_timer(self.clock.seconds())
+    def _timerFired(self, now: float) -> None:
+        step = self.hunt.handle_timer(now)
         if step.cancel is not None or step.attempt is not None:
             log.info(
                 "{role}: T5-Serverhunt expired; next round with T5 = {t5} s",

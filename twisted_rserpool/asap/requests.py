@@ -11,7 +11,7 @@ from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from twisted_rserpool.handlespace.expiry import DeadlineQueue
+from twisted_rserpool.deadline import DeadlineQueue
 
 __all__ = ["GiveUp", "PendingRequests", "Retransmit"]
 

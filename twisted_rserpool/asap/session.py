@@ -498,9 +498,9 @@ class Session:
         )
         self._perform(self._core.lost(reason, unacknowledged, queued, asked=asked))
 
-    def _timerFired(self) -> None:
+    def _timerFired(self, now: float) -> None:
         if not self.closed:
-            self._perform(self._core.handle_timer(self.user.clock.seconds()))
+            self._perform(self._core.handle_timer(now))
 
     def _perform(self, actions: list[Action]) -> None:
         for action in actions:

@@ -699,8 +699,7 @@ class PoolUser(Service):
     def _cancelTimer(self) -> None:
         self._timer.cancel()
 
-    def _timerFired(self) -> None:
-        now = self.clock.seconds()
+    def _timerFired(self, now: float) -> None:
         discarded = {event.pool_handle for event in self.cache.expire(now)}
         for handle in sorted(discarded):
             # Stale for the discard timeout with nobody refreshing it: forgotten.

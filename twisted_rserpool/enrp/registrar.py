@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 from twisted.logger import Logger
 
+from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.handlespace import (
     Handlespace,
     HandlespaceError,
@@ -29,7 +30,6 @@ from twisted_rserpool.handlespace import (
     PoolRemoved,
     RemovalReason,
 )
-from twisted_rserpool.handlespace.expiry import DeadlineQueue
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.ratelimit import Rate, RateLimiter, RequestLimiter

@@ -14,10 +14,10 @@ import random
 from collections.abc import Iterable
 from enum import Enum
 
+from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.errors import RegistrationRefused
 from twisted_rserpool.handlespace.events import HandlespaceEvent, RemovalReason
-from twisted_rserpool.handlespace.expiry import DeadlineQueue
 from twisted_rserpool.handlespace.handlespace import UNLIMITED, Handlespace, HandlespaceLimits
 from twisted_rserpool.wire.parameters import PoolElementParameter
 

@@ -79,7 +79,7 @@ class PoolElementEntry:
         self._counter = 0
         self._pass = 0
         self._position: object = None
-        # Deadline queue tokens (see expiry.TokenDeadlineQueue); 0 when not scheduled.
+        # Deadline queue tokens (see deadline.DeadlineQueue); 0 when not scheduled.
         self._expiry_token = 0
         self._keep_alive_token = 0
         # Neighbours in the owner's list of PEs (see handlespace._Owner).

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from twisted.logger import Logger
 
+from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.handlespace import checksum
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.errors import (
@@ -30,7 +31,6 @@ from twisted_rserpool.handlespace.events import (
     RemovalReason,
     UpdateReason,
 )
-from twisted_rserpool.handlespace.expiry import TokenDeadlineQueue
 from twisted_rserpool.handlespace.pool import Pool
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import PoolElementParameter, SelectionPolicy
@@ -140,10 +140,8 @@ class Handlespace:
         self._owners: dict[int, _Owner] = {}
         self._identities: dict[str, int] = {}
         self._count = 0
-        self._expiry: TokenDeadlineQueue[PoolElementEntry] = TokenDeadlineQueue("_expiry_token")
-        self._keep_alive: TokenDeadlineQueue[PoolElementEntry] = TokenDeadlineQueue(
-            "_keep_alive_token"
-        )
+        self._expiry: DeadlineQueue[PoolElementEntry] = DeadlineQueue(token="_expiry_token")
+        self._keep_alive: DeadlineQueue[PoolElementEntry] = DeadlineQueue(token="_keep_alive_token")
         self._observers: list[Subscription] = []
         self._pool_observers: dict[bytes, list[Subscription]] = {}
 
