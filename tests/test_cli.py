@@ -23,16 +23,20 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor as _reactor
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.task import Clock
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from tests.enrp.support import LOOPBACK, freePort
 from tests.enrp.test_pool_processes import Pool, waitUntil
+from tests.enrp.test_service import make_server
 from tests.ike.vpngw_process import IDENTITY, VpngwProcess, connect
 from twisted_rserpool.cli import execute, run
 from twisted_rserpool.cli.adminclient import AdminAddress, parseAdminAddress
 from twisted_rserpool.cli.enrp import policyText, transportText
 from twisted_rserpool.cli.table import formatTable
+from twisted_rserpool.enrp.admin import adminSite
 
 RSERPOOL = Path(sys.executable).with_name("rserpool")
 reactor: Any = _reactor
@@ -170,6 +174,38 @@ def test_usage_errors(args: tuple[str, ...], words: str) -> None:
     out, err = io.StringIO(), io.StringIO()
     assert execute(args, out, err) == 2
     assertOneLineError(1, out.getvalue(), err.getvalue(), words)
+
+
+class UnixSocketTests(TestCase):
+    """An ENRP server's admin site on a UNIX socket, reads guarded by the token (as off
+    loopback): the token decides, and ``unix:PATH`` reaches it."""
+
+    timeout = 30
+
+    async def test_unix_socket_and_token_for_reads(self) -> None:
+        """Without a token and with a wrong one: one line each; with the right one, from
+        --token-file or RSERPOOL_ADMIN_TOKEN: the (empty) pool table."""
+        here = Path(tempfile.mkdtemp(prefix="rserpool-cli-unix-"))
+        self.addCleanup(shutil.rmtree, here, ignore_errors=True)
+        server = make_server(Clock())
+        self.addCleanup(server.stopService)
+        endpoint = UNIXServerEndpoint(reactor, str(here / "admin.sock"))  # type: ignore[no-untyped-call]
+        site = adminSite(server, "right-token", tokenForReads=True)
+        listening = await endpoint.listen(site)  # type: ignore[no-untyped-call]
+        self.addCleanup(listening.stopListening)
+        admin = ("--admin", f"unix:{here / 'admin.sock'}")
+
+        code, out, err = await rserpool("pools", *admin, cwd=here)
+        assertOneLineError(code, out, err, "401", "--token-file")
+        code, out, err = await rserpool("pools", *admin, cwd=here, token="wrong-token")
+        assertOneLineError(code, out, err, "401", "the admin token was refused")
+        (here / "token").write_text("right-token\n")
+        for extra, token in ((("--token-file", str(here / "token")), None), ((), "right-token")):
+            code, out, err = await rserpool("pools", *admin, *extra, cwd=here, token=token)
+            assert (code, err) == (0, ""), err
+            assert out.startswith("ENRP server ") and out.endswith("\n\nno pools\n"), out
+        code, out, err = await rserpool("pools", "--token-file", str(here / "nothing"), cwd=here)
+        assertOneLineError(code, out, err, "--token-file: cannot read", "nothing")
 
 
 # ---------------------------------------------------------------------- twistd enrp
