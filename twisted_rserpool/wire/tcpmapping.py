@@ -10,17 +10,21 @@ chunk carries (TSN, stream identifier and stream sequence number, PPID) is fixed
 lifetime of a connection by the INIT its sender announced, expressed here as a
 :class:`DataFormat`. :class:`ChunkDecoder` decodes the peer's byte stream incrementally
 and learns the peer's format from its INIT; :class:`ChunkEncoder` numbers outgoing DATA
-chunks. Pure codec: no Twisted, no I/O.
+chunks. Both have a fast path for the chunks of every message (DATA and ACK, see
+:mod:`twisted_rserpool.wire.fastpath`): :meth:`ChunkDecoder.read_chunks` and
+:meth:`ChunkEncoder.append_data`. Pure codec: no Twisted, no I/O.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, NoReturn, TypeAlias
+from typing import Final, NoReturn, TypeAlias, TypeVar
 
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
+from twisted_rserpool.wire.fastpath import DataPacker, FastLayout, scan_chunks
 
 __all__ = [
     "ASAP_PPID",
@@ -472,6 +476,9 @@ def decode_chunk(data: bytes, fmt: DataFormat | None = None) -> Chunk:
     return _decode_body(data, 0, header, layout)
 
 
+_R = TypeVar("_R", bound=tuple[int, bytes, int, int, bool])
+
+
 class ChunkDecoder:
     """Incremental decoder of the chunks one peer sends on one TCP connection.
 
@@ -487,6 +494,10 @@ class ChunkDecoder:
     raise :class:`MalformedMessage` with cause LACK_OF_RESOURCES. Any
     :class:`MalformedMessage` is final: the connection cannot be resynchronised, and every
     later call raises the same error.
+
+    :meth:`read_chunks` decodes everything buffered at once, DATA and ACK chunks in one
+    pass without a chunk value each (``fast``; with ``fast=False`` it takes every chunk
+    through :meth:`next_chunk`, the reference the fast path is tested against).
     """
 
     def __init__(
@@ -495,6 +506,7 @@ class ChunkDecoder:
         max_chunk_length: int = DEFAULT_MAX_CHUNK_LENGTH,
         max_buffer_size: int = DEFAULT_MAX_BUFFER_SIZE,
         verify_sequence: bool = True,
+        fast: bool = True,
     ) -> None:
         if not 8 <= max_chunk_length <= MAX_CHUNK_LENGTH:
             raise ValueError(f"max_chunk_length must be within 8..{MAX_CHUNK_LENGTH}")
@@ -503,7 +515,9 @@ class ChunkDecoder:
         self.max_chunk_length = max_chunk_length
         self.max_buffer_size = max_buffer_size
         self.verify_sequence = verify_sequence
-        self._buffer = bytearray()
+        # A read that finds nothing left undecoded is decoded where it is, without a copy;
+        # what a later read must join is copied into a bytearray.
+        self._buffer: bytes | bytearray = b""
         self._position = 0  # start of the undecoded bytes in _buffer
         self._padding = 0  # padding bytes of the last chunk not yet skipped
         self._wanted = 0  # bytes the incomplete chunk at _position needs, once its header is in
@@ -513,6 +527,8 @@ class ChunkDecoder:
         self._error: MalformedMessage | None = None
         self._next_tsn = 0
         self._next_ssn: dict[int, int] = {}
+        self._fast = fast
+        self._fast_layout: FastLayout | None = None
 
     @property
     def data_format(self) -> DataFormat | None:
@@ -523,6 +539,11 @@ class ChunkDecoder:
     def buffered(self) -> int:
         """Received bytes not yet decoded."""
         return len(self._buffer) - self._position
+
+    @property
+    def next_tsn(self) -> int:
+        """The TSN of the next DATA chunk, explicit or implied by its position."""
+        return self._next_tsn
 
     @property
     def eof_received(self) -> bool:
@@ -546,12 +567,20 @@ class ChunkDecoder:
                     report=False,
                 )
             )
+        buffer = self._buffer
+        if self._position >= len(buffer) and type(data) is bytes:
+            self._buffer = data
+            self._position = 0
+            return
+        if not isinstance(buffer, bytearray):
+            self._buffer = buffer = bytearray(buffer[self._position :])
+            self._position = 0
         # Drop the decoded prefix once it is at least half the buffer, so that many small
         # pieces cost amortised linear time rather than a copy each.
-        if self._position and self._position * 2 >= len(self._buffer):
-            del self._buffer[: self._position]
+        elif self._position and self._position * 2 >= len(buffer):
+            del buffer[: self._position]
             self._position = 0
-        self._buffer += data
+        buffer += data
 
     def next_chunk(self) -> Chunk | None:
         """The next complete chunk, or ``None`` when more bytes are needed (or, after the
@@ -563,20 +592,94 @@ class ChunkDecoder:
         except MalformedMessage as error:
             self._fail(error)
 
+    def read_chunks(
+        self,
+        append: Callable[[_R | int | Chunk], object],
+        record: type[_R],
+        outstanding: int = 0,
+        outstanding_tsn: int = 0,
+    ) -> None:
+        """Decode every complete chunk buffered now, passing each to ``append`` in order.
+
+        A DATA chunk comes as a ``record`` (a tuple subclass) of ``(tsn, user_data, ppid,
+        stream_identifier, unordered)``: its TSN counted by position, PPID and stream 0
+        where the peer's format omits them. ACK chunks for the ``outstanding`` DATA chunks
+        we sent from TSN ``outstanding_tsn``, in order, come as one
+        :class:`~twisted_rserpool.wire.fastpath.AckRun` (an ``int``, their number) per run
+        on the fast path; any other ACK as its TSN (``-1`` when it has none), every other
+        chunk as its value. Errors are those of :meth:`next_chunk`, raised once the chunks
+        before the fault have been passed on.
+        """
+        if self._error is not None:
+            raise self._error
+        layout = self._fast_layout
+        new = tuple.__new__
+        while True:
+            if layout is not None:
+                position = self._skip_padding()
+                after, padding, self._next_tsn, acknowledged = scan_chunks(
+                    self._buffer,
+                    position,
+                    layout,
+                    self.max_chunk_length,
+                    self._next_tsn,
+                    self._next_ssn if self.verify_sequence else None,
+                    outstanding,
+                    outstanding_tsn,
+                    record,
+                    append,
+                )
+                outstanding -= acknowledged
+                outstanding_tsn = (outstanding_tsn + acknowledged) & _U32_MAX
+                if after != position:
+                    self._position = after
+                    self._padding = padding
+                    self._wanted = 0
+            # The checked path: a rare chunk, an incomplete one, or the error it makes.
+            chunk = self.next_chunk()
+            if chunk is None:
+                return
+            if isinstance(chunk, Data):
+                tsn = (self._next_tsn - 1) & _U32_MAX
+                append(
+                    new(
+                        record,
+                        (
+                            tsn,
+                            chunk.user_data,
+                            chunk.effective_ppid,
+                            chunk.effective_stream_identifier,
+                            chunk.unordered,
+                        ),
+                    )
+                )
+            elif isinstance(chunk, Ack):
+                append(-1 if chunk.tsn is None else chunk.tsn)
+                if outstanding:  # it acknowledges the oldest, unless it is refused
+                    outstanding -= 1
+                    outstanding_tsn = (outstanding_tsn + 1) & _U32_MAX
+            else:
+                append(chunk)
+                layout = self._fast_layout
+
     def _fail(self, error: MalformedMessage) -> NoReturn:
         self._error = error
         raise error
 
-    def _next_chunk(self) -> Chunk | None:
-        buffer = self._buffer
+    def _skip_padding(self) -> int:
+        """Skip what has arrived of the last chunk's padding; the new position."""
         position = self._position
-        available = len(buffer) - position
         if self._padding:
-            skipped = min(self._padding, available)
+            skipped = min(self._padding, len(self._buffer) - position)
             self._padding -= skipped
             position += skipped
-            available -= skipped
             self._position = position
+        return position
+
+    def _next_chunk(self) -> Chunk | None:
+        buffer = self._buffer
+        position = self._skip_padding()
+        available = len(buffer) - position
         if available < self._wanted and not self._eof:
             return None  # the header seen last time is still incomplete: skip re-checking it
         if available < _HEADER_LENGTH:
@@ -618,8 +721,10 @@ class ChunkDecoder:
         self._padding = -length % 4
         if chunk_type == ChunkType.INIT:
             assert isinstance(chunk, Init)
-            self._format = chunk.data_format
-            self._layout = _layout_of(self._format)
+            self._format = fmt = chunk.data_format
+            self._layout = _layout_of(fmt)
+            if self._fast:
+                self._fast_layout = FastLayout(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
         elif chunk_type == ChunkType.DATA:
             assert isinstance(chunk, Data)
             self._check_sequence(chunk)
@@ -653,7 +758,9 @@ class ChunkEncoder:
     """
 
     def __init__(self, fmt: DataFormat | None = None) -> None:
-        self.fmt = DataFormat() if fmt is None else fmt
+        self.fmt = fmt = DataFormat() if fmt is None else fmt
+        self._packer = DataPacker(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
+        self._max_user_data = MAX_CHUNK_LENGTH - fmt.header_length
         self._init_sent = False
         self._next_tsn = 0
         self._next_ssn: dict[int, int] = {}
@@ -679,29 +786,48 @@ class ChunkEncoder:
         unordered: bool = False,
     ) -> bytes:
         """The next DATA chunk carrying ``user_data``."""
+        out: list[bytes] = []
+        self.append_data(out, user_data, ppid, stream_identifier, unordered)
+        return b"".join(out)
+
+    def append_data(
+        self,
+        out: list[bytes],
+        user_data: bytes,
+        ppid: int = 0,
+        stream_identifier: int = 0,
+        unordered: bool = False,
+    ) -> int:
+        """Append the pieces of the next DATA chunk carrying ``user_data`` to ``out`` (to be
+        joined); its TSN.
+
+        The same chunk as :meth:`send_data` (and as ``Data(...).encode()``), checked
+        once and packed in one call, without a :class:`Data` value.
+        """
         if not self._init_sent:
             raise RuntimeError("INIT must be sent before any DATA chunk")
         fmt = self.fmt
-        if not fmt.has_ppid and ppid != 0:
+        if ppid and not fmt.has_ppid:
             raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
-        if not fmt.has_stream and stream_identifier != 0:
+        if not 0 <= ppid <= _U32_MAX:
+            raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
+        if stream_identifier and not fmt.has_stream:
             raise ValueError(
                 f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
             )
-        _check_uint("stream_identifier", stream_identifier, _U16_MAX)
+        if not 0 <= stream_identifier <= _U16_MAX:
+            raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
+        if len(user_data) > self._max_user_data:
+            raise ValueError(
+                f"DATA chunk of {len(user_data) + fmt.header_length} bytes exceeds "
+                f"{MAX_CHUNK_LENGTH}"
+            )
         tsn = self._next_tsn
-        ssn = 0 if unordered else self._next_ssn.get(stream_identifier, 0)
-        chunk = Data(
-            user_data,
-            tsn if fmt.has_tsn else None,
-            stream_identifier if fmt.has_stream else None,
-            ssn if fmt.has_stream else None,
-            ppid if fmt.has_ppid else None,
-            unordered,
-        )
-        encoded = chunk.encode()
-        # Advance only once the chunk is known to be valid.
-        self._next_tsn = (tsn + 1) & _U32_MAX
-        if not unordered:
+        if unordered:
+            ssn = 0
+        else:
+            ssn = self._next_ssn.get(stream_identifier, 0)
             self._next_ssn[stream_identifier] = (ssn + 1) & _U16_MAX
-        return encoded
+        self._packer.append(out, user_data, tsn, stream_identifier, ssn, ppid, unordered)
+        self._next_tsn = (tsn + 1) & _U32_MAX
+        return tsn
