@@ -1,7 +1,7 @@
 """ENRP server pool benchmark: takeover time, handlespace synchronisation, update propagation.
 
 1. **Takeover** (real processes): three ``twistd -n enrp`` on loopback over TLS-PSK and one
-   pool element process (``twisted_rserpool.asap.tool``) registered at the third; the third
+   pool element process (``twisted_rserpool._demo.pe``) registered at the third; the third
    is killed with SIGKILL and the time until both survivors list the PE under one new home
    (admin JSON, polled every 20 ms) is measured; median over ``--runs``, beside the
    configured MAX-TIME-LAST-HEARD + MAX-TIME-NO-RESPONSE.

@@ -18,8 +18,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react
 
-from twisted_rserpool.asap import PoolUser, Session
-from twisted_rserpool.asap.lab import Lab, servePoolElement
+from twisted_rserpool._demo.lab import Lab, freePort, serve
+from twisted_rserpool.asap import PoolElement, PoolUser, Session
 from twisted_rserpool.security.tls import loadCertificates
 
 KEY = b"a key the pool elements share; not the pool user's business"
@@ -64,11 +64,29 @@ class Show(Protocol):
 
 
 async def main(reactor: IReactorTime) -> None:
-    lab = Lab()
+    lab = Lab()  # keys and certificates in a temporary directory; kills its processes
     try:
-        lab.startEnrp()
-        elements = dict(lab.startPoolElement(__file__)[::-1] for _ in range(2))
-        user = PoolUser(lab.userServers(), peTrustRoots=loadCertificates(lab.peCertificate))
+        port = freePort()
+        certificate = f"certificate={lab.enrpCertificate}:privateKey={lab.enrpKey}"
+        listen = f"tlspsk:{port}:interface=127.0.0.1:pskFile={lab.psk}:{certificate}"
+        lab.twistd("enrp", "enrp", "--asap", listen)
+        lab.waitForPort(port)
+        # Each pool element: TLS-PSK to the ENRP server, certificate TLS for pool users.
+        elements = dict(
+            lab.startPoolElement(
+                __file__,
+                "--pe",
+                f"tlspsk:host=127.0.0.1:port={port}:identity=pe:pskFile={lab.psk}",
+                f"tlspsk:0:interface=127.0.0.1:certificate={lab.peCertificate}"
+                f":privateKey={lab.peKey}",
+            )[::-1]
+            for _ in range(2)
+        )
+        # The pool user verifies the certificates of the ENRP server and the pool elements.
+        user = PoolUser(
+            [f"tlspsk:host=127.0.0.1:port={port}:caCertificate={lab.enrpCertificate}"],
+            peTrustRoots=loadCertificates(lab.peCertificate),
+        )
         client = await user.connect(b"counter", Factory.forProtocol(Show))
         session = client.transport  # type: ignore[attr-defined]
         assert isinstance(session, Session)
@@ -86,7 +104,8 @@ async def main(reactor: IReactorTime) -> None:
 
 
 if __name__ == "__main__":
-    if "--pe" in sys.argv:
-        servePoolElement(b"counter", Factory.forProtocol(Counter), sys.argv[1:])
+    if sys.argv[1:2] == ["--pe"]:
+        enrp, listen = sys.argv[2:]  # the ENRP server's client string, the listen string
+        serve(PoolElement(b"counter", Factory.forProtocol(Counter), [enrp], listen))
     else:
         react(lambda reactor: Deferred.fromCoroutine(main(reactor)))

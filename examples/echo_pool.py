@@ -1,9 +1,11 @@
 """An echo pool with three pool elements and a pool user that survives killing them.
 
-Run: ``python examples/echo_pool.py``. It starts an ENRP server and three echo pool
-elements (this same file run with ``--pe``), then a pool user sends a message every 0.2 s
-through one session while the example kills the pool element serving it every 2 s
-(``kill -9``) and starts a fresh one. Every message comes back; the session fails over.
+Run: ``python examples/echo_pool.py``. It starts an ENRP server (``twistd -n enrp``) and
+three echo pool elements (this same file run with ``--pe``), then a pool user sends a
+message every 0.2 s through one session while the example kills the pool element serving it
+every 2 s (``kill -9``) and starts a fresh one. Every message comes back; the session fails
+over. Every connection is TLS: pool elements authenticate to the ENRP server with a
+pre-shared key, pool users verify the certificates of the ENRP server and the pool elements.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react
 
-from twisted_rserpool.asap import PoolUser, Session
-from twisted_rserpool.asap.lab import Lab, servePoolElement
+from twisted_rserpool._demo.lab import Lab, freePort, serve
+from twisted_rserpool.asap import AsapTimers, PoolElement, PoolUser, Session
 from twisted_rserpool.security.tls import loadCertificates
+from twisted_rserpool.transport import MappingConfig
 
 
 class Echo(Protocol):
@@ -35,13 +38,41 @@ class Printer(Protocol):
         print(f"  <- {data.decode()}")
 
 
+def poolElement(enrp: str, listen: str) -> PoolElement:
+    """An echo pool element: ``enrp`` is how it reaches the ENRP server, ``listen`` where
+    it serves pool users (both endpoint strings)."""
+    return PoolElement(
+        b"echo",
+        Factory.forProtocol(Echo),
+        [enrp],
+        listen,
+        registrationLife=30,
+        timers=AsapTimers(t5_server_hunt=1.0),
+        userMappingConfig=MappingConfig(heartbeat_interval=0.5, heartbeat_timeout=1.0),
+    )
+
+
 async def main(reactor: IReactorTime) -> None:
-    lab = Lab()
+    lab = Lab()  # keys and certificates in a temporary directory; kills its processes
     try:
-        lab.startEnrp()
-        elements = dict(lab.startPoolElement(__file__)[::-1] for _ in range(3))
-        print(f"ENRP server on port {lab.enrpPort}, 3 echo pool elements registered")
-        user = PoolUser(lab.userServers(), peTrustRoots=loadCertificates(lab.peCertificate))
+        port = freePort()
+        lab.twistd(
+            "enrp",
+            "enrp",
+            "--asap",
+            f"tlspsk:{port}:interface=127.0.0.1:pskFile={lab.psk}"
+            f":certificate={lab.enrpCertificate}:privateKey={lab.enrpKey}",
+        )
+        lab.waitForPort(port)
+        peToEnrp = f"tlspsk:host=127.0.0.1:port={port}:identity=pe:pskFile={lab.psk}"
+        peListen = (
+            f"tlspsk:0:interface=127.0.0.1:certificate={lab.peCertificate}:privateKey={lab.peKey}"
+        )
+        start = (__file__, "--pe", peToEnrp, peListen)
+        elements = dict(lab.startPoolElement(*start)[::-1] for _ in range(3))
+        print(f"ENRP server on port {port}, 3 echo pool elements registered")
+        userToEnrp = f"tlspsk:host=127.0.0.1:port={port}:caCertificate={lab.enrpCertificate}"
+        user = PoolUser([userToEnrp], peTrustRoots=loadCertificates(lab.peCertificate))
         client = await user.connect(b"echo", Factory.forProtocol(Printer))
         session = client.transport  # type: ignore[attr-defined]
         assert isinstance(session, Session)
@@ -55,7 +86,7 @@ async def main(reactor: IReactorTime) -> None:
                 victim = elements.pop(current)
                 print(f"kill -9 the pool element serving the session (pid {victim.pid})")
                 lab.kill(victim)
-                process, identifier = lab.startPoolElement(__file__)
+                process, identifier = lab.startPoolElement(*start)
                 elements[identifier] = process
         await deferLater(reactor, 0.5, lambda: None)
         print(f"{len(session.failovers)} failovers, every message echoed")
@@ -65,7 +96,7 @@ async def main(reactor: IReactorTime) -> None:
 
 
 if __name__ == "__main__":
-    if "--pe" in sys.argv:
-        servePoolElement(b"echo", Factory.forProtocol(Echo), sys.argv[1:])
+    if sys.argv[1:2] == ["--pe"]:
+        serve(poolElement(*sys.argv[2:]))
     else:
         react(lambda reactor: Deferred.fromCoroutine(main(reactor)))

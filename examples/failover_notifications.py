@@ -17,8 +17,8 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater, react
 from zope.interface import implementer
 
-from twisted_rserpool.asap import FailoverEvent, IFailoverObserver, PoolUser, Session
-from twisted_rserpool.asap.lab import Lab, servePoolElement
+from twisted_rserpool._demo.lab import Lab, freePort, serve
+from twisted_rserpool.asap import FailoverEvent, IFailoverObserver, PoolElement, PoolUser, Session
 from twisted_rserpool.security.tls import loadCertificates
 
 
@@ -43,12 +43,18 @@ class PrintingObserver:
 
 
 async def main(reactor: IReactorTime) -> None:
-    lab = Lab()
+    lab = Lab()  # keys and certificates in a temporary directory; kills its processes
     try:
-        lab.startEnrp()
-        elements = dict(lab.startPoolElement(__file__)[::-1] for _ in range(3))
+        port = freePort()
+        serverKeys = f"pskFile={lab.psk}:certificate={lab.enrpCertificate}:privateKey={lab.enrpKey}"
+        lab.twistd("enrp", "enrp", "--asap", f"tlspsk:{port}:interface=127.0.0.1:{serverKeys}")
+        lab.waitForPort(port)
+        toEnrp = f"tlspsk:host=127.0.0.1:port={port}"
+        peKeys = f"certificate={lab.peCertificate}:privateKey={lab.peKey}"
+        pe = (f"{toEnrp}:identity=pe:pskFile={lab.psk}", f"tlspsk:0:interface=127.0.0.1:{peKeys}")
+        elements = dict(lab.startPoolElement(__file__, "--pe", *pe)[::-1] for _ in range(3))
         user = PoolUser(
-            lab.userServers(),
+            [f"{toEnrp}:caCertificate={lab.enrpCertificate}"],
             peTrustRoots=loadCertificates(lab.peCertificate),
             failoverObservers=[PrintingObserver()],
         )
@@ -66,7 +72,8 @@ async def main(reactor: IReactorTime) -> None:
 
 
 if __name__ == "__main__":
-    if "--pe" in sys.argv:
-        servePoolElement(b"echo", Factory.forProtocol(Echo), sys.argv[1:])
+    if sys.argv[1:2] == ["--pe"]:
+        enrp, listen = sys.argv[2:]  # the ENRP server's client string, the listen string
+        serve(PoolElement(b"echo", Factory.forProtocol(Echo), [enrp], listen))
     else:
         react(lambda reactor: Deferred.fromCoroutine(main(reactor)))

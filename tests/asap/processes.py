@@ -1,5 +1,5 @@
 """Real processes for the ASAP tests: ``twistd -n enrp`` and pool elements run with
-``python -m twisted_rserpool.asap.tool``, always killed when the test ends."""
+``python -m twisted_rserpool._demo.pe``, always killed when the test ends."""
 
 from __future__ import annotations
 
@@ -113,8 +113,7 @@ async def startPe(
             [
                 sys.executable,
                 "-m",
-                "twisted_rserpool.asap.tool",
-                "pe",
+                "twisted_rserpool._demo.pe",
                 "--enrp",
                 creds.peClient(enrpPort),
                 "--listen",

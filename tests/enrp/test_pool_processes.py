@@ -179,7 +179,7 @@ class Pool:
             writePskFile(clientPsk, {"pe": PE_KEY})
         log = self.directory / f"pe-{name}.log"
         command = [
-            sys.executable, "-m", "twisted_rserpool.asap.tool", "pe",
+            sys.executable, "-m", "twisted_rserpool._demo.pe",
             "--pool", POOL.decode(),
             "--enrp", f"tlspsk:host={LOOPBACK}:port={server.process.port}:identity=pe"
             f":pskFile={clientPsk}",

@@ -1,24 +1,16 @@
-"""The README's main job: show the system working, with readable output.
+"""The wire format (``./scripts/demo wire``): a registration, a handle resolution and its
+answer, encoded, decoded back, and dissected by Wireshark's tshark from the same bytes.
 
-Run with ``python -m twisted_rserpool.demo`` (``scripts/demo`` sets everything up first).
-By default it runs the live system (:mod:`twisted_rserpool.asap.demo`): a ``twistd enrp``,
-a pool of pool elements, a pool user whose session survives a pool element killed with
-SIGKILL, and the failover notification with both TLS security contexts; all over TLS on
-loopback. ``--wire`` shows the wire format instead: a registration, a handle resolution
-and its answer, encoded, decoded back, and dissected by Wireshark's tshark from the same
-bytes.
+The tshark driver is a test tool (``tests/tools/tshark.py``), so Wireshark's view needs a
+checkout; ``scripts/demo`` runs from one.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
-from collections.abc import Sequence
 from ipaddress import IPv4Address
 from typing import TextIO
 
-from tests.tools import tshark
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import (
@@ -78,21 +70,8 @@ def _describe_value(value: object, indent: str, out: TextIO) -> None:
             out.write(f"{indent}{name}: {field!r}\n")
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
-    """Run the demo; returns the process exit status."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--wire", action="store_true", help="show the wire format and tshark's view of it"
-    )
-    parser.add_argument("--no-tshark", action="store_true", help="with --wire: do not run tshark")
-    arguments = parser.parse_args(argv)
-    if not arguments.wire:
-        from twisted_rserpool.asap import demo as live  # noqa: PLC0415
-
-        return live.main([], out)
-
+def show(out: TextIO, *, tshark: bool = True) -> int:
+    """Write the conversation and, with ``tshark``, Wireshark's view; the exit status."""
     messages = conversation()
     out.write("twisted-rserpool demo: the RSerPool wire format (RFC 5352/5354/5356)\n\n")
     for number, (direction, message) in enumerate(messages, 1):
@@ -104,26 +83,26 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         _describe_value(decoded, "      ", out)
         out.write(f"   decode(encode(m)) == m: {decoded == message}\n\n")
 
-    tshark_path = None if arguments.no_tshark else tshark.find_tshark()
+    if not tshark:
+        return 0
+    try:
+        from tests.tools import tshark as driver  # noqa: PLC0415 (a checkout's test tool)
+    except ImportError:
+        out.write("Wireshark's view needs a checkout (tests/tools/tshark.py): skipped\n")
+        return 0
+    tshark_path = driver.find_tshark()
     if tshark_path is None:
-        if not arguments.no_tshark:
-            out.write(
-                "tshark is not installed: skipping Wireshark's view (scripts/demo installs it)\n"
-            )
+        out.write("tshark is not installed: skipping Wireshark's view (scripts/demo installs it)\n")
         return 0
     packets = [
-        tshark.asap_packet(message.encode(), "tcp", src="127.0.0.1", dst="127.0.0.2")
+        driver.asap_packet(message.encode(), "tcp", src="127.0.0.1", dst="127.0.0.2")
         for _, message in messages
     ]
     out.write("What Wireshark's dissector (tshark -O asap) makes of the same bytes:\n\n")
-    out.write(tshark.describe(packets, tshark=tshark_path))
-    layers = tshark.dissect(packets, tshark=tshark_path)
-    complaints = [problem for layer in layers for problem in tshark.problems(layer)]
+    out.write(driver.describe(packets, tshark=tshark_path))
+    layers = driver.dissect(packets, tshark=tshark_path)
+    complaints = [problem for layer in layers for problem in driver.problems(layer)]
     out.write(
         "\ntshark reports " + ("no malformed packets\n" if not complaints else f"{complaints}\n")
     )
     return 0 if not complaints else 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

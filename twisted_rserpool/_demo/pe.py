@@ -1,7 +1,7 @@
-"""Run a pool element as a process: ``python -m twisted_rserpool.asap.tool pe ...``.
+"""Run a pool element as a process: ``python -m twisted_rserpool._demo.pe --enrp ... --listen ...``.
 
-The live demo, the examples' helpers, the benchmarks and the process tests start pool
-elements this way (and kill them with SIGKILL). Two applications are built in:
+The demo, the benchmarks and the process tests start pool elements this way (and kill them
+with SIGKILL). Three applications are built in:
 
 - ``echo``: answers every message with the same bytes.
 - ``mark``: answers every message with its bytes and `` resent`` or `` fresh``: whether
@@ -16,16 +16,18 @@ The process prints one line ``READY pe=0x... port=N`` on stdout once registered.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import struct
 import sys
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python import usage
 
+from twisted_rserpool._demo.support import ProgramOptions
 from twisted_rserpool.asap.delivery import ReceivedMessage
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Grant, Role
@@ -36,6 +38,7 @@ __all__ = [
     "CounterProtocol",
     "EchoProtocol",
     "MarkingEchoProtocol",
+    "Options",
     "main",
     "signCookie",
     "verifyCookie",
@@ -106,61 +109,90 @@ class CounterProtocol(Protocol):
             transport.write(b"? " + data)
 
 
+APPLICATIONS = ("echo", "mark", "counter")
+
+
+class Options(ProgramOptions):
+    """Run a pool element until killed; prints READY pe=0x... port=N once registered."""
+
+    synopsis = "python -m twisted_rserpool._demo.pe --enrp ENDPOINT --listen ENDPOINT [options]"
+    optFlags: ClassVar[list[list[str | None]]] = [["verbose", None, "Log to stderr."]]
+    optParameters: ClassVar[list[list[Any]]] = [
+        ["pool", None, "echo", "The pool handle."],
+        ["listen", None, None, "Server endpoint string of the user transport."],
+        ["app", None, "echo", f"The application: {', '.join(APPLICATIONS)}."],
+        ["name", None, "", "A name the counter puts in its answers."],
+        ["cookie-key", None, "00" * 32, "Hex HMAC-SHA256 key of the counter's cookies."],
+        ["load", None, None, "Register with the Least Used policy and this load.", int],
+        ["life", None, 30, "Registration life in seconds.", int],
+        ["heartbeat", None, 1.0, "Session heartbeat interval in seconds.", float],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["enrp"] = []
+        self["enrp-server-identity"] = []
+
+    def opt_enrp(self, endpoint: str) -> None:
+        """Client endpoint string of an ENRP server (repeatable)."""
+        self["enrp"].append(endpoint)
+
+    def opt_enrp_server_identity(self, identity: str) -> None:
+        """A PSK identity allowed to take this PE over (enrp-server role; repeatable)."""
+        self["enrp-server-identity"].append(identity)
+
+    def postOptions(self) -> None:
+        if not self["enrp"]:
+            raise usage.UsageError("--enrp is required")
+        if self["listen"] is None:
+            raise usage.UsageError("--listen is required")
+        if self["app"] not in APPLICATIONS:
+            raise usage.UsageError(f"--app: {self['app']!r} is not one of {APPLICATIONS}")
+        try:
+            self["key"] = bytes.fromhex(self["cookie-key"])
+        except ValueError:
+            raise usage.UsageError("--cookie-key: not hexadecimal") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a pool element until killed."""
-    parser = argparse.ArgumentParser(prog="python -m twisted_rserpool.asap.tool")
-    commands = parser.add_subparsers(dest="command", required=True)
-    pe = commands.add_parser("pe", help="run a pool element")
-    pe.add_argument("--pool", default="echo", help="pool handle")
-    pe.add_argument("--enrp", action="append", required=True, help="ENRP server client string")
-    pe.add_argument("--listen", required=True, help="user transport server string")
-    pe.add_argument("--app", choices=("echo", "mark", "counter"), default="echo")
-    pe.add_argument("--name", default="", help="a name the counter puts in its answers")
-    pe.add_argument("--cookie-key", default="00" * 32, help="hex HMAC key for counter cookies")
-    pe.add_argument("--load", type=int, default=None, help="register with least-used policy")
-    pe.add_argument("--life", type=int, default=30, help="registration life (s)")
-    pe.add_argument("--heartbeat", type=float, default=1.0, help="session heartbeat interval")
-    pe.add_argument(
-        "--enrp-server-identity",
-        action="append",
-        default=[],
-        help="PSK identity allowed to take this PE over (enrp-server role)",
-    )
-    pe.add_argument("--verbose", action="store_true", help="log to stderr")
-    arguments = parser.parse_args(argv)
+    arguments = Options()
+    if not arguments.parseCommandLine(argv):
+        return 2
 
     from twisted.internet import reactor  # noqa: PLC0415
 
     from twisted_rserpool.asap.element import PoolElement  # noqa: PLC0415
 
-    if arguments.verbose:
+    if arguments["verbose"]:
         from twisted.logger import globalLogBeginner, textFileLogObserver  # noqa: PLC0415
 
         globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
 
-    key = bytes.fromhex(arguments.cookie_key)
     factory: Factory
-    if arguments.app == "echo":
+    if arguments["app"] == "echo":
         factory = Factory.forProtocol(EchoProtocol)
-    elif arguments.app == "mark":
+    elif arguments["app"] == "mark":
         factory = Factory.forProtocol(MarkingEchoProtocol)
     else:
-        factory = Factory.forProtocol(lambda: CounterProtocol(key, arguments.name))
-    policy = LeastUsedPolicy(arguments.load) if arguments.load is not None else RoundRobinPolicy()
+        factory = Factory.forProtocol(lambda: CounterProtocol(arguments["key"], arguments["name"]))
+    load = arguments["load"]
+    policy = LeastUsedPolicy(load) if load is not None else RoundRobinPolicy()
     grants = {
         identity: Grant(frozenset({Role.ENRP_SERVER}))
-        for identity in arguments.enrp_server_identity
+        for identity in arguments["enrp-server-identity"]
     }
     element = PoolElement(
-        arguments.pool.encode(),
+        arguments["pool"].encode(),
         factory,
-        arguments.enrp,
-        arguments.listen,
+        arguments["enrp"],
+        arguments["listen"],
         policy=policy,
-        registrationLife=arguments.life,
+        registrationLife=arguments["life"],
         timers=AsapTimers(t2_registration=5.0, t5_server_hunt=1.0, retran_max=5.0),
         userMappingConfig=MappingConfig(
-            heartbeat_interval=arguments.heartbeat, heartbeat_timeout=arguments.heartbeat * 2
+            heartbeat_interval=arguments["heartbeat"],
+            heartbeat_timeout=arguments["heartbeat"] * 2,
         ),
         authorizationPolicy=AuthorizationPolicy(grants, default=None),
     )
