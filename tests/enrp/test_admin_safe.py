@@ -10,7 +10,6 @@ import stat
 import urllib.error
 import urllib.request
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,11 @@ import pytest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.python import usage
-from twisted.web.test.requesthelper import DummyRequest
 
 from tests.enrp import test_peers_service as peers
 from tests.enrp.support import LOOPBACK, EnrpProcess
 from tests.enrp.test_service import Client, make_server, registration
+from tests.support.web import answer, request
 from twisted_rserpool import __version__
 from twisted_rserpool._admin import (
     AdminConfigError,
@@ -35,26 +34,6 @@ from twisted_rserpool._tap.enrp import Options, _adminService
 from twisted_rserpool.enrp.admin import StatusResource, handleText, status, statusPage
 
 TOKEN = "s3cret-token"
-
-
-def request(
-    path: str,
-    method: bytes = b"GET",
-    headers: dict[bytes, bytes] | None = None,
-    body: bytes = b"",
-) -> DummyRequest:
-    parts = [p.encode() for p in path.strip("/").split("/")] if path != "/" else [b""]
-    dummy = DummyRequest(parts)
-    dummy.method = method
-    for name, value in (headers or {}).items():
-        dummy.requestHeaders.setRawHeaders(name, [value])
-    dummy.content = BytesIO(body)  # type: ignore[attr-defined]
-    return dummy
-
-
-def answer(resource: AdminResource, dummy: DummyRequest) -> tuple[int, bytes]:
-    body = resource.render(dummy)  # type: ignore[arg-type]
-    return dummy.responseCode or 200, body
 
 
 BEARER = {b"authorization": b"Bearer " + TOKEN.encode()}

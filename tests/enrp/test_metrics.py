@@ -6,35 +6,22 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.enrp import test_peers_service as peers
 from tests.enrp.test_service import Client, make_server, registration
+from tests.support.web import Samples, scrapeMetrics
 from twisted_rserpool import __version__
 from twisted_rserpool.enrp.admin import StatusResource
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.parameters import PoolElementParameter, RoundRobinPolicy, TcpTransport
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 
 def scrape(server: ENRPServer, resource: StatusResource | None = None) -> tuple[Samples, Any]:
     """Every sample of one scrape by (name, labels), and the parsed families."""
-    resource = resource or StatusResource(server)
-    request = DummyRequest([b"metrics"])
-    body = resource.render(request)  # type: ignore[arg-type]
-    [contentType] = request.responseHeaders.getRawHeaders(b"content-type") or []
-    assert contentType.startswith(b"text/plain; version=")
-    families = {f.name: f for f in text_string_to_metric_families(body.decode("utf-8"))}
-    samples: Samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in families.values()
-        for s in family.samples
-    }
-    return samples, families
+    return scrapeMetrics(resource or StatusResource(server))
 
 
 def test_metrics_parse_and_match_the_registrar_counters() -> None:

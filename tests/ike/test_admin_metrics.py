@@ -7,42 +7,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.esp.test_dataplane import ANSWER, QUERY, installed_pair
 from tests.ike.test_redirect import CL, B, Net, config, static
+from tests.support.web import scrapeMetrics
 from twisted_rserpool import __version__
 from twisted_rserpool.ike.admin import GatewayAdminResource
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.gateway import IkeGatewayProtocol
 from twisted_rserpool.ike.redirect import RedirectPolicy
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
 A = ("127.0.0.2", 500)
 LATE = ("127.0.0.9", 1500)
 
 
-def scrape(resource: GatewayAdminResource) -> tuple[Samples, dict[str, Any]]:
-    """Every sample of one scrape by (name, labels), and the parsed families by name."""
-    request = DummyRequest([b"metrics"])
-    body = resource.render(request)  # type: ignore[arg-type]
-    assert request.responseCode in (None, 200)
-    [contentType] = request.responseHeaders.getRawHeaders(b"content-type") or []
-    assert contentType.startswith(b"text/plain; version=")
-    families = {f.name: f for f in text_string_to_metric_families(body.decode("utf-8"))}
-    samples: Samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in families.values()
-        for s in family.samples
-    }
-    return samples, families
-
-
 def key(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
-    """A sample's key in :func:`scrape`'s result (labels sorted by name)."""
+    """A sample's key in :func:`scrapeMetrics`'s result (labels sorted by name)."""
     return name, tuple(sorted(labels.items()))
 
 
@@ -67,7 +49,7 @@ def test_redirect_cookie_and_sa_metrics() -> None:
     # B's IKE_SA_INIT answer never reaches the late client: B keeps a half-open SA.
     net.pump(1.0, lambda src, dst, data: None if dst == LATE else data)
     adminA = resourceOf(gwA, policyA, load=lambda: 0.25)
-    samples, families = scrape(adminA)
+    samples, families = scrapeMetrics(adminA)
     atA = {"listen": "127.0.0.2:500"}
     assert samples[key("rserpool_vpngw_cookies_demanded_total", **atA)] == 1
     assert samples[key("rserpool_vpngw_cookies_accepted_total", **atA)] == 1
@@ -81,9 +63,9 @@ def test_redirect_cookie_and_sa_metrics() -> None:
     assert families["rserpool_vpngw_ike_sas"].type == "gauge"
 
     policyA.draining = True
-    assert scrape(adminA)[0][key("rserpool_vpngw_draining")] == 1
+    assert scrapeMetrics(adminA)[0][key("rserpool_vpngw_draining")] == 1
 
-    samples, _ = scrape(resourceOf(gwB))
+    samples, _ = scrapeMetrics(resourceOf(gwB))
     atB = {"listen": "127.0.0.3:500"}
     assert samples[key("rserpool_vpngw_ike_sas", **atB, state="ESTABLISHED")] == 1
     assert samples[key("rserpool_vpngw_ike_sas", **atB, state="INIT_DONE")] == 1
@@ -113,7 +95,7 @@ def test_esp_data_plane_metrics() -> None:
     assert plane.open(sealed[0], 1.0) is None  # a replay, dropped
     assert plane.seal(ANSWER, 1.0) is not None
     assert plane.open(b"\x00\x00\x00\x09" + bytes(40), 1.0) is None  # no such SPI
-    samples, families = scrape(resourceOf(pair.gw))
+    samples, families = scrapeMetrics(resourceOf(pair.gw))
     at = {"listen": f"{pair.gw.local_address[0]}:{pair.gw.local_address[1]}"}
     assert samples[key("rserpool_vpngw_esp_packets_total", **at, direction="in")] == 1
     assert samples[key("rserpool_vpngw_esp_packets_total", **at, direction="out")] == 1

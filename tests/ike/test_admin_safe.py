@@ -9,42 +9,24 @@ import json
 import socket
 import stat
 from datetime import datetime
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from twisted.logger import capturedLogs
 from twisted.python import usage
-from twisted.web.test.requesthelper import DummyRequest
 
 from tests.enrp.support import LOOPBACK
 from tests.ike.test_gateway import FakeReactor
 from tests.ike.test_redirect_admin import TOKEN, admin_net
 from tests.ike.vpngw_process import VpngwProcess
+from tests.support.web import answer, request
 from twisted_rserpool import __version__
 from twisted_rserpool._tap import vpngw
 from twisted_rserpool.ike.admin import GatewayAdminResource, statusPage
 
 BEARER = {b"authorization": b"Bearer " + TOKEN.encode()}
 JSON = {b"content-type": b"application/json"}
-
-
-def request(
-    path: str, method: bytes = b"GET", headers: dict[bytes, bytes] | None = None, body: bytes = b""
-) -> DummyRequest:
-    dummy = DummyRequest([p.encode() for p in path.strip("/").split("/")])
-    dummy.method = method
-    dummy.path = path.encode()  # type: ignore[attr-defined]
-    for name, value in (headers or {}).items():
-        dummy.requestHeaders.setRawHeaders(name, [value])
-    dummy.content = BytesIO(body)  # type: ignore[attr-defined]
-    return dummy
-
-
-def answer(resource: GatewayAdminResource, dummy: DummyRequest) -> tuple[int, bytes]:
-    body = resource.render(dummy)  # type: ignore[arg-type]
-    return dummy.responseCode or 200, body
 
 
 def adminOf(*args: str) -> tuple[GatewayAdminResource, list[dict[str, Any]]]:

@@ -44,10 +44,11 @@ def reload(reloader: GatewayReloader) -> tuple[list[str], str]:
     return [formatEvent(e) for e in events], json.dumps(events, default=repr)
 
 
-def test_certificate_ca_and_eap_users_are_reloaded(tmp_path: Path) -> None:
-    """A new certificate (same identity, new key), a CA added and an EAP user added are in
-    force for both listen addresses after a reload; the log names the certificate's
-    fingerprint, the CA subjects and the users, never the key or a password."""
+def certificateGateway(
+    tmp_path: Path,
+) -> tuple[GatewayReloader, list[IkeEndpoint], tuple[str, str, str, Path]]:
+    """A gateway with a certificate for vpn.example, a client CA and the EAP user alice;
+    its reloader, endpoints and files (certificate, key, CA, users)."""
     cert, key = PKI.write(tmp_path, "gw", PKI.issue("gw", dns=["vpn.example"]))
     ca = PKI.write_ca(tmp_path)
     users = tmp_path / "users"
@@ -56,6 +57,14 @@ def test_certificate_ca_and_eap_users_are_reloaded(tmp_path: Path) -> None:
         "--certificate", cert, "--private-key", key, "--ca", ca,
         "--client-auth", "eap-mschapv2", "--eap-users", str(users),
     )  # fmt: skip
+    return reloader, endpoints, (cert, key, ca, users)
+
+
+def test_certificate_ca_and_eap_users_are_reloaded(tmp_path: Path) -> None:
+    """A new certificate (same identity, new key), a CA added and an EAP user added are in
+    force for both listen addresses after a reload; the log names the certificate's
+    fingerprint, the CA subjects and the users, never the key or a password."""
+    reloader, endpoints, (cert, key, ca, users) = certificateGateway(tmp_path)
     before = endpoints[0].config
     assert before.credentials is not None
     assert reloader.files == [str(users), cert, key, ca]
@@ -86,14 +95,7 @@ def test_bad_files_keep_what_was_loaded(tmp_path: Path) -> None:
     """A certificate without the gateway's identity, an unreadable CA file and a users file
     with a bad line are each refused in one line that says why; the configuration in force
     stays, and a later good reload still works."""
-    cert, key = PKI.write(tmp_path, "gw", PKI.issue("gw", dns=["vpn.example"]))
-    ca = PKI.write_ca(tmp_path)
-    users = tmp_path / "users"
-    users.write_text('alice : EAP "alice-password"\n')
-    reloader, endpoints = gateway(
-        "--certificate", cert, "--private-key", key, "--ca", ca,
-        "--client-auth", "eap-mschapv2", "--eap-users", str(users),
-    )  # fmt: skip
+    reloader, endpoints, (_cert, _key, ca, users) = certificateGateway(tmp_path)
     before = endpoints[0].config
     PKI.write(tmp_path, "gw", PKI.issue("gw-elsewhere", dns=["other.example"]))
     Path(ca).unlink()
