@@ -29,7 +29,12 @@ from twisted.logger import Logger
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-__all__ = ["DeadlineQueue", "DeadlineTimer"]
+__all__ = ["COALESCE", "DeadlineQueue", "DeadlineTimer"]
+
+#: The slack of timers that need not be exact (heartbeats, keep-alives, expiry): about
+#: 8 ms, so that those due within a few milliseconds run in one turn. A power of two, so
+#: that rounding up to it keeps deadlines in whole seconds exact.
+COALESCE = 1 / 128
 
 T = TypeVar("T")
 

@@ -124,16 +124,19 @@ def test_deadline_spares_ready_connection() -> None:
 
 
 def test_no_deadline_by_default_and_none_left_after_loss() -> None:
-    """Without handshakeTimeout nothing is scheduled for it; a lost connection leaves no
-    pending deadline behind."""
+    """Without handshakeTimeout nothing is scheduled for it (the heartbeat only); with it
+    the connection's one timer comes at the deadline; connections share the clock's one
+    call, and a lost connection leaves no pending deadline behind."""
     clock = Clock()
     protocol, _ = connect(RSerPoolFactory(RSerPoolProtocol, clock))
-    heartbeatOnly = len(clock.getDelayedCalls())
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [30.0]
     protocol.connectionLost()
     assert clock.getDelayedCalls() == []
     timed, _ = connect(RSerPoolFactory(RSerPoolProtocol, clock, handshakeTimeout=3.0))
-    assert len(clock.getDelayedCalls()) == heartbeatOnly + 1
+    other, _ = connect(RSerPoolFactory(RSerPoolProtocol, clock))
+    assert [call.getTime() for call in clock.getDelayedCalls()] == [3.0]
     timed.connectionLost()
+    other.connectionLost()
     assert clock.getDelayedCalls() == []
 
 

@@ -166,16 +166,16 @@ def test_heartbeat_after_silence_then_timeout() -> None:
     timeout after it ends the connection."""
     config = MappingConfig(heartbeat_interval=30, heartbeat_timeout=10)
     left, _ = pair(config)
-    assert left.next_timer() == 30
+    assert left.next_deadline() == 30
     assert left.handle_timer(29.9) == []
     assert left.data_to_send() == b""
     assert left.handle_timer(30) == []
     [heartbeat] = chunks_of(left.data_to_send())
     assert isinstance(heartbeat, Heartbeat)
-    assert left.next_timer() == 40
+    assert left.next_deadline() == 40
     assert left.handle_timer(39) == []
     assert left.handle_timer(40) == [HeartbeatTimeout(10)]
-    assert left.closed and left.next_timer() is None
+    assert left.closed and left.next_deadline() is None
 
 
 def test_heartbeat_ack_keeps_connection() -> None:
@@ -188,13 +188,13 @@ def test_heartbeat_ack_keeps_connection() -> None:
     assert not left.heartbeat_outstanding
     assert left.handle_timer(40) == []
     assert not left.closed
-    assert left.next_timer() == 62
+    assert left.next_deadline() == 62
 
 
 def test_no_heartbeat_when_disabled() -> None:
     """heartbeat_interval=None disables heartbeats."""
     left, _ = pair(MappingConfig(heartbeat_interval=None))
-    assert left.next_timer() is None
+    assert left.next_deadline() is None
     assert left.handle_timer(1e9) == []
 
 
@@ -338,7 +338,7 @@ def test_unanswered_probe_times_out_despite_traffic() -> None:
     left, right = pair(MappingConfig(max_unacknowledged_bytes=10**6), unread_config())
     flood(left, right, 30, 0)
     right.receive_data(Heartbeat(b"x").encode(), 0)  # the probe goes out
-    assert right.next_timer() == 10
+    assert right.next_deadline() == 10
     right.receive_data(Heartbeat(b"y").encode(), 5)
     assert right.handle_timer(10) == [HeartbeatTimeout(10)]
 
@@ -352,7 +352,7 @@ def test_answered_probe_confirms_reading() -> None:
     left.receive_data(right.data_to_send(), 1)  # left reads at last, answers the probe
     right.receive_data(left.data_to_send(), 1)
     assert right.unread_bytes == 0
-    assert right.next_timer() is None
+    assert right.next_deadline() is None
     assert not right.closed
 
 

@@ -158,7 +158,7 @@ class MappingConnection:
     Create it when the byte stream opens (our INIT is then waiting in
     :meth:`data_to_send`), feed received bytes to :meth:`receive_data`, and write out
     :meth:`data_to_send` after every call. Call :meth:`handle_timer` at
-    :meth:`next_timer` (or later). ``now`` is any monotonic clock in seconds.
+    :meth:`next_deadline` (or later). ``now`` is any monotonic clock in seconds.
     """
 
     def __init__(self, config: MappingConfig | None = None, *, now: float = 0.0) -> None:
@@ -437,7 +437,7 @@ class MappingConnection:
 
     # -- time -----------------------------------------------------------------------------
 
-    def next_timer(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` has something to do next; ``None`` for never."""
         if self.closed:
             return None

@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_rserpool.deadline import COALESCE, DeadlineTimer
 from twisted_rserpool.security.context import INSECURE, SecurityContext
 from twisted_rserpool.security.tls import securityContextOf
 from twisted_rserpool.transport.admission import ConnectionCap, ThrottledLog
@@ -154,9 +155,10 @@ class RSerPoolProtocol(Protocol):
         self._unread = bytearray()
         #: How often reading from the transport was paused because a chunk had to wait.
         self.readingPauses = 0
-        self._timer: IDelayedCall | None = None
-        self._timerDeadline = 0.0
-        self._readyDeadline: IDelayedCall | None = None
+        # One timer for the heartbeat and the handshake deadline, on the clock's shared call.
+        self._timer = DeadlineTimer(self._timerFired, slack=COALESCE)
+        #: When the connection must be ready (handshakeTimeout), until it is.
+        self._readyBy: float | None = None
         #: The cap that admitted this connection (told when it is lost), if any.
         self.admittedBy: ConnectionCap | None = None
         self.peer = "unknown peer"
@@ -341,10 +343,7 @@ class RSerPoolProtocol(Protocol):
         self._handshakeDone = not self._onTls
         self.mapping = MappingConnection(self.mappingConfig, now=self._now())
         if self.handshakeTimeout is not None:
-            assert self.clock is not None
-            self._readyDeadline = self.clock.callLater(
-                self.handshakeTimeout, self._readyDeadlinePassed
-            )
+            self._readyBy = self._now() + self.handshakeTimeout
         self._flush()
         self._armTimer()
 
@@ -390,8 +389,8 @@ class RSerPoolProtocol(Protocol):
         self._held.clear()
         self._unread.clear()
         self._cancelAdmission()
-        self._cancelTimer()
-        self._cancelReadyDeadline()
+        self._readyBy = None
+        self._timer.cancel()
         if self.admittedBy is not None:
             self.admittedBy.discard(self)
         if self.mapping is not None:
@@ -420,7 +419,7 @@ class RSerPoolProtocol(Protocol):
         if self.mapping is not None:
             self._flush()
             self.mapping.close()
-        self._cancelTimer()
+        self._armTimer()  # no more heartbeats; the handshake deadline stays
         assert self.transport is not None
         self.transport.loseConnection()
 
@@ -430,7 +429,7 @@ class RSerPoolProtocol(Protocol):
         self._closing = True
         if self.mapping is not None:
             self.mapping.close()
-        self._cancelTimer()
+        self._armTimer()
         transport = self.transport
         assert transport is not None
         abort = getattr(transport, "abortConnection", None)
@@ -662,26 +661,24 @@ class RSerPoolProtocol(Protocol):
         self._abort()
 
     def _armTimer(self) -> None:
+        """Arm the timer for the mapping's next deadline (heartbeat) or the handshake
+        deadline, whichever comes first. Cheap when the deadline only moved later, as it
+        does with every read."""
         mapping = self.mapping
-        deadline = None if mapping is None or self._stopped() else mapping.next_timer()
-        if deadline is None:
-            self._cancelTimer()
-            return
-        timer = self._timer
-        if timer is not None and timer.active() and self._timerDeadline <= deadline:
-            return  # it fires early and re-arms itself: cheaper than rescheduling per read
-        self._cancelTimer()
-        assert self.clock is not None
-        self._timerDeadline = deadline
-        self._timer = self.clock.callLater(max(0.0, deadline - self._now()), self._timerFired)
+        deadline = None if mapping is None or self._stopped() else mapping.next_deadline()
+        readyBy = self._readyBy
+        if readyBy is not None and (deadline is None or readyBy < deadline):
+            deadline = readyBy
+        if deadline is None or self.clock is None:
+            self._timer.cancel()
+        else:
+            self._timer.arm(self.clock, deadline)
 
     def _cancelReadyDeadline(self) -> None:
-        deadline, self._readyDeadline = self._readyDeadline, None
-        if deadline is not None and deadline.active():
-            deadline.cancel()
+        self._readyBy = None
 
     def _readyDeadlinePassed(self) -> None:
-        self._readyDeadline = None
+        self._readyBy = None
         if self._ready or self._lost:
             return
         if not self._handshakeDone:
@@ -701,20 +698,20 @@ class RSerPoolProtocol(Protocol):
         # Whether or not a close was under way: a stalled peer must not keep the socket.
         self._abort()
 
-    def _cancelTimer(self) -> None:
-        timer, self._timer = self._timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    def _timerFired(self) -> None:
-        self._timer = None
+    def _timerFired(self, now: float) -> None:
+        readyBy = self._readyBy
+        if readyBy is not None and now >= readyBy:
+            self._readyBy = None
+            if not self._ready and not self._lost:
+                self._readyDeadlinePassed()
+                return
         mapping = self.mapping
         if mapping is None or self._stopped():
+            self._armTimer()  # the handshake deadline, if it is still to come
             return
         self._batching = True
         try:
-            # The timer was set for this deadline: rounding must not make it look early.
-            self._handleEvents(mapping.handle_timer(max(self._now(), self._timerDeadline)))
+            self._handleEvents(mapping.handle_timer(now))
             self._armTimer()
         except Exception:
             self.log.failure(
