@@ -111,7 +111,7 @@ def test_ack_omits_tsn_when_peer_init_suppressed_it() -> None:
     right.acknowledge(event)
     assert chunks_of(right.data_to_send()) == [Ack(None)]
     [acked] = left.receive_data(Ack(None).encode(), 0)
-    assert acked == DataAcknowledged(SentData(0, b"x"))
+    assert acked == DataAcknowledged((SentData(0, b"x"),))
 
 
 def test_acknowledge_in_order_only() -> None:
@@ -133,7 +133,7 @@ def test_unacknowledged_kept_until_acked() -> None:
     events = right.receive_data(left.data_to_send(), 0)
     assert isinstance(events[0], DataReceived)
     right.acknowledge(events[0])
-    assert left.receive_data(right.data_to_send(), 0) == [DataAcknowledged(sent[0])]
+    assert left.receive_data(right.data_to_send(), 0) == [DataAcknowledged((sent[0],))]
     assert left.unacknowledged() == tuple(sent[1:])
     left.close()
     assert left.unacknowledged() == tuple(sent[1:])  # still there for failover

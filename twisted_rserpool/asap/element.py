@@ -325,7 +325,7 @@ class PoolElementConnection(RSerPoolProtocol):
         else:
             application.dataReceived(data)
 
-    def dataAcknowledged(self, sent: SentData) -> None:
+    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
         """Room for queued messages."""
         if self.appTransport is not None and self.appTransport.queued():
             self.appTransport._schedulePump()

@@ -140,9 +140,12 @@ class SessionConnection(RSerPoolProtocol):
         """Application data without the U flag goes to the application protocol."""
         self.applicationMessageReceived(ppid, data, False)
 
-    def dataAcknowledged(self, sent: SentData) -> None:
-        """Room for more queued messages."""
-        self._meta.pop(sent.tsn, None)
+    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+        """Room for more queued messages; the acknowledged ones are forgotten together."""
+        meta = self._meta
+        if meta:
+            for one in sent:
+                meta.pop(one.tsn, None)
         if self.attached:
             self.session._acknowledged(self)
 

@@ -10,7 +10,8 @@ Rules it enforces (draft-ietf-rserpool-tcpmapping-03):
 - Our INIT is the first chunk we send; it is queued when the connection is created.
 - The peer's INIT must be its first chunk, and it is sent only once.
 - Every received DATA chunk gets exactly one ACK, once the upper layer has taken it
-  (:meth:`MappingConnection.acknowledge`), in arrival order, with the TSN unless the peer's
+  (:meth:`MappingConnection.acknowledge`, or :meth:`MappingConnection.acknowledge_through`
+  for all taken so far in one write), in arrival order, with the TSN unless the peer's
   INIT suppressed TSNs.
 - Every DATA chunk we send is kept until the peer ACKs it: :meth:`unacknowledged`.
   ACKs must arrive in order, for outstanding chunks only.
@@ -33,6 +34,11 @@ Rules it enforces (draft-ietf-rserpool-tcpmapping-03):
 A peer that breaks a rule ends the connection with a :class:`ProtocolError` event (the
 mapping cannot resynchronise a byte stream). Misuse by the upper layer raises
 :class:`LocalProtocolError`.
+
+DATA and ACK chunks take the codec's fast path (:meth:`ChunkDecoder.read_chunks`: every
+chunk of a read in one pass, no chunk value per message; DATA packed by one precompiled
+struct; the ACKs of a run of messages made at once); ``fast=False`` takes every chunk
+through the checked decoder instead, with the same events and bytes.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import struct
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+from operator import itemgetter
 
 from twisted_rserpool.transport.events import (
     DataAcknowledged,
@@ -52,6 +59,7 @@ from twisted_rserpool.transport.events import (
     SentData,
 )
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
+from twisted_rserpool.wire.fastpath import AckRun, ack_chunks
 from twisted_rserpool.wire.tcpmapping import (
     DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_MAX_CHUNK_LENGTH,
@@ -60,7 +68,6 @@ from twisted_rserpool.wire.tcpmapping import (
     Chunk,
     ChunkDecoder,
     ChunkEncoder,
-    Data,
     DataFormat,
     Heartbeat,
     HeartbeatAck,
@@ -77,6 +84,8 @@ __all__ = [
 
 _U32_MAX = 0xFFFFFFFF
 _HEARTBEAT_INFO = struct.Struct("!Q")
+_new = tuple.__new__
+_user_data = itemgetter(1)
 
 
 def _slices(data: bytes, step: int) -> list[bytes]:
@@ -158,24 +167,35 @@ class MappingConnection:
     Create it when the byte stream opens (our INIT is then waiting in
     :meth:`data_to_send`), feed received bytes to :meth:`receive_data`, and write out
     :meth:`data_to_send` after every call. Call :meth:`handle_timer` at
-    :meth:`next_deadline` (or later). ``now`` is any monotonic clock in seconds.
+    :meth:`next_timer` (or later). ``now`` is any monotonic clock in seconds. ``fast``
+    (the default) decodes DATA and ACK chunks on the codec's fast path.
     """
 
-    def __init__(self, config: MappingConfig | None = None, *, now: float = 0.0) -> None:
-        self.config = MappingConfig() if config is None else config
-        self._encoder = ChunkEncoder(self.config.data_format)
+    def __init__(
+        self, config: MappingConfig | None = None, *, now: float = 0.0, fast: bool = True
+    ) -> None:
+        self.config = config = MappingConfig() if config is None else config
+        self._encoder = ChunkEncoder(config.data_format)
         self._decoder = ChunkDecoder(
-            max_chunk_length=self.config.max_chunk_length,
-            max_buffer_size=self.config.max_buffer_size,
+            max_chunk_length=config.max_chunk_length,
+            max_buffer_size=config.max_buffer_size,
+            fast=fast,
         )
         self._state = ConnectionState.AWAITING_INIT
-        self._outgoing = bytearray(self._encoder.send_init())
-        self._max_user_data = self.config.max_chunk_length - self.config.data_format.header_length
-        self._feed_step = max(1, self.config.max_buffer_size - self.config.max_chunk_length - 3)
-        # Received DATA not yet acknowledged by the upper layer: (tsn, user data length).
-        self._undelivered: deque[tuple[int, int]] = deque()
+        # Pieces to write, joined once in data_to_send (user data is not copied before).
+        self._outgoing: list[bytes] = [self._encoder.send_init()]
+        self._header_length = config.data_format.header_length
+        self._max_user_data = config.max_chunk_length - self._header_length
+        self._max_unacknowledged = config.max_unacknowledged_bytes
+        self._feed_step = max(1, config.max_buffer_size - config.max_chunk_length - 3)
+        # Received DATA not yet acknowledged by the upper layer: its size (header
+        # included), oldest first; the oldest has TSN _next_to_acknowledge.
+        self._undelivered: deque[int] = deque()
         self._undelivered_bytes = 0
-        self._next_received_tsn = 0
+        self._next_to_acknowledge = 0
+        # The peer's DATA header length and whether its ACKs carry TSNs, from its INIT.
+        self._peer_header_length = 0
+        self._peer_has_tsn = True
         # Sent DATA not yet acknowledged by the peer.
         self._unacknowledged: deque[SentData] = deque()
         self._unacknowledged_bytes = 0
@@ -234,7 +254,7 @@ class MappingConnection:
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer now (and forget)."""
-        data = bytes(self._outgoing)
+        data = b"".join(self._outgoing)
         self._outgoing.clear()
         return data
 
@@ -301,14 +321,28 @@ class MappingConnection:
         # Feed the decoder in slices it can always hold on top of one incomplete chunk, so
         # that its buffer limit bounds what a peer withholds, not how much arrived at once.
         step = self._feed_step
+        decoder = self._decoder
+        items: list[DataReceived | int | Chunk] = []
         try:
             pieces = (data,) if len(data) <= step else _slices(data, step)
             for piece in pieces:
-                self._decoder.receive_data(piece)
-                while (chunk := self._decoder.next_chunk()) is not None:
-                    event = self._receive_chunk(chunk)
-                    if event is not None:
-                        events.append(event)
+                decoder.receive_data(piece)
+                fault = None
+                outstanding = len(self._unacknowledged)
+                try:
+                    decoder.read_chunks(
+                        items.append,
+                        DataReceived,
+                        outstanding,
+                        (self._encoder.next_tsn - outstanding) & _U32_MAX,
+                    )
+                except MalformedMessage as error:
+                    fault = error
+                # What came before the decoder's fault is taken first, and may fail first.
+                self._take(items, events)
+                items.clear()
+                if fault is not None:
+                    raise fault
         except MalformedMessage as error:
             self.close()
             events.append(ProtocolError(error))
@@ -317,14 +351,53 @@ class MappingConnection:
             self._probe = (self._send_heartbeat(), now)
         return events
 
+    def _take(self, items: list[DataReceived | int | Chunk], events: list[Event]) -> None:
+        """Turn what the decoder read (DATA as events, ACKs as TSNs, other chunks as
+        values) into events, in order; consecutive ACKs become one event."""
+        acknowledged: list[SentData] = []
+        limit = self.config.max_undelivered_bytes
+        header_length = self._peer_header_length
+        undelivered = self._undelivered
+        try:
+            for item in items:
+                if type(item) is DataReceived:
+                    if acknowledged:
+                        events.append(DataAcknowledged(tuple(acknowledged)))
+                        acknowledged.clear()
+                    # Count the header too, so that empty chunks are not free.
+                    size = len(item.user_data) + header_length
+                    if self._undelivered_bytes + size > limit:
+                        raise MalformedMessage(
+                            f"more than {limit} bytes of DATA received "
+                            "that the upper layer has not taken yet",
+                            CauseCode.LACK_OF_RESOURCES,
+                            report=False,
+                        )
+                    undelivered.append(size)
+                    self._undelivered_bytes += size
+                    events.append(item)
+                elif type(item) is AckRun:
+                    acknowledged += self._retire(item)
+                elif type(item) is int:
+                    acknowledged.append(self._receive_ack(item))
+                else:
+                    if acknowledged:
+                        events.append(DataAcknowledged(tuple(acknowledged)))
+                        acknowledged.clear()
+                    assert not isinstance(item, DataReceived | int)
+                    event = self._receive_chunk(item)
+                    if event is not None:
+                        events.append(event)
+        finally:
+            # The ACKs before a fault still count.
+            if acknowledged:
+                events.append(DataAcknowledged(tuple(acknowledged)))
+
     def _receive_chunk(self, chunk: Chunk) -> Event | None:
-        if isinstance(chunk, Data):
-            return self._receive_data_chunk(chunk)
-        if isinstance(chunk, Ack):
-            return self._receive_ack(chunk)
+        """A chunk other than DATA and ACK (those come as records)."""
         if isinstance(chunk, Heartbeat):
             answer = chunk.acknowledge().encode()
-            self._outgoing += answer
+            self._outgoing.append(answer)
             self._answers_written += len(answer)
             return None
         if isinstance(chunk, HeartbeatAck):
@@ -333,45 +406,57 @@ class MappingConnection:
             self._heartbeat_acknowledged(chunk.info)
             return None
         assert isinstance(chunk, Init)  # the decoder refuses a second INIT
+        fmt = chunk.data_format
+        self._peer_header_length = fmt.header_length
+        self._peer_has_tsn = fmt.has_tsn
         self._state = ConnectionState.ESTABLISHED
-        return InitReceived(chunk.data_format)
+        return InitReceived(fmt)
 
-    def _receive_data_chunk(self, chunk: Data) -> DataReceived:
-        # Count the header too, so that empty chunks are not free.
-        size = len(chunk.user_data) + chunk.data_format.header_length
-        if self._undelivered_bytes + size > self.config.max_undelivered_bytes:
-            raise MalformedMessage(
-                f"more than {self.config.max_undelivered_bytes} bytes of DATA received "
-                "that the upper layer has not taken yet",
-                CauseCode.LACK_OF_RESOURCES,
-                report=False,
+    def _retire(self, count: int) -> list[SentData]:
+        """The oldest ``count`` outstanding DATA chunks were acknowledged in order."""
+        unacknowledged = self._unacknowledged
+        marks = self._data_marks
+        if count == len(unacknowledged):
+            sent = list(unacknowledged)
+            unacknowledged.clear()
+            mark = marks[-1]
+            marks.clear()
+            self._unacknowledged_bytes = 0
+        else:
+            popleft = unacknowledged.popleft
+            sent = [popleft() for _ in range(count)]
+            for _ in range(count - 1):
+                marks.popleft()
+            mark = marks.popleft()
+            self._unacknowledged_bytes -= (
+                sum(map(len, map(_user_data, sent))) + count * self._header_length
             )
-        tsn = self._next_received_tsn
-        self._next_received_tsn = (tsn + 1) & _U32_MAX
-        self._undelivered.append((tsn, size))
-        self._undelivered_bytes += size
-        return DataReceived(tsn, chunk)
+        self._answers_read = max(self._answers_read, mark)
+        return sent
 
-    def _receive_ack(self, chunk: Ack) -> DataAcknowledged:
-        if not self._unacknowledged:
+    def _receive_ack(self, tsn: int) -> SentData:
+        """An ACK chunk with ``tsn`` (``-1``: none) retires our oldest outstanding DATA."""
+        unacknowledged = self._unacknowledged
+        if not unacknowledged:
             raise MalformedMessage(
                 "ACK chunk while no DATA chunk is outstanding",
                 CauseCode.INVALID_VALUES,
                 report=False,
-                offending=chunk.encode(),
+                offending=Ack(None if tsn < 0 else tsn).encode(),
             )
-        expected = self._unacknowledged[0].tsn
-        if chunk.tsn is not None and chunk.tsn != expected:
+        sent = unacknowledged[0]
+        if tsn >= 0 and tsn != sent.tsn:
             raise MalformedMessage(
-                f"ACK chunk for TSN {chunk.tsn}, expected {expected}",
+                f"ACK chunk for TSN {tsn}, expected {sent.tsn}",
                 CauseCode.INVALID_VALUES,
                 report=False,
-                offending=chunk.encode(),
+                offending=Ack(tsn).encode(),
             )
-        sent = self._unacknowledged.popleft()
-        self._answers_read = max(self._answers_read, self._data_marks.popleft())
-        self._unacknowledged_bytes -= len(sent.user_data) + self.config.data_format.header_length
-        return DataAcknowledged(sent)
+        unacknowledged.popleft()
+        mark = self._data_marks.popleft()
+        self._answers_read = max(self._answers_read, mark)
+        self._unacknowledged_bytes -= len(sent.user_data) + self._header_length
+        return sent
 
     def acknowledge(self, event: DataReceived) -> None:
         """Send the ACK for a received DATA chunk the upper layer has now taken.
@@ -379,19 +464,34 @@ class MappingConnection:
         Chunks must be acknowledged in the order they arrived. After the connection closed
         this does nothing.
         """
-        if self.closed:
+        self._acknowledge(event, single=True)
+
+    def acknowledge_through(self, event: DataReceived) -> None:
+        """Send the ACKs for every received DATA chunk up to and including ``event``, all
+        taken by the upper layer now, in one piece. After the connection closed this does
+        nothing."""
+        self._acknowledge(event, single=False)
+
+    def _acknowledge(self, event: DataReceived, single: bool) -> None:
+        if self._state is ConnectionState.CLOSED:
             return
-        if not self._undelivered or self._undelivered[0][0] != event.tsn:
-            pending = self._undelivered[0][0] if self._undelivered else None
+        undelivered = self._undelivered
+        first = self._next_to_acknowledge
+        count = ((event.tsn - first) & _U32_MAX) + 1
+        if count > len(undelivered) or (single and count != 1):
             raise LocalProtocolError(
-                f"DATA with TSN {event.tsn} acknowledged out of order (next is {pending})"
+                f"DATA with TSN {event.tsn} acknowledged out of order "
+                f"(next is {first if undelivered else None})"
             )
-        _, size = self._undelivered.popleft()
-        self._undelivered_bytes -= size
-        peer_format = self._decoder.data_format
-        assert peer_format is not None  # DATA is only decoded after the peer's INIT
-        answer = Ack(event.tsn if peer_format.has_tsn else None).encode()
-        self._outgoing += answer
+        if count == len(undelivered):
+            undelivered.clear()
+            self._undelivered_bytes = 0
+        else:
+            for _ in range(count):
+                self._undelivered_bytes -= undelivered.popleft()
+        self._next_to_acknowledge = (event.tsn + 1) & _U32_MAX
+        answer = ack_chunks(first, count, self._peer_has_tsn)
+        self._outgoing.append(answer)
         self._answers_written += len(answer)
 
     # -- sending --------------------------------------------------------------------------
@@ -411,33 +511,31 @@ class MappingConnection:
         too much unacknowledged, and ``ValueError`` for a PPID or stream that our INIT's
         format cannot carry.
         """
-        if self.closed:
+        if self._state is ConnectionState.CLOSED:
             raise LocalProtocolError("the connection is closed")
         if len(user_data) > self._max_user_data:
             raise LocalProtocolError(
                 f"{len(user_data)} bytes of user data exceed the "
                 f"{self.config.max_chunk_length}-byte chunk limit"
             )
-        size = len(user_data) + self.config.data_format.header_length
-        if self._unacknowledged_bytes + size > self.config.max_unacknowledged_bytes:
+        size = len(user_data) + self._header_length
+        if self._unacknowledged_bytes + size > self._max_unacknowledged:
             raise SendBufferFull(
                 f"{self._unacknowledged_bytes} bytes are unacknowledged; sending "
-                f"{size} more would exceed {self.config.max_unacknowledged_bytes}"
+                f"{size} more would exceed {self._max_unacknowledged}"
             )
-        tsn = self._encoder.next_tsn
-        encoded = self._encoder.send_data(
-            user_data, ppid=ppid, stream_identifier=stream_identifier, unordered=unordered
+        tsn = self._encoder.append_data(
+            self._outgoing, user_data, ppid, stream_identifier, unordered
         )
-        sent = SentData(tsn, user_data, ppid, stream_identifier, unordered)
+        sent = _new(SentData, (tsn, user_data, ppid, stream_identifier, unordered))
         self._unacknowledged.append(sent)
         self._data_marks.append(self._answers_written)
         self._unacknowledged_bytes += size
-        self._outgoing += encoded
         return sent
 
     # -- time -----------------------------------------------------------------------------
 
-    def next_deadline(self) -> float | None:
+    def next_timer(self) -> float | None:
         """When :meth:`handle_timer` has something to do next; ``None`` for never."""
         if self.closed:
             return None
@@ -480,7 +578,7 @@ class MappingConnection:
     def _send_heartbeat(self) -> bytes:
         self._heartbeats_sent += 1
         info = _HEARTBEAT_INFO.pack(self._heartbeats_sent)
-        self._outgoing += Heartbeat(info).encode()
+        self._outgoing.append(Heartbeat(info).encode())
         self._heartbeat_marks.append((info, self._answers_written))
         return info
 

@@ -3,15 +3,19 @@
 Every event is an immutable value. A connection returns them from ``receive_data`` and
 ``handle_timer``; the events that end the connection (:class:`ProtocolError`,
 :class:`HeartbeatTimeout`) are always the last of their list.
+
+The two values made once per message, :class:`DataReceived` and :class:`SentData`, are
+named tuples rather than frozen dataclasses: a frozen dataclass of five fields costs about
+0.6 µs to build, a named tuple about 0.1 µs, and every message makes one of each.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 from twisted_rserpool.wire.errors import MalformedMessage
-from twisted_rserpool.wire.tcpmapping import Data, DataFormat
+from twisted_rserpool.wire.tcpmapping import DataFormat
 
 __all__ = [
     "DataAcknowledged",
@@ -24,8 +28,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class SentData:
+class SentData(NamedTuple):
     """One DATA chunk we sent, kept until the peer acknowledges its delivery.
 
     ``tsn`` is the chunk's transmission sequence number, counted from 0 on this
@@ -51,40 +54,33 @@ class InitReceived:
     data_format: DataFormat
 
 
-@dataclass(frozen=True, slots=True)
-class DataReceived:
+class DataReceived(NamedTuple):
     """The peer sent one DATA chunk, to be delivered to the upper layer.
 
-    Once the upper layer has taken it, pass this event to ``acknowledge`` so that the
-    peer gets its ACK; the draft requires exactly one ACK per delivered DATA chunk, in
-    the order the chunks arrived. ``tsn`` is the chunk's TSN (explicit or implied by
-    its position in the stream).
+    Once the upper layer has taken it, pass this event to ``acknowledge`` (or a later one
+    to ``acknowledge_through``) so that the peer gets its ACK; the draft requires exactly
+    one ACK per delivered DATA chunk, in the order the chunks arrived. ``tsn`` is the
+    chunk's TSN (explicit or implied by its position in the stream); ``ppid`` and
+    ``stream_identifier`` are 0 when the peer's INIT omitted them; ``unordered`` is the
+    chunk's U flag.
     """
 
     tsn: int
-    chunk: Data
-
-    @property
-    def ppid(self) -> int:
-        """The payload protocol identifier (0 when the peer's INIT omitted PPIDs)."""
-        return self.chunk.effective_ppid
-
-    @property
-    def user_data(self) -> bytes:
-        """The message the chunk carries."""
-        return self.chunk.user_data
-
-    @property
-    def stream_identifier(self) -> int:
-        """The stream the chunk belongs to (0 when the peer's INIT omitted streams)."""
-        return self.chunk.effective_stream_identifier
+    user_data: bytes
+    ppid: int = 0
+    stream_identifier: int = 0
+    unordered: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class DataAcknowledged:
-    """The peer acknowledged delivery of one DATA chunk we sent: ``sent``."""
+    """The peer acknowledged delivery of DATA chunks we sent: ``sent``, oldest first.
 
-    sent: SentData
+    One event stands for a run of consecutive ACK chunks (those of one read), so that
+    acknowledged messages are retired together.
+    """
+
+    sent: tuple[SentData, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -101,10 +101,13 @@ class RSerPoolProtocol(Protocol):
     :meth:`enrpMessageReceived`, :meth:`applicationMessageReceived` (by default passing
     the data on to :meth:`applicationDataReceived`, without the U flag),
     :meth:`malformedMessageReceived` (except for a broken mapping, reported whenever it
-    happens), :meth:`dataAcknowledged`. A hook that raises is logged; the message still
-    counts as delivered (it is acknowledged) and the connection goes on. Before each DATA
-    chunk is decoded, :meth:`admitData` may make it wait: backpressure against a flooding
-    peer, whose transport stops being read meanwhile.
+    happens), :meth:`messagesAcknowledged` (by default :meth:`dataAcknowledged` for each
+    message). A hook that raises is logged; the message still counts as delivered (it is
+    acknowledged) and the connection goes on. The ACKs of the messages delivered while
+    one read is handled leave together, after them, in the write that ends the read.
+    Before each DATA chunk is decoded, :meth:`admitData` may make it wait: backpressure
+    against a flooding peer, whose transport stops being read meanwhile; a protocol that
+    does not override it has every chunk of a read decoded in one pass.
 
     Configuration (class attributes; override them in a subclass, on the instance before
     the connection is made, or through :class:`RSerPoolFactory`):
@@ -145,6 +148,11 @@ class RSerPoolProtocol(Protocol):
         self._lost = False
         self._batching = False
         self._held: deque[DataReceived] = deque()
+        # The last DATA delivered and not yet acknowledged: its ACK and those of the ones
+        # before it are written together (_flush).
+        self._lastDelivered: DataReceived | None = None
+        # Without an admitData of its own nothing ever waits: a read is decoded whole.
+        self._admitsAll = type(self).admitData is RSerPoolProtocol.admitData
         # Backpressure: the timer until the first held chunk, already admitted, is
         # delivered, and whether we asked the transport to stop reading.
         self._admissionTimer: IDelayedCall | None = None
@@ -205,6 +213,13 @@ class RSerPoolProtocol(Protocol):
 
     def dataAcknowledged(self, sent: SentData) -> None:
         """The peer acknowledged delivery of a message we sent."""
+
+    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+        """The peer acknowledged delivery of these messages we sent, oldest first (the ACKs
+        that arrived together). Calls :meth:`dataAcknowledged` for each unless overridden:
+        override this one to retire them together."""
+        for one in sent:
+            self._callHook(self.dataAcknowledged, one)
 
     def admitData(self, event: DataReceived, now: float) -> float:
         """Seconds to wait before the DATA chunk ``event`` is decoded and delivered.
@@ -368,7 +383,11 @@ class RSerPoolProtocol(Protocol):
         # What hooks send while this read is handled goes out in one write at the end.
         self._batching = True
         try:
-            if self._admissionTimer is None and not self._unread and len(data) <= _SLICE:
+            if (
+                self._admissionTimer is None
+                and not self._unread
+                and (len(data) <= _SLICE or self._admitsAll)
+            ):
                 self._handleEvents(mapping.receive_data(data, self._now()))
             else:
                 self._unread += data
@@ -406,9 +425,13 @@ class RSerPoolProtocol(Protocol):
         return self._lost or self._closing or bool(getattr(self.transport, "disconnecting", False))
 
     def _flush(self) -> None:
-        if self.mapping is None or self.transport is None:
+        mapping = self.mapping
+        if mapping is None or self.transport is None:
             return
-        data = self.mapping.data_to_send()
+        last, self._lastDelivered = self._lastDelivered, None
+        if last is not None:
+            mapping.acknowledge_through(last)
+        data = mapping.data_to_send()
         if data and not self._lost:
             self.transport.write(data)
 
@@ -444,13 +467,17 @@ class RSerPoolProtocol(Protocol):
             # messages that came with the fault are discarded.
             events = [e for e in events if not isinstance(e, DataReceived | InitReceived)]
         for event in events:
-            if isinstance(event, DataReceived):
-                if not self._stopped():
+            if type(event) is DataReceived:
+                if self._stopped():
+                    continue
+                if self._admitsAll and self._ready and not self._held:
+                    self._deliver(event)
+                else:
                     # In arrival order: behind chunks that wait (for readiness or a token).
                     self._held.append(event)
                     self._dispatchHeld()
             elif isinstance(event, DataAcknowledged):
-                self._callHook(self.dataAcknowledged, event.sent)
+                self._callHook(self.messagesAcknowledged, event.sent)
             elif isinstance(event, InitReceived):
                 self._becomeReadyIfPossible()
             elif isinstance(event, ProtocolError):
@@ -601,11 +628,9 @@ class RSerPoolProtocol(Protocol):
         elif ppid == ENRP_PPID:
             self._deliverMessage(event, enrp.decode, self.enrpMessageReceived)
         else:
-            self._callHook(
-                self.applicationMessageReceived, ppid, event.user_data, event.chunk.unordered
-            )
-        assert self.mapping is not None
-        self.mapping.acknowledge(event)
+            self._callHook(self.applicationMessageReceived, ppid, event.user_data, event.unordered)
+        # Acknowledged with the others of this read when it ends (_flush).
+        self._lastDelivered = event
 
     def _deliverMessage(self, event: DataReceived, decode: Any, hook: Any) -> None:
         ppid = event.ppid
