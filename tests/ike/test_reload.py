@@ -8,7 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python import usage
 
 from tests.ike.pki import IkePki
 from tests.ike.test_gateway import FakeReactor
@@ -180,3 +182,27 @@ def test_target_list_syntax() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} was accepted")
+
+
+POOL = ("--redirect-pool", "p", "--redirect-pool-enrp", "tcp:h:1")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--redirect-targets", "/no/targets"), "--redirect-targets: /no/targets: No such file"),
+        (("--redirect-targets", "{targets}", "--redirect-to", "127.0.0.7"), "give one of"),
+        (("--redirect-targets", "{targets}", *POOL), "give one of"),
+        (("--redirect-targets", "{bad}"), "--redirect-targets: .*bad: the weight of x.example"),
+    ],
+)
+def test_redirect_targets_option_problems(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    """--redirect-targets names a readable file of good targets, and no other target source."""
+    (tmp_path / "targets").write_text("127.0.0.7\n")
+    (tmp_path / "bad").write_text("x.example=none\n")
+    values = {"targets": str(tmp_path / "targets"), "bad": str(tmp_path / "bad")}
+    options = vpngw.Options()  # type: ignore[no-untyped-call]
+    with pytest.raises(usage.UsageError, match=message):
+        options.parseOptions([a.format(**values) for a in args])  # type: ignore[no-untyped-call]

@@ -500,8 +500,10 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(f"redirect options: {e}") from None
         if self["redirect-targets"] is not None:
-            if self["redirect-to"] is not None:
-                raise usage.UsageError("give --redirect-to or --redirect-targets, not both")
+            if self["redirect-to"] is not None or self["redirect-pool"] is not None:
+                raise usage.UsageError(
+                    "give one of --redirect-to, --redirect-targets and --redirect-pool"
+                )
             try:
                 self["targets"] = loadTargets(self["redirect-targets"])
             except ValueError as e:
