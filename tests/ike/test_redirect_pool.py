@@ -102,6 +102,8 @@ def test_overloaded_gateway_never_redirects_to_itself() -> None:
 
 
 class FakeElement:
+    poolHandle = b"vpngw"
+
     def __init__(self) -> None:
         self.policy: Any = None
         self.registered = True

@@ -26,3 +26,10 @@ enrp = CommandServiceMaker(  # type: ignore[no-untyped-call]
     "An ENRP server (RSerPool registrar) secured with TLS (PSK and certificates)",
     "enrp",
 )
+
+poolmember = CommandServiceMaker(  # type: ignore[no-untyped-call]
+    "twisted-rserpool pool member sidecar",
+    "twisted_rserpool._tap.poolmember",
+    "Registers a server in any language (UDP, TCP or SCTP) as a pool element, with its load",
+    "poolmember",
+)

@@ -18,7 +18,6 @@ import ipaddress
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -67,7 +66,7 @@ from twisted_rserpool.ike.redirect import (
 )
 from twisted_rserpool.ike.redirect_pool import GatewayRegistration, PoolGateways
 from twisted_rserpool.ike.reload import GatewayReloader, loadTargets, parseTargets
-from twisted_rserpool.wire.parameters import LeastUsedPolicy
+from twisted_rserpool.wire.parameters import LeastUsedPolicy, UdpTransport
 
 __all__ = ["Options", "makeService"]
 
@@ -380,15 +379,9 @@ class Options(usage.Options):
             "pool",
             None,
             None,
-            "Register this gateway as a pool element of this RSerPool pool handle, with its "
-            "share of --max-sas as the Least Used load (kept current); needs --pool-enrp.",
-        ],
-        [
-            "pool-transport",
-            None,
-            None,
-            "Listen endpoint of the pool element's user transport, whose address the ENRP "
-            "server lists. Default: tcp:0:interface=<first --listen address>.",
+            "Register this gateway as a pool element of this RSerPool pool handle: a UDP "
+            "user transport with the first --listen address and --port, and its share of "
+            "--max-sas as the Least Used load (kept current); needs --pool-enrp.",
         ],
         [
             "redirect-pool",
@@ -630,18 +623,17 @@ def makeService(
         )
         source.setServiceParent(service)  # type: ignore[no-untyped-call]
     if options["pool"] is not None:
-        transport = options["pool-transport"] or f"tcp:0:interface={options['addresses'][0]}"
+        # The user transport is where clients reach the gateway: IKE over UDP.
+        ike = UdpTransport(options["port"], ipaddress.ip_address(options["addresses"][0]))
         element = PoolElement(
             options["pool"].encode(),
-            Factory.forProtocol(Protocol),
+            None,
             options["pool-enrp"],
-            transport,
+            None,
+            userTransport=ike,
             policy=LeastUsedPolicy(0),
             registrationLife=30,
             reactor=reactor,
-            # Nothing is served on it (the gateway's clients speak IKE over UDP): only the
-            # registration needs a stream listener, so plain TCP carries no data.
-            insecure=True,
         )
         GatewayRegistration(element, load, reactor, options["pool-interval"]).setServiceParent(
             service

@@ -74,6 +74,7 @@ from twisted_rserpool.wire.parameters import (
     RoundRobinPolicy,
     SelectionPolicy,
     TcpTransport,
+    Transport,
     TransportUse,
 )
 from twisted_rserpool.wire.tcpmapping import ASAP_PPID
@@ -367,6 +368,13 @@ class PoolElement(Service):
     A ``listen`` string without TLS (``tcp:``, ``unix:``...) is refused with
     :class:`~twisted_rserpool.asap.errors.PlaintextRefused` unless ``insecure=True``.
 
+    A server this pool element does not serve itself (one in another process or language,
+    such as an IKE gateway on UDP) is registered with ``userTransport`` instead of
+    ``listen`` (and ``factory``, both ``None``): that RFC 5354 transport parameter (UDP,
+    TCP, SCTP, ...) is registered as it is, nothing is listened on, and the ENRP server
+    reaches this pool element's ASAP endpoint over the registration connection only
+    (``0.0.0.0`` lets it take that connection's address).
+
     After MAX-REG-ATTEMPT registration timeouts in a row the failure is logged and
     ``whenRegistered()`` errbacks with ``RequestTimedOut``; the attempts go on with a
     back-off up to RETRAN-MAX unless ``stopAfterMaxRegAttempt``.
@@ -377,10 +385,11 @@ class PoolElement(Service):
     def __init__(
         self,
         poolHandle: bytes,
-        factory: IProtocolFactory,
+        factory: IProtocolFactory | None,
         enrpServers: Sequence[IStreamClientEndpoint | str],
-        listen: IStreamServerEndpoint | str,
+        listen: IStreamServerEndpoint | str | None,
         *,
+        userTransport: Transport | None = None,
         policy: SelectionPolicy | None = None,
         registrationLife: int = 300,
         peIdentifier: int | None = None,
@@ -400,6 +409,8 @@ class PoolElement(Service):
         announceListen: str | None = None,
         insecure: bool = False,
     ) -> None:
+        if (listen is None) == (userTransport is None):
+            raise ValueError("a pool element has either a listen endpoint or a userTransport")
         if isinstance(listen, str) and not insecure and _plaintext(listen):
             raise PlaintextRefused(
                 f"pool element user transport {listen!r} has no TLS: pool users would talk "
@@ -414,6 +425,7 @@ class PoolElement(Service):
         self.timers = timers if timers is not None else AsapTimers()
         self._servers = list(enrpServers)
         self._listen = listen
+        self.userTransport = userTransport
         self.policy = policy if policy is not None else RoundRobinPolicy()
         self.registrationLife = registrationLife
         self.peIdentifier = (
@@ -511,6 +523,8 @@ class PoolElement(Service):
     def buildApplication(self, connection: PoolElementConnection) -> IProtocol | None:
         """The application protocol for a pool user's session (``None`` refuses it)."""
         assert connection.transport is not None
+        if self.factory is None:
+            return None
         return self.factory.buildProtocol(connection.transport.getPeer())
 
     def authorizeEnrpServer(self, context: SecurityContext) -> bool:
@@ -605,45 +619,33 @@ class PoolElement(Service):
             waiter.errback(failure)
 
     async def _start(self) -> None:
-        endpoint = self._listen
-        if isinstance(endpoint, str):
-            from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
-
-            endpoint = serverFromString(_reactor(self.reactor), endpoint)  # type: ignore[no-untyped-call]
-        assert not isinstance(endpoint, str)
-        factory = RSerPoolFactory(
-            lambda: PoolElementConnection(self), self.clock, mappingConfig=self.userMappingConfig
-        )
-        self.port = await endpoint.listen(factory)
-        host: Any = self.port.getHost()
-        address = self.advertise if self.advertise is not None else host.host
-        if address in ("", "::"):
-            address = "0.0.0.0"
-        transport = TcpTransport(
-            host.port,
-            ip_address(address),
-            TransportUse.DATA_PLUS_CONTROL,
-        )
+        if self.userTransport is not None:
+            transport: Transport = self.userTransport
+            asapTransport: TcpTransport | None = None
+            self.log.info(
+                "Pool element 0x{pe:08x} of pool {pool!r} registers {transport} {addresses} "
+                "port {port}, served elsewhere",
+                pe=self.peIdentifier,
+                pool=self.poolHandle,
+                transport=type(transport).__name__,
+                addresses=",".join(str(a) for a in transport.addresses),
+                port=getattr(transport, "port", None),
+            )
+        else:
+            transport = asapTransport = await self._listenUserTransport()
         element = PoolElementParameter(
             pe_identifier=self.peIdentifier,
             home_server_identifier=0,
             registration_life=self.registrationLife,
             user_transport=transport,
             policy=self.policy,
-            asap_transport=transport,
+            asap_transport=asapTransport,
         )
         self.core = RegistrationCore(
             self.poolHandle,
             element,
             self.timers,
             stop_after_max_reg_attempt=self.stopAfterMaxRegAttempt,
-        )
-        self.log.info(
-            "Pool element 0x{pe:08x} of pool {pool!r} serving on {address}:{port}",
-            pe=self.peIdentifier,
-            pool=self.poolHandle,
-            address=address,
-            port=host.port,
         )
         if not self.running:
             return
@@ -662,6 +664,31 @@ class PoolElement(Service):
         )
         self.link.start()
         self.announcements = _listenAnnouncements(self.reactor, self.announceListen, self.link)
+
+    async def _listenUserTransport(self) -> TcpTransport:
+        """Listen on ``listen``; the TCP transport (data and control) registered for it."""
+        endpoint = self._listen
+        if isinstance(endpoint, str):
+            from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
+
+            endpoint = serverFromString(_reactor(self.reactor), endpoint)  # type: ignore[no-untyped-call]
+        assert endpoint is not None and not isinstance(endpoint, str)
+        factory = RSerPoolFactory(
+            lambda: PoolElementConnection(self), self.clock, mappingConfig=self.userMappingConfig
+        )
+        self.port = await endpoint.listen(factory)
+        host: Any = self.port.getHost()
+        address = self.advertise if self.advertise is not None else host.host
+        if address in ("", "::"):
+            address = "0.0.0.0"
+        self.log.info(
+            "Pool element 0x{pe:08x} of pool {pool!r} serving on {address}:{port}",
+            pe=self.peIdentifier,
+            pool=self.poolHandle,
+            address=address,
+            port=host.port,
+        )
+        return TcpTransport(host.port, ip_address(address), TransportUse.DATA_PLUS_CONTROL)
 
     def stopService(self) -> Deferred[None]:
         """Deregister (waiting at most T3), then stop listening and close every session."""

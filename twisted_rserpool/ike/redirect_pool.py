@@ -30,63 +30,29 @@ from twisted_rserpool.asap.errors import ResolutionFailed
 from twisted_rserpool.asap.user import PoolUser
 from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.redirect import IGatewaySource, same_gateway
+from twisted_rserpool.poolmember.description import FULL_LOAD, scaledLoad
+from twisted_rserpool.poolmember.registration import MemberRegistration
+from twisted_rserpool.poolmember.sources import CallableLoad
 from twisted_rserpool.wire.parameters import LeastUsedPolicy, PoolElementParameter
 
-__all__ = ["GatewayRegistration", "PoolGateway", "PoolGateways", "scaledLoad"]
-
-FULL_LOAD = 0xFFFFFFFF
+__all__ = ["FULL_LOAD", "GatewayRegistration", "PoolGateway", "PoolGateways", "scaledLoad"]
 
 
-def scaledLoad(share: float) -> int:
-    """A load share (0 idle, 1 full) as the RFC 5356 Least Used value."""
-    return round(min(1.0, max(0.0, share)) * FULL_LOAD)
-
-
-class GatewayRegistration(Service):
+class GatewayRegistration(MemberRegistration):
     """Registers a gateway as a pool element and re-registers when its load changes.
 
     ``load()`` is the gateway's share of its capacity (0 to 1); it is read every
     ``interval`` seconds and a change re-registers at once (``PoolElement.updateLoad``).
+    The pool element registers the gateway's IKE address as a UDP user transport (see
+    :class:`~twisted_rserpool.poolmember.registration.MemberRegistration`, which
+    ``twistd poolmember`` runs for gateways of other implementations).
     """
-
-    log = Logger()
 
     def __init__(
         self, element: PoolElement, load: Callable[[], float], clock: IReactorTime, interval: float
     ) -> None:
-        self.element = element
+        super().__init__(element, CallableLoad(load), clock, interval, policy=LeastUsedPolicy(0))
         self.load = load
-        self.clock = clock
-        self.interval = interval
-        self._loop: LoopingCall | None = None
-        self.current = scaledLoad(load())
-
-    def startService(self) -> None:
-        """Register, then watch the load."""
-        super().startService()  # type: ignore[no-untyped-call]
-        self.element.policy = LeastUsedPolicy(self.current)
-        self.element.startService()
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = self.clock
-        self._loop.start(self.interval, now=False)
-
-    def check(self) -> None:
-        """Re-register when the load changed."""
-        load = scaledLoad(self.load())
-        if load != self.current and self.element.registered:
-            self.current = load
-            self.element.updateLoad(load).addErrback(self._failed)
-
-    def _failed(self, reason: Failure) -> None:
-        self.log.info("load update failed: {error}", error=reason.getErrorMessage())
-
-    def stopService(self) -> Deferred[None]:
-        """Stop watching and deregister."""
-        super().stopService()  # type: ignore[no-untyped-call]
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        return self.element.stopService()
 
 
 @dataclass(frozen=True)
