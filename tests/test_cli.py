@@ -9,6 +9,7 @@ status, never a traceback.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import reactor as _reactor
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.task import Clock
@@ -35,6 +38,15 @@ from tests.ike.vpngw_process import IDENTITY, VpngwProcess, connect
 from twisted_rserpool.cli import execute, run
 from twisted_rserpool.cli.adminclient import AdminAddress, parseAdminAddress
 from twisted_rserpool.cli.enrp import policyText, transportText
+from twisted_rserpool.cli.main import (
+    MALFORMED,
+    DrainOptions,
+    ElementOptions,
+    PeersOptions,
+    PoolsOptions,
+    RedirectOptions,
+    SasOptions,
+)
 from twisted_rserpool.cli.table import formatTable
 from twisted_rserpool.enrp.admin import adminSite
 
@@ -52,6 +64,13 @@ async def rserpool(*args: str, cwd: Path, token: str | None = None) -> tuple[int
         str(RSERPOOL), args, env=env, path=str(cwd), reactor=reactor
     )
     return code, out.decode(), err.decode()
+
+
+def inProcess(*args: str) -> tuple[int, str, str]:
+    """``rserpool`` run by :func:`execute` in this process: status, stdout and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    code = execute(args, out, err)
+    return code, out.getvalue(), err.getvalue()
 
 
 def assertOneLineError(code: int, out: str, err: str, *words: str) -> None:
@@ -110,6 +129,144 @@ def test_policy_and_transport_text() -> None:
     )
     six = {"type": "TcpTransport", "port": 7, "addresses": ["::1"], "transport_use": "DATA_ONLY"}
     assert transportText(six) == "tcp [::1]:7"
+
+
+_NOW = "2026-12-03T12:00:00+00:00"
+_LEAST_USED = {"type": "LeastUsedPolicy", "policy_type": 3, "load": 0x40000000}
+#: Documents as the servers send them (the shapes of enrp/admin.py and ike/admin.py).
+ENRP_STATUS: dict[str, Any] = {
+    "server_identifier": "0x00000001", "version": "0.1.0", "uptime_seconds": 42.5,
+    "now": _NOW, "secure": True,
+    "pools": [{
+        "pool_handle": "echo", "policy": _LEAST_USED,
+        "pool_elements": [{
+            "pe_identifier": "0x00000007", "home_server_identifier": "0x00000001",
+            "identity": "pe", "owner_identity": "pe-owner", "registration_life": -1,
+            "expires_at": "2026-12-03T12:00:25+00:00", "policy": _LEAST_USED,
+            "user_transport": {
+                "type": "TcpTransport", "port": 7001, "addresses": ["127.0.0.1", "::1"],
+                "transport_use": "DATA_PLUS_CONTROL",
+            },
+        }],
+    }],
+    "peers": [{
+        "server": "0x00000002", "identity": "enrp-2", "state": "active", "connections": 1,
+        "last_heard": "2026-12-03T11:59:59.500000+00:00", "checksum": "0x1234",
+        "local_checksum": "0x1234", "pool_elements": 0, "resynchronising": False,
+    }],
+}  # fmt: skip
+VPNGW_STATUS: dict[str, Any] = {
+    "identity": "gw@test", "version": "0.1.0", "uptime_seconds": 3, "now": _NOW,
+    "ike_sas": 1, "load": 1, "draining": False, "targets": ["127.0.0.4", "vpn.example"],
+    "pool": [{"address": "127.0.0.5", "pe": 9, "load": 0.5}],
+    "endpoints": [{
+        "address": "127.0.0.1:500",
+        "sas": [{
+            "peer": "127.0.0.9:500", "peer_id": "client@test", "state": "ESTABLISHED",
+            "spi_i": "0011223344556677", "spi_r": "8899aabbccddeeff",
+            "redirect_supported": True, "virtual_ips": ["10.8.0.2"],
+            "created": "2026-12-03T11:59:50+00:00",
+            "child_sas": [{
+                "inbound_spi": "c1c2c3c4", "outbound_spi": "d1d2d3d4", "suite": "aes128gcm16",
+                "local_ts": ["10.8.0.2"], "remote_ts": ["10.0.0.0-10.0.0.255/6[80-80]"],
+                "installed": True,
+                "esp": {
+                    "packets_in": 3, "bytes_in": 300, "packets_out": 2, "bytes_out": 200,
+                    "drops": {"replay": 1},
+                },
+            }],
+        }],
+    }],
+}  # fmt: skip
+_COMMANDS = (
+    (PoolsOptions, ENRP_STATUS), (ElementOptions, ENRP_STATUS), (PeersOptions, ENRP_STATUS),
+    (SasOptions, VPNGW_STATUS), (DrainOptions, {"draining": True, "moved": 2}),
+    (RedirectOptions, {"moved": 1, "spi_i": "0011223344556677"}),
+)  # fmt: skip
+
+
+def test_documents_as_tables() -> None:
+    """What each table shows of the servers' documents."""
+    pe = ElementOptions().render(ENRP_STATUS).splitlines()
+    assert pe[0] == "ENRP server 0x00000001 (twisted-rserpool 0.1.0, up 42 s, secure)"
+    assert pe[3].split() == [
+        "echo", "0x00000007", "tcp", "127.0.0.1:7001", "[::1]:7001", "(data+control)",
+        "LeastUsed", "load", "25.0%", "0x00000001", "pe", "pe-owner", "infinite", "in", "25", "s",
+    ]  # fmt: skip
+    peers = PeersOptions().render(ENRP_STATUS).splitlines()
+    assert peers[3].split()[:6] == ["0x00000002", "enrp-2", "active", "1", "0.5", "s"]
+    sas = SasOptions().render(VPNGW_STATUS).splitlines()
+    assert sas[0] == (
+        "VPN gateway gw@test (twisted-rserpool 0.1.0, up 3 s): 1 IKE SA(s), load 1, not"
+        " draining; redirect targets: 127.0.0.4, vpn.example; pool: 127.0.0.5 (load 0.5)"
+    )
+    assert sas[2].split()[-5:] == ["10.8.0.2", "1", "10.0", "s", "ago"]
+    assert sas[5].split()[3:6] == ["aes128gcm16", "10.8.0.2", "10.0.0.0/24[tcp/80]"]
+    assert sas[5].endswith("in 3 pkts/300 B, out 2 pkts/200 B, 1 dropped")
+    assert DrainOptions().render({"draining": True, "moved": 2}).startswith("draining: ")
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value, as the keys and indexes that lead there."""
+    places = [prefix]
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, inner in items:
+        places += _paths(inner, (*prefix, key))
+    return places
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, template: dict[str, Any]) -> dict[str, Any]:
+    """``template`` with up to four places replaced by any JSON value, or removed."""
+    document = copy.deepcopy(template)
+    for _ in range(draw(st.integers(1, 4))):
+        places = _paths(document)[1:]
+        if not places:
+            break
+        *parents, key = draw(st.sampled_from(places))
+        parent: Any = document
+        for step in parents:
+            parent = parent[step]
+        if draw(st.booleans()):
+            parent[key] = draw(_JSON)
+        else:
+            del parent[key]
+    return document
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.just(10**400)
+    | st.floats()
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150)
+@given(data=st.data())
+def test_any_document_renders_or_is_malformed(data: st.DataObject) -> None:
+    """Whatever JSON object a server answers (here: the real shapes, damaged anywhere),
+    every command either writes it as text without control characters, or raises one of
+    the errors ``execute`` reports in one line."""
+    for command, template in _COMMANDS:
+        document = data.draw(_mutated(template))
+        try:
+            text = command().text(document)
+        except MALFORMED:
+            continue
+        assert all(c.isprintable() or c == "\n" for c in text), text
 
 
 class _NotJson(BaseHTTPRequestHandler):
@@ -171,9 +328,9 @@ class ErrorTests(TestCase):
 )
 def test_usage_errors(args: tuple[str, ...], words: str) -> None:
     """A wrong command line is one line naming the problem, and status 2 (nothing sent)."""
-    out, err = io.StringIO(), io.StringIO()
-    assert execute(args, out, err) == 2
-    assertOneLineError(1, out.getvalue(), err.getvalue(), words)
+    code, out, err = inProcess(*args)
+    assert code == 2
+    assertOneLineError(code, out, err, words)
 
 
 class UnixSocketTests(TestCase):
@@ -261,7 +418,8 @@ class EnrpTests(TestCase):
         assert entry["pe_identifier"] == f"0x{pe:08x}" and entry["identity"] == "pe"
         assert entry["policy"]["type"] == "RoundRobinPolicy" and entry["registration_life"] == 30
 
-        code, out, err = await rserpool("pe", "nosuch", *admin, cwd=cwd)
+        # (The checks of answers that are errors call the same code in this process.)
+        code, out, err = inProcess("pe", "nosuch", *admin)
         assertOneLineError(code, out, err, "no pool 'nosuch'", "pools: echo")
 
         # The peer table of server 1 shows server 2, active, holding no PE of its own.
@@ -276,15 +434,15 @@ class EnrpTests(TestCase):
         assert peer["server"] == "0x00000002" and peer["state"] == "active"
 
         # Server 2 replicated the PE: its home is server 1.
-        code, out, err = await rserpool("pe", "--admin", str(two.process.adminPort), cwd=cwd)
+        code, out, err = inProcess("pe", "--admin", str(two.process.adminPort))
         assert code == 0 and f"0x{pe:08x}" in out and "0x00000001" in out
 
         # The ENRP admin is not a gateway's: sas says so in one line, and a path that
         # does not exist is the server's 404.
-        code, out, err = await rserpool("sas", *admin, cwd=cwd)
+        code, out, err = inProcess("sas", *admin)
         assertOneLineError(code, out, err, "not what twistd vpngw's admin interface sends")
         wrong = f"http://{LOOPBACK}:{one.process.adminPort}/nothing"
-        code, out, err = await rserpool("pools", "--admin", wrong, cwd=cwd)
+        code, out, err = inProcess("pools", "--admin", wrong)
         assertOneLineError(code, out, err, "404", "no such resource: /nothing/status")
 
 

@@ -214,7 +214,7 @@ class AdminClient:
             raise AdminError(f"{url}: the answer is not HTTP ({e or type(e).__name__})") from None
         finally:
             connection.close()
-        document = self._decode(url, content)
+        document = self._decode(content)
         if response.status >= 400:
             raise AdminError(self._refused(url, response.status, response.reason, document))
         if document is None:
@@ -222,10 +222,10 @@ class AdminClient:
         return document
 
     @staticmethod
-    def _decode(url: str, content: bytes) -> dict[str, Any] | None:
+    def _decode(content: bytes) -> dict[str, Any] | None:
         try:
             document = json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON (or nested beyond any document)
             return None
         return document if isinstance(document, dict) else None
 

@@ -28,9 +28,13 @@ from twisted_rserpool.cli.adminclient import (
     findToken,
     parseAdminAddress,
 )
+from twisted_rserpool.cli.table import oneLine, printable
 
 #: Exit status for a request that failed, and for a command line that is wrong.
 FAILED, USAGE = 1, 2
+#: What rendering a document of an unexpected shape raises (a missing key, a list where a
+#: mapping belongs, a number too large for a float...).
+MALFORMED = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError)
 
 
 def _positive(text: str) -> float:
@@ -115,10 +119,14 @@ class _Command(_ConnectionOptions):
         """What the server answered, as text for the operator."""
         raise NotImplementedError
 
+    def text(self, document: dict[str, Any]) -> str:
+        """:meth:`render` without control characters (a server's strings may hold any)."""
+        return printable(self.render(document))
+
     def run(self, client: AdminClient, asJson: bool, out: TextIO) -> None:
         """Make the request and write the answer: the table, or the JSON with ``asJson``."""
         document = self.request(client)
-        out.write(json.dumps(document, indent=2) + "\n" if asJson else self.render(document))
+        out.write(json.dumps(document, indent=2) + "\n" if asJson else self.text(document))
 
 
 class PoolsOptions(_Command):
@@ -283,12 +291,13 @@ def execute(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
         )
         command.run(client, bool(_setting(options, command, "json")), out)
     except AdminError as e:
-        err.write(f"rserpool: {e}\n")
+        err.write(f"rserpool: {oneLine(str(e))}\n")
         return FAILED
-    except (KeyError, TypeError, ValueError) as e:
+    except MALFORMED as e:
         err.write(
             f"rserpool: {address.url('')}: the answer is not what twistd"
-            f" {command.server.command}'s admin interface sends ({type(e).__name__}: {e})\n"
+            f" {command.server.command}'s admin interface sends"
+            f" ({type(e).__name__}: {oneLine(str(e))[:200]})\n"
         )
         return FAILED
     return 0
@@ -309,6 +318,7 @@ def run() -> None:
 
 
 __all__ = [
+    "MALFORMED",
     "DrainOptions",
     "ElementOptions",
     "Options",

@@ -18,7 +18,17 @@ def cell(value: object) -> str:
         return EMPTY
     if isinstance(value, bool):
         return "yes" if value else "no"
-    return " ".join(str(value).split())  # one line, whatever the server sent
+    return oneLine(str(value))
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but the line feed replaced by ``?``."""
+    return "".join(c if c.isprintable() or c == "\n" else "?" for c in text)
+
+
+def oneLine(text: str) -> str:
+    """``text`` on one line without control characters (a server's text may hold any)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
 
 
 def formatTable(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -71,4 +81,13 @@ def runningText(document: dict[str, Any]) -> str:
     return text
 
 
-__all__ = ["EMPTY", "cell", "formatTable", "isoTime", "relativeTime", "runningText"]
+__all__ = [
+    "EMPTY",
+    "cell",
+    "formatTable",
+    "isoTime",
+    "oneLine",
+    "printable",
+    "relativeTime",
+    "runningText",
+]
