@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import socket
@@ -40,6 +41,7 @@ class ProgramOptions(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.longdesc = inspect.cleandoc(type(self).__doc__ or "")
 
     def parseOptions(self, options: Sequence[str] | None = None) -> None:
         """Parse ``options`` (default: the command line)."""
