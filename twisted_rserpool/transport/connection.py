@@ -167,7 +167,7 @@ class MappingConnection:
     Create it when the byte stream opens (our INIT is then waiting in
     :meth:`data_to_send`), feed received bytes to :meth:`receive_data`, and write out
     :meth:`data_to_send` after every call. Call :meth:`handle_timer` at
-    :meth:`next_timer` (or later). ``now`` is any monotonic clock in seconds. ``fast``
+    :meth:`next_deadline` (or later). ``now`` is any monotonic clock in seconds. ``fast``
     (the default) decodes DATA and ACK chunks on the codec's fast path.
     """
 
@@ -535,7 +535,7 @@ class MappingConnection:
 
     # -- time -----------------------------------------------------------------------------
 
-    def next_timer(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` has something to do next; ``None`` for never."""
         if self.closed:
             return None
