@@ -72,6 +72,9 @@ class EnrpCore:
         #: The deadline we last announced, and the end of a grace after a stall.
         self._announced: float | None = None
         self._resume_at: float | None = None
+        #: When PE removals fell due and the core asked to read input first: the next
+        #: call removes only what was due by then.
+        self._read_first: float | None = None
 
     @property
     def handlespace(self) -> Handlespace:
@@ -209,6 +212,8 @@ class EnrpCore:
         if self._resume_at is not None:
             self._announced = self._resume_at
             return self._resume_at
+        if self._read_first is not None:
+            return self._read_first
         deadlines = [self.registrar.next_deadline()]
         if self.peers is not None:
             deadlines.append(self.peers.next_deadline())
@@ -223,6 +228,12 @@ class EnrpCore:
         gave, it does nothing yet and asks to be called again (at once, by default):
         keep-alive answers and presences that arrived while the process did not run must
         be read before their timers remove PEs or declare peers dead.
+
+        On time too, when PEs are due to be removed (an unanswered keep-alive, a
+        registration life over), the first call does nothing and asks to be called again
+        at once, and that call removes only what was due at the first: an adapter calls
+        again after its reactor has polled its sockets, so a busy server reads the
+        acknowledgements waiting there before it drops the PEs that sent them.
         """
         if (
             self._resume_at is None
@@ -240,6 +251,15 @@ class EnrpCore:
         if self._resume_at is not None and now < self._resume_at:
             return []
         self._resume_at = None
+        if self._read_first is None:
+            removal = self.handlespace.next_deadline()
+            if removal is not None and removal <= now:
+                self._read_first = now
+                self.registrar.counters["removals_read_first"] += 1
+                return []
+        else:
+            # Nothing that fell due after the input was read: that waits for its own turn.
+            now, self._read_first = min(now, self._read_first), None
         actions: list[CoreAction] = list(self.registrar.handle_timer(now))
         if self.peers is not None:
             actions.extend(self.peers.handle_timer(now))

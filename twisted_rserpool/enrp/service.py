@@ -17,7 +17,6 @@ from typing import Any
 from twisted.application.internet import ClientService, StreamServerEndpointService, backoffPolicy
 from twisted.application.service import MultiService
 from twisted.internet.interfaces import (
-    IDelayedCall,
     IReactorTime,
     ISSLTransport,
     IStreamClientEndpoint,
@@ -26,6 +25,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twisted_rserpool.deadline import COALESCE, DeadlineTimer
 from twisted_rserpool.enrp.core import CoreAction, EnrpCore
 from twisted_rserpool.enrp.peers import (
     CloseLink,
@@ -330,8 +330,9 @@ class ENRPServer(MultiService):
         )
         self._protocols: dict[int, ASAPServerProtocol] = {}
         self._numbers = itertools.count(1)
-        self._timer: IDelayedCall | None = None
-        self._timerDeadline = 0.0
+        # The core's one timer: keep-alives, expiries, peer heartbeats, takeovers. Those
+        # due within a few milliseconds of each other run in one callback.
+        self._timer = DeadlineTimer(self._timerFired, slack=COALESCE)
 
     @property
     def registrar(self) -> Registrar:
@@ -418,9 +419,7 @@ class ENRPServer(MultiService):
 
     def stopService(self) -> Any:
         """Stop listening, close every connection, stop the timer."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer.cancel()
         for protocol in list(self.openConnections):
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
@@ -604,27 +603,12 @@ class ENRPServer(MultiService):
             self.peerHint(action)
 
     def _armTimer(self) -> None:
-        if not self.running:
-            return
-        deadline = self.core.next_deadline()
-        if deadline is None:
-            if self._timer is not None and self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-            return
-        delay = max(0.0, deadline - self.clock.seconds())
-        if self._timer is not None and self._timer.active():
-            if abs(self._timer.getTime() - deadline) < 1e-6:
-                return
-            self._timer.cancel()
-        self._timerDeadline = deadline
-        self._timer = self.clock.callLater(delay, self._timerFired)
+        # Costs nothing when the deadline did not move, or moved later (as after most
+        # messages): the timer then stays where it is.
+        if self.running:
+            self._timer.arm(self.clock, self.core.next_deadline())
 
-    def _timerFired(self) -> None:
-        self._timer = None
-        # A call scheduled for `deadline` may run a rounding error before it; the core
-        # must see the deadline reached, or it would ask for the same timer forever.
-        now = max(self.clock.seconds(), self._timerDeadline)
+    def _timerFired(self, now: float) -> None:
         try:
             actions = self.core.handle_timer(now)
         except Exception:
