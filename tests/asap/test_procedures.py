@@ -129,7 +129,7 @@ def user_with(servers: list[StubServer], clock: Clock, **options: Any) -> PoolUs
 
 def element_with(servers: list[StubServer], clock: Clock, **options: Any) -> PoolElement:
     """A pool element whose link runs against fake servers (its user transport is not opened)."""
-    pe = PoolElement(POOL, None, [], "tcp:0", clock=clock, timers=TIMERS, insecure=True, **options)  # type: ignore[arg-type]
+    pe = PoolElement(POOL, None, [], "tcp:0", clock=clock, timers=TIMERS, insecure=True, **options)
     pe.running = True
     pe.core = RegistrationCore(
         POOL, ELEMENT, TIMERS, stop_after_max_reg_attempt=pe.stopAfterMaxRegAttempt

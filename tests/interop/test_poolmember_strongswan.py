@@ -14,13 +14,14 @@ Run it under ``flock /tmp/strongswan.lock``.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,29 +84,22 @@ def wait_for(
         time.sleep(0.1)
 
 
-@pytest.fixture
-def started() -> Iterator[list[Any]]:
-    processes: list[Any] = []
-    yield processes
-    for process in reversed(processes):
-        process.stop()
-
-
-def test_strongswan_gateway_in_the_pool(tmp_path: Path, started: list[Any]) -> None:
+def test_strongswan_gateway_in_the_pool(tmp_path: Path) -> None:
     """charon's SA count is its load at the ENRP server (0, 1/4, 2/4, back to 0); the
     redirecting vpngw resolves the pool and sends our initiator to charon, the only
     member; a stopped charon is deregistered after two failed readings."""
     require_strongswan()
     requireNamespaces()
     requireTool("curl")
-    with Namespace() as ns:
+    # Every process is stopped by its PID, the last started first, then the namespace goes.
+    with Namespace() as ns, contextlib.ExitStack() as started:
         enrp = EnrpProcess(tmp_path / "enrp", extra=("--state-dir", str(tmp_path / "state")))
         enrp.prepare()
         logs: list[Process] = []
 
         def run(name: str, *args: str) -> Process:
             process = Process(ns.name, list(args), tmp_path / f"{name}.log")
-            started.append(process)
+            started.callback(process.stop)
             logs.append(process)
             return process
 
@@ -115,7 +109,7 @@ def test_strongswan_gateway_in_the_pool(tmp_path: Path, started: list[Any]) -> N
         charon = NamespacedCharon(
             ns.name, conf.replace("mobike = no", "mobike = no\n  unique = never")
         )
-        started.append(charon)
+        started.callback(charon.stop)
         charon.start()
         wait_for(lambda: ns.get(enrp.adminPort, "/summary") is not None, "the ENRP server", logs)
         member = run(
