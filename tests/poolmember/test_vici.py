@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
 from tests.security.support import temporaryDirectory
@@ -31,7 +32,7 @@ from twisted_rserpool.poolmember.vici import (
     encodeMessage,
     encodePacket,
 )
-from twisted_rserpool.poolmember.viciload import ViciLoad, countIkeSas
+from twisted_rserpool.poolmember.viciload import ViciLoad, ViciProtocol, countIkeSas
 
 reactor: Any = _reactor
 
@@ -279,6 +280,18 @@ class ViciLoadTests(TestCase):
         FakeCharon.garbage = True
         with pytest.raises(LoadError, match="unknown packet type 42"):
             await ViciLoad(self.path, reactor).read()
+
+    def test_answer_after_cancel(self) -> None:
+        """An answer that arrives for a cancelled command is dropped, not delivered."""
+        protocol = ViciProtocol()
+        protocol.makeConnection(StringTransport())  # type: ignore[no-untyped-call]
+        d = protocol.call("stats")
+        d.cancel()
+        failures: list[object] = []
+        d.addErrback(failures.append)
+        stats: Message = {"ikesas": {"total": b"1"}}
+        protocol.dataReceived(encodePacket(Packet(PacketType.CMD_RESPONSE, None, stats)))
+        assert len(failures) == 1 and not protocol.session.busy
 
     async def test_cancel(self) -> None:
         """Cancelling a reading (the caller's timeout) ends it at once."""

@@ -78,6 +78,8 @@ class ViciProtocol(Protocol):
             return
         for outcome in outcomes:
             d = self._waiting.pop(0)
+            if d.called:
+                continue  # cancelled while the daemon answered
             if isinstance(outcome, CommandFailed):
                 d.errback(LoadError(f"vici {outcome.command}: {outcome.reason}"))
             else:
