@@ -406,7 +406,7 @@ def handshakes(
                     sock.sendto(out, out_address)
         except BlockingIOError:
             pass
-        timer = endpoint.get_timer()
+        timer = endpoint.next_deadline()
         if timer is not None and timer <= now:
             settle(endpoint.handle_timer(now), now)
         else:

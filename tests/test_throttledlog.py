@@ -32,9 +32,9 @@ class LogThrottleTests(TestCase):
         throttle = LogThrottle(interval=1.0, burst=3)
         allowed = [throttle.allow(0.1 * i) for i in range(10)]
         self.assertEqual(allowed, [True] * 3 + [False] * 7)
-        self.assertEqual(throttle.summaryDue(), 1.0)
+        self.assertEqual(throttle.next_deadline(), 1.0)
         self.assertEqual(throttle.takeSuppressed(), 7)
-        self.assertIsNone(throttle.summaryDue())
+        self.assertIsNone(throttle.next_deadline())
 
     def test_new_window_allows_again(self) -> None:
         """After the window closes, events get their own lines again."""

@@ -103,7 +103,8 @@ class DeadlineQueue(Generic[T]):
 
     def _compact(self) -> None:
         entry = self._entry
-        self._heap = [e for e in self._heap if entry(e[2]) == e[1]]
+        # In place: a pop_due under way (its items may schedule) keeps the same list.
+        self._heap[:] = [e for e in self._heap if entry(e[2]) == e[1]]
         heapq.heapify(self._heap)
 
     def _drop_stale(self) -> None:
@@ -118,7 +119,8 @@ class DeadlineQueue(Generic[T]):
         return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> Iterator[T]:
-        """Remove and yield the items due at or before ``now``, earliest first."""
+        """Remove and yield the items due at or before ``now``, earliest first; items
+        scheduled meanwhile (by the caller, between two items) are yielded too when due."""
         heap = self._heap
         while True:
             self._drop_stale()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+
+from twisted_rserpool.deadline import DeadlineTimer
 
 __all__ = ["LogThrottle", "ThrottledLog"]
 
@@ -53,7 +55,7 @@ class LogThrottle:
         self._suppressed += 1
         return False
 
-    def summaryDue(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When the summary of the suppressed events is due; ``None`` if none is."""
         return self._windowStart + self.interval if self._suppressed else None
 
@@ -83,7 +85,7 @@ class ThrottledLog:
         self.summary = summary
         self.summaryFields = summaryFields
         self.throttle = LogThrottle(interval, burst)
-        self._pending: IDelayedCall | None = None
+        self._pending = DeadlineTimer(self._writeSummary)
 
     def warn(self, format: str, **fields: Any) -> None:
         """Log ``format`` with ``fields`` unless the throttle says to count it instead."""
@@ -93,12 +95,10 @@ class ThrottledLog:
         if self.throttle.allow(now):
             self.logger.warn(format, **fields)
             return
-        due = self.throttle.summaryDue()
-        if self._pending is None and due is not None:
-            self._pending = self.clock.callLater(max(0.0, due - now), self._writeSummary)
+        if not self._pending.pending:
+            self._pending.arm(self.clock, self.throttle.next_deadline())
 
-    def _writeSummary(self) -> None:
-        self._pending = None
+    def _writeSummary(self, now: float) -> None:
         count = self.throttle.takeSuppressed()
         if count:
             self.logger.warn(

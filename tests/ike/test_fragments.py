@@ -290,7 +290,7 @@ def test_incomplete_set_times_out_then_the_retransmission_completes() -> None:
     assert deliver_to_gw(pair, fragments[:-1]) == []
     sa = gateway_sa(pair)
     assert sa._request_fragments.pending == 6
-    assert pair.gw.get_timer() == 1.5
+    assert pair.gw.next_deadline() == 1.5
     pair.gw_events += pair.gw.handle_timer(1.5)
     assert sa._request_fragments.pending == 0 and sa.fragment_verdicts["timed out"] == 1
     # The lost fragment alone, late: a new incomplete set of one.

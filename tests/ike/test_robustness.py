@@ -263,11 +263,11 @@ def test_liveness_on_by_default_removes_a_vanished_peer() -> None:
     up: list[IkeSaEstablished] = []
     cl.initiate(GW).addCallback(up.append)
     assert up and len(gw.endpoint) == 1
-    assert gw.endpoint.get_timer() == DEFAULT_LIVENESS_INTERVAL
+    assert gw.endpoint.next_deadline() == DEFAULT_LIVENESS_INTERVAL
     # A live client answers the check; the SA stays.
     clock.advance(DEFAULT_LIVENESS_INTERVAL)
     assert len(gw.endpoint) == 1 and len(cl.endpoint) == 1
-    assert gw.endpoint.get_timer() == 2 * DEFAULT_LIVENESS_INTERVAL  # answered: heard at 30
+    assert gw.endpoint.next_deadline() == 2 * DEFAULT_LIVENESS_INTERVAL  # answered: heard at 30
     # The client vanishes: nothing reaches it any more.
     to_cl.up = False
     to_gw.up = False
@@ -285,8 +285,8 @@ def test_liveness_can_be_disabled() -> None:
     """liveness_interval=None: an idle established SA has no timer at all."""
     pair = Pair(sa_config("gw@test", liveness_interval=None), sa_config("client@test"))
     pair.establish()
-    assert pair.gw.get_timer() is None
-    assert pair.cl.get_timer() == DEFAULT_LIVENESS_INTERVAL
+    assert pair.gw.next_deadline() is None
+    assert pair.cl.next_deadline() == DEFAULT_LIVENESS_INTERVAL
 
 
 @pytest.mark.parametrize(

@@ -303,7 +303,7 @@ def test_no_proposal_chosen() -> None:
     (failed,) = of(pair.cl_events, IkeSaFailed)
     assert isinstance(failed, IkeSaFailed) and failed.notify_type == NotifyType.NO_PROPOSAL_CHOSEN
     assert len(pair.gw) == 0 and len(pair.cl) == 0 and pair.gw.half_open == 0
-    assert pair.gw.get_timer() is None and pair.cl.get_timer() is None
+    assert pair.gw.next_deadline() is None and pair.cl.next_deadline() is None
 
 
 def test_cookie_exchange() -> None:
@@ -527,11 +527,11 @@ def test_retransmitted_requests_answered_from_cache() -> None:
 
     pair.cl.initiate(GW, 0.0)
     pair.pump(0.0, lose_first_responses)
-    assert pair.cl.get_timer() == 2.0
+    assert pair.cl.next_deadline() == 2.0
     pair.tick(2.0)
     pair.pump(2.0, lose_first_responses)
     assert len(lost) == 2
-    assert pair.cl.get_timer() == 4.0  # IKE_AUTH sent at 2.0, response lost
+    assert pair.cl.next_deadline() == 4.0  # IKE_AUTH sent at 2.0, response lost
     pair.tick(4.0)
     pair.pump(4.0, lose_first_responses)
     assert len(of(pair.gw_events, IkeSaEstablished)) == 1
@@ -548,7 +548,7 @@ def test_retransmission_backoff_and_give_up() -> None:
     sent = [client.datagrams_to_send()]
     times = []
     events: list[IkeEvent] = []
-    while (deadline := client.get_timer()) is not None:
+    while (deadline := client.next_deadline()) is not None:
         times.append(deadline)
         events += client.handle_timer(deadline)
         sent.append(client.datagrams_to_send())
@@ -567,7 +567,7 @@ def test_half_open_timeout() -> None:
     pair.pump(
         0.0, lambda name, data: None if exchange_of(data)[0] == ExchangeType.IKE_AUTH else data
     )
-    assert pair.gw.half_open == 1 and pair.gw.get_timer() == 10.0
+    assert pair.gw.half_open == 1 and pair.gw.next_deadline() == 10.0
     pair.gw_events += pair.gw.handle_timer(9.9)
     assert pair.gw.half_open == 1
     pair.gw_events += pair.gw.handle_timer(10.0)
@@ -580,12 +580,12 @@ def test_liveness_check_and_interval() -> None:
     """A liveness check is answered; with an interval, silence triggers one automatically."""
     pair = Pair(cl_config=config("client@test", liveness_interval=20.0))
     spi = pair.establish()
-    assert pair.cl.get_timer() == 20.0
+    assert pair.cl.next_deadline() == 20.0
     pair.cl.check_liveness(spi, 5.0)
     pair.pump(5.0)
     (alive,) = of(pair.cl_events, LivenessConfirmed)
     assert isinstance(alive, LivenessConfirmed) and alive.round_trip == 0.0
-    assert pair.cl.get_timer() == 25.0
+    assert pair.cl.next_deadline() == 25.0
     pair.tick(25.0)
     pair.pump(25.5)
     assert len(of(pair.cl_events, LivenessConfirmed)) == 2
@@ -598,7 +598,7 @@ def test_dead_peer_detected() -> None:
     pair.cl.check_liveness(spi, 1.0)
     pair.cl.datagrams_to_send()
     now = 1.0
-    while (deadline := pair.cl.get_timer()) is not None:
+    while (deadline := pair.cl.next_deadline()) is not None:
         now = deadline
         pair.cl_events += pair.cl.handle_timer(now)
         pair.cl.datagrams_to_send()
@@ -960,13 +960,13 @@ def test_timer_heap_many_sas() -> None:
         config("client@test", ike_suites=parse_ike_suites("aes128-sha256-x25519")), CL
     )
     spis = [client.initiate(GW, float(i)) for i in range(50)]
-    assert client.get_timer() == 2.0
+    assert client.next_deadline() == 2.0
     client.delete_ike_sa(spis[0], 0.5)
     (aborted,) = client.events()
     assert isinstance(aborted, IkeSaFailed) and aborted.reason == "aborted"
-    assert client.get_timer() == 3.0
+    assert client.next_deadline() == 3.0
     events = client.handle_timer(10.0)
-    assert events == [] and client.get_timer() == 11.0
+    assert events == [] and client.next_deadline() == 11.0
     assert len(client) == 49
 
 
@@ -1085,7 +1085,7 @@ def test_rekey_interval_and_refusal() -> None:
         config("client@test", rekey_interval=100.0, ike_suites=suites, liveness_interval=None),
     )
     spi = pair.establish()
-    assert pair.cl.get_timer() == 100.0
+    assert pair.cl.next_deadline() == 100.0
     (gw_sa,) = list(pair.gw)
     gw_sa.config = config(
         "gw@test", ike_suites=parse_ike_suites("aes256-sha512-ecp384"), liveness_interval=None
@@ -1093,10 +1093,10 @@ def test_rekey_interval_and_refusal() -> None:
     pair.tick(100.0)
     pair.pump(100.0)
     assert not of(pair.cl_events, IkeSaRekeyed) and pair.cl.get(spi) is not None
-    assert pair.cl.get_timer() == 110.0
+    assert pair.cl.next_deadline() == 110.0
     gw_sa.config = pair.gw.config
     pair.tick(110.0)
     pair.pump(110.0)
     event = _rekeyed(pair.cl_events)
-    assert pair.cl.get(spi) is None and pair.cl.get_timer() == 210.0
+    assert pair.cl.get(spi) is None and pair.cl.next_deadline() == 210.0
     assert pair.cl.get(event.spi_i) is not None

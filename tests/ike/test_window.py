@@ -132,7 +132,7 @@ def test_sa_retransmits_on_the_configured_schedule() -> None:
     first = pair.cl.datagrams_to_send()
     assert [exchange_of(d) for d, _ in first] == [(INFO, False)]
     times = []
-    while (deadline := pair.cl.get_timer()) is not None:
+    while (deadline := pair.cl.next_deadline()) is not None:
         pair.cl_events += pair.cl.handle_timer(deadline)
         sent = pair.cl.datagrams_to_send()
         if not sent:

@@ -310,10 +310,10 @@ def test_log_throttle_windows() -> None:
     """``burst`` events per window get lines; the rest are counted until taken."""
     throttle = LogThrottle(interval=1.0, burst=2)
     assert [throttle.allow(0.0), throttle.allow(0.1), throttle.allow(0.2)] == [True, True, False]
-    assert throttle.summaryDue() == 1.0
+    assert throttle.next_deadline() == 1.0
     assert throttle.allow(1.0)  # a new window
     assert throttle.takeSuppressed() == 1
-    assert throttle.summaryDue() is None
+    assert throttle.next_deadline() is None
     with pytest.raises(ValueError):
         LogThrottle(interval=0)
 

@@ -1,10 +1,10 @@
 """An IKEv2 endpoint without I/O: the IKE SAs on one UDP address, for both roles.
 
 In the style of aioquic: feed it ``receive_datagram(data, address, now)``, send what
-``datagrams_to_send()`` returns, call ``handle_timer(now)`` when ``get_timer()`` says, and
+``datagrams_to_send()`` returns, call ``handle_timer(now)`` when ``next_deadline()`` says, and
 act on the events both return. It owns the SA table (a dict keyed by our SPI), the
 stateless checks made before any state or Diffie-Hellman work on an IKE_SA_INIT request
-(syntax, SA limits, cookies, proposal and KE group), and one timer heap for all SAs.
+(syntax, SA limits, cookies, proposal and KE group), and one deadline queue for all SAs.
 
 Redirects (RFC 5685): a gateway's ``redirect_policy`` is asked about every IKE_SA_INIT
 request that carried N(REDIRECT_SUPPORTED) or N(REDIRECTED_FROM), after the cookie check
@@ -16,7 +16,6 @@ the new gateway (carrying N(REDIRECTED_FROM)) when an SA of its own is redirecte
 
 from __future__ import annotations
 
-import heapq
 import hmac
 import ipaddress
 from collections import Counter
@@ -25,6 +24,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from twisted.logger import Logger
 
+from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.ike import crypto
 from twisted_rserpool.ike.child import IChildSAInstaller, RecordingChildSAInstaller
 from twisted_rserpool.ike.codec import (
@@ -104,9 +104,9 @@ class IkeEndpoint:
         self._sas: dict[bytes, IkeSa] = {}
         self._init_index: dict[tuple[bytes, Address], IkeSa] = {}
         self._half_open = 0
-        self._timers: list[tuple[float, int, bytes]] = []
+        # Every SA's next deadline, by our SPI (and the deadline, to skip no-op changes).
+        self._timers: DeadlineQueue[bytes] = DeadlineQueue()
         self._scheduled: dict[bytes, float] = {}
-        self._sequence = 0
         self._datagrams: list[tuple[bytes, Address, int]] = []
         self._events: list[IkeEvent] = []
         self._cookie_version = 1
@@ -210,20 +210,14 @@ class IkeEndpoint:
         datagrams, self._datagrams = self._datagrams, []
         return datagrams
 
-    def get_timer(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When ``handle_timer`` must next be called, or None."""
-        timers = self._timers
-        while timers and self._scheduled.get(timers[0][2]) != timers[0][0]:
-            heapq.heappop(timers)
-        return timers[0][0] if timers else None
+        return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> list[IkeEvent]:
         """Run every timer due at ``now``; returns the events it caused."""
-        while True:
-            deadline = self.get_timer()
-            if deadline is None or deadline > now:
-                break
-            _, _, spi = heapq.heappop(self._timers)
+        # Also what the SAs' timers make due by ``now`` while they run.
+        for spi in self._timers.pop_due(now):
             del self._scheduled[spi]
             sa = self._sas.get(spi)
             if sa is not None:
@@ -432,15 +426,16 @@ class IkeEndpoint:
             return
         if deadline is None:
             self._scheduled.pop(spi, None)
+            self._timers.cancel(spi)
             return
         self._scheduled[spi] = deadline
-        self._sequence += 1
-        heapq.heappush(self._timers, (deadline, self._sequence, spi))
+        self._timers.schedule(spi, deadline)
 
     def closed(self, sa: IkeSa) -> None:
         """Forget a closed SA."""
         self._sas.pop(sa.local_spi, None)
         self._scheduled.pop(sa.local_spi, None)
+        self._timers.cancel(sa.local_spi)
         key = self._init_keys.pop(sa.local_spi, None)
         if key is not None and self._init_index.get(key) is sa:
             del self._init_index[key]

@@ -13,11 +13,12 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import gatherResults, maybeDeferred
-from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime, IReactorUDP
+from twisted.internet.interfaces import IListeningPort, IReactorTime, IReactorUDP
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.ike.constants import NAT_T_PORT
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.events import (
@@ -47,8 +48,7 @@ class IkeDatagramProtocol(DatagramProtocol):
     def __init__(self, endpoint: IkeEndpoint, clock: IReactorTime) -> None:
         self.endpoint = endpoint
         self.clock = clock
-        self._timer: IDelayedCall | None = None
-        self._timerAt: float | None = None
+        self._timer = DeadlineTimer(self._fire)
         self.natTraversal: IkeNatTraversalProtocol | None = None
         """The socket on the endpoint's ``nat_t_port``, once listening."""
         endpoint.on_wake = self.flush
@@ -88,28 +88,14 @@ class IkeDatagramProtocol(DatagramProtocol):
         self._arm()
 
     def _arm(self) -> None:
-        deadline = self.endpoint.get_timer()
-        if deadline == self._timerAt and self._timer is not None and self._timer.active():
-            return
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timerAt = deadline
-        if deadline is not None:
-            delay = max(0.0, deadline - self.clock.seconds())
-            self._timer = self.clock.callLater(delay, self._fire)
+        self._timer.arm(self.clock, self.endpoint.next_deadline())
 
-    def _fire(self) -> None:
-        self._timer = None
-        self._timerAt = None
-        self.flush(self.endpoint.handle_timer(self.clock.seconds()))
+    def _fire(self, now: float) -> None:
+        self.flush(self.endpoint.handle_timer(now))
 
     def stopProtocol(self) -> None:
         """Cancel the timer when the port closes."""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        self._timerAt = None
+        self._timer.cancel()
 
     def ikeEventReceived(self, event: IkeEvent) -> None:
         """Log an event (at debug level: the IKE SA logs the main ones); override to act."""
