@@ -1,8 +1,8 @@
 """The Twisted side of the IKE core: a UDP ``DatagramProtocol`` around an ``IkeEndpoint``.
 
 ``IkeDatagramProtocol`` maps the sans-IO endpoint onto a UDP port and a clock: datagrams
-in, datagrams out, one ``callLater`` for the endpoint's earliest timer. ``IkeGatewayProtocol``
-is the responder (the VPN gateway); ``twisted_rserpool.ike.initiator`` has the initiator.
+in, datagrams out, one :class:`~twisted_rserpool.deadline.DeadlineTimer` at the endpoint's
+``next_deadline()``. ``IkeGatewayProtocol`` is the responder (the VPN gateway); ``twisted_rserpool.ike.initiator`` has the initiator.
 A second UDP port for NAT traversal (4500, RFC 7296 section 2.23) feeds the same endpoint
 through ``IkeNatTraversalProtocol`` (``IkeDatagramProtocol.listenNatTraversal``).
 """
@@ -44,6 +44,8 @@ class IkeDatagramProtocol(DatagramProtocol):
     """
 
     log = Logger()
+    # The service logs what it listens on; no "Starting protocol <... at 0x...>" line.
+    noisy = False
 
     def __init__(self, endpoint: IkeEndpoint, clock: IReactorTime) -> None:
         self.endpoint = endpoint
@@ -145,6 +147,8 @@ class IkeDatagramProtocol(DatagramProtocol):
 class IkeNatTraversalProtocol(DatagramProtocol):
     """The NAT traversal socket (UDP 4500) of an ``IkeDatagramProtocol``: its datagrams go
     to the same endpoint, with the port they arrived on; the owner sends through it."""
+
+    noisy = False
 
     def __init__(self, owner: IkeDatagramProtocol) -> None:
         self.owner = owner
