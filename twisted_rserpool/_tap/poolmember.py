@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from twisted.application.service import IService
 from twisted.python import usage
 
+from twisted_rserpool._tap.coerce import nonNegativeFloat, nonNegativeInt, positiveFloat, share
 from twisted_rserpool.poolmember.description import (
     POLICY_NAMES,
     carriesLoad,
@@ -42,34 +43,6 @@ __all__ = ["Options", "makeService"]
 
 #: The load sources, at most one of which is given.
 SOURCES = ("load-command", "load-file", "load-url", "load-vici")
-
-
-def _positive(value: str) -> float:
-    number = float(value)
-    if not number > 0:
-        raise ValueError("must be positive")
-    return number
-
-
-def _nonNegative(value: str) -> float:
-    number = float(value)
-    if not number >= 0:
-        raise ValueError("must not be negative")
-    return number
-
-
-def _share(value: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise ValueError("must be a share of full load, 0 to 1")
-    return number
-
-
-def _count(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
 
 
 def _identifier(value: str) -> int:
@@ -146,14 +119,14 @@ class Options(usage.Options):
             "What the load counts when the member is full: the reading divided by this is "
             "the member's share of full load, scaled to RFC 5356's 0..0xFFFFFFFF (clamped). "
             "Default 1: the reading is the share itself.",
-            _positive,
+            positiveFloat,
         ],
         [
             "load-interval",
             None,
             5.0,
             "Seconds between load readings.",
-            _positive,
+            positiveFloat,
         ],
         [
             "load-timeout",
@@ -161,7 +134,7 @@ class Options(usage.Options):
             None,
             "Seconds a reading may take before it counts as failed (the command is killed). "
             "Default: --load-interval.",
-            _positive,
+            positiveFloat,
         ],
         [
             "load-threshold",
@@ -169,7 +142,7 @@ class Options(usage.Options):
             0.01,
             "Re-register only when the load moved by at least this share of full load "
             "(0: on any change).",
-            _share,
+            share,
         ],
         [
             "max-load-failures",
@@ -178,14 +151,14 @@ class Options(usage.Options):
             "Deregister the member after this many failed load readings in a row (the last "
             "load is kept until then); it registers again with the next good reading. "
             "0: never deregister.",
-            _count,
+            nonNegativeInt,
         ],
         [
             "load",
             None,
             0.0,
             "A fixed load when no load source is given (divided by --load-capacity).",
-            _nonNegative,
+            nonNegativeFloat,
         ],
         [
             "registration-life",

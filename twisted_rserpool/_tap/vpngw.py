@@ -24,6 +24,7 @@ from twisted.python import usage
 from twisted_rserpool._reload import ReloadOnSignal
 from twisted_rserpool._tap.admin import TOKEN_FILE_OPTION, adminService
 from twisted_rserpool._tap.classes import namedSubclass
+from twisted_rserpool._tap.coerce import atLeastOne, nonNegativeInt, positiveFloat
 from twisted_rserpool._tap.vpngw_auth import (
     AUTH_FLAGS,
     AUTH_PARAMETERS,
@@ -73,32 +74,11 @@ __all__ = ["Options", "makeService"]
 log = Logger()
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must not be negative")
-    return number
-
-
 def _fragment_size(value: str) -> int:
     """Octets of an IP datagram, or 0 (fragmentation off)."""
     number = int(value)
     if number != 0 and not MIN_FRAGMENT_SIZE <= number <= 65535:
         raise ValueError(f"must be 0 (off) or {MIN_FRAGMENT_SIZE} to 65535")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    number = float(value)
-    if number <= 0:
-        raise ValueError("must be positive")
-    return number
-
-
-def _at_least_one(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError("must be at least 1")
     return number
 
 
@@ -238,28 +218,28 @@ class Options(usage.Options):
             50,
             "Number of half-open IKE SAs above which IKE_SA_INIT requests must return a "
             "stateless cookie (RFC 7296 section 2.6); 0 demands cookies always.",
-            _positive_int,
+            nonNegativeInt,
         ],
         [
             "max-sas",
             None,
             10000,
             "Maximum number of IKE SAs (half-open ones count).",
-            _positive_int,
+            nonNegativeInt,
         ],
         [
             "max-half-open",
             None,
             5000,
             "Maximum number of half-open IKE SAs; further IKE_SA_INIT requests are dropped.",
-            _positive_int,
+            nonNegativeInt,
         ],
         [
             "half-open-timeout",
             None,
             30.0,
             "Seconds a half-open IKE SA may wait for IKE_AUTH before it is dropped.",
-            _positive_float,
+            positiveFloat,
         ],
         [
             "liveness-interval",
@@ -278,7 +258,7 @@ class Options(usage.Options):
             "Traffic selectors per TSi or TSr a CHILD_SA takes. A request with more is "
             "narrowed to the first ones within policy (RFC 7296 section 2.9); one with none "
             "within policy gets TS_UNACCEPTABLE for that CHILD_SA only, the IKE SA stays.",
-            _at_least_one,
+            atLeastOne,
         ],
         [
             "rekey-interval",
@@ -287,7 +267,7 @@ class Options(usage.Options):
             "Seconds after which the gateway rekeys an established IKE SA itself "
             "(CREATE_CHILD_SA). Default: never; clients such as strongSwan rekey on their "
             "own schedule, and the gateway answers their rekeys.",
-            _positive_float,
+            positiveFloat,
         ],
         [
             "childless",
@@ -337,7 +317,7 @@ class Options(usage.Options):
             None,
             None,
             "Redirect new clients while this gateway holds at least this many IKE SAs.",
-            _positive_int,
+            nonNegativeInt,
         ],
         [
             "redirect-max-load",
@@ -345,7 +325,7 @@ class Options(usage.Options):
             None,
             "Redirect new clients while the load (IKE SAs divided by --max-sas) is above this "
             "fraction, such as 0.8.",
-            _positive_float,
+            positiveFloat,
         ],
         [
             "anycast",
@@ -373,7 +353,7 @@ class Options(usage.Options):
             30.0,
             "Seconds a client redirected in IKE_AUTH or by an INFORMATIONAL redirect keeps its "
             "IKE SA here before the gateway deletes it.",
-            _positive_float,
+            positiveFloat,
         ],
         [
             "pool",
@@ -395,7 +375,7 @@ class Options(usage.Options):
             None,
             1.0,
             "Seconds between load updates of --pool and resolutions of --redirect-pool.",
-            _positive_float,
+            positiveFloat,
         ],
         [
             "admin",

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, TextIO
 from twisted.python import usage
 
 from twisted_rserpool._tap import _NamedCoerceParameter, _version
+from twisted_rserpool._tap.coerce import positiveFloat
 from twisted_rserpool.cli import enrp, vpngw
 from twisted_rserpool.cli.adminclient import (
     ENRP,
@@ -35,13 +36,6 @@ FAILED, USAGE = 1, 2
 #: What rendering a document of an unexpected shape raises (a missing key, a list where a
 #: mapping belongs, a number too large for a float...).
 MALFORMED = (LookupError, TypeError, ValueError, AttributeError, ArithmeticError)
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(f"{text} is not a positive number")
-    return value
 
 
 class _ConnectionOptions(usage.Options):
@@ -69,7 +63,7 @@ class _ConnectionOptions(usage.Options):
             f"Default: ${TOKEN_VARIABLE}, else ./enrp-state/admin.token or "
             "./vpngw-state/admin.token if readable.",
         ],
-        ["timeout", None, None, "Seconds to wait for the answer (default 10).", _positive],
+        ["timeout", None, None, "Seconds to wait for the answer (default 10).", positiveFloat],
     ]
 
     def __init__(self) -> None:
