@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,14 @@ class _NamedCoerceParameter(usage.CoerceParameter):
             # Twisted says only "Parameter type enforcement failed: ...".
             reason = str(e).removeprefix("Parameter type enforcement failed: ")
             raise usage.UsageError(f"--{parameterName}: {reason}") from None
+
+
+class _UnbrokenWrap:
+    """textwrap for option help that never breaks a word: endpoint strings stay whole."""
+
+    @staticmethod
+    def wrap(text: str, width: int = 70) -> list[str]:
+        return textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)
 
 
 def _version() -> str:
@@ -56,6 +65,23 @@ def commandOptions(tapname: str, base: type[usage.Options]) -> type[usage.Option
                 raise SystemExit(
                     f"twistd {tapname}: {e} (twistd {tapname} --help lists the options)"
                 ) from None
+
+        def getUsage(self, width: int | None = None) -> str:
+            # Twisted wraps help with textwrap's defaults, which split endpoint strings and
+            # paths at colons and hyphens, keeps the docstrings' indentation inside lines and
+            # prints "[default: ]" for an empty default.
+            state = vars(self)  # Twisted leaves docs and defaults untyped
+            docs: dict[str, str] = state["docs"]
+            defaults: dict[str, object] = state["defaults"]
+            state["docs"] = {name: " ".join(doc.split()) for name, doc in docs.items()}
+            state["defaults"] = {name: value for name, value in defaults.items() if value != ""}
+            wrap = vars(usage)["textwrap"]
+            setattr(usage, "textwrap", _UnbrokenWrap)  # noqa: B010 (not an exported name)
+            try:
+                return str(super().getUsage(width))
+            finally:
+                setattr(usage, "textwrap", wrap)  # noqa: B010
+                state["docs"], state["defaults"] = docs, defaults
 
         def opt_version(self) -> None:
             """Display the version of twisted-rserpool (and of Twisted) and exit."""
