@@ -70,7 +70,7 @@ def commandOptions(tapname: str, base: type[usage.Options]) -> type[usage.Option
             # Twisted wraps help with textwrap's defaults, which split endpoint strings and
             # paths at colons and hyphens, keeps the docstrings' indentation inside lines and
             # prints "[default: ]" for an empty default.
-            state = vars(self)  # Twisted leaves docs and defaults untyped
+            state = self.__dict__  # Twisted leaves docs and defaults untyped
             docs: dict[str, str] = state["docs"]
             defaults: dict[str, object] = state["defaults"]
             state["docs"] = {name: " ".join(doc.split()) for name, doc in docs.items()}
