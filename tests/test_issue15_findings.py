@@ -1,7 +1,7 @@
 """Issue 15, "Tests it must have": the tests that check each numbered finding of its "Why".
 
 Each test named fails on the code from before the issue (47bd93d) and passes now; a star
-marks the tests of this file. "partly" names what is still open (for 5 and 6 a strict
+marks the tests of this file. "partly" says what is still open (for 5 and 6 a strict
 xfail test of this file shows it); "open" is a finding still being worked on.
 
 ===  =======  =======================  ============================================================
@@ -23,7 +23,8 @@ xfail test of this file shows it); "open" is a finding still being worked on.
               docs                     (examples/custom_registrar.tac under twistd -ny);
                                        ike/test_redirect_hooks.py; test_exports.py:
                                        test_readme_promise, test_documented_import_works;
-                                       test_developer_guide.py
+                                       test_docs_snippets.py:
+                                       test_developer_guide_shows_what_its_programs_print
 4a   fixed    admin on 0.0.0.0, no     enrp/test_admin_safe.py:
               warning, no              test_admin_endpoint_defaults_to_loopback,
               authentication           test_off_loopback_admin_logs_a_warning_*,
@@ -70,10 +71,11 @@ xfail test of this file shows it); "open" is a finding still being worked on.
               URLs
 9d   fixed    pyopenssl has no upper   security/test_pyopenssl_bound.py
               bound
-10   open     no doc snippet runs;     test_docs_snippets.py, in progress; test_developer_guide.py;
-              examples hide set-up;    asap/test_examples.py; enrp/test_custom_registrar.py:
-              no .tac; policy format   TacTests
-              (helper H6)
+10   partly   no doc snippet runs;     test_docs_snippets.py: test_snippet_runs_as_written,
+              examples hide set-up;    test_snippet_compiles_and_its_imports_resolve;
+              no .tac; policy format   asap/test_examples.py; enrp/test_custom_registrar.py:
+              (helper H6)              TacTests; open: the policy format, a sample policy and a
+                                       systemd unit in docs/security.md
 11a  fixed    --help breaks examples,  test_help.py: test_help_keeps_examples_whole,
               prints [default: ]       test_help_shows_real_defaults; *test_help_keeps_words_whole,
                                        *test_help_prints_no_empty_default (the real twistd --help)
