@@ -214,12 +214,17 @@ class EnrpCore:
             return self._resume_at
         if self._read_first is not None:
             return self._read_first
-        deadlines = [self.registrar.next_deadline()]
+        # Asked after every message: plain comparisons, no lists.
+        deadline = self.registrar.next_deadline()
         if self.peers is not None:
-            deadlines.append(self.peers.next_deadline())
-        deadlines.extend(home.idle_at for home in self._home.values())
-        self._announced = min((d for d in deadlines if d is not None), default=None)
-        return self._announced
+            other = self.peers.next_deadline()
+            if other is not None and (deadline is None or other < deadline):
+                deadline = other
+        for home in self._home.values():
+            if deadline is None or home.idle_at < deadline:
+                deadline = home.idle_at
+        self._announced = deadline
+        return deadline
 
     def handle_timer(self, now: float) -> list[CoreAction]:
         """Expiries, keep-alives, heartbeats, probes, takeovers, idle takeover connections.
