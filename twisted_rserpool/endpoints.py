@@ -98,6 +98,23 @@ class TlsServerEndpoint:
         self.wrappedEndpoint = wrappedEndpoint
         self.creator = creator
 
+    def __repr__(self) -> str:
+        from twisted_rserpool.describe import (  # noqa: PLC0415
+            endpointAddress,
+            endpointText,
+            objectText,
+        )
+
+        address = endpointAddress(self.wrappedEndpoint)
+        if address is None:
+            where = f"over {endpointText(self.wrappedEndpoint)}"
+        else:
+            interface, port = address
+            where = f"{PREFIX}:port={port}" + (
+                f":interface={_quoted(interface)}" if interface else ""
+            )
+        return f"TlsServerEndpoint({where}, {objectText(self.creator)})"
+
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen for TLS connections served by ``protocolFactory``."""
         from twisted_rserpool.transport.admission import AdmittingTLSFactory  # noqa: PLC0415
@@ -117,11 +134,35 @@ class TlsClientEndpoint:
         self.wrappedEndpoint = wrappedEndpoint
         self.creator = creator
 
+    def __repr__(self) -> str:
+        # As the description that makes it reads, without the files and the key.
+        from twisted_rserpool.describe import endpointAddress, endpointText  # noqa: PLC0415
+
+        address = endpointAddress(self.wrappedEndpoint)
+        if address is None:
+            where = f"{PREFIX}:over={endpointText(self.wrappedEndpoint)}"
+        else:
+            host, port = address
+            where = f"{PREFIX}:host={_quoted(host)}:port={port}"
+        for option in ("identity", "hostname"):
+            value = getattr(self.creator, option, None)
+            if isinstance(value, str):
+                where += f":{option}={_quoted(value)}"
+        return f"TlsClientEndpoint({where})"
+
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         """Connect, then run ``protocolFactory``'s protocol over TLS."""
         from twisted.internet.endpoints import wrapClientTLS  # noqa: PLC0415
 
         return wrapClientTLS(self.creator, self.wrappedEndpoint).connect(protocolFactory)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as an argument of an endpoint description (colons escaped)."""
+    from twisted.internet.endpoints import quoteStringArgument  # noqa: PLC0415
+
+    quoted: str = quoteStringArgument(value)  # type: ignore[no-untyped-call]
+    return quoted
 
 
 def _strings(kwargs: dict[str, object]) -> dict[str, str]:

@@ -139,6 +139,8 @@ class AnnouncementReceiver(DatagramProtocol):
     """Decodes ASAP_SERVER_ANNOUNCE datagrams and hands them to ``onAnnounce``; anything
     else (other messages, malformed datagrams) is counted and dropped."""
 
+    noisy = False
+
     def __init__(self, onAnnounce: Callable[[asap.ServerAnnounce], None]) -> None:
         self.onAnnounce = onAnnounce
         self.counters: dict[str, int] = {"announcements": 0, "dropped": 0}

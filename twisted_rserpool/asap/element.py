@@ -62,6 +62,7 @@ from twisted_rserpool.asap.user import (
     overallPolicy,
 )
 from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.handlespace import CacheState, PoolUserCache
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
@@ -473,6 +474,10 @@ class PoolElement(Service):
         self._deregistered: Deferred[None] | None = None
         self._started: Deferred[None] | None = None
 
+    def __repr__(self) -> str:
+        state = "not started" if self.core is None else self.core.state.name.lower()
+        return f"<PoolElement {handleText(self.poolHandle)}/0x{self.peIdentifier:08x} {state}>"
+
     # ------------------------------------------------------------------ public API
 
     @property
@@ -564,9 +569,9 @@ class PoolElement(Service):
 
         def failed(failure: Failure) -> None:
             self.log.info(
-                "Pool element 0x{pe:08x}: resolving business card pool {pool!r} failed: {error}",
+                "Pool element 0x{pe:08x}: resolving business card pool {pool} failed: {error}",
                 pe=self.peIdentifier,
-                pool=card.pool_handle,
+                pool=handleText(card.pool_handle),
                 error=failure.getErrorMessage(),
             )
 
@@ -613,7 +618,7 @@ class PoolElement(Service):
 
     def _startFailed(self, failure: Failure) -> None:
         self.log.failure(
-            "Pool element of pool {pool!r} could not start", failure, pool=self.poolHandle
+            "Pool element of pool {pool} could not start", failure, pool=handleText(self.poolHandle)
         )
         for waiter in self._takeWaiters():
             waiter.errback(failure)
@@ -623,10 +628,10 @@ class PoolElement(Service):
             transport: Transport = self.userTransport
             asapTransport: TcpTransport | None = None
             self.log.info(
-                "Pool element 0x{pe:08x} of pool {pool!r} registers {transport} {addresses} "
+                "Pool element 0x{pe:08x} of pool {pool} registers {transport} {addresses} "
                 "port {port}, served elsewhere",
                 pe=self.peIdentifier,
-                pool=self.poolHandle,
+                pool=handleText(self.poolHandle),
                 transport=type(transport).__name__,
                 addresses=",".join(str(a) for a in transport.addresses),
                 port=getattr(transport, "port", None),
@@ -682,9 +687,9 @@ class PoolElement(Service):
         if address in ("", "::"):
             address = "0.0.0.0"
         self.log.info(
-            "Pool element 0x{pe:08x} of pool {pool!r} serving on {address}:{port}",
+            "Pool element 0x{pe:08x} of pool {pool} serving on {address}:{port}",
             pe=self.peIdentifier,
-            pool=self.poolHandle,
+            pool=handleText(self.poolHandle),
             address=address,
             port=host.port,
         )
@@ -809,9 +814,11 @@ class PoolElement(Service):
             self.counters["keep_alives_refused"] += 1
             self.log.warn(
                 "ASAP_ENDPOINT_KEEP_ALIVE from {peer} on the user transport ignored: "
-                "not an authenticated ENRP server ({security})",
+                "not an authenticated ENRP server ("
+                + (context.logFormat() if context is not None else "not ready")
+                + ")",
                 peer=connection.peer,
-                security=context.describe() if context is not None else "not ready",
+                **(context.logFields() if context is not None else {}),
             )
             return
         actions = self.core.keep_alive(
@@ -896,7 +903,8 @@ class PoolElement(Service):
                     else "still trying, backing off up to RETRAN-MAX",
                 )
                 timedOut = RequestTimedOut(
-                    f"{action.attempts} registrations in pool {self.poolHandle!r} unanswered"
+                    f"{action.attempts} registrations in pool {handleText(self.poolHandle)} "
+                    "unanswered"
                 )
                 for waiter in self._takeWaiters():
                     waiter.errback(Failure(timedOut))  # type: ignore[no-untyped-call]
@@ -912,19 +920,27 @@ class PoolElement(Service):
         self._armTimer()
 
     def _registered(self, action: Registered, origin: RSerPoolProtocol | None) -> None:
-        if action.life_known:
-            self.log.info(
-                "Pool element 0x{pe:08x} registered in pool {pool!r} (life {life} s)",
+        if action.renewal:
+            # Every T4 and every updateLoad that changed nothing: not worth an info line.
+            self.log.debug(
+                "Pool element 0x{pe:08x} re-registered in pool {pool} unchanged (life {life} s)",
                 pe=self.peIdentifier,
-                pool=self.poolHandle,
+                pool=handleText(self.poolHandle),
+                life=action.life,
+            )
+        elif action.life_known:
+            self.log.info(
+                "Pool element 0x{pe:08x} registered in pool {pool} (life {life} s)",
+                pe=self.peIdentifier,
+                pool=handleText(self.poolHandle),
                 life=action.life,
             )
         else:
             self.log.warn(
-                "Pool element 0x{pe:08x} registered in pool {pool!r} with a warning (cause "
+                "Pool element 0x{pe:08x} registered in pool {pool} with a warning (cause "
                 "{cause}) that does not say the life granted: assuming {life} s",
                 pe=self.peIdentifier,
-                pool=self.poolHandle,
+                pool=handleText(self.poolHandle),
                 cause=action.warning.code if action.warning is not None else None,
                 life=action.life,
             )

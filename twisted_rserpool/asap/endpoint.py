@@ -31,6 +31,7 @@ from zope.interface import implementer
 from twisted_rserpool.asap.delivery import SendOptions
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.user import PoolUser, _reactor
+from twisted_rserpool.describe import endpointText, handleText
 
 __all__ = ["PoolEndpoint", "PoolListeningPort", "PoolServerEndpoint"]
 
@@ -72,7 +73,7 @@ class PoolEndpoint:
         self._shutdownTrigger = False
 
     def __repr__(self) -> str:
-        pool = self.poolHandle.decode("utf-8", "backslashreplace")
+        pool = handleText(self.poolHandle)
         return f"<PoolEndpoint pool={pool} failover={'yes' if self.failover else 'no'}>"
 
     def _stopUser(self) -> Deferred[None] | None:
@@ -109,7 +110,7 @@ class PoolListeningPort:
         self.port = port
 
     def __repr__(self) -> str:
-        pool = self.poolElement.poolHandle.decode("utf-8", "backslashreplace")
+        pool = handleText(self.poolElement.poolHandle)
         return f"<PoolListeningPort pool={pool} pe=0x{self.poolElement.peIdentifier:08x}>"
 
     def startListening(self) -> None:
@@ -177,8 +178,8 @@ class PoolServerEndpoint:
         self.poolElementOptions = poolElementOptions
 
     def __repr__(self) -> str:
-        pool = self.poolHandle.decode("utf-8", "backslashreplace")
-        return f"<PoolServerEndpoint pool={pool} on {self.listeningEndpoint!r}>"
+        pool = handleText(self.poolHandle)
+        return f"<PoolServerEndpoint pool={pool} on {endpointText(self.listeningEndpoint)}>"
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         """Listen, register as a pool element serving ``protocolFactory``; fires with the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import OperationError
 
@@ -52,7 +53,7 @@ class ResolutionFailed(AsapError):
     def __init__(self, pool_handle: bytes, error: OperationError | None) -> None:
         self.pool_handle = pool_handle
         self.error = error
-        super().__init__(f"handle resolution of {pool_handle!r} failed: {_cause(error)}")
+        super().__init__(f"handle resolution of {handleText(pool_handle)} failed: {_cause(error)}")
 
 
 class RegistrationRefused(AsapError):
@@ -61,7 +62,7 @@ class RegistrationRefused(AsapError):
     def __init__(self, pool_handle: bytes, error: OperationError | None) -> None:
         self.pool_handle = pool_handle
         self.error = error
-        super().__init__(f"registration in pool {pool_handle!r} refused: {_cause(error)}")
+        super().__init__(f"registration in pool {handleText(pool_handle)} refused: {_cause(error)}")
 
 
 class RequestTimedOut(AsapError):
@@ -97,7 +98,7 @@ class NoPoolElementAvailable(AsapError):
 
     def __init__(self, pool_handle: bytes, detail: str = "") -> None:
         self.pool_handle = pool_handle
-        message = f"no pool element of pool {pool_handle!r} is available"
+        message = f"no pool element of pool {handleText(pool_handle)} is available"
         super().__init__(message + (f": {detail}" if detail else ""))
 
 
@@ -121,7 +122,7 @@ class DeliveryFailed(AsapError):
         self.reason = reason
         super().__init__(
             f"delivery to PE 0x{destination.pe_identifier:08x} of pool "
-            f"{destination.pool_handle!r} failed: {reason}"
+            f"{handleText(destination.pool_handle)} failed: {reason}"
         )
 
 

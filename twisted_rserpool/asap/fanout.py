@@ -13,6 +13,7 @@ from twisted.python.failure import Failure
 
 from twisted_rserpool.asap.delivery import PoolElementHandle, SendOptions, UndeliveredMessage
 from twisted_rserpool.asap.errors import AsapError, DeliveryFailed
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.wire.parameters import (
     PoolElementParameter,
     RoundRobinPolicy,
@@ -127,8 +128,8 @@ async def sendToAll(
     )
     if failed:
         log.warn(
-            "ASAP_SEND_TO_ALL to pool {pool!r}: {failed} of {count} copies not delivered",
-            pool=poolHandle,
+            "ASAP_SEND_TO_ALL to pool {pool}: {failed} of {count} copies not delivered",
+            pool=handleText(poolHandle),
             failed=len(failed),
             count=len(elements),
         )

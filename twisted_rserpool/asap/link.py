@@ -27,6 +27,7 @@ from twisted_rserpool.asap.errors import ServerHuntFailed
 from twisted_rserpool.asap.hunt import HuntStep, ServerHunt
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.describe import endpointAddress, endpointText, hostPort
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -39,13 +40,11 @@ log = Logger()
 
 
 def describeServer(server: object) -> str:
-    """An ENRP server's client endpoint as ``host:port`` (its repr if it has no address)."""
-    endpoint = getattr(server, "wrappedEndpoint", server)
-    host = getattr(endpoint, "_hostText", None) or getattr(endpoint, "_host", None)
-    port = getattr(endpoint, "_port", None)
-    if isinstance(host, str) and isinstance(port, int):
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return repr(server)
+    """An ENRP server's client endpoint as ``host:port`` (else as :func:`endpointText`)."""
+    address = endpointAddress(getattr(server, "wrappedEndpoint", server))
+    if address is not None and address[0]:
+        return hostPort(*address)
+    return endpointText(server)
 
 
 def describeFailure(reason: Failure | None) -> str:
@@ -169,6 +168,15 @@ class HomeServerLink:
         self.failures: dict[str, str] = {}
         #: Hunt rounds in a row that ended without a home.
         self.failedRounds = 0
+
+    def __repr__(self) -> str:
+        return f"<HomeServerLink of {self.role}: {self.homeText}>"
+
+    @property
+    def homeText(self) -> str:
+        """The home server for reprs and status: ``home PEER``, or that there is none."""
+        connection = self.connection
+        return "no home ENRP server" if connection is None else f"home {connection.peer}"
 
     @property
     def ready(self) -> bool:
@@ -337,10 +345,12 @@ class HomeServerLink:
                 f"did not authenticate ({context.describe()})"
             )
             log.warn(
-                "{role}: ENRP server {peer} did not authenticate ({security}): not used",
+                "{role}: ENRP server {peer} did not authenticate ("
+                + context.logFormat()
+                + "): not used",
                 role=self.role,
                 peer=connection.peer,
-                security=context.describe(),
+                **context.logFields(),
             )
             connection.close()
             self._step(self.hunt.failed(connection.server, self.clock.seconds()))
@@ -359,10 +369,10 @@ class HomeServerLink:
                 self.previous.pop(0).close()
         self.connection = connection
         log.info(
-            "{role}: home ENRP server is {peer} ({security})",
+            "{role}: home ENRP server is {peer} (" + context.logFormat() + ")",
             role=self.role,
             peer=connection.peer,
-            security=context.describe(),
+            **context.logFields(),
         )
         self.onReady(connection, context)
 

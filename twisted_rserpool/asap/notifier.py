@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.wire.parameters import PoolElementParameter
 
@@ -84,7 +85,7 @@ class FailoverEvent:
         """One line for logs and notifications."""
         change = "weaker" if self.weaker else "changed" if self.changed else "unchanged"
         return (
-            f"failover #{self.number} of pool {self.pool_handle!r} from "
+            f"failover #{self.number} of pool {handleText(self.pool_handle)} from "
             f"{describePE(self.old_element)} to {describePE(self.new_element)} "
             f"({self.reason}); security {change}: [{self.old_context.describe()}] -> "
             f"[{self.new_context.describe()}]"

@@ -101,11 +101,14 @@ class AdoptHome:
 @dataclass(frozen=True, slots=True)
 class Registered:
     """The registration (or a re-registration) was granted for ``life`` seconds
-    (``life_known``: the server said so, or nothing was shortened; otherwise guessed)."""
+    (``life_known``: the server said so, or nothing was shortened; otherwise guessed).
+    ``renewal``: the same home server granted the same PE parameter and life as last
+    time (a periodic re-registration, or a load update that changed nothing)."""
 
     life: int
     warning: OperationError | None
     life_known: bool = True
+    renewal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,8 @@ class RegistrationCore:
         self.state = RegistrationState.HUNTING
         self.home_server: int | None = None
         self.granted_life: int | None = None
+        # What the current home server last granted: the PE parameter and its life.
+        self._granted: tuple[PoolElementParameter, int] | None = None
         #: Registration attempts since the last success (RFC 5352 3.1's local count).
         self.attempts = 0
         #: De-registration attempts of the current de-registration.
@@ -252,6 +257,7 @@ class RegistrationCore:
             return []
         # A new home server: its identifier is learnt from its first keep-alive.
         self.home_server = server_identifier
+        self._granted = None
         if self.state is RegistrationState.DEREGISTERING:
             self._deadline = now + self.timers.t3_deregistration
             return [SendToHome(self._deregistration())]
@@ -366,6 +372,7 @@ class RegistrationCore:
         if message.reject:
             self.state = RegistrationState.REFUSED
             self._deadline = None
+            self._granted = None
             return [Refused(message.error)]
         self.state = RegistrationState.REGISTERED
         self.attempts = 0
@@ -384,7 +391,9 @@ class RegistrationCore:
                 life = max(1, life // 2) if life > 0 else life
         self.granted_life = life
         self._deadline = now + self.timers.reregistration_delay(life)
-        return [Registered(life, message.error, known)]
+        snapshot = (self.element, life)
+        renewal, self._granted = snapshot == self._granted, snapshot
+        return [Registered(life, message.error, known, renewal)]
 
     def _deregistration_response(
         self, message: asap.DeregistrationResponse, now: float
@@ -399,6 +408,7 @@ class RegistrationCore:
             # RFC 5352 2.2.4 and 3.2: the server removed us (the life expired, or it found
             # us unreachable): register again at once.
             self.attempts = 0
+            self._granted = None
             return self._register(now)
         return []
 

@@ -54,6 +54,7 @@ from twisted_rserpool.asap.notifier import (
 )
 from twisted_rserpool.asap.outbox import Outbox
 from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.events import HeartbeatTimeout, SentData
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -232,6 +233,10 @@ class Session:
         self._closing = False
         self._candidate: SessionConnection | None = None
         self._failoverStarted = 0.0
+
+    def __repr__(self) -> str:
+        where = "closed" if self.closed else describePE(self.poolElement)
+        return f"<Session pool={handleText(self.poolHandle)} {where}>"
 
     # ------------------------------------------------------------------ ITransport
 
@@ -491,9 +496,9 @@ class Session:
         unacknowledged = old.undelivered() if old is not None else []
         queued = [_undelivered(d, p, m) for d, p, m in self._outbox.drain()]
         log.info(
-            "Session to pool {pool!r}: leaving {pe} ({reason}); {count} unacknowledged "
+            "Session to pool {pool}: leaving {pe} ({reason}); {count} unacknowledged "
             "message(s), {queued} queued",
-            pool=self.poolHandle,
+            pool=handleText(self.poolHandle),
             pe=describePE(self.poolElement),
             reason=reason,
             count=len(unacknowledged),
@@ -523,8 +528,8 @@ class Session:
             self._abandon(action.element)
         elif isinstance(action, TimedOut):
             log.warn(
-                "Session to pool {pool!r}: {what} within {seconds:g} s: {outcome}",
-                pool=self.poolHandle,
+                "Session to pool {pool}: {what} within {seconds:g} s: {outcome}",
+                pool=handleText(self.poolHandle),
                 what=(
                     f"the failover observers did not decide about {describePE(action.element)}"
                     if action.what == "decision"
@@ -544,9 +549,9 @@ class Session:
             self._resume(action)
         elif isinstance(action, ReturnUndelivered):
             log.warn(
-                "Session to pool {pool!r}: {count} message(s) sent with "
+                "Session to pool {pool}: {count} message(s) sent with "
                 "ASAP_SEND_NO_FAILOVER returned to the application: {error}",
-                pool=self.poolHandle,
+                pool=handleText(self.poolHandle),
                 count=len(action.error.undelivered),
                 error=str(action.error),
             )
@@ -593,8 +598,8 @@ class Session:
 
         def failed(failure: Failure) -> None:
             log.info(
-                "Session to pool {pool!r}: {pe} unreachable: {error}",
-                pool=self.poolHandle,
+                "Session to pool {pool}: {pe} unreachable: {error}",
+                pool=handleText(self.poolHandle),
                 pe=describePE(element),
                 error=failure.getErrorMessage(),
             )
@@ -634,15 +639,15 @@ class Session:
                 if connection is not None:
                     connection.close()
                 log.warn(
-                    "Session to pool {pool!r}: {event}: REFUSED ({why})",
-                    pool=self.poolHandle,
+                    "Session to pool {pool}: {event}: REFUSED ({why})",
+                    pool=handleText(self.poolHandle),
                     event=event.describe(),
                     why=decision.reason,
                 )
             elif connection is None or not connection.ready:
                 log.info(
-                    "Session to pool {pool!r}: {pe} went away during the decision",
-                    pool=self.poolHandle,
+                    "Session to pool {pool}: {pe} went away during the decision",
+                    pool=handleText(self.poolHandle),
                     pe=describePE(event.new_element),
                 )
                 self._candidate = None
@@ -665,7 +670,12 @@ class Session:
         )
         self._sendOwnCard()
         self.user.failoverCompleted(event, self.user.clock.seconds() - self._failoverStarted)
-        log.info("Session to pool {pool!r}: {event}", pool=self.poolHandle, event=event.describe())
+        log.info(
+            "Session to pool {pool}: {event}",
+            pool=handleText(self.poolHandle),
+            event=event.describe(),
+            **event.new_context.logFields(),
+        )
         self._pump()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
@@ -770,8 +780,8 @@ class Session:
         self.user._sessionEnded(self)
         if not reason.check(ConnectionDone):  # type: ignore[no-untyped-call]
             log.warn(
-                "Session to pool {pool!r} closed: {reason}",
-                pool=self.poolHandle,
+                "Session to pool {pool} closed: {reason}",
+                pool=handleText(self.poolHandle),
                 reason=reason.getErrorMessage(),
             )
         try:

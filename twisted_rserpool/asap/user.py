@@ -38,6 +38,7 @@ from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
 from twisted_rserpool.asap.session import Session, SessionConnection
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.handlespace import CacheState, PoolUserCache, UnknownPoolHandle
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.ratelimit import Rate, RateLimiter
@@ -229,6 +230,10 @@ class PoolUser(Service):
         #: The latest Operational Errors of ASAP_ERROR messages from ENRP servers (at most 16).
         self.asapErrors: list[OperationError] = []
 
+    def __repr__(self) -> str:
+        home = "not started" if self.link is None else self.link.homeText
+        return f"<PoolUser {home}, {len(self.sessions)} session(s)>"
+
     # ------------------------------------------------------------------ service
 
     def startService(self) -> None:
@@ -371,8 +376,8 @@ class PoolUser(Service):
 
         def failed(failure: Failure) -> None:
             self.log.info(
-                "Pool user: resolving business card pool {pool!r} failed: {error}",
-                pool=card.pool_handle,
+                "Pool user: resolving business card pool {pool} failed: {error}",
+                pool=handleText(card.pool_handle),
                 error=failure.getErrorMessage(),
             )
 
@@ -517,7 +522,9 @@ class PoolUser(Service):
             return False
         self.counters["unreachable_sent"] += 1
         self.log.info(
-            "Reported PE 0x{pe:08x} of pool {pool!r} unreachable", pe=peIdentifier, pool=poolHandle
+            "Reported PE 0x{pe:08x} of pool {pool} unreachable",
+            pe=peIdentifier,
+            pool=handleText(poolHandle),
         )
         return True
 
@@ -625,8 +632,8 @@ class PoolUser(Service):
                 connection = await session._open(element)
             except Exception as e:
                 self.log.info(
-                    "Pool {pool!r}: {pe} unreachable: {error}",
-                    pool=poolHandle,
+                    "Pool {pool}: {pe} unreachable: {error}",
+                    pool=handleText(poolHandle),
                     pe=describePE(element),
                     error=str(e),
                 )
@@ -638,11 +645,14 @@ class PoolUser(Service):
             session._attach(connection)
             protocol.makeConnection(session)
             session._started()
+            context = session.securityContext
             self.log.info(
-                "Session to pool {pool!r} on {pe} ({security})",
-                pool=poolHandle,
+                "Session to pool {pool} on {pe} ("
+                + (context.logFormat() if context is not None else "security not known")
+                + ")",
+                pool=handleText(poolHandle),
                 pe=describePE(element),
-                security=session.securityContext.describe() if session.securityContext else "?",
+                **(context.logFields() if context is not None else {}),
             )
             return protocol
         raise NoPoolElementAvailable(poolHandle, f"{len(tried)} pool element(s) tried")
@@ -704,14 +714,16 @@ class PoolUser(Service):
         for handle in sorted(discarded):
             # Stale for the discard timeout with nobody refreshing it: forgotten.
             self.counters["cache_discards"] += 1
-            self.log.debug("Pool user: stale cache entry of {pool!r} discarded", pool=handle)
+            self.log.debug(
+                "Pool user: stale cache entry of {pool} discarded", pool=handleText(handle)
+            )
         for action in self._requests.handle_timer(now):
             if isinstance(action, Retransmit):
                 self.log.info(
-                    "No answer to the handle resolution of {pool!r} within T1: "
+                    "No answer to the handle resolution of {pool} within T1: "
                     "retransmission {count} to the same server, hunting for another in "
                     "parallel",
-                    pool=action.key,
+                    pool=handleText(action.key),
                     count=action.count,
                 )
                 # RFC 5352 3.7.2: send again and hunt in parallel; the home connection

@@ -34,17 +34,11 @@ from twisted_rserpool._admin import (
     runningFields,
     wantsHtml,
 )
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.metrics import metricsRegistry
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import PoolElementEntry
 from twisted_rserpool.wire.parameters import SelectionPolicy, Transport
-
-
-def handleText(handle: bytes) -> str:
-    """A pool handle as text: itself when printable ASCII, else ``0x`` and its hex."""
-    if handle and all(0x20 <= b < 0x7F for b in handle):
-        return handle.decode("ascii")
-    return "0x" + handle.hex()
 
 
 def _transport(transport: Transport | None) -> dict[str, Any] | None:

@@ -102,6 +102,7 @@ class ServerAnnouncer(Service):
                 _interfaceIndex(interface)  # an unknown interface fails here, not at start
         self.sent = 0
         self._protocol = DatagramProtocol()
+        self._protocol.noisy = False
         self._port: object = None
         self._loop: LoopingCall | None = None
 

@@ -26,6 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_rserpool.deadline import COALESCE, DeadlineTimer
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.core import CoreAction, EnrpCore
 from twisted_rserpool.enrp.peers import (
     CloseLink,
@@ -344,6 +345,10 @@ class ENRPServer(MultiService):
         """The core's ENRP side, if this server peers."""
         return self.core.peers
 
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<ENRPServer 0x{self.serverIdentifier:08x} {state}>"
+
     @property
     def serverIdentifier(self) -> int:
         """This server's 32-bit identifier."""
@@ -437,10 +442,10 @@ class ENRPServer(MultiService):
         peer: Any = protocol.transport.getPeer() if protocol.transport is not None else None
         address = (peer.host, peer.port) if hasattr(peer, "host") else None
         log.info(
-            "ASAP connection {number} from {peer}: {security}",
+            "ASAP connection {number} from {peer}: " + security.logFormat(),
             number=number,
             peer=protocol.peer,
-            security=security.describe(),
+            **security.logFields(),
         )
         return number, address
 
@@ -488,11 +493,11 @@ class ENRPServer(MultiService):
         self._peerProtocols[number] = protocol
         self.openPeerConnections.add(protocol)
         log.info(
-            "ENRP connection {number} {direction} {peer}: {security}",
+            "ENRP connection {number} {direction} {peer}: " + security.logFormat(),
             number=number,
             direction="to" if outgoing else "from",
             peer=protocol.peer,
-            security=security.describe(),
+            **security.logFields(),
         )
         self._execute(
             self.core.enrp_connection_ready(
@@ -529,10 +534,10 @@ class ENRPServer(MultiService):
         transport = action.transport
         if self.peEndpointFactory is None or not isinstance(transport, TcpTransport):
             log.warn(
-                "Cannot send an H keep-alive to PE 0x{pe:08x} of pool {pool!r}"
+                "Cannot send an H keep-alive to PE 0x{pe:08x} of pool {pool}"
                 " (no PE endpoint factory or no TCP ASAP transport)",
                 pe=action.pe_identifier,
-                pool=action.pool_handle,
+                pool=handleText(action.pool_handle),
             )
             return
         endpoint = self.peEndpointFactory(str(transport.address), transport.port)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from twisted.logger import Logger
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.peertable import (
     Link,
     Peer,
@@ -319,9 +320,9 @@ class Synchroniser:
         if refusal is not None:
             table.counters["table_entries_refused"] += 1
             log.warn(
-                "PE 0x{pe:08x} of pool {pool!r} in a handle table from {peer} refused: {reason}",
+                "PE 0x{pe:08x} of pool {pool} in a handle table from {peer} refused: {reason}",
                 pe=element.pe_identifier,
-                pool=pool_handle,
+                pool=handleText(pool_handle),
                 peer=link.describe(),
                 identity=link.identity,
                 reason=refusal,
@@ -341,9 +342,9 @@ class Synchroniser:
         except HandlespaceError as e:
             table.counters["table_entries_failed"] += 1
             log.warn(
-                "PE 0x{pe:08x} of pool {pool!r} from {peer} not stored: {reason}",
+                "PE 0x{pe:08x} of pool {pool} from {peer} not stored: {reason}",
                 pe=element.pe_identifier,
-                pool=pool_handle,
+                pool=handleText(pool_handle),
                 peer=link.describe(),
                 reason=e.reason,
             )

@@ -13,6 +13,7 @@ from collections import deque
 
 from twisted.logger import Logger
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.peertable import AskPoolElement, Link, Peer, PeerTable, PoolElementKey
 from twisted_rserpool.handlespace import (
     HandlespaceError,
@@ -164,12 +165,12 @@ class HomeChanges:
         self._asked[key] = now
         table.counters["home_change_questions"] += 1
         log.info(
-            "ENRP server 0x{server:08x} says PE 0x{pe:08x} of pool {pool!r} (owner"
+            "ENRP server 0x{server:08x} says PE 0x{pe:08x} of pool {pool} (owner"
             " {owner!r}) registered there: asking the PE with a keep-alive over its own"
             " connection; it stays ours if it answers",
             server=sender,
             pe=element.pe_identifier,
-            pool=handle,
+            pool=handleText(handle),
             owner=entry.owner_identity,
         )
         self._asks.append(AskPoolElement(handle, element.pe_identifier))
@@ -223,9 +224,9 @@ class HandleUpdates:
             except HandlespaceError as e:
                 table.counters["updates_failed"] += 1
                 log.warn(
-                    "ADD_PE of 0x{pe:08x} in {pool!r} from {peer} failed: {reason}",
+                    "ADD_PE of 0x{pe:08x} in {pool} from {peer} failed: {reason}",
                     pe=element.pe_identifier,
-                    pool=handle,
+                    pool=handleText(handle),
                     peer=link.describe(),
                     reason=e.reason,
                 )
@@ -249,10 +250,10 @@ class HandleUpdates:
     def _refuse(self, link: Link, message: enrp.HandleUpdate, reason: str) -> None:
         self.table.counters["updates_refused"] += 1
         log.warn(
-            "{action} of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+            "{action} of PE 0x{pe:08x} in pool {pool} from {peer} refused: {reason}",
             action=message.update_action.name,
             pe=message.pool_element.pe_identifier,
-            pool=message.pool_handle,
+            pool=handleText(message.pool_handle),
             peer=link.describe(),
             server=link.peer,
             identity=link.identity,

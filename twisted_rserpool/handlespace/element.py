@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import replace
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.wire.parameters import (
     PoolElementParameter,
     SctpTransport,
@@ -133,6 +134,6 @@ class PoolElementEntry:
 
     def __repr__(self) -> str:
         return (
-            f"<PoolElementEntry {self.pool_handle!r}/0x{self.pe_identifier:08x}"
+            f"<PoolElementEntry {handleText(self.pool_handle)}/0x{self.pe_identifier:08x}"
             f" home=0x{self.home_server_identifier:08x}>"
         )

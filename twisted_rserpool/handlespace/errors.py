@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import SelectionPolicy, Transport
 
@@ -45,5 +46,7 @@ class UnknownPoolHandle(HandlespaceError):
     """A handle resolution or lookup for a pool that does not exist."""
 
     def __init__(self, pool_handle: bytes) -> None:
-        super().__init__(CauseCode.UNKNOWN_POOL_HANDLE, f"no pool with handle {pool_handle!r}")
+        super().__init__(
+            CauseCode.UNKNOWN_POOL_HANDLE, f"no pool with handle {handleText(pool_handle)}"
+        )
         self.pool_handle = pool_handle

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from twisted.logger import Logger
 
 from twisted_rserpool.deadline import DeadlineQueue
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.handlespace import checksum
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.errors import (
@@ -261,7 +262,7 @@ class Handlespace:
         elif limits.max_elements_per_pool is not None and len(pool) >= limits.max_elements_per_pool:
             raise RegistrationRefused(
                 CauseCode.LACK_OF_RESOURCES,
-                f"pool {pool_handle!r} already has {len(pool)} pool elements",
+                f"pool {handleText(pool_handle)} already has {len(pool)} pool elements",
             )
         self._check_owner_room(element.home_server_identifier)
         if identity is not None:
@@ -298,13 +299,13 @@ class Handlespace:
             if owner_identity != entry.owner_identity:
                 raise RegistrationRefused(
                     CauseCode.NON_UNIQUE_PE_IDENTIFIER,
-                    f"PE identifier 0x{element.pe_identifier:08x} in pool {pool.handle!r}"
+                    f"PE identifier 0x{element.pe_identifier:08x} in pool {handleText(pool.handle)}"
                     " is owned by another identity",
                 )
         elif identity is not None and entry.identity is not None and identity != entry.identity:
             raise RegistrationRefused(
                 CauseCode.NON_UNIQUE_PE_IDENTIFIER,
-                f"PE identifier 0x{element.pe_identifier:08x} in pool {pool.handle!r}"
+                f"PE identifier 0x{element.pe_identifier:08x} in pool {handleText(pool.handle)}"
                 " is registered by another identity",
             )
         old_owner = entry.element.home_server_identifier
@@ -394,7 +395,7 @@ class Handlespace:
         if identity is not None and entry.identity is not None and identity != entry.identity:
             raise DeregistrationRefused(
                 CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS,
-                f"PE identifier 0x{pe_identifier:08x} in pool {pool_handle!r}"
+                f"PE identifier 0x{pe_identifier:08x} in pool {handleText(pool_handle)}"
                 " was registered by another identity",
             )
         events: list[HandlespaceEvent] = []

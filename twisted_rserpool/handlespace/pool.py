@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from twisted.logger import Logger
 
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.handlespace.checksum import handle_contribution
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.errors import RegistrationRefused
@@ -60,9 +61,9 @@ class Pool:
         self.algorithm: Algorithm | None = algorithm_for(first.policy)
         if self.algorithm is None:
             log.warn(
-                "Pool {pool_handle!r}: unknown policy type 0x{policy_type:08x},"
+                "Pool {pool_handle}: unknown policy type 0x{policy_type:08x},"
                 " selecting its pool elements at random",
-                pool_handle=handle,
+                pool_handle=handleText(handle),
                 policy_type=self.policy_type,
             )
         #: The pool handle's share of every PE checksum block (RFC 5353 section 3.6.2).
@@ -81,7 +82,7 @@ class Pool:
 
     def __repr__(self) -> str:
         return (
-            f"<Pool {self.handle!r} policy=0x{self.policy_type:08x}"
+            f"<Pool {handleText(self.handle)} policy=0x{self.policy_type:08x}"
             f" transport=0x{self.transport_type:x} elements={len(self)}>"
         )
 
@@ -97,7 +98,7 @@ class Pool:
         if element.policy.policy_type != self.policy_type:
             raise RegistrationRefused(
                 CauseCode.INCONSISTENT_POOLING_POLICY,
-                f"pool {self.handle!r} uses policy type 0x{self.policy_type:08x},"
+                f"pool {handleText(self.handle)} uses policy type 0x{self.policy_type:08x},"
                 f" not 0x{element.policy.policy_type:08x}",
                 pool_policy=self.policy,
             )
@@ -105,14 +106,14 @@ class Pool:
         if self.transport_type != transport.TYPE:
             raise RegistrationRefused(
                 CauseCode.INCONSISTENT_TRANSPORT_TYPE,
-                f"pool {self.handle!r} uses user transport type 0x{self.transport_type:x},"
-                f" not 0x{transport.TYPE:x}",
+                f"pool {handleText(self.handle)} uses user transport type"
+                f" 0x{self.transport_type:x}, not 0x{transport.TYPE:x}",
                 pool_transport=self.transport,
             )
         if transport.transport_use != self.transport_use:
             raise RegistrationRefused(
                 CauseCode.INCONSISTENT_DATA_CONTROL_CONFIGURATION,
-                f"pool {self.handle!r} uses transport use {self.transport_use.name},"
+                f"pool {handleText(self.handle)} uses transport use {self.transport_use.name},"
                 f" not {transport.transport_use.name}",
             )
 

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from twisted_rserpool.asap.element import PoolElement
 from twisted_rserpool.asap.errors import ResolutionFailed
 from twisted_rserpool.asap.user import PoolUser
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.redirect import IGatewaySource, same_gateway
 from twisted_rserpool.poolmember.description import FULL_LOAD, scaledLoad
@@ -132,8 +133,8 @@ class PoolGateways(Service):
         if reason.check(ResolutionFailed):  # type: ignore[no-untyped-call]
             self.listed = []  # the server lists no gateway in the pool
         self.log.info(
-            "resolving gateway pool {pool!r} failed: {error}",
-            pool=self.poolHandle,
+            "resolving gateway pool {pool} failed: {error}",
+            pool=handleText(self.poolHandle),
             error=reason.getErrorMessage(),
         )
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.endpoints import UNIXClientEndpoint
 from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -144,8 +144,10 @@ class ViciLoad:
 
     async def _read(self) -> float:
         endpoint = UNIXClientEndpoint(self.reactor, self.path)  # type: ignore[no-untyped-call]
+        factory = Factory.forProtocol(ViciProtocol)
+        factory.noisy = False  # a connection per reading: no "Starting factory" lines
         try:
-            protocol: ViciProtocol = await connectProtocol(endpoint, ViciProtocol())  # type: ignore[no-untyped-call]
+            protocol: ViciProtocol = await endpoint.connect(factory)  # type: ignore[no-untyped-call]
         except (CancelledError, ConnectingCancelledError):
             raise CancelledError() from None  # as the caller's timeout expects
         except Exception as e:

@@ -46,19 +46,36 @@ class SecurityContext:
         mine, theirs = self.rank(), other.rank()
         return mine[0] < theirs[0] or mine[1] < theirs[1]
 
-    def describe(self) -> str:
-        """One line for logs and notifications."""
+    def logFields(self) -> dict[str, object]:
+        """The context as named log fields: ``tls_version``, ``cipher``, ``psk_identity``,
+        ``peer_subject`` (the certificate subject), ``peer_fingerprint`` and
+        ``authenticated``; :meth:`logFormat` renders them."""
+        return {
+            "tls_version": self.tls_version,
+            "cipher": self.cipher,
+            "psk_identity": self.psk_identity,
+            "peer_subject": self.certificate_subject,
+            "peer_fingerprint": self.certificate_fingerprint,
+            "authenticated": self.authenticated,
+        }
+
+    def logFormat(self) -> str:
+        """A log format fragment over :meth:`logFields`' names that reads as :meth:`describe`."""
         if not self.encrypted:
             return "no TLS, unauthenticated"
         who = (
-            f"PSK identity {self.psk_identity!r}"
+            "PSK identity {psk_identity!r}"
             if self.psk_identity is not None
-            else f"certificate {self.certificate_subject!r}"
+            else "certificate {peer_subject!r}"
             if self.certificate_subject is not None
             else "no peer identity"
         )
         state = "authenticated" if self.authenticated else "unauthenticated"
-        return f"{self.tls_version} {self.cipher}, {who}, {state}"
+        return "{tls_version} {cipher}, " + who + ", " + state
+
+    def describe(self) -> str:
+        """One line for logs and notifications."""
+        return self.logFormat().format(**self.logFields())
 
 
 #: The context of a connection without TLS.

@@ -228,6 +228,9 @@ class TlsServerCreator:
         if identityHint is not None and keys is None:
             raise ValueError("an identity hint makes sense only with pre-shared keys")
         self._keys = keys
+        self._certificateSubject = (
+            certificate.subject.rfc4514_string() if certificate is not None else None
+        )
         self._connections = _ConnectionRegistry()
         # Any stranger can cause these lines at will: a few a second, then a count.
         self.refusalLog = ThrottledLog(
@@ -271,6 +274,15 @@ class TlsServerCreator:
         self._protocols: weakref.WeakKeyDictionary[
             SSL.Connection, weakref.ref[TLSMemoryBIOProtocol]
         ] = weakref.WeakKeyDictionary()
+
+    def __repr__(self) -> str:
+        # Never the keys: how many identities, and the certificate's subject.
+        parts = []
+        if self._keys is not None:
+            parts.append(f"PSK ({len(self._keys)} identities)")
+        if self._certificateSubject is not None:
+            parts.append(f"certificate {self._certificateSubject}")
+        return f"<TlsServerCreator {', '.join(parts)}>"
 
     @property
     def keys(self) -> Mapping[str, bytes] | None:

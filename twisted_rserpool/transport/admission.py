@@ -144,6 +144,8 @@ class RefusingFactory(Factory[Protocol]):
     :class:`RefusedConnection`, for a wrapper that cannot take ``None`` (Twisted's
     :class:`~twisted.protocols.tls.TLSMemoryBIOFactory`, as behind ``ssl:`` endpoints)."""
 
+    noisy = False
+
     def __init__(self, wrappedFactory: IProtocolFactory) -> None:
         self.wrappedFactory = wrappedFactory
 

@@ -513,7 +513,9 @@ class RSerPoolProtocol(Protocol):
         self._ready = True
         self._cancelReadyDeadline()
         self.log.debug(
-            "Connection with {peer} ready: {security}", peer=self.peer, security=context.describe()
+            "Connection with {peer} ready: " + context.logFormat(),
+            peer=self.peer,
+            **context.logFields(),
         )
         self._callHook(self.connectionReady, context)
         # Not _pump: when the INIT came in a slice, the slices after it wait their turn.
@@ -762,6 +764,9 @@ class RSerPoolFactory(Factory[_P], Generic[_P]):
     cap is full. Connections that miss the handshake deadline are counted in
     :attr:`handshakeTimeouts` and logged (at most ten lines a second, then a count).
     """
+
+    # No "Starting factory" / "Stopping factory" line for every outgoing connection.
+    noisy = False
 
     def __init__(
         self,
