@@ -47,7 +47,8 @@ from twisted_rserpool.asap.link import describeServer
 from twisted_rserpool.asap.notifier import FailoverEvent
 from twisted_rserpool.asap.registration import Registered, RegistrationCore
 from twisted_rserpool.asap.timers import AsapTimers
-from twisted_rserpool.describe import endpointText, handleText
+from twisted_rserpool.deadline import DeadlineTimer
+from twisted_rserpool.describe import endpointText, handleText, objectText
 from twisted_rserpool.endpoints import TlsClientEndpoint, TlsPskClientParser, TlsPskServerParser
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
@@ -65,7 +66,7 @@ from twisted_rserpool.wire.parameters import (
 
 POOL = b"echo"
 #: What an operator should never read in a log line.
-UNREADABLE = re.compile(r"object at 0x|\bb'|\bb\"")
+UNREADABLE = re.compile(r"object at 0x| at 0x[0-9a-f]{6,}>|\bb'|\bb\"")
 NOISE = ("Starting factory", "Stopping factory", "Starting protocol", "Stopping protocol")
 #: enrp/registrar.py still logs pool handles as bytes: its own helper changes it (the patch is
 #: /work/coord/h7-registrar-pool-text.patch). Its lines are checked by the strict xfail below;
@@ -207,6 +208,44 @@ def test_pool_handles_read_as_text() -> None:
     for text in texts:
         assert "echo" in text and not UNREADABLE.search(text), text
     assert repr(entry).startswith("<PoolElementEntry echo/0x00000017")
+
+
+class _Broken:
+    """An observer that raises (no repr of its own)."""
+
+    def __call__(self, event: object) -> None:
+        raise RuntimeError("broken")
+
+    def fire(self, now: float) -> None:
+        raise RuntimeError("broken")
+
+
+def test_failure_lines_name_callables_not_addresses() -> None:
+    """A raising handlespace observer or timer callback is logged by its class (and method)
+    name, not by a repr with a memory address."""
+    handlespace = Handlespace()
+    handlespace.subscribe(_Broken())
+    clock = Clock()
+    timer = DeadlineTimer(_Broken().fire)
+    with capturedLogs() as events:
+        handlespace.register(POOL, _element(), now=0.0, identity="pe")
+        timer.arm(clock, 1.0)
+        clock.advance(1.0)
+    texts = {formatEvent(e) for e in events if "log_failure" in e}
+    assert texts == {"Handlespace observer _Broken failed", "Timer callback _Broken.fire failed"}
+    element = PoolElement(
+        POOL,
+        None,
+        ["tcp:127.0.0.1:9"],
+        None,
+        userTransport=_element().user_transport,
+        peIdentifier=0x17,
+        insecure=True,
+    )
+    assert (
+        objectText(element._timerFired) == "<PoolElement echo/0x00000017 not started>._timerFired"
+    )
+    assert objectText(len) == "len" and objectText(_Broken) == repr(_Broken)
 
 
 # ---------------------------------------------------------------------- security context

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from twisted.logger import Logger
 
+from twisted_rserpool.describe import objectText
+
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
@@ -267,7 +269,7 @@ class _TimerGroup:
                 try:
                     timer._run(now, self)
                 except Exception:
-                    log.failure("Timer callback {fire!r} failed", fire=timer._fire)
+                    log.failure("Timer callback {fire} failed", fire=objectText(timer._fire))
         finally:
             self._running = False
             following = self.queue.next_deadline()

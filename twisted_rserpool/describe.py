@@ -7,6 +7,8 @@ Twisted's own endpoints, whose default repr is only a memory address.
 
 from __future__ import annotations
 
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType
+
 __all__ = ["endpointAddress", "endpointText", "handleText", "hostPort", "objectText"]
 
 
@@ -41,7 +43,14 @@ def _ownRepr(thing: object) -> str | None:
 
 
 def objectText(thing: object) -> str:
-    """``thing``'s own repr if its class has one, else its class name (not its address)."""
+    """``thing``'s own repr if its class has one, else its class name (not its address); a
+    function as its qualified name, a bound method as its object's text and its name
+    (``<PoolElement echo/0x00000017 registered>._timerFired``)."""
+    if isinstance(thing, FunctionType | BuiltinFunctionType | MethodType):
+        owner = getattr(thing, "__self__", None)
+        if owner is not None and not isinstance(owner, ModuleType):
+            return f"{objectText(owner)}.{thing.__name__}"
+        return thing.__qualname__
     return _ownRepr(thing) or type(thing).__name__
 
 

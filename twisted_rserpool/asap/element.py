@@ -62,7 +62,7 @@ from twisted_rserpool.asap.user import (
     overallPolicy,
 )
 from twisted_rserpool.deadline import DeadlineTimer
-from twisted_rserpool.describe import handleText
+from twisted_rserpool.describe import handleText, objectText
 from twisted_rserpool.handlespace import CacheState, PoolUserCache
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
 from twisted_rserpool.security.context import SecurityContext
@@ -94,7 +94,7 @@ def _call(target: object, name: str, *args: object) -> None:
         try:
             method(*args)
         except Exception:
-            log.failure("{name} of {target!r} raised", name=name, target=target)
+            log.failure("{name} of {target} raised", name=name, target=objectText(target))
 
 
 #: Endpoint string types that run TLS (a PE's user transport must be one of them).

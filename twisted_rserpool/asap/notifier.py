@@ -23,7 +23,7 @@ from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from twisted_rserpool.describe import handleText
+from twisted_rserpool.describe import handleText, objectText
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.wire.parameters import PoolElementParameter
 
@@ -195,7 +195,8 @@ def decide(
                 answer = await maybeDeferred(notify, event)
             except Exception:
                 log.failure(
-                    "Failover observer {observer!r} failed: counted as a veto", observer=observer
+                    "Failover observer {observer} failed: counted as a veto",
+                    observer=objectText(observer),
                 )
                 answer = False
             if answer is False and veto is None:

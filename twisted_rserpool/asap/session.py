@@ -54,7 +54,7 @@ from twisted_rserpool.asap.notifier import (
 )
 from twisted_rserpool.asap.outbox import Outbox
 from twisted_rserpool.deadline import DeadlineTimer
-from twisted_rserpool.describe import handleText
+from twisted_rserpool.describe import handleText, objectText
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.transport.events import HeartbeatTimeout, SentData
 from twisted_rserpool.transport.protocol import RSerPoolFactory, RSerPoolProtocol
@@ -787,7 +787,7 @@ class Session:
         try:
             self.protocol.connectionLost(reason)
         except Exception:
-            log.failure("connectionLost of {protocol!r} raised", protocol=self.protocol)
+            log.failure("connectionLost of {protocol} raised", protocol=objectText(self.protocol))
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             waiter.errback(reason)  # failover() callers learn it closed instead
@@ -799,7 +799,7 @@ def _call(target: object, name: str, *args: object) -> None:
         try:
             method(*args)
         except Exception:
-            log.failure("{name} of {target!r} raised", name=name, target=target)
+            log.failure("{name} of {target} raised", name=name, target=objectText(target))
 
 
 #: A private bit of an outbox message's meta: it was sent before to a failed pool element.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from twisted.logger import Logger
 
 from twisted_rserpool.deadline import DeadlineQueue
-from twisted_rserpool.describe import handleText
+from twisted_rserpool.describe import handleText, objectText
 from twisted_rserpool.handlespace import checksum
 from twisted_rserpool.handlespace.element import PoolElementEntry
 from twisted_rserpool.handlespace.errors import (
@@ -665,4 +665,7 @@ class Handlespace:
                 try:
                     subscription.observer(event)
                 except Exception:
-                    log.failure("Handlespace observer {observer!r} failed", observer=subscription)
+                    log.failure(
+                        "Handlespace observer {observer} failed",
+                        observer=objectText(subscription.observer),
+                    )
