@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from service_identity import VerificationError
+from service_identity.cryptography import verify_certificate_hostname
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
@@ -53,9 +55,10 @@ from twisted_rserpool.endpoints import TlsClientEndpoint, TlsPskClientParser, Tl
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import Handlespace, UnknownPoolHandle
+from twisted_rserpool.security import _openssl
 from twisted_rserpool.security.authorization import AuthorizationPolicy
 from twisted_rserpool.security.context import INSECURE, SecurityContext
-from twisted_rserpool.security.tls import PskClientCreator
+from twisted_rserpool.security.tls import PskClientCreator, TlsServerCreator, _mismatchText
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.parameters import (
     LeastUsedPolicy,
@@ -246,6 +249,24 @@ def test_failure_lines_name_callables_not_addresses() -> None:
         objectText(element._timerFired) == "<PoolElement echo/0x00000017 not started>._timerFired"
     )
     assert objectText(len) == "len" and objectText(_Broken) == repr(_Broken)
+
+
+def test_tls_refusals_show_no_bytes(tmp_path: Path) -> None:
+    """A PSK identity that is not UTF-8 is logged as its length and hex, a certificate that
+    names another host by the kind of mismatch (not service_identity's reprs of bytes)."""
+    creator = TlsServerCreator({"pe": KEY_A})
+    connection = creator._connections.new(creator._context)
+    with capturedLogs() as events:
+        assert creator._lookup(_openssl.pointerOf(connection), b"\xff\xfe\x00") is None
+    [refusal] = [formatEvent(e) for e in events]
+    assert refusal == "TLS-PSK: refused a non-UTF-8 identity of 3 bytes (fffe00...)"
+    _, _, certificate = Pki(tmp_path).issue("pe.test", dnsNames=["pe.test"])
+    try:
+        verify_certificate_hostname(certificate, "enrp.example.net")
+    except VerificationError as e:
+        assert _mismatchText(e) == "no subjectAltName matches (DNSMismatch)"
+    else:
+        raise AssertionError("the name matched")
 
 
 # ---------------------------------------------------------------------- security context

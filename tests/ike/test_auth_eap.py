@@ -174,8 +174,8 @@ def test_conversation_success_and_msk() -> None:
 @pytest.mark.parametrize(
     ("user", "password", "reason"),
     [
-        (b"alice", "wrong", "wrong password for EAP user b'alice'"),
-        (b"mallory", "x", "unknown EAP user b'mallory'"),
+        (b"alice", "wrong", "wrong password for EAP user 'alice'"),
+        (b"mallory", "x", "unknown EAP user 'mallory'"),
     ],
 )
 def test_conversation_failure(user: bytes, password: str, reason: str) -> None:

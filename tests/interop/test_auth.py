@@ -260,7 +260,7 @@ def test_eap_mschapv2_wrong_password(tmp_path: Path, gateways: list[VpnGw], pki:
         out = c.swanctl("--initiate", "--ike", "ini", "--timeout", "10", check=False)
         assert "initiate completed successfully" not in out
         assert "EAP_FAILURE" in out or "AUTHENTICATION_FAILED" in out, out
-        log = gw.wait_for_log("wrong password for EAP user b'alice'")
+        log = gw.wait_for_log("wrong password for EAP user 'alice'")
         assert "established with" not in log
 
 

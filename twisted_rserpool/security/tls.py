@@ -328,7 +328,9 @@ class TlsServerCreator:
             name = identity.decode("utf-8")
         except UnicodeDecodeError:
             self.refusalLog.warn(
-                "TLS-PSK: refused a non-UTF-8 identity {identity!r}", identity=identity
+                "TLS-PSK: refused a non-UTF-8 identity of {length} bytes ({identity}...)",
+                identity=identity[:16].hex(),
+                length=len(identity),
             )
             return None
         keys = self._keys
@@ -406,6 +408,15 @@ def certificateServerCreator(
         minimumVersion=minimumVersion,
         maximumVersion=maximumVersion,
     )
+
+
+def _mismatchText(error: Exception) -> str:
+    """Why service_identity refused a name, without its reprs of bytes."""
+    mismatches = getattr(error, "errors", None)
+    if isinstance(mismatches, list) and mismatches:
+        kinds = ", ".join(type(m).__name__ for m in mismatches)
+        return f"no subjectAltName matches ({kinds})"
+    return str(error)
 
 
 def _rejectCertificate(
@@ -522,7 +533,7 @@ class CertificateClientCreator:
                     "TLS: certificate {subject} does not name {hostname}: {error}",
                     subject=leaf.subject.rfc4514_string(),
                     hostname=self.hostname,
-                    error=str(e),
+                    error=_mismatchText(e),
                 )
                 return False
             _VERIFIED_NAMES[connection] = self.hostname

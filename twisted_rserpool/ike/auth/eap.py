@@ -292,6 +292,11 @@ class MsChapV2Session:
         self.challenge = b""
         self.msk = b""
 
+    @property
+    def user(self) -> str:
+        """The EAP identity as text for log lines (undecodable bytes escaped)."""
+        return self.identity.decode("utf-8", "backslashreplace")
+
     def _request(self, eap_type: int, data: bytes) -> bytes:
         self.identifier = (self.identifier + 1) % 256
         return EapMessage(EAP_REQUEST, self.identifier, eap_type, data).encode()
@@ -347,7 +352,7 @@ class MsChapV2Session:
             return self._end(False, "EAP-MSCHAPv2 Response expected")
         password = self.authenticator.users.password(self.identity)
         if password is None:
-            return self._end(False, f"unknown EAP user {self.identity!r}")
+            return self._end(False, f"unknown EAP user {self.user!r}")
         peer_challenge, nt_response = packet.value[:16], packet.value[24:48]
         # The user name hashed is the Name without a Windows domain (RFC 2759 section 4).
         username = packet.name.rpartition(b"\\")[2]
@@ -356,7 +361,7 @@ class MsChapV2Session:
             self.challenge, peer_challenge, username, password_hash
         )
         if not hmac.compare_digest(expected, nt_response):
-            return self._end(False, f"wrong password for EAP user {self.identity!r}")
+            return self._end(False, f"wrong password for EAP user {self.user!r}")
         self.msk = mschapv2.msk(password_hash, nt_response)
         self.state = "success"
         answer = mschapv2.authenticator_response(
