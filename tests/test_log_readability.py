@@ -31,7 +31,6 @@ from twisted.trial.unittest import TestCase
 
 from tests.asap.support import (
     FAST,
-    FAST_MAPPING,
     Collector,
     Echo,
     Recording,
@@ -41,6 +40,7 @@ from tests.asap.support import (
     startServer,
     waitFor,
 )
+from tests.asap.test_loopback import Harness
 from tests.enrp.support import EnrpProcess, readLog
 from tests.security.support import KEY_A, KEY_B, Pki, pskFile, temporaryDirectory
 from twisted_rserpool.asap import PoolElement, PoolServerEndpoint, PoolUser, Session
@@ -51,7 +51,12 @@ from twisted_rserpool.asap.registration import Registered, RegistrationCore
 from twisted_rserpool.asap.timers import AsapTimers
 from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.describe import endpointText, handleText, objectText
-from twisted_rserpool.endpoints import TlsClientEndpoint, TlsPskClientParser, TlsPskServerParser
+from twisted_rserpool.endpoints import (
+    TlsClientEndpoint,
+    TlsPskClientParser,
+    TlsPskServerParser,
+    _pskPoolElementEndpoint,
+)
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig
 from twisted_rserpool.enrp.service import ENRPServer
 from twisted_rserpool.handlespace import Handlespace, UnknownPoolHandle
@@ -368,36 +373,14 @@ class InProcessTests(TestCase):
         with capturedLogs() as events:
             server = await startServer(self, creds)
             puKeys = pskFile(creds.directory, {"pu-1": KEY_A}, "pu.psk")
-            element = PoolElement(
-                POOL,
-                Recording(Echo),
-                ["tlspsk:host=127.0.0.1:port=9:identity=pe:pskFile=" + creds.pePsk,
-                 creds.peClient(server.portNumber)],
-                f"tlspsk:0:interface=127.0.0.1:pskFile={puKeys}",
+            harness = Harness(self, creds)
+            element = await harness.pe(
+                [9, server.portNumber],  # nothing listens on port 9
+                listen=f"tlspsk:0:interface=127.0.0.1:pskFile={puKeys}",
                 policy=LeastUsedPolicy(5),
-                timers=FAST,
-                userMappingConfig=FAST_MAPPING,
-            )  # fmt: skip
-            element.startService()
-            self.addCleanup(element.stopService)
-            await element.whenRegistered()
-
-            def endpoint(pe: PoolElementParameter) -> TlsClientEndpoint:
-                transport = pe.user_transport
-                assert isinstance(transport, TcpTransport)
-                return TlsClientEndpoint(
-                    TCP4ClientEndpoint(reactor, str(transport.address), transport.port),
-                    PskClientCreator("pu-1", KEY_A),
-                )
-
-            user = PoolUser(
-                [creds.puClient(server.portNumber)],
-                peEndpoint=endpoint,
-                timers=FAST,
-                sessionMappingConfig=FAST_MAPPING,
             )
-            user.startService()
-            self.addCleanup(user.stopService)
+            endpoint = _pskPoolElementEndpoint(reactor, puKeys, "pu-1", 5.0)
+            user = harness.pu([server.portNumber], peEndpoint=endpoint)
             client = await user.connect(POOL, Recording(Collector))
             assert isinstance(client, Collector) and isinstance(client.transport, Session)
             client.transport.write(b"hello")

@@ -128,6 +128,31 @@ class RSerPoolProtocol(Protocol):
 
     log = Logger()
 
+    # The per-connection state in slots: a server holds thousands of these, and CPython
+    # shares instance dictionary keys only up to 30 attributes a class (beyond, each
+    # instance gets its own 1.6 KiB dictionary). Subclasses keep a dictionary of their own.
+    __slots__ = (
+        "_admissionTimer",
+        "_admitsAll",
+        "_batching",
+        "_closing",
+        "_handshakeDone",
+        "_headAdmitted",
+        "_held",
+        "_lastDelivered",
+        "_lost",
+        "_onTls",
+        "_readingPaused",
+        "_ready",
+        "_readyBy",
+        "_timer",
+        "_unread",
+        "admittedBy",
+        "clock",
+        "peer",
+        "readingPauses",
+    )
+
     mappingConfig: MappingConfig = MappingConfig()
     messageLimits: Limits = DEFAULT_LIMITS
     enrpServerIdentifier: int = 0
