@@ -16,7 +16,8 @@ Measures, in one run:
    that load from other processes on a shared machine hits both alike.
 3. **Registrations per second** over 10 PE connections (identity ``pe``, same window):
    new PEs (a new PE identifier per request), then re-registrations of those PEs (new
-   load values), counted separately.
+   load values), then re-registrations with the content each PE has (logged at debug
+   level, which ``twistd`` writes too), counted separately.
 4. **Memory and keep-alive CPU with many PEs**: ``--pes`` (10,000) pool elements, each on
    its own TLS-PSK connection, registered with a fresh ``twistd enrp`` whose
    ``--keep-alive-interval`` is ``--keep-alive-interval`` (5 s, +/- 50 %); the server's
@@ -526,7 +527,7 @@ def runBenchmark(settings: Settings, directory: Path, say: Callable[[str], None]
             "peKeys": str(files.clientKeys(PE_IDENTITY)),
             "puKeys": str(files.clientKeys(PU_IDENTITY)),
         }
-        phaseCount = 2 * len(settings.connections) * settings.rounds + 2
+        phaseCount = 2 * len(settings.connections) * settings.rounds + 3
         limit = 120 + 3 * (settings.warmup + settings.duration) * phaseCount
         resolved = runLoadgen(
             {
@@ -724,13 +725,16 @@ def _constantFeed(message: bytes, expectedType: int) -> _Feed:
 
 
 class _RegistrationFeed:
-    """New registrations (a fresh PE identifier each), then re-registrations of those PEs."""
+    """New registrations (a fresh PE identifier each), then re-registrations of those PEs
+    with new load values (:meth:`renew`), then with the content they have (:meth:`same`)."""
 
     def __init__(self, base: int) -> None:
         self.next = base
         self.sent: deque[int] = deque()
         self.registered: list[int] = []
         self.again = 0
+        #: The load each PE was last registered with.
+        self.loads: dict[int, int] = {}
 
     def new(self) -> bytes:
         identifier = self.next
@@ -742,7 +746,14 @@ class _RegistrationFeed:
         identifier = self.registered[self.again % len(self.registered)]
         self.again += 1
         self.sent.append(identifier)
-        return registration(REGISTRATION_POOL, identifier, load=self.again & 0xFFFF)
+        load = self.loads[identifier] = self.again & 0xFFFF
+        return registration(REGISTRATION_POOL, identifier, load=load)
+
+    def same(self) -> bytes:
+        identifier = self.registered[self.again % len(self.registered)]
+        self.again += 1
+        self.sent.append(identifier)
+        return registration(REGISTRATION_POOL, identifier, load=self.loads.get(identifier, 0))
 
     def check(self, answer: bytes) -> bool:
         identifier = self.sent.popleft()
@@ -1171,6 +1182,10 @@ async def _loadgen(reactor: Any, spec: dict[str, Any]) -> dict[str, Any]:
                 client.feed = _Feed(feed.renew, feed.check)
                 feed.again = 1
             phaseResults.append(await _runPhase(reactor, run, pes, "reregister", spec))
+            for client in pes:
+                feed = feeds[client]
+                client.feed = _Feed(feed.same, feed.check)
+            phaseResults.append(await _runPhase(reactor, run, pes, "unchanged", spec))
             result["phases"] = phaseResults
         elif mode == "hold":
             count = spec["connections"][0]
@@ -1298,7 +1313,11 @@ def table(results: Results) -> str:
             f"| {p.loadgenShare:.0%} / {f.loadgenShare:.0%} |"
         )
     for p in results.registrations:
-        label = "new registrations/s" if p.name == "register" else "re-registrations/s"
+        label = {
+            "register": "new registrations/s",
+            "reregister": "re-registrations/s (new load)",
+            "unchanged": "re-registrations/s (unchanged)",
+        }[p.name]
         lines.append(
             f"| {label}, {p.connections} PE connections | {p.rate:,.0f} | | "
             f"| {p.cpuPerResponse:,.0f} | | {p.serverShare:.0%} | {p.loadgenShare:.0%} |"

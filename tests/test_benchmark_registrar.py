@@ -30,12 +30,13 @@ TINY = Settings(
 
 def test_every_phase_runs(tmp_path: Path) -> None:
     """A real ``twistd enrp``, the floor server and the load generator processes complete
-    every phase: resolutions and floor answers, new and re-registrations, held PEs."""
+    every phase: resolutions and floor answers, new, changed and unchanged re-registrations,
+    held PEs."""
     lines: list[str] = []
     results = runBenchmark(TINY, tmp_path, lines.append)
     assert [(p.name, p.connections) for p in results.resolutions] == [("resolve", 1)]
     assert [(p.name, p.connections) for p in results.floor] == [("floor", 1)]
-    assert [p.name for p in results.registrations] == ["register", "reregister"]
+    assert [p.name for p in results.registrations] == ["register", "reregister", "unchanged"]
     for phase in results.resolutions + results.floor + results.registrations:
         assert phase.responses >= TINY.maxRequests  # type: ignore[operator]
         assert phase.bad == 0
@@ -47,4 +48,5 @@ def test_every_phase_runs(tmp_path: Path) -> None:
     assert held.heldRss > 0
     text = table(results)
     assert "handle resolutions/s, 1 PU connection" in text
-    assert "re-registrations/s" in text
+    assert "re-registrations/s (new load)" in text
+    assert "re-registrations/s (unchanged)" in text
