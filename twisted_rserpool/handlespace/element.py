@@ -21,7 +21,8 @@ class PoolElementEntry:
 
     The handlespace owns these objects and changes them in place; read them, never assign.
     ``element`` is the PE parameter as last registered (with the current home ENRP server),
-    ready to go into ASAP and ENRP messages. ``identity`` is the authenticated identity (PSK
+    ready to go into ASAP and ENRP messages; :meth:`encoded` and :meth:`encoded_with_owner`
+    give it encoded, computed once per change. ``identity`` is the authenticated identity (PSK
     identity or certificate subject) that registered it, ``None`` when it was learnt from an
     ENRP peer. ``owner_identity`` is the identity that owns the PE pool-wide (RFC 5355
     2.3): the registering identity, or the one a peer of this implementation named in
@@ -30,8 +31,12 @@ class PoolElementEntry:
 
     __slots__ = (
         "_counter",
+        "_element",
+        "_encoded",
+        "_encoded_with_owner",
         "_expiry_token",
         "_keep_alive_token",
+        "_owner_identity",
         "_owner_next",
         "_owner_prev",
         "_pass",
@@ -39,11 +44,9 @@ class PoolElementEntry:
         "_seq",
         "_v1",
         "_v2",
-        "element",
         "expires_at",
         "identity",
         "keep_alive_deadline",
-        "owner_identity",
         "pool_handle",
         "registered_at",
         "unreachable_reporters",
@@ -60,9 +63,13 @@ class PoolElementEntry:
         owner_identity: str | None = None,
     ) -> None:
         self.pool_handle = pool_handle
-        self.element = element
+        self._element = element
+        self._owner_identity = owner_identity
+        # The encodings of element and element_with_owner(); None until asked for, and
+        # again whenever what they encode changes.
+        self._encoded: bytes | None = None
+        self._encoded_with_owner: bytes | None = None
         self.identity = identity
-        self.owner_identity = owner_identity
         #: When the registration life runs out (``None``: infinite or not tracked).
         self.expires_at: float | None = None
         self.registered_at = now
@@ -88,34 +95,70 @@ class PoolElementEntry:
         self._owner_next: PoolElementEntry | None = None
 
     @property
+    def element(self) -> PoolElementParameter:
+        """The PE parameter as last registered, with the current home ENRP server."""
+        return self._element
+
+    @element.setter
+    def element(self, element: PoolElementParameter) -> None:
+        if element is not self._element:
+            self._element = element
+            self._encoded = self._encoded_with_owner = None
+
+    @property
+    def owner_identity(self) -> str | None:
+        """The identity that owns the PE pool-wide (RFC 5355 2.3), ``None`` if unknown."""
+        return self._owner_identity
+
+    @owner_identity.setter
+    def owner_identity(self, owner_identity: str | None) -> None:
+        if owner_identity != self._owner_identity:
+            self._owner_identity = owner_identity
+            self._encoded_with_owner = None
+
+    def encoded(self) -> bytes:
+        """``element`` encoded: the Pool Element parameter of ASAP messages."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = self._encoded = self._element.encode()
+        return encoded
+
+    def encoded_with_owner(self) -> bytes:
+        """:meth:`element_with_owner` encoded: the Pool Element parameter of ENRP messages."""
+        encoded = self._encoded_with_owner
+        if encoded is None:
+            encoded = self._encoded_with_owner = self.element_with_owner().encode()
+        return encoded
+
+    @property
     def pe_identifier(self) -> int:
         """The PE identifier (unique within its pool)."""
-        return self.element.pe_identifier
+        return self._element.pe_identifier
 
     @property
     def home_server_identifier(self) -> int:
         """The identifier of the home ENRP server that owns this PE."""
-        return self.element.home_server_identifier
+        return self._element.home_server_identifier
 
     @property
     def registration_life(self) -> int:
         """Seconds the registration is valid for (-1: infinite)."""
-        return self.element.registration_life
+        return self._element.registration_life
 
     @property
     def user_transport(self) -> Transport:
         """Where pool users reach the PE."""
-        return self.element.user_transport
+        return self._element.user_transport
 
     @property
     def asap_transport(self) -> SctpTransport | TcpTransport | None:
         """Where the ENRP server reaches the PE's ASAP endpoint."""
-        return self.element.asap_transport
+        return self._element.asap_transport
 
     @property
     def policy(self) -> SelectionPolicy:
         """The PE's policy parameter (its policy values)."""
-        return self.element.policy
+        return self._element.policy
 
     def element_with_owner(self) -> PoolElementParameter:
         """The PE parameter for ENRP: ``element`` naming its owner identity when known.
@@ -123,9 +166,9 @@ class PoolElementEntry:
         An identity too long for the wire (see ``owner_fits``) is left out, so peers treat
         the PE as one of unknown owner.
         """
-        if self.owner_identity is None or not owner_fits(self.owner_identity):
-            return self.element
-        return replace(self.element, owner_identity=self.owner_identity)
+        if self._owner_identity is None or not owner_fits(self._owner_identity):
+            return self._element
+        return replace(self._element, owner_identity=self._owner_identity)
 
     @property
     def degradation_counter(self) -> int:

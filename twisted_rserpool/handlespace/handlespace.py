@@ -225,7 +225,9 @@ class Handlespace:
         ``element.owner_identity``. A PE whose owner identity is known keeps it: a
         registration or update naming another is refused, one naming none keeps it, and a
         PE of unknown owner identity adopts the first one named. Without owner identities
-        on either side, ``identity`` must match the identity that registered the PE.
+        on either side, ``identity`` must match the identity that registered the PE. A
+        re-registration whose element equals the stored one keeps the stored object (``is``
+        tells an unchanged re-registration), and with it the entry's cached encodings.
 
         Raises :class:`RegistrationRefused` with the RFC 5354 cause: Invalid Values for an
         empty handle, Lack of Resources beyond a limit, Inconsistent Pooling Policy /
@@ -320,6 +322,9 @@ class Handlespace:
             self._check_identity_room(adopted)
 
         previous = entry.element
+        if element == previous:
+            # Unchanged: keep the stored object and with it the encodings cached for it.
+            element = previous
         if new_owner != old_owner:
             self._disown(entry, pool)
             pool.update(entry, element)

@@ -203,13 +203,6 @@ class _Ordered(Selector):
             self._items.remove(entry._position)  # type: ignore[arg-type]
             entry._position = None
 
-    def _requeue(self, entry: PoolElementEntry) -> None:
-        """Move ``entry`` behind every PE with the same primary value."""
-        self._discard(entry)
-        entry._seq = self._next_seq
-        self._next_seq += 1
-        self._insert(entry)
-
     def add(self, entry: PoolElementEntry) -> None:
         entry._counter = 0
         entry._seq = self._next_seq
@@ -221,14 +214,29 @@ class _Ordered(Selector):
 
     def update(self, entry: PoolElementEntry, old_v1: int, old_v2: int) -> None:
         # Keep the PE's place among equals (its sequence number); only its key may move.
-        self._discard(entry)
         entry._counter = 0
+        if self._selectable(entry):
+            if entry._position == (self._primary(entry) << 64) | entry._seq:
+                return  # the same place (a re-registration with the same policy values)
+        elif entry._position is None:
+            return
+        self._discard(entry)
         self._insert(entry)
 
     def select(self, count: int, rng: random.Random) -> list[PoolElementEntry]:
-        chosen = self._items.head(count)
+        items = self._items
+        chosen = items.head(count)
         if chosen:
-            self._requeue(chosen[0])
+            # Move the head behind every PE with the same primary value: a fresh sequence
+            # number (selection changes no primary value of the policies using this).
+            head = chosen[0]
+            key: int = head._position  # type: ignore[assignment]
+            items.remove(key)
+            sequence = head._seq = self._next_seq
+            self._next_seq = sequence + 1
+            key = (key >> 64 << 64) | sequence
+            head._position = key
+            items.add(key, head)
         return chosen
 
 
