@@ -46,12 +46,24 @@ class Rate:
 class TokenBucket:
     """One token bucket: :meth:`allow` takes a token if one is there."""
 
-    __slots__ = ("_last", "_tokens", "rate")
+    # The rate's two numbers are kept apart too: every request reads them.
+    __slots__ = ("_burst", "_last", "_per_second", "_rate", "_tokens")
 
     def __init__(self, rate: Rate, now: float) -> None:
         self.rate = rate
         self._tokens = rate.burst
         self._last = now
+
+    @property
+    def rate(self) -> Rate:
+        """The bucket's rate."""
+        return self._rate
+
+    @rate.setter
+    def rate(self, rate: Rate) -> None:
+        self._rate = rate
+        self._per_second = rate.per_second
+        self._burst = rate.burst
 
     def allow(self, now: float, cost: float = 1.0) -> bool:
         """Whether an event at ``now`` is within the rate (and, if so, count it)."""
@@ -62,12 +74,17 @@ class TokenBucket:
 
     def wait(self, now: float, cost: float = 1.0) -> float:
         """Seconds from ``now`` until ``cost`` tokens are there (``0.0``: now); takes none."""
+        self._refill(now)
+        missing = cost - self._tokens
+        return 0.0 if missing <= _EPSILON else missing / self._per_second
+
+    def _refill(self, now: float) -> None:
+        """Add the tokens of the time since the last update (up to the burst)."""
         elapsed = now - self._last
         if elapsed > 0:
-            self._tokens = min(self.rate.burst, self._tokens + elapsed * self.rate.per_second)
+            tokens = self._tokens + elapsed * self._per_second
+            self._tokens = tokens if tokens < self._burst else self._burst
             self._last = now
-        missing = cost - self._tokens
-        return 0.0 if missing <= _EPSILON else missing / self.rate.per_second
 
     def reserve(self, now: float, cost: float = 1.0) -> float:
         """Take ``cost`` tokens at ``now`` even if they are not all there yet (the bucket
@@ -79,7 +96,7 @@ class TokenBucket:
         self.wait(now, cost)
         self._tokens -= cost
         owed = -self._tokens
-        return 0.0 if owed <= _EPSILON else owed / self.rate.per_second
+        return 0.0 if owed <= _EPSILON else owed / self._per_second
 
     def due(self, now: float, floor: float = 0.0) -> float:
         """Seconds from ``now`` until one token can be taken and leave ``floor`` tokens
@@ -94,9 +111,10 @@ class TokenBucket:
         longer than the burst allows after the time its token was there, and events whose
         service another limit defers cannot bunch up (the bound of :class:`FairShare`).
         """
-        self.wait(now)
-        later = max(0.0, at - now) * self.rate.per_second
-        self._tokens = min(self._tokens, self.rate.burst - later) - 1.0
+        self._refill(now)
+        ceiling = self._burst - (at - now) * self._per_second if at > now else self._burst
+        tokens = self._tokens
+        self._tokens = (tokens if tokens < ceiling else ceiling) - 1.0
 
     @property
     def tokens(self) -> float:
@@ -183,7 +201,8 @@ class FairShare(TokenBucket):
     def interval(self) -> float:
         """Seconds one connection's fair share allows between two of its requests, as
         the tokens owed beyond the headroom show it after the last :meth:`take`."""
-        return max(1.0, self.headroom - self.tokens) / self.rate.per_second
+        owed = self.headroom - self._tokens
+        return (owed if owed > 1.0 else 1.0) / self._per_second
 
 
 def _checkDeferral(connection: Rate, name: str, shared: Rate) -> None:
@@ -287,11 +306,13 @@ class RequestLimiter(Generic[_K]):
         connection's next request once this one is handled."""
         state = self._connections.get(connection, now)
         shared = self._anonymous if identity is None else self._identities.get(identity, now)
-        own_wait = state.bucket.due(now)
-        shared_wait = shared.due_share(now, over_share=now < state.share_until)
-        wait = max(own_wait, shared_wait)
+        bucket = state.bucket
+        # due() and due_share(), unrolled: this runs for every request.
+        own_wait = bucket.wait(now)
+        shared_wait = shared.wait(now, 1.0 + shared.headroom if now < state.share_until else 1.0)
+        wait = own_wait if own_wait >= shared_wait else shared_wait
         served = now + wait
-        state.bucket.take(now, served)
+        bucket.take(now, served)
         shared.take(now, served)
         state.share_until = served + shared.interval()
         if wait <= 0:
