@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeAlias
@@ -23,6 +23,7 @@ from twisted_rserpool.handlespace import (
     Handlespace,
     HandlespaceError,
     HandlespaceEvent,
+    Pool,
     PoolElementAdded,
     PoolElementEntry,
     PoolElementRemoved,
@@ -42,6 +43,7 @@ from twisted_rserpool.wire.parameters import (
     ErrorInformation,
     OperationError,
     PoolElementParameter,
+    PoolHandleParameter,
     RoundRobinPolicy,
     SctpTransport,
     SelectionPolicy,
@@ -142,15 +144,22 @@ class ConnectionState:
     subscriptions: dict[bytes, int] = field(default_factory=dict)
     #: ASAP_ENDPOINT_UNREACHABLE reports refused on this connection (only the first is logged).
     unreachable_refused: int = 0
+    #: The authenticated identity of the peer, if any (``security.identity``, read once:
+    #: every request asks for it).
+    identity: str | None = field(init=False)
+    _description: str | None = field(default=None, init=False, repr=False, compare=False)
 
-    @property
-    def identity(self) -> str | None:
-        """The authenticated identity of the peer, if any."""
-        return self.security.identity
+    def __post_init__(self) -> None:
+        self.identity = self.security.identity
 
     def describe(self) -> str:
         """The peer for log lines."""
-        return f"{self.peer_address}:{self.peer_port} ({self.identity or 'unauthenticated'})"
+        description = self._description
+        if description is None:
+            description = self._description = (
+                f"{self.peer_address}:{self.peer_port} ({self.identity or 'unauthenticated'})"
+            )
+        return description
 
 
 @dataclass(slots=True)
@@ -176,6 +185,48 @@ def overall_policy(policy: SelectionPolicy) -> SelectionPolicy:
     cls, values = known
     return cls(*([0] * values))
 
+
+def _policy_parameter(policy: SelectionPolicy) -> SelectionPolicy | None:
+    """RFC 5352 3.3: the overall policy is included unless it is round robin."""
+    overall = overall_policy(policy)
+    return None if isinstance(overall, RoundRobinPolicy) else overall
+
+
+@dataclass(frozen=True, slots=True)
+class _AnswerHead:
+    """What every positive handle resolution answer of one pool starts with."""
+
+    pool: Pool
+    #: The overall policy parameter, ``None`` for round robin.
+    policy: SelectionPolicy | None
+    #: The pool handle parameter and the policy parameter, encoded.
+    encoded: bytes
+
+    @classmethod
+    def of(cls, pool: Pool) -> _AnswerHead:
+        policy = _policy_parameter(pool.policy)
+        encoded = PoolHandleParameter(pool.handle).encode()
+        return cls(pool, policy, encoded if policy is None else encoded + policy.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedAnswer(asap.HandleResolutionResponse):
+    """A positive ASAP_HANDLE_RESOLUTION_RESPONSE built from handlespace entries.
+
+    ``parameters`` is its body already encoded: the pool's :class:`_AnswerHead` and each
+    PE's parameter as its entry caches it (:meth:`PoolElementEntry.encoded`), so encoding
+    the answer is a join. Built only by :meth:`Registrar._answer`; the other fields say
+    the same for readers (tests, the admin interface).
+    """
+
+    parameters: bytes = field(default=b"", compare=False, repr=False, kw_only=True)
+
+    def _body(self) -> bytes:
+        return self.parameters
+
+
+#: Authorization decisions the registrar remembers at most (then it starts again).
+_MAX_DECISIONS = 65536
 
 #: Removals a PE still connected here is told of with ASAP_DEREGISTRATION_RESPONSE.
 _TOLD_REMOVALS = frozenset(
@@ -225,6 +276,11 @@ class Registrar:
         self._keep_alive_limiter: RateLimiter[_PoolElementKey] = RateLimiter(config.keep_alive_rate)
         self._throttled: set[int] = set()
         self._changed_pools: set[bytes] = set()
+        #: Per pool handle, the start of every positive answer (see _answer).
+        self._answer_heads: dict[bytes, _AnswerHead] = {}
+        #: What ``_decided_by`` (the policy) answered, by (identity, role, pool handle).
+        self._decisions: dict[tuple[str, Role, bytes], bool] = {}
+        self._decided_by = policy
         self._subscription = handlespace.subscribe(self._handlespace_changed)
 
     # ------------------------------------------------------------------ decisions to override
@@ -249,9 +305,9 @@ class Registrar:
         authorization policy (role pool-element for this pool); call it from an override
         to keep it.
         """
-        if not self.config.secure and connection.identity is None:
-            return True
-        return self.policy.may(connection.identity, Role.POOL_ELEMENT, pool_handle)
+        if connection.identity is None:
+            return not self.config.secure
+        return self._may(connection.identity, Role.POOL_ELEMENT, pool_handle)
 
     def allowResolution(self, connection: ConnectionState, pool_handle: bytes) -> bool:
         """Whether this connection may resolve ``pool_handle`` and subscribe to its changes.
@@ -265,9 +321,23 @@ class Registrar:
         """
         if connection.identity is None:
             return self.config.anonymous_pool_users or not self.config.secure
-        return self.policy.may(connection.identity, Role.POOL_USER, pool_handle) or self.policy.may(
+        return self._may(connection.identity, Role.POOL_USER, pool_handle) or self._may(
             connection.identity, Role.POOL_ELEMENT, pool_handle
         )
+
+    def _may(self, identity: str, role: Role, pool_handle: bytes) -> bool:
+        """``self.policy.may``, remembered: a policy is never changed in place (a reload
+        installs a new one), so its answers stand until ``self.policy`` is another."""
+        if self._decided_by is not self.policy:
+            self._decided_by = self.policy
+            self._decisions.clear()
+        key = (identity, role, pool_handle)
+        allowed = self._decisions.get(key)
+        if allowed is None:
+            if len(self._decisions) >= _MAX_DECISIONS:
+                self._decisions.clear()  # bounded: distinct handles cost a lookup each
+            allowed = self._decisions[key] = self.policy.may(identity, role, pool_handle)
+        return allowed
 
     # ------------------------------------------------------------------ connections
 
@@ -469,15 +539,17 @@ class Registrar:
         life = element.registration_life
         if life < 0 or life > self.config.max_registration_life:
             life = self.config.max_registration_life
-        stored = replace(
-            element,
-            home_server_identifier=self.config.server_identifier,
-            registration_life=life,
-            user_transport=user_transport,
-            asap_transport=self._asap_transport(state, element),
-            # Ownership comes from the authenticated connection, never from the message.
-            owner_identity=None,
+        # The element as sent with our identifier as home, and without an owner identity:
+        # ownership comes from the authenticated connection, never from the message.
+        stored = PoolElementParameter(
+            element.pe_identifier,
+            self.config.server_identifier,
+            life,
+            user_transport,
+            element.policy,
+            self._asap_transport(state, element),
         )
+        before = None if existing is None else existing.element
         try:
             self.handlespace.register(
                 handle, stored, now=now, identity=state.identity, owner_identity=owner
@@ -490,6 +562,52 @@ class Registrar:
                 information = e.pool_transport
             self._refuse_registration(state, message, e.cause, e.reason, information)
             return
+        # Unchanged: the same content (the handlespace kept the stored object) from the
+        # same identity over the same connection.
+        unchanged = (
+            registered is not None
+            and registered.connection == state.number
+            and registered.identity == state.identity
+            and existing is not None
+            and existing.element is before
+        )
+        if not unchanged:
+            self._registered_again(state, key, registered)
+        self._schedule_keep_alive(key, now)
+        self.counters["registrations"] += 1
+        if unchanged:
+            log.debug(
+                "Re-registered PE 0x{pe:08x} in pool {pool!r} for {peer} unchanged",
+                pe=element.pe_identifier,
+                pool=handle,
+                peer=state.describe(),
+                identity=state.identity,
+            )
+        else:
+            log.info(
+                "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
+                pe=element.pe_identifier,
+                pool=handle,
+                peer=state.describe(),
+                identity=state.identity,
+                life=life,
+            )
+        warning = None
+        if life != element.registration_life:
+            # RFC 5354 3.12.4: the offending TLV goes with the cause; here the PE parameter
+            # as granted, so that the PE re-registers before the life it really has ends.
+            granted = replace(element, registration_life=life, owner_identity=None)
+            warning = OperationError.single(CauseCode.INVALID_VALUES, granted.encode())
+        self._send(
+            state.number,
+            asap.RegistrationResponse(handle, element.pe_identifier, error=warning),
+        )
+
+    def _registered_again(
+        self, state: ConnectionState, key: _PoolElementKey, registered: _Registered | None
+    ) -> None:
+        """Record that the PE ``key`` is now registered over ``state`` (``registered``: how
+        it was registered here before, if it was)."""
         if registered is not None and registered.connection != state.number:
             previous = self._connections.get(registered.connection)
             if previous is not None:
@@ -502,26 +620,6 @@ class Registrar:
             self._identity_elements[state.identity] += 1
         self._registered[key] = _Registered(state.number, state.identity)
         state.pool_elements.add(key)
-        self._schedule_keep_alive(key, now)
-        self.counters["registrations"] += 1
-        log.info(
-            "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
-            pe=element.pe_identifier,
-            pool=handle,
-            peer=state.describe(),
-            identity=state.identity,
-            life=life,
-        )
-        warning = None
-        if life != element.registration_life:
-            # RFC 5354 3.12.4: the offending TLV goes with the cause; here the PE parameter
-            # as granted, so that the PE re-registers before the life it really has ends.
-            granted = replace(element, registration_life=life, owner_identity=None)
-            warning = OperationError.single(CauseCode.INVALID_VALUES, granted.encode())
-        self._send(
-            state.number,
-            asap.RegistrationResponse(handle, element.pe_identifier, error=warning),
-        )
 
     def _registration_owner(
         self,
@@ -592,6 +690,13 @@ class Registrar:
         peer = state.peer_address
         if peer is None or not self.config.check_addresses:
             return transport
+        if isinstance(transport, TcpTransport):  # the common case, without the copies below
+            address = transport.address
+            if address == peer:
+                return transport
+            if address.is_unspecified:
+                return TcpTransport(transport.port, peer, transport.transport_use)
+            return None
         addresses = transport.addresses
         if not addresses:
             return transport  # opaque transport: nothing to check
@@ -624,10 +729,11 @@ class Registrar:
         if state.peer_address is None:
             return element.asap_transport
         offered = element.asap_transport
-        if isinstance(offered, TcpTransport) and (
-            offered.address == state.peer_address or offered.address.is_unspecified
-        ):
-            return replace(offered, address=state.peer_address)
+        if isinstance(offered, TcpTransport):
+            if offered.address == state.peer_address:
+                return offered
+            if offered.address.is_unspecified:
+                return TcpTransport(offered.port, state.peer_address, offered.transport_use)
         return TcpTransport(state.peer_port, state.peer_address)
 
     # ------------------------------------------------------------------ de-registration
@@ -723,7 +829,7 @@ class Registrar:
                 ),
             )
             return
-        selected = self.handlespace.select(handle, items)
+        selected = pool.select(items, self.handlespace.rng)
         accept = False
         if message.subscribe:
             if (
@@ -736,21 +842,22 @@ class Registrar:
             else:
                 self.counters["subscriptions_refused"] += 1
         self.counters["resolutions"] += 1
-        self._send(
-            state.number,
-            asap.HandleResolutionResponse(
-                handle,
-                tuple(entry.element for entry in selected),
-                self._policy_parameter(pool.policy),
-                accept_updates=accept,
-            ),
-        )
+        self._send(state.number, self._answer(pool, selected, accept))
 
-    @staticmethod
-    def _policy_parameter(policy: SelectionPolicy) -> SelectionPolicy | None:
-        """RFC 5352 3.3: the overall policy is included unless it is round robin."""
-        overall = overall_policy(policy)
-        return None if isinstance(overall, RoundRobinPolicy) else overall
+    def _answer(
+        self, pool: Pool, entries: Sequence[PoolElementEntry], accept_updates: bool
+    ) -> asap.HandleResolutionResponse:
+        """A positive answer with ``entries``: a join of their cached encodings."""
+        head = self._answer_heads.get(pool.handle)
+        if head is None or head.pool is not pool:
+            head = self._answer_heads[pool.handle] = _AnswerHead.of(pool)
+        return _CachedAnswer(
+            pool.handle,
+            tuple([entry.element for entry in entries]),
+            head.policy,
+            accept_updates,
+            parameters=b"".join([head.encoded, *[entry.encoded() for entry in entries]]),
+        )
 
     def _unsubscribe(self, pool_handle: bytes, number: int) -> None:
         subscribers = self._subscribers.get(pool_handle)
@@ -771,6 +878,8 @@ class Registrar:
         ):
             # Another ENRP server is its home now: it keeps the PE alive, not us.
             self._forget((event.pool_handle, event.element.pe_identifier))
+        elif isinstance(event, PoolRemoved):
+            self._answer_heads.pop(event.pool_handle, None)
         if event.pool_handle in self._subscribers and isinstance(
             event, PoolElementAdded | PoolElementUpdated | PoolElementRemoved | PoolRemoved
         ):
@@ -795,16 +904,8 @@ class Registrar:
                 self._unsubscribe(pool_handle, number)
                 continue
             items = state.subscriptions.get(pool_handle, self.config.handle_resolution_items)
-            elements = tuple(entry.element for _, entry in zip(range(items), pool, strict=False))
-            self._send(
-                number,
-                asap.HandleResolutionResponse(
-                    pool_handle,
-                    elements,
-                    self._policy_parameter(pool.policy),
-                    accept_updates=True,
-                ),
-            )
+            entries = [entry for _, entry in zip(range(items), pool, strict=False)]
+            self._send(number, self._answer(pool, entries, True))
             self.counters["dynamic_updates"] += 1
 
     def _expired(self, event: PoolElementRemoved) -> None:
