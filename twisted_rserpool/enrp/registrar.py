@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import TypeAlias
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from twisted_rserpool.deadline import DeadlineQueue
 from twisted_rserpool.handlespace import (
@@ -575,23 +575,17 @@ class Registrar:
             self._registered_again(state, key, registered)
         self._schedule_keep_alive(key, now)
         self.counters["registrations"] += 1
-        if unchanged:
-            log.debug(
-                "Re-registered PE 0x{pe:08x} in pool {pool!r} for {peer} unchanged",
-                pe=element.pe_identifier,
-                pool=handle,
-                peer=state.describe(),
-                identity=state.identity,
-            )
-        else:
-            log.info(
-                "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
-                pe=element.pe_identifier,
-                pool=handle,
-                peer=state.describe(),
-                identity=state.identity,
-                life=life,
-            )
+        log.emit(
+            LogLevel.debug if unchanged else LogLevel.info,
+            "Re-registered PE 0x{pe:08x} in pool {pool!r} for {peer} unchanged"
+            if unchanged
+            else "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
+            pe=element.pe_identifier,
+            pool=handle,
+            peer=state.describe(),
+            identity=state.identity,
+            life=life,
+        )
         warning = None
         if life != element.registration_life:
             # RFC 5354 3.12.4: the offending TLV goes with the cause; here the PE parameter
