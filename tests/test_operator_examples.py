@@ -1,7 +1,8 @@
 """The operator's sample files (issue 15, finding 10): examples/policy.toml is the complete
 sample policy of docs/security.md and loads with the real loader into the decisions its
 comments promise; the systemd units in examples/systemd/ are valid units (``systemd-analyze
-verify`` where it is installed) whose ``twistd`` command lines parse with the real options.
+verify`` where it is installed) whose ``twistd`` command lines parse with the real options;
+docs/operator.md's recipes for PSK files and a pool element certificate give what it says.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from twisted.python import usage
 
+from tests.conftest import requireTool
 from twisted_rserpool._tap import enrp, vpngw
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Role
-from twisted_rserpool.security.psk import createPskFile
+from twisted_rserpool.security.psk import createPskFile, loadPskFile
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "examples" / "policy.toml"
@@ -143,3 +146,45 @@ def test_systemd_analyze_verify(tmp_path: Path, name: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
+
+
+def _shellBlock(document: Path, containing: str) -> str:
+    """The indented code block of ``document`` that contains ``containing``."""
+    blocks = re.findall(r"(?:^    .*\n)+", document.read_text(), re.MULTILINE)
+    [block] = [b for b in blocks if containing in b]
+    return "\n".join(line[4:] for line in block.splitlines())
+
+
+OPERATOR = ROOT / "docs" / "operator.md"
+
+
+@pytest.mark.parametrize("containing", ["createPskFile", "openssl rand -hex 32"])
+def test_psk_file_recipes(tmp_path: Path, containing: str) -> None:
+    """Both ways docs/operator.md creates a PSK file give a file twistd enrp accepts."""
+    if "openssl" in containing:
+        requireTool("openssl")
+    text = OPERATOR.read_text()
+    [command] = [
+        line.strip().strip("`")
+        for line in re.findall(r"`python -c '[^`]*'`|^    umask 077.*$", text, re.MULTILINE)
+        if containing in line
+    ]
+    subprocess.run(["bash", "-c", command], cwd=tmp_path, check=True, timeout=30)
+    assert list(loadPskFile(tmp_path / "keys.psk")) == ["pe-17"]
+
+
+def test_pool_element_certificate_recipe(tmp_path: Path) -> None:
+    """The openssl recipe of docs/operator.md gives a CA and a pool element certificate it
+    issued, for the PE's IP address and not a CA itself."""
+    requireTool("openssl")
+    script = _shellBlock(OPERATOR, "openssl req -x509")
+    subprocess.run(
+        ["bash", "-e", "-c", script], cwd=tmp_path, check=True, capture_output=True, timeout=60
+    )
+    ca = x509.load_pem_x509_certificate((tmp_path / "pe-ca.pem").read_bytes())
+    pe = x509.load_pem_x509_certificate((tmp_path / "pe.pem").read_bytes())
+    pe.verify_directly_issued_by(ca)
+    names = pe.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["192.0.2.20"]
+    assert not pe.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert (tmp_path / "pe.key").stat().st_mode & 0o077 == 0
