@@ -1,8 +1,7 @@
 """Issue 15, "Tests it must have": the tests that check each numbered finding of its "Why".
 
 Each test named fails on the code from before the issue (47bd93d) and passes now; a star
-marks the tests of this file. "partly" says what is still open (for 5 and 6 a strict
-xfail test of this file shows it); "open" is a finding still being worked on.
+marks the tests of this file. "partly" says what is still open; "open" is a finding still being worked on.
 
 ===  =======  =======================  ============================================================
 #    Verdict  Finding                  Tests
@@ -49,14 +48,13 @@ xfail test of this file shows it); "open" is a finding still being worked on.
                                        test_status_has_version_uptime_and_iso_times
 4f   fixed    no Prometheus /metrics,  enrp/test_metrics.py; ike/test_admin_metrics.py; test_cli.py
               status page or CLI       (rserpool against real twistd enrp and vpngw)
-5    partly   configuration errors     test_config_errors.py:
+5    fixed    configuration errors     test_config_errors.py:
               print tracebacks         test_problem_is_one_line_naming_the_option (--policy,
                                        --certificate, PSK file 0644 and more);
-                                       *test_state_dir_problem_is_one_line (enrp: xfail, a
-                                       traceback)
-6    partly   plaintext PE and PU      asap/test_plaintext_refused.py;
+                                       *test_state_dir_problem_is_one_line (enrp and vpngw)
+6    fixed    plaintext PE and PU      asap/test_plaintext_refused.py;
               sessions accepted        *test_plaintext_only_when_both_ends_ask;
-              silently                 *test_pool_server_endpoint_refuses_plaintext (xfail)
+              silently                 *test_pool_server_endpoint_refuses_plaintext
 7    fixed    vpngw logs its           ike/test_generated_key.py: test_key_file_not_log,
               generated key            test_twistd_log_has_no_key
 8    open     log messages hard to     test_log_readability.py, in progress: reprs of endpoints,
@@ -151,19 +149,7 @@ def twistd(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str]
 # --------------------------------------------------------------------------- finding 5
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        pytest.param(
-            "enrp",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="finding 5 open: _tap/enrp.py _prepareStateDirectory's mkdir raises",
-            ),
-        ),
-        "vpngw",
-    ],
-)
+@pytest.mark.parametrize("command", ["enrp", "vpngw"])
 def test_state_dir_problem_is_one_line(tmp_path: Path, command: str) -> None:
     """A --state-dir that cannot be a directory (below a regular file) ends the command
     with one line naming --state-dir, as every other file problem does."""
@@ -239,11 +225,6 @@ class PlaintextSessionTests(TestCase):
         await waitFor(lambda: client.received == [b"in the clear"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding 6 open: asap/endpoint.py turns the string into an endpoint object "
-    "before PoolElement's check, so a tcp: PoolServerEndpoint registers in plaintext",
-)
 def test_pool_server_endpoint_refuses_plaintext() -> None:
     """PoolServerEndpoint("tcp:...") without insecure=True is refused like a PoolElement
     with that listen string (raised or errbacked), before it listens."""

@@ -188,6 +188,7 @@ class InProcessTests(TestCase):
             POOL,
             [creds.peClient(server.portNumber)],
             timers=FAST,
+            insecure=True,  # a plain TCP listener, on loopback only
         )
         assert verifyObject(IStreamServerEndpoint, endpoint)
         port = await endpoint.listen(Recording(Echo))
@@ -211,7 +212,10 @@ class InProcessTests(TestCase):
         self.addCleanup(taken.stopListening)
         number = taken.getHost().port
         endpoint = PoolServerEndpoint(
-            f"tcp:{number}:interface=127.0.0.1", POOL, [creds.peClient(server.portNumber)]
+            f"tcp:{number}:interface=127.0.0.1",
+            POOL,
+            [creds.peClient(server.portNumber)],
+            insecure=True,
         )
         with pytest.raises(CannotListenError):
             await endpoint.listen(Recording(Echo))

@@ -445,7 +445,7 @@ def _prepareStateDirectory(options: Options) -> tuple[str, str, str]:
     from twisted_rserpool.security.psk import createPskFile  # noqa: PLC0415
 
     state = Path(options["state-dir"])
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _makeStateDirectory(state)
     pskFile = options["psk-file"] or str(state / "keys.psk")
     if options["psk-file"] is None and not os.path.exists(pskFile):
         createPskFile(pskFile, DEFAULT_PE_IDENTITY)
@@ -467,6 +467,14 @@ def _prepareStateDirectory(options: Options) -> tuple[str, str, str]:
     _checkFile("--certificate", certificate)
     _checkFile("--private-key", privateKey)
     return pskFile, certificate, privateKey
+
+
+def _makeStateDirectory(state: Path) -> None:
+    """Create the state directory (mode 0700), or a UsageError naming --state-dir."""
+    try:
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as e:
+        raise usage.UsageError(f"--state-dir: {e}") from None
 
 
 def _checkFile(option: str, path: str, psk: bool = False) -> None:
@@ -806,10 +814,13 @@ def _persistentServerIdentifier(state: Path) -> int:
     except (OSError, usage.UsageError) as e:
         raise usage.UsageError(f"{path}: {e}") from None
     identifier = secrets.randbelow(0xFFFFFFFF) + 1
-    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _makeStateDirectory(state)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(f"0x{identifier:08x}\n")
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(f"0x{identifier:08x}\n")
+        os.replace(temporary, path)
+    except OSError as e:
+        raise usage.UsageError(f"--state-dir: cannot keep the server identifier: {e}") from None
     log.info(
         "Server identifier 0x{server:08x} generated and kept in {path}",
         server=identifier,

@@ -11,6 +11,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
@@ -101,9 +102,33 @@ def _call(target: object, name: str, *args: object) -> None:
 TLS_ENDPOINT_TYPES = ("tlspsk", "ssl", "tls", "txtls")
 
 
-def _plaintext(description: str) -> bool:
-    """Whether a server endpoint string listens without TLS."""
-    return description.split(":", 1)[0].strip().lower() not in TLS_ENDPOINT_TYPES
+#: Twisted's server endpoints that never wrap TLS around what they accept.
+PLAINTEXT_ENDPOINTS = (
+    endpoints.TCP4ServerEndpoint,
+    endpoints.TCP6ServerEndpoint,
+    endpoints.UNIXServerEndpoint,
+    endpoints.AdoptedStreamServerEndpoint,
+)
+
+
+def _plaintext(listen: IStreamServerEndpoint | str) -> bool:
+    """Whether a server endpoint (string or object) listens without TLS; an endpoint of
+    another type is taken to secure what it accepts."""
+    if isinstance(listen, str):
+        return listen.split(":", 1)[0].strip().lower() not in TLS_ENDPOINT_TYPES
+    return isinstance(listen, PLAINTEXT_ENDPOINTS)
+
+
+def refusePlaintext(listen: IStreamServerEndpoint | str | None, insecure: bool) -> None:
+    """Raise :class:`~twisted_rserpool.asap.errors.PlaintextRefused` for a pool element
+    listening without TLS, unless the application passed ``insecure=True``."""
+    if listen is not None and not insecure and _plaintext(listen):
+        shown = listen if isinstance(listen, str) else type(listen).__name__
+        raise PlaintextRefused(
+            f"pool element user transport {shown!r} has no TLS: pool users would talk "
+            "to it in plaintext, unauthenticated; listen with tlspsk: or ssl:, or pass "
+            "insecure=True to allow it"
+        )
 
 
 @implementer(ITransport)
@@ -366,7 +391,8 @@ class PoolElement(Service):
     Announced ENRP servers are used as the pool user's are (``announcedServer``, and
     ``announceListen`` for announcements over UDP).
 
-    A ``listen`` string without TLS (``tcp:``, ``unix:``...) is refused with
+    A ``listen`` string or endpoint without TLS (``tcp:``, ``unix:``, a
+    ``TCP4ServerEndpoint``...) is refused with
     :class:`~twisted_rserpool.asap.errors.PlaintextRefused` unless ``insecure=True``.
 
     A server this pool element does not serve itself (one in another process or language,
@@ -412,12 +438,7 @@ class PoolElement(Service):
     ) -> None:
         if (listen is None) == (userTransport is None):
             raise ValueError("a pool element has either a listen endpoint or a userTransport")
-        if isinstance(listen, str) and not insecure and _plaintext(listen):
-            raise PlaintextRefused(
-                f"pool element user transport {listen!r} has no TLS: pool users would talk "
-                "to it in plaintext, unauthenticated; listen with tlspsk: or ssl:, or pass "
-                "insecure=True to allow it"
-            )
+        refusePlaintext(listen, insecure)
         self.insecure = insecure
         self.poolHandle = poolHandle
         self.factory = factory

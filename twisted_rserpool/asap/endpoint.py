@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
@@ -29,7 +29,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_rserpool.asap.delivery import SendOptions
-from twisted_rserpool.asap.element import PoolElement
+from twisted_rserpool.asap.element import PoolElement, refusePlaintext
+from twisted_rserpool.asap.errors import PlaintextRefused
 from twisted_rserpool.asap.user import PoolUser, _reactor
 from twisted_rserpool.describe import endpointText, handleText
 
@@ -155,7 +156,8 @@ class PoolServerEndpoint:
     for any :class:`~twisted_rserpool.asap.element.PoolElement`; the keyword arguments
     (``policy``, ``registrationLife``, ``advertise``, ``timers``...) are the pool
     element's. So ``StreamServerEndpointService`` or ``strports`` serve a pool as they
-    serve a port.
+    serve a port. A listening endpoint without TLS fails ``listen`` with
+    :class:`~twisted_rserpool.asap.errors.PlaintextRefused` unless ``insecure=True``.
     """
 
     def __init__(
@@ -189,6 +191,10 @@ class PoolServerEndpoint:
     def listenPool(self, protocolFactory: IProtocolFactory) -> Deferred[PoolListeningPort]:
         """:meth:`listen`, typed for callers that want the pool element."""
         endpoint = self.listeningEndpoint
+        try:
+            refusePlaintext(endpoint, bool(self.poolElementOptions.get("insecure", False)))
+        except PlaintextRefused:
+            return fail()
         if isinstance(endpoint, str):
             from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
 
