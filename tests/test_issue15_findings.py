@@ -57,9 +57,10 @@ marks the tests of this file. "partly" says what is still open; "open" is a find
               silently                 *test_pool_server_endpoint_refuses_plaintext
 7    fixed    vpngw logs its           ike/test_generated_key.py: test_key_file_not_log,
               generated key            test_twistd_log_has_no_key
-8    open     log messages hard to     test_log_readability.py, in progress: reprs of endpoints,
-              read (helper H7)         PEs and pool handles, no factory lines, security context
-                                       fields, renewals at debug level
+8    fixed    log messages hard to     test_log_readability.py: reprs of endpoints, PEs, pool
+              read                     handles; no factory lines (real twistd enrp); security
+                                       context fields; renewals at debug level; an in-process
+                                       ENRP+PE+PU run with no "object at 0x" and no b'...'
 9a   fixed    no pip install path in   *test_readme_pip_install_section
               the README
 9b   fixed    --version prints         test_config_errors.py: test_version_is_the_package_version;
@@ -69,11 +70,12 @@ marks the tests of this file. "partly" says what is still open; "open" is a find
               URLs
 9d   fixed    pyopenssl has no upper   security/test_pyopenssl_bound.py
               bound
-10   partly   no doc snippet runs;     test_docs_snippets.py: test_snippet_runs_as_written,
-              examples hide set-up;    test_snippet_compiles_and_its_imports_resolve;
-              no .tac; policy format   asap/test_examples.py; enrp/test_custom_registrar.py:
-              (helper H6)              TacTests; open: the policy format, a sample policy and a
-                                       systemd unit in docs/security.md
+10   fixed    no doc snippet runs;     test_docs_snippets.py: test_snippet_runs_as_written,
+              examples hide set-up;    test_snippet_compiles_and_its_imports_resolve,
+              no .tac; policy format   test_developer_guide_shows_what_its_programs_print;
+              undocumented             asap/test_examples.py; enrp/test_custom_registrar.py:
+                                       TacTests; test_operator_examples.py (sample policy,
+                                       systemd units, certificate with an IP SAN)
 11a  fixed    --help breaks examples,  test_help.py: test_help_keeps_examples_whole,
               prints [default: ]       test_help_shows_real_defaults; *test_help_keeps_words_whole,
                                        *test_help_prints_no_empty_default (the real twistd --help)
