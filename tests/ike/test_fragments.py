@@ -560,7 +560,7 @@ def test_reassembler_fuzz(
                     assert outcome.verdict == Verdict.STORED
         assert r.pending == len(model) <= limits.max_fragments
         assert r.stored_octets == sum(map(len, model.values())) <= limits.max_size
-        deadline = r.deadline()
+        deadline = r.next_deadline()
         assert (deadline is None) == (key is None)
 
 

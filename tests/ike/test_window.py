@@ -22,11 +22,11 @@ def test_retransmission_schedule_doubles_then_gives_up() -> None:
     w = window()
     mid = w.allocate()
     w.sent(mid, INFO, b"req", "liveness", 10.0)
-    assert w.deadline() == 12.0
+    assert w.next_deadline() == 12.0
     resent_at: list[float] = []
     now = 10.0
     while True:
-        deadline = w.deadline()
+        deadline = w.next_deadline()
         if deadline is None:
             break
         assert w.on_timer(deadline - 0.001) == ([], [])  # nothing early
@@ -41,7 +41,7 @@ def test_retransmission_schedule_doubles_then_gives_up() -> None:
         resent_at.append(now)
     # Sent at 10, resent after 2, 4 and 8 s; given up 16 s after the last send.
     assert resent_at == [12.0, 16.0, 24.0]
-    assert now == 40.0 and w.idle and w.deadline() is None
+    assert now == 40.0 and w.idle and w.next_deadline() is None
 
 
 def test_answer_stops_retransmission() -> None:
@@ -52,7 +52,7 @@ def test_answer_stops_retransmission() -> None:
     request = w.match(0, INFO)
     assert request is not None and request.task == "a"
     w.complete(0)
-    assert w.idle and w.deadline() is None and w.on_timer(100.0) == ([], [])
+    assert w.idle and w.next_deadline() is None and w.on_timer(100.0) == ([], [])
 
 
 @pytest.mark.parametrize("size", [1, 3])
@@ -86,7 +86,7 @@ def test_abandon_forgets_everything() -> None:
     w.sent(w.allocate(), INFO, b"x", "a", 0.0)
     w.queue("b")
     w.abandon()
-    assert w.idle and not list(w) and w.deadline() is None
+    assert w.idle and not list(w) and w.next_deadline() is None
     assert w.allocate() == 1  # Message IDs are never reused
 
 

@@ -421,7 +421,7 @@ class IkeEndpoint:
     def reschedule(self, sa: IkeSa) -> None:
         """Track a change of ``sa``'s deadline."""
         spi = sa.local_spi
-        deadline = sa.deadline() if sa.state != State.CLOSED else None
+        deadline = sa.next_deadline() if sa.state != State.CLOSED else None
         if self._scheduled.get(spi) == deadline:
             return
         if deadline is None:

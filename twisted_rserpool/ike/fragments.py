@@ -202,7 +202,7 @@ class Reassembler:
         """The decrypted octets the incomplete set holds."""
         return self._set.size if self._set is not None else 0
 
-    def deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When the incomplete set must be discarded, or None."""
         return self._set.started + self.limits.timeout if self._set is not None else None
 

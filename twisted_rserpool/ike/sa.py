@@ -302,14 +302,14 @@ class IkeSa:
         if before == State.INIT_DONE:
             self.host.half_open_finished(self)
 
-    def deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When ``on_timer`` must next run, or None."""
         times: list[float] = []
-        retransmit = self.window.deadline()
+        retransmit = self.window.next_deadline()
         if retransmit is not None:
             times.append(retransmit)
         for reassembler in (self._request_fragments, self._response_fragments):
-            expiry = reassembler.deadline()
+            expiry = reassembler.next_deadline()
             if expiry is not None:
                 times.append(expiry)
         state = self.state

@@ -142,7 +142,7 @@ class RequestWindow(Generic[_T]):
         yield from (r.task for r in self._outstanding.values())
         yield from self._queue
 
-    def deadline(self) -> float | None:
+    def next_deadline(self) -> float | None:
         """When ``on_timer`` has something to do, or None."""
         return min((r.deadline for r in self._outstanding.values()), default=None)
 
