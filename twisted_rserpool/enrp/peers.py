@@ -244,8 +244,16 @@ class PeerCore:
         """When :meth:`handle_timer` next has work, or ``None``."""
         if not self.table.started:
             return None
-        deadlines = self.table.deadlines() + self.sync.deadlines() + self.takeovers.deadlines()
-        return min(deadlines) if deadlines else None
+        deadlines = [
+            d
+            for d in (
+                self.table.next_deadline(),
+                self.sync.next_deadline(),
+                self.takeovers.next_deadline(),
+            )
+            if d is not None
+        ]
+        return min(deadlines, default=None)
 
     def handle_timer(self, now: float) -> list[PeerAction]:
         """Heartbeats, silence probes, deaths, takeover expiry, request timeouts."""

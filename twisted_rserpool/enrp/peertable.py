@@ -455,8 +455,8 @@ class PeerTable:
 
     # ------------------------------------------------------------------ timers
 
-    def deadlines(self) -> list[float]:
-        """When the heartbeat and the peers' liveness timers are next due."""
+    def next_deadline(self) -> float | None:
+        """When the heartbeat or a peer's liveness timer is next due."""
         result: list[float] = []
         if self.next_heartbeat is not None:
             result.append(self.next_heartbeat)
@@ -467,7 +467,7 @@ class PeerTable:
                 result.append(peer.probe_deadline)
             elif peer.state is PeerState.INACTIVE and peer.inactive_until is not None:
                 result.append(peer.inactive_until)
-        return result
+        return min(result, default=None)
 
     def heartbeat(self, now: float) -> None:
         """PEER-HEARTBEAT-CYCLE: a presence to every peer, a hello on unidentified links."""

@@ -449,8 +449,8 @@ class Synchroniser:
 
     # ------------------------------------------------------------------ timers
 
-    def deadlines(self) -> list[float]:
-        """When mentor discovery, retries and outstanding requests are next due."""
+    def next_deadline(self) -> float | None:
+        """When mentor discovery, a retry or an outstanding request is next due."""
         result: list[float] = []
         if self._mentor_deadline is not None and self.phase is SyncPhase.SEARCHING:
             result.append(self._mentor_deadline)
@@ -459,7 +459,7 @@ class Synchroniser:
         result.extend(
             peer.pending.deadline for peer in self.table.peers.values() if peer.pending is not None
         )
-        return result
+        return min(result, default=None)
 
     def request_timer(self, peer: Peer, now: float) -> None:
         """Give up ``peer``'s outstanding table or list request once it timed out."""

@@ -380,12 +380,12 @@ class Takeovers:
 
     # ------------------------------------------------------------------ timers
 
-    def deadlines(self) -> list[float]:
-        """When an arbitration expires and the next H keep-alives may go."""
+    def next_deadline(self) -> float | None:
+        """When an arbitration expires or the next H keep-alives may go, if ever."""
         result = [t.expires for t in self._takeovers.values()]
         if self._home_next is not None:
             result.append(self._home_next)
-        return result
+        return min(result, default=None)
 
     def expire(self, now: float) -> None:
         """Arbitrations that ran out of time."""
