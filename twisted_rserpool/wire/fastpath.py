@@ -5,8 +5,8 @@ chunk one way and one ACK chunk back. :mod:`twisted_rserpool.wire.tcpmapping` bu
 checks a frozen value for each; this module does the same work with precompiled
 :class:`struct.Struct` objects and plain tuples:
 
-- :class:`DataPacker` writes DATA chunks of one format (which optional words the INIT
-  kept) with one ``pack`` call per chunk;
+- :func:`data_header` packs the header of DATA chunks of one format (which optional words
+  the INIT kept) with one precompiled ``pack`` call per chunk;
 - :func:`ack_chunks` writes the ACKs of a run of consecutive TSNs at once (without TSNs
   they are a constant 4-byte chunk repeated);
 - :func:`scan_chunks` decodes every complete DATA and ACK chunk of a buffer in one pass,
@@ -25,9 +25,19 @@ import struct
 import sys
 from array import array
 from collections.abc import Callable
-from typing import Final, TypeVar
+from operator import itemgetter
+from typing import Final, TypeAlias, TypeVar
 
-__all__ = ["ACK_WITHOUT_TSN", "AckRun", "DataPacker", "FastLayout", "ack_chunks", "scan_chunks"]
+__all__ = [
+    "ACK_WITHOUT_TSN",
+    "PADDING",
+    "AckRun",
+    "FastLayout",
+    "HeaderPacker",
+    "ack_chunks",
+    "data_header",
+    "scan_chunks",
+]
 
 _DATA: Final = 0
 _ACK: Final = 3
@@ -35,7 +45,7 @@ _U32_MAX: Final = 0xFFFFFFFF
 _U16_MAX: Final = 0xFFFF
 _UNORDERED: Final = 0x04
 #: Padding after a chunk, indexed by its length modulo 4.
-_PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
 _CHUNK_HEADER = struct.Struct("!BBH")
 _ACK_WITH_TSN = struct.Struct("!BBHI")
@@ -63,91 +73,32 @@ def ack_chunks(first_tsn: int, count: int, with_tsn: bool) -> bytes:
     return words.tobytes()
 
 
-def _header_packer(
-    has_tsn: bool, has_stream: bool, has_ppid: bool
-) -> tuple[int, Callable[[int, int, int, int, int, int], bytes]]:
-    """The header length and a function ``(length, flags, tsn, sid, ssn, ppid) -> header``
-    of the DATA format with these words: one precompiled ``pack`` call."""
-    words = ("I" if has_tsn else "") + ("HH" if has_stream else "") + ("I" if has_ppid else "")
-    pack = struct.Struct("!BBH" + words).pack
-    size = struct.calcsize("!BBH" + words)
-
-    def full(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, tsn, sid, ssn, ppid)
-
-    def no_ppid(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, tsn, sid, ssn)
-
-    def no_stream(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, tsn, ppid)
-
-    def tsn_only(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, tsn)
-
-    def no_tsn(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, sid, ssn, ppid)
-
-    def stream_only(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, sid, ssn)
-
-    def ppid_only(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length, ppid)
-
-    def bare(length: int, flags: int, tsn: int, sid: int, ssn: int, ppid: int) -> bytes:
-        return pack(_DATA, flags, length)
-
-    packers = {
-        (True, True, True): full,
-        (True, True, False): no_ppid,
-        (True, False, True): no_stream,
-        (True, False, False): tsn_only,
-        (False, True, True): no_tsn,
-        (False, True, False): stream_only,
-        (False, False, True): ppid_only,
-        (False, False, False): bare,
-    }
-    return size, packers[has_tsn, has_stream, has_ppid]
+#: The arguments of a DATA header packer: every word of the full format, in wire order.
+HeaderPacker: TypeAlias = Callable[[int, int, int, int, int, int, int], bytes]
 
 
-class DataPacker:
-    """Writes DATA chunks carrying the optional words ``has_tsn``, ``has_stream`` and
-    ``has_ppid`` (the format our INIT announced).
+def data_header(has_tsn: bool, has_stream: bool, has_ppid: bool) -> tuple[int, HeaderPacker]:
+    """The header length of DATA chunks with these optional words, and the function that
+    packs their header from ``(type, flags, length, tsn, stream identifier, stream
+    sequence number, ppid)``, ignoring the words the format omits.
 
-    It trusts its caller for the ranges (TSN and PPID 32 bits, stream identifier and
-    sequence number 16 bits, the chunk within 65,535 bytes): the encoder that numbers the
-    chunks checks what it was given once, not once per word.
+    For the full format that function is the precompiled ``Struct.pack`` itself. It trusts
+    its caller for the ranges (TSN and PPID 32 bits, stream identifier and sequence number
+    16 bits): the encoder that numbers the chunks checks what it was given once.
     """
+    words = ("I" if has_tsn else "") + ("HH" if has_stream else "") + ("I" if has_ppid else "")
+    layout = struct.Struct("!BBH" + words)
+    pack = layout.pack
+    if has_tsn and has_stream and has_ppid:
+        return layout.size, pack
+    # The words kept, as positions in the full argument list (type, flags, length first).
+    kept = (0, 1, 2, *((3,) if has_tsn else ()), *((4, 5) if has_stream else ()))
+    select = itemgetter(*kept, *((6,) if has_ppid else ()))
 
-    __slots__ = ("_header", "header_length")
+    def header(*arguments: int) -> bytes:
+        return pack(*select(arguments))
 
-    def __init__(self, has_tsn: bool, has_stream: bool, has_ppid: bool) -> None:
-        self.header_length, self._header = _header_packer(has_tsn, has_stream, has_ppid)
-
-    def pack(
-        self, user_data: bytes, tsn: int, sid: int, ssn: int, ppid: int, unordered: bool
-    ) -> bytes:
-        """The chunk, padded."""
-        length = self.header_length + len(user_data)
-        header = self._header(length, _UNORDERED if unordered else 0, tsn, sid, ssn, ppid)
-        return b"".join((header, user_data, _PADDING[length & 3]))
-
-    def append(
-        self,
-        out: list[bytes],
-        user_data: bytes,
-        tsn: int,
-        sid: int,
-        ssn: int,
-        ppid: int,
-        unordered: bool,
-    ) -> None:
-        """Append the pieces of the chunk (header, ``user_data`` itself, padding) to
-        ``out``, to be joined once with the others written at the same time."""
-        length = self.header_length + len(user_data)
-        out.append(self._header(length, _UNORDERED if unordered else 0, tsn, sid, ssn, ppid))
-        out.append(user_data)
-        if length & 3:
-            out.append(_PADDING[length & 3])
+    return layout.size, header
 
 
 class FastLayout:
@@ -216,7 +167,8 @@ def scan_chunks(
 
     ACK chunks that acknowledge, in order, the ``outstanding`` DATA chunks we sent from
     TSN ``outstanding_tsn`` are passed as one :class:`AckRun` per run; any other ACK chunk
-    as its TSN (``-1`` without one), for the caller to refuse.
+    (one too many, or for another TSN) as its TSN (``-1`` without one), for the caller to
+    refuse.
 
     Stops at the first chunk that is not a complete, valid DATA or ACK chunk. Returns the
     position of that chunk (or of the end), the padding bytes of the last chunk that were
@@ -282,12 +234,15 @@ def scan_chunks(
                     acknowledged += run
                     position += run * length  # ACK chunks need no padding
                     continue
-                if length == 4:
-                    append(-1)
-                elif end - position >= 8:
-                    append(_ACK_WITH_TSN.unpack_from(buffer, position)[3])
-                else:
+                if length == 8 and end - position < 8:
                     break
+                tsn = -1 if length == 4 else _ACK_WITH_TSN.unpack_from(buffer, position)[3]
+                if limit and (tsn < 0 or tsn == (outstanding_tsn + acknowledged) & _U32_MAX):
+                    # A valid ACK the bytes did not match: its flags are not zero (ignored).
+                    append(AckRun(1))
+                    acknowledged += 1
+                else:
+                    append(tsn)  # for the caller to refuse
             else:
                 break
             position += length

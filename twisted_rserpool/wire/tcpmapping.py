@@ -24,7 +24,7 @@ from enum import IntEnum
 from typing import Final, NoReturn, TypeAlias, TypeVar
 
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
-from twisted_rserpool.wire.fastpath import DataPacker, FastLayout, scan_chunks
+from twisted_rserpool.wire.fastpath import PADDING, FastLayout, data_header, scan_chunks
 
 __all__ = [
     "ASAP_PPID",
@@ -88,6 +88,7 @@ _INIT_OMIT_STREAM: Final = 0x02
 _INIT_OMIT_PPID: Final = 0x04
 # DATA flags "Reserved|U|R R" (section 3.2): U is the third-lowest bit, as in SCTP.
 _DATA_UNORDERED: Final = 0x04
+_DATA_TYPE: Final = int(ChunkType.DATA)  # a plain int packs faster than the enum member
 
 
 def _pad(length: int) -> bytes:
@@ -759,8 +760,9 @@ class ChunkEncoder:
 
     def __init__(self, fmt: DataFormat | None = None) -> None:
         self.fmt = fmt = DataFormat() if fmt is None else fmt
-        self._packer = DataPacker(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
-        self._max_user_data = MAX_CHUNK_LENGTH - fmt.header_length
+        self._header_length, self._header = data_header(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
+        self._has_ppid = fmt.has_ppid
+        self._has_stream = fmt.has_stream
         self._init_sent = False
         self._next_tsn = 0
         self._next_ssn: dict[int, int] = {}
@@ -806,28 +808,38 @@ class ChunkEncoder:
         """
         if not self._init_sent:
             raise RuntimeError("INIT must be sent before any DATA chunk")
-        fmt = self.fmt
-        if ppid and not fmt.has_ppid:
+        if ppid and not self._has_ppid:
             raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
         if not 0 <= ppid <= _U32_MAX:
             raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
-        if stream_identifier and not fmt.has_stream:
+        if stream_identifier and not self._has_stream:
             raise ValueError(
                 f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
             )
         if not 0 <= stream_identifier <= _U16_MAX:
             raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
-        if len(user_data) > self._max_user_data:
-            raise ValueError(
-                f"DATA chunk of {len(user_data) + fmt.header_length} bytes exceeds "
-                f"{MAX_CHUNK_LENGTH}"
-            )
+        length = self._header_length + len(user_data)
+        if length > MAX_CHUNK_LENGTH:
+            raise ValueError(f"DATA chunk of {length} bytes exceeds {MAX_CHUNK_LENGTH}")
         tsn = self._next_tsn
         if unordered:
             ssn = 0
         else:
             ssn = self._next_ssn.get(stream_identifier, 0)
             self._next_ssn[stream_identifier] = (ssn + 1) & _U16_MAX
-        self._packer.append(out, user_data, tsn, stream_identifier, ssn, ppid, unordered)
+        out.append(
+            self._header(
+                _DATA_TYPE,
+                _DATA_UNORDERED if unordered else 0,
+                length,
+                tsn,
+                stream_identifier,
+                ssn,
+                ppid,
+            )
+        )
+        out.append(user_data)
+        if length & 3:
+            out.append(PADDING[length & 3])
         self._next_tsn = (tsn + 1) & _U32_MAX
         return tsn
