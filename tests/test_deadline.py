@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from hypothesis import given
@@ -73,12 +75,16 @@ def test_now_is_clamped_to_the_deadline() -> None:
     assert fired == [2.0]
 
 
+def record(fired: list[tuple[int, float]], n: int, now: float) -> None:
+    fired.append((n, now))
+
+
 def test_many_timers_share_one_delayed_call_and_one_callback() -> None:
     """A thousand timers on one clock: one DelayedCall; those due together fire in one
     callback, earliest first."""
     clock = Clock()
     fired: list[tuple[int, float]] = []
-    timers = [DeadlineTimer(lambda now, n=n: fired.append((n, now))) for n in range(1000)]
+    timers = [DeadlineTimer(partial(record, fired, n)) for n in range(1000)]
     rng = random.Random(7)
     deadlines = {n: rng.uniform(1.0, 2.0) for n in range(1000)}
     for n, timer in enumerate(timers):
@@ -104,7 +110,7 @@ def test_slack_runs_close_deadlines_in_one_turn() -> None:
         turns[-1].append(n)
 
     deadlines = [1.001, 1.004, 1.009, 1.012, 1.0195]
-    timers = [DeadlineTimer(lambda now, n=n: fire(n, now), slack=0.01) for n in range(5)]
+    timers = [DeadlineTimer(partial(fire, n), slack=0.01) for n in range(5)]
     for timer, deadline in zip(timers, deadlines, strict=True):
         timer.arm(clock, deadline)
     times = []
@@ -120,7 +126,7 @@ def test_slack_runs_close_deadlines_in_one_turn() -> None:
 
 def reactorTurn(clock: Clock) -> None:
     """What a reactor does between two polls: run the calls due now, not those they add."""
-    due = [call for call in clock.getDelayedCalls() if call.getTime() <= clock.seconds()]
+    due = [call for call in clock.calls if call.getTime() <= clock.seconds()]
     for call in due:
         clock.calls.remove(call)
         call.called = 1
@@ -181,10 +187,11 @@ def test_queue_orders_replaces_cancels_and_counts() -> None:
         def __init__(self) -> None:
             self.token = 0
 
-    plain: DeadlineQueue[str] = DeadlineQueue()
-    tokened: DeadlineQueue[Item] = DeadlineQueue(token="token")
+    plain: DeadlineQueue[Any] = DeadlineQueue()
+    tokened: DeadlineQueue[Any] = DeadlineQueue(token="token")
     items = {name: Item() for name in "abc"}
-    for queue, key in ((plain, lambda n: n), (tokened, items.__getitem__)):
+    keys: list[Callable[[str], Any]] = [str, items.__getitem__]
+    for queue, key in zip((plain, tokened), keys, strict=True):
         queue.schedule(key("a"), 5.0)
         queue.schedule(key("b"), 3.0)
         queue.schedule(key("c"), 4.0)
