@@ -1,7 +1,7 @@
 """Issue 15, "Tests it must have": the tests that check each numbered finding of its "Why".
 
 Each test named fails on the code from before the issue (47bd93d) and passes now; a star
-marks the tests of this file. "partly" says what is still open; "open" is a finding still being worked on.
+marks the tests of this file.
 
 ===  =======  =======================  ============================================================
 #    Verdict  Finding                  Tests

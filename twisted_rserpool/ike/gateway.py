@@ -2,7 +2,8 @@
 
 ``IkeDatagramProtocol`` maps the sans-IO endpoint onto a UDP port and a clock: datagrams
 in, datagrams out, one :class:`~twisted_rserpool.deadline.DeadlineTimer` at the endpoint's
-``next_deadline()``. ``IkeGatewayProtocol`` is the responder (the VPN gateway); ``twisted_rserpool.ike.initiator`` has the initiator.
+``next_deadline()``. ``IkeGatewayProtocol`` is the responder (the VPN gateway);
+``twisted_rserpool.ike.initiator`` has the initiator.
 A second UDP port for NAT traversal (4500, RFC 7296 section 2.23) feeds the same endpoint
 through ``IkeNatTraversalProtocol`` (``IkeDatagramProtocol.listenNatTraversal``).
 """
