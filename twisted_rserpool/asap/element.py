@@ -339,9 +339,11 @@ class PoolElementConnection(RSerPoolProtocol):
         """An application message from the pool user: to ``messageReceived`` (a
         :class:`~twisted_rserpool.asap.delivery.ReceivedMessage`, with the TCP mapping's U
         flag as ``unordered``) if the application has it, else to ``dataReceived``."""
-        application = self._session()
+        application = self.application
         if application is None:
-            return
+            application = self._session()
+            if application is None:
+                return
         resent = self.resentRemaining > 0
         if resent:
             self.resentRemaining -= 1

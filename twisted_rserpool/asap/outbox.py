@@ -72,6 +72,10 @@ class Outbox:
             self.meta.append(0)
             return
         self._open = None
+        if len(data) <= MAX_MESSAGE:
+            self.queue.append((data, ppid))
+            self.meta.append(meta)
+            return
         for piece in split(data):
             self.queue.append((piece, ppid))
             self.meta.append(meta)
@@ -109,17 +113,21 @@ class Outbox:
         limit = protocol.mappingConfig.max_unacknowledged_bytes
         queue = self.queue
         metas = self.meta
+        send = mapping.send_data
+        outstanding = mapping.unacknowledged_bytes
         count = 0
         while queue:
             data, ppid = queue[0]
-            outstanding = mapping.unacknowledged_bytes
             if outstanding and outstanding + len(data) + _CHUNK_HEADER > limit:
                 break
             queue.popleft()
             meta = metas.popleft()
-            if data is self._open:
-                self._open = None
-            chunk = mapping.send_data(bytes(data), ppid=ppid, unordered=bool(meta & UNORDERED))
+            if type(data) is not bytes:  # the streaming entry writes were merged into
+                if data is self._open:
+                    self._open = None
+                data = bytes(data)
+            chunk = send(data, ppid=ppid, unordered=bool(meta & UNORDERED))
+            outstanding += len(data) + _CHUNK_HEADER
             if meta and sent is not None:
                 sent(chunk, meta)
             count += 1

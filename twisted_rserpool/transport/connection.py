@@ -415,6 +415,7 @@ class MappingConnection:
     def _retire(self, count: int) -> list[SentData]:
         """The oldest ``count`` outstanding DATA chunks were acknowledged in order."""
         unacknowledged = self._unacknowledged
+        assert count <= len(unacknowledged)  # the decoder counts runs against them
         marks = self._data_marks
         if count == len(unacknowledged):
             sent = list(unacknowledged)

@@ -654,8 +654,12 @@ class RSerPoolProtocol(Protocol):
             self._deliverMessage(event, asap.decode, self.asapMessageReceived)
         elif ppid == ENRP_PPID:
             self._deliverMessage(event, enrp.decode, self.enrpMessageReceived)
-        else:
-            self._callHook(self.applicationMessageReceived, ppid, event.user_data, event.unordered)
+        elif not self._lost:
+            # _callHook inlined: this is the call every application message makes.
+            try:
+                self.applicationMessageReceived(ppid, event.user_data, event.unordered)
+            except Exception:
+                self._hookFailed(self.applicationMessageReceived)
         # Acknowledged with the others of this read when it ends (_flush).
         self._lastDelivered = event
 
@@ -693,12 +697,16 @@ class RSerPoolProtocol(Protocol):
         try:
             hook(*args)
         except Exception:
-            self.log.failure(
-                "{hook} raised on the connection with {peer}",
-                hook=getattr(hook, "__name__", repr(hook)),
-                peer=self.peer,
-                cause="exception in hook",
-            )
+            self._hookFailed(hook)
+
+    def _hookFailed(self, hook: Any) -> None:
+        """Log the exception a hook raised (called from the handler)."""
+        self.log.failure(
+            "{hook} raised on the connection with {peer}",
+            hook=getattr(hook, "__name__", repr(hook)),
+            peer=self.peer,
+            cause="exception in hook",
+        )
 
     def _mappingFailed(self, event: ProtocolError) -> None:
         self._callHook(self.malformedMessageReceived, event.error, None)
