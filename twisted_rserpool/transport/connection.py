@@ -103,6 +103,10 @@ class ConnectionState(Enum):
     CLOSED = "closed"
 
 
+#: Compared against on every message: a module constant is cheaper than the enum lookup.
+_CLOSED = ConnectionState.CLOSED
+
+
 class LocalProtocolError(Exception):
     """The upper layer asked for something the mapping does not allow right now."""
 
@@ -222,7 +226,7 @@ class MappingConnection:
     @property
     def closed(self) -> bool:
         """Whether the connection has ended; it then neither sends nor receives."""
-        return self._state is ConnectionState.CLOSED
+        return self._state is _CLOSED
 
     @property
     def peer_data_format(self) -> DataFormat | None:
@@ -474,7 +478,7 @@ class MappingConnection:
         self._acknowledge(event, single=False)
 
     def _acknowledge(self, event: DataReceived, single: bool) -> None:
-        if self._state is ConnectionState.CLOSED:
+        if self._state is _CLOSED:
             return
         undelivered = self._undelivered
         first = self._next_to_acknowledge
@@ -512,14 +516,15 @@ class MappingConnection:
         too much unacknowledged, and ``ValueError`` for a PPID or stream that our INIT's
         format cannot carry.
         """
-        if self._state is ConnectionState.CLOSED:
+        if self._state is _CLOSED:
             raise LocalProtocolError("the connection is closed")
-        if len(user_data) > self._max_user_data:
+        length = len(user_data)
+        if length > self._max_user_data:
             raise LocalProtocolError(
-                f"{len(user_data)} bytes of user data exceed the "
+                f"{length} bytes of user data exceed the "
                 f"{self.config.max_chunk_length}-byte chunk limit"
             )
-        size = len(user_data) + self._header_length
+        size = length + self._header_length
         if self._unacknowledged_bytes + size > self._max_unacknowledged:
             raise SendBufferFull(
                 f"{self._unacknowledged_bytes} bytes are unacknowledged; sending "

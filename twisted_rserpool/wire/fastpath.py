@@ -183,16 +183,23 @@ def scan_chunks(
     new = tuple.__new__
     padding = 0
     acknowledged = 0
+    # A read decoded in place is bytes: a slice is the copy. A bytearray's slice would be
+    # a second one; a memoryview's is not.
+    in_place = type(buffer) is bytes
     with memoryview(buffer) as view:
         while end - position >= 4:
-            chunk_type, flags, length = unpack_header(buffer, position)
+            chunk_type = buffer[position]
             if chunk_type == _DATA:
+                if end - position < header_length:
+                    break
+                # The header and every optional word in one call.
+                words = unpack_data(buffer, position)
+                length = words[2]
                 if not header_length <= length <= max_chunk_length or end - position < length:
                     break
-                words = unpack_data(buffer, position)
                 tsn = next_tsn
                 sid = 0
-                unordered = bool(flags & _UNORDERED)
+                unordered = words[1] & _UNORDERED != 0
                 if next_ssn is not None:
                     if has_tsn and words[3] != tsn:
                         break
@@ -205,12 +212,15 @@ def scan_chunks(
                             next_ssn[sid] = (ssn + 1) & _U16_MAX
                 elif has_stream:
                     sid = words[3 + has_tsn]
+                start = position + header_length
                 append(
                     new(
                         record,
                         (
                             tsn,
-                            bytes(view[position + header_length : position + length]),
+                            buffer[start : position + length]
+                            if in_place
+                            else bytes(view[start : position + length]),
                             words[ppid_index] if has_ppid else 0,
                             sid,
                             unordered,
@@ -219,6 +229,7 @@ def scan_chunks(
                 )
                 next_tsn = (tsn + 1) & _U32_MAX
             elif chunk_type == _ACK:
+                length = unpack_header(buffer, position)[2]
                 if length not in (4, 8):
                     break
                 limit = min(outstanding - acknowledged, (end - position) // length)
