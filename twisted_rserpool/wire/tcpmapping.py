@@ -613,6 +613,8 @@ class ChunkDecoder:
         """
         if self._error is not None:
             raise self._error
+        if self.buffered - self._padding < self._wanted and not self._eof:
+            return  # the chunk whose header came last time is still incomplete
         layout = self._fast_layout
         new = tuple.__new__
         while True:
