@@ -475,6 +475,7 @@ class PoolElement(Service):
         self.connections: set[PoolElementConnection] = set()
         self.counters: dict[str, int] = {
             "registrations": 0,
+            "registrations_granted": 0,
             "keep_alive_acks": 0,
             "keep_alives_refused": 0,
             "home_adoptions": 0,
@@ -898,6 +899,7 @@ class PoolElement(Service):
                     self._huntBesideTakeover = self._home is not None
                     self.link.huntInParallel(action.reason)
             elif isinstance(action, Registered):
+                self.counters["registrations_granted"] += 1
                 self._registered(action, origin)
             elif isinstance(action, Refused):
                 error = RegistrationRefused(self.poolHandle, action.error)
