@@ -20,6 +20,7 @@ from twisted_rserpool.wire.parameters import (
     DecodeContext,
     HandleResolutionItems,
     OperationError,
+    ParameterType,
     PEIdentifierParameter,
     PoolElementParameter,
     PoolHandleParameter,
@@ -31,6 +32,7 @@ from twisted_rserpool.wire.parameters import (
 )
 
 _U32 = struct.Struct(">I")
+_TLV_HEADER = struct.Struct(">HH")
 
 
 class AsapType(IntEnum):
@@ -183,6 +185,40 @@ class HandleResolution(Message):
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+        common = cls._decode_common(ctx, flags, start, end)
+        return common if common is not None else cls._decode_checked(ctx, flags, start, end)
+
+    @classmethod
+    def _decode_common(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self | None:
+        """What every pool user sends, decoded without the general parameter machinery:
+        a valid pool handle, then at most the items parameter. ``None`` for anything else,
+        which :meth:`_decode_checked` decodes (or refuses): both agree on what this takes.
+        """
+        data, limits = ctx.data, ctx.limits
+        if end - start < 8 or limits.max_parameters < 2 or limits.max_depth < 1:
+            return None
+        ptype, length = _TLV_HEADER.unpack_from(data, start)
+        if (
+            ptype != ParameterType.POOL_HANDLE
+            or length <= 4
+            or length - 4 > limits.max_pool_handle_length
+            or start + length > end
+        ):
+            return None
+        handle = data[start + 4 : start + length]
+        offset = start + ((length + 3) & ~3)
+        items = None
+        if end - offset >= 4:
+            ptype, length = _TLV_HEADER.unpack_from(data, offset)
+            if ptype != ParameterType.HANDLE_RESOLUTION_ITEMS or length != 8 or end - offset < 8:
+                return None
+            (items,) = _U32.unpack_from(data, offset + 4)
+            if end - offset - 8 >= 4:
+                return None
+        return cls(handle, bool(flags & _FLAG_LOW), items)
+
+    @classmethod
+    def _decode_checked(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
         p = Parameters(ctx, start, end)
         handle = p.one(PoolHandleParameter, "pool handle").pool_handle
         items = p.optional(HandleResolutionItems, "handle resolution items")
