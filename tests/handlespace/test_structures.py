@@ -15,23 +15,58 @@ from twisted_rserpool.handlespace.sortedlist import SortedList
 
 
 @settings(max_examples=60)
-@given(st.lists(st.tuples(st.booleans(), st.integers(0, 300)), max_size=400))
-def test_sorted_list_matches_sorted_dict(operations: list[tuple[bool, int]]) -> None:
-    """Random adds and removes leave a SortedList equal to a sorted dict, invariants intact."""
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["add", "remove", "rekey"]), st.integers(0, 300), st.integers(0, 300)
+        ),
+        max_size=400,
+    )
+)
+def test_sorted_list_matches_sorted_dict(operations: list[tuple[str, int, int]]) -> None:
+    """Random adds, removes and re-keyings (in place or not) leave a SortedList equal to a
+    sorted dict, invariants intact."""
     items: SortedList[int, str] = SortedList(load=4)
     model: dict[int, str] = {}
-    for add, key in operations:
-        if add and key not in model:
+    for operation, key, other in operations:
+        if operation == "add" and key not in model:
             items.add(key, str(key))
             model[key] = str(key)
-        elif not add and key in model:
+        elif operation == "remove" and key in model:
             assert items.remove(key) == model.pop(key)
+        elif operation == "rekey" and key in model and other not in model:
+            # Half of them to just past the key: the in-place case of selection.
+            new = other if other % 2 else key + 1 + other % 3
+            if new not in model:
+                items.rekey(key, new)
+                model[new] = model.pop(key)
         items.check()
     assert list(items.keys()) == sorted(model)
     assert list(items) == [model[key] for key in sorted(model)]
     assert len(items) == len(model)
     assert items.head(5) == [model[key] for key in sorted(model)[:5]]
     assert all(key in items for key in model)
+
+
+@settings(max_examples=200)
+@given(st.lists(st.tuples(st.integers(0, 99), st.integers(-15, 15)), max_size=60))
+def test_sorted_list_rekey_in_place_and_not(moves: list[tuple[int, int]]) -> None:
+    """Re-keying to a near key (often in place, across short lists' edges too) or a far
+    one keeps the list equal to a sorted dict, invariants intact."""
+    items: SortedList[int, int] = SortedList(load=4)
+    model = {key: key for key in range(0, 1000, 10)}
+    for key in model:
+        items.add(key, key)
+    for index, delta in moves:
+        old = sorted(model)[index % len(model)]
+        new = old + delta if delta else old + 500
+        if new in model or new < 0:
+            continue
+        items.rekey(old, new)
+        model[new] = model.pop(old)
+        items.check()
+    assert list(items.keys()) == sorted(model)
+    assert list(items) == [model[key] for key in sorted(model)]
 
 
 def test_sorted_list_remove_missing_raises() -> None:

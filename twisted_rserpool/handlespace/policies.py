@@ -231,12 +231,10 @@ class _Ordered(Selector):
             # number (selection changes no primary value of the policies using this).
             head = chosen[0]
             key: int = head._position  # type: ignore[assignment]
-            items.remove(key)
             sequence = head._seq = self._next_seq
             self._next_seq = sequence + 1
-            key = (key >> 64 << 64) | sequence
-            head._position = key
-            items.add(key, head)
+            head._position = (key >> 64 << 64) | sequence
+            items.rekey(key, head._position)
         return chosen
 
 

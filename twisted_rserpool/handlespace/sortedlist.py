@@ -123,6 +123,34 @@ class SortedList(Generic[K, V]):
                 self._merge(i)
         return value
 
+    def rekey(self, old: K, new: K) -> None:
+        """Move the value of ``old`` to ``new`` (which must not be present).
+
+        In place when no other key lies between the two (a PE moved behind its equals
+        that were already behind it, as selection does): no insertion, no removal.
+        """
+        maxes = self._maxes
+        i = bisect_left(maxes, old)
+        if i < len(maxes):
+            keys = self._keys[i]
+            j = bisect_left(keys, old)
+            last = len(keys) - 1
+            if (
+                j <= last
+                and keys[j] == old
+                and (keys[j - 1] < new if j else i == 0 or maxes[i - 1] < new)
+                and (
+                    new < keys[j + 1]
+                    if j < last
+                    else i + 1 == len(maxes) or new < self._keys[i + 1][0]
+                )
+            ):
+                keys[j] = new
+                if j == last:
+                    maxes[i] = new
+                return
+        self.add(new, self.remove(old))
+
     def _merge(self, i: int) -> None:
         """Join the short list at ``i`` with a neighbour, splitting again if too long."""
         if i == len(self._keys) - 1:
