@@ -5,10 +5,27 @@ moves on to the next one)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 
 from tests.asap.delivery_support import POOL, Lab, Observer
 from tests.asap.test_delivery import onPe, session
+from twisted_rserpool.asap import PoolElement, Session
+
+
+def failedWithOneMessage(**options: Any) -> tuple[Lab, list[PoolElement], Session, PoolElement]:
+    """Three PEs and a session (pool user ``options``) whose PE died with b"one" sent and
+    not acknowledged: the lab, the PEs, the session and the PE that died."""
+    lab = Lab()
+    elements = [lab.pe(0xA), lab.pe(0xB), lab.pe(0xC)]
+    s = session(lab.connect(lab.pu(**options), POOL))
+    first, _ = onPe(lab, s, *elements)
+    lab.hold(first)
+    s.write(b"one")
+    lab.network.run()
+    lab.kill(first)
+    return lab, elements, s, first
 
 
 def test_a_second_failover_echoes_the_last_cookie_and_resends_what_the_second_pe_held() -> None:
@@ -16,16 +33,7 @@ def test_a_second_failover_echoes_the_last_cookie_and_resends_what_the_second_pe
     then dies with another message unacknowledged: PE 3 gets PE 2's cookie first, then
     only that message, marked (PE 2 had acknowledged the first). Both PEs are reported
     unreachable, and the failovers are numbered 1 and 2, the second leaving PE 2."""
-    lab = Lab()
-    elements = [lab.pe(0xA), lab.pe(0xB), lab.pe(0xC)]
-    user = lab.pu()
-    client = lab.connect(user, POOL)
-    s = session(client)
-    first, _ = onPe(lab, s, *elements)
-    lab.hold(first)
-    s.write(b"one")
-    lab.network.run()
-    lab.kill(first)
+    lab, elements, s, first = failedWithOneMessage()
     second, _ = onPe(lab, s, *elements)
     worker = lab.worker(second.peIdentifier)
     assert [(m.data, m.resent) for m in worker.messages] == [(b"one", True)]
@@ -53,18 +61,9 @@ def test_a_candidate_that_dies_during_the_decision_is_skipped() -> None:
     """While the observers decide about PE 2 it dies: when they say yes, the session does
     not resume on it but reports it, selects PE 3, asks again and resumes there with the
     message PE 1 had not acknowledged."""
-    lab = Lab()
-    elements = [lab.pe(0xA), lab.pe(0xB), lab.pe(0xC)]
     answer: Deferred[bool] = Deferred()
     observer = Observer(answer)
-    user = lab.pu(failoverObservers=[observer])
-    client = lab.connect(user, POOL)
-    s = session(client)
-    first, _ = onPe(lab, s, *elements)
-    lab.hold(first)
-    s.write(b"one")
-    lab.network.run()
-    lab.kill(first)
+    lab, elements, s, first = failedWithOneMessage(failoverObservers=[observer])
     [asked] = observer.events
     [candidate] = [e for e in elements if e.peIdentifier == asked.new_element.pe_identifier]
     lab.kill(candidate)
