@@ -737,8 +737,7 @@ class PoolElement(Service):
             if pending is not None and not pending.called:
                 await pending
         self._cancelTimer()
-        if self.link is not None:
-            self.link.stop()
+        linkClosed = self.link.stop() if self.link is not None else None
         if self.announcements is not None:
             self.announcements.stopListening()
             self.announcements = None
@@ -752,6 +751,8 @@ class PoolElement(Service):
             stopped = self.port.stopListening()
             if stopped is not None:
                 await stopped
+        if linkClosed is not None:
+            await linkClosed
         for waiter in self._takeWaiters():
             waiter.errback(Failure(AsapError("the pool element stopped")))  # type: ignore[no-untyped-call]
 

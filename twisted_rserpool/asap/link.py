@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -37,6 +37,10 @@ from twisted_rserpool.wire.parameters import TcpTransport
 __all__ = ["EnrpServerConnection", "HomeServerLink"]
 
 log = Logger()
+
+#: Seconds a clean close waits for the ENRP server to close its side (its TLS close_notify
+#: and the TCP close) before the connection is aborted.
+CLOSE_TIMEOUT = 2.0
 
 
 def describeServer(server: object) -> str:
@@ -78,6 +82,8 @@ class EnrpServerConnection(RSerPoolProtocol):
         self.link = link
         self.server = server
         self.lostReason: Failure | None = None
+        self._lostWaiters: list[Deferred[None]] = []
+        self._closeTimeout: IDelayedCall | None = None
 
     def connectionReady(self, securityContext: SecurityContext) -> None:
         """Tell the link; it decides whether the server is trusted."""
@@ -102,6 +108,12 @@ class EnrpServerConnection(RSerPoolProtocol):
         else:
             super().connectionLost(reason)
         self.lostReason = reason
+        if self._closeTimeout is not None and self._closeTimeout.active():
+            self._closeTimeout.cancel()
+        self._closeTimeout = None
+        waiters, self._lostWaiters = self._lostWaiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         self.link._lost(self)
 
     def close(self) -> None:
@@ -112,6 +124,19 @@ class EnrpServerConnection(RSerPoolProtocol):
                 abort()
             else:
                 self.transport.loseConnection()
+
+    def closeCleanly(self) -> Deferred[None]:
+        """Close after what was sent, TLS with close_notify (RFC 8446 section 6.1), so the
+        server sees an orderly end; abort if the server has not closed its side within
+        :data:`CLOSE_TIMEOUT` seconds. Fires once the connection is lost."""
+        if self.transport is None or self._lost:
+            return succeed(None)
+        lost: Deferred[None] = Deferred()
+        self._lostWaiters.append(lost)
+        if self._closeTimeout is None:
+            self._close()
+            self._closeTimeout = self.link.clock.callLater(CLOSE_TIMEOUT, self.close)
+        return lost
 
 
 class HomeServerLink:
@@ -188,15 +213,18 @@ class HomeServerLink:
         self._running = True
         self.huntFor("start")
 
-    def stop(self) -> None:
-        """Stop hunting and close every connection."""
+    def stop(self) -> Deferred[None]:
+        """Stop hunting and close every connection (cleanly, see
+        :meth:`EnrpServerConnection.closeCleanly`); fires once they are closed."""
         self._running = False
         self._cancelTimer()
         self._abandonAttempt()
-        self.releasePrevious()
-        connection, self.connection = self.connection, None
-        if connection is not None:
-            connection.close()
+        connections, self.previous = self.previous, []
+        if self.connection is not None:
+            connections.append(self.connection)
+            self.connection = None
+        closed = [connection.closeCleanly() for connection in connections]
+        return gatherResults(closed).addCallback(lambda _: None)
 
     def release(self) -> None:
         """Close the home connection without hunting (another connection took its role)."""

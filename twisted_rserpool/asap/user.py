@@ -257,13 +257,14 @@ class PoolUser(Service):
 
     def stopService(self) -> Deferred[None]:
         """Close every session and the ENRP server connection; fires when the pool element
-        connections are closed."""
+        connections and the ENRP server connection are closed."""
         super().stopService()  # type: ignore[no-untyped-call]
         self._stopped = True
         for session in list(self.sessions):
             session.abortConnection()
+        waits: list[Deferred[None]] = []
         if self.link is not None:
-            self.link.stop()
+            waits.append(self.link.stop())
         if self.announcements is not None:
             self.announcements.stopListening()
             self.announcements = None
@@ -272,7 +273,6 @@ class PoolUser(Service):
             self._fail(handle, RequestTimedOut("the pool user stopped"))
         for handle in self._requests:
             self._requests.answered(handle)
-        waits = []
         for connection in list(self._openConnections):
             connection.close()
             waits.append(connection.whenLost)

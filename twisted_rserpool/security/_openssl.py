@@ -168,6 +168,13 @@ def pendingErrorReason() -> str | None:
     return None if reason == _ffi.NULL else _ffi.string(reason).decode("ascii", "replace")
 
 
+def pendingErrorIsUnexpectedEof() -> bool:
+    """Whether the oldest error in this thread's OpenSSL error queue is the peer's TCP close
+    without close_notify (``SSL_R_UNEXPECTED_EOF_WHILE_READING``; left in the queue)."""
+    code = _lib.ERR_peek_error()
+    return bool(code) and _lib.ERR_GET_REASON(code) == _lib.SSL_R_UNEXPECTED_EOF_WHILE_READING
+
+
 def sessionReused(connection: SSL.Connection) -> bool:
     """Whether the handshake resumed a session; a TLS 1.3 PSK handshake counts as one."""
     return bool(_lib.SSL_session_reused(connection._ssl))

@@ -308,6 +308,20 @@ class TlsServerCreator:
         try:
             if where & SSL.SSL_CB_WRITE_ALERT != SSL.SSL_CB_WRITE_ALERT or value >> 8 != _FATAL:
                 return
+            if _openssl.pendingErrorIsUnexpectedEof():
+                # OpenSSL reports a TCP close without close_notify as a decode_error alert
+                # it "sends" into a closed connection: after the handshake, that is a peer
+                # going away (many clients never send close_notify), not a fault.
+                if connection.get_peer_finished() is not None:
+                    _log.debug(
+                        "TLS with {peer}: closed without close_notify", peer=self._peer(connection)
+                    )
+                else:
+                    self.refusalLog.warn(
+                        "TLS with {peer}: closed the connection during the handshake",
+                        peer=self._peer(connection),
+                    )
+                return
             self.refusalLog.warn(
                 "TLS with {peer}: sent fatal alert {alert} ({reason})",
                 peer=self._peer(connection),
