@@ -48,7 +48,7 @@ from twisted_rserpool.cli.main import (
     SasOptions,
 )
 from twisted_rserpool.cli.table import formatTable
-from twisted_rserpool.enrp.admin import adminSite
+from twisted_rserpool.enrp.admin import adminSite, statusPage
 
 RSERPOOL = Path(sys.executable).with_name("rserpool")
 reactor: Any = _reactor
@@ -187,6 +187,18 @@ _COMMANDS = (
 
 def test_documents_as_tables() -> None:
     """What each table shows of the servers' documents."""
+    pools = PoolsOptions().render(ENRP_STATUS).splitlines()
+    # A pool's policy is its name: the load is its PEs' (rserpool pe), not the pool's.
+    assert pools[3].split() == ["echo", "LeastUsed", "1", "0x00000001"]
+    page = statusPage(
+        ENRP_STATUS
+        | {"started_at": _NOW, "pool_element_count": 1, "connections": [], "counters": {}}
+        | {"peer_counters": {}}
+        | {"pools": [ENRP_STATUS["pools"][0] | {"pool_elements": [
+            ENRP_STATUS["pools"][0]["pool_elements"][0] | {"unreachable_reports": 0}
+        ]}]}
+    ).decode()  # fmt: skip
+    assert "&mdash; LeastUsedPolicy</h3>" in page and "load=1073741824" in page  # the PE's
     pe = ElementOptions().render(ENRP_STATUS).splitlines()
     assert pe[0] == "ENRP server 0x00000001 (twisted-rserpool 0.1.0, up 42 s, secure)"
     assert pe[3].split() == [

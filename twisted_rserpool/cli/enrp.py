@@ -14,10 +14,14 @@ from twisted_rserpool.cli.table import formatTable, isoTime, relativeTime, runni
 _FULL_LOAD = 0xFFFFFFFF
 
 
+def policyName(policy: dict[str, Any]) -> str:
+    """The policy's name alone: ``LeastUsed``, ``WeightedRoundRobin``, ``RoundRobin``."""
+    return str(policy["type"]).removesuffix("Policy")
+
+
 def policyText(policy: dict[str, Any]) -> str:
     """``LeastUsed load 25.0%``, ``WeightedRoundRobin weight 3``, ``RoundRobin``."""
-    name = str(policy["type"]).removesuffix("Policy")
-    words = [name]
+    words = [policyName(policy)]
     for key in ("weight", "priority"):
         if key in policy:
             words.append(f"{key} {policy[key]}")
@@ -46,13 +50,16 @@ def _life(seconds: int) -> str:
 
 
 def poolsTable(document: dict[str, Any]) -> str:
-    """One row per pool: handle, policy, PE count, the home ENRP servers of its PEs."""
+    """One row per pool: handle, policy name, PE count, the home ENRP servers of its PEs.
+
+    The pool's policy is only its name: a pool has no load or weight of its own (the
+    values of its first PE's policy); each PE's are in :func:`elementsTable`."""
     rows = []
     for pool in document["pools"]:
         elements = pool["pool_elements"]
         homes = sorted({e["home_server_identifier"] for e in elements})
         rows.append(
-            (pool["pool_handle"], policyText(pool["policy"]), len(elements), " ".join(homes))
+            (pool["pool_handle"], policyName(pool["policy"]), len(elements), " ".join(homes))
         )
     if not rows:
         return "no pools\n"
@@ -133,6 +140,7 @@ def serverLine(document: dict[str, Any]) -> str:
 __all__ = [
     "elementsTable",
     "peersTable",
+    "policyName",
     "policyText",
     "poolsTable",
     "selectPool",

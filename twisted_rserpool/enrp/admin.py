@@ -191,7 +191,8 @@ def statusPage(document: dict[str, Any]) -> bytes:
         handle = pool["pool_handle"]
         parts.append(
             f'<section class="pool"><h3>Pool <code class="pool-handle">{escape(handle)}</code>'
-            f" &mdash; {escape(_policyText(pool['policy']))}</h3>"
+            # The pool's policy by name: its values (load, weight) are its PEs'.
+            f" &mdash; {escape(str(pool['policy']['type']))}</h3>"
         )
         parts.append(
             htmlTable(
