@@ -151,6 +151,7 @@ def gateway(net: tunnel.Network, work: Path, which: str) -> Iterator[int]:
     if which == "vpngw":
         secrets = work / "secrets"
         secrets.write_text(f'client@test : "{tunnel.PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         twistd = str(Path(sys.executable).parent / "twistd")
         log = work / "vpngw.log"
         log.unlink(missing_ok=True)

@@ -113,6 +113,7 @@ class Pki:
         self.clients: dict[str, Credentials] = {}
         self.users = directory / "eap-users"
         self.users.write_text(f'{EAP_USER} : EAP "{EAP_PASSWORD}"\n')
+        self.users.chmod(0o600)  # vpngw refuses a key file others may read
 
     def kind(self, kind: str) -> dict[str, str]:
         """Paths of ``ca``, ``cert`` and ``key`` (the gateway's) for key ``kind``."""
@@ -160,6 +161,7 @@ class VpnGw:
         if method.gateway_key is None:
             secrets = tmp / "secrets"
             secrets.write_text(f'* : "{PSK}"\n')
+            secrets.chmod(0o600)  # vpngw refuses a key file others may read
             auth = ["--identity", "gw@bench", "--secrets", str(secrets)]
         else:
             assert pki is not None, "certificates need a Pki"

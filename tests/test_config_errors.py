@@ -32,10 +32,15 @@ def _twistd(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str
 
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
-    """A directory with an unsafe PSK file (0644), a certificate and its key."""
+    """A directory with PSK, vpngw secrets and EAP users files that others may read, a
+    certificate and its key."""
     unsafe = tmp_path / "unsafe.psk"
     unsafe.write_text(f"pe:{PE_KEY.hex()}\n")
     os.chmod(unsafe, 0o644)
+    (tmp_path / "unsafe.secrets").write_text('client@test : "client-secret"\n')
+    os.chmod(tmp_path / "unsafe.secrets", 0o644)
+    (tmp_path / "unsafe.users").write_text('alice : EAP "alice-password"\n')
+    os.chmod(tmp_path / "unsafe.users", 0o640)
     createSelfSignedCertificate(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
     return tmp_path
 
@@ -73,6 +78,27 @@ CASES = [
     ),
     (["vpngw", "--port=abc"], "--port", "abc"),
     (["vpngw", "--secrets", "/nonexistent/ipsec.secrets"], "--secrets", "No such file"),
+    (
+        ["vpngw", "--secrets", "unsafe.secrets"],
+        "--secrets",
+        "unsafe.secrets: mode 0644 lets group or others access the pre-shared keys; allow "
+        "the owner only (chmod 600 unsafe.secrets)",
+    ),
+    (
+        [
+            "vpngw",
+            "--certificate",
+            "server.pem",
+            "--private-key",
+            "server.key",
+            "--client-auth",
+            "eap-mschapv2",
+            "--eap-users",
+            "unsafe.users",
+        ],
+        "--eap-users",
+        "mode 0640 lets group or others access the EAP passwords",
+    ),
     (
         ["vpngw", "--certificate", "/nonexistent/gw.pem", "--private-key", "server.key"],
         "--certificate",

@@ -87,6 +87,7 @@ def test_eap_gateway(tmp_path: Path) -> None:
     cert, key, _ = files(tmp_path, dns=["vpn.example"])
     users = tmp_path / "users"
     users.write_text('# users\nalice : EAP "alice secret"\nbob : EAP hunter2\n')
+    users.chmod(0o600)  # vpngw refuses a key file others may read
     options = parse("--certificate", cert, "--private-key", key, "--client-auth",
                     "eap-mschapv2", "--eap-users", str(users))  # fmt: skip
     assert isinstance(options["eap"], MsChapV2Authenticator)
@@ -123,6 +124,7 @@ def test_refused(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     cert, key, _ = files(tmp_path, dns=["vpn.example"])
     bad_users = tmp_path / "bad"
     bad_users.write_text("alice = password\n")
+    bad_users.chmod(0o600)  # vpngw refuses a key file others may read
     values = {
         "cert": cert,
         "key": key,

@@ -47,6 +47,13 @@ def test_key_file_not_log(tmp_path: Path) -> None:
     assert [t for t in texts if str(path) in t and "mode 0600" in t]
 
 
+def test_help_says_where_the_key_goes() -> None:
+    """--secrets' help names the 0600 file the generated key goes to; the log gets its path."""
+    doc = " ".join(vpngw.Options().docs["secrets"].split())  # type: ignore[no-untyped-call]
+    assert "log it" not in doc
+    assert f"{GENERATED_PSK_FILE} (mode 0600" in doc and "never the key" in doc
+
+
 def test_twistd_log_has_no_key(tmp_path: Path) -> None:
     """A real ``twistd -n vpngw``: the log names the key file; the key is only in the file."""
     log = tmp_path / "vpngw.log"

@@ -55,6 +55,7 @@ def certificateGateway(
     ca = PKI.write_ca(tmp_path)
     users = tmp_path / "users"
     users.write_text('alice : EAP "alice-password"\n')
+    users.chmod(0o600)  # vpngw refuses a key file others may read
     reloader, endpoints = gateway(
         "--certificate", cert, "--private-key", key, "--ca", ca,
         "--client-auth", "eap-mschapv2", "--eap-users", str(users),
@@ -124,6 +125,7 @@ def test_secrets_and_redirect_targets_are_reloaded(tmp_path: Path) -> None:
     targets in force; the secrets' keys never reach the log."""
     secrets = tmp_path / "secrets"
     secrets.write_text('old@test : "old-secret"\n')
+    secrets.chmod(0o600)  # vpngw refuses a key file others may read
     targets = tmp_path / "targets"
     targets.write_text("# the gateways behind this one\n127.0.0.7=2\n")
     reloader, endpoints = gateway(
@@ -158,6 +160,33 @@ def test_secrets_and_redirect_targets_are_reloaded(tmp_path: Path) -> None:
         "redirect targets" in k and "weight of 127.0.0.9 must be positive" in k for k in kept
     )
     assert any("pre-shared keys" in k and f"{secrets}: line 1" in k for k in kept)
+
+
+def test_secrets_others_may_read_are_kept_out(tmp_path: Path) -> None:
+    """A --secrets or --eap-users file that became readable by group or others is not read
+    on reload: the keys in force stay, and one line says which mode and how to fix it."""
+    reloader, endpoints, (_cert, _key, _ca, users) = certificateGateway(tmp_path)
+    before = endpoints[0].config
+    users.write_text('alice : EAP "alice-password"\nmallory : EAP "mallory-password"\n')
+    users.chmod(0o644)
+    lines, everything = reload(reloader)
+    assert endpoints[0].config.eap is before.eap and reloader.failures == 1
+    (kept,) = [line for line in lines if line.startswith("Reload: kept the previous EAP users")]
+    assert f"{users}: mode 0644 lets group or others access the EAP passwords" in kept
+    assert f"chmod 600 {users}" in kept and "mallory" not in everything
+
+    secrets = tmp_path / "secrets"
+    secrets.write_text('old@test : "old-secret"\n')
+    secrets.chmod(0o600)
+    reloader, endpoints = gateway("--secrets", str(secrets))
+    before = endpoints[0].config
+    secrets.write_text('old@test : "old-secret"\nnew@test : "new-secret"\n')
+    secrets.chmod(0o604)
+    lines, _ = reload(reloader)
+    assert endpoints[0].config.psks is before.psks and reloader.failures == 1
+    assert [
+        line for line in lines if "kept the previous pre-shared keys" in line and "0604" in line
+    ]
 
 
 def test_generated_key_only_has_nothing_to_reload() -> None:

@@ -48,6 +48,7 @@ def test_options_converted(tmp_path: Path) -> None:
     """Options are converted: identity, suites, secrets file, limits and timers."""
     secrets = tmp_path / "secrets"
     secrets.write_text('alice@test : "a-key"\n')
+    secrets.chmod(0o600)  # vpngw refuses a key file others may read
     options = parse(
         "--listen", "127.0.0.9, 127.0.0.10", "--port", "4500", "--nat-t-port", "4501",
         "--nat-keepalive-interval", "15", "--identity", "@gw.example",

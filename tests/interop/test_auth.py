@@ -149,6 +149,7 @@ def test_certificate_gateway(
     require_strongswan()
     secrets = tmp_path / "secrets"
     secrets.write_text(f'client@test : "{PSK}"\n')
+    secrets.chmod(0o600)  # vpngw refuses a key file others may read
     files = gateway_files(tmp_path, pki, key_kind)
     gw = VpnGw(tmp_path, *files, "--secrets", str(secrets), *extra)
     gateways.append(gw)
@@ -217,6 +218,7 @@ def test_client_certificate_of_another_ca(
 def eap_gateway(tmp: Path, pki: IkePki, *extra: str, host: str | None = None) -> VpnGw:
     users = tmp / "users"
     users.write_text(f'alice : EAP "{PASSWORD}"\n')
+    users.chmod(0o600)  # vpngw refuses a key file others may read
     return VpnGw(
         tmp,
         *gateway_files(tmp, pki),

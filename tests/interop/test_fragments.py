@@ -136,6 +136,7 @@ class NamespacedGateway:
         self.logfile = tmp / "vpngw.log"
         secrets = tmp / "secrets"
         secrets.write_text(f'* : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         twistd = Path(sys.executable).parent / "twistd"
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", ns, str(twistd), "-n", "--pidfile=",
@@ -301,6 +302,7 @@ class LoopbackGateway(NamespacedGateway):
         self.logfile = tmp / "vpngw.log"
         secrets = tmp / "secrets"
         secrets.write_text(f'* : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         twistd = Path(sys.executable).parent / "twistd"
         self.process = subprocess.Popen(
             [str(twistd), "-n", "--pidfile=", f"--logfile={self.logfile}", "vpngw", "--listen",

@@ -117,6 +117,7 @@ class Gateway:
         self.logfile = tmp / "vpngw.log"
         secrets = tmp / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         twistd = Path(sys.executable).parent / "twistd"
         self.process = subprocess.Popen(
             ["ip", "netns", "exec", ns, str(twistd), "-n", "--pidfile=",

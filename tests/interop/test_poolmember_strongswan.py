@@ -137,6 +137,7 @@ def test_strongswan_gateway_in_the_pool(tmp_path: Path) -> None:
 
         secrets = tmp_path / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         admin = 8500
         run(
             "vpngw", TWISTD, "-n", "--pidfile=", "vpngw", "--state-dir", str(tmp_path / "vpngw"),

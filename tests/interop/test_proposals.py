@@ -79,6 +79,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, C
     tmp = tmp_path_factory.mktemp("proposals")
     secrets = tmp / "any.secrets"
     secrets.write_text(f'* : "{PSK}"\n')  # every case identity (the last --secrets wins)
+    secrets.chmod(0o600)  # vpngw refuses a key file others may read
     gw = Gateway(tmp, "--secrets", str(secrets))
     try:
         with running(Charon(_conf(gw.host), retransmit_tries=2)) as charon:

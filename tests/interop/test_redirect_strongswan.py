@@ -69,6 +69,7 @@ class VpnGw:
         self.state = tmp / f"state-{host}"
         secrets = tmp / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         twistd = Path(sys.executable).parent / "twistd"
         self.process = subprocess.Popen(
             [

@@ -153,6 +153,7 @@ def test_strongswan_reaches_the_protected_host_through_vpngw(esp: str, version: 
         (www / "blob.bin").write_bytes(blob)
         secrets = work / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         admin = work / "admin.sock"
         twistd = str(Path(sys.executable).parent / "twistd")
         processes: list[Process] = []

@@ -130,6 +130,7 @@ class Gateway:
     ) -> None:
         secrets = work / "secrets"
         secrets.write_text(f'client@test : "{PSK}"\n')
+        secrets.chmod(0o600)  # vpngw refuses a key file others may read
         self.admin = work / f"admin-{name}.sock"
         self.token = work / f"state-{name}" / "admin.token"
         self.tun = f"vpngw{name}"

@@ -28,6 +28,7 @@ from twisted_rserpool._tap.coerce import atLeastOne, nonNegativeInt, positiveFlo
 from twisted_rserpool._tap.vpngw_auth import (
     AUTH_FLAGS,
     AUTH_PARAMETERS,
+    GENERATED_PSK_FILE,
     auth_config,
     check_auth,
     client_hint,
@@ -184,9 +185,11 @@ class Options(usage.Options):
             "s",
             None,
             "File of pre-shared keys, one 'client-identity : secret' per line ('*' for any "
-            'identity, "quoted" or 0xHEX secrets, # comments). Default: generate one key '
-            "for any identity and log it (unless --certificate and --client-auth other than "
-            "psk need no key).",
+            'identity, "quoted" or 0xHEX secrets, # comments; owner only: a file with any '
+            "group or other permission is refused). Default: generate one key for any "
+            f"identity into --state-dir's {GENERATED_PSK_FILE} (mode 0600, in this format) "
+            "and log that file's path, never the key (unless --certificate and "
+            "--client-auth other than psk need no key).",
         ],
         [
             "proposals",

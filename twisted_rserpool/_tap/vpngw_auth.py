@@ -87,7 +87,7 @@ AUTH_PARAMETERS: list[Any] = [
         None,
         None,
         "File of EAP-MSCHAPv2 users, one 'name : EAP \"password\"' per line, as strongSwan's "
-        "ipsec.secrets writes them (# comments).",
+        "ipsec.secrets writes them (# comments); owner only, as --secrets.",
     ],
     [
         "send-cert",

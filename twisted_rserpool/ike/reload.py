@@ -34,6 +34,7 @@ from twisted_rserpool.ike.codec import GatewayIdentity
 from twisted_rserpool.ike.config import Identity, IkeConfig, PskTable
 from twisted_rserpool.ike.endpoint import IkeEndpoint
 from twisted_rserpool.ike.redirect import StaticGateways, parse_gateway
+from twisted_rserpool.security.psk import readPrivateFile
 
 __all__ = [
     "GatewayReloader",
@@ -50,23 +51,25 @@ log = Logger()
 T = TypeVar("T")
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, secrets: str | None = None) -> bytes:
+    """The file's bytes; a file of ``secrets`` (their name, such as "the EAP passwords")
+    only if its owner alone may read and write it (``readPrivateFile``)."""
     try:
-        return Path(path).read_bytes()
+        return Path(path).read_bytes() if secrets is None else readPrivateFile(path, secrets)
     except OSError as e:
         raise ValueError(f"{path}: {e.strerror}") from None
 
 
-def _text(path: str) -> str:
+def _text(path: str, secrets: str | None = None) -> str:
     try:
-        return _read(path).decode("utf-8")
+        return _read(path, secrets).decode("utf-8")
     except UnicodeDecodeError as e:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at octet {e.start})") from None
 
 
-def _named(path: str, parse: Callable[[str], T]) -> T:
+def _named(path: str, parse: Callable[[str], T], secrets: str | None = None) -> T:
     """``parse(text of path)``; its ValueError prefixed with the path."""
-    text = _text(path)
+    text = _text(path, secrets)
     try:
         return parse(text)
     except ValueError as e:
@@ -74,13 +77,15 @@ def _named(path: str, parse: Callable[[str], T]) -> T:
 
 
 def loadSecrets(path: str) -> PskTable:
-    """The pre-shared keys of a ``--secrets`` file (``identity : secret`` lines)."""
-    return _named(path, PskTable.parse)
+    """The pre-shared keys of a ``--secrets`` file (``identity : secret`` lines), which
+    only its owner may read and write (mode 0600 or stricter)."""
+    return _named(path, PskTable.parse, "the pre-shared keys")
 
 
 def loadEapUsers(path: str) -> UsersFile:
-    """The users of an ``--eap-users`` file (``name : EAP "password"`` lines)."""
-    return _named(path, UsersFile.parse)
+    """The users of an ``--eap-users`` file (``name : EAP "password"`` lines), which only
+    its owner may read and write (mode 0600 or stricter)."""
+    return _named(path, UsersFile.parse, "the EAP passwords")
 
 
 def loadCredentials(

@@ -139,11 +139,13 @@ def parsePskText(text: str, path: str = "<string>") -> PskTable:
     return PskTable(keys, path)
 
 
-def loadPskFile(path: str | os.PathLike[str]) -> PskTable:
-    """Read a PSK file, refusing one that group or others may read or write.
+def readPrivateFile(path: str | os.PathLike[str], contents: str = "the pre-shared keys") -> bytes:
+    """The bytes of a file of secrets (``contents`` names them), refusing one that group or
+    others may read or write (as ``ssh`` refuses such a private key), one that is not a
+    regular file, and one larger than :data:`MAX_FILE_BYTES`.
 
-    Raises :class:`PskFileError` (a ValueError) for unsafe permissions or bad content,
-    and OSError when the file cannot be opened.
+    Raises :class:`PskFileError` (a ValueError naming the file) for those, and OSError when
+    the file cannot be opened.
     """
     name = os.fspath(path)
     with open(name, "rb") as f:
@@ -154,12 +156,23 @@ def loadPskFile(path: str | os.PathLike[str]) -> PskTable:
         if mode & 0o077:
             raise PskFileError(
                 name,
-                f"mode {mode:04o} lets group or others access the pre-shared keys; "
+                f"mode {mode:04o} lets group or others access {contents}; "
                 f"allow the owner only (chmod 600 {name})",
             )
         data = f.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise PskFileError(name, f"larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def loadPskFile(path: str | os.PathLike[str]) -> PskTable:
+    """Read a PSK file, refusing one that group or others may read or write.
+
+    Raises :class:`PskFileError` (a ValueError) for unsafe permissions or bad content,
+    and OSError when the file cannot be opened.
+    """
+    name = os.fspath(path)
+    data = readPrivateFile(name)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
