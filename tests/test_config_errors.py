@@ -33,7 +33,7 @@ def _twistd(directory: Path, *arguments: str) -> subprocess.CompletedProcess[str
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     """A directory with PSK, vpngw secrets and EAP users files that others may read, a
-    certificate and its key."""
+    redirect targets file with a bad line, a certificate and its key."""
     unsafe = tmp_path / "unsafe.psk"
     unsafe.write_text(f"pe:{PE_KEY.hex()}\n")
     os.chmod(unsafe, 0o644)
@@ -41,6 +41,7 @@ def files(tmp_path: Path) -> Path:
     os.chmod(tmp_path / "unsafe.secrets", 0o644)
     (tmp_path / "unsafe.users").write_text('alice : EAP "alice-password"\n')
     os.chmod(tmp_path / "unsafe.users", 0o640)
+    (tmp_path / "targets.bad").write_text("vpn1.example=2\ngarbage\n")
     createSelfSignedCertificate(str(tmp_path / "server.pem"), str(tmp_path / "server.key"))
     return tmp_path
 
@@ -98,6 +99,12 @@ CASES = [
         ],
         "--eap-users",
         "mode 0640 lets group or others access the EAP passwords",
+    ),
+    (["vpngw", "--redirect-to", "::::"], "--redirect-to", "'::::' is not an IPv6 address"),
+    (
+        ["vpngw", "--redirect-targets", "targets.bad"],
+        "--redirect-targets",
+        "targets.bad: line 2: 'garbage' is neither an IP address nor a DNS name: a bare word",
     ),
     (
         ["vpngw", "--certificate", "/nonexistent/gw.pem", "--private-key", "server.key"],

@@ -161,6 +161,11 @@ def test_secrets_and_redirect_targets_are_reloaded(tmp_path: Path) -> None:
     )
     assert any("pre-shared keys" in k and f"{secrets}: line 1" in k for k in kept)
 
+    targets.write_text("vpn9.example\ngarbage\n")  # a word that is no host name
+    lines, _ = reload(reloader)
+    assert [str(g) for g in policy.source.gateways()] == ["127.0.0.7", "127.0.0.8", "vpn3.example"]
+    assert [line for line in lines if f"redirect targets: {targets}: line 2: 'garbage'" in line]
+
 
 def test_secrets_others_may_read_are_kept_out(tmp_path: Path) -> None:
     """A --secrets or --eap-users file that became readable by group or others is not read
@@ -222,7 +227,7 @@ POOL = ("--redirect-pool", "p", "--redirect-pool-enrp", "tcp:h:1")
         (("--redirect-targets", "/no/targets"), "--redirect-targets: /no/targets: No such file"),
         (("--redirect-targets", "{targets}", "--redirect-to", "127.0.0.7"), "give one of"),
         (("--redirect-targets", "{targets}", *POOL), "give one of"),
-        (("--redirect-targets", "{bad}"), "--redirect-targets: .*bad: the weight of x.example"),
+        (("--redirect-targets", "{bad}"), "--redirect-targets: .*bad: line 1: the weight of x"),
     ],
 )
 def test_redirect_targets_option_problems(

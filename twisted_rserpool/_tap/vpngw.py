@@ -295,8 +295,9 @@ class Options(usage.Options):
             "redirect-to",
             None,
             None,
-            "Gateways redirected clients go to (RFC 5685): IPv4 or IPv6 addresses or FQDNs, "
-            "comma separated, taken in turn; 'gw=3' gives a gateway a weight of 3.",
+            "Gateways redirected clients go to (RFC 5685): IPv4 or IPv6 addresses or fully "
+            "qualified DNS names (letters, digits and hyphens, at least one dot; localhost "
+            "too), comma separated, taken in turn; 'gw=3' gives a gateway a weight of 3.",
         ],
         [
             "redirect-targets",
@@ -464,10 +465,16 @@ class Options(usage.Options):
             raise usage.UsageError("--childless must be 'allow' or 'never'")
         try:
             self["targets"] = parseTargets(self["redirect-to"] or "")
-            self["anycast_addresses"] = _addresses(self["anycast"] or "")
+        except ValueError as e:
+            raise usage.UsageError(f"--redirect-to: {e}") from None
+        try:
             self["unicast_gateway"] = (
                 parse_gateway(self["unicast"]) if self["unicast"] is not None else None
             )
+        except ValueError as e:
+            raise usage.UsageError(f"--unicast: {e}") from None
+        try:
+            self["anycast_addresses"] = _addresses(self["anycast"] or "")
             self["from_allowed"] = (
                 _addresses(self["redirected-from-allowed"])
                 if self["redirected-from-allowed"] is not None

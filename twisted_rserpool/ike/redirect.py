@@ -15,6 +15,7 @@ interface.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -38,8 +39,24 @@ __all__ = [
 Address = tuple[str, int]
 
 
+#: The longest DNS name in text, without the root's trailing dot (RFC 1035 section 2.3.4:
+#: 255 octets on the wire).
+MAX_NAME_LENGTH = 253
+#: An RFC 1123 host name label: letters, digits and hyphens, not a hyphen at either end,
+#: 1 to 63 characters.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
 def parse_gateway(text: str) -> GatewayIdentity:
-    """A gateway identity written as an IPv4 or IPv6 address or an FQDN."""
+    """A gateway identity written as an IPv4 or IPv6 address or a DNS host name.
+
+    A name follows RFC 1123's host name syntax (labels of letters, digits and hyphens, no
+    hyphen at either end, 1 to 63 characters each, at most :data:`MAX_NAME_LENGTH` in all,
+    a trailing dot dropped). It must be fully qualified, with at least one dot: a bare word
+    is refused as a likely slip (``localhost`` excepted); and its last label may not be all
+    digits, so a mistyped address such as ``10.0.0.256`` is not taken for a name. Anything
+    with a colon must be an IPv6 address. ValueError says why a text is refused.
+    """
     text = text.strip()
     if not text:
         raise ValueError("empty gateway identity")
@@ -47,10 +64,34 @@ def parse_gateway(text: str) -> GatewayIdentity:
         return ipaddress.ip_address(text)
     except ValueError:
         pass
-    name = text.rstrip(".")
-    if not name or len(name) > 255 or not all(0x21 <= ord(c) < 0x7F for c in name):
-        raise ValueError(f"{text!r} is neither an IP address nor an ASCII FQDN")
+    if ":" in text:
+        raise ValueError(f"{text!r} is not an IPv6 address")
+    name = text[:-1] if text.endswith(".") else text
+    problem = _nameProblem(name)
+    if problem is not None:
+        raise ValueError(f"{text!r} is neither an IP address nor a DNS name: {problem}")
     return name
+
+
+def _nameProblem(name: str) -> str | None:
+    """Why ``name`` is no fully qualified host name (see :func:`parse_gateway`), or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return f"longer than {MAX_NAME_LENGTH} characters"
+    labels = name.split(".")
+    for label in labels:
+        if not label:
+            return "an empty label (two dots in a row, or a dot first)"
+        if len(label) > 63:
+            return f"a label of {len(label)} characters (at most 63)"
+        if not _LABEL.match(label):
+            if label.startswith("-") or label.endswith("-"):
+                return f"the label {label!r} starts or ends with a hyphen"
+            return f"the label {label!r} has a character other than letters, digits and hyphens"
+    if len(labels) == 1 and name.lower() != "localhost":
+        return "a bare word; give a fully qualified name such as vpn.example.org"
+    if labels[-1].isdigit():
+        return "its last label is all digits (an IPv4 address has four numbers up to 255)"
+    return None
 
 
 def format_gateway(gateway: GatewayIdentity) -> str:

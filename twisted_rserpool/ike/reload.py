@@ -115,32 +115,50 @@ def loadTrust(path: str) -> TrustAnchors:
         raise ValueError(f"{path}: {e}") from None
 
 
-def parseTargets(text: str) -> tuple[list[GatewayIdentity], list[int] | None]:
+def parseTargets(
+    text: str, *, numbered: bool = False
+) -> tuple[list[GatewayIdentity], list[int] | None]:
     """Redirect targets ``gw[=weight]``, separated by commas or lines (``#`` comments), as
-    gateways and weights (None when no weight is given)."""
+    gateways and weights (None when no weight is given). A gateway is an IP address or a
+    fully qualified DNS name (:func:`~twisted_rserpool.ike.redirect.parse_gateway`); with
+    ``numbered`` a ValueError names the line (``line 3: ...``), as for a file."""
     gateways: list[GatewayIdentity] = []
     weights: list[int] = []
     weighted = False
-    for line in text.splitlines():
+    for number, line in enumerate(text.splitlines(), start=1):
         for raw in line.split("#", 1)[0].split(","):
             item = raw.strip()
             if not item:
                 continue
-            name, sep, weight = item.rpartition("=") if "=" in item else (item, "", "1")
-            weighted = weighted or bool(sep)
-            gateways.append(parse_gateway(name.strip()))
             try:
-                weights.append(int(weight))
-            except ValueError:
-                raise ValueError(f"the weight of {name.strip()} is not a number") from None
-            if weights[-1] <= 0:
-                raise ValueError(f"the weight of {name.strip()} must be positive")
+                gateway, weight = _target(item)
+            except ValueError as e:
+                raise ValueError(f"line {number}: {e}" if numbered else str(e)) from None
+            weighted = weighted or weight is not None
+            gateways.append(gateway)
+            weights.append(1 if weight is None else weight)
     return gateways, weights if weighted else None
 
 
+def _target(item: str) -> tuple[GatewayIdentity, int | None]:
+    """One ``gw[=weight]`` item: the gateway and its weight (None if not given)."""
+    if "=" not in item:
+        return parse_gateway(item), None
+    name, _, weightText = item.rpartition("=")
+    gateway = parse_gateway(name)
+    try:
+        weight = int(weightText)
+    except ValueError:
+        raise ValueError(f"the weight of {name.strip()} is not a number") from None
+    if weight <= 0:
+        raise ValueError(f"the weight of {name.strip()} must be positive")
+    return gateway, weight
+
+
 def loadTargets(path: str) -> tuple[list[GatewayIdentity], list[int] | None]:
-    """The redirect targets of a ``--redirect-targets`` file (see :func:`parseTargets`)."""
-    return _named(path, parseTargets)
+    """The redirect targets of a ``--redirect-targets`` file (see :func:`parseTargets`);
+    a ValueError names the file and the line."""
+    return _named(path, lambda text: parseTargets(text, numbered=True))
 
 
 def _pskIdentities(table: PskTable) -> dict[str, bytes]:
