@@ -6,6 +6,7 @@
   were added or removed and which got a new key; never a key.
 - :func:`logKept`: one line for a file that could not be used, whose previous contents
   stay in force.
+- :func:`rereadPskFile`: a PSK file read again, or ``None`` (logged) to keep the keys.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ from typing import Any, Protocol
 from twisted.application.service import Service
 from twisted.logger import Logger
 
-__all__ = ["ReloadOnSignal", "Reloading", "keyChanges", "logKept", "logKeysChanged"]
+from twisted_rserpool.security.psk import PskTable, loadPskFile
+
+__all__ = [
+    "ReloadOnSignal",
+    "Reloading",
+    "keyChanges",
+    "logKept",
+    "logKeysChanged",
+    "rereadPskFile",
+]
 
 log = Logger()
 
@@ -96,3 +106,13 @@ def logKeysChanged(
 def logKept(what: str, reason: str) -> None:
     """Log in one line that ``what`` stays as it was, because of ``reason``."""
     log.error("Reload: kept the previous {what}: {error}", what=what, error=reason)
+
+
+def rereadPskFile(path: str) -> PskTable | None:
+    """The keys of the PSK file at ``path``, read again; ``None`` if it cannot be used (a
+    missing file, a mode others may read, a bad line), logged with :func:`logKept`."""
+    try:
+        return loadPskFile(path)
+    except (OSError, ValueError) as e:
+        logKept("pre-shared keys", f"{path}: {e.strerror}" if isinstance(e, OSError) else str(e))
+        return None

@@ -400,6 +400,7 @@ class TlsPskClientParser:
                 minimumVersion=minimum,
                 maximumVersion=maximum,
                 allowPlainPsk=allowPlainPsk,
+                pskFile=keys.path,
             )
         elif caFile is not None:
             if "identity" in options:

@@ -124,3 +124,46 @@ class PoolMemberProcessTests(TestCase):
         assert log.count("cannot read the load") == 1  # throttled
         assert "the load is readable again after" in log
         assert "Traceback" not in log
+
+    async def test_sighup_reloads(self) -> None:
+        """SIGHUP (a systemd reload) neither stops nor deregisters the member: it reads the
+        PSK file of --enrp again (one line, no key) and the load at once, long before the
+        next --load-interval."""
+        load = self.directory / "load"
+        load.write_text("2\n")
+        enrp = self.server.peEndpoint()
+        pskFile = Path(enrp.rpartition("pskFile=")[2])
+        self.member = PoolMemberProcess(
+            self.directory,
+            "--pool", "gw", "--transport", "udp:127.0.0.1:4500", "--enrp", enrp,
+            "--load-file", str(load), "--load-capacity", "8", "--load-interval", "600",
+            "--load-threshold", "0",
+        )  # fmt: skip
+        self.addCleanup(self.member.stop)
+        await self.until("the member's registration", lambda: len(members(self.server)) == 1)
+        (registered,) = members(self.server)
+        assert registered["policy"]["load"] == scaledLoad(0.25)
+
+        load.write_text("4\n")
+        self.member.process.send_signal(signal.SIGHUP)
+        await self.until(
+            "the load read at once",
+            lambda: [m["policy"]["load"] for m in members(self.server)] == [scaledLoad(0.5)],
+        )
+        await self.until("the reload line", lambda: "identities in use" in readLog(self.member.log))
+        self.member.process.send_signal(signal.SIGHUP)  # a second one: still not fatal
+        await self.until(
+            "the second reload", lambda: readLog(self.member.log).count("identities in use") == 2
+        )
+        assert self.member.process.poll() is None
+        (still,) = members(self.server)
+        assert still["pe_identifier"] == registered["pe_identifier"]
+        log = readLog(self.member.log)
+        assert "SIGHUP: reloading the pre-shared keys and the load" in log
+        assert (
+            f"Reload: {pskFile}: 1 identities in use; added none, removed none, new key for none"
+        ) in log
+        assert pskFile.read_text().split(":")[-1].strip() not in log  # never the key
+        assert "Traceback" not in log
+        assert self.member.stop() == -signal.SIGTERM
+        assert members(self.server) == []

@@ -96,6 +96,12 @@ def test_policies() -> None:
             parsePolicy(bad)
 
 
+def memberRegistration(service: object) -> MemberRegistration:
+    """The registration among the services ``twistd poolmember`` runs (and its reload)."""
+    (registration,) = [c for c in service if isinstance(c, MemberRegistration)]  # type: ignore[attr-defined]
+    return registration
+
+
 def parse(*args: str) -> poolmember.Options:
     options = commandOptions("poolmember", poolmember.Options)()
     options.parseOptions(["--pool", "gw", "--enrp", ENRP, *args])  # type: ignore[no-untyped-call]
@@ -150,8 +156,7 @@ def test_sources(args: tuple[str, ...], source: type) -> None:
     """Each --load-* option gives its source; the element registers the transport
     without listening."""
     options = parse("--transport", "udp:192.0.2.5:500", *args)
-    registration = poolmember.makeService(options, memoryReactor())
-    assert isinstance(registration, MemberRegistration)
+    registration = memberRegistration(poolmember.makeService(options, memoryReactor()))
     assert isinstance(registration.source, source)
     assert registration.element.userTransport == UdpTransport(500, ip_address("192.0.2.5"))
     if source is CommandLoad:
@@ -178,7 +183,7 @@ def test_registrations_in_tshark(tmp_path: Path) -> None:
     member = parse(
         "--transport", "udp:192.0.2.5:4500", "--load", "0.25", "--pe-identifier", "0x1234"
     )  # fmt: skip
-    sidecar = poolmember.makeService(member, memoryReactor())
+    sidecar = memberRegistration(poolmember.makeService(member, memoryReactor()))
     gateway = vpngw.makeService(
         _vpngw(
             tmp_path, "--listen", "192.0.2.7", "--port", "500", "--pool", "gw", "--pool-enrp", ENRP

@@ -5,7 +5,18 @@ Each raises ValueError with a short reason; the commands' option parser names th
 
 from __future__ import annotations
 
-__all__ = ["atLeastOne", "nonNegativeFloat", "nonNegativeInt", "positiveFloat", "share"]
+from typing import Any
+
+from twisted.python import usage
+
+__all__ = [
+    "atLeastOne",
+    "endpointFromString",
+    "nonNegativeFloat",
+    "nonNegativeInt",
+    "positiveFloat",
+    "share",
+]
 
 
 def positiveFloat(value: str) -> float:
@@ -46,3 +57,15 @@ def share(value: str) -> float:
     if not 0.0 <= number <= 1.0:
         raise ValueError("must be a share of full load, 0 to 1")
     return number
+
+
+def endpointFromString(parse: Any, reactor: Any, description: str, option: str) -> Any:
+    """The endpoint ``description`` names (``parse`` is ``serverFromString`` or
+    ``clientFromString``); a bad string or file: UsageError naming ``option``."""
+    try:
+        return parse(reactor, description)
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise usage.UsageError(f"{option}: {where}{e.strerror or e}") from None
+    except ValueError as e:  # also PskFileError and the endpoint parsers' errors
+        raise usage.UsageError(f"{option}: {e}") from None

@@ -15,6 +15,7 @@ from twisted.python import usage
 
 from twisted_rserpool._tap.admin import TOKEN_FILE_OPTION, adminService
 from twisted_rserpool._tap.classes import namedSubclass
+from twisted_rserpool._tap.coerce import endpointFromString
 from twisted_rserpool.enrp.bindings import (
     BindingFileError,
     FileBindingStore,
@@ -652,17 +653,17 @@ def makeService(
     listeners: list[Any] = []
     for description in descriptions:
         listeners.append(
-            _fromString(serverFromString, reactor, description, _option(options, "asap"))
+            endpointFromString(serverFromString, reactor, description, _option(options, "asap"))
         )
         server.listenASAP(listeners[-1])
     if peering is not None and enrpPskFile is not None:
         for description in options.enrpListeners(enrpPskFile):
             listeners.append(
-                _fromString(serverFromString, reactor, description, _option(options, "enrp"))
+                endpointFromString(serverFromString, reactor, description, _option(options, "enrp"))
             )
             server.listenENRP(listeners[-1])
         for description in options["peer"]:
-            server.addPeer(_fromString(clientFromString, reactor, description, "--peer"))
+            server.addPeer(endpointFromString(clientFromString, reactor, description, "--peer"))
         log.info(
             "ENRP peering: {listeners} listener(s), {peers} configured peer(s), outgoing "
             "identity {identity!r}",
@@ -698,17 +699,6 @@ def _option(options: Options, name: str) -> str:
     if name == "asap":
         return "--psk-file/--certificate"
     return "--enrp-psk-file/--psk-file"
-
-
-def _fromString(parse: Any, reactor: Any, description: str, option: str) -> Any:
-    """The endpoint ``description`` names; a bad string or file: UsageError naming ``option``."""
-    try:
-        return parse(reactor, description)
-    except OSError as e:
-        where = f"{e.filename}: " if e.filename else ""
-        raise usage.UsageError(f"{option}: {where}{e.strerror or e}") from None
-    except ValueError as e:  # also PskFileError and the endpoint parsers' errors
-        raise usage.UsageError(f"{option}: {e}") from None
 
 
 def _reloadService(

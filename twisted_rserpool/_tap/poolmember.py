@@ -9,7 +9,8 @@ The load is read every ``--load-interval`` seconds from one of ``--load-command`
 ``--load-file``, ``--load-url`` or ``--load-vici``, divided by ``--load-capacity`` and
 registered (re-registered only when it moved by ``--load-threshold``). Failed readings
 keep the last load; ``--max-load-failures`` of them in a row deregister the member until
-its load can be read again (docs/poolmember.md).
+its load can be read again. SIGHUP reads the PSK files of the ``--enrp`` strings again
+and the load at once (docs/poolmember.md).
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ import shlex
 import shutil
 from typing import Any, ClassVar
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from twisted_rserpool._tap.coerce import nonNegativeFloat, nonNegativeInt, positiveFloat, share
+from twisted_rserpool._tap.coerce import (
+    endpointFromString,
+    nonNegativeFloat,
+    nonNegativeInt,
+    positiveFloat,
+    share,
+)
 from twisted_rserpool.poolmember.description import (
     POLICY_NAMES,
     carriesLoad,
@@ -248,19 +255,28 @@ def loadSource(options: Options, reactor: Any) -> ILoadSource:
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:
-    """The member's registration: a pool element without a listener, kept current."""
+    """The member's registration (a pool element without a listener, kept current) and
+    its SIGHUP reload (the PSK files of the --enrp endpoints, and the load at once)."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor  # noqa: PLC0415 (lazy)
 
         reactor = default_reactor
+    from twisted.internet.endpoints import clientFromString  # noqa: PLC0415 (lazy)
+
+    from twisted_rserpool._reload import ReloadOnSignal  # noqa: PLC0415
     from twisted_rserpool.asap.element import PoolElement  # noqa: PLC0415 (lazy)
     from twisted_rserpool.poolmember.registration import MemberRegistration  # noqa: PLC0415
+    from twisted_rserpool.poolmember.reload import MemberReloader, pskCreators  # noqa: PLC0415
 
+    servers = [
+        endpointFromString(clientFromString, reactor, description, "--enrp")
+        for description in options["enrp"]
+    ]
     policy = options["selection_policy"]
     element = PoolElement(
         options["pool"].encode("utf-8"),
         None,
-        options["enrp"],
+        servers,
         None,
         userTransport=options["user_transport"],
         policy=policy,
@@ -289,4 +305,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         policy=options["policy"],
         source=repr(registration.source),
     )
-    return registration
+    top = MultiService()  # type: ignore[no-untyped-call]
+    registration.setServiceParent(top)  # type: ignore[no-untyped-call]
+    reloader = MemberReloader(registration, pskCreators(servers))
+    hangUp = ReloadOnSignal(reloader, reactor, "the pre-shared keys and the load")
+    hangUp.setServiceParent(top)  # type: ignore[no-untyped-call]
+    return top

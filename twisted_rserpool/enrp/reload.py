@@ -16,9 +16,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from twisted_rserpool._reload import ReloadOnSignal, logKept, logKeysChanged
+from twisted_rserpool._reload import ReloadOnSignal, logKept, logKeysChanged, rereadPskFile
 from twisted_rserpool.security.authorization import AuthorizationPolicy, PolicyError
-from twisted_rserpool.security.psk import PskTable, loadPskFile
+from twisted_rserpool.security.psk import PskTable
 from twisted_rserpool.security.tls import TlsServerCreator
 
 __all__ = ["ReloadOnSignal", "Reloader"]
@@ -68,12 +68,9 @@ class Reloader:
                 )
 
     def _loadPsk(self, path: str, old: Any) -> PskTable | None:
-        try:
-            table = loadPskFile(path)
-        except (OSError, ValueError) as e:
+        table = rereadPskFile(path)
+        if table is None:
             self.failures += 1
-            reason = f"{path}: {e.strerror}" if isinstance(e, OSError) else str(e)
-            logKept("pre-shared keys", reason)
             return None
         logKeysChanged(str(Path(path)), dict(old) if old is not None else {}, table)
         return table

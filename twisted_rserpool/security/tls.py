@@ -457,10 +457,13 @@ class PskClientCreator:
         minimumVersion: TlsVersion = "1.2",
         maximumVersion: TlsVersion = "1.3",
         allowPlainPsk: bool = False,
+        pskFile: str | None = None,
     ) -> None:
         self.identity = checkIdentity(identity)
         self._identityBytes = identity.encode("utf-8")
         self._key = checkKey(bytes(key))
+        #: The PSK file the key came from, if any (what a reload reads again).
+        self.pskFile = pskFile
         self._connections = _ConnectionRegistry()
         context = _newContext(minimumVersion, maximumVersion)
         context.set_cipher_list(_tls12PskCiphers(allowPlainPsk).encode("ascii"))
@@ -471,6 +474,15 @@ class PskClientCreator:
 
     def __repr__(self) -> str:
         return f"<PskClientCreator identity={self.identity!r}>"
+
+    @property
+    def key(self) -> bytes:
+        """The key the next handshakes offer."""
+        return self._key
+
+    def replaceKey(self, key: bytes) -> None:
+        """Offer ``key`` from the next handshake on (a reload; open connections stay)."""
+        self._key = checkKey(bytes(key))
 
     def _choose(self, pointer: int, hint: bytes | None) -> tuple[bytes, bytes] | None:
         connection = self._connections.find(pointer)
