@@ -5,15 +5,14 @@ debug line at the server, while a failed handshake is still a warning."""
 from __future__ import annotations
 
 from ipaddress import ip_address
-from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, clientFromString
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import TestCase
-from zope.interface import implementer, provider
+from zope.interface import implementer
 
 from tests.asap.support import FAST, credentials, reactor, sleep, startServer, waitFor
 from twisted_rserpool.asap import PoolElement, PoolUser
@@ -35,14 +34,7 @@ class CleanCloseTests(TestCase):
     timeout = 20
 
     def setUp(self) -> None:
-        self.events: list[dict[str, Any]] = []
-
-        @provider(ILogObserver)
-        def observe(event: dict[str, Any]) -> None:
-            self.events.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.events = self.enterContext(capturedLogs())
 
     def lines(self, level: LogLevel, text: str) -> list[str]:
         """The logged lines at ``level`` or above that mention ``text``."""
