@@ -31,6 +31,7 @@ command -v conntrack >/dev/null 2>&1 || need_apt+=(conntrack)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # tests/enrp/test_attack_tls.py: openssl s_client, a TLS-PSK client we did not write.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # tests/test_operator_examples.py verifies the sample units
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
