@@ -76,10 +76,6 @@ POOL = b"echo"
 #: What an operator should never read in a log line.
 UNREADABLE = re.compile(r"object at 0x| at 0x[0-9a-f]{6,}>|\bb'|\bb\"")
 NOISE = ("Starting factory", "Stopping factory", "Starting protocol", "Stopping protocol")
-#: enrp/registrar.py still logs pool handles as bytes: its own helper changes it (the patch is
-#: /work/coord/h7-registrar-pool-text.patch). Its lines are checked by the strict xfail below;
-#: once it lands, delete this, the xfail marker and the two exclusions that name it.
-PENDING_REGISTRAR = "twisted_rserpool.enrp.registrar"
 
 
 def unreadable(events: list[dict[str, Any]]) -> list[str]:
@@ -339,7 +335,6 @@ def test_registration_core_tells_renewals() -> None:
     assert not renewal()
 
 
-@pytest.mark.xfail(strict=True, reason="enrp/registrar.py logs pool handles as bytes")
 def test_registrar_logs_pool_handles_as_text() -> None:
     """The registrar's lines (registered, re-registered unchanged, deregistered, refused)
     show the pool handle as text."""
@@ -390,7 +385,7 @@ class InProcessTests(TestCase):
             client.transport.loseConnection()
             await element.stopService()
             await sleep(0.1)
-        found = unreadable([e for e in events if e.get("log_namespace") != PENDING_REGISTRAR])
+        found = unreadable(events)
         assert not found, "\n".join(found)
 
         def lines(pattern: str, level: LogLevel) -> list[dict[str, Any]]:
@@ -452,5 +447,4 @@ class ProcessTests(TestCase):
         assert "Server Shut Down." in text, text
         for noise in NOISE:
             assert noise not in text, text
-        lines = [line for line in text.splitlines() if f"[{PENDING_REGISTRAR}#" not in line]
-        assert [line for line in lines if UNREADABLE.search(line)] == []
+        assert [line for line in text.splitlines() if UNREADABLE.search(line)] == []

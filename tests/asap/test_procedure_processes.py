@@ -141,7 +141,7 @@ class ProcedureTests(TestCase):
         # Granted at least four times (the server logs unchanged re-registrations at debug).
         await waitFor(lambda: pe.counters["registrations_granted"] >= 4, timeout=20)
         text = enrp.log.read_text()
-        assert f"PE 0x{pe.peIdentifier:08x} of pool b'echo' removed" not in text
+        assert f"PE 0x{pe.peIdentifier:08x} of pool echo removed" not in text
         assert "registration expired" not in text
         # Re-registering every ~1.5 s, the PE may be between request and response right now.
         await waitFor(lambda: pe.registered, timeout=5)
@@ -156,7 +156,7 @@ class ProcedureTests(TestCase):
         await waitFor(lambda: len(_registrations(enrp.log, pe.peIdentifier)) == 1)
         os.kill(pe.process.pid, signal.SIGSTOP)
         try:
-            removed = f"PE 0x{pe.peIdentifier:08x} of pool b'echo' removed: keep-alive timeout"
+            removed = f"PE 0x{pe.peIdentifier:08x} of pool echo removed: keep-alive timeout"
             await waitFor(lambda: removed in enrp.log.read_text(), timeout=10)
         finally:
             os.kill(pe.process.pid, signal.SIGCONT)

@@ -140,7 +140,7 @@ class OpenSslClientTests(SynchronousTestCase):
         """An s_client run that authenticates as ``pe`` and whose registration is accepted."""
         run = self.sClient(pe, *options, port=port)
         assert run.returncode == 0, run.output
-        self.waitForLog(rf"Registered PE 0x{pe:08x} in pool b'echo' for \S+ \(pe\)")
+        self.waitForLog(rf"Registered PE 0x{pe:08x} in pool echo for \S+ \(pe\)")
         return run
 
     def test_defaultSuitesGetPsk(self) -> None:

@@ -19,6 +19,7 @@ from typing import TypeAlias
 from twisted.logger import Logger, LogLevel
 
 from twisted_rserpool.deadline import DeadlineQueue
+from twisted_rserpool.describe import handleText
 from twisted_rserpool.handlespace import (
     Handlespace,
     HandlespaceError,
@@ -378,9 +379,9 @@ class Registrar:
             registered = self._registered.get(key)
             if registered is not None and registered.connection == number:
                 log.info(
-                    "Removing PE 0x{pe:08x} of pool {pool!r}: its ASAP connection {peer} closed",
+                    "Removing PE 0x{pe:08x} of pool {pool}: its ASAP connection {peer} closed",
                     pe=key[1],
-                    pool=key[0],
+                    pool=handleText(key[0]),
                     peer=state.describe(),
                 )
                 self.counters["removed_connection_lost"] += 1
@@ -475,9 +476,9 @@ class Registrar:
     ) -> None:
         self.counters[f"registrations_refused_{CauseCode(cause).name.lower()}"] += 1
         log.warn(
-            "Registration of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+            "Registration of PE 0x{pe:08x} in pool {pool} from {peer} refused: {reason}",
             pe=message.pool_element.pe_identifier,
-            pool=message.pool_handle,
+            pool=handleText(message.pool_handle),
             peer=state.describe(),
             identity=state.identity,
             cause=CauseCode(cause).name,
@@ -577,11 +578,11 @@ class Registrar:
         self.counters["registrations"] += 1
         log.emit(
             LogLevel.debug if unchanged else LogLevel.info,
-            "Re-registered PE 0x{pe:08x} in pool {pool!r} for {peer} unchanged"
+            "Re-registered PE 0x{pe:08x} in pool {pool} for {peer} unchanged"
             if unchanged
-            else "Registered PE 0x{pe:08x} in pool {pool!r} for {peer} (life {life} s)",
+            else "Registered PE 0x{pe:08x} in pool {pool} for {peer} (life {life} s)",
             pe=element.pe_identifier,
-            pool=handle,
+            pool=handleText(handle),
             peer=state.describe(),
             identity=state.identity,
             life=life,
@@ -642,10 +643,10 @@ class Registrar:
         if owner is not None and owner != state.identity:
             self.counters["registrations_refused_not_owner"] += 1
             log.warn(
-                "PE 0x{pe:08x} in pool {pool!r} is owned by {owner!r}: registration by"
+                "PE 0x{pe:08x} in pool {pool} is owned by {owner!r}: registration by"
                 " {claimant!r} from {peer} refused",
                 pe=pe,
-                pool=handle,
+                pool=handleText(handle),
                 owner=owner,
                 claimant=state.identity,
                 peer=state.describe(),
@@ -764,17 +765,17 @@ class Registrar:
                 self.handlespace.deregister(handle, pe, identity=state.identity)
                 self.counters["deregistrations"] += 1
                 log.info(
-                    "Deregistered PE 0x{pe:08x} of pool {pool!r} for {peer}",
+                    "Deregistered PE 0x{pe:08x} of pool {pool} for {peer}",
                     pe=pe,
-                    pool=handle,
+                    pool=handleText(handle),
                     peer=state.describe(),
                 )
         if error is not None:
             self.counters["deregistrations_refused"] += 1
             log.warn(
-                "Deregistration of PE 0x{pe:08x} in pool {pool!r} from {peer} refused: {reason}",
+                "Deregistration of PE 0x{pe:08x} in pool {pool} from {peer} refused: {reason}",
                 pe=pe,
-                pool=handle,
+                pool=handleText(handle),
                 peer=state.describe(),
                 identity=state.identity,
                 reason=reason,
@@ -799,8 +800,8 @@ class Registrar:
         if not self.allowResolution(state, handle):
             self.counters["resolutions_refused"] += 1
             log.warn(
-                "Handle resolution of {pool!r} from {peer} refused",
-                pool=handle,
+                "Handle resolution of {pool} from {peer} refused",
+                pool=handleText(handle),
                 peer=state.describe(),
             )
             self._send(
@@ -1007,10 +1008,10 @@ class Registrar:
         if reached:
             self.counters["unreachable_threshold_reached"] += 1
             log.info(
-                "PE 0x{pe:08x} of pool {pool!r}: {count} unreachable reports (MAX-BAD-PE-REPORT"
+                "PE 0x{pe:08x} of pool {pool}: {count} unreachable reports (MAX-BAD-PE-REPORT"
                 " {limit}), probing it; it stays if it answers",
                 pe=key[1],
-                pool=key[0],
+                pool=handleText(key[0]),
                 count=result.count,
                 limit=self.config.max_bad_pe_report,
             )
@@ -1041,10 +1042,10 @@ class Registrar:
         state.unreachable_refused += 1
         if state.unreachable_refused == 1:
             log.warn(
-                "ASAP_ENDPOINT_UNREACHABLE for PE 0x{pe:08x} of pool {pool!r} from {peer}"
+                "ASAP_ENDPOINT_UNREACHABLE for PE 0x{pe:08x} of pool {pool} from {peer}"
                 " refused: {reason} (further refusals on this connection are only counted)",
                 pe=key[1],
-                pool=key[0],
+                pool=handleText(key[0]),
                 peer=state.describe(),
                 identity=state.identity,
                 cause=CauseCode.REJECTED_DUE_TO_SECURITY_CONSIDERATIONS.name,
@@ -1076,9 +1077,9 @@ class Registrar:
             if isinstance(event, PoolElementRemoved):
                 self.counters[f"removed_{event.reason.name.lower()}"] += 1
                 log.info(
-                    "PE 0x{pe:08x} of pool {pool!r} removed: {reason}",
+                    "PE 0x{pe:08x} of pool {pool} removed: {reason}",
                     pe=event.element.pe_identifier,
-                    pool=event.pool_handle,
+                    pool=handleText(event.pool_handle),
                     reason=event.reason.value,
                 )
         for key in list(self._keep_alive_due.pop_due(now)):
