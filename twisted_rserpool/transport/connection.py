@@ -44,7 +44,6 @@ through the checked decoder instead, with the same events and bytes.
 from __future__ import annotations
 
 import struct
-from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 from operator import itemgetter
@@ -84,6 +83,11 @@ __all__ = [
 
 _U32_MAX = 0xFFFFFFFF
 _HEARTBEAT_INFO = struct.Struct("!Q")
+#: HEARTBEATs remembered for the answers they confirm (older ones' answers count as lost).
+_HEARTBEAT_MARKS = 8
+#: Entries acknowledged before a queue's head are dropped once there are this many and
+#: they are at least half the list.
+_COMPACT = 32
 _new = tuple.__new__
 _user_data = itemgetter(1)
 
@@ -175,6 +179,37 @@ class MappingConnection:
     (the default) decodes DATA and ACK chunks on the codec's fast path.
     """
 
+    # A server holds one per connection, thousands of them: no instance dictionary.
+    __slots__ = (
+        "_answers_read",
+        "_answers_written",
+        "_data_marks",
+        "_decoder",
+        "_encoder",
+        "_feed_step",
+        "_header_length",
+        "_heartbeat_marks",
+        "_heartbeat_sent_at",
+        "_heartbeats_sent",
+        "_last_received",
+        "_max_unacknowledged",
+        "_max_user_data",
+        "_next_to_acknowledge",
+        "_outgoing",
+        "_peer_has_tsn",
+        "_peer_header_length",
+        "_probe",
+        "_reading_paused",
+        "_state",
+        "_unacknowledged",
+        "_unacknowledged_bytes",
+        "_unacknowledged_head",
+        "_undelivered",
+        "_undelivered_bytes",
+        "_undelivered_head",
+        "config",
+    )
+
     def __init__(
         self, config: MappingConfig | None = None, *, now: float = 0.0, fast: bool = True
     ) -> None:
@@ -192,16 +227,25 @@ class MappingConnection:
         self._max_user_data = config.max_chunk_length - self._header_length
         self._max_unacknowledged = config.max_unacknowledged_bytes
         self._feed_step = max(1, config.max_buffer_size - config.max_chunk_length - 3)
+        # The queues below are lists read from a head index (compacted now and then),
+        # not deques: an empty deque holds a 64-slot block (760 bytes), and a server keeps
+        # thousands of mostly idle connections.
         # Received DATA not yet acknowledged by the upper layer: its size (header
-        # included), oldest first; the oldest has TSN _next_to_acknowledge.
-        self._undelivered: deque[int] = deque()
+        # included), oldest first from _undelivered_head; the oldest has TSN
+        # _next_to_acknowledge.
+        self._undelivered: list[int] = []
+        self._undelivered_head = 0
         self._undelivered_bytes = 0
         self._next_to_acknowledge = 0
         # The peer's DATA header length and whether its ACKs carry TSNs, from its INIT.
         self._peer_header_length = 0
         self._peer_has_tsn = True
-        # Sent DATA not yet acknowledged by the peer.
-        self._unacknowledged: deque[SentData] = deque()
+        # Sent DATA not yet acknowledged by the peer, oldest first from
+        # _unacknowledged_head, and for each how many answer bytes preceded it
+        # (_data_marks, same indices).
+        self._unacknowledged: list[SentData] = []
+        self._data_marks: list[int] = []
+        self._unacknowledged_head = 0
         self._unacknowledged_bytes = 0
         self._last_received = now
         self._heartbeat_sent_at: float | None = None
@@ -210,8 +254,9 @@ class MappingConnection:
         # shown it read; each DATA and HEARTBEAT we send marks how many preceded it.
         self._answers_written = 0
         self._answers_read = 0
-        self._data_marks: deque[int] = deque()
-        self._heartbeat_marks: deque[tuple[bytes, int]] = deque(maxlen=8)
+        # The last _HEARTBEAT_MARKS HEARTBEATs sent: (info, answers written before it);
+        # None until the first.
+        self._heartbeat_marks: list[tuple[bytes, int]] | None = None
         # The HEARTBEAT sent because too many answers were unread: (info, time sent).
         self._probe: tuple[bytes, float] | None = None
         self._reading_paused = False
@@ -244,7 +289,7 @@ class MappingConnection:
         Still available after the connection closed: these are the messages to send again
         to another peer on failover.
         """
-        return tuple(self._unacknowledged)
+        return tuple(self._unacknowledged[self._unacknowledged_head :])
 
     @property
     def unacknowledged_bytes(self) -> int:
@@ -254,7 +299,13 @@ class MappingConnection:
     @property
     def undelivered(self) -> int:
         """Received DATA chunks the upper layer has not yet acknowledged."""
-        return len(self._undelivered)
+        return len(self._undelivered) - self._undelivered_head
+
+    @property
+    def undelivered_bytes(self) -> int:
+        """Bytes of the DATA chunks in :attr:`undelivered` (headers included), which
+        ``max_undelivered_bytes`` bounds."""
+        return self._undelivered_bytes
 
     def data_to_send(self) -> bytes:
         """The bytes to write to the peer now (and forget)."""
@@ -332,7 +383,7 @@ class MappingConnection:
             for piece in pieces:
                 decoder.receive_data(piece)
                 fault = None
-                outstanding = len(self._unacknowledged)
+                outstanding = len(self._unacknowledged) - self._unacknowledged_head
                 try:
                     decoder.read_chunks(
                         items.append,
@@ -419,37 +470,48 @@ class MappingConnection:
     def _retire(self, count: int) -> list[SentData]:
         """The oldest ``count`` outstanding DATA chunks were acknowledged in order."""
         unacknowledged = self._unacknowledged
-        assert count <= len(unacknowledged)  # the decoder counts runs against them
-        marks = self._data_marks
-        if count == len(unacknowledged):
-            sent = list(unacknowledged)
-            unacknowledged.clear()
-            mark = marks[-1]
-            marks.clear()
+        head = self._unacknowledged_head
+        end = head + count
+        assert end <= len(unacknowledged)  # the decoder counts runs against them
+        if end == len(unacknowledged):
+            # All of them: hand the list over instead of copying it.
+            sent = unacknowledged if head == 0 else unacknowledged[head:]
+            mark = self._data_marks[-1]
+            self._unacknowledged = []
+            self._data_marks = []
+            self._unacknowledged_head = 0
             self._unacknowledged_bytes = 0
         else:
-            popleft = unacknowledged.popleft
-            sent = [popleft() for _ in range(count)]
-            for _ in range(count - 1):
-                marks.popleft()
-            mark = marks.popleft()
+            sent = unacknowledged[head:end]
+            mark = self._data_marks[end - 1]
             self._unacknowledged_bytes -= (
                 sum(map(len, map(_user_data, sent))) + count * self._header_length
             )
+            self._advance_unacknowledged(end)
         self._answers_read = max(self._answers_read, mark)
         return sent
+
+    def _advance_unacknowledged(self, head: int) -> None:
+        """Everything before index ``head`` is acknowledged (some remain after it)."""
+        if head >= _COMPACT and head * 2 >= len(self._unacknowledged):
+            # Amortised: each entry is moved at most once per halving.
+            del self._unacknowledged[:head]
+            del self._data_marks[:head]
+            head = 0
+        self._unacknowledged_head = head
 
     def _receive_ack(self, tsn: int) -> SentData:
         """An ACK chunk with ``tsn`` (``-1``: none) retires our oldest outstanding DATA."""
         unacknowledged = self._unacknowledged
-        if not unacknowledged:
+        head = self._unacknowledged_head
+        if head == len(unacknowledged):
             raise MalformedMessage(
                 "ACK chunk while no DATA chunk is outstanding",
                 CauseCode.INVALID_VALUES,
                 report=False,
                 offending=Ack(None if tsn < 0 else tsn).encode(),
             )
-        sent = unacknowledged[0]
+        sent = unacknowledged[head]
         if tsn >= 0 and tsn != sent.tsn:
             raise MalformedMessage(
                 f"ACK chunk for TSN {tsn}, expected {sent.tsn}",
@@ -457,10 +519,14 @@ class MappingConnection:
                 report=False,
                 offending=Ack(tsn).encode(),
             )
-        unacknowledged.popleft()
-        mark = self._data_marks.popleft()
-        self._answers_read = max(self._answers_read, mark)
+        self._answers_read = max(self._answers_read, self._data_marks[head])
         self._unacknowledged_bytes -= len(sent.user_data) + self._header_length
+        if head + 1 == len(unacknowledged):
+            unacknowledged.clear()
+            self._data_marks.clear()
+            self._unacknowledged_head = 0
+        else:
+            self._advance_unacknowledged(head + 1)
         return sent
 
     def acknowledge(self, event: DataReceived) -> None:
@@ -481,19 +547,26 @@ class MappingConnection:
         if self._state is _CLOSED:
             return
         undelivered = self._undelivered
+        head = self._undelivered_head
+        waiting = len(undelivered) - head
         first = self._next_to_acknowledge
         count = ((event.tsn - first) & _U32_MAX) + 1
-        if count > len(undelivered) or (single and count != 1):
+        if count > waiting or (single and count != 1):
             raise LocalProtocolError(
                 f"DATA with TSN {event.tsn} acknowledged out of order "
-                f"(next is {first if undelivered else None})"
+                f"(next is {first if waiting else None})"
             )
-        if count == len(undelivered):
+        if count == waiting:
             undelivered.clear()
+            self._undelivered_head = 0
             self._undelivered_bytes = 0
         else:
-            for _ in range(count):
-                self._undelivered_bytes -= undelivered.popleft()
+            end = head + count
+            self._undelivered_bytes -= sum(undelivered[head:end])
+            if end >= _COMPACT and end * 2 >= len(undelivered):
+                del undelivered[:end]
+                end = 0
+            self._undelivered_head = end
         self._next_to_acknowledge = (event.tsn + 1) & _U32_MAX
         answer = ack_chunks(first, count, self._peer_has_tsn)
         self._outgoing.append(answer)
@@ -585,15 +658,20 @@ class MappingConnection:
         self._heartbeats_sent += 1
         info = _HEARTBEAT_INFO.pack(self._heartbeats_sent)
         self._outgoing.append(Heartbeat(info).encode())
-        self._heartbeat_marks.append((info, self._answers_written))
+        marks = self._heartbeat_marks
+        if marks is None:
+            marks = self._heartbeat_marks = []
+        marks.append((info, self._answers_written))
+        if len(marks) > _HEARTBEAT_MARKS:
+            del marks[0]
         return info
 
     def _heartbeat_acknowledged(self, info: bytes) -> None:
         marks = self._heartbeat_marks
-        if not any(sent == info for sent, _ in marks):
+        if marks is None or not any(sent == info for sent, _ in marks):
             return  # not ours, or too old to matter
         while marks:
-            sent, mark = marks.popleft()
+            sent, mark = marks.pop(0)
             self._answers_read = max(self._answers_read, mark)
             if self._probe is not None and self._probe[0] == sent:
                 self._probe = None

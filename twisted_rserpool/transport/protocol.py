@@ -172,7 +172,9 @@ class RSerPoolProtocol(Protocol):
         self._closing = False
         self._lost = False
         self._batching = False
-        self._held: deque[DataReceived] = deque()
+        # DATA chunks waiting in arrival order (for readiness or admitData); a deque only
+        # while some wait (an empty one costs 760 bytes, on every one of thousands).
+        self._held: deque[DataReceived] | None = None
         # The last DATA delivered and not yet acknowledged: its ACK and those of the ones
         # before it are written together (_flush).
         self._lastDelivered: DataReceived | None = None
@@ -430,7 +432,7 @@ class RSerPoolProtocol(Protocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """Stop the timer; :meth:`unacknowledged` stays available."""
         self._lost = True
-        self._held.clear()
+        self._held = None
         self._unread.clear()
         self._cancelAdmission()
         self._readyBy = None
@@ -499,6 +501,8 @@ class RSerPoolProtocol(Protocol):
                     self._deliver(event)
                 else:
                     # In arrival order: behind chunks that wait (for readiness or a token).
+                    if self._held is None:
+                        self._held = deque()
                     self._held.append(event)
                     self._dispatchHeld()
             elif isinstance(event, DataAcknowledged):
@@ -582,6 +586,8 @@ class RSerPoolProtocol(Protocol):
         """Deliver held DATA chunks in order while :meth:`admitData` lets them through;
         pause reading when one must wait."""
         held = self._held
+        if held is None:
+            return
         while held and self._ready and not self._stopped():
             if self._admissionTimer is not None:
                 return  # the first one waits for its time; the others wait behind it
@@ -602,6 +608,8 @@ class RSerPoolProtocol(Protocol):
                     return
             self._headAdmitted = False
             self._deliver(held.popleft())
+        if not held and self._held is held:
+            self._held = None
 
     def _waitForAdmission(self, now: float, wait: float) -> None:
         if not self._readingPaused:

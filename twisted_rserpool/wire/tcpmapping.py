@@ -354,7 +354,18 @@ _DATA_LAYOUTS: Final = tuple(_make_layout(bool(i & 1), bool(i & 2), bool(i & 4))
 
 
 def _layout_of(fmt: DataFormat) -> _DataLayout:
-    return _DATA_LAYOUTS[fmt.has_tsn + 2 * fmt.has_stream + 4 * fmt.has_ppid]
+    return _DATA_LAYOUTS[_format_index(fmt)]
+
+
+def _format_index(fmt: DataFormat) -> int:
+    return fmt.has_tsn + 2 * fmt.has_stream + 4 * fmt.has_ppid
+
+
+# The fast path's layouts and header packers, one per format and shared by every
+# connection (a connection of its own would cost two Struct objects, 656 bytes).
+_DATA_FORMATS: Final = tuple(DataFormat(bool(i & 1), bool(i & 2), bool(i & 4)) for i in range(8))
+_FAST_LAYOUTS: Final = tuple(FastLayout(bool(i & 1), bool(i & 2), bool(i & 4)) for i in range(8))
+_HEADER_PACKERS: Final = tuple(data_header(bool(i & 1), bool(i & 2), bool(i & 4)) for i in range(8))
 
 
 def _check_header(chunk_type: int, length: int, layout: _DataLayout | None) -> None:
@@ -500,6 +511,25 @@ class ChunkDecoder:
     pass without a chunk value each (``fast``; with ``fast=False`` it takes every chunk
     through :meth:`next_chunk`, the reference the fast path is tested against).
     """
+
+    # One per connection: no instance dictionary.
+    __slots__ = (
+        "_buffer",
+        "_eof",
+        "_error",
+        "_fast",
+        "_fast_layout",
+        "_format",
+        "_layout",
+        "_next_ssn",
+        "_next_tsn",
+        "_padding",
+        "_position",
+        "_wanted",
+        "max_buffer_size",
+        "max_chunk_length",
+        "verify_sequence",
+    )
 
     def __init__(
         self,
@@ -724,10 +754,11 @@ class ChunkDecoder:
         self._padding = -length % 4
         if chunk_type == ChunkType.INIT:
             assert isinstance(chunk, Init)
-            self._format = fmt = chunk.data_format
+            # The shared value of this format, not one per connection.
+            self._format = fmt = _DATA_FORMATS[_format_index(chunk.data_format)]
             self._layout = _layout_of(fmt)
             if self._fast:
-                self._fast_layout = FastLayout(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
+                self._fast_layout = _FAST_LAYOUTS[_format_index(fmt)]
         elif chunk_type == ChunkType.DATA:
             assert isinstance(chunk, Data)
             self._check_sequence(chunk)
@@ -760,14 +791,30 @@ class ChunkEncoder:
     since the peer infers them from the chunks' order.
     """
 
+    # One per connection: no instance dictionary.
+    __slots__ = (
+        "_has_ppid",
+        "_has_stream",
+        "_header",
+        "_header_length",
+        "_init_sent",
+        "_next_ssn",
+        "_next_tsn",
+        "_stream_zero_ssn",
+        "fmt",
+    )
+
     def __init__(self, fmt: DataFormat | None = None) -> None:
         self.fmt = fmt = DataFormat() if fmt is None else fmt
-        self._header_length, self._header = data_header(fmt.has_tsn, fmt.has_stream, fmt.has_ppid)
+        self._header_length, self._header = _HEADER_PACKERS[_format_index(fmt)]
         self._has_ppid = fmt.has_ppid
         self._has_stream = fmt.has_stream
         self._init_sent = False
         self._next_tsn = 0
-        self._next_ssn: dict[int, int] = {}
+        # The next stream sequence number of stream 0, where nearly every message goes, and
+        # of the other streams used (a dictionary only once one is: 224 bytes each).
+        self._stream_zero_ssn = 0
+        self._next_ssn: dict[int, int] | None = None
 
     @property
     def next_tsn(self) -> int:
@@ -826,9 +873,15 @@ class ChunkEncoder:
         tsn = self._next_tsn
         if unordered:
             ssn = 0
+        elif not stream_identifier:
+            ssn = self._stream_zero_ssn
+            self._stream_zero_ssn = (ssn + 1) & _U16_MAX
         else:
-            ssn = self._next_ssn.get(stream_identifier, 0)
-            self._next_ssn[stream_identifier] = (ssn + 1) & _U16_MAX
+            streams = self._next_ssn
+            if streams is None:
+                streams = self._next_ssn = {}
+            ssn = streams.get(stream_identifier, 0)
+            streams[stream_identifier] = (ssn + 1) & _U16_MAX
         out.append(
             self._header(
                 _DATA_TYPE,
