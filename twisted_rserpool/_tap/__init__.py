@@ -4,6 +4,11 @@
 configuration problem (a bad number, a missing or unsafe file) ends the command with one
 ``twistd <command>: --option: reason`` line on stderr and exit status 1, never a traceback,
 and ``--version`` prints this package's version.
+
+Each command writes its log through :mod:`twisted_rserpool._logfile` (twistd's lines and
+files, written in batches) and takes ``--log-level``: the service it makes gives
+``twistd``'s application that observer when it joins it (the ``ILogObserver``
+component, which ``twistd`` prefers to its own file observer and ``--logger`` overrides).
 """
 
 from __future__ import annotations
@@ -12,11 +17,16 @@ import functools
 import sys
 import textwrap
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from twisted.application.service import IService, ServiceMaker
+from twisted.application.service import IService, MultiService, ServiceMaker
+from twisted.logger import ILogObserver, LogLevel
+from twisted.python import log as legacy_log
 from twisted.python import usage
+from twisted.python.components import Componentized
 from twisted.python.reflect import namedAny
+
+from twisted_rserpool._logfile import levelNamed
 
 
 class _NamedCoerceParameter(usage.CoerceParameter):
@@ -51,6 +61,18 @@ def commandOptions(tapname: str, base: type[usage.Options]) -> type[usage.Option
     """``base`` as ``twistd tapname`` parses it: one line per problem, our own --version."""
 
     class CommandOptions(base):  # type: ignore[valid-type,misc]
+        optParameters: ClassVar[list[list[Any]]] = [
+            [
+                "log-level",
+                None,
+                "debug",
+                "Write log lines of this level and above: debug, info, warn, error or "
+                "critical (to the --logfile, standard output or --syslog; a --logger "
+                "observer gets every line).",
+                _logLevel,
+            ],
+        ]
+
         def __init__(self) -> None:
             super().__init__()
             dispatch: dict[str, Any] = self._dispatch
@@ -93,6 +115,54 @@ def commandOptions(tapname: str, base: type[usage.Options]) -> type[usage.Option
     return CommandOptions
 
 
+def _logLevel(name: str) -> LogLevel:
+    return levelNamed(name)
+
+
+class _CommandService(MultiService):
+    """A command's service, which gives ``twistd``'s application its log observer.
+
+    ``twistd`` makes the command's service, then the application, sets the application
+    as the service's parent and only then looks for the application's ``ILogObserver``.
+    """
+
+    def __init__(self, service: IService, twistdOptions: Any, minimum: LogLevel) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._twistdOptions = twistdOptions
+        self._minimum = minimum
+        service.setServiceParent(self)  # type: ignore[no-untyped-call]
+
+    def setServiceParent(self, parent: Any) -> None:
+        if isinstance(parent, Componentized) and not (
+            parent.getComponent(ILogObserver, None)  # type: ignore[no-untyped-call]
+            or parent.getComponent(legacy_log.ILogObserver, None)  # type: ignore[no-untyped-call]
+        ):
+            from twisted.internet import reactor  # noqa: PLC0415 (twistd's, installed by now)
+
+            from twisted_rserpool._logfile import twistdObserver  # noqa: PLC0415
+
+            minimum = None if self._minimum == LogLevel.debug else self._minimum
+            observer = twistdObserver(self._twistdOptions, reactor, minimum)
+            if observer is not None:
+                parent.setComponent(ILogObserver, observer)  # type: ignore[no-untyped-call]
+        super().setServiceParent(parent)  # type: ignore[no-untyped-call]
+
+
+def withLogObserver(service: IService, options: usage.Options) -> IService:
+    """``service`` as ``twistd`` runs it: with the log observer ``options`` ask for.
+
+    ``options`` are the command's (parsed by ``twistd``, their ``parent`` twistd's own);
+    without a parent (not run by ``twistd``) the service is left as it is.
+    """
+    twistdOptions = getattr(options, "parent", None)
+    if twistdOptions is None:
+        return service
+    minimum = options.get("log-level", LogLevel.debug)
+    if isinstance(minimum, str):  # the default, as written in --help
+        minimum = levelNamed(minimum)
+    return _CommandService(service, twistdOptions, minimum)
+
+
 class CommandServiceMaker(ServiceMaker):
     """The ``IServiceMaker`` of a twisted-rserpool ``twistd`` command."""
 
@@ -109,11 +179,12 @@ class CommandServiceMaker(ServiceMaker):
 
         def makeService(options: usage.Options) -> IService:
             try:
-                return make(options)
+                service = make(options)
             except usage.UsageError as e:
                 raise SystemExit(f"twistd {tapname}: {e}") from None
+            return withLogObserver(service, options)
 
         return makeService
 
 
-__all__ = ["CommandServiceMaker", "commandOptions"]
+__all__ = ["CommandServiceMaker", "commandOptions", "withLogObserver"]
