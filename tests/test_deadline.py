@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from twisted_rserpool.deadline import DeadlineQueue, DeadlineTimer
+from twisted_rserpool.deadline import DeadlineQueue, DeadlineTimer, generation
 
 
 def test_arm_replaces_cancel_forgets_and_past_deadlines_fire_at_once() -> None:
@@ -217,10 +217,12 @@ def test_queue_orders_replaces_cancels_and_counts() -> None:
 )
 def test_queue_agrees_with_a_dictionary_model(operations: list[tuple[str, int, float]]) -> None:
     """Any sequence of schedules, cancels and pops gives what a plain dictionary of
-    deadlines gives, in deadline order."""
+    deadlines gives, in deadline order; the generation moves exactly when the deadlines
+    change, so that an unchanged generation means an unchanged next deadline."""
     queue: DeadlineQueue[int] = DeadlineQueue()
     model: dict[int, float] = {}
     for operation, item, when in operations:
+        before, deadlines = generation(), dict(model)
         if operation == "schedule":
             queue.schedule(item, when)
             model[item] = when
@@ -234,5 +236,25 @@ def test_queue_agrees_with_a_dictionary_model(operations: list[tuple[str, int, f
             assert set(popped) == {i for _, i in expected}
             for i in popped:
                 del model[i]
+        assert (generation() != before) == (operation == "schedule" or model != deadlines)
+        looked = generation()
         assert len(queue) == len(model)
         assert queue.next_deadline() == min(model.values(), default=None)
+        assert generation() == looked  # looking changes nothing
+
+
+def test_arming_timers_leaves_the_generation() -> None:
+    """The timers' own queue is not counted: arming, moving and firing timers changes
+    no core's deadline."""
+    clock = Clock()
+    fired: list[float] = []
+    timers = [DeadlineTimer(fired.append) for _ in range(3)]
+    before = generation()
+    for number, timer in enumerate(timers):
+        timer.arm(clock, 1.0 + number)
+    timers[0].arm(clock, 0.5)
+    timers[1].cancel()
+    for _ in range(10):
+        clock.advance(0.5)
+    assert fired == [0.5, 3.0]
+    assert generation() == before

@@ -6,7 +6,10 @@ deadlines (PE lifetimes, keep-alives, retransmissions, SAs) keeps them in one
 :class:`DeadlineQueue`, a heap drained in one pass.
 
 Its Twisted adapter holds a :class:`DeadlineTimer`, arms it with the core's
-``next_deadline()`` after every input and runs ``handle_timer`` from its callback. All
+``next_deadline()`` after every input and runs ``handle_timer`` from its callback. A
+core whose deadlines all live in queues (or change only in ``handle_timer``) need not be
+asked again while :func:`generation` is unchanged: every change to a queue's deadlines
+moves it on. All
 timers on one clock share a single ``DelayedCall``: a heap of timers drained in one
 callback, so that thousands of connections' heartbeats cost no reactor call each, and
 timers that fall due together (within their ``slack``) run in one reactor turn.
@@ -31,7 +34,7 @@ from twisted_rserpool.describe import objectText
 if TYPE_CHECKING:
     from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-__all__ = ["COALESCE", "DeadlineQueue", "DeadlineTimer"]
+__all__ = ["COALESCE", "DeadlineQueue", "DeadlineTimer", "generation"]
 
 #: The slack of timers that need not be exact (heartbeats, keep-alives, expiry): about
 #: 8 ms, so that those due within a few milliseconds run in one turn. A power of two, so
@@ -41,6 +44,20 @@ COALESCE = 1 / 128
 T = TypeVar("T")
 
 log = Logger()
+
+#: Moved on by every change to the deadlines of any counted queue (see generation()).
+_generation = 0
+
+
+def generation() -> int:
+    """A number that changes whenever a :class:`DeadlineQueue` schedules, cancels or
+    removes a deadline (any queue in the process, but the timers' own).
+
+    A deadline computed only from queues is still current while this number is the same:
+    an adapter remembers it with the deadline and skips asking its core again. Looking
+    at deadlines (``next_deadline``, dropping stale entries) does not change it.
+    """
+    return _generation
 
 
 class DeadlineQueue(Generic[T]):
@@ -54,13 +71,17 @@ class DeadlineQueue(Generic[T]):
     hashable). With ``token``, the name of an int attribute of the items (0 when not
     scheduled), it keeps it there instead: no dictionary entry per item, for queues of
     many long-lived objects.
+
+    Every change moves :func:`generation` on, unless ``counted`` is false (the timers'
+    own queue: arming a timer changes no core's deadline).
     """
 
-    __slots__ = ("_due", "_heap", "_live", "_order", "_token")
+    __slots__ = ("_counted", "_due", "_heap", "_live", "_order", "_token")
 
-    def __init__(self, token: str | None = None) -> None:
+    def __init__(self, token: str | None = None, *, counted: bool = True) -> None:
         self._heap: list[tuple[float, int, T]] = []
         self._token = token
+        self._counted = counted
         # Without a token: item -> the sequence number of its live heap entry.
         self._due: dict[T, int] = {}
         self._live = 0
@@ -87,8 +108,14 @@ class DeadlineQueue(Generic[T]):
         else:
             del self._due[item]
 
+    def _changed(self) -> None:
+        if self._counted:
+            global _generation  # noqa: PLW0603 (one counter for every core's queues)
+            _generation += 1
+
     def schedule(self, item: T, when: float) -> None:
         """Make ``item`` due at ``when`` (replacing any earlier schedule)."""
+        self._changed()
         if not self._entry(item):
             self._live += 1
         entry = next(self._order)
@@ -100,6 +127,7 @@ class DeadlineQueue(Generic[T]):
     def cancel(self, item: T) -> None:
         """Forget ``item``'s deadline, if any."""
         if self._entry(item):
+            self._changed()
             self._mark(item, 0)
             self._live -= 1
 
@@ -129,6 +157,7 @@ class DeadlineQueue(Generic[T]):
             if not heap or heap[0][0] > now:
                 return
             _, _, item = heapq.heappop(heap)
+            self._changed()
             self._mark(item, 0)
             self._live -= 1
             yield item
@@ -228,7 +257,7 @@ class _TimerGroup:
 
     def __init__(self, clock: IReactorTime) -> None:
         self.clock = clock
-        self.queue: DeadlineQueue[DeadlineTimer] = DeadlineQueue(token="_entry")
+        self.queue: DeadlineQueue[DeadlineTimer] = DeadlineQueue(token="_entry", counted=False)
         self._call: IDelayedCall | None = None
         self._call_time = 0.0
         self._running = False

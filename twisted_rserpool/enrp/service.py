@@ -25,7 +25,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twisted_rserpool.deadline import COALESCE, DeadlineTimer
+from twisted_rserpool.deadline import COALESCE, DeadlineTimer, generation
 from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.core import CoreAction, EnrpCore
 from twisted_rserpool.enrp.peers import (
@@ -334,6 +334,9 @@ class ENRPServer(MultiService):
         # The core's one timer: keep-alives, expiries, peer heartbeats, takeovers. Those
         # due within a few milliseconds of each other run in one callback.
         self._timer = DeadlineTimer(self._timerFired, slack=COALESCE)
+        #: The deadline queues' generation when the timer was last armed (None: ask the
+        #: core next time).
+        self._armedAt: int | None = None
 
     @property
     def registrar(self) -> Registrar:
@@ -425,6 +428,7 @@ class ENRPServer(MultiService):
     def stopService(self) -> Any:
         """Stop listening, close every connection, stop the timer."""
         self._timer.cancel()
+        self._armedAt = None
         for protocol in list(self.openConnections):
             if protocol.transport is not None:
                 protocol.transport.loseConnection()
@@ -608,12 +612,20 @@ class ENRPServer(MultiService):
             self.peerHint(action)
 
     def _armTimer(self) -> None:
-        # Costs nothing when the deadline did not move, or moved later (as after most
-        # messages): the timer then stays where it is.
-        if self.running:
-            self._timer.arm(self.clock, self.core.next_deadline())
+        if not self.running:
+            return
+        # Without peers the core's deadlines are all in deadline queues, but for those
+        # only its timer changes: while no queue changed (a handle resolution changes
+        # none), the deadline the timer has is the core's.
+        armedAt, self._armedAt = self._armedAt, generation()
+        if armedAt == self._armedAt and self.core.peers is None:
+            return
+        # Costs little when the deadline did not move, or moved later (as after most
+        # registrations): the timer then stays where it is.
+        self._timer.arm(self.clock, self.core.next_deadline())
 
     def _timerFired(self, now: float) -> None:
+        self._armedAt = None  # the core's own state moves in handle_timer
         try:
             actions = self.core.handle_timer(now)
         except Exception:
