@@ -26,7 +26,18 @@ import sys
 from array import array
 from collections.abc import Callable
 from operator import itemgetter
-from typing import Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import IdentityFunction
+
+try:
+    from mypy_extensions import mypyc_attr
+except ImportError:  # only a mypyc build (scripts/compile) reads it: the package runs without
+
+    def mypyc_attr(*attrs: str, **kwattrs: object) -> IdentityFunction:
+        return lambda cls: cls
+
 
 __all__ = [
     "ACK_WITHOUT_TSN",
@@ -54,6 +65,9 @@ ACK_WITHOUT_TSN: Final = b"\x03\x00\x00\x04"
 # An ACK chunk with a TSN read as one big-endian 64-bit word: this prefix, then the TSN.
 _ACK_PREFIX: Final = 0x03000008 << 32
 _NATIVE_IS_BIG: Final = sys.byteorder == "big"
+#: ``tuple.__new__``, to build a record (a tuple subclass) without running its own
+#: ``__new__``. Typed as a plain callable: mypyc would otherwise build a plain tuple.
+_new_record: Final[Callable[[type[Any], tuple[object, ...]], Any]] = tuple.__new__
 
 
 def ack_chunks(first_tsn: int, count: int, with_tsn: bool) -> bytes:
@@ -116,6 +130,7 @@ class FastLayout:
         self.has_ppid = has_ppid
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no subclass of int
 class AckRun(int):
     """This many ACK chunks in a row, one for each of the oldest DATA chunks outstanding,
     in order, their TSNs (where present) checked."""
@@ -180,7 +195,7 @@ def scan_chunks(
     header_length = layout.header_length
     has_tsn, has_stream, has_ppid = layout.has_tsn, layout.has_stream, layout.has_ppid
     ppid_index = 3 + has_tsn + 2 * has_stream  # in the unpacked words: after type, flags, length
-    new = tuple.__new__
+    new = _new_record
     padding = 0
     acknowledged = 0
     # A read decoded in place is bytes: a slice is the copy. A bytearray's slice would be
