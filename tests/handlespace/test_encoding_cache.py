@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from tests.handlespace.support import HOME, PEER, element
 from tests.wire.strategies import addresses, pool_elements, u16, u32
 from twisted_rserpool.handlespace import UNLIMITED, Handlespace, PoolElementEntry
+from twisted_rserpool.handlespace.element import encoded_elements
 from twisted_rserpool.wire.parameters import (
     LeastUsedPolicy,
     PoolElementParameter,
@@ -156,3 +157,30 @@ def test_assigning_an_entry_element_invalidates_its_bytes() -> None:
     assert_fresh(entry)
     entry.owner_identity = "pe-2"
     assert entry.encoded_with_owner() == replace(moved, owner_identity="pe-2").encode()
+
+
+@given(
+    st.lists(
+        pool_elements.filter(lambda pe: pe.owner_identity is None),
+        max_size=6,
+        unique_by=lambda pe: pe.pe_identifier,
+    ),
+    st.binary(max_size=12),
+    st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_encoded_elements_is_the_elements_and_their_bytes_joined(
+    elements: list[PoolElementParameter], prefix: bytes, warm: list[bool]
+) -> None:
+    """encoded_elements gives the entries' PE parameters in order and the prefix followed by
+    the encoder's bytes of each, whether an entry's encoding was cached before or not (and
+    caches it)."""
+    entries = [PoolElementEntry(POOL, pe, None, 0.0) for pe in elements]
+    for entry, cached in zip(entries, warm, strict=False):
+        if cached:
+            entry.encoded()
+    got, joined = encoded_elements(entries, prefix)
+    assert got == tuple(elements)
+    assert all(a is b for a, b in zip(got, elements, strict=True))
+    assert joined == prefix + b"".join(pe.encode() for pe in elements)
+    for entry in entries:
+        assert_fresh(entry)

@@ -21,25 +21,34 @@ class KeepAlives:
         self._state = state
         self._due: DeadlineQueue[PoolElementKey] = DeadlineQueue()
         self._limiter: RateLimiter[PoolElementKey] = RateLimiter(state.config.keep_alive_rate)
+        # The queue's next deadline, asked after every message: kept until the queue changes.
+        self._next: float | None = None
+        self._next_known = True
 
     def schedule(self, key: PoolElementKey, now: float) -> None:
         """Ask the PE ``key`` again one keep-alive interval from ``now``."""
         # RFC 5352 3.5: spread keep-alives by +/- 50 % so they do not come in bursts.
         interval = self._state.config.keep_alive_interval * self._state.rng.uniform(0.5, 1.5)
         self._due.schedule(key, now + interval)
+        self._next_known = False
 
     def forget(self, key: PoolElementKey) -> None:
         """The PE is no longer registered here."""
         self._due.cancel(key)
+        self._next_known = False
         self._limiter.forget(key)
 
     def next_deadline(self) -> float | None:
         """When :meth:`send_due` next has a keep-alive to send, or ``None``."""
-        return self._due.next_deadline()
+        if not self._next_known:
+            self._next = self._due.next_deadline()
+            self._next_known = True
+        return self._next
 
     def send_due(self, now: float) -> None:
         """Send the keep-alives due by ``now`` and schedule the next ones."""
         registered = self._state.registered
+        self._next_known = False
         for key in list(self._due.pop_due(now)):
             if key in registered:
                 self._send(key, now)
@@ -82,6 +91,7 @@ class KeepAlives:
             # RFC 5355 2.14: not faster than the PE's keep-alive rate, but soon.
             state.counters["unreachable_probes_deferred"] += 1
             self._due.schedule(key, now + 1.0 / state.config.keep_alive_rate.per_second)
+            self._next_known = False
 
     def acknowledged(self, connection: ConnectionState, message: asap.EndpointKeepAliveAck) -> None:
         """An ASAP_ENDPOINT_KEEP_ALIVE_ACK arrived on ``connection``."""

@@ -218,12 +218,12 @@ class Registrar:
         # Skip-and-report parameters (message.unrecognized_parameters) were already
         # answered by the connection (RSerPoolProtocol), as for pool elements and users:
         # one ASAP_ERROR per message, so the registrar sends none of its own.
-        if isinstance(message, asap.Registration):
+        if isinstance(message, asap.HandleResolution):  # the most common, first
+            self._resolutions.resolve(state, message)
+        elif isinstance(message, asap.Registration):
             self._registrations.register(state, message, now)
         elif isinstance(message, asap.Deregistration):
             self._registrations.deregister(state, message)
-        elif isinstance(message, asap.HandleResolution):
-            self._resolutions.resolve(state, message)
         elif isinstance(message, asap.EndpointKeepAliveAck):
             self._keep_alives.acknowledged(state, message)
         elif isinstance(message, asap.EndpointUnreachable):
@@ -303,12 +303,12 @@ class Registrar:
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` next has work, or ``None``."""
-        deadlines = [
-            d
-            for d in (self.handlespace.next_deadline(), self._keep_alives.next_deadline())
-            if d is not None
-        ]
-        return min(deadlines) if deadlines else None
+        # Asked after every message: plain comparisons of two kept values.
+        deadline = self.handlespace.next_deadline()
+        other = self._keep_alives.next_deadline()
+        if other is not None and (deadline is None or other < deadline):
+            return other
+        return deadline
 
     def handle_timer(self, now: float) -> list[Action]:
         """Expire registrations and unanswered keep-alives; send the keep-alives that are due."""

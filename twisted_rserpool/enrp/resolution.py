@@ -24,6 +24,7 @@ from twisted_rserpool.handlespace import (
     PoolElementUpdated,
     PoolRemoved,
 )
+from twisted_rserpool.handlespace.element import encoded_elements
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.errors import CauseCode
 from twisted_rserpool.wire.parameters import (
@@ -148,12 +149,9 @@ class Resolutions:
         head = self._answer_heads.get(pool.handle)
         if head is None or head.pool is not pool:
             head = self._answer_heads[pool.handle] = _AnswerHead.of(pool)
+        elements, parameters = encoded_elements(entries, head.encoded)
         return _CachedAnswer(
-            pool.handle,
-            tuple([entry.element for entry in entries]),
-            head.policy,
-            accept_updates,
-            parameters=b"".join([head.encoded, *[entry.encoded() for entry in entries]]),
+            pool.handle, elements, head.policy, accept_updates, parameters=parameters
         )
 
     def connection_closed(self, connection: ConnectionState) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import replace
 
 from twisted_rserpool.describe import handleText
@@ -180,3 +180,24 @@ class PoolElementEntry:
             f"<PoolElementEntry {handleText(self.pool_handle)}/0x{self.pe_identifier:08x}"
             f" home=0x{self.home_server_identifier:08x}>"
         )
+
+
+def encoded_elements(
+    entries: Iterable[PoolElementEntry], prefix: bytes = b""
+) -> tuple[tuple[PoolElementParameter, ...], bytes]:
+    """The entries' PE parameters, and ``prefix`` followed by their cached encodings.
+
+    What a handle resolution answer carries, in one pass: the same as
+    ``tuple(e.element for e in entries)`` and ``prefix + b"".join(e.encoded() for e in
+    entries)``, without a call per entry.
+    """
+    elements: list[PoolElementParameter] = []
+    parts = [prefix]
+    for entry in entries:
+        element = entry._element
+        elements.append(element)
+        encoded = entry._encoded
+        if encoded is None:
+            encoded = entry._encoded = element.encode()
+        parts.append(encoded)
+    return tuple(elements), b"".join(parts)

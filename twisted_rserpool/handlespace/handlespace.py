@@ -143,6 +143,10 @@ class Handlespace:
         self._count = 0
         self._expiry: DeadlineQueue[PoolElementEntry] = DeadlineQueue(token="_expiry_token")
         self._keep_alive: DeadlineQueue[PoolElementEntry] = DeadlineQueue(token="_keep_alive_token")
+        # The earliest deadline of both queues, asked after every message a server handles:
+        # kept until either queue changes (``_next_known`` false).
+        self._next: float | None = None
+        self._next_known = True
         self._observers: list[Subscription] = []
         self._pool_observers: dict[bytes, list[Subscription]] = {}
 
@@ -344,6 +348,7 @@ class Handlespace:
         # A re-registration is a sign of life: forget an unanswered keep-alive.
         entry.keep_alive_deadline = None
         self._keep_alive.cancel(entry)
+        self._next_known = False
         self._schedule_expiry(entry, now)
         events: list[HandlespaceEvent] = [
             PoolElementUpdated(pool.handle, element, previous, UpdateReason.REREGISTERED)
@@ -375,9 +380,11 @@ class Handlespace:
         if self._track_life and life >= 0:
             entry.expires_at = now + life
             self._expiry.schedule(entry, entry.expires_at)
+            self._next_known = False
         elif entry.expires_at is not None:
             entry.expires_at = None
             self._expiry.cancel(entry)
+            self._next_known = False
 
     def deregister(
         self,
@@ -421,6 +428,7 @@ class Handlespace:
         self._uncount_identity(entry.identity)
         self._expiry.cancel(entry)
         self._keep_alive.cancel(entry)
+        self._next_known = False
         events.append(PoolElementRemoved(pool.handle, entry.element, reason))
         if not len(pool):
             del self._pools[pool.handle]
@@ -535,16 +543,20 @@ class Handlespace:
 
     def next_deadline(self) -> float | None:
         """When :meth:`expire` next has work: a registration life or keep-alive runs out."""
-        deadlines = [
-            deadline
-            for deadline in (self._expiry.next_deadline(), self._keep_alive.next_deadline())
-            if deadline is not None
-        ]
-        return min(deadlines) if deadlines else None
+        if self._next_known:
+            return self._next
+        deadline = self._expiry.next_deadline()
+        other = self._keep_alive.next_deadline()
+        if other is not None and (deadline is None or other < deadline):
+            deadline = other
+        self._next = deadline
+        self._next_known = True
+        return deadline
 
     def expire(self, now: float) -> list[HandlespaceEvent]:
         """Remove the PEs whose registration life or unanswered keep-alive ran out by ``now``."""
         events: list[HandlespaceEvent] = []
+        self._next_known = False
         for queue, reason in (
             (self._expiry, RemovalReason.REGISTRATION_EXPIRED),
             (self._keep_alive, RemovalReason.KEEP_ALIVE_TIMEOUT),
@@ -570,6 +582,7 @@ class Handlespace:
         if entry.keep_alive_deadline is None:
             entry.keep_alive_deadline = now + timeout
             self._keep_alive.schedule(entry, entry.keep_alive_deadline)
+            self._next_known = False
         return True
 
     def keep_alive_acknowledged(self, pool_handle: bytes, pe_identifier: int) -> bool:
@@ -579,6 +592,7 @@ class Handlespace:
             return False
         entry.keep_alive_deadline = None
         self._keep_alive.cancel(entry)
+        self._next_known = False
         # A sign of life clears the unreachable count (the reporters stay remembered).
         entry.unreachable_reports = 0
         return True
