@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 from ipaddress import IPv4Address
+from unittest.mock import patch
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.logger import LogLevel, capturedLogs
 
 from tests.wire.strategies import u16
+from twisted_rserpool.enrp import resolution
 from twisted_rserpool.enrp.registrar import Registrar, RegistrarConfig, Send
 from twisted_rserpool.handlespace import UNLIMITED, Handlespace
 from twisted_rserpool.security.authorization import AuthorizationPolicy, Grant, Role
@@ -215,3 +217,85 @@ def test_a_new_policy_is_asked_again() -> None:
     server.registrar.policy = first
     (answer,) = server.send(2, asap.HandleResolution(POOL))
     assert checked(answer).error is None
+
+
+@st.composite
+def kept_answer_scenarios(
+    draw: st.DrawFn,
+) -> tuple[type[SelectionPolicy], int, list[tuple[str, int, int]]]:
+    cls, values = draw(st.sampled_from(POLICIES))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(
+                    ["register", "resolve", "resolve", "subscribe", "deregister", "takeover"]
+                ),
+                st.integers(1, 5),
+                st.integers(1, 4),
+            ),
+            min_size=1,
+            max_size=40,
+        )
+    )
+    return cls, values, steps
+
+
+def _play(
+    scenario: tuple[type[SelectionPolicy], int, list[tuple[str, int, int]]],
+) -> list[tuple[Message, bytes]]:
+    """Every message the scenario's steps are answered with, and its bytes; each answer's
+    PEs checked against what the handlespace holds when it is sent."""
+    cls, values, steps = scenario
+    server = Server()
+    sent: list[tuple[Message, bytes]] = []
+    for kind, pe, value in steps:
+        if kind == "takeover":
+            # The PEs' home moves (in place) to another server and back.
+            other = SERVER ^ value
+            server.handlespace.take_over(SERVER, other, now=server.now)
+            server.handlespace.take_over(other, SERVER, now=server.now)
+            continue
+        if kind == "register":
+            message: Message = asap.Registration(POOL, element(pe, cls(*([value] * values))))
+            connection = 1
+        elif kind == "deregister":
+            message, connection = asap.Deregistration(POOL, pe), 1
+        else:
+            message, connection = asap.HandleResolution(POOL, kind == "subscribe", value), 2
+        for answer in server.send(connection, message):
+            if isinstance(answer, asap.HandleResolutionResponse) and answer.error is None:
+                for pe_parameter in answer.pool_elements:
+                    entry = server.handlespace.get(POOL, pe_parameter.pe_identifier)
+                    assert entry is not None and entry.element is pe_parameter
+            sent.append((answer, answer.encode()))
+    return sent
+
+
+@given(kept_answer_scenarios())
+def test_kept_answers_are_the_answers_built_anew(
+    scenario: tuple[type[SelectionPolicy], int, list[tuple[str, int, int]]],
+) -> None:
+    """With answers kept per pool (ordered policies), every answer, update and response is
+    the one a registrar that builds each answer anew sends, field for field and byte for
+    byte, through re-registrations with new values, de-registrations and takeovers that
+    change PEs in place; and no answer carries a PE parameter the handlespace replaced."""
+    kept = _play(scenario)
+    with patch.object(resolution, "_ORDERED", frozenset()):
+        built = _play(scenario)
+    assert kept == built
+
+
+def test_an_answer_is_kept_and_sent_again_until_a_pe_changes() -> None:
+    """Round robin over one PE: the second answer is the first object again (encoded once);
+    a re-registration with a new transport port gives a new answer with the new port."""
+    server = Server()
+    server.register(element(1, RoundRobinPolicy(), port=7000))
+    (first,) = server.send(2, asap.HandleResolution(POOL))
+    (second,) = server.send(2, asap.HandleResolution(POOL))
+    assert second is first
+    server.register(element(1, RoundRobinPolicy(), port=7001))
+    (third,) = server.send(2, asap.HandleResolution(POOL))
+    assert third is not first
+    assert checked(third).pool_elements[0].user_transport == TcpTransport(
+        7001, IPv4Address("127.0.0.1")
+    )

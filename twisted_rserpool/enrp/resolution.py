@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted_rserpool.describe import handleText
 from twisted_rserpool.enrp.registrarstate import ConnectionState, RegistrarHooks, RegistrarState
 from twisted_rserpool.handlespace import (
+    Algorithm,
     HandlespaceEvent,
     Pool,
     PoolElementAdded,
@@ -54,37 +55,75 @@ def _policy_parameter(policy: SelectionPolicy) -> SelectionPolicy | None:
     return None if isinstance(overall, RoundRobinPolicy) else overall
 
 
-@dataclass(frozen=True, slots=True)
-class _AnswerHead:
-    """What every positive handle resolution answer of one pool starts with."""
+#: Policies whose selection cycles through few distinct answers (an ordered list of the
+#: pool's PEs), so that answers are worth keeping; random ones rarely repeat an answer.
+_ORDERED = frozenset(
+    {
+        Algorithm.ROUND_ROBIN,
+        Algorithm.WEIGHTED_ROUND_ROBIN,
+        Algorithm.PRIORITY,
+        Algorithm.LEAST_USED,
+        Algorithm.LEAST_USED_DEGRADATION,
+        Algorithm.PRIORITY_LEAST_USED,
+        Algorithm.PRIORITY_LEAST_USED_DEGRADATION,
+    }
+)
 
-    pool: Pool
-    #: The overall policy parameter, ``None`` for round robin.
-    policy: SelectionPolicy | None
-    #: The pool handle parameter and the policy parameter, encoded.
-    encoded: bytes
+#: Answers kept per pool at most (then they are all dropped and built again).
+_KEPT_ANSWERS = 32
 
-    @classmethod
-    def of(cls, pool: Pool) -> _AnswerHead:
-        policy = _policy_parameter(pool.policy)
+
+class _PoolAnswers:
+    """What every positive handle resolution answer of one pool starts with, and the
+    answers already built for it (ordered policies only), by (A flag, *entries)."""
+
+    __slots__ = ("answers", "element_changes", "encoded", "policy", "pool")
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        #: The overall policy parameter, ``None`` for round robin.
+        self.policy = _policy_parameter(pool.policy)
         encoded = PoolHandleParameter(pool.handle).encode()
-        return cls(pool, policy, encoded if policy is None else encoded + policy.encode())
+        #: The pool handle parameter and the policy parameter, encoded.
+        self.encoded = encoded if self.policy is None else encoded + self.policy.encode()
+        self.answers: dict[tuple[object, ...], _CachedAnswer] | None = (
+            {} if pool.algorithm in _ORDERED else None
+        )
+        #: ``pool.element_changes`` when ``answers`` were built.
+        self.element_changes = pool.element_changes
+
+    def build(self, entries: Sequence[PoolElementEntry], accept_updates: bool) -> _CachedAnswer:
+        """A new answer with ``entries``."""
+        elements, parameters = encoded_elements(entries, self.encoded)
+        return _CachedAnswer(
+            self.pool.handle, elements, self.policy, accept_updates, parameters=parameters
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class _CachedAnswer(asap.HandleResolutionResponse):
     """A positive ASAP_HANDLE_RESOLUTION_RESPONSE built from handlespace entries.
 
-    ``parameters`` is its body already encoded: the pool's :class:`_AnswerHead` and each
-    PE's parameter as its entry caches it (:meth:`PoolElementEntry.encoded`), so encoding
-    the answer is a join. Built only by :meth:`Resolutions.answer`; the other fields say
-    the same for readers (tests, the admin interface).
+    ``parameters`` is its body already encoded: the pool's head (:class:`_PoolAnswers`)
+    and each PE's parameter as its entry caches it (:meth:`PoolElementEntry.encoded`), so
+    encoding the answer is a join, done once however often the answer is sent. Built only
+    by :meth:`Resolutions.answer`; the other fields say the same for readers (tests, the
+    admin interface).
     """
 
     parameters: bytes = field(default=b"", compare=False, repr=False, kw_only=True)
+    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
 
     def _body(self) -> bytes:
         return self.parameters
+
+    def encode(self) -> bytes:
+        """The message on the wire (encoded once)."""
+        wire = self._wire
+        if wire is None:
+            wire = asap.HandleResolutionResponse.encode(self)
+            object.__setattr__(self, "_wire", wire)
+        return wire
 
 
 class Resolutions:
@@ -97,8 +136,8 @@ class Resolutions:
         self._subscribers: dict[bytes, set[int]] = {}
         #: Pools that changed since the last :meth:`send_updates`, if anyone subscribed.
         self._changed_pools: set[bytes] = set()
-        #: Per pool handle, the start of every positive answer (see answer).
-        self._answer_heads: dict[bytes, _AnswerHead] = {}
+        #: Per pool handle, the start of every positive answer and answers built (see answer).
+        self._answers: dict[bytes, _PoolAnswers] = {}
 
     def resolve(self, connection: ConnectionState, message: asap.HandleResolution) -> None:
         """Answer an ASAP_HANDLE_RESOLUTION from ``connection``."""
@@ -145,14 +184,28 @@ class Resolutions:
     def answer(
         self, pool: Pool, entries: Sequence[PoolElementEntry], accept_updates: bool
     ) -> asap.HandleResolutionResponse:
-        """A positive answer with ``entries``: a join of their cached encodings."""
-        head = self._answer_heads.get(pool.handle)
-        if head is None or head.pool is not pool:
-            head = self._answer_heads[pool.handle] = _AnswerHead.of(pool)
-        elements, parameters = encoded_elements(entries, head.encoded)
-        return _CachedAnswer(
-            pool.handle, elements, head.policy, accept_updates, parameters=parameters
-        )
+        """A positive answer with ``entries``: a join of their cached encodings.
+
+        For ordered policies the same entries (while no PE's parameter changed in place)
+        get the answer already built for them: answers are immutable, so one serves every
+        pool user it is sent to.
+        """
+        kept = self._answers.get(pool.handle)
+        if kept is None or kept.pool is not pool:
+            kept = self._answers[pool.handle] = _PoolAnswers(pool)
+        answers = kept.answers
+        if answers is None:
+            return kept.build(entries, accept_updates)
+        if kept.element_changes != pool.element_changes:
+            answers.clear()
+            kept.element_changes = pool.element_changes
+        key = (accept_updates, *entries)
+        answer = answers.get(key)
+        if answer is None:
+            if len(answers) >= _KEPT_ANSWERS:
+                answers.clear()
+            answer = answers[key] = kept.build(entries, accept_updates)
+        return answer
 
     def connection_closed(self, connection: ConnectionState) -> None:
         """Forget the subscriptions of a connection that closed."""
@@ -162,7 +215,7 @@ class Resolutions:
     def handlespace_changed(self, event: HandlespaceEvent) -> None:
         """Note a pool change for its subscribers; forget what is cached of a removed pool."""
         if isinstance(event, PoolRemoved):
-            self._answer_heads.pop(event.pool_handle, None)
+            self._answers.pop(event.pool_handle, None)
         if event.pool_handle in self._subscribers and isinstance(
             event, PoolElementAdded | PoolElementUpdated | PoolElementRemoved | PoolRemoved
         ):

@@ -520,7 +520,7 @@ class Handlespace:
             pool = self._pools[entry.pool_handle]
             previous = entry.element
             self._disown(entry, pool)
-            entry.element = replace(previous, home_server_identifier=new_owner)
+            pool.replace_element(entry, replace(previous, home_server_identifier=new_owner))
             entry.updated_at = now
             self._own(entry, pool)
             events.append(

@@ -41,6 +41,7 @@ class Pool:
         "_elements",
         "_selector",
         "algorithm",
+        "element_changes",
         "handle",
         "handle_sum",
         "policy",
@@ -70,6 +71,9 @@ class Pool:
         self.handle_sum = handle_contribution(handle)
         self._selector = make_selector(self.algorithm)
         self._elements: dict[int, PoolElementEntry] = {}
+        #: How often a PE's parameter was replaced in place: what was built from the PEs'
+        #: parameters before (a handle resolution answer) may be stale when it moved.
+        self.element_changes = 0
 
     def __len__(self) -> int:
         return len(self._elements)
@@ -126,9 +130,15 @@ class Pool:
     def update(self, entry: PoolElementEntry, element: PoolElementParameter) -> None:
         """Replace a PE's parameter in place (re-registration); resets its degradation."""
         old_v1, old_v2 = entry._v1, entry._v2
-        entry.element = element
+        self.replace_element(entry, element)
         entry._v1, entry._v2 = policy_values(element.policy)
         self._selector.update(entry, old_v1, old_v2)
+
+    def replace_element(self, entry: PoolElementEntry, element: PoolElementParameter) -> None:
+        """Give ``entry`` the parameter ``element`` (counted in :attr:`element_changes`)."""
+        if element is not entry.element:
+            entry.element = element
+            self.element_changes += 1
 
     def remove(self, entry: PoolElementEntry) -> None:
         """Remove a PE."""
