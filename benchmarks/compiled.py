@@ -1,0 +1,162 @@
+"""Pure Python against the mypyc build (``scripts/compile``), side by side in one run.
+
+Run: ``.venv/bin/python -m benchmarks.compiled`` (about 2 minutes on two cores; builds the
+compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.py
+--quick`` and ``benchmarks/failover.py`` (CPU per message only, no failover statistics
+worth quoting) ``--rounds`` times for each build, alternating which build goes first, so
+that load from other processes on a shared machine hits both alike, and prints one table:
+the best (lowest) figure of each build and compiled ÷ pure.
+
+The figures are CPU time per operation, as the two benchmarks measure it: the ENRP
+server's CPU per answer or registration (its threads' run time), and the CPU of both ends
+of an ASAP session per application message beside ``Int32StringReceiver`` and plain TLS
+over the same kind of connection. The compiled build runs the same code with
+``PYTHONPATH`` set to the compiled tree (``scripts/compile --path``), which every process
+a benchmark starts (``twistd enrp``, its load generator) inherits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.quick import markdownRows
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPILE = ROOT / "scripts" / "compile"
+BUILDS = ("pure", "compiled")
+
+#: The session rows of benchmarks/failover.py's CPU table: size, path, µs per message.
+_SESSION_ROW = re.compile(r"^\s*(\d+) (.+?)\s{2,}([\d.]+)\s+[\d.]+x\s")
+
+
+def registrarFigures(text: str) -> dict[str, float]:
+    """Server CPU µs per answer (ENRP and floor) and per registration, by measure."""
+    figures: dict[str, float] = {}
+    for name, cells in markdownRows(text).items():
+        if name.startswith("handle resolutions/s"):
+            connections = name.removeprefix("handle resolutions/s, ")
+            enrp, floor = (float(value.replace(",", "")) for value in cells[3].split("/"))
+            figures[f"resolution, {connections}: ENRP server CPU µs/answer"] = enrp
+            figures[f"resolution, {connections}: bare TLS floor CPU µs/answer"] = floor
+        elif "registrations/s" in name:
+            figures[f"{name.replace('/s', '')}: server CPU µs each"] = float(
+                cells[3].replace(",", "")
+            )
+    return figures
+
+
+def sessionFigures(text: str) -> dict[str, float]:
+    """CPU µs per message of every path of benchmarks/failover.py, by size and path."""
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        match = _SESSION_ROW.match(line)
+        if match:
+            size, path, cpu = match.groups()
+            figures[f"{int(size):,} B messages: {path.strip()} CPU µs/msg"] = float(cpu)
+    return figures
+
+
+def environment(build: str, lib: str) -> dict[str, str]:
+    """The environment of one build: the compiled tree first on the path, or not at all."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    # Neither build puts the checkout (the working directory) first on sys.path.
+    env["PYTHONSAFEPATH"] = "1"
+    if build == "compiled":
+        env["PYTHONPATH"] = lib
+    return env
+
+
+def compiledModules(lib: str) -> list[str]:
+    """The modules the compiled environment imports from C extensions."""
+    probe = (
+        "import importlib.machinery as m, pathlib, sys\n"
+        "lib = pathlib.Path(sys.argv[1])\n"
+        "for path in sorted(lib.rglob('*.py')):\n"
+        "    if any(path.with_suffix(s).exists() for s in m.EXTENSION_SUFFIXES):\n"
+        "        name = '.'.join(path.relative_to(lib).with_suffix('').parts)\n"
+        "        module = __import__(name, fromlist=['_'])\n"
+        "        if module.__file__.endswith(tuple(m.EXTENSION_SUFFIXES)):\n"
+        "            print(name)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, lib],
+        env=environment("compiled", lib),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.split()
+
+
+def run(command: Sequence[str], build: str, lib: str) -> str:
+    """One benchmark's output under one build."""
+    result = subprocess.run(
+        [sys.executable, *command],
+        env=environment(build, lib),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        sys.exit(f"{' '.join(command)} ({build}) failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each build (2)")
+    parser.add_argument("--messages", type=int, default=10_000, help="per session case")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[100, 1000, 16000], help="message sizes"
+    )
+    parser.add_argument("--no-build", action="store_true", help="use the tree as it is")
+    parser.add_argument("--lib", help="another compiled tree (default: scripts/compile --path)")
+    options = parser.parse_args(argv)
+    if not (options.no_build or options.lib):
+        subprocess.run([str(COMPILE)], check=True)
+    lib = (
+        options.lib
+        or subprocess.run(
+            [str(COMPILE), "--path"], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    modules = compiledModules(lib)
+    if not modules:
+        sys.exit(f"no compiled module in {lib}: run scripts/compile")
+    registrar = ["benchmarks/registrar.py", "--quick"]
+    session = ["benchmarks/failover.py", "--failovers", "1", "--rounds", "1"]
+    session += ["--messages", str(options.messages), "--sizes", *map(str, options.sizes)]
+    best: dict[str, dict[str, float]] = {build: {} for build in BUILDS}
+    order: list[str] = []
+    for number in range(options.rounds):
+        for build in BUILDS if number % 2 == 0 else BUILDS[::-1]:
+            print(f"round {number + 1}: {build}", file=sys.stderr, flush=True)
+            figures = registrarFigures(run(registrar, build, lib))
+            figures |= sessionFigures(run(session, build, lib))
+            for measure, value in figures.items():
+                if measure not in order:
+                    order.append(measure)
+                best[build][measure] = min(value, best[build].get(measure, value))
+    print(f"Pure Python vs mypyc-compiled ({len(modules)} modules), best of {options.rounds}")
+    print(f"compiled: {', '.join(module.removeprefix('twisted_rserpool.') for module in modules)}")
+    print()
+    print("| measure | pure | compiled | compiled ÷ pure |")
+    print("|---|--:|--:|--:|")
+    for measure in order:
+        pure, compiled = best["pure"].get(measure), best["compiled"].get(measure)
+        if pure is None or compiled is None:
+            continue
+        print(f"| {measure} | {pure:,.2f} | {compiled:,.2f} | {compiled / pure:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
