@@ -263,3 +263,42 @@ def test_weighted_sampler_heavy_item_falls_back_without_bias() -> None:
     sampler.check()
     # P(light second) = 20/21 = 0.952; sigma over 2000 draws is 0.005.
     assert abs(second["light"] / 2000 - 20 / 21) < 0.025
+
+
+def _randrange_draw(sampler: WeightedSampler[int], count: int, rng: random.Random) -> list[int]:
+    """The weighted draw as rng.randrange(total) makes it (before any fallback): with
+    replacement, repeats rejected, at most three rejections."""
+    total = sampler.total
+    drawn: list[int] = []
+    remaining, rejections = total, 0
+    while len(drawn) < count and remaining > 0 and rejections <= 3:
+        slot = sampler._find(rng.randrange(total))
+        if slot in drawn:
+            rejections += 1
+            continue
+        drawn.append(slot)
+        remaining -= sampler.weight(slot)
+    return drawn
+
+
+@given(
+    st.lists(st.integers(0, 0xFFFFFFFF), min_size=1, max_size=40),
+    st.integers(1, 8),
+    st.integers(0, 2**32),
+)
+def test_weighted_sampler_draws_what_randrange_would(
+    weights: list[int], count: int, seed: int
+) -> None:
+    """Drawing bits straight from getrandbits picks, for every seed, the very slots that
+    rng.randrange(total) picks (the same bits, the same rejection of values beyond the
+    total): the sample begins with the randrange draw and is that draw when no fallback
+    was needed."""
+    slots: dict[int, int] = {}
+    sampler: WeightedSampler[int] = WeightedSampler(slots.__setitem__)
+    for item, weight in enumerate(weights):
+        sampler.add(item, weight)
+    expected = _randrange_draw(sampler, count, random.Random(seed))
+    got = [slots[item] for item in sampler.sample(count, random.Random(seed))]
+    assert got[: len(expected)] == expected
+    if len(expected) == min(count, sum(1 for w in weights if w)):
+        assert got == expected

@@ -164,6 +164,10 @@ class WeightedSampler(Generic[T]):
         weights = self._weights
         find = self._find
         randrange = rng.randrange
+        # rng.randrange(total), without its two Python calls per draw: the same bits drawn
+        # the same way (Random._randbelow_with_getrandbits), so the same slots for a seed.
+        getrandbits = rng.getrandbits
+        bits = total.bit_length()
         drawn: list[int] = []
         # Drawing with replacement and rejecting repeats gives the same distribution as
         # drawing from the remaining weights, without touching the tree. It is cheap
@@ -172,7 +176,10 @@ class WeightedSampler(Generic[T]):
         remaining = total
         rejections = 0
         while len(drawn) < count and remaining > 0:
-            slot = find(randrange(total))
+            value = getrandbits(bits)
+            while value >= total:
+                value = getrandbits(bits)
+            slot = find(value)
             if slot in drawn:
                 rejections += 1
                 if rejections > 3:
