@@ -218,7 +218,8 @@ def test_queue_orders_replaces_cancels_and_counts() -> None:
 def test_queue_agrees_with_a_dictionary_model(operations: list[tuple[str, int, float]]) -> None:
     """Any sequence of schedules, cancels and pops gives what a plain dictionary of
     deadlines gives, in deadline order; the generation moves exactly when the deadlines
-    change, so that an unchanged generation means an unchanged next deadline."""
+    change at the front, so that an unchanged generation means an unchanged next
+    deadline."""
     queue: DeadlineQueue[int] = DeadlineQueue()
     model: dict[int, float] = {}
     for operation, item, when in operations:
@@ -236,11 +237,42 @@ def test_queue_agrees_with_a_dictionary_model(operations: list[tuple[str, int, f
             assert set(popped) == {i for _, i in expected}
             for i in popped:
                 del model[i]
-        assert (generation() != before) == (operation == "schedule" or model != deadlines)
+        moved = generation() != before
+        if min(model.values(), default=None) != min(deadlines.values(), default=None):
+            assert moved  # the earliest deadline changed
+        if moved:
+            assert operation == "schedule" or model != deadlines  # never for nothing
         looked = generation()
         assert len(queue) == len(model)
         assert queue.next_deadline() == min(model.values(), default=None)
         assert generation() == looked  # looking changes nothing
+
+
+def test_later_deadlines_behind_the_earliest_leave_the_generation() -> None:
+    """Scheduling or cancelling behind the earliest deadline does not move the
+    generation (a PE's re-registration); anything that changes the front does."""
+    queue: DeadlineQueue[str] = DeadlineQueue()
+    queue.schedule("head", 10.0)
+    queue.schedule("other", 20.0)
+    before = generation()
+    queue.schedule("other", 30.0)
+    queue.schedule("third", 10.0)  # a tie is not earlier
+    queue.cancel("third")
+    queue.cancel("missing")
+    assert queue.next_deadline() == 10.0
+    assert generation() == before
+    for change in (
+        partial(queue.schedule, "head", 15.0),  # the earliest, later
+        partial(queue.schedule, "other", 5.0),  # earlier than the earliest
+        partial(queue.cancel, "other"),  # the earliest, gone
+        partial(queue.schedule, "head", 10.0),
+    ):
+        before = generation()
+        change()
+        assert generation() != before
+    before = generation()
+    assert list(queue.pop_due(10.0)) == ["head"]
+    assert generation() != before
 
 
 def test_arming_timers_leaves_the_generation() -> None:

@@ -45,17 +45,19 @@ T = TypeVar("T")
 
 log = Logger()
 
-#: Moved on by every change to the deadlines of any counted queue (see generation()).
+#: Moved on whenever a counted queue's earliest deadline may have changed (generation()).
 _generation = 0
 
 
 def generation() -> int:
-    """A number that changes whenever a :class:`DeadlineQueue` schedules, cancels or
-    removes a deadline (any queue in the process, but the timers' own).
+    """A number that changes whenever the earliest deadline of a :class:`DeadlineQueue`
+    may have changed (any queue in the process, but the timers' own): a deadline earlier
+    than the earliest, the earliest rescheduled or cancelled, a deadline removed as due.
 
     A deadline computed only from queues is still current while this number is the same:
-    an adapter remembers it with the deadline and skips asking its core again. Looking
-    at deadlines (``next_deadline``, dropping stale entries) does not change it.
+    an adapter remembers it with the deadline and skips asking its core again. A later
+    deadline for any other item (a PE's next registration life) and looking at
+    deadlines (``next_deadline``) do not change it.
     """
     return _generation
 
@@ -72,8 +74,8 @@ class DeadlineQueue(Generic[T]):
     scheduled), it keeps it there instead: no dictionary entry per item, for queues of
     many long-lived objects.
 
-    Every change moves :func:`generation` on, unless ``counted`` is false (the timers'
-    own queue: arming a timer changes no core's deadline).
+    A change of its earliest deadline moves :func:`generation` on, unless ``counted`` is
+    false (the timers' own queue: arming a timer changes no core's deadline).
     """
 
     __slots__ = ("_counted", "_due", "_heap", "_live", "_order", "_token")
@@ -115,8 +117,12 @@ class DeadlineQueue(Generic[T]):
 
     def schedule(self, item: T, when: float) -> None:
         """Make ``item`` due at ``when`` (replacing any earlier schedule)."""
-        self._changed()
-        if not self._entry(item):
+        self._drop_stale()  # the head is live: is it the earliest deadline, or ours?
+        heap = self._heap
+        previous = self._entry(item)
+        if not heap or when < heap[0][0] or heap[0][1] == previous:
+            self._changed()
+        if not previous:
             self._live += 1
         entry = next(self._order)
         self._mark(item, entry)
@@ -126,8 +132,11 @@ class DeadlineQueue(Generic[T]):
 
     def cancel(self, item: T) -> None:
         """Forget ``item``'s deadline, if any."""
-        if self._entry(item):
-            self._changed()
+        previous = self._entry(item)
+        if previous:
+            self._drop_stale()
+            if self._heap[0][1] == previous:
+                self._changed()  # it was the earliest
             self._mark(item, 0)
             self._live -= 1
 
