@@ -30,7 +30,7 @@ class Asked:
 
 def test_a_resolution_does_not_ask_the_core() -> None:
     """A handle resolution changes no deadline: the timer stays, the core is not asked;
-    a registration (its life and keep-alive) is."""
+    a registration whose life ends before anything else is."""
     clock = Clock()
     server = make_server(clock, secure=False, keep_alive_interval=4.0, keep_alive_timeout=2.0)
     client = Client(server)
@@ -42,7 +42,9 @@ def test_a_resolution_does_not_ask_the_core() -> None:
     answers = client.received()
     assert len(answers) == 5 and all(isinstance(a, asap.HandleResolutionResponse) for a in answers)
     assert asked.calls == 0
-    client.send(registration(8))
+    # A registration life shorter than any deadline so far moves the earliest one.
+    element = replace(registration(8).pool_element, registration_life=1)
+    client.send(asap.Registration(b"echo", element))
     assert asked.calls == 1
     # The timer still works: keep-alives go out when due.
     clock.advance(6.5)  # the interval, +/- 50 %
