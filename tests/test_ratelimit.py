@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from twisted_rserpool.security.ratelimit import Rate, RateLimiter, RequestLimiter, TokenBucket
+from twisted_rserpool.security.ratelimit import (
+    FairShare,
+    Rate,
+    RateLimiter,
+    RequestLimiter,
+    TokenBucket,
+)
 
 
 def test_bucket_bursts_then_refills() -> None:
@@ -78,3 +86,52 @@ def test_request_limiter_forgets_closed_connections() -> None:
     limiter.forget(1)
     assert len(limiter) == 0
     assert limiter.admit(1, "a", 0.0) == 0.0
+
+
+class _ReferenceLimiter:
+    """RequestLimiter.admit composed from the buckets' public steps (due, due_share, take,
+    interval), with one bucket per connection and identity and no bound on keys."""
+
+    def __init__(self, connection: Rate, identity: Rate, anonymous: Rate) -> None:
+        self._rates = (connection, identity)
+        self._own: dict[int, tuple[TokenBucket, list[float]]] = {}
+        self._identities: dict[str, FairShare] = {}
+        self._anonymous = FairShare(anonymous, 0.0)
+
+    def admit(self, connection: int, identity: str | None, now: float) -> float:
+        if connection not in self._own:
+            self._own[connection] = (TokenBucket(self._rates[0], now), [float("-inf")])
+        own, share_until = self._own[connection]
+        if identity is None:
+            shared = self._anonymous
+        else:
+            shared = self._identities.setdefault(identity, FairShare(self._rates[1], now))
+        wait = max(own.due(now), shared.due_share(now, now < share_until[0]))
+        own.take(now, now + wait)
+        shared.take(now, now + wait)
+        share_until[0] = now + wait + shared.interval()
+        return wait
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.sampled_from([None, "a", "b"]), st.floats(0.0, 0.05)),
+        max_size=200,
+    ),
+    st.sampled_from([(5.0, 10.0), (50.0, 20.0), (200.0, 400.0), (2.0, 500.0), (1.0, 50.0)]),
+)
+def test_admit_waits_as_its_public_steps_do(
+    requests: list[tuple[int, str | None, float]], rates: tuple[float, float]
+) -> None:
+    """RequestLimiter.admit, unrolled for speed, makes every request wait exactly as long
+    as the buckets' public steps do, for any mix of connections, identities and gaps."""
+    connection, shared = Rate(rates[0], rates[0] * 2), Rate(rates[1], rates[1] * 3)
+    limiter: RequestLimiter[int] = RequestLimiter(connection, shared, shared)
+    reference = _ReferenceLimiter(connection, shared, shared)
+    now = 0.0
+    # A connection keeps the identity it had first (as a TLS connection does).
+    identities: dict[int, str | None] = {}
+    for number, drawn, gap in requests:
+        now += gap
+        identity = identities.setdefault(number, drawn)
+        assert limiter.admit(number, identity, now) == reference.admit(number, identity, now)

@@ -112,6 +112,10 @@ class TokenBucket:
         service another limit defers cannot bunch up (the bound of :class:`FairShare`).
         """
         self._refill(now)
+        self._take_refilled(now, at)
+
+    def _take_refilled(self, now: float, at: float) -> None:
+        """:meth:`take` once the bucket was refilled at ``now``."""
         ceiling = self._burst - (at - now) * self._per_second if at > now else self._burst
         tokens = self._tokens
         self._tokens = (tokens if tokens < ceiling else ceiling) - 1.0
@@ -241,23 +245,24 @@ class _Recent(Generic[_K, _V]):
     def __init__(self, make: Callable[[float], _V], max_keys: int) -> None:
         self._make = make
         self._max_keys = max_keys
-        self._values: OrderedDict[_K, _V] = OrderedDict()
+        #: By key, least recently used first (read only; :meth:`get` keeps the order).
+        self.values: OrderedDict[_K, _V] = OrderedDict()
 
     def get(self, key: _K, now: float) -> _V:
-        value = self._values.get(key)
+        value = self.values.get(key)
         if value is None:
-            value = self._values[key] = self._make(now)
-            if len(self._values) > self._max_keys:
-                self._values.popitem(last=False)
+            value = self.values[key] = self._make(now)
+            if len(self.values) > self._max_keys:
+                self.values.popitem(last=False)
         else:
-            self._values.move_to_end(key)
+            self.values.move_to_end(key)
         return value
 
     def pop(self, key: _K) -> None:
-        self._values.pop(key, None)
+        self.values.pop(key, None)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self.values)
 
 
 class RequestLimiter(Generic[_K]):
@@ -304,17 +309,34 @@ class RequestLimiter(Generic[_K]):
         ``None``) arriving at ``now``; the seconds it must wait before it is handled
         (``0.0``: at once). Its tokens are taken: ask once per request, and ask a
         connection's next request once this one is handled."""
-        state = self._connections.get(connection, now)
-        shared = self._anonymous if identity is None else self._identities.get(identity, now)
+        # This runs for every request: the known keys' lookups (_Recent.get), due(),
+        # due_share() and interval() unrolled, and take() without the refills that the
+        # two waits just did at the same ``now``.
+        connections = self._connections.values
+        state = connections.get(connection)
+        if state is None:
+            state = self._connections.get(connection, now)
+        else:
+            connections.move_to_end(connection)
+        if identity is None:
+            shared = self._anonymous
+        else:
+            identities = self._identities.values
+            known = identities.get(identity)
+            if known is None:
+                shared = self._identities.get(identity, now)
+            else:
+                identities.move_to_end(identity)
+                shared = known
         bucket = state.bucket
-        # due() and due_share(), unrolled: this runs for every request.
         own_wait = bucket.wait(now)
         shared_wait = shared.wait(now, 1.0 + shared.headroom if now < state.share_until else 1.0)
         wait = own_wait if own_wait >= shared_wait else shared_wait
         served = now + wait
-        bucket.take(now, served)
-        shared.take(now, served)
-        state.share_until = served + shared.interval()
+        bucket._take_refilled(now, served)
+        shared._take_refilled(now, served)
+        owed = shared.headroom - shared._tokens
+        state.share_until = served + (owed if owed > 1.0 else 1.0) / shared._per_second
         if wait <= 0:
             return 0.0
         self.delayed += 1
