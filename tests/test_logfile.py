@@ -11,15 +11,18 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from twisted.application.service import Application, IService, MultiService
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
     Logger,
     LogLevel,
     LogPublisher,
     formatEventAsClassicLogText,
 )
+from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 
@@ -29,6 +32,7 @@ from twisted_rserpool._logfile import (
     levelNamed,
     twistdObserver,
 )
+from twisted_rserpool._tap import withLogObserver
 
 
 class Unprintable:
@@ -365,3 +369,47 @@ class TestTwistdObserver:
             assert signal.getsignal(signal.SIGUSR1) is handler  # already handled: kept
         finally:
             signal.signal(signal.SIGUSR1, previous)
+
+
+class CommandOptions(usage.Options):
+    optParameters = [["log-level", None, "debug", "", levelNamed]]  # noqa: RUF012
+
+
+@pytest.mark.parametrize(
+    ("twistd", "level", "expected"),
+    [
+        ({"nodaemon": True}, "info", LogLevel.info),
+        ({"nodaemon": True, "logfile": "-"}, None, None),
+        ({"nodaemon": True, "logger": object()}, "info", "twistd's"),
+    ],
+)
+def test_the_application_gets_the_observer(
+    twistd: dict[str, Any], level: str | None, expected: Any, capsys: Any
+) -> None:
+    """A command's service, made by twistd, gives twistd's application our observer (at
+    the --log-level asked for) when it joins it; with --logger it leaves it to twistd."""
+    options = CommandOptions()  # type: ignore[no-untyped-call]
+    options.parseOptions([] if level is None else ["--log-level", level])  # type: ignore[no-untyped-call]
+    options.parent = twistd  # type: ignore[assignment]
+    inner = MultiService()  # type: ignore[no-untyped-call]
+    service = withLogObserver(inner, options)
+    application = Application("test")  # type: ignore[no-untyped-call]
+    service.setServiceParent(application)  # type: ignore[no-untyped-call]
+    assert inner.parent is service
+    assert list(IService(application)) == [service]  # type: ignore[call-overload]
+    observer = application.getComponent(ILogObserver, None)
+    if expected == "twistd's":
+        assert observer is None
+        return
+    assert isinstance(observer, BatchedFileLogObserver)
+    for lvl in (LogLevel.debug, LogLevel.info):
+        observer({"log_format": lvl.name, "log_level": lvl, "log_system": "-"})
+    written = capsys.readouterr().out
+    assert written == ("- [-] info\n" if expected is LogLevel.info else "- [-] debug\n- [-] info\n")
+
+
+def test_services_not_run_by_twistd_stay_as_they_are() -> None:
+    options = CommandOptions()  # type: ignore[no-untyped-call]
+    options.parseOptions([])  # type: ignore[no-untyped-call]
+    inner = MultiService()  # type: ignore[no-untyped-call]
+    assert withLogObserver(inner, options) is inner

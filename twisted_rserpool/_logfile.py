@@ -62,6 +62,9 @@ FLUSH_DELAY = 0.0
 #: Characters that may wait; more are written at once.
 MAX_BUFFERED = 64 * 1024
 
+#: Levels written at once, with everything before them.
+_LOUD = frozenset((LogLevel.warn, LogLevel.error, LogLevel.critical))
+
 #: Formats checked so far: whether ``str.format_map`` on the event gives what Twisted's
 #: formatter gives (plain field names only). Bounded: formats may be made on the fly.
 _PLAIN_FORMATS: dict[str, bool] = {}
@@ -185,7 +188,6 @@ class BatchedFileLogObserver:
             if minimum is None
             else (level for level in LogLevel.iterconstants() if level < minimum)
         )
-        self._loud = frozenset((LogLevel.warn, LogLevel.error, LogLevel.critical))
         self._lock = threading.Lock()
         self._lines: list[str] = []
         self._size = 0
@@ -210,7 +212,7 @@ class BatchedFileLogObserver:
             self._size += len(line)
             if (
                 self._batchingThread != threading.get_ident()
-                or level in self._loud
+                or level in _LOUD
                 or "log_failure" in event
                 or self._size >= self._maxBuffered
             ):
