@@ -126,28 +126,35 @@ class SortedList(Generic[K, V]):
     def rekey(self, old: K, new: K) -> None:
         """Move the value of ``old`` to ``new`` (which must not be present).
 
-        In place when no other key lies between the two (a PE moved behind its equals
-        that were already behind it, as selection does): no insertion, no removal.
+        Within its short list when ``new`` belongs there too (a PE moved behind its equals,
+        as selection does): one move inside that list, whose length stays the same, and no
+        split or merge; in place when no other key lies between the two.
         """
         maxes = self._maxes
         i = bisect_left(maxes, old)
         if i < len(maxes):
             keys = self._keys[i]
             j = bisect_left(keys, old)
-            last = len(keys) - 1
             if (
-                j <= last
+                j < len(keys)
                 and keys[j] == old
-                and (keys[j - 1] < new if j else i == 0 or maxes[i - 1] < new)
-                and (
-                    new < keys[j + 1]
-                    if j < last
-                    else i + 1 == len(maxes) or new < self._keys[i + 1][0]
-                )
+                and (i == 0 or maxes[i - 1] < new)
+                and (i + 1 == len(maxes) or new < self._keys[i + 1][0])
             ):
-                keys[j] = new
-                if j == last:
-                    maxes[i] = new
+                k = bisect_left(keys, new)
+                if k > j + 1:  # later: the keys between move one place forward
+                    del keys[j]
+                    keys.insert(k - 1, new)
+                    values = self._values[i]
+                    values.insert(k - 1, values.pop(j))
+                elif k < j:
+                    del keys[j]
+                    keys.insert(k, new)
+                    values = self._values[i]
+                    values.insert(k, values.pop(j))
+                else:
+                    keys[j] = new
+                maxes[i] = keys[-1]
                 return
         self.add(new, self.remove(old))
 
