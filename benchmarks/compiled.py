@@ -1,11 +1,11 @@
 """Pure Python against the mypyc build (``scripts/compile``), side by side in one run.
 
-Run: ``.venv/bin/python -m benchmarks.compiled`` (about 2 minutes on two cores; builds the
-compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.py
---quick`` and ``benchmarks/failover.py`` (CPU per message only, no failover statistics
-worth quoting) ``--rounds`` times for each build, alternating which build goes first, so
-that load from other processes on a shared machine hits both alike, and prints one table:
-the best (lowest) figure of each build and compiled ÷ pure.
+Run: ``.venv/bin/python -m benchmarks.compiled`` (about 3 minutes on two cores; builds the
+compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.py --quick``
+(with ``--registrar-duration`` phases) and ``benchmarks/failover.py`` (for its CPU per
+message; one failover) ``--rounds`` times for each build, alternating which build goes
+first, so that load from other processes on a shared machine hits both alike, and prints
+one table: the best (lowest) figure of each build and compiled ÷ pure.
 
 The figures are CPU time per operation, as the two benchmarks measure it: the ENRP
 server's CPU per answer or registration (its threads' run time), and the CPU of both ends
@@ -113,6 +113,9 @@ def run(command: Sequence[str], build: str, lib: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=2, help="runs of each build (2)")
+    parser.add_argument(
+        "--registrar-duration", type=float, default=1.0, help="measured seconds per phase (1)"
+    )
     parser.add_argument("--messages", type=int, default=10_000, help="per session case")
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[100, 1000, 16000], help="message sizes"
@@ -132,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not modules:
         sys.exit(f"no compiled module in {lib}: run scripts/compile")
     registrar = ["benchmarks/registrar.py", "--quick"]
+    registrar += ["--duration", str(options.registrar_duration)]
     session = ["benchmarks/failover.py", "--failovers", "1", "--rounds", "1"]
     session += ["--messages", str(options.messages), "--sizes", *map(str, options.sizes)]
     best: dict[str, dict[str, float]] = {build: {} for build in BUILDS}
