@@ -92,11 +92,11 @@ class _SecondStamps:
     from one second to the next; time zone changes also fall on whole seconds.
     """
 
-    __slots__ = ("_second", "_text")
+    __slots__ = ("_last",)
 
     def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
+        #: The second and its text, in one tuple: threads read them together.
+        self._last: tuple[int, str] = (-1, "")
 
     def __call__(self, when: float | None) -> str:
         if when is None or when < 0:
@@ -105,10 +105,10 @@ class _SecondStamps:
         # datetime rounds to the microsecond: near the next second, ask it.
         if when - second >= 0.999999:
             return formatTime(when)
-        if second != self._second:
-            self._text = formatTime(second)
-            self._second = second
-        return self._text
+        last = self._last
+        if last[0] != second:
+            last = self._last = (second, formatTime(second))
+        return last[1]
 
 
 _stamp = _SecondStamps()
