@@ -335,9 +335,10 @@ def holdPEs(
     snapshots: list[Path] = []
     with server(files, name, settings, path, traced) as (enrp, port, adminPort):
         time.sleep(0.5)
+        # Before the snapshot, which leaves memory of its own behind in the traced server.
+        idleRss = rssBytes(enrp.pid)
         if traced is not None:
             snapshots.append(snapshot(enrp, traced, 0))
-        idleRss = rssBytes(enrp.pid)
         specs = holderSpecs(settings, pes, port, files.clientKeys(PE_IDENTITY))
         rampCpu0 = cpuSeconds(enrp.pid)
         with ExitStack() as stack:

@@ -14,7 +14,8 @@ TLS transport, the TLS handshake completed. Sending is refused until then too.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from OpenSSL import SSL
@@ -26,6 +27,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -55,7 +57,7 @@ from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import ErrorCause, OperationError
 from twisted_rserpool.wire.tcpmapping import ASAP_PPID, ENRP_PPID
 
-__all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol"]
+__all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol", "gatheredWrites"]
 
 _PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
 #: Received bytes decoded at a time: when a chunk must wait, what follows it in the same
@@ -78,6 +80,58 @@ def _describePeer(transport: Any) -> str:
     if host is not None and port is not None:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
+
+
+#: Within gatheredWrites, one list: the protocols whose messages wait for the end of the
+#: outermost block, in the order of their first message. Empty outside.
+_GATHERING: list[list[RSerPoolProtocol]] = []
+
+
+@contextmanager
+def gatheredWrites() -> Iterator[None]:
+    """Within this block, what is sent on any :class:`RSerPoolProtocol` waits; at its end
+    each connection writes all of it in one piece, at once.
+
+    For code that sends from outside the protocols' own callbacks, such as a timer that
+    sends keep-alives to many connections: without it, each message is handed to the
+    transport on its own and Twisted's TLS layer merges a turn's writes a reactor turn
+    later (a ``callLater(0)`` per connection). What a protocol's hooks send while it
+    handles a read, a timer or its handshake is gathered so anyway. Nested blocks write at
+    the end of the outermost.
+    """
+    if _GATHERING:
+        yield
+        return
+    gathered: list[RSerPoolProtocol] = []
+    _GATHERING.append(gathered)
+    try:
+        yield
+    finally:
+        _GATHERING.clear()
+        for protocol in gathered:
+            protocol._batching = False
+            try:
+                protocol._flush()
+            except Exception:
+                protocol.log.failure("Could not write to {peer}", peer=protocol.peer, cause="bug")
+                protocol._abort()
+
+
+def _unbufferedWriter(transport: Any) -> Callable[[bytes], None]:
+    """How to write a turn's bytes that were already gathered into one piece: past
+    Twisted's aggregation of small TLS writes (a ``callLater(0)`` per write, to merge
+    writes that we merged already), after whatever that aggregation holds."""
+    if isinstance(transport, BufferingTLSTransport):
+        aggregator = transport._aggregator
+        write = TLSMemoryBIOProtocol.write.__get__(transport)
+
+        def unbuffered(data: bytes) -> None:
+            aggregator.flush()
+            write(data)
+
+        return unbuffered
+    plain: Callable[[bytes], None] = transport.write
+    return plain
 
 
 def _tlsHandshakeFinished(transport: Any) -> bool:
@@ -147,6 +201,7 @@ class RSerPoolProtocol(Protocol):
         "_readyBy",
         "_timer",
         "_unread",
+        "_writeGathered",
         "admittedBy",
         "clock",
         "peer",
@@ -197,6 +252,8 @@ class RSerPoolProtocol(Protocol):
         #: The cap that admitted this connection (told when it is lost), if any.
         self.admittedBy: ConnectionCap | None = None
         self.peer = "unknown peer"
+        # Writes the bytes a read, a timer or the handshake gathered (connectionMade).
+        self._writeGathered: Callable[[bytes], None] | None = None
 
     @property
     def heartbeatInterval(self) -> float | None:
@@ -368,7 +425,12 @@ class RSerPoolProtocol(Protocol):
             self._abort()
             raise
         if not self._batching:
-            self._flush()
+            if _GATHERING:
+                self._batching = True
+                _GATHERING[0].append(self)
+            else:
+                # Twisted's TLS layer merges this with whatever else is written this turn.
+                self._flush(gathered=False)
         return sent
 
     # -- Twisted interface ----------------------------------------------------------------
@@ -383,6 +445,7 @@ class RSerPoolProtocol(Protocol):
         self.peer = _describePeer(self.transport)
         self._onTls = ISSLTransport.providedBy(self.transport)
         self._handshakeDone = not self._onTls
+        self._writeGathered = _unbufferedWriter(self.transport)
         self.mapping = MappingConnection(self.mappingConfig, now=self._now())
         if self.handshakeTimeout is not None:
             self._readyBy = self._now() + self.handshakeTimeout
@@ -451,7 +514,9 @@ class RSerPoolProtocol(Protocol):
     def _stopped(self) -> bool:
         return self._lost or self._closing or bool(getattr(self.transport, "disconnecting", False))
 
-    def _flush(self) -> None:
+    def _flush(self, gathered: bool = True) -> None:
+        """Write what the mapping has to send; ``gathered``: all that this turn's read,
+        timer or handshake step produced, in one piece, so that nothing is to be merged."""
         mapping = self.mapping
         if mapping is None or self.transport is None:
             return
@@ -460,7 +525,11 @@ class RSerPoolProtocol(Protocol):
             mapping.acknowledge_through(last)
         data = mapping.data_to_send()
         if data and not self._lost:
-            self.transport.write(data)
+            write = self._writeGathered if gathered else None
+            if write is None:
+                self.transport.write(data)
+            else:
+                write(data)
 
     def _close(self) -> None:
         if self._closing or self._lost:
