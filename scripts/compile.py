@@ -23,8 +23,8 @@ build but fail at import, because mypyc passes a dataclass's class attributes (`
 ``@dataclass`` as fields (mypyc issue 1122); ``handlespace.policies`` needs its
 ``RsplibPolicyType`` constants declared ``Final``; modules whose classes are subclassed by
 interpreted code (``enrp.registrar``'s ``Registrar``, ``transport.protocol``) need
-``@mypyc_attr(allow_interpreted_subclasses=True)`` on them, or a compiled caller skips the
-subclass's overrides.
+``@mypyc_attr(allow_interpreted_subclasses=True)`` on them (without it mypyc promises
+nothing for subclasses written in Python; it refused those of ``RSerPoolProtocol``).
 """
 
 from __future__ import annotations
