@@ -5,7 +5,10 @@ compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.p
 (with ``--registrar-duration`` phases) and ``benchmarks/failover.py`` (for its CPU per
 message; one failover) ``--rounds`` times for each build, alternating which build goes
 first, so that load from other processes on a shared machine hits both alike, and prints
-one table: the best (lowest) figure of each build and compiled ÷ pure.
+one table: the best (lowest) figure of each build and compiled ÷ pure. The floors run the
+same code in both builds, so their rows show how much the machine's load moved the
+figures; the ``÷ floor`` and ``÷ Int32`` rows (each run's figure over its own floor's)
+cancel most of that.
 
 The figures are CPU time per operation, as the two benchmarks measure it: the ENRP
 server's CPU per answer or registration (its threads' run time), and the CPU of both ends
@@ -44,6 +47,9 @@ def registrarFigures(text: str) -> dict[str, float]:
             enrp, floor = (float(value.replace(",", "")) for value in cells[3].split("/"))
             figures[f"resolution, {connections}: ENRP server CPU µs/answer"] = enrp
             figures[f"resolution, {connections}: bare TLS floor CPU µs/answer"] = floor
+            # The floor runs the same code in both builds: the ratio cancels the load
+            # that other processes put on the machine during this run.
+            figures[f"resolution, {connections}: ENRP ÷ floor (x)"] = enrp / floor
         elif "registrations/s" in name:
             figures[f"{name.replace('/s', '')}: server CPU µs each"] = float(
                 cells[3].replace(",", "")
@@ -54,11 +60,18 @@ def registrarFigures(text: str) -> dict[str, float]:
 def sessionFigures(text: str) -> dict[str, float]:
     """CPU µs per message of every path of benchmarks/failover.py, by size and path."""
     figures: dict[str, float] = {}
+    floors: dict[str, float] = {}
     for line in text.splitlines():
         match = _SESSION_ROW.match(line)
         if match:
             size, path, cpu = match.groups()
-            figures[f"{int(size):,} B messages: {path.strip()} CPU µs/msg"] = float(cpu)
+            label = f"{int(size):,} B messages"
+            figures[f"{label}: {path.strip()} CPU µs/msg"] = float(cpu)
+            if path.startswith("Int32StringReceiver"):
+                floors[label] = float(cpu)
+            elif path.startswith("ASAP session") and label in floors:
+                # As for the registrar: the floor's code is the same in both builds.
+                figures[f"{label}: {path.strip()} ÷ Int32 (x)"] = float(cpu) / floors[label]
     return figures
 
 
