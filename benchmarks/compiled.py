@@ -2,12 +2,13 @@
 
 Run: ``.venv/bin/python -m benchmarks.compiled`` (about 3 minutes on two cores; builds the
 compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.py --quick``
-(with ``--registrar-duration`` phases) and ``benchmarks/failover.py`` (for its CPU per
-message; one failover) ``--rounds`` times for each build, alternating which build goes
-first, so that load from other processes on a shared machine hits both alike, and prints
-one table: the best (lowest) figure of each build and compiled ÷ pure. The floors run the
-same code in both builds, so their rows show how much the machine's load moved the
-figures; the ``÷ floor`` and ``÷ Int32`` rows (each run's figure over its own floor's)
+(with ``--registrar-duration`` phases), ``benchmarks/failover.py`` (for its CPU per
+message; one failover) and ``benchmarks/compiled_core.py`` (the compiled cores alone,
+without TLS and the reactor) ``--rounds`` times for each build, alternating which build
+goes first, so that load from other processes on a shared machine hits both alike, and
+prints one table: the best (lowest) figure of each build and compiled ÷ pure. The floors
+run the same code in both builds, so their rows show how much the machine's load moved
+the figures; the ``÷ floor`` and ``÷ Int32`` rows (each run's figure over its own floor's)
 cancel most of that.
 
 The figures are CPU time per operation, as the two benchmarks measure it: the ENRP
@@ -73,6 +74,11 @@ def sessionFigures(text: str) -> dict[str, float]:
                 # As for the registrar: the floor's code is the same in both builds.
                 figures[f"{label}: {path.strip()} ÷ Int32 (x)"] = float(cpu) / floors[label]
     return figures
+
+
+def coreFigures(text: str) -> dict[str, float]:
+    """The rows of benchmarks/compiled_core.py."""
+    return {name: float(cells[0]) for name, cells in markdownRows(text).items()}
 
 
 def environment(build: str, lib: str) -> dict[str, str]:
@@ -158,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"round {number + 1}: {build}", file=sys.stderr, flush=True)
             figures = registrarFigures(run(registrar, build, lib))
             figures |= sessionFigures(run(session, build, lib))
+            figures |= coreFigures(run(["-m", "benchmarks.compiled_core"], build, lib))
             for measure, value in figures.items():
                 if measure not in order:
                     order.append(measure)
