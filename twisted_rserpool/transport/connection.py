@@ -624,15 +624,21 @@ class MappingConnection:
             if self._heartbeat_sent_at is None and interval is not None:
                 return self._last_received + interval
             return None
-        timeout = self.config.heartbeat_timeout
-        deadlines = []
-        if self._probe is not None:
-            deadlines.append(self._probe[1] + timeout)
-        if self._heartbeat_sent_at is not None:
-            deadlines.append(self._heartbeat_sent_at + timeout)
-        elif self.config.heartbeat_interval is not None:
-            deadlines.append(self._last_received + self.config.heartbeat_interval)
-        return min(deadlines, default=None)
+        # Asked after every read: no list, no min() over it.
+        config = self.config
+        sent_at = self._heartbeat_sent_at
+        if sent_at is not None:
+            deadline: float | None = sent_at + config.heartbeat_timeout
+        elif config.heartbeat_interval is not None:
+            deadline = self._last_received + config.heartbeat_interval
+        else:
+            deadline = None
+        probe = self._probe
+        if probe is not None:
+            probed = probe[1] + config.heartbeat_timeout
+            if deadline is None or probed < deadline:
+                deadline = probed
+        return deadline
 
     def handle_timer(self, now: float) -> list[Event]:
         """Send a HEARTBEAT when the peer has been silent too long, or declare it dead

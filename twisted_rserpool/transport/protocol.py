@@ -566,8 +566,12 @@ class RSerPoolProtocol(Protocol):
             if type(event) is DataReceived:
                 if self._stopped():
                     continue
-                if self._admitsAll and self._ready and not self._held:
-                    self._deliver(event)
+                if self._held is None and self._ready and self._admissionTimer is None:
+                    # Nothing waits: asked and delivered without the queue.
+                    if self._admitsAll or self._admitted(event):
+                        self._deliver(event)
+                    else:
+                        self._held = deque((event,))  # its wait is running
                 else:
                     # In arrival order: behind chunks that wait (for readiness or a token).
                     if self._held is None:
@@ -660,25 +664,31 @@ class RSerPoolProtocol(Protocol):
         while held and self._ready and not self._stopped():
             if self._admissionTimer is not None:
                 return  # the first one waits for its time; the others wait behind it
-            if not self._headAdmitted:
-                now = self._now()
-                try:
-                    wait = float(self.admitData(held[0], now))
-                except Exception:
-                    self.log.failure(
-                        "admitData raised on the connection with {peer}; delivering",
-                        peer=self.peer,
-                        cause="exception in hook",
-                    )
-                    wait = 0.0
-                if wait > 0:
-                    self._headAdmitted = True
-                    self._waitForAdmission(now, wait)
-                    return
+            if not self._headAdmitted and not self._admitted(held[0]):
+                return
             self._headAdmitted = False
             self._deliver(held.popleft())
         if not held and self._held is held:
             self._held = None
+
+    def _admitted(self, event: DataReceived) -> bool:
+        """Whether :meth:`admitData` lets ``event``, the first in line, through now;
+        otherwise its wait has begun (reading paused, the timer set)."""
+        now = self._now()
+        try:
+            wait = float(self.admitData(event, now))
+        except Exception:
+            self.log.failure(
+                "admitData raised on the connection with {peer}; delivering",
+                peer=self.peer,
+                cause="exception in hook",
+            )
+            return True
+        if wait > 0:
+            self._headAdmitted = True
+            self._waitForAdmission(now, wait)
+            return False
+        return True
 
     def _waitForAdmission(self, now: float, wait: float) -> None:
         if not self._readingPaused:
