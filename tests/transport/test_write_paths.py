@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests.transport.test_loopback import portOf
-from tests.transport.test_protocol import ready
+from tests.transport.test_protocol import Peer, Recorder, Transport, ready
 from twisted_rserpool.security.context import SecurityContext
 from twisted_rserpool.security.tls import PskClientCreator, pskServerCreator
 from twisted_rserpool.transport import (
@@ -32,6 +32,7 @@ from twisted_rserpool.transport import (
     SentData,
 )
 from twisted_rserpool.transport.protocol import gatheredWrites
+from twisted_rserpool.wire.tcpmapping import Data
 
 #: More than the loopback socket takes at once (part of it waits in Twisted's buffer),
 #: within the mapping's bound on unacknowledged bytes (1 MiB).
@@ -163,34 +164,43 @@ def _turn() -> Deferred[None]:
     return d
 
 
+def two() -> tuple[tuple[Recorder, Transport, Peer], tuple[Recorder, Transport, Peer]]:
+    """Two ready connections, what they wrote so far taken away."""
+    pairs = []
+    for _ in range(2):
+        protocol, transport, _, peer = ready()
+        transport.clear()
+        pairs.append((protocol, transport, peer))
+    return pairs[0], pairs[1]
+
+
+def payloads(peer: Peer, transport: Transport) -> list[bytes]:
+    """The user data of the DATA chunks the protocol wrote since the last look."""
+    return [chunk.user_data for chunk in peer.read(transport) if isinstance(chunk, Data)]
+
+
 def test_gathered_writes_wait_for_the_end_of_the_outermost_block() -> None:
     """Messages sent within the block are written once per connection at its end, in
     order; nested blocks do not write early; outside, each send writes at once."""
-    first, transport1, _, peer1 = ready()
-    second, transport2, _, peer2 = ready()
-    transport1.clear()
-    transport2.clear()
+    (first, transport1, peer1), (second, transport2, peer2) = two()
     with gatheredWrites():
         first.sendApplicationData(b"a", 7)
         second.sendApplicationData(b"b", 7)
         with gatheredWrites():
             first.sendApplicationData(b"c", 7)
         assert transport1.value() == transport2.value() == b""
-    assert [c.user_data for c in peer1.read(transport1)] == [b"a", b"c"]  # type: ignore[union-attr]
-    assert [c.user_data for c in peer2.read(transport2)] == [b"b"]  # type: ignore[union-attr]
+    assert payloads(peer1, transport1) == [b"a", b"c"]
+    assert payloads(peer2, transport2) == [b"b"]
     first.sendApplicationData(b"d", 7)
-    assert [c.user_data for c in peer1.read(transport1)] == [b"d"]  # type: ignore[union-attr]
+    assert payloads(peer1, transport1) == [b"d"]
 
 
 def test_gathered_writes_skip_closed_connections() -> None:
     """A connection lost before the block ends writes nothing; the others still do."""
-    first, transport1, _, _ = ready()
-    second, transport2, _, peer2 = ready()
-    transport1.clear()
-    transport2.clear()
+    (first, transport1, _), (second, transport2, peer2) = two()
     with gatheredWrites():
         first.sendApplicationData(b"a", 7)
         second.sendApplicationData(b"b", 7)
         first.connectionLost(Failure(Exception("gone")))  # type: ignore[no-untyped-call]
     assert transport1.value() == b""
-    assert [c.user_data for c in peer2.read(transport2)] == [b"b"]  # type: ignore[union-attr]
+    assert payloads(peer2, transport2) == [b"b"]
