@@ -78,7 +78,8 @@ def sessionFigures(text: str) -> dict[str, float]:
 
 def coreFigures(text: str) -> dict[str, float]:
     """The rows of benchmarks/compiled_core.py."""
-    return {name: float(cells[0]) for name, cells in markdownRows(text).items()}
+    rows = markdownRows(text)
+    return {name: float(cells[0]) for name, cells in rows.items() if name != "measure"}
 
 
 def environment(build: str, lib: str) -> dict[str, str]:
