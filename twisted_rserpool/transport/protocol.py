@@ -117,21 +117,16 @@ def gatheredWrites() -> Iterator[None]:
                 protocol._abort()
 
 
-def _unbufferedWriter(transport: Any) -> Callable[[bytes], None]:
-    """How to write a turn's bytes that were already gathered into one piece: past
-    Twisted's aggregation of small TLS writes (a ``callLater(0)`` per write, to merge
-    writes that we merged already), after whatever that aggregation holds."""
-    if isinstance(transport, BufferingTLSTransport):
-        aggregator = transport._aggregator
-        write = TLSMemoryBIOProtocol.write.__get__(transport)
+def _writeUnbuffered(transport: BufferingTLSTransport, data: bytes) -> None:
+    """Write a turn's bytes, already gathered into one piece, past Twisted's aggregation
+    of small TLS writes (a ``callLater(0)`` per write, to merge writes that we merged
+    already), after whatever that aggregation holds."""
+    transport._aggregator.flush()
+    _TLS_WRITE(transport, data)
 
-        def unbuffered(data: bytes) -> None:
-            aggregator.flush()
-            write(data)
 
-        return unbuffered
-    plain: Callable[[bytes], None] = transport.write
-    return plain
+#: The TLS layer's own write, under the aggregating one BufferingTLSTransport installs.
+_TLS_WRITE: Callable[[TLSMemoryBIOProtocol, bytes], None] = TLSMemoryBIOProtocol.write
 
 
 def _tlsHandshakeFinished(transport: Any) -> bool:
@@ -200,8 +195,8 @@ class RSerPoolProtocol(Protocol):
         "_ready",
         "_readyBy",
         "_timer",
+        "_unbufferedTls",
         "_unread",
-        "_writeGathered",
         "admittedBy",
         "clock",
         "peer",
@@ -252,8 +247,8 @@ class RSerPoolProtocol(Protocol):
         #: The cap that admitted this connection (told when it is lost), if any.
         self.admittedBy: ConnectionCap | None = None
         self.peer = "unknown peer"
-        # Writes the bytes a read, a timer or the handshake gathered (connectionMade).
-        self._writeGathered: Callable[[bytes], None] | None = None
+        # Over Twisted's BufferingTLSTransport: what was gathered skips its aggregation.
+        self._unbufferedTls = False
 
     @property
     def heartbeatInterval(self) -> float | None:
@@ -445,7 +440,7 @@ class RSerPoolProtocol(Protocol):
         self.peer = _describePeer(self.transport)
         self._onTls = ISSLTransport.providedBy(self.transport)
         self._handshakeDone = not self._onTls
-        self._writeGathered = _unbufferedWriter(self.transport)
+        self._unbufferedTls = isinstance(self.transport, BufferingTLSTransport)
         self.mapping = MappingConnection(self.mappingConfig, now=self._now())
         if self.handshakeTimeout is not None:
             self._readyBy = self._now() + self.handshakeTimeout
@@ -525,11 +520,10 @@ class RSerPoolProtocol(Protocol):
             mapping.acknowledge_through(last)
         data = mapping.data_to_send()
         if data and not self._lost:
-            write = self._writeGathered if gathered else None
-            if write is None:
-                self.transport.write(data)
+            if gathered and self._unbufferedTls:
+                _writeUnbuffered(self.transport, data)  # type: ignore[arg-type]
             else:
-                write(data)
+                self.transport.write(data)
 
     def _close(self) -> None:
         if self._closing or self._lost:
