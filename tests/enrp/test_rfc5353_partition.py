@@ -24,9 +24,13 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from tests.enrp.support import LOOPBACK, readLog
-from tests.enrp.test_pool_processes import Pool, Server, waitUntil
+from tests.enrp.test_pool_processes import ENRP_KEY, Pool, Server, waitUntil
+from twisted_rserpool.security.psk import writePskFile
 
 pytestmark = pytest.mark.slow
+
+#: Not the pool's ENRP key.
+WRONG_KEY = bytes(reversed(ENRP_KEY))
 
 #: The bound of each wait for the servers (generous: a loaded machine is slow).
 LIMIT = 30.0
@@ -130,10 +134,24 @@ class ProxiedPool(Pool):
             self.routes[("enrp-1", other.number)] = hole.forwarder(other.enrpPort)
             self.routes[(f"enrp-{other.number}", 1)] = hole.forwarder(first.enrpPort)
 
+    def serverPsk(self, server: Server) -> Path:
+        """Server 1's --enrp-psk-file holds a wrong key, so that it never links to the
+        others directly: a server a peer names (the others' real ports, in their peer
+        lists) is a link through that file, which the others refuse. Its --peer links,
+        through the forwarders, carry the right key (see :meth:`peerString`)."""
+        if server is not self.servers[0]:
+            return super().serverPsk(server)
+        psk = self.directory / "enrp-client-1-wrong.psk"
+        if not psk.exists():
+            writePskFile(psk, {"enrp-1": WRONG_KEY})
+        return psk
+
     def peerString(self, server: Server, psk: Path | None = None, identity: str = "enrp") -> str:
         port = self.routes.get((identity, server.number))
         if port is None:
             return super().peerString(server, psk, identity)
+        if identity == "enrp-1":
+            psk = Pool.serverPsk(self, self.servers[0])  # the right key
         return (
             f"tlspsk:host={LOOPBACK}:port={port}:identity={identity}"
             f":pskFile={psk or self.clientPsk}"
