@@ -32,6 +32,11 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 # tests/enrp/test_attack_tls.py: openssl s_client, a TLS-PSK client we did not write.
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)  # tests/test_operator_examples.py verifies the sample units
+# scripts/compile (the mypyc build that scripts/test checks): a C compiler and Python's headers.
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+if [ ! -e "$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then
+    need_apt+=(python3-dev)
+fi
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     need_apt+=(python3-venv)
 fi
