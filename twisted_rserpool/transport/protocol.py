@@ -14,8 +14,7 @@ TLS transport, the TLS handshake completed. Sending is refused until then too.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from OpenSSL import SSL
@@ -27,7 +26,6 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -57,7 +55,7 @@ from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import ErrorCause, OperationError
 from twisted_rserpool.wire.tcpmapping import ASAP_PPID, ENRP_PPID
 
-__all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol", "gatheredWrites"]
+__all__ = ["ConnectionNotReady", "RSerPoolFactory", "RSerPoolProtocol"]
 
 _PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
 #: Received bytes decoded at a time: when a chunk must wait, what follows it in the same
@@ -80,53 +78,6 @@ def _describePeer(transport: Any) -> str:
     if host is not None and port is not None:
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
-
-
-#: Within gatheredWrites, one list: the protocols whose messages wait for the end of the
-#: outermost block, in the order of their first message. Empty outside.
-_GATHERING: list[list[RSerPoolProtocol]] = []
-
-
-@contextmanager
-def gatheredWrites() -> Iterator[None]:
-    """Within this block, what is sent on any :class:`RSerPoolProtocol` waits; at its end
-    each connection writes all of it in one piece, at once.
-
-    For code that sends from outside the protocols' own callbacks, such as a timer that
-    sends keep-alives to many connections: without it, each message is handed to the
-    transport on its own and Twisted's TLS layer merges a turn's writes a reactor turn
-    later (a ``callLater(0)`` per connection). What a protocol's hooks send while it
-    handles a read, a timer or its handshake is gathered so anyway. Nested blocks write at
-    the end of the outermost.
-    """
-    if _GATHERING:
-        yield
-        return
-    gathered: list[RSerPoolProtocol] = []
-    _GATHERING.append(gathered)
-    try:
-        yield
-    finally:
-        _GATHERING.clear()
-        for protocol in gathered:
-            protocol._batching = False
-            try:
-                protocol._flush()
-            except Exception:
-                protocol.log.failure("Could not write to {peer}", peer=protocol.peer, cause="bug")
-                protocol._abort()
-
-
-def _writeUnbuffered(transport: BufferingTLSTransport, data: bytes) -> None:
-    """Write a turn's bytes, already gathered into one piece, past Twisted's aggregation
-    of small TLS writes (a ``callLater(0)`` per write, to merge writes that we merged
-    already), after whatever that aggregation holds."""
-    transport._aggregator.flush()
-    _TLS_WRITE(transport, data)
-
-
-#: The TLS layer's own write, under the aggregating one BufferingTLSTransport installs.
-_TLS_WRITE: Callable[[TLSMemoryBIOProtocol, bytes], None] = TLSMemoryBIOProtocol.write
 
 
 def _tlsHandshakeFinished(transport: Any) -> bool:
@@ -195,7 +146,6 @@ class RSerPoolProtocol(Protocol):
         "_ready",
         "_readyBy",
         "_timer",
-        "_unbufferedTls",
         "_unread",
         "admittedBy",
         "clock",
@@ -247,8 +197,6 @@ class RSerPoolProtocol(Protocol):
         #: The cap that admitted this connection (told when it is lost), if any.
         self.admittedBy: ConnectionCap | None = None
         self.peer = "unknown peer"
-        # Over Twisted's BufferingTLSTransport: what was gathered skips its aggregation.
-        self._unbufferedTls = False
 
     @property
     def heartbeatInterval(self) -> float | None:
@@ -420,12 +368,7 @@ class RSerPoolProtocol(Protocol):
             self._abort()
             raise
         if not self._batching:
-            if _GATHERING:
-                self._batching = True
-                _GATHERING[0].append(self)
-            else:
-                # Twisted's TLS layer merges this with whatever else is written this turn.
-                self._flush(gathered=False)
+            self._flush()
         return sent
 
     # -- Twisted interface ----------------------------------------------------------------
@@ -440,7 +383,6 @@ class RSerPoolProtocol(Protocol):
         self.peer = _describePeer(self.transport)
         self._onTls = ISSLTransport.providedBy(self.transport)
         self._handshakeDone = not self._onTls
-        self._unbufferedTls = isinstance(self.transport, BufferingTLSTransport)
         self.mapping = MappingConnection(self.mappingConfig, now=self._now())
         if self.handshakeTimeout is not None:
             self._readyBy = self._now() + self.handshakeTimeout
@@ -509,9 +451,7 @@ class RSerPoolProtocol(Protocol):
     def _stopped(self) -> bool:
         return self._lost or self._closing or bool(getattr(self.transport, "disconnecting", False))
 
-    def _flush(self, gathered: bool = True) -> None:
-        """Write what the mapping has to send; ``gathered``: all that this turn's read,
-        timer or handshake step produced, in one piece, so that nothing is to be merged."""
+    def _flush(self) -> None:
         mapping = self.mapping
         if mapping is None or self.transport is None:
             return
@@ -520,10 +460,7 @@ class RSerPoolProtocol(Protocol):
             mapping.acknowledge_through(last)
         data = mapping.data_to_send()
         if data and not self._lost:
-            if gathered and self._unbufferedTls:
-                _writeUnbuffered(self.transport, data)  # type: ignore[arg-type]
-            else:
-                self.transport.write(data)
+            self.transport.write(data)
 
     def _close(self) -> None:
         if self._closing or self._lost:
