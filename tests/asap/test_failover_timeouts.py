@@ -12,6 +12,7 @@ import pytest
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 
 from tests.asap.delivery_support import POOL, Lab, Observer
 from tests.asap.test_delivery import ended, onPe, session
@@ -249,3 +250,49 @@ def test_the_first_connection_to_a_mute_pe_times_out_too() -> None:
     assert s.poolElement.pe_identifier == alive.peIdentifier  # type: ignore[attr-defined]
     assert mute.peIdentifier in lab.registry.unreachable
     assert lab.network.linksTo(lab.portOf(mute)) == []
+
+
+def test_a_connection_given_up_before_its_endpoint_answers_fails_quietly() -> None:
+    """A connection whose endpoint reports it only after connectTimeout (a slow TLS
+    handshake) is closed when given up and again when the endpoint answers late; the
+    failure of its readiness is consumed (no 'Unhandled error in Deferred' when it is
+    collected), and the next PE serves."""
+    lab = Lab()
+    mute, alive = lab.pe(0xA), lab.pe(0xB)
+    user = lab.pu(connectTimeout=2.0)
+
+    def muteFirst(
+        poolHandle: bytes, candidates: list[PoolElementParameter]
+    ) -> PoolElementParameter:
+        return min(candidates, key=lambda e: e.pe_identifier)
+
+    user.choosePoolElement = muteFirst  # type: ignore[method-assign]
+    lab.network.listeners[lab.portOf(mute)] = Factory.forProtocol(Protocol)
+    late: list[tuple[Deferred[Any], Any]] = []
+    direct = user.endpointForPoolElement
+
+    class LateEndpoint:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def connect(self, factory: Any) -> Deferred[Any]:
+            answer: Deferred[Any] = Deferred()
+            self.inner.connect(factory).addCallback(lambda p: late.append((answer, p)))
+            return answer
+
+    def endpointFor(element: PoolElementParameter) -> Any:
+        endpoint = direct(element)
+        return LateEndpoint(endpoint) if element.pe_identifier == mute.peIdentifier else endpoint
+
+    user.endpointForPoolElement = endpointFor  # type: ignore[method-assign]
+    result: list[object] = []
+    user.connect(POOL, Factory.forProtocol(Protocol)).addBoth(result.append)
+    lab.network.advance(2.5)
+    [(answer, abandoned)] = late
+    answer.callback(abandoned)  # the endpoint answers after the session gave up
+    lab.network.advance(0.5)
+    assert abandoned.whenReady.called
+    assert not isinstance(abandoned.whenReady.result, Failure)  # consumed, not unhandled
+    [served] = result
+    assert isinstance(served, Protocol) and served.transport is not None
+    assert served.transport.poolElement.pe_identifier == alive.peIdentifier  # type: ignore[attr-defined]

@@ -723,12 +723,17 @@ class Session:
             # Fail first: closing the connection comes back here through whenReady.
             result.errback(ConnectFailed(f"connecting to {describePE(element)} {why}"))
             if holder:
-                holder[0].close()
+                abandon(holder[0])
+
+        def abandon(connection: SessionConnection) -> None:
+            # Nobody waits for its readiness any more: its failure is expected, not unhandled.
+            connection.whenReady.addErrback(lambda _: None)
+            connection.close()
 
         def connected(protocol: object) -> None:
             if result.called:
                 if holder:
-                    holder[0].close()
+                    abandon(holder[0])
                 return
             holder[0].whenReady.addCallbacks(ready, lambda f: giveUp(f.getErrorMessage()))
 
