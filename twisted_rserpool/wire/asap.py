@@ -33,6 +33,11 @@ from twisted_rserpool.wire.parameters import (
 
 _U32 = struct.Struct(">I")
 _TLV_HEADER = struct.Struct(">HH")
+_TLV_U32 = struct.Struct(">HHI")  # a TLV of one 32-bit value
+# Plain ints for the fast decoders (comparing with an IntEnum member costs more).
+_POOL_HANDLE = int(ParameterType.POOL_HANDLE)
+_PE_IDENTIFIER = int(ParameterType.PE_IDENTIFIER)
+_ITEMS = int(ParameterType.HANDLE_RESOLUTION_ITEMS)
 
 
 class AsapType(IntEnum):
@@ -94,6 +99,25 @@ class _PoolElementReference(Message):
 
     def _body(self) -> bytes:
         return _handle_and_pe(self.pool_handle, self.pe_identifier)
+
+    @classmethod
+    def _decode_fast(cls, data: bytes, limits: Limits, flags: int, end: int) -> Self | None:
+        """The pool handle, then the PE identifier, nothing after them: what every PE
+        sends back to each keep-alive (``None`` for anything else; both decoders agree
+        where this answers)."""
+        if end < 20 or limits.max_parameters < 2 or limits.max_depth < 1:
+            return None
+        ptype, length = _TLV_HEADER.unpack_from(data, 4)
+        if ptype != _POOL_HANDLE or length <= 4 or length - 4 > limits.max_pool_handle_length:
+            return None
+        offset = 4 + ((length + 3) & ~3)
+        # 8 to 11 bytes left: the PE identifier and at most the padding the sender counted.
+        if not 8 <= end - offset < 12:
+            return None
+        ptype, pe_length, pe_identifier = _TLV_U32.unpack_from(data, offset)
+        if ptype != _PE_IDENTIFIER or pe_length != 8:
+            return None
+        return cls(data[8 : 4 + length], pe_identifier)
 
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
@@ -184,41 +208,31 @@ class HandleResolution(Message):
         return body
 
     @classmethod
-    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
-        common = cls._decode_common(ctx, flags, start, end)
-        return common if common is not None else cls._decode_checked(ctx, flags, start, end)
-
-    @classmethod
-    def _decode_common(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self | None:
-        """What every pool user sends, decoded without the general parameter machinery:
-        a valid pool handle, then at most the items parameter. ``None`` for anything else,
-        which :meth:`_decode_checked` decodes (or refuses): both agree on what this takes.
-        """
-        data, limits = ctx.data, ctx.limits
-        if end - start < 8 or limits.max_parameters < 2 or limits.max_depth < 1:
+    def _decode_fast(cls, data: bytes, limits: Limits, flags: int, end: int) -> Self | None:
+        """What every pool user sends: a valid pool handle, then at most the items
+        parameter (``None`` for anything else; both decoders agree where this answers)."""
+        if end < 12 or limits.max_parameters < 2 or limits.max_depth < 1:
             return None
-        ptype, length = _TLV_HEADER.unpack_from(data, start)
+        ptype, length = _TLV_HEADER.unpack_from(data, 4)
         if (
-            ptype != ParameterType.POOL_HANDLE
+            ptype != _POOL_HANDLE
             or length <= 4
             or length - 4 > limits.max_pool_handle_length
-            or start + length > end
+            or 4 + length > end
         ):
             return None
-        handle = data[start + 4 : start + length]
-        offset = start + ((length + 3) & ~3)
-        items = None
-        if end - offset >= 4:
-            ptype, length = _TLV_HEADER.unpack_from(data, offset)
-            if ptype != ParameterType.HANDLE_RESOLUTION_ITEMS or length != 8 or end - offset < 8:
-                return None
-            (items,) = _U32.unpack_from(data, offset + 4)
-            if end - offset - 8 >= 4:
-                return None
-        return cls(handle, bool(flags & _FLAG_LOW), items)
+        offset = 4 + ((length + 3) & ~3)
+        if end - offset < 4:  # nothing after the handle but the padding the sender counted
+            return cls(data[8 : 4 + length], flags & _FLAG_LOW != 0, None)
+        if not 8 <= end - offset < 12:
+            return None
+        ptype, items_length, items = _TLV_U32.unpack_from(data, offset)
+        if ptype != _ITEMS or items_length != 8:
+            return None
+        return cls(data[8 : 4 + length], flags & _FLAG_LOW != 0, items)
 
     @classmethod
-    def _decode_checked(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
         p = Parameters(ctx, start, end)
         handle = p.one(PoolHandleParameter, "pool handle").pool_handle
         items = p.optional(HandleResolutionItems, "handle resolution items")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Self, TypeVar
 
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
 from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
@@ -19,7 +19,6 @@ _HEADER = struct.Struct(">BBH")
 _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
 _T = TypeVar("_T")
-_M = TypeVar("_M", bound="Message")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +50,16 @@ class Message:
         return _HEADER.pack(self.TYPE, self._flags(), length) + body + _PADDING[length & 3]
 
     @classmethod
-    def _decode(cls: type[_M], ctx: DecodeContext, flags: int, start: int, end: int) -> _M:
+    def _decode_fast(cls, data: bytes, limits: Limits, flags: int, end: int) -> Self | None:
+        """The message in ``data[4:end]`` if it has the shape peers send all the time,
+        decoded without a :class:`DecodeContext` and the general parameter machinery;
+        ``None`` for anything else (most classes: always), which :meth:`_decode` then
+        decodes or refuses. Where it answers it must return what :meth:`_decode` returns.
+        """
+        return None
+
+    @classmethod
+    def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
         raise NotImplementedError  # every concrete message defines its decoder
 
 
@@ -119,46 +127,71 @@ def decode_message(
     ``report`` follows the type's top two bits (01 report, anything else discard).
     """
     size = len(data)
+    if size >= 4:
+        mtype, flags, length = _HEADER.unpack_from(data, 0)
+        cls = registry.get(mtype)
+        # Every header check of _refusal at once: a known type, and a length that covers
+        # the header, fits in what arrived and leaves at most 3 bytes of padding, all
+        # within the limit.
+        if (
+            cls is not None
+            and 4 <= length <= size <= length + 3
+            and size <= limits.max_message_size
+        ):
+            if type(data) is not bytes:
+                data = bytes(data)
+            message = cls._decode_fast(data, limits, flags, length)
+            if message is not None:
+                return message
+            ctx = DecodeContext(data, limits)
+            message = cls._decode(ctx, flags, 4, length)
+            if ctx.unrecognized:
+                message = replace(message, unrecognized_parameters=tuple(ctx.unrecognized))
+            return message
+    raise _refusal(data, registry, limits, protocol)
+
+
+def _refusal(
+    data: bytes, registry: Mapping[int, type[Message]], limits: Limits, protocol: str
+) -> MalformedMessage:
+    """Why :func:`decode_message` refuses ``data``'s header (only called for a header it
+    refuses), in the order of the checks: size, limit, length, padding, type."""
+    size = len(data)
     if size < 4:
-        raise MalformedMessage(
+        return MalformedMessage(
             f"{protocol} message of {size} bytes is shorter than its header",
             offending=bytes(data[:size]),
         )
-    mtype, flags, length = _HEADER.unpack_from(data, 0)
+    mtype, _, length = _HEADER.unpack_from(data, 0)
     if size > limits.max_message_size or length > limits.max_message_size:
-        raise MalformedMessage(
+        return MalformedMessage(
             f"{protocol} message of {max(size, length)} bytes exceeds the limit of "
             f"{limits.max_message_size}",
             CauseCode.LACK_OF_RESOURCES,
         )
     if length < 4:
-        raise MalformedMessage(
+        return MalformedMessage(
             f"{protocol} message length {length} is shorter than its header",
             offending=bytes(data[: limits.max_offending_bytes]),
         )
     if length > size:
-        raise MalformedMessage(
+        return MalformedMessage(
             f"truncated {protocol} message: length field says {length}, {size} bytes arrived",
             offending=bytes(data[: limits.max_offending_bytes]),
         )
     if size - length > 3:
-        raise MalformedMessage(
+        return MalformedMessage(
             f"{size - length} bytes follow the {protocol} message (at most 3 bytes of padding)",
             offending=bytes(data[: limits.max_offending_bytes]),
         )
-    cls = registry.get(mtype)
-    if cls is None:
-        raise MalformedMessage(
-            f"unrecognized {protocol} message type 0x{mtype:02x}",
-            CauseCode.UNRECOGNIZED_MESSAGE,
-            report=(mtype >> 6) == 1,
-            offending=bytes(data[: min(length, limits.max_offending_bytes)]),
-        )
-    ctx = DecodeContext(data if isinstance(data, bytes) else bytes(data), limits)
-    message = cls._decode(ctx, flags, 4, length)
-    if ctx.unrecognized:
-        message = replace(message, unrecognized_parameters=tuple(ctx.unrecognized))
-    return message
+    if mtype in registry:
+        raise AssertionError(f"decode_message refused a valid {protocol} header")
+    return MalformedMessage(
+        f"unrecognized {protocol} message type 0x{mtype:02x}",
+        CauseCode.UNRECOGNIZED_MESSAGE,
+        report=(mtype >> 6) == 1,
+        offending=bytes(data[: min(length, limits.max_offending_bytes)]),
+    )
 
 
 def registry_of(*classes: type[Message]) -> dict[int, type[Message]]:
