@@ -454,12 +454,12 @@ def test_choice_matches_its_definition(
 def test_refused_proposals_cost_no_suite_scan(monkeypatch: pytest.MonkeyPatch) -> None:
     """The default sets are algorithm sets, chosen from type by type: a hundred refused
     proposals never make the gateway walk its 308 suites."""
-    from twisted_rserpool.ike import proposals
+    from twisted_rserpool.ike import negotiation
 
-    assert proposals._index(IKE_ALGORITHMS).lexicographic
-    assert proposals._index(ESP_ALGORITHMS).lexicographic
-    assert proposals._index(parse_ike_suites("aes128-aes256-sha256-x25519-ecp256")).lexicographic
-    assert not proposals._index(
+    assert negotiation._index(IKE_ALGORITHMS).lexicographic
+    assert negotiation._index(ESP_ALGORITHMS).lexicographic
+    assert negotiation._index(parse_ike_suites("aes128-aes256-sha256-x25519-ecp256")).lexicographic
+    assert not negotiation._index(
         parse_ike_suites("aes128-sha256-x25519, aes256-sha384-ecp384")
     ).lexicographic
     calls: list[object] = []
@@ -468,7 +468,7 @@ def test_refused_proposals_cost_no_suite_scan(monkeypatch: pytest.MonkeyPatch) -
         calls.append(args)
         return False
 
-    monkeypatch.setattr(proposals, "_allows", counting)
+    monkeypatch.setattr(negotiation, "_allows", counting)
     aead_with_integrity = (
         OfferedTransform(ENCR, 20, 256),
         OfferedTransform(INTEG, 12),
