@@ -39,6 +39,7 @@ from zope.interface import implementer
 if TYPE_CHECKING:
     from cryptography import x509
     from twisted.internet.defer import Deferred
+    from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
     from twisted.internet.interfaces import (
         IListeningPort,
         IOpenSSLClientConnectionCreator,
@@ -265,11 +266,6 @@ class TlsPskServerParser:
         self, reactor: IReactorCore, *args: object, **kwargs: object
     ) -> IStreamServerEndpoint:
         """The endpoint a ``tlspsk:`` server string describes; ValueError if it is wrong."""
-        from twisted.internet.endpoints import (  # noqa: PLC0415
-            TCP4ServerEndpoint,
-            TCP6ServerEndpoint,
-        )
-
         from twisted_rserpool.security.psk import loadPskFile  # noqa: PLC0415
         from twisted_rserpool.security.tls import (  # noqa: PLC0415
             TlsServerCreator,
@@ -321,7 +317,14 @@ class TlsPskServerParser:
             maximumVersion=maximum,
             allowPlainPsk=allowPlainPsk,
         )
-        endpointClass = TCP6ServerEndpoint if _isIPv6(interface) else TCP4ServerEndpoint
+        from twisted_rserpool.transport.writethrough import (  # noqa: PLC0415
+            WriteThroughTCP4ServerEndpoint,
+            WriteThroughTCP6ServerEndpoint,
+        )
+
+        endpointClass: type[TCP4ServerEndpoint | TCP6ServerEndpoint] = (
+            WriteThroughTCP6ServerEndpoint if _isIPv6(interface) else WriteThroughTCP4ServerEndpoint
+        )
         wrapped = endpointClass(reactor, port, backlog, interface)
         return TlsServerEndpoint(wrapped, creator)
 
