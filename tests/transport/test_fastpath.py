@@ -6,7 +6,10 @@ the protocol acknowledges all DATA of one read in one write."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,7 +17,12 @@ from twisted.internet.task import Clock
 
 from tests.transport.test_protocol import Peer, Recorder, Transport, attach, ready
 from tests.wire.test_tcpmapping import split_at
-from twisted_rserpool.transport.connection import MappingConfig, MappingConnection
+from twisted_rserpool.transport.connection import (
+    LocalProtocolError,
+    MappingConfig,
+    MappingConnection,
+    SendBufferFull,
+)
 from twisted_rserpool.transport.events import (
     DataAcknowledged,
     DataReceived,
@@ -140,18 +148,33 @@ def deliver(
     return connection.data_to_send()
 
 
-def run(scenario: Scenario, fast: bool) -> tuple[list[bytes], list[list[object]], object]:
+def send_runs(connection: MappingConnection, batch: list[tuple[bytes, int, int, bool]]) -> None:
+    """Send ``batch`` with send_messages, one call per run of messages that share PPID,
+    stream and U flag (as the outbox does)."""
+    for (ppid, stream, unordered), run in itertools.groupby(batch, key=lambda m: m[1:]):
+        messages = [m[0] for m in run]
+        assert connection.send_messages(
+            messages, ppid, stream_identifier=stream, unordered=unordered
+        ) == len(messages)
+
+
+def run(
+    scenario: Scenario, fast: bool, batched: bool = False
+) -> tuple[list[bytes], list[list[object]], object]:
     """Play the scenario on connections with or without the fast path, in two rounds (A
     sends half its messages, B reads, acknowledges and answers, A reads and acknowledges):
     every piece of bytes written, every list of events and the counters after each read,
-    and what A still has unacknowledged at the end."""
+    and what A still has unacknowledged at the end. ``batched``: A sends each round's
+    messages with send_messages instead of send_data."""
     a, b = pair(scenario.config_a, scenario.config_b, fast)
     written: list[bytes] = []
     reported: list[list[object]] = []
     answers = iter(scenario.to_a)
     half = len(scenario.to_b) // 2
     for number, batch in enumerate((scenario.to_b[:half], scenario.to_b[half:])):
-        for user_data, ppid, stream, unordered in batch:
+        if batched and not a.closed:
+            send_runs(a, batch)
+        for user_data, ppid, stream, unordered in [] if batched else batch:
             if not a.closed:
                 a.send_data(user_data, ppid=ppid, stream_identifier=stream, unordered=unordered)
         wire = a.data_to_send()
@@ -181,8 +204,13 @@ def test_fast_and_checked_connections_agree(scenario: Scenario) -> None:
     """For generated exchanges both ways (messages of every size and padding on every
     format, a HEARTBEAT among them, damage, a limit the peer exceeds, reads split
     anywhere), the fast path writes the same bytes and reports the same events as the
-    checked path, and keeps the same unacknowledged messages for failover."""
-    assert run(scenario, fast=True) == run(scenario, fast=False)
+    checked path, and keeps the same unacknowledged messages for failover; so does the
+    fast path sending each round's runs of messages at once (send_messages), and the
+    checked path too."""
+    checked = run(scenario, fast=False)
+    assert run(scenario, fast=True) == checked
+    assert run(scenario, fast=True, batched=True) == checked
+    assert run(scenario, fast=False, batched=True) == checked
 
 
 def flattened(events: list[list[object]]) -> list[object]:
@@ -384,3 +412,171 @@ def test_answers_are_read_in_any_format() -> None:
             expected += encoder.send_data(payload, ppid=n if fmt.has_ppid else 0)
         sender.receive_data(Heartbeat(b"x").encode(), 0)
         assert sender.data_to_send() == expected + HeartbeatAck(b"x").encode()
+
+
+# -- many messages at once ----------------------------------------------------------------
+
+
+def one_by_one(
+    connection: MappingConnection, messages: list[bytes], ppid: int, stream: int, unordered: bool
+) -> int:
+    """What send_messages promises, with send_data: the messages that fit, in order; the
+    first one's error if it cannot be sent at all."""
+    config = connection.config
+    header = config.data_format.header_length
+    for number, data in enumerate(messages):
+        size = len(data) + header
+        if number and (
+            size > config.max_chunk_length
+            or connection.unacknowledged_bytes + size > config.max_unacknowledged_bytes
+        ):
+            return number
+        if (
+            not number
+            and connection.unacknowledged_bytes + size > config.max_unacknowledged_bytes
+            and size <= config.max_unacknowledged_bytes
+            and size <= config.max_chunk_length
+            and not connection.closed
+        ):
+            return 0  # waits for the peer's ACKs
+        connection.send_data(data, ppid=ppid, stream_identifier=stream, unordered=unordered)
+    return len(messages)
+
+
+def outcome(call: Callable[[], int]) -> object:
+    try:
+        return call()
+    except Exception as error:
+        return (type(error), str(error))
+
+
+@given(
+    fmt=formats,
+    rounds=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 300), max_size=40),
+            st.integers(0, 20),
+            st.integers(0, 3),
+            st.booleans(),
+            st.integers(0, 30),  # ACKs from the peer after the round
+        ),
+        max_size=6,
+    ),
+    max_chunk=st.sampled_from([70_000, 200, 64]),
+    max_unacknowledged=st.sampled_from([1 << 20, 2000, 300, 0]),
+    close_after=st.integers(0, 8),
+)
+@settings(max_examples=200)
+def test_send_messages_matches_send_data(
+    fmt: DataFormat,
+    rounds: list[tuple[list[int], int, int, bool, int]],
+    max_chunk: int,
+    max_unacknowledged: int,
+    close_after: int,
+) -> None:
+    """Runs of messages of any size under any chunk and unacknowledged-data limit, with
+    any PPID, stream and U flag (some the format cannot carry), ACKs between rounds and
+    the connection closed at some point: send_messages queues what send_data would, one
+    by one, up to the first message that does not fit, and the checked path agrees."""
+    max_chunk = max(max_chunk, fmt.header_length) if max_chunk < 70_000 else 0xFFFF
+    config = MappingConfig(
+        data_format=fmt,
+        max_chunk_length=max_chunk,
+        max_buffer_size=max(max_chunk + 3, 1024),
+        max_unacknowledged_bytes=max_unacknowledged,
+    )
+    results = []
+    for fast, batched in ((True, True), (False, True), (True, False), (False, False)):
+        a = MappingConnection(config, fast=fast)
+        a.receive_data(Init().encode(), 0)
+        a.data_to_send()
+        seen: list[object] = []
+        acknowledged = 0
+        for number, (sizes, ppid, stream, unordered, acks) in enumerate(rounds):
+            if number == close_after:
+                a.close()
+            messages = [bytes([n % 251]) * size for n, size in enumerate(sizes)]
+            send: Callable[[], int] = (
+                partial(
+                    a.send_messages, messages, ppid, stream_identifier=stream, unordered=unordered
+                )
+                if batched
+                else partial(one_by_one, a, messages, ppid, stream, unordered)
+            )
+            seen.append(outcome(send))
+            seen += [a.data_to_send(), a.unacknowledged(), a.unacknowledged_bytes, a.next_tsn]
+            count = min(acks, len(a.unacknowledged()))
+            if count and not a.closed:
+                seen.append(comparable(a.receive_data(ack_chunks(acknowledged, count, True), 0)))
+                acknowledged += count
+        results.append(seen)
+    assert results[0] == results[1] == results[2] == results[3]
+
+
+def test_send_messages_numbers_across_the_wraps() -> None:
+    """TSNs wrap after 2**32 - 1 and stream sequence numbers after 65535 inside one call
+    as send_data numbers them (the checked decoder accepts the chunks in order)."""
+    for fmt in (DataFormat(), DataFormat(has_tsn=False)):
+        results = []
+        for batched in (True, False):
+            config = MappingConfig(data_format=fmt, max_unacknowledged_bytes=1 << 24)
+            a = MappingConnection(config, fast=True)
+            a.receive_data(Init().encode(), 0)
+            a.data_to_send()
+            for stream in (0, 2):
+                if batched:
+                    assert a.send_messages([b"m"] * 70_000, 5, stream_identifier=stream) == 70_000
+                else:
+                    for _ in range(70_000):
+                        a.send_data(b"m", ppid=5, stream_identifier=stream)
+                a.receive_data(ack_chunks(a.next_tsn - 70_000, 70_000, True), 0)
+            a._next_tsn = 0xFFFFFFFF - 2  # as if 2**32 - 3 messages had gone before
+            if batched:
+                assert a.send_messages([b"x"] * 6, 5) == 6
+            else:
+                for _ in range(6):
+                    a.send_data(b"x", ppid=5)
+            results.append((a.data_to_send(), [s.tsn for s in a.unacknowledged()]))
+        assert results[0] == results[1]
+        tsns = results[0][1]
+        assert tsns == [0xFFFFFFFD, 0xFFFFFFFE, 0xFFFFFFFF, 0, 1, 2]
+    decoder = ChunkDecoder(verify_sequence=True, max_buffer_size=1 << 22)
+    a = MappingConnection(MappingConfig(max_unacknowledged_bytes=1 << 24), fast=True)
+    decoder.receive_data(a.data_to_send())
+    assert a.send_messages([b"m"] * 70_000, 5, stream_identifier=1) == 70_000
+    decoder.receive_data(a.data_to_send())
+    found: list[object] = []
+    decoder.read_chunks(found.append, DataReceived)
+    assert len(found) == 70_001 and found[-1] == DataReceived(69_999, b"m", 5, 1, False)
+
+
+def test_send_messages_refuses_only_what_can_never_be_sent() -> None:
+    """A first message too long for a chunk or for the unacknowledged-data limit raises;
+    a first message that waits for ACKs returns 0; a later one ends the run."""
+    config = MappingConfig(max_chunk_length=116, max_unacknowledged_bytes=300)
+    a = MappingConnection(config)
+    a.receive_data(Init().encode(), 0)
+    assert a.send_messages([b"a" * 100, b"b" * 101, b"c"]) == 1
+    assert a.send_messages([b"b" * 100, b"d" * 100]) == 1  # 232 of 300, the next exceeds
+    assert a.send_messages([b"e" * 60]) == 0  # 76 more would make 308
+    try:
+        a.send_messages([b"f" * 101])
+    except LocalProtocolError as error:
+        assert "chunk limit" in str(error)
+    else:
+        raise AssertionError("a message longer than a chunk was accepted")
+    a.close()
+    try:
+        a.send_messages([b"g"])
+    except LocalProtocolError as error:
+        assert "closed" in str(error)
+    else:
+        raise AssertionError("a closed connection sent")
+    small = MappingConnection(MappingConfig(max_unacknowledged_bytes=100))
+    small.receive_data(Init().encode(), 0)
+    try:
+        small.send_messages([b"h" * 90])
+    except SendBufferFull:
+        pass
+    else:
+        raise AssertionError("a message over the whole limit was accepted")

@@ -44,9 +44,14 @@ through the checked decoder instead, with the same events and bytes.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from operator import itemgetter
+from functools import partial
+from itertools import accumulate, chain, repeat
+from operator import add, and_, itemgetter
+from typing import Any
 
 from twisted_rserpool.transport.events import (
     DataAcknowledged,
@@ -58,7 +63,14 @@ from twisted_rserpool.transport.events import (
     SentData,
 )
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
-from twisted_rserpool.wire.fastpath import AckRun, ack_chunks
+from twisted_rserpool.wire.fastpath import (
+    PADDING,
+    AckRun,
+    FastLayout,
+    HeaderPacker,
+    ack_chunks,
+    data_header,
+)
 from twisted_rserpool.wire.tcpmapping import (
     DEFAULT_MAX_BUFFER_SIZE,
     DEFAULT_MAX_CHUNK_LENGTH,
@@ -88,8 +100,44 @@ _HEARTBEAT_MARKS = 8
 #: Entries acknowledged before a queue's head are dropped once there are this many and
 #: they are at least half the list.
 _COMPACT = 32
+_U16_MAX = 0xFFFF
+_DATA_TYPE = 0
+_DATA_UNORDERED = 0x04
 _new = tuple.__new__
 _user_data = itemgetter(1)
+#: Builds a SentData from its five fields in one tuple (no __new__ of its own run).
+_sent_data = partial(tuple.__new__, SentData)
+_padding_of = PADDING.__getitem__
+
+
+class _DataPacking:
+    """How DATA chunks of one format are packed on the fast path, shared by every
+    connection sending that format: one header by :attr:`header` (all seven words, the
+    omitted ones ignored), or a run of them by :attr:`words` fed only the kept words."""
+
+    __slots__ = ("has_ppid", "has_stream", "has_tsn", "header", "header_length", "words")
+
+    def __init__(self, has_tsn: bool, has_stream: bool, has_ppid: bool) -> None:
+        self.header: HeaderPacker
+        self.header_length, self.header = data_header(has_tsn, has_stream, has_ppid)
+        self.words: Callable[..., bytes] = FastLayout(has_tsn, has_stream, has_ppid).data.pack
+        self.has_tsn = has_tsn
+        self.has_stream = has_stream
+        self.has_ppid = has_ppid
+
+
+_PACKINGS = tuple(_DataPacking(bool(i & 1), bool(i & 2), bool(i & 4)) for i in range(8))
+
+
+def _packing(fmt: DataFormat) -> _DataPacking:
+    return _PACKINGS[fmt.has_tsn + 2 * fmt.has_stream + 4 * fmt.has_ppid]
+
+
+def _numbers(start: int, end: int, mask: int) -> Any:
+    """The numbers ``start`` to ``end - 1``, each wrapped by ``mask`` (``2**n - 1``)."""
+    if end <= mask + 1:
+        return range(start, end)
+    return map(and_, range(start, end), repeat(mask))
 
 
 def _slices(data: bytes, step: int) -> list[bytes]:
@@ -194,13 +242,17 @@ class MappingConnection:
         "_last_received",
         "_max_unacknowledged",
         "_max_user_data",
+        "_next_ssn",
         "_next_to_acknowledge",
+        "_next_tsn",
         "_outgoing",
+        "_packing",
         "_peer_has_tsn",
         "_peer_header_length",
         "_probe",
         "_reading_paused",
         "_state",
+        "_stream_zero_ssn",
         "_unacknowledged",
         "_unacknowledged_bytes",
         "_unacknowledged_head",
@@ -214,15 +266,29 @@ class MappingConnection:
         self, config: MappingConfig | None = None, *, now: float = 0.0, fast: bool = True
     ) -> None:
         self.config = config = MappingConfig() if config is None else config
-        self._encoder = ChunkEncoder(config.data_format)
         self._decoder = ChunkDecoder(
             max_chunk_length=config.max_chunk_length,
             max_buffer_size=config.max_buffer_size,
             fast=fast,
         )
         self._state = ConnectionState.AWAITING_INIT
+        # The fast path numbers and packs DATA itself (_packing; TSN and stream sequence
+        # numbers below); the checked path has the codec's encoder do both.
+        self._encoder: ChunkEncoder | None = None
+        self._packing: _DataPacking | None = None
+        if fast:
+            self._packing = _packing(config.data_format)
+            init = config.data_format.init().encode()
+        else:
+            self._encoder = ChunkEncoder(config.data_format)
+            init = self._encoder.send_init()
+        # The TSN of our next DATA chunk, and the next stream sequence number of stream 0
+        # and of the other streams used (a dictionary only once one is: 224 bytes each).
+        self._next_tsn = 0
+        self._stream_zero_ssn = 0
+        self._next_ssn: dict[int, int] | None = None
         # Pieces to write, joined once in data_to_send (user data is not copied before).
-        self._outgoing: list[bytes] = [self._encoder.send_init()]
+        self._outgoing: list[bytes] = [init]
         self._header_length = config.data_format.header_length
         self._max_user_data = config.max_chunk_length - self._header_length
         self._max_unacknowledged = config.max_unacknowledged_bytes
@@ -290,6 +356,11 @@ class MappingConnection:
         to another peer on failover.
         """
         return tuple(self._unacknowledged[self._unacknowledged_head :])
+
+    @property
+    def next_tsn(self) -> int:
+        """The TSN our next DATA chunk gets (on the wire or implied by its position)."""
+        return self._next_tsn
 
     @property
     def unacknowledged_bytes(self) -> int:
@@ -384,18 +455,27 @@ class MappingConnection:
                 decoder.receive_data(piece)
                 fault = None
                 outstanding = len(self._unacknowledged) - self._unacknowledged_head
+                first_tsn = decoder.next_tsn
                 try:
                     decoder.read_chunks(
                         items.append,
                         DataReceived,
                         outstanding,
-                        (self._encoder.next_tsn - outstanding) & _U32_MAX,
+                        (self._next_tsn - outstanding) & _U32_MAX,
                     )
                 except MalformedMessage as error:
                     fault = error
                 # What came before the decoder's fault is taken first, and may fail first.
-                self._take(items, events)
-                items.clear()
+                if items:
+                    # Nothing but DATA (without a fault, the decoder counted one TSN per
+                    # record it passed on): taken at once unless they exceed the limit.
+                    if (
+                        fault is not None
+                        or (decoder.next_tsn - first_tsn) & _U32_MAX != len(items)
+                        or not self._take_data(items, events)
+                    ):
+                        self._take(items, events)
+                    items.clear()
                 if fault is not None:
                     raise fault
         except MalformedMessage as error:
@@ -405,6 +485,19 @@ class MappingConnection:
         if self._probe is None and self.unread_bytes > self.config.max_unread_bytes // 4:
             self._probe = (self._send_heartbeat(), now)
         return events
+
+    def _take_data(self, items: list[Any], events: list[Event]) -> bool:
+        """Take ``items``, DATA records only, at once; ``False`` (nothing taken) when they
+        would exceed ``max_undelivered_bytes``, for :meth:`_take` to find the one that does."""
+        # Count the header too, so that empty chunks are not free.
+        sizes = list(map(add, map(len, map(_user_data, items)), repeat(self._peer_header_length)))
+        total = self._undelivered_bytes + sum(sizes)
+        if total > self.config.max_undelivered_bytes:
+            return False
+        self._undelivered += sizes
+        self._undelivered_bytes = total
+        events += items
+        return True
 
     def _take(self, items: list[DataReceived | int | Chunk], events: list[Event]) -> None:
         """Turn what the decoder read (DATA as events, ACKs as TSNs, other chunks as
@@ -603,14 +696,170 @@ class MappingConnection:
                 f"{self._unacknowledged_bytes} bytes are unacknowledged; sending "
                 f"{size} more would exceed {self._max_unacknowledged}"
             )
-        tsn = self._encoder.append_data(
-            self._outgoing, user_data, ppid, stream_identifier, unordered
-        )
+        packing = self._packing
+        out = self._outgoing
+        if packing is None:
+            assert self._encoder is not None
+            tsn = self._encoder.append_data(out, user_data, ppid, stream_identifier, unordered)
+        else:
+            if ppid or stream_identifier:
+                self._check_words(packing, ppid, stream_identifier)
+            tsn = self._next_tsn
+            if unordered:
+                ssn = 0
+            elif not stream_identifier:
+                ssn = self._stream_zero_ssn
+                self._stream_zero_ssn = (ssn + 1) & _U16_MAX
+            else:
+                ssn = self._advance_stream(stream_identifier, 1)
+            out.append(
+                packing.header(
+                    _DATA_TYPE,
+                    _DATA_UNORDERED if unordered else 0,
+                    size,
+                    tsn,
+                    stream_identifier,
+                    ssn,
+                    ppid,
+                )
+            )
+            out.append(user_data)
+            if size & 3:
+                out.append(PADDING[size & 3])
+        self._next_tsn = (tsn + 1) & _U32_MAX
         sent = _new(SentData, (tsn, user_data, ppid, stream_identifier, unordered))
         self._unacknowledged.append(sent)
         self._data_marks.append(self._answers_written)
         self._unacknowledged_bytes += size
         return sent
+
+    def send_messages(
+        self,
+        messages: Sequence[bytes],
+        ppid: int = 0,
+        *,
+        stream_identifier: int = 0,
+        unordered: bool = False,
+    ) -> int:
+        """Queue one DATA chunk per message, in order, as :meth:`send_data` would one by one,
+        for as many as ``max_unacknowledged_bytes`` leaves room for: the number queued (the
+        first ones). They are in :meth:`unacknowledged` with consecutive TSNs.
+
+        Stops before a message that would exceed ``max_chunk_length`` or the room left;
+        raises what :meth:`send_data` raises (and queues nothing) when the first message
+        cannot be sent: after the connection closed, when it is too long for a chunk, when
+        it alone exceeds ``max_unacknowledged_bytes`` (:class:`SendBufferFull`, whether or
+        not something is outstanding), or for a PPID or stream our format cannot carry.
+        """
+        count = len(messages)
+        if not count:
+            return 0
+        lengths = list(map(len, messages))
+        header_length = self._header_length
+        if max(lengths) > self._max_user_data:
+            limit = self._max_user_data
+            count = next(i for i, length in enumerate(lengths) if length > limit)
+            if not count:
+                self.send_data(messages[0], ppid=ppid, stream_identifier=stream_identifier)
+                raise AssertionError("send_data refuses what does not fit a chunk")
+            del lengths[count:]
+        room = self._max_unacknowledged - self._unacknowledged_bytes
+        total = sum(lengths) + count * header_length
+        if total > room:
+            ends = list(accumulate(map(add, lengths, repeat(header_length))))
+            count = bisect_right(ends, room)
+            if not count:
+                if self._state is not _CLOSED and (
+                    lengths[0] + header_length <= self._max_unacknowledged
+                ):
+                    return 0  # room comes with the peer's ACKs
+                self.send_data(messages[0], ppid=ppid, stream_identifier=stream_identifier)
+                raise AssertionError("send_data refuses what does not fit")
+            total = ends[count - 1]
+            del lengths[count:]
+        packing = self._packing
+        if self._state is _CLOSED or packing is None or count == 1:
+            # One by one: the checked encoder, the errors of a closed connection, or a
+            # single message (no pipeline to set up).
+            for data in messages[:count]:
+                self.send_data(
+                    data, ppid=ppid, stream_identifier=stream_identifier, unordered=unordered
+                )
+            return count
+        if ppid or stream_identifier:
+            self._check_words(packing, ppid, stream_identifier)
+        chosen = messages if count == len(messages) else messages[:count]
+        tsn = self._next_tsn
+        end = tsn + count
+        # Header words as columns, C loops over them: no Python frame per message.
+        columns: list[Any] = [
+            repeat(_DATA_TYPE),
+            repeat(_DATA_UNORDERED if unordered else 0),
+            map(add, lengths, repeat(header_length)),
+        ]
+        if packing.has_tsn:
+            columns.append(_numbers(tsn, end, _U32_MAX))
+        if packing.has_stream:
+            if unordered:
+                ssns: Any = repeat(0)
+            elif not stream_identifier:
+                ssn = self._stream_zero_ssn
+                ssns = _numbers(ssn, ssn + count, _U16_MAX)
+                self._stream_zero_ssn = (ssn + count) & _U16_MAX
+            else:
+                ssn = self._advance_stream(stream_identifier, count)
+                ssns = _numbers(ssn, ssn + count, _U16_MAX)
+            columns += (repeat(stream_identifier), ssns)
+        elif not unordered:
+            if not stream_identifier:
+                self._stream_zero_ssn = (self._stream_zero_ssn + count) & _U16_MAX
+            else:
+                self._advance_stream(stream_identifier, count)
+        if packing.has_ppid:
+            columns.append(repeat(ppid))
+        # The header length is a multiple of 4: the user data's length sets the padding.
+        paddings = map(_padding_of, map(and_, lengths, repeat(3)))
+        headers = map(packing.words, *columns)
+        self._outgoing += chain.from_iterable(zip(headers, chosen, paddings, strict=True))
+        self._unacknowledged += map(
+            _sent_data,
+            zip(
+                _numbers(tsn, end, _U32_MAX),
+                chosen,
+                repeat(ppid),
+                repeat(stream_identifier),
+                repeat(unordered),
+                strict=False,  # the repeats are endless
+            ),
+        )
+        self._data_marks += repeat(self._answers_written, count)
+        self._unacknowledged_bytes += total
+        self._next_tsn = end & _U32_MAX
+        return count
+
+    @staticmethod
+    def _check_words(packing: _DataPacking, ppid: int, stream_identifier: int) -> None:
+        """Refuse a PPID or stream the format omits or that is out of range (the checks
+        of the codec's encoder)."""
+        if ppid and not packing.has_ppid:
+            raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
+        if not 0 <= ppid <= _U32_MAX:
+            raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
+        if stream_identifier and not packing.has_stream:
+            raise ValueError(
+                f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
+            )
+        if not 0 <= stream_identifier <= _U16_MAX:
+            raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
+
+    def _advance_stream(self, stream_identifier: int, count: int) -> int:
+        """The next stream sequence number of a stream other than 0, advanced by ``count``."""
+        streams = self._next_ssn
+        if streams is None:
+            streams = self._next_ssn = {}
+        ssn = streams.get(stream_identifier, 0)
+        streams[stream_identifier] = (ssn + count) & _U16_MAX
+        return ssn
 
     # -- time -----------------------------------------------------------------------------
 
