@@ -9,15 +9,19 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from tests.transport.test_protocol import ready
 from twisted_rserpool.asap import AsapTimers, FailoverEvent, IFailoverObserver, PoolUser
 from twisted_rserpool.asap.errors import RequestTimedOut
 from twisted_rserpool.asap.hunt import HuntStep, ServerHunt
 from twisted_rserpool.asap.link import HomeServerLink
 from twisted_rserpool.asap.notifier import decide
+from twisted_rserpool.asap.outbox import UNORDERED, Outbox
 from twisted_rserpool.asap.registration import (
     AdoptHome,
     Deregistered,
@@ -33,14 +37,17 @@ from twisted_rserpool.asap.registration import (
 )
 from twisted_rserpool.asap.requests import GiveUp, PendingRequests, Retransmit
 from twisted_rserpool.security.context import SecurityContext
+from twisted_rserpool.transport.connection import MappingConfig
 from twisted_rserpool.wire import asap
 from twisted_rserpool.wire.errors import CauseCode
+from twisted_rserpool.wire.fastpath import ack_chunks
 from twisted_rserpool.wire.parameters import (
     OperationError,
     PoolElementParameter,
     RoundRobinPolicy,
     TcpTransport,
 )
+from twisted_rserpool.wire.tcpmapping import Data
 
 TIMERS = AsapTimers()
 POOL = b"pool"
@@ -486,7 +493,7 @@ def test_outbox_keeps_messages_apart_unless_streaming() -> None:
     messages = Outbox()
     messages.put(b"a", 0)
     messages.put(b"b", 0)
-    assert [bytes(d) for d, _ in messages.queue] == [b"a", b"b"]
+    assert [bytes(d) for d, _, _ in messages.entries()] == [b"a", b"b"]
     stream = Outbox(streaming=True)
     stream.put(b"a", 0)
     stream.put(b"b", 0)
@@ -496,8 +503,8 @@ def test_outbox_keeps_messages_apart_unless_streaming() -> None:
     stream.put(b"y" * (MAX_MESSAGE + 1), 0)
     stream.put(b"z", 0)
     stream.put(b"z", 0)
-    sizes = [len(d) for d, _ in stream.queue]
-    assert [bytes(d) for d, _ in list(stream.queue)[:3]] == [b"ab", b"cookie", b"c"]
+    sizes = [len(d) for d, _, _ in stream.entries()]
+    assert [bytes(d) for d, _, _ in stream.entries()[:3]] == [b"ab", b"cookie", b"c"]
     assert sizes[3:] == [MAX_MESSAGE, MAX_MESSAGE, 1, 2]
 
 
@@ -534,3 +541,81 @@ def test_announcements_become_hints_for_t7() -> None:
     assert made == [TcpTransport(3864, IPv4Address("127.0.0.2"))]
     clock.advance(5.0)
     assert link.hunt.candidates(clock.seconds()) == []
+
+
+@st.composite
+def outbox_steps(draw: st.DrawFn) -> list[tuple[Any, ...]]:
+    """Puts (PPID 0 or 5; no meta, the U flag or another option), control messages,
+    messages put first, pumps and the peer's ACKs, in any order."""
+    steps: list[tuple[Any, ...]] = []
+    for _ in range(draw(st.integers(0, 40))):
+        kind = draw(st.sampled_from(["put", "put", "put", "control", "first", "pump", "ack"]))
+        data = bytes([len(steps) % 251]) * draw(st.sampled_from([0, 1, 50, 300]))
+        if kind == "put":
+            steps.append(
+                ("put", data, draw(st.sampled_from([0, 5])), draw(st.sampled_from([0, 0x1000, 2])))
+            )
+        elif kind == "first":
+            steps.append(("first", [(data, 5, 2), (data + b"!", 0)]))
+        else:
+            steps.append((kind, data))
+    return steps
+
+
+@given(steps=outbox_steps(), room=st.sampled_from([1 << 20, 700, 400]))
+@settings(max_examples=150)
+def test_outbox_sends_runs_in_order_within_the_room(
+    steps: list[tuple[Any, ...]], room: int
+) -> None:
+    """Whatever is put, put first or put as control, and however the pumps meet the
+    unacknowledged-data limit and the peer's ACKs: every message leaves once, in the
+    order of a plain queue, as one DATA chunk with its PPID and U flag; the messages with
+    meta are reported with their TSN; what is left queued is the rest of that queue."""
+    protocol, transport, _, peer = ready(MappingConfig(max_unacknowledged_bytes=room))
+    assert protocol.mapping is not None
+    outbox = Outbox()
+    model: list[tuple[bytes, int, int]] = []
+    sent: list[tuple[bytes, int, int]] = []
+    reported: list[tuple[int, int]] = []
+    acknowledged = 0
+    for step in [*steps, ("pump", b"")]:
+        if step[0] == "put":
+            outbox.put(step[1], step[2], step[3])
+            model.append((step[1], step[2], step[3]))
+        elif step[0] == "control":
+            outbox.put_control(step[1], 11)
+            model.append((step[1], 11, 0))
+        elif step[0] == "first":
+            outbox.put_first(step[1])
+            model[:0] = [(m[0], m[1], m[2] if len(m) > 2 else 0) for m in step[1]]
+        elif step[0] == "pump":
+            count = outbox.pump(protocol, lambda tsn, meta: reported.append((tsn, meta)))
+            sent += model[:count]
+            del model[:count]
+        else:
+            outstanding = len(protocol.mapping.unacknowledged())
+            if outstanding:
+                protocol.dataReceived(ack_chunks(acknowledged, outstanding, True))
+                acknowledged += outstanding
+        assert outbox.entries() == model and len(outbox) == len(model)
+        assert protocol.mapping.unacknowledged_bytes <= room
+    chunks = [c for c in peer.read(transport) if isinstance(c, Data)]
+    assert [(c.user_data, c.ppid, c.unordered) for c in chunks] == [
+        (data, ppid, bool(meta & UNORDERED)) for data, ppid, meta in sent
+    ]
+    assert reported == [(tsn, meta) for tsn, (_, _, meta) in enumerate(sent) if meta]
+
+
+def test_streaming_outbox_sends_merged_writes_as_bytes() -> None:
+    """Streaming: the writes merged into one entry leave as one DATA chunk of bytes (not
+    the bytearray they were merged in), and a later write starts a new entry."""
+    protocol, transport, _, peer = ready()
+    stream = Outbox(streaming=True)
+    stream.put(b"a", 0)
+    stream.put(b"b", 0)
+    assert stream.pump(protocol) == 1
+    stream.put(b"c", 0)
+    assert stream.pump(protocol) == 1
+    assert protocol.mapping is not None
+    assert [type(s.user_data) for s in protocol.mapping.unacknowledged()] == [bytes, bytes]
+    assert [c.user_data for c in peer.read(transport) if isinstance(c, Data)] == [b"ab", b"c"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable
 
-from twisted_rserpool.transport.events import SentData
 from twisted_rserpool.transport.protocol import RSerPoolProtocol
 
 __all__ = ["MAX_MESSAGE", "UNORDERED", "Outbox", "split"]
@@ -14,7 +13,6 @@ __all__ = ["MAX_MESSAGE", "UNORDERED", "Outbox", "split"]
 MAX_MESSAGE = 60_000
 #: Streaming merges writes shorter than this; longer ones are worth a chunk of their own.
 MERGE_BELOW = 8192
-_CHUNK_HEADER = 16
 
 
 def split(data: bytes) -> list[bytes]:
@@ -29,6 +27,17 @@ def split(data: bytes) -> list[bytes]:
 UNORDERED = 0x1000
 
 
+class _Run:
+    """Consecutive queued messages with the same PPID and ``meta``, oldest first."""
+
+    __slots__ = ("data", "meta", "ppid")
+
+    def __init__(self, ppid: int, meta: int, data: list[bytes | bytearray]) -> None:
+        self.ppid = ppid
+        self.meta = meta
+        self.data = data
+
+
 class Outbox:
     """Queued ``(data, ppid)`` messages, sent while the peer's unacknowledged data leaves room
     (the rest waits for its ACKs, so a slow peer slows the writer instead of failing).
@@ -39,98 +48,148 @@ class Outbox:
 
     The messages queued when :meth:`pump` runs leave in one write (one TLS record where
     they fit), which is why the session and the pool element's transport pump once per
-    reactor turn rather than once per message."""
+    reactor turn rather than once per message. Consecutive messages with the same PPID
+    and ``meta`` are kept (and handed to the mapping) as one run: a write adds its message
+    to the last run with one list append, and the pump sends a run with one
+    :meth:`~twisted_rserpool.transport.connection.MappingConnection.send_messages`."""
+
+    __slots__ = ("_open", "_runs", "_tail", "_tailMeta", "_tailPpid", "streaming")
 
     def __init__(self, streaming: bool = False) -> None:
         self.streaming = streaming
-        self.queue: deque[tuple[bytes | bytearray, int]] = deque()
-        #: The ``meta`` of each queued message, in the queue's order.
-        self.meta: deque[int] = deque()
+        self._runs: deque[_Run] = deque()
+        # The last run, which the next message joins when its PPID and meta are these
+        # (a PPID of -1 matches none: nothing queued, or streaming, which merges instead).
+        self._tail: list[bytes | bytearray] = []
+        self._tailPpid = -1
+        self._tailMeta = 0
         #: The queued entry writes may still be appended to (streaming only).
         self._open: bytearray | None = None
 
     def __len__(self) -> int:
-        return len(self.queue)
+        return sum(len(run.data) for run in self._runs)
 
     def put(self, data: bytes, ppid: int, meta: int = 0) -> None:
         """Queue one write: one message (split into pieces that fit a chunk), or, when
         streaming and shorter than :data:`MERGE_BELOW`, appended to the last queued message
         of the same PPID while that stays within :data:`MAX_MESSAGE`."""
+        if ppid == self._tailPpid and meta == self._tailMeta and len(data) <= MAX_MESSAGE:
+            self._tail.append(data)
+            return
         if self.streaming and not meta and len(data) < MERGE_BELOW:
             tail = self._open
+            runs = self._runs
             if (
                 tail is not None
-                and self.queue
-                and self.queue[-1][0] is tail
-                and self.queue[-1][1] == ppid
+                and runs
+                and runs[-1].data[-1] is tail
+                and runs[-1].ppid == ppid
                 and len(tail) + len(data) <= MAX_MESSAGE
             ):
                 tail += data
                 return
             self._open = bytearray(data)
-            self.queue.append((self._open, ppid))
-            self.meta.append(0)
+            self._append(self._open, ppid, 0)
             return
         self._open = None
         if len(data) <= MAX_MESSAGE:
-            self.queue.append((data, ppid))
-            self.meta.append(meta)
+            self._append(data, ppid, meta)
             return
         for piece in split(data):
-            self.queue.append((piece, ppid))
-            self.meta.append(meta)
+            self._append(piece, ppid, meta)
+
+    def _append(self, data: bytes | bytearray, ppid: int, meta: int) -> None:
+        runs = self._runs
+        if runs and runs[-1].ppid == ppid and runs[-1].meta == meta:
+            runs[-1].data.append(data)
+            return
+        run = _Run(ppid, meta, [data])
+        runs.append(run)
+        if not self.streaming:
+            self._tail, self._tailPpid, self._tailMeta = run.data, ppid, meta
+
+    def _forgetTail(self) -> None:
+        self._tail, self._tailPpid, self._tailMeta = [], -1, 0
 
     def put_first(self, messages: Iterable[tuple[bytes, int] | tuple[bytes, int, int]]) -> None:
         """Queue messages (``(data, ppid)`` or ``(data, ppid, meta)``) ahead of everything
         already queued, in their order."""
-        entries = list(messages)
-        self.queue.extendleft((m[0], m[1]) for m in reversed(entries))
-        self.meta.extendleft(m[2] if len(m) > 2 else 0 for m in reversed(entries))
+        runs = self._runs
+        for message in reversed(list(messages)):
+            data, ppid = message[0], message[1]
+            meta = message[2] if len(message) > 2 else 0
+            if runs and runs[0].ppid == ppid and runs[0].meta == meta:
+                runs[0].data.insert(0, data)
+            else:
+                runs.appendleft(_Run(ppid, meta, [data]))
+                if len(runs) == 1 and not self.streaming:
+                    self._tail, self._tailPpid, self._tailMeta = runs[0].data, ppid, meta
 
     def put_control(self, data: bytes, ppid: int) -> None:
         """Queue a control message; later writes are never merged into it or across it."""
         self._open = None
-        self.queue.append((data, ppid))
-        self.meta.append(0)
+        self._append(data, ppid, 0)
+
+    def entries(self) -> list[tuple[bytes | bytearray, int, int]]:
+        """The queued messages as ``(data, ppid, meta)``, oldest first (left queued)."""
+        return [(data, run.ppid, run.meta) for run in self._runs for data in run.data]
 
     def drain(self) -> list[tuple[bytes, int, int]]:
         """Take every queued message out, as ``(data, ppid, meta)``, oldest first."""
-        taken = [(bytes(d), p, m) for (d, p), m in zip(self.queue, self.meta, strict=True)]
-        self.queue.clear()
-        self.meta.clear()
+        taken = [(bytes(d), p, m) for d, p, m in self.entries()]
+        self._runs.clear()
+        self._forgetTail()
         self._open = None
         return taken
 
     def pump(
-        self, protocol: RSerPoolProtocol, sent: Callable[[SentData, int], None] | None = None
+        self, protocol: RSerPoolProtocol, sent: Callable[[int, int], None] | None = None
     ) -> int:
         """Send what fits now on ``protocol``, in one write; returns the messages sent.
-        ``sent`` hears of each message with ``meta`` as it goes."""
+        ``sent`` hears of each message with ``meta`` as it goes: its TSN and ``meta``."""
         mapping = protocol.mapping
         transport = protocol.transport
         if mapping is None or transport is None or not protocol.ready or mapping.closed:
             return 0
-        limit = protocol.mappingConfig.max_unacknowledged_bytes
-        queue = self.queue
-        metas = self.meta
-        send = mapping.send_data
-        outstanding = mapping.unacknowledged_bytes
-        count = 0
-        while queue:
-            data, ppid = queue[0]
-            if outstanding and outstanding + len(data) + _CHUNK_HEADER > limit:
-                break
-            queue.popleft()
-            meta = metas.popleft()
-            if type(data) is not bytes:  # the streaming entry writes were merged into
-                if data is self._open:
-                    self._open = None
-                data = bytes(data)
-            chunk = send(data, ppid=ppid, unordered=bool(meta & UNORDERED))
-            outstanding += len(data) + _CHUNK_HEADER
-            if meta and sent is not None:
-                sent(chunk, meta)
-            count += 1
-        if count:
-            transport.write(mapping.data_to_send())
-        return count
+        runs = self._runs
+        total = 0
+        try:
+            while runs:
+                run = runs[0]
+                data = run.data
+                if self.streaming:
+                    # The entries writes were merged into become bytes as they leave.
+                    if self._open is not None and data[-1] is self._open:
+                        self._open = None
+                    data[:] = [d if type(d) is bytes else bytes(d) for d in data]
+                meta = run.meta
+                first = mapping.next_tsn
+                try:
+                    count = mapping.send_messages(
+                        data,  # type: ignore[arg-type]  # bytes only, made so above
+                        run.ppid,
+                        unordered=bool(meta & UNORDERED),
+                    )
+                except Exception:
+                    # The first cannot be sent at all: it is dropped, as the error says.
+                    del data[0]
+                    if not data:
+                        self._removeHead()
+                    raise
+                if meta and sent is not None:
+                    for tsn in range(first, first + count):
+                        sent(tsn & 0xFFFFFFFF, meta)
+                total += count
+                if count < len(data):
+                    del data[:count]
+                    break
+                self._removeHead()
+        finally:
+            if total:
+                transport.write(mapping.data_to_send())
+        return total
+
+    def _removeHead(self) -> None:
+        run = self._runs.popleft()
+        if run.data is self._tail:
+            self._forgetTail()

@@ -109,8 +109,8 @@ class SessionConnection(RSerPoolProtocol):
             if sent.ppid not in (ASAP_PPID, ENRP_PPID)
         ]
 
-    def _sentWithMeta(self, sent: SentData, meta: int) -> None:
-        self._meta[sent.tsn] = meta
+    def _sentWithMeta(self, tsn: int, meta: int) -> None:
+        self._meta[tsn] = meta
 
     def close(self) -> None:
         """Close the connection; what it had not delivered stays in :meth:`unacknowledged`."""
@@ -245,8 +245,9 @@ class Session:
         failing over)."""
         if self.closed or self._closing:
             return
-        self._outbox.put(bytes(data), self.ppid)
-        self._schedulePump()
+        self._outbox.put(data if type(data) is bytes else bytes(data), self.ppid)
+        if self._pumpCall is None:  # _schedulePump, inlined: every message comes here
+            self._pumpCall = self.user.clock.callLater(0, self._pump)
 
     def send(self, data: bytes, options: SendOptions = SendOptions.USE_DEFAULT) -> None:
         """Send one application message with RFC 5352 6.5.5 ``options``: SEND_FAILOVER or
