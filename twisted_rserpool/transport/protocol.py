@@ -62,6 +62,8 @@ _PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
 #: read stays raw (a TCP read brings up to 64 KiB).
 _SLICE = 4096
 _ERROR_TYPES = {ASAP_PPID: asap.AsapType.ERROR, ENRP_PPID: enrp.EnrpType.ERROR}
+#: The PPIDs whose messages are decoded (ASAP, ENRP) rather than handed on as they are.
+_CONTROL_PPIDS = frozenset(_PROTOCOL_NAMES)
 
 
 class ConnectionNotReady(LocalProtocolError):
@@ -493,14 +495,28 @@ class RSerPoolProtocol(Protocol):
             # The stream can no longer be trusted, and nothing could be answered: the
             # messages that came with the fault are discarded.
             events = [e for e in events if not isinstance(e, DataReceived | InitReceived)]
+        # The hook every application message goes to, looked up once per read.
+        application = self.applicationMessageReceived
         for event in events:
             if type(event) is DataReceived:
-                if self._stopped():
+                # _stopped(), inlined: asked for every message.
+                if self._lost or self._closing or getattr(self.transport, "disconnecting", False):
                     continue
                 if self._held is None and self._ready and self._admissionTimer is None:
                     # Nothing waits: asked and delivered without the queue.
                     if self._admitsAll or self._admitted(event):
-                        self._deliver(event)
+                        ppid = event[2]
+                        if ppid in _CONTROL_PPIDS:
+                            self._deliver(event)
+                            continue
+                        # _deliver and _callHook inlined: the path of every application
+                        # message (the checks above stand for theirs).
+                        try:
+                            application(ppid, event[1], event[4])
+                        except Exception:
+                            self._hookFailed(application)
+                        # Acknowledged with the others of this read when it ends (_flush).
+                        self._lastDelivered = event
                     else:
                         self._held = deque((event,))  # its wait is running
                 else:
