@@ -242,6 +242,11 @@ class PoolElementConnection(RSerPoolProtocol):
         #: Application messages still to come that the pool user sent before to a PE that
         #: failed (ASAP_COOKIE_ECHO's resent count).
         self.resentRemaining = 0
+        # The application's messageReceived (None: it has only dataReceived), found when
+        # its first message came, and the pool user's address, asked once.
+        self._receiverOf: IProtocol | None = None
+        self._receiver: Callable[[ReceivedMessage], object] | None = None
+        self._peerAddress: IAddress | None = None
 
     def close(self) -> None:
         """Close now."""
@@ -347,9 +352,17 @@ class PoolElementConnection(RSerPoolProtocol):
         resent = self.resentRemaining > 0
         if resent:
             self.resentRemaining -= 1
-        receive = getattr(application, "messageReceived", None)
-        if callable(receive):
-            peer = self.transport.getPeer() if self.transport is not None else None
+        if application is not self._receiverOf:
+            # Which hook the application has, looked up once, not for every message.
+            receive = getattr(application, "messageReceived", None)
+            self._receiverOf = application
+            self._receiver = receive if callable(receive) else None
+        receive = self._receiver
+        if receive is not None:
+            peer = self._peerAddress
+            if peer is None and self.transport is not None:
+                # The pool user's address does not change while the connection lasts.
+                peer = self._peerAddress = self.transport.getPeer()
             receive(ReceivedMessage(data, ppid, self.senderHandle, peer, resent, unordered))
         else:
             application.dataReceived(data)

@@ -92,6 +92,23 @@ class SessionConnection(RSerPoolProtocol):
         self._pendingCalls: list[Callable[[], None]] = []
         #: The outbox meta (send options, resent) of unacknowledged messages, by TSN.
         self._meta: dict[int, int] = {}
+        # What every received message names, made once: the pool element's handle and
+        # its address (neither changes while the connection lasts).
+        self._handle: PoolElementHandle | None = None
+        self._peerAddress: IAddress | None = None
+
+    def senderHandle(self) -> PoolElementHandle:
+        """The pool element's handle (its pool and PE identifier)."""
+        handle = self._handle
+        if handle is None:
+            handle = self._handle = PoolElementHandle.of(self.session.poolHandle, self.element)
+        return handle
+
+    def peerAddress(self) -> IAddress | None:
+        """The pool element's address, once connected."""
+        if self._peerAddress is None and self.transport is not None:
+            self._peerAddress = self.transport.getPeer()
+        return self._peerAddress
 
     def attach(self) -> None:
         """Deliver what was held back and everything from now on to the session."""
@@ -135,7 +152,12 @@ class SessionConnection(RSerPoolProtocol):
 
     def applicationMessageReceived(self, ppid: int, data: bytes, unordered: bool) -> None:
         """Application data goes to the application protocol (with the U flag)."""
-        self._route(lambda: self.session._dataReceived(self, ppid, data, unordered))
+        if self.attached:
+            self.session._dataReceived(self, ppid, data, unordered)
+        else:
+            self._pendingCalls.append(
+                lambda: self.session._dataReceived(self, ppid, data, unordered)
+            )
 
     def applicationDataReceived(self, ppid: int, data: bytes) -> None:
         """Application data without the U flag goes to the application protocol."""
@@ -233,6 +255,10 @@ class Session:
         self._closing = False
         self._candidate: SessionConnection | None = None
         self._failoverStarted = 0.0
+        # The application's messageReceived (None: it has only dataReceived), looked up
+        # when a message first came for it.
+        self._receiverOf: IProtocol | None = None
+        self._receiver: Callable[[ReceivedMessage], object] | None = None
 
     def __repr__(self) -> str:
         where = "closed" if self.closed else describePE(self.poolElement)
@@ -456,20 +482,25 @@ class Session:
     ) -> None:
         if self.closed:
             return
-        receive = getattr(self.protocol, "messageReceived", None)
-        if callable(receive):
-            peer = connection.transport.getPeer() if connection.transport is not None else None
+        protocol = self.protocol
+        if protocol is not self._receiverOf:
+            # Which hook the application has, looked up once, not for every message.
+            receive = getattr(protocol, "messageReceived", None)
+            self._receiverOf = protocol
+            self._receiver = receive if callable(receive) else None
+        receive = self._receiver
+        if receive is not None:
             receive(
                 ReceivedMessage(
                     data,
                     ppid,
-                    PoolElementHandle.of(self.poolHandle, connection.element),
-                    peer,
+                    connection.senderHandle(),
+                    connection.peerAddress(),
                     unordered=unordered,
                 )
             )
         else:
-            self.protocol.dataReceived(data)
+            protocol.dataReceived(data)
 
     def _acknowledged(self, connection: SessionConnection) -> None:
         if connection is not self.connection:
