@@ -59,7 +59,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# After PYTHONPATH's entries: a server run with another checkout first on it (``--before``)
+# imports that checkout's package, also when it runs under this script (profiled).
+sys.path.insert(
+    1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    str(Path(__file__).resolve().parent.parent),
+)
 
 from benchmarks.flood import environment
 from benchmarks.registrar import (

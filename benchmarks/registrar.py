@@ -68,7 +68,12 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import IO, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# After PYTHONPATH's entries: a server run with another checkout first on it (``--before``)
+# imports that checkout's package, also when it runs under this script (profiled).
+sys.path.insert(
+    1 + len([p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
+    str(Path(__file__).resolve().parent.parent),
+)
 
 from twisted_rserpool.security.certificates import createSelfSignedCertificate
 from twisted_rserpool.security.psk import writePskFile
