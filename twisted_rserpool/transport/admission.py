@@ -23,9 +23,10 @@ from typing import Any
 from twisted.internet.interfaces import IAddress, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 
 from twisted_rserpool.throttledlog import LogThrottle, ThrottledLog
+from twisted_rserpool.transport.tlsgather import GatheringTLSFactory
 
 __all__ = [
     "DESCRIPTOR_RESERVE",
@@ -170,8 +171,9 @@ class RefusingFactory(Factory[Protocol]):
         return type(self.wrappedFactory).__name__
 
 
-class AdmittingTLSFactory(TLSMemoryBIOFactory):
-    """A :class:`~twisted.protocols.tls.TLSMemoryBIOFactory` that asks the wrapped factory
+class AdmittingTLSFactory(GatheringTLSFactory):
+    """A TLS factory (:class:`~twisted_rserpool.transport.tlsgather.GatheringTLSFactory`:
+    answers written while a read is handled go out at its end) that asks the wrapped factory
     first: if it refuses (``None``, or a :class:`RefusedConnection`), the listening port
     closes the socket at accept, before a TLS object exists or a handshake byte is read."""
 
@@ -182,7 +184,7 @@ class AdmittingTLSFactory(TLSMemoryBIOFactory):
         wrapped = self.wrappedFactory.buildProtocol(addr)
         if wrapped is None or isinstance(wrapped, RefusedConnection):
             return None
-        return self.protocol(self, wrapped)
+        return self.protocol(self, wrapped)  # type: ignore[no-untyped-call]
 
 
 # -- the descriptor budget --------------------------------------------------------------------
