@@ -202,7 +202,7 @@ def test_no_answer_before_the_set_is_complete_and_out_of_order() -> None:
     for data in reversed(fragments[1:]):
         assert deliver_to_gw(pair, [data]) == []
     sa = gateway_sa(pair)
-    assert sa._request_fragments.pending == 6 and not of(pair.gw_events, IkeSaEstablished)
+    assert sa.inbound.request_fragments.pending == 6 and not of(pair.gw_events, IkeSaEstablished)
     response = deliver_to_gw(pair, [fragments[0]])
     assert len(response) == 7 and all(skf(d) is not None for d in response)
     assert of(pair.gw_events, IkeSaEstablished)
@@ -242,7 +242,7 @@ def test_forged_fragment_is_dropped_without_disturbing_the_set() -> None:
     assert deliver_to_gw(pair, [fragments[0], _flip_icv(fragments[2]), forged_restart]) == []
     sa = gateway_sa(pair)
     assert sa.fragment_verdicts[Verdict.FORGED.value] == 2
-    assert sa._request_fragments.pending == 1
+    assert sa.inbound.request_fragments.pending == 1
     assert len(deliver_to_gw(pair, fragments[1:])) == 7
     assert established(pair) or of(pair.gw_events, IkeSaEstablished)
 
@@ -267,7 +267,7 @@ def test_fragment_count_limit() -> None:
     assert deliver_to_gw(pair, fragments) == []
     sa = gateway_sa(pair)
     assert sa.fragment_verdicts[Verdict.INVALID.value] == 7
-    assert sa._request_fragments.pending == 0 and not of(pair.gw_events, IkeSaEstablished)
+    assert sa.inbound.request_fragments.pending == 0 and not of(pair.gw_events, IkeSaEstablished)
 
 
 def test_size_limit_drops_the_half_open_sa() -> None:
@@ -289,13 +289,13 @@ def test_incomplete_set_times_out_then_the_retransmission_completes() -> None:
     fragments = start(pair)
     assert deliver_to_gw(pair, fragments[:-1]) == []
     sa = gateway_sa(pair)
-    assert sa._request_fragments.pending == 6
+    assert sa.inbound.request_fragments.pending == 6
     assert pair.gw.next_deadline() == 1.5
     pair.gw_events += pair.gw.handle_timer(1.5)
-    assert sa._request_fragments.pending == 0 and sa.fragment_verdicts["timed out"] == 1
+    assert sa.inbound.request_fragments.pending == 0 and sa.fragment_verdicts["timed out"] == 1
     # The lost fragment alone, late: a new incomplete set of one.
     assert deliver_to_gw(pair, [fragments[-1]], 1.6) == []
-    assert sa._request_fragments.pending == 1
+    assert sa.inbound.request_fragments.pending == 1
     pair.cl_events += pair.cl.handle_timer(2.0)
     resent = [d for d, _ in pair.cl.datagrams_to_send()]
     assert resent == fragments

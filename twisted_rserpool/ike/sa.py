@@ -1,20 +1,24 @@
-"""One IKE SA for both roles, without I/O: what its exchanges share, and their dispatch.
+"""One IKE SA for both roles, without I/O: what its exchanges share, its life cycle and
+timers, and the sending of its messages.
 
-An ``IkeSa`` is driven by its ``IkeEndpoint`` (``twisted_rserpool.ike.endpoint``), which
-routes decoded messages to it by SPI, frames and sends the bytes it produces, collects its
-events and runs its timer. The SA holds what its exchanges share: SPIs, nonces, keys, the
-CHILD_SAs, the life cycle (``twisted_rserpool.ike.state``: the transition table and which
-requests each state accepts) and the request window (``twisted_rserpool.ike.window``:
-Message IDs, retransmission, the queue and the response cache). The exchanges themselves
-are tasks (``twisted_rserpool.ike.tasks``), one per exchange, as strongSwan's task manager
-has them: a request of ours is a ``Task`` that builds it when the window has room and
-processes the answer; a request of the peer goes to the responder of its exchange.
+An ``IkeSa`` is driven by its ``IkeEndpoint`` (``twisted_rserpool.ike.endpoint``, the
+``IkeSaHost`` of ``twisted_rserpool.ike.host``), which routes decoded messages to it by
+SPI, frames and sends the bytes it produces, collects its events and runs its timer. The
+SA holds what its exchanges share: SPIs, nonces, keys, the CHILD_SAs, the life cycle
+(``twisted_rserpool.ike.state``: the transition table and which requests each state
+accepts) and the request window (``twisted_rserpool.ike.window``: Message IDs,
+retransmission, the queue and the response cache). The exchanges themselves are tasks
+(``twisted_rserpool.ike.tasks``), one per exchange, as strongSwan's task manager has them:
+a request of ours is a ``Task`` that builds it when the window has room and processes the
+answer; a request of the peer goes to the responder of its exchange. Its ``inbound``
+(``twisted_rserpool.ike.inbound``) decides what each message of the peer is and where it
+goes.
 
 Fragmentation (RFC 7383, ``twisted_rserpool.ike.fragments``): once both sides announced
 it, a protected message of ours too large for the threshold goes out as IKE Fragment
 messages (sent and resent together, cached together as a response); the peer's are
-reassembled per direction, each verified before it is stored, and the message they make
-is processed only when complete, as if it had come whole.
+reassembled per direction by the inbound side, each verified before it is stored, and the
+message they make is processed only when complete, as if it had come whole.
 
 A rekey of the IKE SA (either side starting it) creates a successor ``IkeSa`` in
 ESTABLISHED that takes the CHILD_SAs; the old one goes to DELETING and CLOSED.
@@ -36,34 +40,27 @@ from collections import Counter
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
 
 from twisted.logger import Logger
 
-from twisted_rserpool.ike import crypto, nat
-from twisted_rserpool.ike.child import ChildSa, IChildSAInstaller
+from twisted_rserpool.ike import crypto
+from twisted_rserpool.ike.child import ChildSa
 from twisted_rserpool.ike.codec import (
-    EncryptedFragmentPayload,
-    EncryptedPayload,
     GatewayIdentity,
     IkeHeader,
     IkeMessage,
-    NotifyPayload,
     Payload,
-    decode_payload_chain,
     encode_payload_chain,
 )
 from twisted_rserpool.ike.config import Identity, IkeConfig
 from twisted_rserpool.ike.constants import (
     IKE_HEADER_SIZE,
     NAT_T_PORT,
-    ExchangeType,
     HeaderFlag,
     NotifyType,
     PayloadType,
     ProtocolId,
 )
-from twisted_rserpool.ike.errors import InvalidIkeMessage
 from twisted_rserpool.ike.events import (
     ChildSaDeleted,
     ChildSaEstablished,
@@ -74,24 +71,24 @@ from twisted_rserpool.ike.events import (
     IkeSaRekeyed,
 )
 from twisted_rserpool.ike.fragments import (
-    Reassembler,
-    Verdict,
     chunk_size,
     datagram_limit,
     datagram_overhead,
     fragment_message,
 )
+from twisted_rserpool.ike.host import Address, IkeSaHost
+from twisted_rserpool.ike.inbound import Inbound
 from twisted_rserpool.ike.proposals import IkeSuite, OfferedProposal
-from twisted_rserpool.ike.redirect import RedirectDecision
 from twisted_rserpool.ike.state import State, StateEvent, StateMachine
-from twisted_rserpool.ike.tasks import Task, create_child_sa, informational
+from twisted_rserpool.ike.tasks import Task
 from twisted_rserpool.ike.tasks.common import from_payload, to_payload
 from twisted_rserpool.ike.tasks.ike_auth import IkeAuthResponder
 from twisted_rserpool.ike.tasks.ike_init import DeferredKeys, IkeSaInit, accept_init
 from twisted_rserpool.ike.tasks.informational import DeleteChild, DeleteIke, Liveness
-from twisted_rserpool.ike.tasks.redirect import delete_redirected, redirect_client
+from twisted_rserpool.ike.tasks.redirect import redirect_client
 from twisted_rserpool.ike.tasks.rekey import ChildRekey, IkeRekey
-from twisted_rserpool.ike.window import PeerRequest, RequestWindow
+from twisted_rserpool.ike.timers import SaTimers
+from twisted_rserpool.ike.window import RequestWindow
 
 __all__ = [
     "Address",
@@ -102,57 +99,6 @@ __all__ = [
     "from_payload",
     "to_payload",
 ]
-
-Address = tuple[str, int]
-
-
-class IkeSaHost(Protocol):
-    """What an IKE SA needs from the endpoint that owns it."""
-
-    installer: IChildSAInstaller
-    nat_t_port: int | None
-    """Our UDP port for NAT traversal (4500), or None without one."""
-
-    def send(self, data: bytes, address: Address, local_port: int | None = None) -> None:
-        """Send an IKE message from ``local_port`` (default: the main port); the endpoint
-        adds the non-ESP marker where needed."""
-
-    def send_keepalive(self, address: Address, local_port: int) -> None:
-        """Send a NAT-keepalive (RFC 3948 section 2.3)."""
-
-    def emit(self, event: IkeEvent) -> None:
-        """Report an event to the user."""
-
-    def reschedule(self, sa: IkeSa) -> None:
-        """The SA's deadline may have changed."""
-
-    def closed(self, sa: IkeSa) -> None:
-        """The SA reached CLOSED: forget it."""
-
-    def half_open_finished(self, sa: IkeSa) -> None:
-        """A responder SA left INIT_DONE (it no longer counts as half-open)."""
-
-    def new_spi(self) -> bytes:
-        """A fresh IKE SPI of ours, unused in the SA table."""
-
-    def follow_redirect(
-        self, sa: IkeSa, gateway: GatewayIdentity, exchange: str, now: float
-    ) -> tuple[bytes | None, str | None]:
-        """Start an IKE SA with ``gateway`` after ``sa`` was redirected.
-
-        Returns (new SPIi or None for an FQDN left to the caller, None) or (None, why the
-        redirect is refused).
-        """
-
-    def redirect_decision(self, sa: IkeSa, exchange: str, now: float) -> RedirectDecision | None:
-        """Whether the gateway's policy redirects this authenticated client."""
-
-    def adopt(self, sa: IkeSa) -> None:
-        """Add an SA made by a rekey to the SA table."""
-
-    def wake(self) -> None:
-        """Output or events wait outside a receive or timer call (an asynchronous EAP back
-        end answered): the adapter should send and deliver them now."""
 
 
 @dataclass
@@ -225,8 +171,6 @@ class IkeSa:
         """The peer's NAT traversal port an initiator floats to (RFC 7296 section 2.23)."""
         self.keepalive_due: float | None = None
         """When our next NAT-keepalive goes out (only while we are behind a NAT)."""
-        self._source: tuple[Address, int] | None = None
-        self._reply_to: tuple[Address, int] | None = None
         self.children: dict[bytes, ChildSa] = {}
         """Our CHILD_SAs by the SPI we chose (inbound)."""
         self._by_outbound: dict[bytes, ChildSa] = {}
@@ -235,9 +179,9 @@ class IkeSa:
         )
         self.half_open_deadline = now + config.half_open_timeout
         self.rekeyed_to: IkeSa | None = None
-        self._rekey_due: float | None = None
+        self.timers = SaTimers(self)
+        """The SA's deadlines (``twisted_rserpool.ike.timers``)."""
         self._deferred_keys: DeferredKeys | None = None
-        self._auth_responder: IkeAuthResponder | None = None
         self.client = initiator
         self.redirected_from: IPv4Address | IPv6Address | None = None
         self.redirect_times: tuple[float, ...] = ()
@@ -246,11 +190,8 @@ class IkeSa:
         self.redirect_delete_at: float | None = None
         self.fragmentation = False
         """Both sides announced IKE fragmentation (RFC 7383) in IKE_SA_INIT."""
-        self.fragment_verdicts: Counter[str] = Counter()
-        """What became of the peer's IKE Fragment messages, by ``Verdict`` value."""
-        self._request_fragments = Reassembler(config.fragment_limits)
-        self._response_fragments = Reassembler(config.fragment_limits)
-        self._reassembled: tuple[IkeMessage, bytes] | None = None
+        self.inbound = Inbound(self, config.fragment_limits)
+        """What the SA does with the peer's messages (``twisted_rserpool.ike.inbound``)."""
         self.virtual_ips: tuple[IPv4Address | IPv6Address, ...] = ()
         """The client's virtual IPs (RFC 7296 2.19): leased by us as a gateway from
         ``config.address_pool``, or assigned to us as a client in the CFG_REPLY."""
@@ -276,7 +217,7 @@ class IkeSa:
         for child in succession.children:
             self.children[child.inbound_spi] = child
             self._by_outbound[child.outbound_spi] = child
-        self._start_life(now)
+        self.timers.start_life(now)
 
     # --- identity, state and timers -----------------------------------------------------
 
@@ -295,6 +236,11 @@ class IkeSa:
         """Whether IKE_AUTH completed and the SA is not closed."""
         return self.state in (State.ESTABLISHED, State.DELETING)
 
+    @property
+    def fragment_verdicts(self) -> Counter[str]:
+        """What became of the peer's IKE Fragment messages, by ``Verdict`` value."""
+        return self.inbound.fragment_verdicts
+
     def transition(self, event: StateEvent) -> None:
         """Move the state machine (for the tasks); raises IkeStateError if illegal."""
         before = self._machine.state
@@ -303,101 +249,13 @@ class IkeSa:
             self.host.half_open_finished(self)
 
     def next_deadline(self) -> float | None:
-        """When ``on_timer`` must next run, or None."""
-        times: list[float] = []
-        retransmit = self.window.next_deadline()
-        if retransmit is not None:
-            times.append(retransmit)
-        for reassembler in (self._request_fragments, self._response_fragments):
-            expiry = reassembler.next_deadline()
-            if expiry is not None:
-                times.append(expiry)
-        state = self.state
-        if state == State.INIT_DONE:
-            times.append(self.half_open_deadline)
-        if state == State.ESTABLISHED:
-            if self.window.idle and self.config.liveness_interval is not None:
-                times.append(self.last_heard + self.config.liveness_interval)
-            if self._rekey_due is not None:
-                times.append(self._rekey_due)
-            if self.redirect_delete_at is not None:
-                times.append(self.redirect_delete_at)
-            if self.keepalive_due is not None:
-                times.append(self.keepalive_due)
-        return min(times) if times else None
+        """When ``on_timer`` must next run, or None (``twisted_rserpool.ike.timers``)."""
+        return self.timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
-        """Retransmit, give up, time out a half-open SA, or start a liveness check."""
-        for reassembler in (self._request_fragments, self._response_fragments):
-            if reassembler.expire(now):
-                self.fragment_verdicts["timed out"] += 1
-                self.log.info(
-                    "discarding incomplete IKE fragments from {peer}: reassembly timed out",
-                    peer=self.peer_address,
-                )
-        resend, given_up = self.window.on_timer(now)
-        if given_up:
-            self._give_up(given_up[0].task, given_up[0].message_id, given_up[0].tries)
-            return
-        for request in resend:
-            self.log.debug(
-                "retransmitting {kind} request {mid} to {peer} (try {tries})",
-                kind=request.task.name,
-                mid=request.message_id,
-                peer=self.peer_address,
-                tries=request.tries,
-            )
-            for datagram in request.datagrams:
-                self.transmit(datagram)
-        if self.state == State.INIT_DONE and now >= self.half_open_deadline:
-            self.log.info(
-                "half-open IKE SA {spi} from {peer} timed out",
-                spi=self.spi_r.hex(),
-                peer=self.peer_address,
-            )
-            self.fail("half-open timeout", None)
-            return
-        interval = self.config.liveness_interval
-        if (
-            self.state == State.ESTABLISHED
-            and self.window.idle
-            and interval is not None
-            and now >= self.last_heard + interval
-        ):
-            self.check_liveness(now)
-        if (
-            self._rekey_due is not None
-            and self.state == State.ESTABLISHED
-            and now >= self._rekey_due
-        ):
-            self._rekey_due = None
-            self.rekey(now)
-        if (
-            self.redirect_delete_at is not None
-            and self.state == State.ESTABLISHED
-            and now >= self.redirect_delete_at
-        ):
-            delete_redirected(self)
-            return
-        if self.state == State.ESTABLISHED:
-            nat.send_keepalive(self, now)
-        self.host.reschedule(self)
-
-    def _give_up(self, task: Task, message_id: int, tries: int) -> None:
-        self.log.info(
-            "no answer from {peer} to {kind} request {mid} after {tries} tries",
-            peer=self.peer_address,
-            kind=task.name,
-            mid=message_id,
-            tries=tries,
-        )
-        if self.state == State.ESTABLISHED:
-            self.close(StateEvent.DELETED, self.deleted_event("peer unreachable"))
-        elif self.state == State.DELETING:
-            reason = "rekeyed" if self.rekeyed_to is not None else "deleted"
-            self.close(StateEvent.DELETED, self.deleted_event(reason))
-        else:
-            self.fail("no response from peer", None)
+        """Do whatever is due at ``now``: retransmit, give up, time out a half-open SA,
+        check liveness, rekey, delete a redirected client's SA, send a NAT-keepalive."""
+        self.timers.on_timer(now)
 
     # --- sending ------------------------------------------------------------------------
 
@@ -427,7 +285,7 @@ class IkeSa:
         fragments = self.fragment(data, payloads)
         self.window.answered(message_id, request, data, fragments)
         for datagram in fragments or (data,):
-            self.transmit(datagram, self._reply_to)
+            self.transmit(datagram, self.inbound.reply_to)
 
     def transmit(self, datagram: bytes, to: tuple[Address, int] | None = None) -> None:
         """Send one datagram on the SA's path (``peer_address`` from our local port), or to
@@ -469,9 +327,9 @@ class IkeSa:
     def queue(self, task: Task, now: float) -> None:
         """Start the exchange ``task`` now, or when the requests before it are answered."""
         self.window.queue(task)
-        self._pump(now)
+        self.send_queued(now)
 
-    def _pump(self, now: float) -> None:
+    def send_queued(self, now: float) -> None:
         """Send waiting requests while the window has room and the state allows them."""
         while True:
             task = self.window.next_queued(lambda t: self._machine.may_request(t.exchange))
@@ -558,8 +416,8 @@ class IkeSa:
         """IKE_AUTH completed: the SA is ESTABLISHED (and one it replaces is deleted)."""
         assert self.suite is not None and self.peer_id is not None
         self.transition(StateEvent.AUTHENTICATED)
-        self._auth_responder = None
-        self._start_life(self.last_heard)
+        self.inbound.auth_responder = None
+        self.timers.start_life(self.last_heard)
         self.log.info(
             "IKE SA {spi_i}/{spi_r} established with {peer_id} at {peer}, verified by "
             "{authentication} ({suite})",
@@ -590,16 +448,6 @@ class IkeSa:
             old.delete(self.last_heard)
             self.host.reschedule(old)
 
-    def _start_life(self, now: float) -> None:
-        """The SA became usable at ``now``: schedule its rekey when configured, and its
-        NAT-keepalives when we are behind a NAT."""
-        interval = self.config.rekey_interval
-        self._rekey_due = now + interval if interval is not None else None
-        keepalive = self.config.nat_keepalive_interval
-        self.keepalive_due = (
-            now + keepalive if self.local_behind_nat and keepalive is not None else None
-        )
-
     # --- key material -------------------------------------------------------------------
 
     def _use_keys(self, keys: crypto.IkeKeys) -> None:
@@ -622,7 +470,7 @@ class IkeSa:
         )
         self._use_keys(keys)
 
-    def _complete_keys(self) -> bool:
+    def complete_keys(self) -> bool:
         """Responder: compute g^ir and the keys deferred by accept_init; False if invalid."""
         if self.cipher_in is not None:
             return True
@@ -679,7 +527,7 @@ class IkeSa:
         """
         response, deferred = accept_init(self, request, raw, suite, chosen, peer_public_value)
         self._deferred_keys = deferred
-        self._auth_responder = IkeAuthResponder(self)
+        self.inbound.auth_responder = IkeAuthResponder(self)
         self.window.answered(0, raw, response)
         return response
 
@@ -736,11 +584,7 @@ class IkeSa:
 
     def rekey_failed(self, now: float) -> None:
         """Our rekey was refused: try again after a while when rekeying on a schedule."""
-        interval = self.config.rekey_interval
-        if interval is not None:
-            self._rekey_due = now + max(
-                self.config.rekey_retry_min, interval * self.config.rekey_retry_fraction
-            )
+        self.timers.rekey_failed(now)
 
     def successor(
         self,
@@ -851,219 +695,12 @@ class IkeSa:
         the SA's path). A new authenticated request from elsewhere moves the SA
         (``twisted_rserpool.ike.nat.follow``); every response goes where its request came from.
         """
-        if self.state == State.CLOSED:
-            return
-        self._source = source
-        if message.initiator == self.initiator:
-            self.log.debug(
-                "dropping a message with our own I flag from {peer}", peer=self.peer_address
-            )
-            return
-        last = message.payloads[-1] if message.payloads else None
-        if isinstance(last, EncryptedFragmentPayload):
-            self._receive_fragment(message, last, raw, now)
-        elif message.response:
-            self._receive_response(message, raw, now)
-        else:
-            self._receive_request(message, raw, now)
-        self.host.reschedule(self)
-
-    def _receive_fragment(
-        self, message: IkeMessage, fragment: EncryptedFragmentPayload, raw: bytes, now: float
-    ) -> None:
-        """One IKE Fragment message (RFC 7383 2.6): kept once authentic; the message a
-        complete set makes is processed as if it had come whole, never before."""
-        message_id = message.message_id
-        if not self.fragmentation:
-            self.log.debug(
-                "dropping an IKE fragment from {peer}: fragmentation not negotiated",
-                peer=self.peer_address,
-            )
-            return
-        if message.response:
-            if self.window.match(message_id, message.exchange_type) is None:
-                return
-            reassembler = self._response_fragments
-        else:
-            verdict = self.window.classify(message_id, raw)
-            if verdict == PeerRequest.RETRANSMITTED or self._first_fragment_again(
-                message, fragment, raw
-            ):
-                # Fragment 1 of the request we answered (2.6.1): the others are ignored.
-                for datagram in self.window.cached_datagrams():
-                    self.transmit(datagram, self._source)
-                return
-            exchange = message.exchange_type
-            if (
-                verdict == PeerRequest.DROP
-                or exchange == ExchangeType.IKE_SA_INIT
-                or (not self.established and not self._machine.peer_may_request(exchange))
-            ):
-                return
-            reassembler = self._request_fragments
-        if not self.initiator and not self._complete_keys():
-            return
-        cipher = self.cipher_in
-        if cipher is None:
-            return
-        offset = len(raw) - len(fragment.data) - 8
-
-        def open_fragment() -> bytes | None:
-            try:
-                return cipher.open(raw, offset, fragment=True)
-            except crypto.CryptoError:
-                return None
-
-        outcome = reassembler.add(message_id, fragment, raw, open_fragment, now)
-        self.fragment_verdicts[outcome.verdict.value] += 1
-        if outcome.verdict in (Verdict.INVALID, Verdict.FORGED, Verdict.OVER_LIMIT):
-            self.log.info(
-                "dropping IKE fragment of message {mid} from {peer}: {reason}",
-                mid=message_id,
-                peer=self.peer_address,
-                reason=outcome.reason,
-            )
-            if outcome.verdict == Verdict.OVER_LIMIT and self.state == State.INIT_DONE:
-                # RFC 7383 5: an attack or a broken sender; drop the half-open SA.
-                self.fail(outcome.reason, None)
-            return
-        if outcome.verdict == Verdict.DUPLICATE:
-            return
-        self.last_heard = now
-        whole = outcome.message
-        if whole is None:
-            return
-        self.log.info(
-            "reassembled message {mid} from {peer} out of {count} IKE fragments ({size} octets)",
-            mid=message_id,
-            peer=self.peer_address,
-            count=whole.fragments,
-            size=len(whole.plaintext),
-        )
-        rebuilt = IkeMessage(
-            message.spi_i,
-            message.spi_r,
-            message.exchange_type,
-            message_id,
-            (EncryptedPayload(whole.first_payload_type, b""),),
-            message.initiator,
-            message.response,
-            message.higher_version,
-            message.minor_version,
-        )
-        self._reassembled = (rebuilt, whole.plaintext)
-        try:
-            if message.response:
-                self._receive_response(rebuilt, whole.first_fragment, now)
-            else:
-                self._receive_request(rebuilt, whole.first_fragment, now)
-        finally:
-            self._reassembled = None
-
-    def _first_fragment_again(
-        self, message: IkeMessage, fragment: EncryptedFragmentPayload, raw: bytes
-    ) -> bool:
-        """Whether ``raw`` is an authentic fragment 1 of the request we answered last, cut
-        anew by the peer (RFC 7383 2.5.2), so not the octets we cached: answer it again."""
-        cipher = self.cipher_in
-        if (
-            fragment.fragment_number != 1
-            or cipher is None
-            or message.exchange_type == ExchangeType.IKE_SA_INIT
-            or message.message_id != self.window.peer_next_message_id - 1
-        ):
-            return False
-        try:
-            cipher.open(raw, len(raw) - len(fragment.data) - 8, fragment=True)
-        except crypto.CryptoError:
-            return False
-        return True
-
-    def _receive_response(self, message: IkeMessage, raw: bytes, now: float) -> None:
-        request = self.window.match(message.message_id, message.exchange_type)
-        if request is None:
-            self.log.debug(
-                "dropping unexpected response {mid} from {peer}",
-                mid=message.message_id,
-                peer=self.peer_address,
-            )
-            return
-        request.task.receive(message, raw, request, now)
-        self._pump(now)
-
-    def _receive_request(self, message: IkeMessage, raw: bytes, now: float) -> None:
-        message_id = message.message_id
-        verdict = self.window.classify(message_id, raw)
-        if verdict == PeerRequest.RETRANSMITTED:
-            # Answered where it came from; only a new request may move the SA.
-            for datagram in self.window.cached_datagrams():
-                self.transmit(datagram, self._source)
-            return
-        if verdict == PeerRequest.DROP:
-            if message_id != self.window.peer_next_message_id - 1:
-                self.log.debug(
-                    "dropping request {mid} from {peer}, expected {expected}",
-                    mid=message_id,
-                    peer=self.peer_address,
-                    expected=self.window.peer_next_message_id,
-                )
-            return
-        exchange = message.exchange_type
-        if exchange == ExchangeType.IKE_SA_INIT:
-            return  # retransmissions are answered by the endpoint; others are late duplicates
-        if not self.established and not self._machine.peer_may_request(exchange):
-            return
-        payloads = self.open(message, raw, request=True)
-        if payloads is None:
-            return
-        self.last_heard = now
-        self._reply_to = self._source
-        if self._source is not None:
-            nat.follow(self, self._source[0], self._source[1], now)
-        if exchange == ExchangeType.IKE_AUTH:
-            if self._auth_responder is not None and self.state == State.INIT_DONE:
-                self._auth_responder.on_request(message_id, payloads, raw, now)
-        elif not self._machine.peer_may_request(exchange):
-            self.respond(exchange, message_id, [NotifyPayload(NotifyType.INVALID_SYNTAX)], raw)
-        elif exchange == ExchangeType.INFORMATIONAL:
-            informational.respond(self, message_id, payloads, raw, now)
-        else:
-            create_child_sa.respond(self, message_id, payloads, raw)
+        self.inbound.receive(message, raw, now, source)
 
     def open(self, message: IkeMessage, raw: bytes, *, request: bool) -> tuple[Payload, ...] | None:
         """The decrypted inner payloads, or None (dropped, or answered with an error)."""
-        encrypted = message.encrypted
-        if encrypted is not None and not self.initiator and not self._complete_keys():
-            return None
-        if encrypted is None or self.cipher_in is None:
-            self.log.debug("dropping an unprotected message from {peer}", peer=self.peer_address)
-            return None
-        reassembled = self._reassembled
-        try:
-            if reassembled is not None and reassembled[0] is message:
-                plaintext = reassembled[1]  # each of its fragments was verified and opened
-            else:
-                plaintext = self.cipher_in.open(raw, len(raw) - len(encrypted.data) - 4)
-        except crypto.CryptoError as e:
-            self.log.info(
-                "dropping message {mid} from {peer}: {error}",
-                mid=message.message_id,
-                peer=self.peer_address,
-                error=str(e),
-            )
-            return None
-        try:
-            return decode_payload_chain(encrypted.first_payload_type, plaintext)
-        except InvalidIkeMessage as e:
-            self.log.info(
-                "malformed protected message {mid} from {peer}: {error}",
-                mid=message.message_id,
-                peer=self.peer_address,
-                error=e.reason,
-            )
-            if request:
-                notify = NotifyPayload(e.notify_type, e.notify_data)
-                self.respond(message.exchange_type, message.message_id, [notify], raw)
-                if self.state == State.INIT_DONE:
-                    self.fail(e.reason, e.notify_type)
-            return None
+        return self.inbound.open(message, raw, request=request)
+
+    def peer_may_request(self, exchange: int) -> bool:
+        """Whether the SA's state accepts a request of ``exchange`` from the peer."""
+        return self._machine.peer_may_request(exchange)
