@@ -245,6 +245,9 @@ class PoolElementConnection(RSerPoolProtocol):
         # The application's messageReceived (None: it has only dataReceived), found when
         # its first message came, and the pool user's address, asked once.
         self._receiverOf: IProtocol | None = None
+        # The application when it has no messageReceived (its messages go to dataReceived);
+        # () otherwise, which no application is.
+        self._plain: object = ()
         self._receiver: Callable[[ReceivedMessage], object] | None = None
         self._peerAddress: IAddress | None = None
 
@@ -345,6 +348,11 @@ class PoolElementConnection(RSerPoolProtocol):
         :class:`~twisted_rserpool.asap.delivery.ReceivedMessage`, with the TCP mapping's U
         flag as ``unordered``) if the application has it, else to ``dataReceived``."""
         application = self.application
+        if application is self._plain and not self.resentRemaining:
+            # An application with dataReceived only, and nothing resent to count: the path
+            # of nearly every message.
+            application.dataReceived(data)  # type: ignore[union-attr]  # _plain is no None
+            return
         if application is None:
             application = self._session()
             if application is None:
@@ -357,6 +365,7 @@ class PoolElementConnection(RSerPoolProtocol):
             receive = getattr(application, "messageReceived", None)
             self._receiverOf = application
             self._receiver = receive if callable(receive) else None
+            self._plain = () if callable(receive) else application
         receive = self._receiver
         if receive is not None:
             peer = self._peerAddress
@@ -367,7 +376,7 @@ class PoolElementConnection(RSerPoolProtocol):
         else:
             application.dataReceived(data)
 
-    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+    def messagesAcknowledged(self, sent: Sequence[SentData]) -> None:
         """Room for queued messages."""
         if self.appTransport is not None and self.appTransport.queued():
             self.appTransport._schedulePump()

@@ -53,16 +53,17 @@ class Outbox:
     to the last run with one list append, and the pump sends a run with one
     :meth:`~twisted_rserpool.transport.connection.MappingConnection.send_messages`."""
 
-    __slots__ = ("_open", "_runs", "_tail", "_tailMeta", "_tailPpid", "streaming")
+    __slots__ = ("_open", "_runs", "streaming", "tail", "tailPpid")
 
     def __init__(self, streaming: bool = False) -> None:
         self.streaming = streaming
         self._runs: deque[_Run] = deque()
-        # The last run, which the next message joins when its PPID and meta are these
-        # (a PPID of -1 matches none: nothing queued, or streaming, which merges instead).
-        self._tail: list[bytes | bytearray] = []
-        self._tailPpid = -1
-        self._tailMeta = 0
+        #: The messages of the last run, which a message of PPID :attr:`tailPpid` without
+        #: meta and at most :data:`MAX_MESSAGE` long joins with ``tail.append(data)``
+        #: (what :meth:`put` does for it; a writer may do it itself). ``tailPpid`` is -1
+        #: when no message may: nothing queued, the last run has meta, or streaming.
+        self.tail: list[bytes | bytearray] = []
+        self.tailPpid = -1
         #: The queued entry writes may still be appended to (streaming only).
         self._open: bytearray | None = None
 
@@ -73,8 +74,8 @@ class Outbox:
         """Queue one write: one message (split into pieces that fit a chunk), or, when
         streaming and shorter than :data:`MERGE_BELOW`, appended to the last queued message
         of the same PPID while that stays within :data:`MAX_MESSAGE`."""
-        if ppid == self._tailPpid and meta == self._tailMeta and len(data) <= MAX_MESSAGE:
-            self._tail.append(data)
+        if ppid == self.tailPpid and not meta and len(data) <= MAX_MESSAGE:
+            self.tail.append(data)
             return
         if self.streaming and not meta and len(data) < MERGE_BELOW:
             tail = self._open
@@ -105,11 +106,16 @@ class Outbox:
             return
         run = _Run(ppid, meta, [data])
         runs.append(run)
-        if not self.streaming:
-            self._tail, self._tailPpid, self._tailMeta = run.data, ppid, meta
+        self._newTail(run)
+
+    def _newTail(self, run: _Run) -> None:
+        if self.streaming or run.meta:
+            self._forgetTail()
+        else:
+            self.tail, self.tailPpid = run.data, run.ppid
 
     def _forgetTail(self) -> None:
-        self._tail, self._tailPpid, self._tailMeta = [], -1, 0
+        self.tail, self.tailPpid = [], -1
 
     def put_first(self, messages: Iterable[tuple[bytes, int] | tuple[bytes, int, int]]) -> None:
         """Queue messages (``(data, ppid)`` or ``(data, ppid, meta)``) ahead of everything
@@ -122,8 +128,8 @@ class Outbox:
                 runs[0].data.insert(0, data)
             else:
                 runs.appendleft(_Run(ppid, meta, [data]))
-                if len(runs) == 1 and not self.streaming:
-                    self._tail, self._tailPpid, self._tailMeta = runs[0].data, ppid, meta
+                if len(runs) == 1:
+                    self._newTail(runs[0])
 
     def put_control(self, data: bytes, ppid: int) -> None:
         """Queue a control message; later writes are never merged into it or across it."""
@@ -191,5 +197,5 @@ class Outbox:
 
     def _removeHead(self) -> None:
         run = self._runs.popleft()
-        if run.data is self._tail:
+        if run.data is self.tail:
             self._forgetTail()

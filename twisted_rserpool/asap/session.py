@@ -14,7 +14,7 @@ acknowledged, then resume; or end, the error report carrying what was not delive
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
@@ -52,7 +52,7 @@ from twisted_rserpool.asap.notifier import (
     decide,
     describePE,
 )
-from twisted_rserpool.asap.outbox import Outbox
+from twisted_rserpool.asap.outbox import MAX_MESSAGE, Outbox
 from twisted_rserpool.deadline import DeadlineTimer
 from twisted_rserpool.describe import handleText, objectText
 from twisted_rserpool.security.context import SecurityContext
@@ -163,7 +163,7 @@ class SessionConnection(RSerPoolProtocol):
         """Application data without the U flag goes to the application protocol."""
         self.applicationMessageReceived(ppid, data, False)
 
-    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+    def messagesAcknowledged(self, sent: Sequence[SentData]) -> None:
         """Room for more queued messages; the acknowledged ones are forgotten together."""
         meta = self._meta
         if meta:
@@ -271,7 +271,12 @@ class Session:
         failing over)."""
         if self.closed or self._closing:
             return
-        self._outbox.put(data if type(data) is bytes else bytes(data), self.ppid)
+        outbox = self._outbox
+        if type(data) is bytes and outbox.tailPpid == self.ppid and len(data) <= MAX_MESSAGE:
+            # Outbox.put, inlined for a message that joins the last run (nearly all do).
+            outbox.tail.append(data)
+        else:
+            outbox.put(bytes(data), self.ppid)
         if self._pumpCall is None:  # _schedulePump, inlined: every message comes here
             self._pumpCall = self.user.clock.callLater(0, self._pump)
 
