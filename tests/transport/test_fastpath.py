@@ -7,7 +7,7 @@ the protocol acknowledges all DATA of one read in one write."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -29,6 +29,7 @@ from twisted_rserpool.transport.events import (
     Event,
     ProtocolError,
     SentData,
+    SentRun,
 )
 from twisted_rserpool.wire.fastpath import ack_chunks
 from twisted_rserpool.wire.tcpmapping import (
@@ -382,7 +383,7 @@ def test_messages_acknowledged_defaults_to_data_acknowledged_per_message() -> No
     assert protocol.calls == [("acked", s) for s in sent]
 
     class Together(Recorder):
-        def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+        def messagesAcknowledged(self, sent: Sequence[SentData]) -> None:
             self.calls.append(("together", sent))
 
     together = Together(Clock())
@@ -580,3 +581,68 @@ def test_send_messages_refuses_only_what_can_never_be_sent() -> None:
         pass
     else:
         raise AssertionError("a message over the whole limit was accepted")
+
+
+@given(
+    batches=st.lists(
+        st.tuples(st.integers(0, 40), st.integers(0, 9), st.integers(0, 2), st.booleans()),
+        max_size=8,
+    ),
+    acks=st.lists(st.integers(1, 50), max_size=10),
+    start=st.sampled_from([0, 0xFFFFFFFF - 30]),
+)
+@settings(max_examples=150)
+def test_acknowledged_runs_are_the_messages_sent(
+    batches: list[tuple[int, int, int, bool]], acks: list[int], start: int
+) -> None:
+    """However messages were sent (one by one or in runs, with any PPID, stream and U flag)
+    and however the ACKs retire them (runs of any length, past the queue's compaction and
+    the TSN wrap), each DataAcknowledged holds exactly the SentData that send_data returned
+    or send_messages numbered, in order, and unacknowledged() the rest."""
+    a = MappingConnection(MappingConfig(max_unacknowledged_bytes=1 << 24))
+    a.receive_data(Init().encode(), 0)
+    a._next_tsn = start  # as if that many messages had gone before
+    expected: list[SentData] = []
+    for number, (count, ppid, stream, unordered) in enumerate(batches):
+        messages = [bytes([number, n]) for n in range(count)]
+        if number % 2:
+            expected += [
+                a.send_data(m, ppid=ppid, stream_identifier=stream, unordered=unordered)
+                for m in messages
+            ]
+        else:
+            first = a.next_tsn
+            a.send_messages(messages, ppid, stream_identifier=stream, unordered=unordered)
+            expected += [
+                SentData((first + n) & 0xFFFFFFFF, m, ppid, stream, unordered)
+                for n, m in enumerate(messages)
+            ]
+    a.data_to_send()
+    assert a.unacknowledged() == tuple(expected)
+    retired: list[SentData] = []
+    for wanted in acks:
+        count = min(wanted, len(expected) - len(retired))
+        if not count:
+            break
+        first = (start + len(retired)) & 0xFFFFFFFF
+        events = a.receive_data(ack_chunks(first, count, True), 0)
+        assert len(events) == 1 and isinstance(events[0], DataAcknowledged)
+        assert list(events[0].sent) == expected[len(retired) : len(retired) + count]
+        assert events[0] == DataAcknowledged(tuple(expected[len(retired) : len(retired) + count]))
+        retired += events[0].sent
+        assert a.unacknowledged() == tuple(expected[len(retired) :])
+        assert a.unacknowledged_bytes == sum(len(s.user_data) + 16 for s in a.unacknowledged())
+
+
+def test_a_run_makes_no_sentdata_until_looked_at() -> None:
+    """Retiring a run of messages makes no SentData: the run holds what the connection
+    kept, and makes the values once when they are asked for."""
+    a, _ = pair(MappingConfig(), MappingConfig(), True)
+    a.send_messages([b"a", b"b", b"c"], 7)
+    [event] = a.receive_data(ack_chunks(0, 3, True), 0)
+    assert isinstance(event, DataAcknowledged) and isinstance(event.sent, SentRun)
+    assert event.sent._sent is None and len(event.sent) == 3
+    assert event.sent[1] == SentData(1, b"b", 7)
+    assert event.sent.values() is event.sent.values()
+    assert event.sent == [SentData(0, b"a", 7), SentData(1, b"b", 7), SentData(2, b"c", 7)]
+    assert hash(event) == hash(DataAcknowledged(tuple(event.sent)))

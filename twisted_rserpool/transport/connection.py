@@ -48,7 +48,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import partial
 from itertools import accumulate, chain, repeat
 from operator import add, and_, itemgetter
 from typing import Any
@@ -61,6 +60,7 @@ from twisted_rserpool.transport.events import (
     InitReceived,
     ProtocolError,
     SentData,
+    SentRun,
 )
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
 from twisted_rserpool.wire.fastpath import (
@@ -105,8 +105,8 @@ _DATA_TYPE = 0
 _DATA_UNORDERED = 0x04
 _new = tuple.__new__
 _user_data = itemgetter(1)
-#: Builds a SentData from its five fields in one tuple (no __new__ of its own run).
-_sent_data = partial(tuple.__new__, SentData)
+#: The words (PPID, stream, U flag) of a message sent without any.
+_DEFAULT_WORDS = (0, 0, False)
 _padding_of = PADDING.__getitem__
 
 
@@ -131,6 +131,17 @@ _PACKINGS = tuple(_DataPacking(bool(i & 1), bool(i & 2), bool(i & 4)) for i in r
 
 def _packing(fmt: DataFormat) -> _DataPacking:
     return _PACKINGS[fmt.has_tsn + 2 * fmt.has_stream + 4 * fmt.has_ppid]
+
+
+def _joined(runs: list[SentRun]) -> SentRun:
+    """Runs retired one after the other, as one."""
+    if len(runs) == 1:
+        return runs[0]
+    return SentRun(
+        runs[0]._first_tsn,
+        [data for run in runs for data in run._data],
+        [words for run in runs for words in run._words],
+    )
 
 
 def _numbers(start: int, end: int, mask: int) -> Any:
@@ -256,6 +267,7 @@ class MappingConnection:
         "_unacknowledged",
         "_unacknowledged_bytes",
         "_unacknowledged_head",
+        "_unacknowledged_words",
         "_undelivered",
         "_undelivered_bytes",
         "_undelivered_head",
@@ -307,9 +319,12 @@ class MappingConnection:
         self._peer_header_length = 0
         self._peer_has_tsn = True
         # Sent DATA not yet acknowledged by the peer, oldest first from
-        # _unacknowledged_head, and for each how many answer bytes preceded it
-        # (_data_marks, same indices).
-        self._unacknowledged: list[SentData] = []
+        # _unacknowledged_head: the user data, the (PPID, stream, U flag) of each (one
+        # tuple for the messages sent together: no SentData per message unless asked
+        # for), and how many answer bytes preceded each (_data_marks, same indices). Their
+        # TSNs are consecutive, up to the one before _next_tsn.
+        self._unacknowledged: list[bytes] = []
+        self._unacknowledged_words: list[tuple[int, int, bool]] = []
         self._data_marks: list[int] = []
         self._unacknowledged_head = 0
         self._unacknowledged_bytes = 0
@@ -355,7 +370,16 @@ class MappingConnection:
         Still available after the connection closed: these are the messages to send again
         to another peer on failover.
         """
-        return tuple(self._unacknowledged[self._unacknowledged_head :])
+        head = self._unacknowledged_head
+        return self._run(head, len(self._unacknowledged)).values()
+
+    def _run(self, start: int, end: int) -> SentRun:
+        """The unacknowledged messages from index ``start`` to ``end`` of the queue."""
+        return SentRun(
+            (self._next_tsn - len(self._unacknowledged) + start) & _U32_MAX,
+            self._unacknowledged[start:end],
+            self._unacknowledged_words[start:end],
+        )
 
     @property
     def next_tsn(self) -> int:
@@ -502,7 +526,8 @@ class MappingConnection:
     def _take(self, items: list[DataReceived | int | Chunk], events: list[Event]) -> None:
         """Turn what the decoder read (DATA as events, ACKs as TSNs, other chunks as
         values) into events, in order; consecutive ACKs become one event."""
-        acknowledged: list[SentData] = []
+        # The ACKs in a row: the messages they retire, as runs, joined into one event.
+        acknowledged: list[SentRun] = []
         limit = self.config.max_undelivered_bytes
         header_length = self._peer_header_length
         undelivered = self._undelivered
@@ -510,7 +535,7 @@ class MappingConnection:
             for item in items:
                 if type(item) is DataReceived:
                     if acknowledged:
-                        events.append(DataAcknowledged(tuple(acknowledged)))
+                        events.append(DataAcknowledged(_joined(acknowledged)))
                         acknowledged.clear()
                     # Count the header too, so that empty chunks are not free.
                     size = len(item.user_data) + header_length
@@ -525,12 +550,12 @@ class MappingConnection:
                     self._undelivered_bytes += size
                     events.append(item)
                 elif type(item) is AckRun:
-                    acknowledged += self._retire(item)
+                    acknowledged.append(self._retire(item))
                 elif type(item) is int:
                     acknowledged.append(self._receive_ack(item))
                 else:
                     if acknowledged:
-                        events.append(DataAcknowledged(tuple(acknowledged)))
+                        events.append(DataAcknowledged(_joined(acknowledged)))
                         acknowledged.clear()
                     assert not isinstance(item, DataReceived | int)
                     event = self._receive_chunk(item)
@@ -539,7 +564,7 @@ class MappingConnection:
         finally:
             # The ACKs before a fault still count.
             if acknowledged:
-                events.append(DataAcknowledged(tuple(acknowledged)))
+                events.append(DataAcknowledged(_joined(acknowledged)))
 
     def _receive_chunk(self, chunk: Chunk) -> Event | None:
         """A chunk other than DATA and ACK (those come as records)."""
@@ -560,26 +585,31 @@ class MappingConnection:
         self._state = ConnectionState.ESTABLISHED
         return InitReceived(fmt)
 
-    def _retire(self, count: int) -> list[SentData]:
+    def _retire(self, count: int) -> SentRun:
         """The oldest ``count`` outstanding DATA chunks were acknowledged in order."""
         unacknowledged = self._unacknowledged
         head = self._unacknowledged_head
         end = head + count
         assert end <= len(unacknowledged)  # the decoder counts runs against them
+        first_tsn = (self._next_tsn - len(unacknowledged) + head) & _U32_MAX
         if end == len(unacknowledged):
-            # All of them: hand the list over instead of copying it.
-            sent = unacknowledged if head == 0 else unacknowledged[head:]
+            # All of them: hand the lists over instead of copying them.
+            words = self._unacknowledged_words
+            if head:
+                unacknowledged = unacknowledged[head:]
+                words = words[head:]
             mark = self._data_marks[-1]
             self._unacknowledged = []
+            self._unacknowledged_words = []
             self._data_marks = []
             self._unacknowledged_head = 0
             self._unacknowledged_bytes = 0
+            sent = SentRun(first_tsn, unacknowledged, words)
         else:
-            sent = unacknowledged[head:end]
+            data = unacknowledged[head:end]
+            sent = SentRun(first_tsn, data, self._unacknowledged_words[head:end])
             mark = self._data_marks[end - 1]
-            self._unacknowledged_bytes -= (
-                sum(map(len, map(_user_data, sent))) + count * self._header_length
-            )
+            self._unacknowledged_bytes -= sum(map(len, data)) + count * self._header_length
             self._advance_unacknowledged(end)
         self._answers_read = max(self._answers_read, mark)
         return sent
@@ -589,11 +619,12 @@ class MappingConnection:
         if head >= _COMPACT and head * 2 >= len(self._unacknowledged):
             # Amortised: each entry is moved at most once per halving.
             del self._unacknowledged[:head]
+            del self._unacknowledged_words[:head]
             del self._data_marks[:head]
             head = 0
         self._unacknowledged_head = head
 
-    def _receive_ack(self, tsn: int) -> SentData:
+    def _receive_ack(self, tsn: int) -> SentRun:
         """An ACK chunk with ``tsn`` (``-1``: none) retires our oldest outstanding DATA."""
         unacknowledged = self._unacknowledged
         head = self._unacknowledged_head
@@ -604,23 +635,15 @@ class MappingConnection:
                 report=False,
                 offending=Ack(None if tsn < 0 else tsn).encode(),
             )
-        sent = unacknowledged[head]
-        if tsn >= 0 and tsn != sent.tsn:
+        expected = (self._next_tsn - len(unacknowledged) + head) & _U32_MAX
+        if tsn >= 0 and tsn != expected:
             raise MalformedMessage(
-                f"ACK chunk for TSN {tsn}, expected {sent.tsn}",
+                f"ACK chunk for TSN {tsn}, expected {expected}",
                 CauseCode.INVALID_VALUES,
                 report=False,
                 offending=Ack(tsn).encode(),
             )
-        self._answers_read = max(self._answers_read, self._data_marks[head])
-        self._unacknowledged_bytes -= len(sent.user_data) + self._header_length
-        if head + 1 == len(unacknowledged):
-            unacknowledged.clear()
-            self._data_marks.clear()
-            self._unacknowledged_head = 0
-        else:
-            self._advance_unacknowledged(head + 1)
-        return sent
+        return self._retire(1)
 
     def acknowledge(self, event: DataReceived) -> None:
         """Send the ACK for a received DATA chunk the upper layer has now taken.
@@ -727,11 +750,15 @@ class MappingConnection:
             if size & 3:
                 out.append(PADDING[size & 3])
         self._next_tsn = (tsn + 1) & _U32_MAX
-        sent = _new(SentData, (tsn, user_data, ppid, stream_identifier, unordered))
-        self._unacknowledged.append(sent)
+        self._unacknowledged.append(user_data)
+        self._unacknowledged_words.append(
+            (ppid, stream_identifier, unordered)
+            if ppid or stream_identifier or unordered
+            else _DEFAULT_WORDS
+        )
         self._data_marks.append(self._answers_written)
         self._unacknowledged_bytes += size
-        return sent
+        return _new(SentData, (tsn, user_data, ppid, stream_identifier, unordered))
 
     def send_messages(
         self,
@@ -817,21 +844,15 @@ class MappingConnection:
                 self._advance_stream(stream_identifier, count)
         if packing.has_ppid:
             columns.append(repeat(ppid))
-        # The header length is a multiple of 4: the user data's length sets the padding.
-        paddings = map(_padding_of, map(and_, lengths, repeat(3)))
         headers = map(packing.words, *columns)
-        self._outgoing += chain.from_iterable(zip(headers, chosen, paddings, strict=True))
-        self._unacknowledged += map(
-            _sent_data,
-            zip(
-                _numbers(tsn, end, _U32_MAX),
-                chosen,
-                repeat(ppid),
-                repeat(stream_identifier),
-                repeat(unordered),
-                strict=False,  # the repeats are endless
-            ),
-        )
+        # The header length is a multiple of 4: the user data's length sets the padding.
+        if any(map(and_, lengths, repeat(3))):
+            paddings = map(_padding_of, map(and_, lengths, repeat(3)))
+            self._outgoing += chain.from_iterable(zip(headers, chosen, paddings, strict=True))
+        else:  # none needed (messages of 100 B, 1 KB, 16 KB...)
+            self._outgoing += chain.from_iterable(zip(headers, chosen, strict=True))
+        self._unacknowledged += chosen
+        self._unacknowledged_words += repeat((ppid, stream_identifier, unordered), count)
         self._data_marks += repeat(self._answers_written, count)
         self._unacknowledged_bytes += total
         self._next_tsn = end & _U32_MAX

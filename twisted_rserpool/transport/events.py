@@ -11,8 +11,9 @@ named tuples rather than frozen dataclasses: a frozen dataclass of five fields c
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias, overload
 
 from twisted_rserpool.wire.errors import MalformedMessage
 from twisted_rserpool.wire.tcpmapping import DataFormat
@@ -25,6 +26,7 @@ __all__ = [
     "InitReceived",
     "ProtocolError",
     "SentData",
+    "SentRun",
 ]
 
 
@@ -42,6 +44,65 @@ class SentData(NamedTuple):
     ppid: int = 0
     stream_identifier: int = 0
     unordered: bool = False
+
+
+class SentRun(Sequence[SentData]):
+    """Messages we sent with consecutive TSNs from ``first_tsn``, oldest first: a sequence
+    of :class:`SentData` made only when looked at.
+
+    ``data`` holds each message's user data and ``words`` its ``(ppid,
+    stream_identifier, unordered)`` (one tuple shared by the messages sent together):
+    a connection keeps its unacknowledged messages that way, and a run of ACKs retires
+    them without a value per message, which most upper layers never look at. It equals
+    any sequence of the same :class:`SentData`, in the same order.
+    """
+
+    __slots__ = ("_data", "_first_tsn", "_sent", "_words")
+
+    def __init__(
+        self, first_tsn: int, data: list[bytes], words: list[tuple[int, int, bool]]
+    ) -> None:
+        self._first_tsn = first_tsn
+        self._data = data
+        self._words = words
+        self._sent: tuple[SentData, ...] | None = None
+
+    def values(self) -> tuple[SentData, ...]:
+        """The messages as one tuple (made once)."""
+        sent = self._sent
+        if sent is None:
+            first = self._first_tsn
+            sent = self._sent = tuple(
+                SentData((first + number) & 0xFFFFFFFF, data, *words)
+                for number, (data, words) in enumerate(zip(self._data, self._words, strict=True))
+            )
+        return sent
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @overload
+    def __getitem__(self, index: int) -> SentData: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SentData, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> SentData | tuple[SentData, ...]:
+        return self.values()[index]
+
+    def __iter__(self) -> Iterator[SentData]:
+        return iter(self.values())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SentRun | tuple | list):
+            return self.values() == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.values())
+
+    def __repr__(self) -> str:
+        return f"SentRun{self.values()!r}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +138,12 @@ class DataAcknowledged:
     """The peer acknowledged delivery of DATA chunks we sent: ``sent``, oldest first.
 
     One event stands for a run of consecutive ACK chunks (those of one read), so that
-    acknowledged messages are retired together.
+    acknowledged messages are retired together. A connection reports them as a
+    :class:`SentRun` (no :class:`SentData` made unless looked at); any sequence of
+    :class:`SentData` compares equal to it.
     """
 
-    sent: tuple[SentData, ...]
+    sent: Sequence[SentData]
 
 
 @dataclass(frozen=True, slots=True)

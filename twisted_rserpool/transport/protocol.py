@@ -14,7 +14,7 @@ TLS transport, the TLS handshake completed. Sending is refused until then too.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from OpenSSL import SSL
@@ -243,10 +243,12 @@ class RSerPoolProtocol(Protocol):
     def dataAcknowledged(self, sent: SentData) -> None:
         """The peer acknowledged delivery of a message we sent."""
 
-    def messagesAcknowledged(self, sent: tuple[SentData, ...]) -> None:
+    def messagesAcknowledged(self, sent: Sequence[SentData]) -> None:
         """The peer acknowledged delivery of these messages we sent, oldest first (the ACKs
-        that arrived together). Calls :meth:`dataAcknowledged` for each unless overridden:
-        override this one to retire them together."""
+        that arrived together; a :class:`~twisted_rserpool.transport.events.SentRun`,
+        whose :class:`SentData` are made only if looked at). Calls
+        :meth:`dataAcknowledged` for each unless overridden: override this one to retire
+        them together."""
         for one in sent:
             self._callHook(self.dataAcknowledged, one)
 
