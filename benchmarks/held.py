@@ -71,6 +71,7 @@ from benchmarks.registrar import (
     HELD_POOL,
     LOOPBACK,
     PE_IDENTITY,
+    SERVER_ID,
     Child,
     Files,
     LoadRun,
@@ -93,6 +94,8 @@ from benchmarks.tracedtwistd import SNAPSHOT_SIGNAL
 from twisted_rserpool.wire import asap
 
 SCRIPT = Path(__file__).resolve()
+#: The label of the floor's column (``--floor``).
+FLOOR = "floor (bare Twisted TLS)"
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,23 @@ def server(
         yield child, port, adminPort
 
 
+@contextmanager
+def floorServer(files: Files, name: str, settings: Settings) -> Iterator[tuple[Child, int, None]]:
+    """The keep-alive floor (:func:`floorMain`) in a process of its own; yields it and its
+    port once it listens."""
+    port = freePort()
+    spec = {
+        "port": port,
+        "listener": files.listener(port),
+        "keepAliveInterval": settings.keepAliveInterval,
+        "serverId": SERVER_ID,
+    }
+    command = [sys.executable, str(SCRIPT), "--role", "floor", "--spec", json.dumps(spec)]
+    with started(command, name, files.directory) as child:
+        waitForPort(port, child.process, files.directory / f"{name}.out", 30)
+        yield child, port, None
+
+
 def holderSpecs(settings: Settings, pes: int, port: int, keys: Path) -> list[dict[str, Any]]:
     """How the PEs are split over the holder processes (consecutive PE identifiers)."""
     holders = max(1, min(settings.holders, pes))
@@ -338,7 +358,12 @@ def holdPEs(
     pes = settings.pes if pes is None else pes
     name = f"enrp-{label}" + ("-traced" if traced else "")
     snapshots: list[Path] = []
-    with server(files, name, settings, path, traced) as (enrp, port, adminPort):
+    serving = (
+        floorServer(files, "floor", settings)
+        if label == FLOOR
+        else server(files, name, settings, path, traced)
+    )
+    with serving as (enrp, port, adminPort):
         time.sleep(0.5)
         # Before the snapshot, which leaves memory of its own behind in the traced server.
         idleRss = rssBytes(enrp.pid)
@@ -385,7 +410,7 @@ def holdPEs(
                 holder.process.wait(timeout=120)
                 finals.append(resultOf(out.decode(), files.directory / f"{holder.name}.out"))
         time.sleep(1.0)
-        counters = admin(adminPort)["counters"]
+        counters = admin(adminPort)["counters"] if adminPort is not None else {}
     removed = {
         key[len("removed_") :]: value
         for key, value in counters.items()
@@ -554,6 +579,122 @@ def holderMain(spec: dict[str, Any]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ the floor
+
+
+def floorMain(spec: dict[str, Any]) -> int:
+    """The keep-alive floor: Twisted's own TCP transport and ``TLSMemoryBIOFactory`` (the
+    same TLS-PSK creator as the ENRP server's) doing what the ENRP server does on the wire
+    for held PEs, with the least code: INIT answered with INIT, each ASAP_REGISTRATION with
+    an ASAP_REGISTRATION_RESPONSE, every DATA chunk acknowledged in the read's one write,
+    and to each PE an ASAP_ENDPOINT_KEEP_ALIVE (bytes made at registration) every
+    interval +/- 50 %, from one timer (a heap of deadlines drained on a 1/128 s grid).
+    It keeps no handlespace, no limits, no keep-alive timeout: a floor, not a server."""
+    import heapq  # noqa: PLC0415
+    import random  # noqa: PLC0415
+    import struct  # noqa: PLC0415
+
+    raiseFileLimit()
+    from twisted.internet import reactor  # noqa: PLC0415
+    from twisted.internet.endpoints import serverFromString  # noqa: PLC0415
+    from twisted.internet.protocol import Factory, Protocol  # noqa: PLC0415
+    from twisted.protocols.tls import TLSMemoryBIOFactory  # noqa: PLC0415
+
+    chunk = struct.Struct("!BBH")
+    data = struct.Struct("!BBHIHHI")
+    ack = struct.Struct("!BBHI")
+    interval = float(spec["keepAliveInterval"])
+    grid = 1 / 128
+    due: list[tuple[float, int, Any]] = []
+    timer: list[Any] = [None]
+    clock: Any = reactor
+
+    def arm() -> None:
+        if due and timer[0] is None:
+            when = math.ceil(due[0][0] / grid) * grid
+            timer[0] = clock.callLater(max(0.0, when - clock.seconds()), fire)
+
+    def fire() -> None:
+        timer[0] = None
+        now = clock.seconds()
+        while due and due[0][0] <= now:
+            _, number, element = heapq.heappop(due)
+            if element.transport is not None and not element.closed:
+                element.send(element.keepAlive)
+                heapq.heappush(due, (now + interval * random.uniform(0.5, 1.5), number, element))
+        arm()
+
+    class Element(Protocol):
+        numbers = 0
+
+        def __init__(self) -> None:
+            self.buffer = bytearray()
+            self.tsn = 0
+            self.keepAlive = b""
+            self.closed = False
+
+        def frame(self, message: bytes) -> bytes:
+            length = 16 + len(message)
+            header = data.pack(0, 0, length, self.tsn, 0, self.tsn & 0xFFFF, 11)
+            self.tsn = (self.tsn + 1) & 0xFFFFFFFF
+            return header + message + bytes(-length % 4)
+
+        def send(self, message: bytes) -> None:
+            assert self.transport is not None
+            self.transport.write(self.frame(message))
+
+        def connectionLost(self, reason: object = None) -> None:
+            self.closed = True
+
+        def dataReceived(self, received: bytes) -> None:
+            buffer = self.buffer
+            buffer += received
+            out: list[bytes] = []
+            offset, end = 0, len(buffer)
+            while end - offset >= 4:
+                kind, _, length = chunk.unpack_from(buffer, offset)
+                padded = (length + 3) & ~3
+                if end - offset < padded:
+                    break
+                if kind == 0:  # DATA, every optional word present (the holders' INIT)
+                    (tsn,) = struct.unpack_from("!I", buffer, offset + 4)
+                    out.append(ack.pack(3, 0, 8, tsn))
+                    if buffer[offset + 16] == asap.AsapType.REGISTRATION:
+                        out.append(
+                            self.frame(self.register(bytes(buffer[offset + 16 : offset + length])))
+                        )
+                elif kind == 1:  # INIT: ours asks for every word too
+                    out.append(bytes((1, 0, 0, 4)))
+                offset += padded
+            del buffer[:offset]
+            if out and self.transport is not None:
+                self.transport.write(b"".join(out))
+
+        def register(self, message: bytes) -> bytes:
+            request = asap.decode(message)
+            assert isinstance(request, asap.Registration)
+            handle, identifier = request.pool_handle, request.pool_element.pe_identifier
+            self.keepAlive = asap.EndpointKeepAlive(
+                spec["serverId"], handle, pe_identifier=identifier
+            ).encode()
+            Element.numbers += 1
+            heapq.heappush(
+                due, (clock.seconds() + interval * random.uniform(0.5, 1.5), Element.numbers, self)
+            )
+            arm()
+            return asap.RegistrationResponse(handle, identifier).encode()
+
+    parsed: Any = serverFromString(reactor, spec["listener"])  # type: ignore[no-untyped-call]
+    clock.listenTCP(
+        spec["port"],
+        TLSMemoryBIOFactory(parsed.creator, False, Factory.forProtocol(Element)),
+        backlog=1024,
+        interface=LOOPBACK,
+    )
+    clock.run()
+    return 0
+
+
 # ------------------------------------------------------------------------------ report
 
 
@@ -642,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None, allow_abbrev=False
     )
-    parser.add_argument("--role", choices=("holder",), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("holder", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="200 PEs, a few seconds")
     parser.add_argument("--pes", type=int, help="PEs to hold, one connection each (10000)")
@@ -654,12 +795,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-pes", type=int, help="PEs in the traced run (2000)")
     parser.add_argument("--before", help="also measure the server code in this checkout, first")
     parser.add_argument("--after", help="measure the server code in this checkout, not ours")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also measure the floor: bare Twisted TLS-PSK doing the same wire exchange",
+    )
     parser.add_argument("--profile", help="profile the servers (cProfile) into PREFIX.<name>")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory")
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(arguments)
     if args.role == "holder":
         return holderMain(json.loads(args.spec))
+    if args.role == "floor":
+        return floorMain(json.loads(args.spec))
     settings = QUICK if args.quick else Settings()
     overrides: dict[str, Any] = {
         "pes": args.pes,
@@ -687,6 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         servers.append((f"after ({Path(args.after).name})", str(Path(args.after).resolve())))
     else:
         servers.append(("this checkout" if args.before else "ENRP server", None))
+    if args.floor:
+        servers.append((FLOOR, None))
     begun = time.monotonic()
     runs: list[HeldRun] = []
     breakdowns: list[MemoryBreakdown] = []
