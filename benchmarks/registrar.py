@@ -8,8 +8,9 @@ Measures, in one run:
    outstanding (8). The pool holds 10 PEs (Least Used) and every ASAP_HANDLE_RESOLUTION
    asks for 3 of them.
 2. **The floor**: a bare Twisted TLS request/response server (this script with ``--role
-   floor-server``) on the same ``tlspsk:`` listener string, so the same TLS 1.3 PSK setup,
-   with messages framed by a 4-byte length; it answers requests of the handle resolution
+   floor-server``): Twisted's own TCP transport and ``TLSMemoryBIOFactory`` with the TLS
+   creator the same ``tlspsk:`` listener string makes, so the same TLS 1.3 PSK setup
+   (but not the listener's write-through and gathering write paths), with messages framed by a 4-byte length; it answers requests of the handle resolution
    request's size with payloads of the handle resolution response's size. The same load
    generator drives it with the same connections and window. ENRP and floor phases
    alternate, three rounds per connection count, and the median round is reported, so
@@ -1284,8 +1285,20 @@ def floorServerMain(spec: dict[str, Any]) -> int:
             if out and self.transport is not None:
                 self.transport.write(b"".join(out))
 
-    endpoint = serverFromString(reactor, spec["listener"])  # type: ignore[no-untyped-call]
-    endpoint.listen(Factory.forProtocol(Answerer))
+    # Twisted's own TCP transport and TLS factory, with the TLS-PSK creator the ENRP
+    # server's listener string makes (its listener adds write paths of its own: see
+    # twisted_rserpool.transport.writethrough and tlsgather).
+    from twisted.protocols.tls import TLSMemoryBIOFactory  # noqa: PLC0415
+
+    parsed: Any = serverFromString(reactor, spec["listener"])  # type: ignore[no-untyped-call]
+    port = parsed.wrappedEndpoint._port
+    clock: Any = reactor
+    clock.listenTCP(
+        port,
+        TLSMemoryBIOFactory(parsed.creator, False, Factory.forProtocol(Answerer)),
+        backlog=1024,
+        interface=LOOPBACK,
+    )
     reactor.run()
     return 0
 
