@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -646,3 +647,39 @@ def test_a_run_makes_no_sentdata_until_looked_at() -> None:
     assert event.sent.values() is event.sent.values()
     assert event.sent == [SentData(0, b"a", 7), SentData(1, b"b", 7), SentData(2, b"c", 7)]
     assert hash(event) == hash(DataAcknowledged(tuple(event.sent)))
+
+
+class Watched(list[bytes]):
+    """A list of messages that records how many of them each slice took."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        super().__init__(messages)
+        self.taken: list[int] = []
+
+    def __getitem__(self, index: Any) -> Any:
+        found = super().__getitem__(index)
+        if isinstance(index, slice):
+            self.taken.append(len(found))
+        return found
+
+
+def test_send_messages_looks_at_about_as_many_as_fit() -> None:
+    """With 10,000 messages queued and room for three, send_messages takes four of them
+    (those that fit and the one after), not all 10,000: a queue that the peer's ACKs let
+    through a few at a time costs that few per call; from ``start`` on, as the outbox
+    resumes a run."""
+    config = MappingConfig(max_unacknowledged_bytes=3 * 116 + 50)
+    a = MappingConnection(config)
+    a.receive_data(Init().encode(), 0)
+    messages = Watched([bytes(100)] * 10_000)
+    assert a.send_messages(messages, 5) == 3
+    assert messages.taken == [4]
+    a.receive_data(ack_chunks(0, 2, True), 0)
+    messages.taken.clear()
+    assert a.send_messages(messages, 5, start=3) == 2
+    assert messages.taken == [3]
+    assert [s.tsn for s in a.unacknowledged()] == [2, 3, 4]
+    # Shorter messages after the first: the window grows until one does not fit.
+    mixed = MappingConnection(MappingConfig(max_unacknowledged_bytes=1000))
+    mixed.receive_data(Init().encode(), 0)
+    assert mixed.send_messages([bytes(400)] + [b"x"] * 100, 5) == 1 + (1000 - 416) // 17

@@ -28,14 +28,21 @@ UNORDERED = 0x1000
 
 
 class _Run:
-    """Consecutive queued messages with the same PPID and ``meta``, oldest first."""
+    """Consecutive queued messages with the same PPID and ``meta``, oldest first from
+    ``head`` (those before it were sent)."""
 
-    __slots__ = ("data", "meta", "ppid")
+    __slots__ = ("data", "head", "meta", "ppid")
 
-    def __init__(self, ppid: int, meta: int, data: list[bytes | bytearray]) -> None:
+    def __init__(self, ppid: int, meta: int, data: list[bytes]) -> None:
         self.ppid = ppid
         self.meta = meta
         self.data = data
+        self.head = 0
+
+
+#: Sent messages dropped from the front of a run once there are this many and they are
+#: at least half of it (amortised: each is moved at most once per halving).
+_COMPACT = 64
 
 
 class Outbox:
@@ -51,9 +58,11 @@ class Outbox:
     reactor turn rather than once per message. Consecutive messages with the same PPID
     and ``meta`` are kept (and handed to the mapping) as one run: a write adds its message
     to the last run with one list append, and the pump sends a run with one
-    :meth:`~twisted_rserpool.transport.connection.MappingConnection.send_messages`."""
+    :meth:`~twisted_rserpool.transport.connection.MappingConnection.send_messages`, which
+    looks at about as many messages as there is room for (a pump that the peer's ACKs
+    let a few messages through costs that few, however long the queue)."""
 
-    __slots__ = ("_open", "_runs", "streaming", "tail", "tailPpid")
+    __slots__ = ("_open", "_openPpid", "_runs", "streaming", "tail", "tailPpid")
 
     def __init__(self, streaming: bool = False) -> None:
         self.streaming = streaming
@@ -62,13 +71,17 @@ class Outbox:
         #: meta and at most :data:`MAX_MESSAGE` long joins with ``tail.append(data)``
         #: (what :meth:`put` does for it; a writer may do it itself). ``tailPpid`` is -1
         #: when no message may: nothing queued, the last run has meta, or streaming.
-        self.tail: list[bytes | bytearray] = []
+        self.tail: list[bytes] = []
         self.tailPpid = -1
-        #: The queued entry writes may still be appended to (streaming only).
+        # Streaming: the last queued message, which writes of PPID _openPpid are still
+        # appended to; it joins the runs (as bytes) once something else is queued after
+        # it or it is sent.
         self._open: bytearray | None = None
+        self._openPpid = 0
 
     def __len__(self) -> int:
-        return sum(len(run.data) for run in self._runs)
+        queued = sum(len(run.data) - run.head for run in self._runs)
+        return queued if self._open is None else queued + 1
 
     def put(self, data: bytes, ppid: int, meta: int = 0) -> None:
         """Queue one write: one message (split into pieces that fit a chunk), or, when
@@ -79,40 +92,38 @@ class Outbox:
             return
         if self.streaming and not meta and len(data) < MERGE_BELOW:
             tail = self._open
-            runs = self._runs
-            if (
-                tail is not None
-                and runs
-                and runs[-1].data[-1] is tail
-                and runs[-1].ppid == ppid
-                and len(tail) + len(data) <= MAX_MESSAGE
-            ):
+            if tail is not None and self._openPpid == ppid and len(tail) + len(data) <= MAX_MESSAGE:
                 tail += data
                 return
+            self._close()
             self._open = bytearray(data)
-            self._append(self._open, ppid, 0)
+            self._openPpid = ppid
             return
-        self._open = None
+        self._close()
         if len(data) <= MAX_MESSAGE:
             self._append(data, ppid, meta)
             return
         for piece in split(data):
             self._append(piece, ppid, meta)
 
-    def _append(self, data: bytes | bytearray, ppid: int, meta: int) -> None:
+    def _close(self) -> None:
+        """No more writes join the open streaming message: it is queued as it is."""
+        tail = self._open
+        if tail is not None:
+            self._open = None
+            self._append(bytes(tail), self._openPpid, 0)
+
+    def _append(self, data: bytes, ppid: int, meta: int) -> None:
         runs = self._runs
         if runs and runs[-1].ppid == ppid and runs[-1].meta == meta:
             runs[-1].data.append(data)
             return
         run = _Run(ppid, meta, [data])
         runs.append(run)
-        self._newTail(run)
-
-    def _newTail(self, run: _Run) -> None:
-        if self.streaming or run.meta:
+        if self.streaming or meta:
             self._forgetTail()
         else:
-            self.tail, self.tailPpid = run.data, run.ppid
+            self.tail, self.tailPpid = run.data, ppid
 
     def _forgetTail(self) -> None:
         self.tail, self.tailPpid = [], -1
@@ -125,20 +136,30 @@ class Outbox:
             data, ppid = message[0], message[1]
             meta = message[2] if len(message) > 2 else 0
             if runs and runs[0].ppid == ppid and runs[0].meta == meta:
-                runs[0].data.insert(0, data)
+                first = runs[0]
+                if first.head:
+                    first.head -= 1
+                    first.data[first.head] = data
+                else:
+                    first.data.insert(0, data)
             else:
                 runs.appendleft(_Run(ppid, meta, [data]))
-                if len(runs) == 1:
-                    self._newTail(runs[0])
+                if len(runs) == 1 and not self.streaming and not meta:
+                    self.tail, self.tailPpid = runs[0].data, ppid
 
     def put_control(self, data: bytes, ppid: int) -> None:
         """Queue a control message; later writes are never merged into it or across it."""
-        self._open = None
+        self._close()
         self._append(data, ppid, 0)
 
     def entries(self) -> list[tuple[bytes | bytearray, int, int]]:
         """The queued messages as ``(data, ppid, meta)``, oldest first (left queued)."""
-        return [(data, run.ppid, run.meta) for run in self._runs for data in run.data]
+        found: list[tuple[bytes | bytearray, int, int]] = [
+            (data, run.ppid, run.meta) for run in self._runs for data in run.data[run.head :]
+        ]
+        if self._open is not None:
+            found.append((self._open, self._openPpid, 0))
+        return found
 
     def drain(self) -> list[tuple[bytes, int, int]]:
         """Take every queued message out, as ``(data, ppid, meta)``, oldest first."""
@@ -160,34 +181,41 @@ class Outbox:
         runs = self._runs
         total = 0
         try:
-            while runs:
+            while True:
+                if not runs:
+                    # Streaming: the open message leaves (and is closed) once all before
+                    # it did and it fits.
+                    tail = self._open
+                    if tail is None:
+                        break
+                    outstanding = mapping.unacknowledged_bytes
+                    size = len(tail) + protocol.mappingConfig.data_format.header_length
+                    if outstanding and outstanding + size > mapping.config.max_unacknowledged_bytes:
+                        break
+                    self._close()
                 run = runs[0]
                 data = run.data
-                if self.streaming:
-                    # The entries writes were merged into become bytes as they leave.
-                    if self._open is not None and data[-1] is self._open:
-                        self._open = None
-                    data[:] = [d if type(d) is bytes else bytes(d) for d in data]
                 meta = run.meta
                 first = mapping.next_tsn
                 try:
                     count = mapping.send_messages(
-                        data,  # type: ignore[arg-type]  # bytes only, made so above
-                        run.ppid,
-                        unordered=bool(meta & UNORDERED),
+                        data, run.ppid, start=run.head, unordered=bool(meta & UNORDERED)
                     )
                 except Exception:
                     # The first cannot be sent at all: it is dropped, as the error says.
-                    del data[0]
-                    if not data:
+                    run.head += 1
+                    if run.head == len(data):
                         self._removeHead()
                     raise
                 if meta and sent is not None:
                     for tsn in range(first, first + count):
                         sent(tsn & 0xFFFFFFFF, meta)
                 total += count
-                if count < len(data):
-                    del data[:count]
+                head = run.head = run.head + count
+                if head < len(data):
+                    if head >= _COMPACT and head * 2 >= len(data):
+                        del data[:head]
+                        run.head = 0
                     break
                 self._removeHead()
         finally:

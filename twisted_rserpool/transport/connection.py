@@ -765,28 +765,58 @@ class MappingConnection:
         messages: Sequence[bytes],
         ppid: int = 0,
         *,
+        start: int = 0,
         stream_identifier: int = 0,
         unordered: bool = False,
     ) -> int:
-        """Queue one DATA chunk per message, in order, as :meth:`send_data` would one by one,
-        for as many as ``max_unacknowledged_bytes`` leaves room for: the number queued (the
-        first ones). They are in :meth:`unacknowledged` with consecutive TSNs.
+        """Queue one DATA chunk per message from ``messages[start]`` on, in order, as
+        :meth:`send_data` would one by one, for as many as ``max_unacknowledged_bytes``
+        leaves room for: the number queued. They are in :meth:`unacknowledged` with
+        consecutive TSNs.
 
         Stops before a message that would exceed ``max_chunk_length`` or the room left;
         raises what :meth:`send_data` raises (and queues nothing) when the first message
         cannot be sent: after the connection closed, when it is too long for a chunk, when
         it alone exceeds ``max_unacknowledged_bytes`` (:class:`SendBufferFull`, whether or
         not something is outstanding), or for a PPID or stream our format cannot carry.
+        Looks at about as many messages as fit, not at all of them: a long queue costs
+        nothing while the peer's ACKs let a few through at a time.
         """
+        position = start
+        end = len(messages)
+        header_length = self._header_length
+        while position < end:
+            room = self._max_unacknowledged - self._unacknowledged_bytes
+            # As many as fit if the others are as long as the first, and one more.
+            window = max(1, room // (len(messages[position]) + header_length) + 1)
+            stop = min(end, position + window)
+            chosen = messages[position:stop] if position or stop < end else messages
+            position += self._send_window(
+                chosen, ppid, stream_identifier, unordered, first=position == start
+            )
+            if position < stop:
+                break  # the window did not fit: no room, or a message too long
+        return position - start
+
+    def _send_window(
+        self,
+        messages: Sequence[bytes],
+        ppid: int,
+        stream_identifier: int,
+        unordered: bool,
+        first: bool,
+    ) -> int:
+        """:meth:`send_messages` for all of ``messages`` (at least one); when the first
+        cannot be sent, raise if it is ``first`` of the call, else queue nothing."""
         count = len(messages)
-        if not count:
-            return 0
         lengths = list(map(len, messages))
         header_length = self._header_length
         if max(lengths) > self._max_user_data:
             limit = self._max_user_data
             count = next(i for i, length in enumerate(lengths) if length > limit)
             if not count:
+                if not first:
+                    return 0
                 self.send_data(messages[0], ppid=ppid, stream_identifier=stream_identifier)
                 raise AssertionError("send_data refuses what does not fit a chunk")
             del lengths[count:]
@@ -796,8 +826,9 @@ class MappingConnection:
             ends = list(accumulate(map(add, lengths, repeat(header_length))))
             count = bisect_right(ends, room)
             if not count:
-                if self._state is not _CLOSED and (
-                    lengths[0] + header_length <= self._max_unacknowledged
+                if not first or (
+                    self._state is not _CLOSED
+                    and lengths[0] + header_length <= self._max_unacknowledged
                 ):
                     return 0  # room comes with the peer's ACKs
                 self.send_data(messages[0], ppid=ppid, stream_identifier=stream_identifier)
