@@ -451,12 +451,13 @@ class MappingConnection:
         A :class:`ProtocolError` ends the list and the connection; events before it are
         valid and should still be handled. Bytes received after the end are ignored.
         """
-        if self.closed or not data:
+        if self._state is _CLOSED or not data:
             return []
         self._last_received = now
         self._heartbeat_sent_at = None
         events: list[Event] = []
-        if self.unread_bytes > self.config.max_unread_bytes:
+        max_unread = self.config.max_unread_bytes
+        if self._answers_written - self._answers_read > max_unread:
             self.close()
             return [
                 ProtocolError(
@@ -506,7 +507,7 @@ class MappingConnection:
             self.close()
             events.append(ProtocolError(error))
             return events
-        if self._probe is None and self.unread_bytes > self.config.max_unread_bytes // 4:
+        if self._probe is None and self._answers_written - self._answers_read > max_unread // 4:
             self._probe = (self._send_heartbeat(), now)
         return events
 

@@ -133,14 +133,14 @@ class DataReceived(NamedTuple):
     unordered: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class DataAcknowledged:
+class DataAcknowledged(NamedTuple):
     """The peer acknowledged delivery of DATA chunks we sent: ``sent``, oldest first.
 
     One event stands for a run of consecutive ACK chunks (those of one read), so that
     acknowledged messages are retired together. A connection reports them as a
     :class:`SentRun` (no :class:`SentData` made unless looked at); any sequence of
-    :class:`SentData` compares equal to it.
+    :class:`SentData` compares equal to it. A named tuple, as the per-message events
+    are: one is made for every read that brings ACKs.
     """
 
     sent: Sequence[SentData]

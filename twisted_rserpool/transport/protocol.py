@@ -422,7 +422,8 @@ class RSerPoolProtocol(Protocol):
                 self._handleEvents(mapping.receive_data(data, self._now()))
             else:
                 self._unread += data
-            self._pump()
+            if self._held is not None or self._unread or self._readingPaused:
+                self._pump()  # otherwise nothing waits and nothing is paused: it does nothing
             self._armTimer()
         except Exception:
             self.log.failure(
