@@ -152,10 +152,23 @@ class TlsClientEndpoint:
         return f"TlsClientEndpoint({where})"
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        """Connect, then run ``protocolFactory``'s protocol over TLS."""
-        from twisted.internet.endpoints import wrapClientTLS  # noqa: PLC0415
+        """Connect, then run ``protocolFactory``'s protocol over TLS.
 
-        return wrapClientTLS(self.creator, self.wrappedEndpoint).connect(protocolFactory)
+        As Twisted's ``wrapClientTLS``, with the TLS of
+        :class:`~twisted_rserpool.transport.tlsgather.GatheringTLSFactory`: what the
+        protocol writes while it handles a read leaves at the end of that read.
+        """
+        from twisted_rserpool.transport.tlsgather import GatheringTLSFactory  # noqa: PLC0415
+
+        connecting = self.wrappedEndpoint.connect(
+            GatheringTLSFactory(self.creator, True, protocolFactory)
+        )
+        return connecting.addCallback(_wrappedProtocol)
+
+
+def _wrappedProtocol(tls: IProtocol) -> IProtocol:
+    wrapped: IProtocol = tls.wrappedProtocol  # type: ignore[attr-defined]
+    return wrapped
 
 
 def _quoted(value: str) -> str:
