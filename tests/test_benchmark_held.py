@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.held import Settings, breakdown, holdPEs, memoryTable, table
+from benchmarks.held import FLOOR, Settings, breakdown, holdPEs, memoryTable, table
 from benchmarks.registrar import Files
 
 pytestmark = pytest.mark.slow
@@ -42,3 +42,14 @@ def test_pes_are_held_counted_and_the_memory_broken_down(tmp_path: Path) -> None
     memory = breakdown("tiny", traced, snapshots)
     assert memory.pes == 3 and memory.lines and memory.types
     assert "Python objects (tracemalloc)" in memoryTable([memory])
+
+
+def test_the_floor_holds_the_same_pes(tmp_path: Path) -> None:
+    """The keep-alive floor (bare Twisted TLS, ``--floor``) registers the PEs and sends them
+    keep-alives that they answer, as the ENRP server does."""
+    files = Files(tmp_path)
+    files.create()
+    run, _ = holdPEs(TINY, files, FLOOR, None, lambda text: None)
+    assert run.registered == 3 and run.failed == 0
+    assert run.keepAlivesAnswered > 0 and run.openAfter == 3 and run.unexpected == 0
+    assert FLOOR in table([run], TINY)

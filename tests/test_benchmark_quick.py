@@ -59,6 +59,18 @@ def test_held_rows_and_table() -> None:
     )
 
 
+def test_held_floor_row() -> None:
+    """With held.py --floor's column, the floor's keep-alive cost gets a row of its own."""
+    rows = quick.heldRows(
+        "| measurement | ENRP server | floor (bare Twisted TLS) |\n|---|--:|--:|\n"
+        "| server CPU per keep-alive round trip | 263 µs | 216 µs |\n"
+    )
+    assert [(r.measure, r.value) for r in rows] == [
+        ("server CPU per keep-alive round trip", "263 µs"),
+        ("keep-alive round trip, floor (bare Twisted TLS)", "216 µs"),
+    ]
+
+
 def test_nothing_found_in_other_output() -> None:
     assert quick.registrarRows("Traceback ...") == []
     assert quick.failoverRows("no summary") == []
