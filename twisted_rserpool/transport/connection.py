@@ -791,6 +791,22 @@ class MappingConnection:
             # As many as fit if the others are as long as the first, and one more.
             window = max(1, room // (len(messages[position]) + header_length) + 1)
             stop = min(end, position + window)
+            if stop - position == 1 and position == start:
+                # Room for one (large messages, a few ACKs at a time): send_data's checks
+                # and errors are the window's.
+                data = messages[position]
+                size = len(data) + header_length
+                if (
+                    self._state is not _CLOSED
+                    and len(data) <= self._max_user_data
+                    and room < size <= self._max_unacknowledged
+                ):
+                    return 0  # it waits for the peer's ACKs
+                self.send_data(
+                    data, ppid=ppid, stream_identifier=stream_identifier, unordered=unordered
+                )
+                position += 1
+                continue
             chosen = messages[position:stop] if position or stop < end else messages
             position += self._send_window(
                 chosen, ppid, stream_identifier, unordered, first=position == start
