@@ -103,6 +103,8 @@ _COMPACT = 32
 _U16_MAX = 0xFFFF
 _DATA_TYPE = 0
 _DATA_UNORDERED = 0x04
+#: send_messages sends this few messages one by one rather than setting up a window.
+_SMALL_WINDOW = 3
 _new = tuple.__new__
 _user_data = itemgetter(1)
 #: The words (PPID, stream, U flag) of a message sent without any.
@@ -791,17 +793,21 @@ class MappingConnection:
             # As many as fit if the others are as long as the first, and one more.
             window = max(1, room // (len(messages[position]) + header_length) + 1)
             stop = min(end, position + window)
-            if stop - position == 1 and position == start:
-                # Room for one (large messages, a few ACKs at a time): send_data's checks
-                # and errors are the window's.
+            if window <= _SMALL_WINDOW:
+                # Room for a few (large messages, ACKs a few at a time): one by one with
+                # send_data, which raises for the first what cannot be sent at all.
                 data = messages[position]
                 size = len(data) + header_length
                 if (
-                    self._state is not _CLOSED
-                    and len(data) <= self._max_user_data
-                    and room < size <= self._max_unacknowledged
+                    self._state is _CLOSED
+                    or len(data) > self._max_user_data
+                    or size > self._max_unacknowledged
                 ):
-                    return 0  # it waits for the peer's ACKs
+                    if position == start:
+                        self.send_data(data, ppid=ppid, stream_identifier=stream_identifier)
+                    break
+                if size > room:
+                    break  # it waits for the peer's ACKs
                 self.send_data(
                     data, ppid=ppid, stream_identifier=stream_identifier, unordered=unordered
                 )
