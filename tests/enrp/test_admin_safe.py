@@ -30,7 +30,8 @@ from twisted_rserpool._admin import (
     adminEndpoint,
     loadOrCreateToken,
 )
-from twisted_rserpool._tap.enrp import Options, _adminService
+from twisted_rserpool._tap.enrp import Options
+from twisted_rserpool._tap.enrp_services import serverAdminService as _adminService
 from twisted_rserpool.enrp.admin import StatusResource, handleText, status, statusPage
 
 TOKEN = "s3cret-token"

@@ -10,7 +10,8 @@ from OpenSSL import SSL
 from twisted.internet.testing import MemoryReactorClock
 
 from tests.security.support import pumpHandshake
-from twisted_rserpool._tap.enrp import Options, _outgoingEndpoints, makeService
+from twisted_rserpool._tap.enrp import Options, makeService
+from twisted_rserpool._tap.enrp_endpoints import outgoingEndpoints as _outgoingEndpoints
 from twisted_rserpool.endpoints import TlsClientEndpoint
 from twisted_rserpool.security.psk import loadPskFile
 from twisted_rserpool.security.tls import (
