@@ -224,6 +224,8 @@ def keepAliveBatch(bench: Bench, pes: int, seconds: float) -> Callable[[], tuple
                     for k in keepAlives
                     if isinstance(k, asap.EndpointKeepAlive) and k.pe_identifier is not None
                 )
+                if not (acks or answers):
+                    continue  # only the server's ACK of an answer: a PE sends nothing back
                 answered += len(answers) > 0
                 start = time.process_time()
                 transport.protocol.dataReceived(acks + answers)
