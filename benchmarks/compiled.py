@@ -3,10 +3,13 @@
 Run: ``.venv/bin/python -m benchmarks.compiled`` (about 3 minutes on two cores; builds the
 compiled tree first if it is missing or stale). It runs ``benchmarks/registrar.py --quick``
 (with ``--registrar-duration`` phases), ``benchmarks/failover.py`` (for its CPU per
-message; one failover) and ``benchmarks/compiled_core.py`` (the compiled cores alone,
-without TLS and the reactor) ``--rounds`` times for each build, alternating which build
-goes first, so that load from other processes on a shared machine hits both alike, and
-prints one table: the best (lowest) figure of each build and compiled ÷ pure. The floors
+message; one failover), ``benchmarks/compiled_core.py`` (the compiled cores alone,
+without TLS and the reactor) and ``benchmarks/compiled_codecs.py`` (the message codecs
+alone) ``--rounds`` times for each build, alternating which build goes first, so that
+load from other processes on a shared machine hits both alike, and prints one table: the
+best (lowest) figure of each build and compiled ÷ pure. ``--baseline TREE`` adds a third
+build to the same alternation (another compiled tree, e.g. one built with fewer
+``--modules``), to show what the difference between the two trees buys. The floors
 run the same code in both builds, so their rows show how much the machine's load moved
 the figures; the ``÷ floor`` and ``÷ Int32`` rows (each run's figure over its own floor's)
 cancel most of that.
@@ -33,7 +36,7 @@ from benchmarks.quick import markdownRows
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPILE = ROOT / "scripts" / "compile"
-BUILDS = ("pure", "compiled")
+BASELINE = "baseline"
 
 #: The session rows of benchmarks/failover.py's CPU table: size, path, µs per message.
 _SESSION_ROW = re.compile(r"^\s*(\d+) (.+?)\s{2,}([\d.]+)\s+[\d.]+x\s")
@@ -83,11 +86,12 @@ def coreFigures(text: str) -> dict[str, float]:
 
 
 def environment(build: str, lib: str) -> dict[str, str]:
-    """The environment of one build: the compiled tree first on the path, or not at all."""
+    """The environment of one build: the compiled tree ``lib`` first on the path, or (the
+    pure build) no tree at all."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    # Neither build puts the checkout (the working directory) first on sys.path.
+    # No build puts the checkout (the working directory) first on sys.path.
     env["PYTHONSAFEPATH"] = "1"
-    if build == "compiled":
+    if build != "pure":
         env["PYTHONPATH"] = lib
     return env
 
@@ -142,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-build", action="store_true", help="use the tree as it is")
     parser.add_argument("--lib", help="another compiled tree (default: scripts/compile --path)")
+    parser.add_argument("--baseline", help="a second compiled tree, measured in the same run")
     options = parser.parse_args(argv)
     if not (options.no_build or options.lib):
         subprocess.run([str(COMPILE)], check=True)
@@ -154,32 +159,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     modules = compiledModules(lib)
     if not modules:
         sys.exit(f"no compiled module in {lib}: run scripts/compile")
+    trees = {"pure": "", "compiled": lib}
+    if options.baseline:
+        trees[BASELINE] = options.baseline
+    builds = tuple(trees)
     registrar = ["benchmarks/registrar.py", "--quick"]
     registrar += ["--duration", str(options.registrar_duration)]
     session = ["benchmarks/failover.py", "--failovers", "1", "--rounds", "1"]
     session += ["--messages", str(options.messages), "--sizes", *map(str, options.sizes)]
-    best: dict[str, dict[str, float]] = {build: {} for build in BUILDS}
+    best: dict[str, dict[str, float]] = {build: {} for build in builds}
     order: list[str] = []
     for number in range(options.rounds):
-        for build in BUILDS if number % 2 == 0 else BUILDS[::-1]:
+        for build in builds if number % 2 == 0 else builds[::-1]:
             print(f"round {number + 1}: {build}", file=sys.stderr, flush=True)
-            figures = registrarFigures(run(registrar, build, lib))
-            figures |= sessionFigures(run(session, build, lib))
-            figures |= coreFigures(run(["-m", "benchmarks.compiled_core"], build, lib))
+            tree = trees[build]
+            figures = registrarFigures(run(registrar, build, tree))
+            figures |= sessionFigures(run(session, build, tree))
+            figures |= coreFigures(run(["-m", "benchmarks.compiled_core"], build, tree))
+            figures |= coreFigures(run(["-m", "benchmarks.compiled_codecs"], build, tree))
             for measure, value in figures.items():
                 if measure not in order:
                     order.append(measure)
                 best[build][measure] = min(value, best[build].get(measure, value))
     print(f"Pure Python vs mypyc-compiled ({len(modules)} modules), best of {options.rounds}")
     print(f"compiled: {', '.join(module.removeprefix('twisted_rserpool.') for module in modules)}")
+    extra = options.baseline is not None
+    if extra:
+        baseline = compiledModules(options.baseline)
+        print(f"baseline: {options.baseline} ({len(baseline)} modules)")
     print()
-    print("| measure | pure | compiled | compiled ÷ pure |")
-    print("|---|--:|--:|--:|")
+    header = "| measure | pure |" + (" baseline |" if extra else "") + " compiled |"
+    header += " compiled ÷ pure |" + (" compiled ÷ baseline |" if extra else "")
+    print(header)
+    print("|---|--:|--:|--:|" + ("--:|--:|" if extra else ""))
     for measure in order:
-        pure, compiled = best["pure"].get(measure), best["compiled"].get(measure)
-        if pure is None or compiled is None:
+        values = [best[build].get(measure) for build in builds]
+        if any(value is None for value in values):
             continue
-        print(f"| {measure} | {pure:,.2f} | {compiled:,.2f} | {compiled / pure:.2f} |")
+        pure, compiled = best["pure"][measure], best["compiled"][measure]
+        cells = [f"{pure:,.2f}"]
+        if extra:
+            cells.append(f"{best[BASELINE][measure]:,.2f}")
+        cells += [f"{compiled:,.2f}", f"{compiled / pure:.2f}"]
+        if extra:
+            cells.append(f"{compiled / best[BASELINE][measure]:.2f}")
+        print(f"| {measure} | {' | '.join(cells)} |")
     return 0
 
 

@@ -13,17 +13,23 @@ The checkout itself stays pure Python: the test suite and an editable install ne
 a compiled module.
 
 The build runs mypy (as mypyc does, with the project's configuration) and compiles one C
-file per module on ``--jobs`` cores: about 45 s of two idle cores for :data:`MODULES`. A
+file per module on ``--jobs`` cores: 50-85 s of two shared cores for :data:`MODULES`. A
 stamp of the package's sources, the module list, the optimisation level and the mypyc
 version skips the build when none changed; ``--test`` then takes about 45 s more.
 
-Not compiled (``--modules`` takes any list, for trying): the message and chunk codecs
-(``wire.message``, ``wire.asap``, ``wire.parameters``, ``wire.enrp``, ``wire.tcpmapping``)
-build but fail at import, because mypyc passes a dataclass's class attributes (``TYPE``) to
-``@dataclass`` as fields (mypyc issue 1122); ``handlespace.policies`` needs its
-``RsplibPolicyType`` constants declared ``Final``; modules whose classes are subclassed by
-interpreted code (``enrp.registrar``'s ``Registrar``, ``transport.protocol``) need
-``@mypyc_attr(allow_interpreted_subclasses=True)`` on them (without it mypyc promises
+The message and chunk codecs compile since their class constants (``TYPE``,
+``POLICY_TYPE``) are set after each class body, on a small non-dataclass base that
+declares them: mypyc passes every class attribute of a dataclass's body, ``ClassVar`` or
+not, to ``@dataclass`` as a field (mypyc issue 1122). In the compiled build, the codecs
+check the annotated types at run time (a ``str`` where ``bytes`` is declared raises
+``TypeError``), and only ``Message`` and ``HandleResolutionResponse`` may be subclassed in
+Python (``enrp.resolution`` does; ``wire.message.name_slots`` keeps a slotted subclass
+from shadowing the compiled fields).
+
+Not compiled (``--modules`` takes any list, for trying): ``handlespace.policies`` needs
+its ``RsplibPolicyType`` constants declared ``Final``; modules whose classes are
+subclassed by interpreted code (``enrp.registrar``'s ``Registrar``, ``transport.protocol``)
+need ``@mypyc_attr(allow_interpreted_subclasses=True)`` on them (without it mypyc promises
 nothing for subclasses written in Python; it refused those of ``RSerPoolProtocol``).
 """
 
@@ -48,13 +54,18 @@ BUILD = ROOT / "build" / "mypyc"
 LIB = BUILD / "lib"
 STAMP = LIB / ".compiled-stamp"
 
-#: The modules compiled by default: the TCP mapping's fast path and connection core, the
-#: outbox of unacknowledged messages, the deadline queue and the handlespace: those on the
-#: message path that mypyc compiles as they are (see --help for the others).
+#: The modules compiled by default: the message and chunk codecs, the TCP mapping's fast
+#: path and connection core, the outbox of unacknowledged messages, the deadline queue
+#: and the handlespace: the sans-IO modules on the message path (see --help for others).
 MODULES = (
     "twisted_rserpool.wire.errors",
     "twisted_rserpool.wire.limits",
     "twisted_rserpool.wire.fastpath",
+    "twisted_rserpool.wire.parameters",
+    "twisted_rserpool.wire.message",
+    "twisted_rserpool.wire.asap",
+    "twisted_rserpool.wire.enrp",
+    "twisted_rserpool.wire.tcpmapping",
     "twisted_rserpool.transport.connection",
     "twisted_rserpool.asap.outbox",
     "twisted_rserpool.deadline",
@@ -72,6 +83,8 @@ MODULES = (
 #: The unit tests of the compiled modules, run by ``--test`` against the compiled build.
 TESTS = (
     "tests/wire",
+    # The registrar's cached answers: a Python subclass of a compiled message class.
+    "tests/enrp/test_registrar_answers.py",
     "tests/transport",
     "tests/handlespace",
     "tests/test_deadline.py",

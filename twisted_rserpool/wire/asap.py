@@ -10,10 +10,17 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self, TypeAlias
+from typing import Self, TypeAlias
 
+from twisted_rserpool.wire.fastpath import mypyc_attr
 from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
-from twisted_rserpool.wire.message import Message, Parameters, decode_message, registry_of
+from twisted_rserpool.wire.message import (
+    Message,
+    Parameters,
+    decode_message,
+    name_slots,
+    registry_of,
+)
 from twisted_rserpool.wire.parameters import (
     ASAP_TRANSPORT_CLASSES,
     CookieParameter,
@@ -74,7 +81,6 @@ def _encode_optional(error: OperationError | None) -> bytes:
 class Registration(Message):
     """ASAP_REGISTRATION (2.2.1): a PE asks its home ENRP server to add it to a pool."""
 
-    TYPE: ClassVar[int] = AsapType.REGISTRATION
     pool_handle: bytes
     pool_element: PoolElementParameter
 
@@ -88,6 +94,9 @@ class Registration(Message):
         element = p.one(PoolElementParameter, "pool element")
         p.done()
         return cls(handle, element)
+
+
+Registration.TYPE = AsapType.REGISTRATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +141,8 @@ class _PoolElementReference(Message):
 class Deregistration(_PoolElementReference):
     """ASAP_DEREGISTRATION (2.2.2): a PE removes itself from a pool."""
 
-    TYPE: ClassVar[int] = AsapType.DEREGISTRATION
+
+Deregistration.TYPE = AsapType.DEREGISTRATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +152,6 @@ class RegistrationResponse(Message):
     With ``reject`` the error says why; without it an error is a warning.
     """
 
-    TYPE: ClassVar[int] = AsapType.REGISTRATION_RESPONSE
     pool_handle: bytes
     pe_identifier: int
     reject: bool = False
@@ -164,11 +173,13 @@ class RegistrationResponse(Message):
         return cls(handle, pe, bool(flags & _FLAG_LOW), error)
 
 
+RegistrationResponse.TYPE = AsapType.REGISTRATION_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class DeregistrationResponse(Message):
     """ASAP_DEREGISTRATION_RESPONSE (2.2.4), also sent when a registration expires."""
 
-    TYPE: ClassVar[int] = AsapType.DEREGISTRATION_RESPONSE
     pool_handle: bytes
     pe_identifier: int
     error: OperationError | None = None
@@ -186,6 +197,9 @@ class DeregistrationResponse(Message):
         return cls(handle, pe, error)
 
 
+DeregistrationResponse.TYPE = AsapType.DEREGISTRATION_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class HandleResolution(Message):
     """ASAP_HANDLE_RESOLUTION (2.2.5); ``subscribe`` is the S flag (dynamic updates).
@@ -193,7 +207,6 @@ class HandleResolution(Message):
     ``items`` is RSPLIB's private parameter 0x803f: how many PEs the sender wants.
     """
 
-    TYPE: ClassVar[int] = AsapType.HANDLE_RESOLUTION
     pool_handle: bytes
     subscribe: bool = False
     items: int | None = None
@@ -240,6 +253,11 @@ class HandleResolution(Message):
         return cls(handle, bool(flags & _FLAG_LOW), items.items if items is not None else None)
 
 
+HandleResolution.TYPE = AsapType.HANDLE_RESOLUTION
+
+
+# enrp.resolution caches its answers in a subclass (see Message).
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
 class HandleResolutionResponse(Message):
     """ASAP_HANDLE_RESOLUTION_RESPONSE (2.2.6); ``accept_updates`` is the A flag.
@@ -248,7 +266,6 @@ class HandleResolutionResponse(Message):
     error and no PEs.
     """
 
-    TYPE: ClassVar[int] = AsapType.HANDLE_RESOLUTION_RESPONSE
     pool_handle: bytes
     pool_elements: tuple[PoolElementParameter, ...] = ()
     policy: SelectionPolicy | None = None
@@ -284,6 +301,10 @@ class HandleResolutionResponse(Message):
         return cls(handle, tuple(elements), policy, bool(flags & _FLAG_LOW), error)
 
 
+HandleResolutionResponse.TYPE = AsapType.HANDLE_RESOLUTION_RESPONSE
+name_slots(HandleResolutionResponse)
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointKeepAlive(Message):
     """ASAP_ENDPOINT_KEEP_ALIVE (2.2.7); ``home`` is the H flag (adopt me as home server).
@@ -292,7 +313,6 @@ class EndpointKeepAlive(Message):
     RFC 5352 does not define it, so it is sent only when set.
     """
 
-    TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE
     server_identifier: int
     pool_handle: bytes
     home: bool = False
@@ -324,25 +344,29 @@ class EndpointKeepAlive(Message):
         )
 
 
+EndpointKeepAlive.TYPE = AsapType.ENDPOINT_KEEP_ALIVE
+
+
 @dataclass(frozen=True, slots=True)
 class EndpointKeepAliveAck(_PoolElementReference):
     """ASAP_ENDPOINT_KEEP_ALIVE_ACK (2.2.8)."""
 
-    TYPE: ClassVar[int] = AsapType.ENDPOINT_KEEP_ALIVE_ACK
+
+EndpointKeepAliveAck.TYPE = AsapType.ENDPOINT_KEEP_ALIVE_ACK
 
 
 @dataclass(frozen=True, slots=True)
 class EndpointUnreachable(_PoolElementReference):
     """ASAP_ENDPOINT_UNREACHABLE (2.2.9): a PU or PE reports a PE it cannot reach."""
 
-    TYPE: ClassVar[int] = AsapType.ENDPOINT_UNREACHABLE
+
+EndpointUnreachable.TYPE = AsapType.ENDPOINT_UNREACHABLE
 
 
 @dataclass(frozen=True, slots=True)
 class ServerAnnounce(Message):
     """ASAP_SERVER_ANNOUNCE (2.2.10): an ENRP server and where to reach it (SCTP or TCP)."""
 
-    TYPE: ClassVar[int] = AsapType.SERVER_ANNOUNCE
     server_identifier: int
     transports: tuple[SctpTransport | TcpTransport, ...] = ()
 
@@ -360,6 +384,9 @@ class ServerAnnounce(Message):
         transports: list[SctpTransport | TcpTransport] = p.many(ASAP_TRANSPORT_CLASSES)
         p.done()
         return cls(server, tuple(transports))
+
+
+ServerAnnounce.TYPE = AsapType.SERVER_ANNOUNCE
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,7 +410,8 @@ class _CookieMessage(Message):
 class Cookie(_CookieMessage):
     """ASAP_COOKIE (2.2.11): state a PE hands its PU for a later failover."""
 
-    TYPE: ClassVar[int] = AsapType.COOKIE
+
+Cookie.TYPE = AsapType.COOKIE
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +423,6 @@ class CookieEcho(Message):
     may have been processed there. ``cookie`` is empty when the failed PE sent none.
     """
 
-    TYPE: ClassVar[int] = AsapType.COOKIE_ECHO
     cookie: bytes
     resent: int | None = None
 
@@ -414,6 +441,9 @@ class CookieEcho(Message):
         return cls(cookie, resent.count if resent is not None else None)
 
 
+CookieEcho.TYPE = AsapType.COOKIE_ECHO
+
+
 @dataclass(frozen=True, slots=True)
 class BusinessCard(Message):
     """ASAP_BUSINESS_CARD (2.2.13): a pool handle and a preferred failover order of PEs.
@@ -421,7 +451,6 @@ class BusinessCard(Message):
     ``policy`` (the failover policy) is RSPLIB's addition, sent only when set.
     """
 
-    TYPE: ClassVar[int] = AsapType.BUSINESS_CARD
     pool_handle: bytes
     pool_elements: tuple[PoolElementParameter, ...] = ()
     policy: SelectionPolicy | None = None
@@ -442,11 +471,13 @@ class BusinessCard(Message):
         return cls(handle, tuple(elements), policy)
 
 
+BusinessCard.TYPE = AsapType.BUSINESS_CARD
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorMessage(Message):
     """ASAP_ERROR (2.2.14): reports an unrecognized message or parameter to its sender."""
 
-    TYPE: ClassVar[int] = AsapType.ERROR
     error: OperationError
 
     def _body(self) -> bytes:
@@ -458,6 +489,9 @@ class ErrorMessage(Message):
         error = p.one(OperationError, "operation error")
         p.done()
         return cls(error)
+
+
+ErrorMessage.TYPE = AsapType.ERROR
 
 
 AsapMessage: TypeAlias = (
@@ -495,6 +529,6 @@ MESSAGE_CLASSES: dict[int, type[Message]] = registry_of(
 )
 
 
-def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> AsapMessage:
+def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> AsapMessage:
     """One ASAP message; raises MalformedMessage (with the RFC 5354 cause) otherwise."""
     return decode_message(data, MESSAGE_CLASSES, limits, "ASAP")  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Self, TypeAlias
+from typing import Self, TypeAlias
 
 from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
 from twisted_rserpool.wire.message import Message, Parameters, decode_message, registry_of
@@ -84,7 +84,6 @@ class Presence(Message):
     information (RFC 5353 mentions it; the figure shows no bit, RSPLIB uses the lowest).
     """
 
-    TYPE: ClassVar[int] = EnrpType.PRESENCE
     sending_server_identifier: int
     receiving_server_identifier: int
     checksum: int | None = None
@@ -118,11 +117,13 @@ class Presence(Message):
         )
 
 
+Presence.TYPE = EnrpType.PRESENCE
+
+
 @dataclass(frozen=True, slots=True)
 class HandleTableRequest(Message):
     """ENRP_HANDLE_TABLE_REQUEST (2.2); ``own_children_only`` is the W flag."""
 
-    TYPE: ClassVar[int] = EnrpType.HANDLE_TABLE_REQUEST
     sending_server_identifier: int
     receiving_server_identifier: int
     own_children_only: bool = False
@@ -138,6 +139,9 @@ class HandleTableRequest(Message):
         sending, receiving = _servers(ctx, start, end, "handle table request")
         Parameters(ctx, start + 8, end).done()
         return cls(sending, receiving, bool(flags & _OWN_CHILDREN_ONLY))
+
+
+HandleTableRequest.TYPE = EnrpType.HANDLE_TABLE_REQUEST
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +164,6 @@ class HandleTableResponse(Message):
     ``more_to_send`` is the M flag (another page follows), ``reject`` the R flag.
     """
 
-    TYPE: ClassVar[int] = EnrpType.HANDLE_TABLE_RESPONSE
     sending_server_identifier: int
     receiving_server_identifier: int
     pool_entries: tuple[PoolEntry, ...] = ()
@@ -208,11 +211,13 @@ class HandleTableResponse(Message):
         return cls(sending, receiving, tuple(entries), bool(flags & _MORE_TO_SEND), reject)
 
 
+HandleTableResponse.TYPE = EnrpType.HANDLE_TABLE_RESPONSE
+
+
 @dataclass(frozen=True, slots=True)
 class HandleUpdate(Message):
     """ENRP_HANDLE_UPDATE (2.4): a home server announces a PE added, updated or removed."""
 
-    TYPE: ClassVar[int] = EnrpType.HANDLE_UPDATE
     sending_server_identifier: int
     receiving_server_identifier: int
     update_action: UpdateAction
@@ -241,11 +246,13 @@ class HandleUpdate(Message):
         return cls(sending, receiving, UpdateAction(action), handle, element)
 
 
+HandleUpdate.TYPE = EnrpType.HANDLE_UPDATE
+
+
 @dataclass(frozen=True, slots=True)
 class ListRequest(Message):
     """ENRP_LIST_REQUEST (2.5): asks a peer for its server list."""
 
-    TYPE: ClassVar[int] = EnrpType.LIST_REQUEST
     sending_server_identifier: int
     receiving_server_identifier: int
 
@@ -259,11 +266,13 @@ class ListRequest(Message):
         return cls(sending, receiving)
 
 
+ListRequest.TYPE = EnrpType.LIST_REQUEST
+
+
 @dataclass(frozen=True, slots=True)
 class ListResponse(Message):
     """ENRP_LIST_RESPONSE (2.6): the servers a peer knows; ``reject`` is the R flag."""
 
-    TYPE: ClassVar[int] = EnrpType.LIST_RESPONSE
     sending_server_identifier: int
     receiving_server_identifier: int
     servers: tuple[ServerInformation, ...] = ()
@@ -287,6 +296,9 @@ class ListResponse(Message):
         if reject and servers:
             raise ctx.invalid("a rejecting list response carries no servers", start - 4, end)
         return cls(sending, receiving, tuple(servers), reject)
+
+
+ListResponse.TYPE = EnrpType.LIST_RESPONSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,28 +327,30 @@ class _TakeoverMessage(Message):
 class InitTakeover(_TakeoverMessage):
     """ENRP_INIT_TAKEOVER (2.7): the sender intends to take over the target server."""
 
-    TYPE: ClassVar[int] = EnrpType.INIT_TAKEOVER
+
+InitTakeover.TYPE = EnrpType.INIT_TAKEOVER
 
 
 @dataclass(frozen=True, slots=True)
 class InitTakeoverAck(_TakeoverMessage):
     """ENRP_INIT_TAKEOVER_ACK (2.8): the sender does not object to the takeover."""
 
-    TYPE: ClassVar[int] = EnrpType.INIT_TAKEOVER_ACK
+
+InitTakeoverAck.TYPE = EnrpType.INIT_TAKEOVER_ACK
 
 
 @dataclass(frozen=True, slots=True)
 class TakeoverServer(_TakeoverMessage):
     """ENRP_TAKEOVER_SERVER (2.9): the sender now owns the target's PEs."""
 
-    TYPE: ClassVar[int] = EnrpType.TAKEOVER_SERVER
+
+TakeoverServer.TYPE = EnrpType.TAKEOVER_SERVER
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorMessage(Message):
     """ENRP_ERROR (2.10): reports an operational error to a peer."""
 
-    TYPE: ClassVar[int] = EnrpType.ERROR
     sending_server_identifier: int
     receiving_server_identifier: int
     error: OperationError
@@ -354,6 +368,9 @@ class ErrorMessage(Message):
         error = p.one(OperationError, "operation error")
         p.done()
         return cls(sending, receiving, error)
+
+
+ErrorMessage.TYPE = EnrpType.ERROR
 
 
 EnrpMessage: TypeAlias = (
@@ -383,6 +400,6 @@ MESSAGE_CLASSES: dict[int, type[Message]] = registry_of(
 )
 
 
-def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> EnrpMessage:
+def decode(data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS) -> EnrpMessage:
     """One ENRP message; raises MalformedMessage (with the RFC 5354 cause) otherwise."""
     return decode_message(data, MESSAGE_CLASSES, limits, "ENRP")  # type: ignore[return-value]

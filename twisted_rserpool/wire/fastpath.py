@@ -47,6 +47,8 @@ __all__ = [
     "HeaderPacker",
     "ack_chunks",
     "data_header",
+    "mypyc_attr",  # for the other codec modules, with the same fallback
+    "new_record",
     "scan_chunks",
 ]
 
@@ -67,7 +69,7 @@ _ACK_PREFIX: Final = 0x03000008 << 32
 _NATIVE_IS_BIG: Final = sys.byteorder == "big"
 #: ``tuple.__new__``, to build a record (a tuple subclass) without running its own
 #: ``__new__``. Typed as a plain callable: mypyc would otherwise build a plain tuple.
-_new_record: Final[Callable[[type[Any], tuple[object, ...]], Any]] = tuple.__new__
+new_record: Final[Callable[[type[Any], tuple[object, ...]], Any]] = tuple.__new__
 
 
 def ack_chunks(first_tsn: int, count: int, with_tsn: bool) -> bytes:
@@ -195,7 +197,7 @@ def scan_chunks(
     header_length = layout.header_length
     has_tsn, has_stream, has_ppid = layout.has_tsn, layout.has_stream, layout.has_ppid
     ppid_index = 3 + has_tsn + 2 * has_stream  # in the unpacked words: after type, flags, length
-    new = _new_record
+    new = new_record
     padding = 0
     acknowledged = 0
     # A read decoded in place is bytes: a slice is the copy. A bytearray's slice would be

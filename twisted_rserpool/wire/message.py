@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Self, TypeVar
 
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
+from twisted_rserpool.wire.fastpath import mypyc_attr
 from twisted_rserpool.wire.limits import DEFAULT_LIMITS, Limits
 from twisted_rserpool.wire.parameters import (
     DecodeContext,
@@ -21,8 +22,22 @@ _PADDING = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 _T = TypeVar("_T")
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
+class _TypedMessage:
+    """Where :attr:`Message.TYPE` (the message type code) is declared: outside the dataclass
+    bodies, because mypyc hands every class attribute of a dataclass's body to
+    ``@dataclass`` as a field, ``ClassVar`` or not (mypyc issue 1122). Each message class
+    sets its ``TYPE`` right after its body."""
+
+    __slots__ = ()
+    TYPE: ClassVar[int] = 0
+
+
+# Interpreted subclasses allowed in a mypyc build: enrp.resolution's cached answer is a
+# HandleResolutionResponse (so its bases, this one, must allow them too).
+@mypyc_attr(allow_interpreted_subclasses=True)
 @dataclass(frozen=True, slots=True)
-class Message:
+class Message(_TypedMessage):
     """Base of every ASAP and ENRP message.
 
     ``unrecognized_parameters`` holds, after decoding, the TLVs of unknown parameters whose
@@ -30,7 +45,6 @@ class Message:
     must carry back. It is never encoded and does not take part in equality.
     """
 
-    TYPE: ClassVar[int] = 0
     unrecognized_parameters: tuple[bytes, ...] = field(
         default=(), compare=False, repr=False, kw_only=True
     )
@@ -61,6 +75,22 @@ class Message:
     @classmethod
     def _decode(cls, ctx: DecodeContext, flags: int, start: int, end: int) -> Self:
         raise NotImplementedError  # every concrete message defines its decoder
+
+
+def name_slots(cls: type) -> None:
+    """List a message class's fields as its ``__slots__`` where a mypyc build left none.
+
+    mypyc keeps a compiled dataclass's fields in its own C slots and names no
+    ``__slots__``; ``@dataclass(slots=True)`` on a subclass written in Python would then
+    give the subclass a slot of its own for every inherited field, which shadows the
+    compiled one: the subclass's ``__init__`` fills its slots, and the compiled methods
+    read the empty originals. Named, the inherited fields are left to the compiled class.
+    Only for a class that no compiled class subclasses: mypyc refuses to create a class
+    under a ``__slots__`` (so not for :class:`Message`). Nothing changes in pure Python,
+    where the class has its ``__slots__`` already.
+    """
+    if "__slots__" not in cls.__dict__:
+        setattr(cls, "__slots__", tuple(f.name for f in fields(cls)))  # noqa: B010
 
 
 class Parameters:
@@ -116,12 +146,13 @@ class Parameters:
 
 
 def decode_message(
-    data: bytes,
+    data: bytes | bytearray | memoryview,
     registry: Mapping[int, type[Message]],
     limits: Limits = DEFAULT_LIMITS,
     protocol: str = "RSerPool",
 ) -> Message:
-    """One message from ``data`` (which may carry up to three bytes of padding).
+    """One message from ``data`` (which may carry up to three bytes of padding; any buffer,
+    copied to bytes unless it is bytes).
 
     An unknown message type raises MalformedMessage with cause Unrecognized Message;
     ``report`` follows the type's top two bits (01 report, anything else discard).
@@ -138,12 +169,11 @@ def decode_message(
             and 4 <= length <= size <= length + 3
             and size <= limits.max_message_size
         ):
-            if type(data) is not bytes:
-                data = bytes(data)
-            message = cls._decode_fast(data, limits, flags, length)
+            raw = data if type(data) is bytes else bytes(data)
+            message = cls._decode_fast(raw, limits, flags, length)
             if message is not None:
                 return message
-            ctx = DecodeContext(data, limits)
+            ctx = DecodeContext(raw, limits)
             message = cls._decode(ctx, flags, 4, length)
             if ctx.unrecognized:
                 message = replace(message, unrecognized_parameters=tuple(ctx.unrecognized))
@@ -152,7 +182,10 @@ def decode_message(
 
 
 def _refusal(
-    data: bytes, registry: Mapping[int, type[Message]], limits: Limits, protocol: str
+    data: bytes | bytearray | memoryview,
+    registry: Mapping[int, type[Message]],
+    limits: Limits,
+    protocol: str,
 ) -> MalformedMessage:
     """Why :func:`decode_message` refuses ``data``'s header (only called for a header it
     refuses), in the order of the checks: size, limit, length, padding, type."""
@@ -199,4 +232,4 @@ def registry_of(*classes: type[Message]) -> dict[int, type[Message]]:
     return {cls.TYPE: cls for cls in classes}
 
 
-__all__ = ["Message", "Parameters", "decode_message", "registry_of"]
+__all__ = ["Message", "Parameters", "decode_message", "name_slots", "registry_of"]

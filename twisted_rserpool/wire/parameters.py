@@ -108,25 +108,46 @@ def _encode_address(address: Address) -> bytes:
     return _HEADER.pack(ParameterType.IPV6_ADDRESS, 20) + address.packed
 
 
+# --------------------------------------------------------------------------- class constants
+
+
+class _TypedParameter:
+    """Where a parameter class's ``TYPE`` (its parameter type code) is declared: outside
+    the dataclass bodies, because mypyc hands every class attribute of a dataclass's body
+    to ``@dataclass`` as a field, ``ClassVar`` or not (mypyc issue 1122). Each parameter
+    class sets its ``TYPE`` right after its body."""
+
+    __slots__ = ()
+    TYPE: ClassVar[int]
+
+
+class _TypedPolicy(_TypedParameter):
+    """As :class:`_TypedParameter`, for the policy type code of each policy class."""
+
+    __slots__ = ()
+    POLICY_TYPE: ClassVar[int] = 0
+
+
 # --------------------------------------------------------------------------- addresses
 
 
 @dataclass(frozen=True, slots=True)
-class IPv4AddressParameter:
+class IPv4AddressParameter(_TypedParameter):
     """RFC 5354 section 3.1."""
 
-    TYPE: ClassVar[int] = ParameterType.IPV4_ADDRESS
     address: IPv4Address
 
     def encode(self) -> bytes:
         return _encode_address(self.address)
 
 
+IPv4AddressParameter.TYPE = ParameterType.IPV4_ADDRESS
+
+
 @dataclass(frozen=True, slots=True)
-class IPv6AddressParameter:
+class IPv6AddressParameter(_TypedParameter):
     """RFC 5354 section 3.2."""
 
-    TYPE: ClassVar[int] = ParameterType.IPV6_ADDRESS
     address: IPv6Address
 
     def encode(self) -> bytes:
@@ -134,13 +155,13 @@ class IPv6AddressParameter:
 
 
 # --------------------------------------------------------------------------- transports
+IPv6AddressParameter.TYPE = ParameterType.IPV6_ADDRESS
 
 
 @dataclass(frozen=True, slots=True)
-class DccpTransport:
+class DccpTransport(_TypedParameter):
     """RFC 5354 section 3.3: a DCCP user transport (always data only)."""
 
-    TYPE: ClassVar[int] = ParameterType.DCCP_TRANSPORT
     port: int
     service_code: int
     address: Address
@@ -162,11 +183,13 @@ class DccpTransport:
         return tlv(self.TYPE, body)
 
 
+DccpTransport.TYPE = ParameterType.DCCP_TRANSPORT
+
+
 @dataclass(frozen=True, slots=True)
-class SctpTransport:
+class SctpTransport(_TypedParameter):
     """RFC 5354 section 3.4: an SCTP transport with one or more addresses."""
 
-    TYPE: ClassVar[int] = ParameterType.SCTP_TRANSPORT
     port: int
     addresses: tuple[Address, ...]
     transport_use: TransportUse = TransportUse.DATA_ONLY
@@ -181,11 +204,13 @@ class SctpTransport:
         return tlv(self.TYPE, body)
 
 
+SctpTransport.TYPE = ParameterType.SCTP_TRANSPORT
+
+
 @dataclass(frozen=True, slots=True)
-class _SingleAddressTransport:
+class _SingleAddressTransport(_TypedParameter):
     """Shared shape of the UDP and UDP-Lite transport parameters."""
 
-    TYPE: ClassVar[int]
     port: int
     address: Address
 
@@ -205,7 +230,7 @@ class _SingleAddressTransport:
 
 
 @dataclass(frozen=True, slots=True)
-class TcpTransport:
+class TcpTransport(_TypedParameter):
     """RFC 5354 section 3.5 (also the ASAP transport of a PE over the TCP mapping).
 
     The RFC reserves the 16 bits after the port and treats TCP as data only; RSPLIB and
@@ -214,7 +239,6 @@ class TcpTransport:
     ignored as reserved.
     """
 
-    TYPE: ClassVar[int] = ParameterType.TCP_TRANSPORT
     port: int
     address: Address
     transport_use: TransportUse = TransportUse.DATA_ONLY
@@ -230,25 +254,29 @@ class TcpTransport:
         return tlv(self.TYPE, body)
 
 
+TcpTransport.TYPE = ParameterType.TCP_TRANSPORT
+
+
 @dataclass(frozen=True, slots=True)
 class UdpTransport(_SingleAddressTransport):
     """RFC 5354 section 3.6."""
 
-    TYPE: ClassVar[int] = ParameterType.UDP_TRANSPORT
+
+UdpTransport.TYPE = ParameterType.UDP_TRANSPORT
 
 
 @dataclass(frozen=True, slots=True)
 class UdpLiteTransport(_SingleAddressTransport):
     """RFC 5354 section 3.7."""
 
-    TYPE: ClassVar[int] = ParameterType.UDP_LITE_TRANSPORT
+
+UdpLiteTransport.TYPE = ParameterType.UDP_LITE_TRANSPORT
 
 
 @dataclass(frozen=True, slots=True)
-class OpaqueTransport:
+class OpaqueTransport(_TypedParameter):
     """RFC 5354 section 3.16: transport information only the application understands."""
 
-    TYPE: ClassVar[int] = ParameterType.OPAQUE_TRANSPORT
     data: bytes
 
     @property
@@ -261,6 +289,9 @@ class OpaqueTransport:
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, self.data)
+
+
+OpaqueTransport.TYPE = ParameterType.OPAQUE_TRANSPORT
 
 
 Transport: TypeAlias = (
@@ -283,11 +314,8 @@ ASAP_TRANSPORT_CLASSES: tuple[type, ...] = (SctpTransport, TcpTransport)
 
 
 @dataclass(frozen=True, slots=True)
-class SelectionPolicy:
+class SelectionPolicy(_TypedPolicy):
     """RFC 5354 section 3.8: a Pool Member Selection Policy parameter (base class)."""
-
-    TYPE: ClassVar[int] = ParameterType.POOL_MEMBER_SELECTION_POLICY
-    POLICY_TYPE: ClassVar[int] = 0
 
     @property
     def policy_type(self) -> int:
@@ -301,62 +329,75 @@ class SelectionPolicy:
         return tlv(self.TYPE, _U32.pack(self.policy_type) + self._policy_data())
 
 
+SelectionPolicy.TYPE = ParameterType.POOL_MEMBER_SELECTION_POLICY
+
+
 @dataclass(frozen=True, slots=True)
 class RoundRobinPolicy(SelectionPolicy):
     """RFC 5356 section 4.1."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.ROUND_ROBIN
+
+RoundRobinPolicy.POLICY_TYPE = PolicyType.ROUND_ROBIN
 
 
 @dataclass(frozen=True, slots=True)
 class WeightedRoundRobinPolicy(SelectionPolicy):
     """RFC 5356 section 4.2."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.WEIGHTED_ROUND_ROBIN
     weight: int
 
     def _policy_data(self) -> bytes:
         return _U32.pack(check_unsigned(self.weight, 32, "weight"))
+
+
+WeightedRoundRobinPolicy.POLICY_TYPE = PolicyType.WEIGHTED_ROUND_ROBIN
 
 
 @dataclass(frozen=True, slots=True)
 class RandomPolicy(SelectionPolicy):
     """RFC 5356 section 4.3."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.RANDOM
+
+RandomPolicy.POLICY_TYPE = PolicyType.RANDOM
 
 
 @dataclass(frozen=True, slots=True)
 class WeightedRandomPolicy(SelectionPolicy):
     """RFC 5356 section 4.4."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.WEIGHTED_RANDOM
     weight: int
 
     def _policy_data(self) -> bytes:
         return _U32.pack(check_unsigned(self.weight, 32, "weight"))
 
 
+WeightedRandomPolicy.POLICY_TYPE = PolicyType.WEIGHTED_RANDOM
+
+
 @dataclass(frozen=True, slots=True)
 class PriorityPolicy(SelectionPolicy):
     """RFC 5356 section 4.5 (larger numbers mean higher priority)."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.PRIORITY
     priority: int
 
     def _policy_data(self) -> bytes:
         return _U32.pack(check_unsigned(self.priority, 32, "priority"))
 
 
+PriorityPolicy.POLICY_TYPE = PolicyType.PRIORITY
+
+
 @dataclass(frozen=True, slots=True)
 class LeastUsedPolicy(SelectionPolicy):
     """RFC 5356 section 5.1 (load 0 is idle, 0xffffffff fully used)."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.LEAST_USED
     load: int
 
     def _policy_data(self) -> bytes:
         return _U32.pack(check_unsigned(self.load, 32, "load"))
+
+
+LeastUsedPolicy.POLICY_TYPE = PolicyType.LEAST_USED
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,25 +417,29 @@ class _LoadAndDegradation(SelectionPolicy):
 class LeastUsedDegradationPolicy(_LoadAndDegradation):
     """RFC 5356 section 5.2."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.LEAST_USED_DEGRADATION
+
+LeastUsedDegradationPolicy.POLICY_TYPE = PolicyType.LEAST_USED_DEGRADATION
 
 
 @dataclass(frozen=True, slots=True)
 class PriorityLeastUsedPolicy(_LoadAndDegradation):
     """RFC 5356 section 5.3."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.PRIORITY_LEAST_USED
+
+PriorityLeastUsedPolicy.POLICY_TYPE = PolicyType.PRIORITY_LEAST_USED
 
 
 @dataclass(frozen=True, slots=True)
 class RandomizedLeastUsedPolicy(SelectionPolicy):
     """RFC 5356 section 5.4."""
 
-    POLICY_TYPE: ClassVar[int] = PolicyType.RANDOMIZED_LEAST_USED
     load: int
 
     def _policy_data(self) -> bytes:
         return _U32.pack(check_unsigned(self.load, 32, "load"))
+
+
+RandomizedLeastUsedPolicy.POLICY_TYPE = PolicyType.RANDOMIZED_LEAST_USED
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,68 +481,77 @@ POLICY_CLASSES: dict[int, tuple[type[SelectionPolicy], int]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class PoolHandleParameter:
+class PoolHandleParameter(_TypedParameter):
     """RFC 5354 section 3.9."""
 
-    TYPE: ClassVar[int] = ParameterType.POOL_HANDLE
     pool_handle: bytes
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, self.pool_handle)
 
 
+PoolHandleParameter.TYPE = ParameterType.POOL_HANDLE
+
+
 @dataclass(frozen=True, slots=True)
-class CookieParameter:
+class CookieParameter(_TypedParameter):
     """RFC 5354 section 3.13."""
 
-    TYPE: ClassVar[int] = ParameterType.COOKIE
     cookie: bytes
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, self.cookie)
 
 
+CookieParameter.TYPE = ParameterType.COOKIE
+
+
 @dataclass(frozen=True, slots=True)
-class PEIdentifierParameter:
+class PEIdentifierParameter(_TypedParameter):
     """RFC 5354 section 3.14."""
 
-    TYPE: ClassVar[int] = ParameterType.PE_IDENTIFIER
     pe_identifier: int
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, _U32.pack(check_unsigned(self.pe_identifier, 32, "PE identifier")))
 
 
+PEIdentifierParameter.TYPE = ParameterType.PE_IDENTIFIER
+
+
 @dataclass(frozen=True, slots=True)
-class PEChecksumParameter:
+class PEChecksumParameter(_TypedParameter):
     """RFC 5354 section 3.15 (16 bits; RFC 5353 section 3.6.2 defines the sum)."""
 
-    TYPE: ClassVar[int] = ParameterType.PE_CHECKSUM
     checksum: int
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, _U16.pack(check_unsigned(self.checksum, 16, "PE checksum")))
 
 
+PEChecksumParameter.TYPE = ParameterType.PE_CHECKSUM
+
+
 @dataclass(frozen=True, slots=True)
-class HandleResolutionItems:
+class HandleResolutionItems(_TypedParameter):
     """RSPLIB's private parameter 0x803f: how many PEs a pool user wants resolved."""
 
-    TYPE: ClassVar[int] = ParameterType.HANDLE_RESOLUTION_ITEMS
     items: int
 
     def encode(self) -> bytes:
         return tlv(self.TYPE, _U32.pack(check_unsigned(self.items, 32, "items")))
 
 
+HandleResolutionItems.TYPE = ParameterType.HANDLE_RESOLUTION_ITEMS
+
+
 @dataclass(frozen=True, slots=True)
-class ResentMessages:
+class ResentMessages(_TypedParameter):
     """Private parameter 0x8e02: the first ``count`` application messages after the
     ASAP_COOKIE_ECHO that carries it were sent to the failed PE before and may have been
     processed there (at-least-once delivery across a failover, RFC 5352 6.5.5). Its type's
     top bits (10) make any other receiver skip it silently."""
 
-    TYPE: ClassVar[int] = ParameterType.RESENT_MESSAGES
     count: int
 
     def encode(self) -> bytes:
@@ -505,6 +559,7 @@ class ResentMessages:
 
 
 #: Longest owner identity carried in a Pool Element Owner parameter, in UTF-8 bytes.
+ResentMessages.TYPE = ParameterType.RESENT_MESSAGES
 MAX_OWNER_LENGTH = 255
 
 
@@ -518,7 +573,7 @@ def owner_fits(owner: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class PoolElementOwner:
+class PoolElementOwner(_TypedParameter):
     """Private parameter 0x8e01: the authenticated identity that owns a PE (RFC 5355 2.3).
 
     Servers of this implementation put it last inside a Pool Element parameter of
@@ -527,7 +582,6 @@ class PoolElementOwner:
     UTF-8, 1 to :data:`MAX_OWNER_LENGTH` bytes.
     """
 
-    TYPE: ClassVar[int] = ParameterType.POOL_ELEMENT_OWNER
     identity: str
 
     def encode(self) -> bytes:
@@ -539,10 +593,11 @@ class PoolElementOwner:
 
 
 # --------------------------------------------------------------------------- composites
+PoolElementOwner.TYPE = ParameterType.POOL_ELEMENT_OWNER
 
 
 @dataclass(frozen=True, slots=True)
-class PoolElementParameter:
+class PoolElementParameter(_TypedParameter):
     """RFC 5354 section 3.10: a pool element with its transports and policy.
 
     ``registration_life`` is in seconds, -1 for infinite. ``asap_transport`` is where the
@@ -553,7 +608,6 @@ class PoolElementParameter:
     ignores it in ASAP and the handlespace never stores it in the element.
     """
 
-    TYPE: ClassVar[int] = ParameterType.POOL_ELEMENT
     pe_identifier: int
     home_server_identifier: int
     registration_life: int
@@ -582,11 +636,13 @@ class PoolElementParameter:
         return tlv(self.TYPE, body)
 
 
+PoolElementParameter.TYPE = ParameterType.POOL_ELEMENT
+
+
 @dataclass(frozen=True, slots=True)
-class ServerInformation:
+class ServerInformation(_TypedParameter):
     """RFC 5354 section 3.11: an ENRP server's identifier and transport."""
 
-    TYPE: ClassVar[int] = ParameterType.SERVER_INFORMATION
     server_identifier: int
     server_transport: SctpTransport | TcpTransport
 
@@ -596,6 +652,9 @@ class ServerInformation:
             _U32.pack(check_unsigned(self.server_identifier, 32, "server identifier"))
             + self.server_transport.encode(),
         )
+
+
+ServerInformation.TYPE = ParameterType.SERVER_INFORMATION
 
 
 ErrorInformation: TypeAlias = bytes | SelectionPolicy | Transport
@@ -629,10 +688,9 @@ class ErrorCause:
 
 
 @dataclass(frozen=True, slots=True)
-class OperationError:
+class OperationError(_TypedParameter):
     """RFC 5354 section 3.12: one or more error causes."""
 
-    TYPE: ClassVar[int] = ParameterType.OPERATION_ERROR
     causes: tuple[ErrorCause, ...]
 
     @property
@@ -654,6 +712,9 @@ class OperationError:
     def from_malformed(cls, error: MalformedMessage) -> OperationError:
         """What an ASAP_ERROR / ENRP_ERROR must carry to report ``error`` to its sender."""
         return cls.single(error.cause, error.offending)
+
+
+OperationError.TYPE = ParameterType.OPERATION_ERROR
 
 
 Parameter: TypeAlias = (

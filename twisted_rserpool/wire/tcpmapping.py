@@ -21,10 +21,16 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, NoReturn, TypeAlias, TypeVar
+from typing import ClassVar, Final, NoReturn, TypeAlias, TypeVar
 
 from twisted_rserpool.wire.errors import CauseCode, MalformedMessage
-from twisted_rserpool.wire.fastpath import PADDING, FastLayout, data_header, scan_chunks
+from twisted_rserpool.wire.fastpath import (
+    PADDING,
+    FastLayout,
+    data_header,
+    new_record,
+    scan_chunks,
+)
 
 __all__ = [
     "ASAP_PPID",
@@ -100,6 +106,15 @@ def _check_uint(name: str, value: int | None, maximum: int) -> None:
         raise ValueError(f"{name} {value} is outside 0..{maximum}")
 
 
+class _TypedChunk:
+    """Where a chunk class's ``TYPE`` is declared: outside the dataclass bodies, because
+    mypyc hands every class attribute of a dataclass's body to ``@dataclass`` as a field
+    (mypyc issue 1122). Each chunk class sets its ``TYPE`` right after its body."""
+
+    __slots__ = ()
+    TYPE: ClassVar[ChunkType]
+
+
 @dataclass(frozen=True, slots=True)
 class DataFormat:
     """Which optional words the DATA chunks of one direction of a connection carry.
@@ -128,13 +143,11 @@ class DataFormat:
 
 
 @dataclass(frozen=True, slots=True)
-class Init:
+class Init(_TypedChunk):
     """INIT (section 3.3): sent once, first, and says which DATA words the sender omits.
 
     ``omit_tsn`` also asks the receiver to leave the TSN out of its ACK chunks.
     """
-
-    TYPE = ChunkType.INIT
 
     omit_tsn: bool = False
     omit_stream: bool = False
@@ -163,8 +176,11 @@ class Init:
         return _HEADER.pack(self.TYPE, self.flags, _HEADER_LENGTH)
 
 
+Init.TYPE = ChunkType.INIT
+
+
 @dataclass(frozen=True, slots=True)
-class Data:
+class Data(_TypedChunk):
     """DATA (section 3.2): one ASAP/ENRP message or one application message.
 
     ``None`` marks an optional word that is absent on the wire because the sender's INIT
@@ -173,8 +189,6 @@ class Data:
     (:data:`ASAP_PPID`, :data:`ENRP_PPID`, or an application's own). An ``unordered`` chunk
     has no stream sequence number; its receiver ignores that field.
     """
-
-    TYPE = ChunkType.DATA
 
     user_data: bytes
     tsn: int | None = None
@@ -238,16 +252,17 @@ class Data:
         return b"".join(parts)
 
 
+Data.TYPE = ChunkType.DATA
+
+
 @dataclass(frozen=True, slots=True)
-class Ack:
+class Ack(_TypedChunk):
     """ACK (section 3.4): one DATA chunk was delivered to the upper layer.
 
     ``tsn`` is that chunk's TSN, or ``None`` when the data sender's INIT suppressed TSNs
     (the TSN is then implicit from the ACK's position in the stream): ``Ack(data.tsn)``
     answers a received ``data``.
     """
-
-    TYPE = ChunkType.ACK
 
     tsn: int | None = None
 
@@ -259,6 +274,9 @@ class Ack:
         if self.tsn is None:
             return _HEADER.pack(self.TYPE, 0, _HEADER_LENGTH)
         return _HEADER.pack(self.TYPE, 0, _HEADER_LENGTH + 4) + _U32.pack(self.tsn)
+
+
+Ack.TYPE = ChunkType.ACK
 
 
 def _encode_heartbeat(chunk_type: int, info: bytes) -> bytes:
@@ -281,14 +299,12 @@ def _check_heartbeat_info(info: bytes) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(_TypedChunk):
     """HEARTBEAT (section 3.5): asks the peer to echo ``info`` in a HEARTBEAT ACK.
 
     ``info`` is the sender-specific content of the Heartbeat Info parameter (type 1),
     opaque to everyone but the sender.
     """
-
-    TYPE = ChunkType.HEARTBEAT
 
     info: bytes
 
@@ -304,11 +320,12 @@ class Heartbeat:
         return _encode_heartbeat(self.TYPE, self.info)
 
 
-@dataclass(frozen=True, slots=True)
-class HeartbeatAck:
-    """HEARTBEAT ACK (section 3.6): echoes the ``info`` of the HEARTBEAT it answers."""
+Heartbeat.TYPE = ChunkType.HEARTBEAT
 
-    TYPE = ChunkType.HEARTBEAT_ACK
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatAck(_TypedChunk):
+    """HEARTBEAT ACK (section 3.6): echoes the ``info`` of the HEARTBEAT it answers."""
 
     info: bytes
 
@@ -318,6 +335,9 @@ class HeartbeatAck:
     def encode(self) -> bytes:
         """The chunk on the wire: header, Heartbeat Info TLV, padding."""
         return _encode_heartbeat(self.TYPE, self.info)
+
+
+HeartbeatAck.TYPE = ChunkType.HEARTBEAT_ACK
 
 
 Chunk: TypeAlias = Init | Data | Ack | Heartbeat | HeartbeatAck
@@ -646,7 +666,7 @@ class ChunkDecoder:
         if self.buffered - self._padding < self._wanted and not self._eof:
             return  # the chunk whose header came last time is still incomplete
         layout = self._fast_layout
-        new = tuple.__new__
+        new = new_record
         while True:
             if layout is not None:
                 position = self._skip_padding()
