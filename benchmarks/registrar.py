@@ -10,8 +10,9 @@ Measures, in one run:
 2. **The floor**: a bare Twisted TLS request/response server (this script with ``--role
    floor-server``): Twisted's own TCP transport and ``TLSMemoryBIOFactory`` with the TLS
    creator the same ``tlspsk:`` listener string makes, so the same TLS 1.3 PSK setup
-   (but not the listener's write-through and gathering write paths), with messages framed by a 4-byte length; it answers requests of the handle resolution
-   request's size with payloads of the handle resolution response's size. The same load
+   (but not the listener's write-through and gathering write paths), with messages
+   framed by a 4-byte length; it answers requests of the handle resolution request's size
+   with payloads of the handle resolution response's size. The same load
    generator drives it with the same connections and window. ENRP and floor phases
    alternate, three rounds per connection count, and the median round is reported, so
    that load from other processes on a shared machine hits both alike.
