@@ -21,10 +21,11 @@ which returns it or raises the error it describes. Pure codec: no Twisted, no I/
 
 from __future__ import annotations
 
+import operator
 import struct
-import sys
-from array import array
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
+from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
@@ -60,13 +61,11 @@ _UNORDERED: Final = 0x04
 #: Padding after a chunk, indexed by its length modulo 4.
 PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
-_CHUNK_HEADER = struct.Struct("!BBH")
 _ACK_WITH_TSN = struct.Struct("!BBHI")
 #: An ACK chunk without TSN: type 3, no flags, length 4. Every one is the same.
 ACK_WITHOUT_TSN: Final = b"\x03\x00\x00\x04"
 # An ACK chunk with a TSN read as one big-endian 64-bit word: this prefix, then the TSN.
 _ACK_PREFIX: Final = 0x03000008 << 32
-_NATIVE_IS_BIG: Final = sys.byteorder == "big"
 #: ``tuple.__new__``, to build a record (a tuple subclass) without running its own
 #: ``__new__``. Typed as a plain callable: mypyc would otherwise build a plain tuple.
 new_record: Final[Callable[[type[Any], tuple[object, ...]], Any]] = tuple.__new__
@@ -77,16 +76,27 @@ def ack_chunks(first_tsn: int, count: int, with_tsn: bool) -> bytes:
     (wrapping after 2**32 - 1), with or without their TSN."""
     if not with_tsn:
         return ACK_WITHOUT_TSN * count
-    if count == 1:
-        return _ACK_WITH_TSN.pack(_ACK, 0, 8, first_tsn)
     end = first_tsn + count
     if end > _U32_MAX + 1:  # the TSN wraps inside the run
         head = _U32_MAX + 1 - first_tsn
         return ack_chunks(first_tsn, head, True) + ack_chunks(0, count - head, True)
-    words = array("Q", range(_ACK_PREFIX + first_tsn, _ACK_PREFIX + end))
-    if not _NATIVE_IS_BIG:
-        words.byteswap()
-    return words.tobytes()
+    # Each chunk is one big-endian 64-bit word (_ACK_PREFIX + TSN): one precompiled pack
+    # of the run's words.
+    return _ack_run_struct(count).pack(*range(_ACK_PREFIX + first_tsn, _ACK_PREFIX + end))
+
+
+#: Packers of runs of ACK chunks with TSN, by how many (at most _ACK_STRUCTS counts kept).
+_ACK_STRUCTS: Final[dict[int, struct.Struct]] = {}
+_ACK_STRUCTS_KEPT: Final = 256
+
+
+def _ack_run_struct(count: int) -> struct.Struct:
+    packer = _ACK_STRUCTS.get(count)
+    if packer is None:
+        if len(_ACK_STRUCTS) >= _ACK_STRUCTS_KEPT:
+            _ACK_STRUCTS.clear()  # a peer's odd run lengths cost a rebuild, not memory
+        packer = _ACK_STRUCTS[count] = struct.Struct(f"!{count}Q")
+    return packer
 
 
 #: The arguments of a DATA header packer: every word of the full format, in wire order.
@@ -117,10 +127,23 @@ def data_header(has_tsn: bool, has_stream: bool, has_ppid: bool) -> tuple[int, H
     return layout.size, header
 
 
+_R = TypeVar("_R", bound=tuple[int, bytes, int, int, bool])
+
+
 class FastLayout:
     """How the peer's DATA chunks are laid out (from its INIT), for :func:`scan_chunks`."""
 
-    __slots__ = ("data", "has_ppid", "has_stream", "has_tsn", "header_length")
+    __slots__ = (
+        "_formats",
+        "_runs",
+        "data",
+        "has_ppid",
+        "has_stream",
+        "has_tsn",
+        "header_length",
+        "ppid_index",
+        "stream_index",
+    )
 
     def __init__(self, has_tsn: bool, has_stream: bool, has_ppid: bool) -> None:
         words = ("I" if has_tsn else "") + ("HH" if has_stream else "") + ("I" if has_ppid else "")
@@ -130,6 +153,159 @@ class FastLayout:
         self.has_tsn = has_tsn
         self.has_stream = has_stream
         self.has_ppid = has_ppid
+        # In the unpacked words, after type, flags and length (and the TSN).
+        self.stream_index = 3 + has_tsn
+        self.ppid_index = 3 + has_tsn + 2 * has_stream
+        self._formats = "!BBH" + words
+        # Chunk structs by chunk length (see whole_chunk), at most _RUN_STRUCTS_KEPT.
+        self._runs: dict[int, struct.Struct] = {}
+
+    def whole_chunk(self, length: int) -> struct.Struct:
+        """The struct that unpacks a whole DATA chunk of ``length`` bytes (at least the
+        header) in one call: the header words, then the user data as ``bytes``."""
+        runs = self._runs
+        chunk = runs.get(length)
+        if chunk is None:
+            if len(runs) >= _RUN_STRUCTS_KEPT:
+                runs.clear()  # a peer's many lengths cost rebuilding a struct, not memory
+            chunk = runs[length] = struct.Struct(f"{self._formats}{length - self.header_length}s")
+        return chunk
+
+
+#: Chunk lengths whose struct a FastLayout keeps (shared by every connection of its format).
+_RUN_STRUCTS_KEPT: Final = 64
+#: DATA chunks of one length in a row from which the scan decodes them in bulk; a shorter
+#: run takes the per-chunk loop.
+_BULK: Final = 4
+#: How many chunks ahead the scan first looks for a run of one length (then all of them).
+_LOOK_AHEAD: Final = 16
+#: b"\x00", b"\x01", ... b"\xff".
+_BYTES: Final = tuple(bytes((value,)) for value in range(256))
+#: Consumes an iterator at C speed (a deque that keeps nothing).
+_drain: Final[Callable[[Iterable[object]], None]] = deque[object](maxlen=0).extend
+_truth = operator.truth
+_and = operator.and_
+
+
+def _same_length_chunks(
+    buffer: bytes | bytearray, position: int, step: int, length: int, count: int
+) -> int:
+    """How many of the ``count`` places ``step`` bytes apart from ``position`` hold, in a
+    row, the header of a DATA chunk of ``length`` bytes (type 0, any flags); the first is
+    known to. Three strided slices, no loop per chunk."""
+    stop = position + (count - 1) * step + 1
+    types = buffer[position:stop:step]
+    high = buffer[position + 2 : stop + 2 : step]
+    low = buffer[position + 3 : stop + 3 : step]
+    high_byte, low_byte = _BYTES[length >> 8], _BYTES[length & 0xFF]
+    if types == bytes(count) and high == high_byte * count and low == low_byte * count:
+        return count
+    return min(
+        count - len(types.lstrip(b"\x00")),
+        count - len(high.lstrip(high_byte)),
+        count - len(low.lstrip(low_byte)),
+    )
+
+
+def _first_difference(found: tuple[int, ...], expected: tuple[int, ...]) -> int:
+    """The index of the first item where ``found`` and ``expected`` differ."""
+    for index, (item, wanted) in enumerate(zip(found, expected, strict=False)):
+        if item != wanted:
+            return index
+    return min(len(found), len(expected))
+
+
+def _numbered(start: int, count: int, mask: int) -> tuple[int, ...]:
+    """``count`` numbers from ``start``, wrapping after ``mask`` (``2**n - 1``)."""
+    end = start + count
+    if end <= mask + 1:
+        return tuple(range(start, end))
+    return (*range(start, mask + 1), *range(end - mask - 1))
+
+
+def _data_run(
+    buffer: bytes | bytearray,
+    position: int,
+    layout: FastLayout,
+    length: int,
+    count: int,
+    next_tsn: int,
+    next_ssn: dict[int, int] | None,
+    record: type[_R],
+    append: Callable[[_R | int], object],
+) -> int:
+    """Decode the ``count`` DATA chunks of ``length`` bytes in a row from ``position``
+    (their headers checked: type, length, all in ``buffer``), checking their sequence
+    numbers as the per-chunk loop does, and pass them on; how many were, up to the first
+    one out of sequence."""
+    step = (length + 3) & -4
+    words = list(
+        map(
+            layout.whole_chunk(length).unpack_from,
+            repeat(buffer),
+            range(position, position + count * step, step),
+        )
+    )
+    columns = list(zip(*words, strict=True))
+    flags: tuple[int, ...] = columns[1]
+    has_stream = layout.has_stream
+    if next_ssn is not None:
+        if layout.has_tsn:
+            expected = _numbered(next_tsn, count, _U32_MAX)
+            if columns[3] != expected:
+                count = _first_difference(columns[3], expected)
+        if has_stream and count:
+            streams: tuple[int, ...] = columns[layout.stream_index]
+            numbers: tuple[int, ...] = columns[layout.stream_index + 1]
+            stream = streams[0]
+            if streams[:count].count(stream) == count and not any(
+                map(_and, flags[:count], repeat(_UNORDERED))
+            ):
+                # Ordered, all on one stream: its numbers follow on from the next one.
+                ssn = next_ssn.get(stream, 0)
+                expected = _numbered(ssn, count, _U16_MAX)
+                found = numbers[:count]
+                if found != expected:
+                    count = _first_difference(found, expected)
+                if count:
+                    next_ssn[stream] = (ssn + count) & _U16_MAX
+            else:
+                for index in range(count):
+                    if flags[index] & _UNORDERED:
+                        continue
+                    stream = streams[index]
+                    ssn = next_ssn.get(stream, 0)
+                    if numbers[index] != ssn:
+                        count = index
+                        break
+                    next_ssn[stream] = (ssn + 1) & _U16_MAX
+    if not count:
+        return 0
+    unordered: Iterable[bool] = (
+        repeat(False)
+        if flags.count(0) == len(flags)
+        else map(_truth, map(_and, flags, repeat(_UNORDERED)))
+    )
+    _drain(
+        map(
+            append,
+            map(
+                new_record,
+                repeat(record),
+                zip(
+                    range(next_tsn, next_tsn + count)
+                    if next_tsn + count <= _U32_MAX + 1
+                    else _numbered(next_tsn, count, _U32_MAX),
+                    columns[-1],
+                    columns[layout.ppid_index] if layout.has_ppid else repeat(0),
+                    columns[layout.stream_index] if has_stream else repeat(0),
+                    unordered,
+                    strict=False,  # the TSNs count the chunks taken: the shortest
+                ),
+            ),
+        )
+    )
+    return count
 
 
 @mypyc_attr(native_class=False)  # mypyc compiles no subclass of int
@@ -157,9 +333,6 @@ def _ack_run(
         else:
             high = middle - 1
     return low
-
-
-_R = TypeVar("_R", bound=tuple[int, bytes, int, int, bool])
 
 
 def scan_chunks(
@@ -192,14 +365,15 @@ def scan_chunks(
     not yet in ``buffer``, the TSN of the next DATA chunk, and how many ACKs ran.
     """
     end = len(buffer)
-    unpack_header = _CHUNK_HEADER.unpack_from
     unpack_data = layout.data.unpack_from
     header_length = layout.header_length
     has_tsn, has_stream, has_ppid = layout.has_tsn, layout.has_stream, layout.has_ppid
-    ppid_index = 3 + has_tsn + 2 * has_stream  # in the unpacked words: after type, flags, length
+    stream_index = layout.stream_index
+    ppid_index = layout.ppid_index
     new = new_record
     padding = 0
     acknowledged = 0
+    previous = -1  # the length of the DATA chunk before, decoded alone
     # A read decoded in place is bytes: a slice is the copy. A bytearray's slice would be
     # a second one; a memoryview's is not.
     in_place = type(buffer) is bytes
@@ -214,21 +388,55 @@ def scan_chunks(
                 length = words[2]
                 if not header_length <= length <= max_chunk_length or end - position < length:
                     break
+                if length == previous:
+                    # Two of one length in a row: maybe a run (messages of one size).
+                    step = (length + 3) & -4
+                    fit = (end - position - length) // step + 1  # how many would fit
+                    run = 0
+                    if fit >= _BULK:
+                        run = _same_length_chunks(
+                            buffer, position, step, length, min(fit, _LOOK_AHEAD)
+                        )
+                        if run == _LOOK_AHEAD < fit:
+                            run = _same_length_chunks(buffer, position, step, length, fit)
+                    if run >= _BULK:
+                        taken = _data_run(
+                            buffer,
+                            position,
+                            layout,
+                            length,
+                            run,
+                            next_tsn,
+                            next_ssn,
+                            record,
+                            append,
+                        )
+                        next_tsn = (next_tsn + taken) & _U32_MAX
+                        if taken < run:  # the next is out of sequence: the checked path's
+                            position += taken * step
+                            break
+                        # The last one's end and padding, as below.
+                        position += (taken - 1) * step + length
+                        pad = step - length
+                        if pad:
+                            if end - position < pad:
+                                padding = pad - (end - position)
+                                position = end
+                                break
+                            position += pad
+                        continue
+                previous = length
                 tsn = next_tsn
-                sid = 0
-                unordered = words[1] & _UNORDERED != 0
+                flags = words[1]
+                sid = words[stream_index] if has_stream else 0
                 if next_ssn is not None:
                     if has_tsn and words[3] != tsn:
                         break
-                    if has_stream:
-                        sid = words[3 + has_tsn]
-                        if not unordered:
-                            ssn = next_ssn.get(sid, 0)
-                            if words[4 + has_tsn] != ssn:
-                                break
-                            next_ssn[sid] = (ssn + 1) & _U16_MAX
-                elif has_stream:
-                    sid = words[3 + has_tsn]
+                    if has_stream and not flags & _UNORDERED:
+                        ssn = next_ssn.get(sid, 0)
+                        if words[stream_index + 1] != ssn:
+                            break
+                        next_ssn[sid] = (ssn + 1) & _U16_MAX
                 start = position + header_length
                 append(
                     new(
@@ -240,13 +448,13 @@ def scan_chunks(
                             else bytes(view[start : position + length]),
                             words[ppid_index] if has_ppid else 0,
                             sid,
-                            unordered,
+                            flags & _UNORDERED != 0,
                         ),
                     )
                 )
                 next_tsn = (tsn + 1) & _U32_MAX
             elif chunk_type == _ACK:
-                length = unpack_header(buffer, position)[2]
+                length = buffer[position + 2] << 8 | buffer[position + 3]
                 if length not in (4, 8):
                     break
                 limit = min(outstanding - acknowledged, (end - position) // length)
