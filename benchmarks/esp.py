@@ -204,6 +204,12 @@ def measure(suite: str, which: str, args: argparse.Namespace, result: Result) ->
                 client.stop()
 
 
+def ratio(ours: float, theirs: float) -> str:
+    """``ours / theirs`` to two places; ``-`` where theirs measured nothing (a short run
+    whose CPU time rounds to zero, as kernel ESP's can)."""
+    return f"{ours / theirs:.2f}" if theirs else "-"
+
+
 def table(results: dict[tuple[str, str], Result]) -> str:
     lines = [
         "| ESP | gateway | ping avg (min) ms | down Mbit/s | up Mbit/s | gw CPU ms/MiB down | up |",
@@ -221,9 +227,9 @@ def table(results: dict[tuple[str, str], Result]) -> str:
         ours, theirs = results.get((suite, "vpngw")), results.get((suite, "strongswan"))
         if ours is not None and theirs is not None:
             lines.append(
-                f"| {suite} | vpngw / strongSwan | {ours.ping_avg / theirs.ping_avg:.2f} | "
-                f"{ours.down / theirs.down:.2f} | {ours.up / theirs.up:.2f} | "
-                f"{ours.down_cpu / theirs.down_cpu:.2f} | {ours.up_cpu / theirs.up_cpu:.2f} |"
+                f"| {suite} | vpngw / strongSwan | {ratio(ours.ping_avg, theirs.ping_avg)} | "
+                f"{ratio(ours.down, theirs.down)} | {ratio(ours.up, theirs.up)} | "
+                f"{ratio(ours.down_cpu, theirs.down_cpu)} | {ratio(ours.up_cpu, theirs.up_cpu)} |"
             )
     return "\n".join(lines)
 

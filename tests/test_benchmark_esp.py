@@ -8,7 +8,7 @@ import argparse
 
 import pytest
 
-from benchmarks.esp import GATEWAYS, run, table
+from benchmarks.esp import GATEWAYS, Result, run, table
 from tests.interop.tunnel_support import require_tunnel_tools
 
 pytestmark = [pytest.mark.slow, pytest.mark.interop]
@@ -24,3 +24,11 @@ def test_both_gateways_carry_traffic() -> None:
         assert 0 < result.ping_avg < float("inf"), which
         assert result.down_cpu >= 0 and result.up_cpu >= 0, which
     assert "vpngw / strongSwan" in table(results)
+
+
+def test_ratio_of_nothing_measured() -> None:
+    """A gateway whose CPU time rounds to zero in a short run gives '-', not a crash."""
+    quiet = Result(ping_avg=1.0, ping_min=1.0, down=100.0, up=100.0, down_cpu=0.0, up_cpu=0.0)
+    busy = Result(ping_avg=1.0, ping_min=1.0, down=100.0, up=100.0, down_cpu=0.1, up_cpu=0.1)
+    text = table({("aes128gcm16", "vpngw"): busy, ("aes128gcm16", "strongswan"): quiet})
+    assert "| aes128gcm16 | vpngw / strongSwan | 1.00 | 1.00 | 1.00 | - | - |" in text
