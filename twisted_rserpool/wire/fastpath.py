@@ -246,27 +246,33 @@ def _data_run(
             range(position, position + count * step, step),
         )
     )
-    columns = list(zip(*words, strict=True))
+    columns = list(zip(*words, strict=False))  # the words of each, all of one length
     flags: tuple[int, ...] = columns[1]
+    plain = flags.count(0) == count  # no flag set (no U flag): the usual
     has_stream = layout.has_stream
+    tsns: Iterable[int] | None = None
     if next_ssn is not None:
         if layout.has_tsn:
+            found: tuple[int, ...] = columns[3]
             expected = _numbered(next_tsn, count, _U32_MAX)
-            if columns[3] != expected:
-                count = _first_difference(columns[3], expected)
+            if found == expected:
+                tsns = found  # the records share its numbers
+            else:
+                count = _first_difference(found, expected)
         if has_stream and count:
             streams: tuple[int, ...] = columns[layout.stream_index]
             numbers: tuple[int, ...] = columns[layout.stream_index + 1]
+            if count < len(streams):
+                streams, numbers, flags = streams[:count], numbers[:count], flags[:count]
             stream = streams[0]
-            if streams[:count].count(stream) == count and not any(
-                map(_and, flags[:count], repeat(_UNORDERED))
+            if streams.count(stream) == count and (
+                plain or not any(map(_and, flags, repeat(_UNORDERED)))
             ):
                 # Ordered, all on one stream: its numbers follow on from the next one.
                 ssn = next_ssn.get(stream, 0)
                 expected = _numbered(ssn, count, _U16_MAX)
-                found = numbers[:count]
-                if found != expected:
-                    count = _first_difference(found, expected)
+                if numbers != expected:
+                    count = _first_difference(numbers, expected)
                 if count:
                     next_ssn[stream] = (ssn + count) & _U16_MAX
             else:
@@ -281,11 +287,12 @@ def _data_run(
                     next_ssn[stream] = (ssn + 1) & _U16_MAX
     if not count:
         return 0
-    unordered: Iterable[bool] = (
-        repeat(False)
-        if flags.count(0) == len(flags)
-        else map(_truth, map(_and, flags, repeat(_UNORDERED)))
-    )
+    if tsns is None or count < len(columns[3]):
+        tsns = (
+            range(next_tsn, next_tsn + count)
+            if next_tsn + count <= _U32_MAX + 1
+            else _numbered(next_tsn, count, _U32_MAX)
+        )
     _drain(
         map(
             append,
@@ -293,13 +300,11 @@ def _data_run(
                 new_record,
                 repeat(record),
                 zip(
-                    range(next_tsn, next_tsn + count)
-                    if next_tsn + count <= _U32_MAX + 1
-                    else _numbered(next_tsn, count, _U32_MAX),
+                    tsns,
                     columns[-1],
                     columns[layout.ppid_index] if layout.has_ppid else repeat(0),
                     columns[layout.stream_index] if has_stream else repeat(0),
-                    unordered,
+                    repeat(False) if plain else map(_truth, map(_and, flags, repeat(_UNORDERED))),
                     strict=False,  # the TSNs count the chunks taken: the shortest
                 ),
             ),
