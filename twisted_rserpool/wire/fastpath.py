@@ -76,13 +76,18 @@ def ack_chunks(first_tsn: int, count: int, with_tsn: bool) -> bytes:
     (wrapping after 2**32 - 1), with or without their TSN."""
     if not with_tsn:
         return ACK_WITHOUT_TSN * count
+    if count == 1:
+        return _ACK_WITH_TSN.pack(_ACK, 0, 8, first_tsn)
     end = first_tsn + count
     if end > _U32_MAX + 1:  # the TSN wraps inside the run
         head = _U32_MAX + 1 - first_tsn
         return ack_chunks(first_tsn, head, True) + ack_chunks(0, count - head, True)
     # Each chunk is one big-endian 64-bit word (_ACK_PREFIX + TSN): one precompiled pack
     # of the run's words.
-    return _ack_run_struct(count).pack(*range(_ACK_PREFIX + first_tsn, _ACK_PREFIX + end))
+    packer = _ACK_STRUCTS.get(count)
+    if packer is None:
+        packer = _ack_run_struct(count)
+    return packer.pack(*range(_ACK_PREFIX + first_tsn, _ACK_PREFIX + end))
 
 
 #: Packers of runs of ACK chunks with TSN, by how many (at most _ACK_STRUCTS counts kept).
@@ -91,11 +96,10 @@ _ACK_STRUCTS_KEPT: Final = 256
 
 
 def _ack_run_struct(count: int) -> struct.Struct:
-    packer = _ACK_STRUCTS.get(count)
-    if packer is None:
-        if len(_ACK_STRUCTS) >= _ACK_STRUCTS_KEPT:
-            _ACK_STRUCTS.clear()  # a peer's odd run lengths cost a rebuild, not memory
-        packer = _ACK_STRUCTS[count] = struct.Struct(f"!{count}Q")
+    """A new packer of ``count`` ACK chunks with TSN, kept in _ACK_STRUCTS."""
+    if len(_ACK_STRUCTS) >= _ACK_STRUCTS_KEPT:
+        _ACK_STRUCTS.clear()  # a peer's odd run lengths cost a rebuild, not memory
+    packer = _ACK_STRUCTS[count] = struct.Struct(f"!{count}Q")
     return packer
 
 
