@@ -731,3 +731,125 @@ def test_honest_one_way_stream_is_not_dropped() -> None:
     assert not transport.disconnecting
     assert probes > 0  # the peer was asked, and answered
     assert len(protocol.calls) == 5000
+
+
+# -- the shortcuts of the common case (issue 12) ------------------------------------------
+
+
+class Plain(RSerPoolProtocol):
+    """Only asapMessageReceived overridden: the acknowledgement hooks are the defaults."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        super().__init__(clock)
+        self.messages: list[asap.AsapMessage] = []
+
+    def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+        self.messages.append(message)
+
+
+def _plain_ready(protocol: RSerPoolProtocol) -> tuple[Transport, Peer]:
+    protocol.clock = Clock()
+    transport = Transport()
+    attach(protocol, transport)
+    peer = Peer()
+    peer.read(transport)
+    protocol.dataReceived(peer.init())
+    return transport, peer
+
+
+def test_default_acknowledgement_hooks_build_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With neither messagesAcknowledged nor dataAcknowledged overridden, an ACK retires
+    what it acknowledges without making a SentData per message."""
+    from twisted_rserpool.transport.events import SentRun
+
+    made: list[int] = []
+    values = SentRun.values
+
+    def counting(self: SentRun) -> tuple[SentData, ...]:
+        made.append(len(self))
+        return values(self)
+
+    monkeypatch.setattr(SentRun, "values", counting)
+    protocol = Plain()
+    transport, peer = _plain_ready(protocol)
+    protocol.sendAsap(RESOLUTION)
+    protocol.sendAsap(RESOLUTION)
+    peer.read(transport)
+    protocol.dataReceived(Ack(0).encode() + Ack(1).encode())
+    assert made == []
+    assert len(protocol.unacknowledged()) == 0
+
+
+def test_acknowledgement_hooks_overridden_on_the_instance_are_called() -> None:
+    """dataAcknowledged and messagesAcknowledged set on the instance (not the class) are
+    called as before."""
+    protocol = Plain()
+    acknowledged: list[SentData] = []
+    protocol.dataAcknowledged = acknowledged.append  # type: ignore[method-assign,assignment]
+    transport, peer = _plain_ready(protocol)
+    first = protocol.sendAsap(RESOLUTION)
+    peer.read(transport)
+    protocol.dataReceived(Ack(0).encode())
+    assert acknowledged == [first]
+    runs: list[Sequence[SentData]] = []
+    protocol.messagesAcknowledged = runs.append  # type: ignore[method-assign,assignment]
+    second = protocol.sendAsap(RESOLUTION)
+    peer.read(transport)
+    protocol.dataReceived(Ack(1).encode())
+    assert runs == [(second,)] and acknowledged == [first]
+
+
+def test_messages_acknowledged_overridden_by_a_subclass_is_called() -> None:
+    """A subclass overriding messagesAcknowledged gets each ACKed run."""
+
+    class Retiring(Plain):
+        def __init__(self) -> None:
+            super().__init__()
+            self.runs: list[tuple[SentData, ...]] = []
+
+        def messagesAcknowledged(self, sent: Sequence[SentData]) -> None:
+            self.runs.append(tuple(sent))
+
+    protocol = Retiring()
+    transport, peer = _plain_ready(protocol)
+    sent = (protocol.sendAsap(RESOLUTION), protocol.sendAsap(RESOLUTION))
+    peer.read(transport)
+    protocol.dataReceived(Ack(0).encode() + Ack(1).encode())
+    assert protocol.runs == [sent]
+
+
+def test_asap_hook_that_raises_is_logged_and_the_next_message_delivered() -> None:
+    """asapMessageReceived raising: logged, the message ACKed, the next one in the same
+    read delivered."""
+
+    class Flaky(Plain):
+        def asapMessageReceived(self, message: asap.AsapMessage) -> None:
+            super().asapMessageReceived(message)
+            if len(self.messages) == 1:
+                raise RuntimeError("bug in subclass")
+
+    protocol = Flaky()
+    transport, peer = _plain_ready(protocol)
+    peer.read(transport)
+    with logs() as events:
+        protocol.dataReceived(peer.asap(RESOLUTION) + peer.asap(RESOLUTION))
+    assert protocol.messages == [RESOLUTION, RESOLUTION]
+    assert peer.read(transport) == [Ack(0), Ack(1)]
+    assert [e["hook"] for e in events if "log_failure" in e] == ["asapMessageReceived"]
+    assert not transport.disconnecting
+
+
+def test_malformed_asap_message_reported_once_among_valid_ones() -> None:
+    """A malformed ASAP message between two valid ones in one read: the valid ones are
+    delivered in order, the malformed one reported once, and all three ACKed."""
+    protocol, transport, _, peer = ready()
+    raw = struct.pack("!BBH", 0x41, 0, 8) + b"abcd"
+    protocol.dataReceived(peer.asap(RESOLUTION) + peer.data(raw, ASAP_PPID) + peer.asap(RESOLUTION))
+    assert protocol.calls == [
+        ("asap", RESOLUTION),
+        ("malformed", (CauseCode.UNRECOGNIZED_MESSAGE, ASAP_PPID)),
+        ("asap", RESOLUTION),
+    ]
+    chunks = peer.read(transport)
+    assert [c for c in chunks if isinstance(c, Ack)] == [Ack(0), Ack(1), Ack(2)]
+    assert error_causes(chunks) == [ErrorCause(CauseCode.UNRECOGNIZED_MESSAGE, raw)]

@@ -111,17 +111,21 @@ class EnrpCore:
 
     def asap_message_received(self, number: int, message: Message, now: float) -> list[CoreAction]:
         """One decoded ASAP message from ASAP connection ``number``."""
-        actions: list[CoreAction] = []
+        peers = self.peers
+        if peers is None:
+            # Without peers: no H keep-alives of ours, and only the registrar's outbox.
+            actions: list[CoreAction] = list(self.registrar.message_received(number, message, now))
+            return self._settle_registrar(actions)
+        actions = []
         home = self._home.get(number)
         if (
             home is not None
-            and self.peers is not None
             and isinstance(message, asap.EndpointKeepAliveAck)
             and message.pool_handle == home.action.pool_handle
             and message.pe_identifier == home.action.pe_identifier
         ):
             # The PE we took over answered our H keep-alive: it stays.
-            self.peers.home_keep_alive_acknowledged(message.pool_handle, message.pe_identifier)
+            peers.home_keep_alive_acknowledged(message.pool_handle, message.pe_identifier)
         actions.extend(self.registrar.message_received(number, message, now))
         return self._settle(actions, now)
 
@@ -291,12 +295,23 @@ class EnrpCore:
 
     def _settle(self, actions: list[CoreAction], now: float | None = None) -> list[CoreAction]:
         """Add what each side's outbox holds until neither has anything more."""
+        if self.peers is None:
+            return self._settle_registrar(actions)
         while True:
             more: list[CoreAction] = list(self.registrar.take_actions())
             if self.peers is not None:
                 more.extend(self.peers.take_actions())
                 for question in self.peers.take_questions():
                     more.extend(self._ask(question, now))
+            if not more:
+                return actions
+            actions.extend(more)
+
+    def _settle_registrar(self, actions: list[CoreAction]) -> list[CoreAction]:
+        """:meth:`_settle` without peers: only the registrar's outbox."""
+        registrar = self.registrar
+        while True:
+            more = registrar.take_actions()
             if not more:
                 return actions
             actions.extend(more)

@@ -24,6 +24,9 @@ class KeepAlives:
         # The queue's next deadline, asked after every message: kept until the queue changes.
         self._next: float | None = None
         self._next_known = True
+        #: The ASAP_ENDPOINT_KEEP_ALIVE of each PE asked before (messages are immutable,
+        #: so one serves every keep-alive to it), until the PE is forgotten.
+        self._messages: dict[PoolElementKey, asap.EndpointKeepAlive] = {}
 
     def schedule(self, key: PoolElementKey, now: float) -> None:
         """Ask the PE ``key`` again one keep-alive interval from ``now``."""
@@ -37,6 +40,7 @@ class KeepAlives:
         self._due.cancel(key)
         self._next_known = False
         self._limiter.forget(key)
+        self._messages.pop(key, None)
 
     def next_deadline(self) -> float | None:
         """When :meth:`send_due` next has a keep-alive to send, or ``None``."""
@@ -63,13 +67,13 @@ class KeepAlives:
             state.counters["keep_alives_rate_limited"] += 1
             return False
         config = state.config
-        state.send(
-            registered.connection,
+        message = self._messages.get(key)
+        if message is None:
             # The PE identifier (as RSPLIB sends it) says which PE of the pool is asked.
-            asap.EndpointKeepAlive(
+            message = self._messages[key] = asap.EndpointKeepAlive(
                 config.server_identifier, key[0], home=False, pe_identifier=key[1]
-            ),
-        )
+            )
+        state.send(registered.connection, message)
         state.handlespace.keep_alive_sent(
             key[0], key[1], now=now, timeout=config.keep_alive_timeout
         )
@@ -99,7 +103,8 @@ class KeepAlives:
         handlespace = state.handlespace
         key = (message.pool_handle, message.pe_identifier)
         registered = state.registered.get(key)
-        if registered is None and handlespace.get(*key) is None:
+        entry = handlespace.get(*key)
+        if registered is None and entry is None:
             # A late answer from a PE we removed (its keep-alive timed out): tell it, as for
             # an expiry, so that it registers again instead of waiting for its T4.
             state.counters["keep_alive_acks_unmatched"] += 1
@@ -109,7 +114,6 @@ class KeepAlives:
             # Only the PE's own association may vouch for it.
             state.counters["keep_alive_acks_ignored"] += 1
             return
-        entry = handlespace.get(*key)
         if entry is not None and entry.unreachable_reports:
             # A sign of life: the reports were wrong (handlespace clears the count).
             state.counters["unreachable_reports_cleared"] += 1

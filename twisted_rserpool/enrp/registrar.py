@@ -331,7 +331,9 @@ class Registrar:
     # ------------------------------------------------------------------ plumbing
 
     def _take(self) -> list[Action]:
-        self._resolutions.send_updates()
+        resolutions = self._resolutions
+        if resolutions.changed:  # send_updates, asked only when it has work
+            resolutions.send_updates()
         state = self._state
         actions, state.outbox = state.outbox, []
         return actions

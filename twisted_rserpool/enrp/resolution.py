@@ -222,6 +222,11 @@ class Resolutions:
             # Coalesced: one update per pool and subscriber however many PEs changed.
             self._changed_pools.add(event.pool_handle)
 
+    @property
+    def changed(self) -> bool:
+        """Whether a pool changed that someone subscribed to (:meth:`send_updates` has work)."""
+        return bool(self._changed_pools)
+
     def send_updates(self) -> None:
         """S-flag dynamic updates for every pool that changed since the last call."""
         if self._changed_pools:

@@ -62,8 +62,6 @@ _PROTOCOL_NAMES = {ASAP_PPID: "ASAP", ENRP_PPID: "ENRP"}
 #: read stays raw (a TCP read brings up to 64 KiB).
 _SLICE = 4096
 _ERROR_TYPES = {ASAP_PPID: asap.AsapType.ERROR, ENRP_PPID: enrp.EnrpType.ERROR}
-#: The PPIDs whose messages are decoded (ASAP, ENRP) rather than handed on as they are.
-_CONTROL_PPIDS = frozenset(_PROTOCOL_NAMES)
 
 
 class ConnectionNotReady(LocalProtocolError):
@@ -409,7 +407,14 @@ class RSerPoolProtocol(Protocol):
     def dataReceived(self, data: bytes) -> None:
         """Feed the TCP mapping; never raises."""
         mapping = self.mapping
-        if mapping is None or mapping.closed or self._stopped():
+        # _stopped(), inlined: asked for every read.
+        if (
+            mapping is None
+            or mapping.closed
+            or self._lost
+            or self._closing
+            or getattr(self.transport, "disconnecting", False)
+        ):
             return
         # What hooks send while this read is handled goes out in one write at the end.
         self._batching = True
@@ -419,7 +424,7 @@ class RSerPoolProtocol(Protocol):
                 and not self._unread
                 and (len(data) <= _SLICE or self._admitsAll)
             ):
-                self._handleEvents(mapping.receive_data(data, self._now()))
+                self._handleEvents(mapping.receive_data(data, self.clock.seconds()))  # type: ignore[union-attr]
             else:
                 self._unread += data
             if self._held is not None or self._unread or self._readingPaused:
@@ -498,8 +503,10 @@ class RSerPoolProtocol(Protocol):
             # The stream can no longer be trusted, and nothing could be answered: the
             # messages that came with the fault are discarded.
             events = [e for e in events if not isinstance(e, DataReceived | InitReceived)]
-        # The hook every application message goes to, looked up once per read.
+        # The hooks messages go to, looked up once per read.
         application = self.applicationMessageReceived
+        asapHook = self.asapMessageReceived
+        asapDecode = asap.decode
         for event in events:
             if type(event) is DataReceived:
                 # _stopped(), inlined: asked for every message.
@@ -509,7 +516,26 @@ class RSerPoolProtocol(Protocol):
                     # Nothing waits: asked and delivered without the queue.
                     if self._admitsAll or self._admitted(event):
                         ppid = event[2]
-                        if ppid in _CONTROL_PPIDS:
+                        if ppid == ASAP_PPID:
+                            # _deliver, _deliverMessage and _callHook inlined for the
+                            # valid ASAP message (every request to an ENRP server).
+                            try:
+                                message = asapDecode(event[1], self.messageLimits)
+                            except MalformedMessage:
+                                self._deliver(event)  # decodes it again, and reports it
+                                continue
+                            if message.unrecognized_parameters and not isinstance(
+                                message, asap.ErrorMessage
+                            ):
+                                self._reportUnrecognized(ppid, message.unrecognized_parameters)
+                            if not self._lost:
+                                try:
+                                    asapHook(message)
+                                except Exception:
+                                    self._hookFailed(asapHook)
+                            self._lastDelivered = event
+                            continue
+                        if ppid == ENRP_PPID:
                             self._deliver(event)
                             continue
                         # _deliver and _callHook inlined: the path of every application
@@ -529,6 +555,15 @@ class RSerPoolProtocol(Protocol):
                     self._held.append(event)
                     self._dispatchHeld()
             elif isinstance(event, DataAcknowledged):
+                cls = type(self)
+                if (
+                    cls.messagesAcknowledged is _DEFAULT_MESSAGES_ACKNOWLEDGED
+                    and cls.dataAcknowledged is _DEFAULT_DATA_ACKNOWLEDGED
+                    and _ACK_HOOKS.isdisjoint(self.__dict__)
+                ):
+                    # Neither hook overridden (by the class or on the instance): the
+                    # default would call a no-op per message.
+                    continue
                 self._callHook(self.messagesAcknowledged, event.sent)
             elif isinstance(event, InitReceived):
                 self._becomeReadyIfPossible()
@@ -819,6 +854,11 @@ class RSerPoolProtocol(Protocol):
             self._batching = False
             self._flush()
 
+
+#: The hooks :meth:`RSerPoolProtocol._handleEvents` skips while a class keeps them.
+_DEFAULT_MESSAGES_ACKNOWLEDGED = RSerPoolProtocol.messagesAcknowledged
+_DEFAULT_DATA_ACKNOWLEDGED = RSerPoolProtocol.dataAcknowledged
+_ACK_HOOKS = frozenset({"messagesAcknowledged", "dataAcknowledged"})
 
 _P = TypeVar("_P", bound=RSerPoolProtocol)
 
