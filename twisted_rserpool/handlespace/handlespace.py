@@ -555,6 +555,9 @@ class Handlespace:
 
     def expire(self, now: float) -> list[HandlespaceEvent]:
         """Remove the PEs whose registration life or unanswered keep-alive ran out by ``now``."""
+        deadline = self.next_deadline()
+        if deadline is None or deadline > now:
+            return []  # nothing due (the common case of a timer that came for keep-alives)
         events: list[HandlespaceEvent] = []
         self._next_known = False
         for queue, reason in (
@@ -590,9 +593,12 @@ class Handlespace:
         entry = self.get(pool_handle, pe_identifier)
         if entry is None:
             return False
-        entry.keep_alive_deadline = None
+        deadline, entry.keep_alive_deadline = entry.keep_alive_deadline, None
         self._keep_alive.cancel(entry)
-        self._next_known = False
+        earliest = self._next
+        if deadline is None or earliest is None or deadline <= earliest:
+            # It may have been the earliest deadline; a later one leaves that as it is.
+            self._next_known = False
         # A sign of life clears the unreachable count (the reporters stay remembered).
         entry.unreachable_reports = 0
         return True
