@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twisted_rserpool.security.ratelimit import (
@@ -113,6 +113,7 @@ class _ReferenceLimiter:
         return wait
 
 
+@settings(max_examples=1000)  # the headroom of a shared rate takes many draws to reach
 @given(
     st.lists(
         st.tuples(st.integers(0, 5), st.sampled_from([None, "a", "b"]), st.floats(0.0, 0.05)),
@@ -135,3 +136,51 @@ def test_admit_waits_as_its_public_steps_do(
         now += gap
         identity = identities.setdefault(number, drawn)
         assert limiter.admit(number, identity, now) == reference.admit(number, identity, now)
+
+
+class _ReferenceBucket(TokenBucket):
+    """TokenBucket.allow as its public steps say it: no token while wait() is positive."""
+
+    __slots__ = ()
+
+    def allow(self, now: float, cost: float = 1.0) -> bool:
+        if self.wait(now, cost) > 0:
+            return False
+        self._tokens -= cost
+        return True
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 4), st.floats(0.0, 0.3), st.sampled_from([1.0, 0.5])), max_size=200
+    ),
+    st.sampled_from([(1.0, 1.0), (3.0, 2.0), (10.0, 5.0), (0.5, 3.0)]),
+)
+def test_allow_unrolled_as_its_public_steps(
+    events: list[tuple[int, float, float]], rate: tuple[float, float]
+) -> None:
+    """TokenBucket.allow and RateLimiter.allow, unrolled for speed, allow and refuse the
+    same events as wait() and bucket() do, and the limiter forgets the same keys."""
+    limit = Rate(*rate)
+    limiter: RateLimiter[int] = RateLimiter(limit, max_keys=3)
+    reference: dict[int, _ReferenceBucket] = {}
+    order: list[int] = []
+    now = 0.0
+    for key, gap, _ in events:
+        now += gap
+        if key not in reference:
+            reference[key] = _ReferenceBucket(limit, now)
+        if key in order:
+            order.remove(key)
+        order.append(key)
+        if len(order) > 3:
+            del reference[order.pop(0)]
+        expected = reference[key].allow(now)
+        assert limiter.allow(key, now) == expected
+        assert list(limiter._buckets) == order
+    twin, plain = _ReferenceBucket(limit, 0.0), TokenBucket(limit, 0.0)
+    now = 0.0
+    for _, gap, cost in events:
+        now += gap
+        assert plain.allow(now, cost) == twin.allow(now, cost)
+        assert plain.tokens == twin.tokens

@@ -67,7 +67,14 @@ class TokenBucket:
 
     def allow(self, now: float, cost: float = 1.0) -> bool:
         """Whether an event at ``now`` is within the rate (and, if so, count it)."""
-        if self.wait(now, cost) > 0:
+        # wait() and _refill() unrolled (asked for every keep-alive): a positive wait is
+        # more than _EPSILON tokens missing.
+        elapsed = now - self._last
+        if elapsed > 0:
+            tokens = self._tokens + elapsed * self._per_second
+            self._tokens = tokens if tokens < self._burst else self._burst
+            self._last = now
+        if cost - self._tokens > _EPSILON:
             return False
         self._tokens -= cost
         return True
@@ -142,7 +149,13 @@ class RateLimiter(Generic[_K]):
 
     def allow(self, key: _K, now: float) -> bool:
         """Whether an event for ``key`` at ``now`` is within the rate."""
-        if self.bucket(key, now).allow(now):
+        buckets = self._buckets
+        bucket = buckets.get(key)
+        if bucket is None:
+            bucket = self.bucket(key, now)
+        else:
+            buckets.move_to_end(key)  # bucket(), for a known key
+        if bucket.allow(now):
             return True
         self.dropped += 1
         return False
@@ -329,8 +342,21 @@ class RequestLimiter(Generic[_K]):
                 identities.move_to_end(identity)
                 shared = known
         bucket = state.bucket
-        own_wait = bucket.wait(now)
-        shared_wait = shared.wait(now, 1.0 + shared.headroom if now < state.share_until else 1.0)
+        # bucket.wait(now) and shared.wait(now, cost), their _refill included, unrolled.
+        elapsed = now - bucket._last
+        if elapsed > 0:
+            tokens = bucket._tokens + elapsed * bucket._per_second
+            bucket._tokens = tokens if tokens < bucket._burst else bucket._burst
+            bucket._last = now
+        missing = 1.0 - bucket._tokens
+        own_wait = 0.0 if missing <= _EPSILON else missing / bucket._per_second
+        elapsed = now - shared._last
+        if elapsed > 0:
+            tokens = shared._tokens + elapsed * shared._per_second
+            shared._tokens = tokens if tokens < shared._burst else shared._burst
+            shared._last = now
+        missing = (1.0 + shared.headroom if now < state.share_until else 1.0) - shared._tokens
+        shared_wait = 0.0 if missing <= _EPSILON else missing / shared._per_second
         wait = own_wait if own_wait >= shared_wait else shared_wait
         served = now + wait
         bucket._take_refilled(now, served)
