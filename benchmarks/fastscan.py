@@ -6,7 +6,7 @@ Prints process CPU time (``time.process_time``, best of ``--repeat``) per chunk 
 - ``scan``: :meth:`ChunkDecoder.read_chunks` over reads of ``--batch`` DATA chunks each (the
   receiver's decoder pass: every chunk checked, its ``DataReceived`` built), for the full
   format with 100 B and 1 KB messages, the bare format, messages of varying sizes, and
-  ordered messages on four streams mixed with unordered ones;
+  ordered messages on four streams mixed with unordered ones; and reads of one chunk;
 - ``ack build``: :func:`ack_chunks` for a run of ``--batch`` ACKs, with and without TSNs;
 - ``ack scan``: :meth:`ChunkDecoder.read_chunks` over a read of ``--batch`` ACKs of as many
   DATA chunks outstanding (the sender recognising them as one run);
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     out = sys.stdout
     full, bare = DataFormat(), DataFormat(False, False, False)
 
-    def scan(init: bytes, reads: list[bytes]) -> Callable[[], int]:
+    def scan(init: bytes, reads: list[bytes], per_read: int = batch) -> Callable[[], int]:
         def run() -> int:
             decoder = ChunkDecoder()
             items: list[object] = []
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                 decoder.receive_data(read)
                 items.clear()
                 decoder.read_chunks(items.append, DataReceived)
-            assert len(items) == batch
-            return batch * len(reads)
+            assert len(items) == per_read
+            return per_read * len(reads)
 
         return run
 
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
         ("scan bare DATA 100 B", scan(*_reads(bare, batch, rounds, [100]))),
         ("scan full DATA 90-110 B", scan(*_reads(full, batch, rounds, list(range(90, 111))))),
         ("scan full DATA 100 B, 4 streams + U", scan(*_reads(full, batch, rounds, [100], 4))),
+        ("scan full DATA 100 B, 1 per read", scan(*_reads(full, 1, rounds * 20, [100]), 1)),
+        ("scan full DATA 1 KB, 1 per read", scan(*_reads(full, 1, rounds * 20, [1000]), 1)),
     ]
     for with_tsn in (True, False):
         name = "with" if with_tsn else "without"

@@ -71,6 +71,9 @@ def read_all(
             seen = len(items)
             decoder.read_chunks(items.append, Record, outstanding, outstanding_tsn)
             for item in items[seen:]:
+                if type(item) is Record:
+                    # bytes, not a bytearray of the decoder's buffer (it compares equal)
+                    assert type(item.user_data) is bytes
                 if type(item) is AckRun:
                     step = int(item)
                 elif isinstance(item, int) and outstanding and item in (-1, outstanding_tsn):
