@@ -90,8 +90,8 @@ def read_all(
 @st.composite
 def runs(draw: st.DrawFn) -> tuple[bytes, Start]:
     """An INIT, then runs of DATA chunks of one length each (ACKs and HEARTBEATs between
-    some), numbered from a drawn start, with now and then a number off or a length that
-    differs inside a run."""
+    some), numbered from a drawn start, with now and then a number off, a length that
+    differs or another chunk type inside a run."""
     fmt = draw(formats)
     start = Start(draw(tsn_starts), {})
     for stream in range(3):
@@ -108,7 +108,7 @@ def runs(draw: st.DrawFn) -> tuple[bytes, Start]:
         # Other flag bits: reserved, ignored on receipt.
         extra = draw(st.sampled_from([0, 0, 0, 0x01, 0x08, 0xFB]))
         ppid = draw(st.integers(0, U32_MAX)) if fmt.has_ppid else None
-        fault = draw(st.sampled_from([None, None, None, "tsn", "ssn", "length"]))
+        fault = draw(st.sampled_from([None, None, None, "tsn", "ssn", "length", "type"]))
         where = draw(st.integers(0, count - 1))
         first_stream = draw(st.integers(0, 2))
         for index in range(count):
@@ -121,7 +121,7 @@ def runs(draw: st.DrawFn) -> tuple[bytes, Start]:
                     chunk_tsn = (tsn + draw(st.sampled_from([1, -1, 1 << 16]))) & U32_MAX
                 elif fault == "ssn":
                     chunk_ssn = (ssn + draw(st.sampled_from([1, -1]))) & U16_MAX
-                else:
+                elif fault == "length":
                     user_data += b"x"
             encoded = bytearray(
                 Data(
@@ -134,6 +134,10 @@ def runs(draw: st.DrawFn) -> tuple[bytes, Start]:
                 ).encode()
             )
             encoded[1] |= extra
+            if fault == "type" and index == where:
+                # Another chunk of the run's length in its place (a HEARTBEAT, an ACK, a
+                # reserved type...): the run ends before it.
+                encoded[0] = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 255]))
             wire.append(bytes(encoded))
             tsn = (tsn + 1) & U32_MAX
             if not chunk_unordered:

@@ -66,6 +66,7 @@ _UNORDERED: Final = 0x04
 #: Padding after a chunk, indexed by its length modulo 4.
 PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 
+_CHUNK_HEADER = struct.Struct("!BBH")
 _ACK_WITH_TSN = struct.Struct("!BBHI")
 #: An ACK chunk without TSN: type 3, no flags, length 4. Every one is the same.
 ACK_WITHOUT_TSN: Final = b"\x03\x00\x00\x04"
@@ -185,7 +186,9 @@ class FastLayout:
 _RUN_STRUCTS_KEPT: Final = 64
 #: DATA chunks of one length in a row from which the scan decodes them in bulk; a shorter
 #: run takes the per-chunk loop.
-_BULK: Final = 4
+_BULK: Final = 12
+#: The most chunks the scan decodes one by one before it looks for a run again.
+_MAX_BACKOFF: Final = 64
 #: How many chunks ahead the scan first looks for a run of one length (then all of them).
 _LOOK_AHEAD: Final = 16
 #: b"\x00", b"\x01", ... b"\xff".
@@ -380,6 +383,7 @@ def scan_chunks(
     """
     end = len(buffer)
     unpack_data = layout.data.unpack_from
+    unpack_header = _CHUNK_HEADER.unpack_from
     header_length = layout.header_length
     has_tsn, has_stream, has_ppid = layout.has_tsn, layout.has_stream, layout.has_ppid
     stream_index = layout.stream_index
@@ -387,7 +391,8 @@ def scan_chunks(
     new = new_record
     padding = 0
     acknowledged = 0
-    previous = -1  # the length of the DATA chunk before, decoded alone
+    no_run_before = 0  # no run is looked for before this position
+    backoff = 1  # chunks until the next look, after one that found no run
     # A read decoded in place is bytes: a slice is the copy. A bytearray's slice would be
     # a second one; a memoryview's is not. (Made only then: a view costs 0.25 us.)
     view = None if type(buffer) is bytes else memoryview(buffer)
@@ -402,18 +407,31 @@ def scan_chunks(
                 length = words[2]
                 if not header_length <= length <= max_chunk_length or end - position < length:
                     break
-                if length == previous:
-                    # Two of one length in a row: maybe a run (messages of one size).
+                if position >= no_run_before:
+                    # Maybe a run of one length (messages of one size) starts here.
                     step = (length + 3) & -4
                     fit = (end - position - length) // step + 1  # how many would fit
                     run = 0
                     if fit >= _BULK:
-                        run = _same_length_chunks(
-                            buffer, position, step, length, min(fit, _LOOK_AHEAD)
-                        )
-                        if run == _LOOK_AHEAD < fit:
-                            run = _same_length_chunks(buffer, position, step, length, fit)
-                    if run >= _BULK:
+                        last = position + (_BULK - 1) * step  # where a run's last would be
+                        if (
+                            buffer[last] == _DATA
+                            and buffer[last + 3] == length & 0xFF
+                            and buffer[last + 2] == length >> 8
+                        ):
+                            run = _same_length_chunks(
+                                buffer, position, step, length, min(fit, _LOOK_AHEAD)
+                            )
+                            if run == _LOOK_AHEAD < fit:
+                                run = _same_length_chunks(buffer, position, step, length, fit)
+                    if run < _BULK:
+                        # Not here: the next look is after twice as many chunks as the
+                        # last (DATA of varied lengths, or between other chunks, costs
+                        # next to nothing).
+                        no_run_before = position + backoff * step
+                        if backoff < _MAX_BACKOFF:
+                            backoff *= 2
+                    else:
                         taken = _data_run(
                             buffer,
                             position,
@@ -438,8 +456,8 @@ def scan_chunks(
                                 position = end
                                 break
                             position += pad
+                        backoff = 1
                         continue
-                previous = length
                 tsn = next_tsn
                 flags = words[1]
                 sid = words[stream_index] if has_stream else 0
@@ -468,7 +486,7 @@ def scan_chunks(
                 )
                 next_tsn = (tsn + 1) & _U32_MAX
             elif chunk_type == _ACK:
-                length = buffer[position + 2] << 8 | buffer[position + 3]
+                length = unpack_header(buffer, position)[2]
                 if length not in (4, 8):
                     break
                 limit = min(outstanding - acknowledged, (end - position) // length)
