@@ -83,6 +83,7 @@ from twisted_rserpool.wire.tcpmapping import (
     Heartbeat,
     HeartbeatAck,
     Init,
+    check_data_words,
 )
 
 __all__ = [
@@ -916,16 +917,7 @@ class MappingConnection:
     def _check_words(packing: _DataPacking, ppid: int, stream_identifier: int) -> None:
         """Refuse a PPID or stream the format omits or that is out of range (the checks
         of the codec's encoder)."""
-        if ppid and not packing.has_ppid:
-            raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
-        if not 0 <= ppid <= _U32_MAX:
-            raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
-        if stream_identifier and not packing.has_stream:
-            raise ValueError(
-                f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
-            )
-        if not 0 <= stream_identifier <= _U16_MAX:
-            raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
+        check_data_words(ppid, stream_identifier, packing.has_ppid, packing.has_stream)
 
     def _advance_stream(self, stream_identifier: int, count: int) -> int:
         """The next stream sequence number of a stream other than 0, advanced by ``count``."""

@@ -49,6 +49,7 @@ __all__ = [
     "Heartbeat",
     "HeartbeatAck",
     "Init",
+    "check_data_words",
     "decode_chunk",
 ]
 
@@ -802,6 +803,21 @@ class ChunkDecoder:
         self._next_ssn[chunk.stream_identifier] = (ssn + 1) & _U16_MAX
 
 
+def check_data_words(ppid: int, stream_identifier: int, has_ppid: bool, has_stream: bool) -> None:
+    """Refuse (``ValueError``) a PPID or stream identifier that is out of range, or that the
+    data format the peer's INIT chose omits (``has_ppid``, ``has_stream``)."""
+    if ppid and not has_ppid:
+        raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
+    if not 0 <= ppid <= _U32_MAX:
+        raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
+    if stream_identifier and not has_stream:
+        raise ValueError(
+            f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
+        )
+    if not 0 <= stream_identifier <= _U16_MAX:
+        raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
+
+
 class ChunkEncoder:
     """Encoder of the chunks one side sends on one TCP connection.
 
@@ -877,16 +893,7 @@ class ChunkEncoder:
         """
         if not self._init_sent:
             raise RuntimeError("INIT must be sent before any DATA chunk")
-        if ppid and not self._has_ppid:
-            raise ValueError(f"PPID {ppid} cannot be sent: the INIT omitted PPIDs")
-        if not 0 <= ppid <= _U32_MAX:
-            raise ValueError(f"ppid {ppid} is outside 0..{_U32_MAX}")
-        if stream_identifier and not self._has_stream:
-            raise ValueError(
-                f"stream {stream_identifier} cannot be used: the INIT omitted stream numbers"
-            )
-        if not 0 <= stream_identifier <= _U16_MAX:
-            raise ValueError(f"stream_identifier {stream_identifier} is outside 0..{_U16_MAX}")
+        check_data_words(ppid, stream_identifier, self._has_ppid, self._has_stream)
         length = self._header_length + len(user_data)
         if length > MAX_CHUNK_LENGTH:
             raise ValueError(f"DATA chunk of {length} bytes exceeds {MAX_CHUNK_LENGTH}")
