@@ -6,12 +6,13 @@ and the message classes that Python code may subclass (``Message``,
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from ipaddress import IPv4Address
 from types import ModuleType
 
 import pytest
 
+from twisted_rserpool.enrp.resolution import _CachedAnswer as CachedAnswer
 from twisted_rserpool.wire import asap, enrp, parameters, tcpmapping
 from twisted_rserpool.wire.message import Message
 from twisted_rserpool.wire.parameters import (
@@ -58,25 +59,6 @@ def test_every_class_has_its_type_code() -> None:
     chunks = (tcpmapping.Data, tcpmapping.Init, tcpmapping.Ack)
     assert [cls.TYPE for cls in chunks] == [0, 1, 3]
     assert [tcpmapping.Heartbeat.TYPE, tcpmapping.HeartbeatAck.TYPE] == [4, 5]
-
-
-@dataclass(frozen=True, slots=True)
-class CachedAnswer(asap.HandleResolutionResponse):
-    """As enrp.resolution's cached answer: a body encoded beforehand, and the message's
-    bytes kept once encoded."""
-
-    parameters: bytes = field(default=b"", compare=False, repr=False, kw_only=True)
-    _wire: bytes | None = field(default=None, init=False, compare=False, repr=False)
-
-    def _body(self) -> bytes:
-        return self.parameters
-
-    def encode(self) -> bytes:
-        wire = self._wire
-        if wire is None:
-            wire = asap.HandleResolutionResponse.encode(self)
-            object.__setattr__(self, "_wire", wire)
-        return wire
 
 
 @dataclass(frozen=True, slots=True)
